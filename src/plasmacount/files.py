@@ -1,0 +1,93 @@
+"""Output files that appear whole or not at all, and the archive container of plasmacount's own files.
+
+Every output is first written to a hidden temporary file beside its destination and renamed
+into place only when complete, so a failure never leaves a partial file behind.
+
+plasmacount's own data files (counts, bin annotations) are ZIP archives of NumPy `.npy` arrays
+plus a `metadata.json` member: readable with `numpy.load(path)` and any JSON parser, no pickle.
+The archive is written with fixed timestamps and member order so that the same content gives
+the same bytes.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import IO, Any, Iterator, Mapping
+
+import numpy as np
+
+from plasmacount.errors import DataError
+
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; rename it to `path` only if the block succeeds."""
+    destination = Path(path)
+    directory = destination.parent if str(destination.parent) else Path(".")
+    if not directory.is_dir():
+        raise DataError(f"{destination}: output folder {directory} does not exist; create it first")
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, mode) as stream:
+            yield stream
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_archive(path: str | os.PathLike, metadata: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write `metadata` and `arrays` as a deterministic archive at `path`, atomically."""
+    with atomic_output(path, "wb") as stream:
+        with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+            info = zipfile.ZipInfo("metadata.json", date_time=_FIXED_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            text = json.dumps(metadata, indent=1, sort_keys=True) + "\n"
+            archive.writestr(info, text.encode())
+            for name in sorted(arrays):
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, buffer.getvalue())
+
+
+def read_archive(path: str | os.PathLike, expected_format: str, supported_major: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read an archive written by `write_archive`, checking its format name and major version."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found; check the path")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            metadata = json.loads(archive.read("metadata.json"))
+            arrays = {}
+            for name in archive.namelist():
+                if name.endswith(".npy"):
+                    with archive.open(name) as member:
+                        arrays[name[:-4]] = np.lib.format.read_array(io.BytesIO(member.read()), allow_pickle=False)
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError) as error:
+        raise DataError(
+            f"{path}: not a readable plasmacount {expected_format} file ({error}); recreate it with plasmacount"
+        ) from error
+    if metadata.get("format") != expected_format:
+        raise DataError(
+            f"{path}: this is a {metadata.get('format', 'unknown')!r} file, not a {expected_format!r} file"
+        )
+    major = int(str(metadata.get("format_version", "0")).split(".")[0])
+    if major != supported_major:
+        raise DataError(
+            f"{path}: {expected_format} format version {metadata.get('format_version')} is not supported "
+            f"(this plasmacount reads version {supported_major}.x); recreate the file"
+        )
+    return metadata, arrays
