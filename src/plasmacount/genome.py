@@ -27,6 +27,35 @@ HG38_LENGTHS: dict[str, int] = {
     "chr20": 64444167, "chr21": 46709983, "chr22": 50818468, "chrX": 156040895, "chrY": 57227415,
 }
 EBV_LENGTH = 171823  # NC_007605, named chrEBV in the GRCh38 analysis set
+MITOCHONDRION_LENGTH = 16569
+
+# Approximate GRCh38 centromere midpoints (bp), for chromosome arms and the simulator.
+HG38_CENTROMERES: dict[str, int] = {
+    "chr1": 123_400_000, "chr2": 93_900_000, "chr3": 90_900_000, "chr4": 50_000_000, "chr5": 48_800_000,
+    "chr6": 59_800_000, "chr7": 60_100_000, "chr8": 45_200_000, "chr9": 43_000_000, "chr10": 39_800_000,
+    "chr11": 53_400_000, "chr12": 35_500_000, "chr13": 17_700_000, "chr14": 17_200_000, "chr15": 19_000_000,
+    "chr16": 36_800_000, "chr17": 25_100_000, "chr18": 18_500_000, "chr19": 26_200_000, "chr20": 28_100_000,
+    "chr21": 12_000_000, "chr22": 15_000_000, "chrX": 60_600_000, "chrY": 10_400_000,
+}
+ACROCENTRIC = ("chr13", "chr14", "chr15", "chr21", "chr22")
+
+# Approximate mean GC fraction of each chromosome in GRCh38; GC-rich chr19/17/22/16 and GC-poor
+# chr4/13/5/18/X are what makes GC bias move chromosome fractions between samples.
+HG38_MEAN_GC: dict[str, float] = {
+    "chr1": 0.417, "chr2": 0.402, "chr3": 0.397, "chr4": 0.382, "chr5": 0.395, "chr6": 0.396,
+    "chr7": 0.407, "chr8": 0.401, "chr9": 0.413, "chr10": 0.416, "chr11": 0.416, "chr12": 0.408,
+    "chr13": 0.385, "chr14": 0.409, "chr15": 0.422, "chr16": 0.448, "chr17": 0.455, "chr18": 0.398,
+    "chr19": 0.483, "chr20": 0.441, "chr21": 0.409, "chr22": 0.480, "chrX": 0.395, "chrY": 0.400,
+}
+
+# Microdeletion/duplication syndrome regions (approximate GRCh38 spans, bp).
+SYNDROME_REGIONS: dict[str, tuple[str, int, int]] = {
+    "1p36 deletion": ("chr1", 0, 5_000_000),
+    "Wolf-Hirschhorn (4p16.3)": ("chr4", 0, 4_000_000),
+    "Cri-du-chat (5p15)": ("chr5", 0, 12_000_000),
+    "Prader-Willi/Angelman (15q11-q13)": ("chr15", 22_800_000, 28_500_000),
+    "DiGeorge (22q11.2)": ("chr22", 18_900_000, 21_500_000),
+}
 
 # chr1 length identifies the common builds.
 _BUILD_BY_CHR1_LENGTH = {248956422: "GRCh38", 249250621: "GRCh37", 248387328: "T2T-CHM13"}
@@ -47,11 +76,15 @@ def is_binned_chromosome(name: str) -> bool:
     return bool(_BINNED_NAME.match(name))
 
 
-def guess_build(contigs: dict[str, int]) -> str:
-    """Name the build from chr1's length, or 'unknown'."""
+def guess_build(contigs: dict[str, int], bin_size: int | None = None) -> str:
+    """Name the build from chr1's length (or, with `bin_size`, from chr1's number of bins)."""
     for name, length in contigs.items():
         if name_key(name) == "1":
-            return _BUILD_BY_CHR1_LENGTH.get(length, "unknown")
+            if bin_size is None:
+                return _BUILD_BY_CHR1_LENGTH.get(length, "unknown")
+            for known, build in _BUILD_BY_CHR1_LENGTH.items():
+                if -(-known // bin_size) == -(-length // bin_size):
+                    return build
     return "unknown"
 
 
@@ -128,7 +161,9 @@ class Layout:
 
     @property
     def build(self) -> str:
-        return guess_build({c.name: c.length for c in self.contigs if c.length_exact})
+        if all(c.length_exact for c in self.contigs):
+            return guess_build({c.name: c.length for c in self.contigs})
+        return guess_build({c.name: c.length for c in self.contigs}, self.bin_size)
 
 
 def check_compatible(layout: Layout, contigs: Sequence[tuple[str, int]], what: str, against: str) -> None:
@@ -151,8 +186,8 @@ def check_compatible(layout: Layout, contigs: Sequence[tuple[str, int]], what: s
         n_bins = -(-length // layout.bin_size)
         if (contig.length_exact and contig.length != length) or n_bins != contig.n_bins:
             build_here = guess_build({n: l for n, l in contigs})
-            build_there = layout.build
+            expected = f"{contig.length:,} bp" if contig.length_exact else f"{contig.n_bins:,} bins of {layout.bin_size:,} bp"
             raise DataError(
-                f"{what}: contig {name} is {length:,} bp but {against} expects {contig.length:,} bp "
-                f"({build_here} vs {build_there}): genome builds differ; use an annotation of the same build"
+                f"{what}: contig {name} is {length:,} bp ({n_bins:,} bins) but {against} expects {expected} "
+                f"({build_here} vs {layout.build}): genome builds differ; use bins of the same build"
             )

@@ -1,0 +1,103 @@
+"""The `plasmacount` command line: one module per subcommand, each a thin layer over the library.
+
+Each subcommand module has a docstring (its first line is the help summary), an
+`add_arguments(parser)` function and a `run(args)` function. This module dispatches, sets up
+logging (--quiet, --debug) and turns the library's errors into one-line messages with exit
+code 1 (bad data) or 2 (bad usage); --debug shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from plasmacount import __version__
+from plasmacount.errors import PlasmacountError
+
+SUBCOMMANDS = ("bins", "count")
+
+logger = logging.getLogger("plasmacount")
+
+
+class _Formatter(logging.Formatter):
+    """Plain messages for INFO; 'WARNING:'/'ERROR:' prefixes kept for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno == logging.INFO else f"{record.levelname}: {message}"
+
+
+def _summary(name: str) -> str:
+    """First docstring line of a subcommand module, read without importing it (fast --help)."""
+    source = Path(__file__).with_name(f"{name}.py").read_text()
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    return docstring.splitlines()[0] if docstring else ""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors: exit code 2, one line
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="plasmacount", description=__doc__.splitlines()[0] if False else
+                             "Molecular counting of plasma cell-free DNA from low-pass sequencing.")
+    parser.add_argument("--version", action="version", version=f"plasmacount {__version__}")
+    parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
+    parser.add_argument("--debug", action="store_true", help="print debug messages and tracebacks")
+    subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    for name in SUBCOMMANDS:
+        summary = _summary(name)
+        subparsers.add_parser(name, help=summary, description=summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # Parse once to find the subcommand, then import only that module and let it add its options.
+    known, _ = parser.parse_known_args(argv)
+    if known.subcommand is None:
+        parser.print_help(sys.stderr)
+        sys.exit(2)
+    module = importlib.import_module(f"plasmacount.cli.{known.subcommand}")
+    subparsers_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    subparser = subparsers_action.choices[known.subcommand]
+    subparser.__class__ = _ArgumentParser
+    module.add_arguments(subparser)
+    args = parser.parse_args(argv)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO)
+    logger.propagate = False
+    try:
+        module.run(args)
+    except PlasmacountError as error:
+        if args.debug:
+            raise
+        logger.error("%s", error)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        logger.error("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except MemoryError:
+        if args.debug:
+            raise
+        logger.error("out of memory; use a larger bin size or fewer threads")
+        sys.exit(1)
+    except OSError as error:
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        logger.error("%s%s", where, error.strerror or error)
+        sys.exit(1)

@@ -1,0 +1,98 @@
+"""Count cfDNA fragments per genomic bin from a BAM/CRAM (or import counts from a WIG/TSV)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from plasmacount.errors import UsageError
+
+logger = logging.getLogger("plasmacount")
+
+
+def _range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH in bp, e.g. 100-150, not {text!r}") from None
+    return low, high
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN", help="coordinate-sorted, indexed BAM or CRAM; or counts as readCounter WIG or TSV (chrom start end count)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="counts file to write (plasmacount counts format, .npz)")
+    parser.add_argument("--tsv", metavar="PATH", help="also write a per-bin table: chrom start end count (short long for paired-end)")
+    bins = parser.add_mutually_exclusive_group()
+    bins.add_argument("--bin-size", type=int, default=None, metavar="N", help="bin size in bp laid over the header's chromosomes (default 100000)")
+    bins.add_argument("--bins", metavar="ANNOTATION", help="bins of an annotation made by `plasmacount bins`")
+    parser.add_argument("--reference", metavar="FASTA", help="reference FASTA for CRAM input")
+    parser.add_argument("--sample", help="sample name (default: SM of the read group, else the file name)")
+    parser.add_argument("--min-mapq", type=int, default=20, metavar="Q", help="skip reads with mapping quality below Q (default 20)")
+    parser.add_argument("--keep-duplicates", action="store_true", help="count duplicate-flagged reads (default: skip them)")
+    parser.add_argument("--keep-qc-fail", action="store_true", help="count QC-fail-flagged reads (default: skip them)")
+    parser.add_argument("--remove-unmarked-duplicates", action="store_true", help="skip fragments with the same position, strand (and length) as one already counted")
+    parser.add_argument("--short-range", type=_range, default=(100, 150), metavar="LOW-HIGH", help="short fragment lengths counted per bin (default 100-150)")
+    parser.add_argument("--long-range", type=_range, default=(151, 220), metavar="LOW-HIGH", help="long fragment lengths counted per bin (default 151-220)")
+    parser.add_argument("--threads", type=int, default=2, metavar="N", help="decompression threads (default 2)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from plasmacount.alignments import CountOptions, alignment_kind, count_alignments
+    from plasmacount.bins import BinAnnotation
+    from plasmacount.counts import load_counts
+
+    source = Path(args.input)
+    if not source.exists():
+        from plasmacount.errors import DataError
+
+        raise DataError(f"{source}: file not found; check the path")
+    annotation = BinAnnotation.load(args.bins) if args.bins else None
+    with open(source, "rb") as stream:
+        head = stream.read(4)
+    is_alignment = head == b"CRAM" or (head[:2] == b"\x1f\x8b" and source.suffix.lower() in (".bam", ".cram", ""))
+    if head[:2] == b"\x1f\x8b" and not is_alignment:
+        is_alignment = _is_bgzf_bam(source)
+    if is_alignment:
+        alignment_kind(source)
+        options = CountOptions(
+            min_mapq=args.min_mapq,
+            skip_duplicates=not args.keep_duplicates,
+            skip_qc_fail=not args.keep_qc_fail,
+            remove_unmarked_duplicates=args.remove_unmarked_duplicates,
+            short_range=args.short_range,
+            long_range=args.long_range,
+            threads=args.threads,
+        )
+        counts = count_alignments(source, bin_size=args.bin_size or 100_000, annotation=annotation,
+                                  annotation_path=args.bins, options=options, reference=args.reference, sample=args.sample)
+    else:
+        counts = load_counts(source)
+        if args.sample:
+            counts.sample = args.sample
+        if args.bin_size and args.bin_size != counts.bin_size:
+            raise UsageError(f"{source} holds {counts.bin_size:,} bp bins; --bin-size {args.bin_size:,} cannot re-bin imported counts")
+        if annotation is not None:
+            from plasmacount.genome import check_compatible
+
+            check_compatible(annotation.layout, [(c.name, c.length) for c in counts.layout.contigs], str(source), args.bins)
+            if annotation.bin_size != counts.bin_size:
+                raise UsageError(f"{source} holds {counts.bin_size:,} bp bins but {args.bins} has {annotation.bin_size:,} bp bins")
+    counts.save(args.output)
+    if args.tsv:
+        counts.write_tsv(args.tsv)
+    qc = counts.qc
+    logger.info("%s: %s fragments counted in %s bins of %s bp%s", counts.sample, f"{int(counts.counts.sum()):,}",
+                f"{counts.layout.n_bins:,}", f"{counts.bin_size:,}", " (paired-end)" if counts.paired else "")
+    if qc.get("total"):
+        logger.info("reads: %s total, %s mapped, %s duplicates, %s below MAPQ %d", f"{qc['total']:,}", f"{qc['mapped']:,}",
+                    f"{qc['duplicates']:,}", f"{qc['low_mapq']:,}", args.min_mapq)
+
+
+def _is_bgzf_bam(path: Path) -> bool:
+    import gzip
+
+    try:
+        with gzip.open(path, "rb") as stream:
+            return stream.read(4) == b"BAM\x01"
+    except OSError:
+        return False

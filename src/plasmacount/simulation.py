@@ -1,0 +1,868 @@
+"""Simulated plasma DNA sequencing with known answers: the truth every statistic is checked against.
+
+A sample is drawn in three steps (see `docs/simulation.md` for the model and its defaults):
+1. **Design** (`design_cohort`): who the sample is. A pregnancy (fetal fraction, fetal sex,
+   trisomies, sex-chromosome aneuploidies, fetal and maternal CNVs, confined placental
+   mosaicism, maternal mosaic X loss), a cancer patient (tumour fraction, ploidy, arm-level and
+   focal copy-number changes, subclonal events), a healthy donor, or an EBV-screening
+   participant (none / carrier / nasopharyngeal carcinoma); plus its depth and the technical
+   effects of its run (GC bias curve, overdispersion, batch, duplicates).
+2. **Expected counts** (`expected_counts`): per bin,
+   `mu = N * stickiness * mappable * gc_bias(gc) * batch * dosage / normaliser`, where dosage
+   mixes the copy numbers of every cell population by its fraction.
+3. **Observation**: counts drawn gamma-Poisson (variance = dispersion x mean) with short/long
+   fragments split by the bin's fetal or tumour share (`simulate_counts`), or individual reads
+   with positions, lengths, flags, MAPQ and sequences (`simulate_reads`).
+Every random draw comes from generators seeded by (seed, sample index), so output is the same
+for the same seed whatever the order or the number of samples written.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from plasmacount import __version__
+from plasmacount.bins import BinAnnotation
+from plasmacount.counts import DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAULT_SHORT_RANGE, SampleCounts
+from plasmacount.errors import UsageError
+from plasmacount.files import atomic_output
+from plasmacount.genome import (
+    EBV_LENGTH, HG38_CENTROMERES, HG38_LENGTHS, HG38_MEAN_GC, MITOCHONDRION_LENGTH, SYNDROME_REGIONS, Layout, name_key,
+)
+from plasmacount.synthetic_genome import EBV_W_REPEAT_COPIES, EBV_W_REPEAT_START, EBV_W_REPEAT_UNIT, SyntheticGenome, isochore_gc
+
+COHORTS = ("nipt", "euploid", "cancer", "healthy", "ebv")
+AUTOSOMES = [f"chr{i}" for i in range(1, 23)]
+RARE_TRISOMIES = ("chr7", "chr16", "chr22", "chr15", "chr2", "chr3", "chr8", "chr9", "chr14", "chr20")
+CANCER_EVENTS = (
+    ("1q gain", "chr1", "q", 3), ("8q gain", "chr8", "q", 3), ("3p loss", "chr3", "p", 1), ("16q loss", "chr16", "q", 1),
+    ("17p loss", "chr17", "p", 1), ("13q loss", "chr13", "q", 1), ("20q gain", "chr20", "q", 3), ("5p gain", "chr5", "p", 3),
+    ("4 loss", "chr4", "whole", 1), ("7 gain", "chr7", "whole", 3), ("18q loss", "chr18", "q", 1), ("6p gain", "chr6", "p", 3),
+)
+FOCAL_AMPLIFICATIONS = (("11q13 amplification", "chr11", 69_000_000, 70_500_000), ("8q24 MYC amplification", "chr8", 126_500_000, 128_500_000),
+                        ("17q12 ERBB2 amplification", "chr17", 39_500_000, 40_000_000))
+
+
+# ----------------------------------------------------------------------------- fragment sizes
+
+def _peak(lengths: np.ndarray, centre: float, width: float) -> np.ndarray:
+    return np.exp(-0.5 * ((lengths - centre) / width) ** 2)
+
+
+def fragment_length_distribution(kind: str, longest: int = DEFAULT_LONGEST_LENGTH) -> np.ndarray:
+    """Probability of each fragment length 0..longest (bp) for a source of cfDNA.
+
+    maternal: haematopoietic cfDNA, mode ~167 bp, 10 bp ripple below 150 bp, dinucleosomes,
+    and a tail of long molecules; fetal: placental, mode ~145 bp, more short fragments;
+    tumour: enriched at 90-150 bp; ebv_carrier: short viral DNA (80-110 bp);
+    ebv_tumour: nucleosome-protected viral DNA from NPC, like maternal DNA.
+    """
+    x = np.arange(longest + 1, dtype=float)
+    ripple = sum(_peak(x, 167 - 10.4 * k, 2.5) * 0.35 * 0.8**k for k in range(1, 7))
+    tail = np.where(x > 250, np.exp(-(np.log(np.maximum(x, 1)) - np.log(700)) ** 2 / (2 * 0.7**2)), 0.0)
+    if kind in ("maternal", "ebv_tumour"):
+        density = _peak(x, 167, 10) + 0.25 * _peak(x, 150, 24) + ripple * 0.3 + 0.045 * _peak(x, 335, 30) + 0.0008 * tail
+    elif kind == "fetal":
+        density = _peak(x, 145, 11) + 0.55 * _peak(x, 125, 22) + 0.5 * _peak(x, 166, 10) + ripple * 0.5 + 0.02 * _peak(x, 320, 30) + 0.0004 * tail
+    elif kind == "tumour":
+        density = _peak(x, 146, 12) + 0.6 * _peak(x, 115, 22) + 0.4 * _peak(x, 166, 10) + ripple * 0.5 + 0.02 * _peak(x, 320, 30) + 0.0004 * tail
+    elif kind == "ebv_carrier":
+        density = _peak(x, 96, 16) + 0.35 * _peak(x, 140, 25) + 0.1 * _peak(x, 167, 10)
+    elif kind == "mitochondrial":
+        density = _peak(x, 70, 25) + 0.3 * _peak(x, 130, 40)
+    else:
+        raise ValueError(f"unknown fragment source {kind!r}")
+    density[:30] = 0.0
+    return density / density.sum()
+
+
+# ----------------------------------------------------------------------------- sample design
+
+@dataclass
+class SampleDesign:
+    """The truth of one simulated sample (written beside the data)."""
+
+    sample: str
+    cohort: str
+    reads: int
+    paired: bool
+    read_length: int
+    sex: str  # the donor's sex: female for pregnancies
+    fetal_fraction: float | None = None
+    fetal_sex: str | None = None
+    fetal_karyotype: str | None = None
+    findings: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    maternal_x_mosaic_loss: float = 0.0
+    tumor_fraction: float | None = None
+    tumor_ploidy: float | None = None
+    ebv_status: str = "negative"
+    ebv_fragments_expected: float = 0.0
+    gc_slope: float = 0.0
+    gc_curvature: float = 0.0
+    dispersion: float = 1.2
+    batch: int = 0
+    batch_scores: list[float] = field(default_factory=list)
+    duplicate_rate: float = 0.05
+    unmapped_rate: float = 0.01
+    chrY_background: float = 0.0005
+    mitochondrial_rate: float = 0.0005
+
+
+def _fetal_fraction(rng: np.random.Generator, median: float) -> float:
+    return float(np.clip(rng.lognormal(math.log(median), 0.45), 0.02, 0.35))
+
+
+def _scaled_region(chrom: str, start: int, end: int, scale: float) -> tuple[str, int, int]:
+    return chrom, int(start * scale), max(int(end * scale), int(start * scale) + 1)
+
+
+def design_cohort(
+    cohort: str,
+    n_samples: int,
+    reads: int,
+    seed: int = 1,
+    paired: bool = False,
+    read_length: int = 50,
+    scale: float = 1.0,
+    fetal_fraction_median: float = 0.10,
+    n_batches: int = 4,
+    prefix: str | None = None,
+) -> list[SampleDesign]:
+    """Designs of `n_samples` samples of a cohort (see COHORTS); `scale` shrinks coordinates."""
+    if cohort not in COHORTS:
+        raise UsageError(f"--cohort must be one of {', '.join(COHORTS)}, not {cohort!r}")
+    if n_samples < 1:
+        raise UsageError(f"--samples must be at least 1, not {n_samples}")
+    if reads < 1000:
+        raise UsageError(f"--reads must be at least 1000, not {reads}")
+    designs = []
+    for index in range(n_samples):
+        rng = np.random.default_rng([seed, index, 1])
+        name = f"{prefix or cohort}_{index + 1:04d}"
+        sample_reads = int(reads * rng.uniform(0.8, 1.2))
+        batch = index % n_batches
+        design = SampleDesign(
+            sample=name, cohort=cohort, reads=sample_reads, paired=paired, read_length=read_length, sex="female",
+            gc_slope=float(rng.normal(0.0, 0.6)), gc_curvature=float(rng.normal(-5.0, 3.0)),
+            dispersion=float(rng.uniform(1.1, 1.3)), batch=batch,
+            batch_scores=[float(x) for x in rng.normal(np.array([1.0, -1.0, 0.5])[:3] * (batch - (n_batches - 1) / 2) / n_batches, 0.3)],
+            duplicate_rate=float(rng.uniform(0.02, 0.15)), unmapped_rate=float(rng.uniform(0.005, 0.02)),
+            chrY_background=float(rng.uniform(0.0003, 0.001)), mitochondrial_rate=float(rng.uniform(0.0002, 0.002)),
+        )
+        if cohort in ("nipt", "euploid"):
+            _design_pregnancy(design, rng, cohort, fetal_fraction_median, scale)
+        elif cohort in ("cancer", "healthy"):
+            _design_cancer(design, rng, cohort, scale)
+        else:
+            _design_ebv(design, rng)
+        designs.append(design)
+    return designs
+
+
+def _design_pregnancy(design: SampleDesign, rng: np.random.Generator, cohort: str, ff_median: float, scale: float) -> None:
+    design.fetal_fraction = _fetal_fraction(rng, ff_median)
+    design.fetal_sex = "male" if rng.random() < 0.5 else "female"
+    sex_chromosomes = "XY" if design.fetal_sex == "male" else "XX"
+    design.fetal_karyotype = f"46,{sex_chromosomes}"
+    if cohort == "euploid":
+        return
+    u = rng.random()
+    if u < 0.06:
+        design.findings.append("T21")
+        design.fetal_karyotype = f"47,{sex_chromosomes},+21"
+        design.events.append({"type": "trisomy", "origin": "fetal", "chrom": "chr21", "fetal_cn": 3})
+    elif u < 0.10:
+        design.findings.append("T18")
+        design.fetal_karyotype = f"47,{sex_chromosomes},+18"
+        design.events.append({"type": "trisomy", "origin": "fetal", "chrom": "chr18", "fetal_cn": 3})
+    elif u < 0.13:
+        design.findings.append("T13")
+        design.fetal_karyotype = f"47,{sex_chromosomes},+13"
+        design.events.append({"type": "trisomy", "origin": "fetal", "chrom": "chr13", "fetal_cn": 3})
+    elif u < 0.15:
+        chrom = str(rng.choice(RARE_TRISOMIES))
+        design.findings.append(f"T{chrom[3:]}")
+        design.fetal_karyotype = f"47,{sex_chromosomes},+{chrom[3:]}"
+        design.events.append({"type": "trisomy", "origin": "fetal", "chrom": chrom, "fetal_cn": 3})
+    elif u < 0.20:
+        karyotype = str(rng.choice(["45,X", "47,XXX", "47,XXY", "47,XYY"]))
+        design.findings.append(karyotype)
+        design.fetal_karyotype = karyotype
+        design.fetal_sex = "male" if "Y" in karyotype else "female"
+    elif u < 0.25:
+        name = str(rng.choice(sorted(SYNDROME_REGIONS)))
+        chrom, start, end = _scaled_region(*SYNDROME_REGIONS[name], scale)
+        cn = 1 if rng.random() < 0.8 else 3
+        design.findings.append(f"{'del' if cn == 1 else 'dup'}:{chrom}:{start}-{end}:fetal")
+        design.events.append({"type": "cnv", "origin": "fetal", "chrom": chrom, "start": start, "end": end,
+                              "fetal_cn": cn, "maternal_cn": 2, "name": name})
+    elif u < 0.28:
+        chrom = str(rng.choice(AUTOSOMES))
+        length = int(rng.uniform(1e6, 8e6) * scale)
+        start = int(rng.uniform(0.1, 0.7) * HG38_LENGTHS[chrom] * scale)
+        cn = 1 if rng.random() < 0.5 else 3
+        inherited = rng.random() < 0.5
+        design.findings.append(f"{'del' if cn == 1 else 'dup'}:{chrom}:{start}-{start + length}:maternal")
+        design.events.append({"type": "cnv", "origin": "maternal", "chrom": chrom, "start": start, "end": start + length,
+                              "fetal_cn": cn if inherited else 2, "maternal_cn": cn, "name": None})
+    elif u < 0.29:
+        chrom = str(rng.choice(["chr16", "chr2", "chr7", "chr13", "chr18", "chr21"]))
+        level = float(rng.uniform(0.3, 1.0))
+        design.findings.append(f"CPM:+{chrom[3:]}")
+        design.events.append({"type": "confined_placental_mosaicism", "origin": "placental", "chrom": chrom,
+                              "fetal_cn": 2 + level, "mosaic_level": level})
+    elif u < 0.30:
+        design.maternal_x_mosaic_loss = float(rng.uniform(0.1, 0.3))
+        design.findings.append("maternal_mosaic_X_loss")
+
+
+def _arm_region(chrom: str, arm: str, scale: float) -> tuple[int, int]:
+    centromere, length = HG38_CENTROMERES[chrom], HG38_LENGTHS[chrom]
+    start, end = {"p": (0, centromere), "q": (centromere, length), "whole": (0, length)}[arm]
+    return int(start * scale), int(end * scale)
+
+
+def _design_cancer(design: SampleDesign, rng: np.random.Generator, cohort: str, scale: float) -> None:
+    design.sex = "female" if rng.random() < 0.5 else "male"
+    design.tumor_fraction = 0.0
+    design.tumor_ploidy = 2.0
+    if cohort == "healthy" or rng.random() < 0.15:
+        design.findings.append("no tumour DNA")
+        return
+    design.tumor_fraction = float(rng.uniform(0.01, 0.30))
+    doubled = rng.random() < 0.25
+    base = 4 if doubled else 2
+    chosen = rng.choice(len(CANCER_EVENTS), size=int(rng.integers(3, 8)), replace=False)
+    for i in sorted(chosen):
+        name, chrom, arm, cn = CANCER_EVENTS[i]
+        start, end = _arm_region(chrom, arm, scale)
+        clonal = 1.0 if rng.random() < 0.8 else float(rng.uniform(0.3, 0.7))
+        tumour_cn = cn * base // 2 if cn > 2 else max(base - (2 - cn) * (base // 2), 0)
+        design.events.append({"type": "cnv", "origin": "tumour", "chrom": chrom, "start": start, "end": end,
+                              "tumour_cn": tumour_cn, "clonal_fraction": clonal, "name": name})
+    if rng.random() < 0.3:
+        name, chrom, start, end = FOCAL_AMPLIFICATIONS[int(rng.integers(len(FOCAL_AMPLIFICATIONS)))]
+        design.events.append({"type": "cnv", "origin": "tumour", "chrom": chrom, "start": int(start * scale),
+                              "end": max(int(end * scale), int(start * scale) + 1), "tumour_cn": int(rng.integers(6, 12)),
+                              "clonal_fraction": 1.0, "name": name})
+    design.findings = [e["name"] for e in design.events]
+    design.tumor_ploidy = float(base)  # refined to the genome-wide mean once the layout is known
+
+
+def _design_ebv(design: SampleDesign, rng: np.random.Generator) -> None:
+    design.sex = "male"
+    u = rng.random()
+    per_10m = design.reads / 1e7
+    if u < 0.10:
+        design.ebv_status = "npc"
+        design.ebv_fragments_expected = float(np.exp(rng.uniform(np.log(5), np.log(5000)))) * per_10m
+        design.findings.append("NPC")
+    elif u < 0.30:
+        design.ebv_status = "carrier"
+        design.ebv_fragments_expected = float(rng.uniform(1, 30)) * per_10m
+        design.findings.append("EBV carrier")
+
+
+# ----------------------------------------------------------------------------- genome model
+
+@dataclass
+class GenomeModel:
+    """Bins and their properties, plus the bin effects shared by every sample of a lab."""
+
+    layout: Layout
+    gc: np.ndarray
+    mappable: np.ndarray
+    stickiness: np.ndarray
+    batch_loadings: np.ndarray  # factors x bins
+    scale: float
+    other_contigs: list[tuple[str, int]]
+
+    @classmethod
+    def build(cls, layout: Layout, gc: np.ndarray, mappable: np.ndarray, scale: float, seed: int,
+              other_contigs: list[tuple[str, int]]) -> "GenomeModel":
+        rng = np.random.default_rng([seed, 0, 7])
+        stickiness = rng.lognormal(0.0, 0.05, layout.n_bins)
+        loadings = []
+        for _ in range(3):
+            walk = np.cumsum(rng.normal(0, 1, layout.n_bins))
+            window = max(5, layout.n_bins // 200)
+            smooth = np.convolve(walk - np.convolve(walk, np.ones(window * 10) / (window * 10), mode="same"), np.ones(window) / window, mode="same")
+            smooth = (smooth - smooth.mean()) / (smooth.std() or 1.0)
+            loadings.append(0.03 * smooth)
+        gc = np.where(np.isnan(gc), np.nanmean(gc), gc)
+        mappable = np.clip(np.where(np.isnan(mappable), 1.0, mappable), 0.0, 1.0)
+        return cls(layout, gc, mappable, stickiness, np.array(loadings), scale, other_contigs)
+
+    @classmethod
+    def from_annotation(cls, annotation: BinAnnotation, seed: int) -> "GenomeModel":
+        """Real bins (e.g. hg38 from an imported QDNAseq table): real GC, mappability, N gaps."""
+        mappable = annotation.mappability.copy()
+        mappable = np.where(np.isnan(mappable), 1.0, mappable) * (1.0 - np.nan_to_num(annotation.n_fraction, nan=1.0))
+        mappable[np.isnan(annotation.gc)] = 0.0
+        chrom = annotation.layout.contigs[0].name
+        prefix = "chr" if chrom.startswith("chr") else ""
+        others = [(f"{prefix}M" if prefix else "MT", MITOCHONDRION_LENGTH), ("chrEBV", EBV_LENGTH)]
+        scale = 1.0 if annotation.layout.build != "unknown" else _scale_of(annotation.layout)
+        return cls.build(annotation.layout, annotation.gc.copy(), mappable, scale, seed, others)
+
+    @classmethod
+    def from_synthetic(cls, genome: SyntheticGenome, seed: int) -> "GenomeModel":
+        annotation = genome.annotation()
+        mappable = annotation.mappability
+        others = [(n, l) for n, l in zip(genome.names, genome.lengths) if n not in HG38_LENGTHS]
+        return cls.build(annotation.layout, annotation.gc, mappable, genome.scale, seed, others)
+
+    @classmethod
+    def hg38_layout(cls, bin_size: int, seed: int) -> "GenomeModel":
+        """hg38 names and lengths with a synthetic GC landscape (no annotation given)."""
+        layout = Layout.from_lengths(HG38_LENGTHS.items(), bin_size)
+        rng = np.random.default_rng([seed, 0, 3])
+        gc = np.concatenate([isochore_gc(rng, c.n_bins, HG38_MEAN_GC[c.name], 400_000 / bin_size) for c in layout.contigs])
+        gc += rng.normal(0, 0.01, gc.size)
+        mappable = np.clip(rng.beta(20, 1.5, layout.n_bins), 0, 1)
+        for contig in layout.contigs:
+            centre = HG38_CENTROMERES[contig.name] // bin_size
+            gap = max(1, 3_000_000 // bin_size)
+            mappable[contig.first_bin + max(0, centre - gap // 2) : contig.first_bin + centre + gap // 2] = 0.0
+        return cls.build(layout, gc, mappable, 1.0, seed, [("chrM", MITOCHONDRION_LENGTH), ("chrEBV", EBV_LENGTH)])
+
+
+def _scale_of(layout: Layout) -> float:
+    try:
+        return layout.contig("chr1").length / HG38_LENGTHS["chr1"]
+    except KeyError:
+        return 1.0
+
+
+def copy_numbers(design: SampleDesign, model: GenomeModel) -> dict[str, np.ndarray]:
+    """Per bin copy number of each cell population whose DNA is in the sample."""
+    layout = model.layout
+    index, start, end = layout.bin_table()
+    names = layout.names
+    keys = np.array([name_key(n) for n in names])[index]
+    middle = (start + end) // 2
+
+    def bins_of(chrom: str, first: int | None = None, last: int | None = None) -> np.ndarray:
+        here = keys == name_key(chrom)
+        if first is not None:
+            here &= (end > first) & (start < last)
+        return here
+
+    def sex_chromosome_cn(sex_chromosomes: str) -> np.ndarray:
+        cn = np.full(layout.n_bins, 2.0)
+        cn[keys == "X"] = sex_chromosomes.count("X")
+        cn[keys == "Y"] = sex_chromosomes.count("Y")
+        return cn
+
+    populations = {}
+    if design.fetal_fraction is not None:
+        maternal = sex_chromosome_cn("XX")
+        maternal[keys == "X"] -= design.maternal_x_mosaic_loss
+        karyotype = design.fetal_karyotype or "46,XX"
+        fetal = sex_chromosome_cn(karyotype.split(",")[1] if karyotype.count(",") else "XX")
+        for event in design.events:
+            if event["type"] in ("trisomy", "confined_placental_mosaicism"):
+                fetal[bins_of(event["chrom"])] = event["fetal_cn"]
+            elif event["type"] == "cnv":
+                here = bins_of(event["chrom"], event["start"], event["end"])
+                fetal[here] = event["fetal_cn"]
+                maternal[here] = event["maternal_cn"]
+        populations["maternal"] = maternal
+        populations["fetal"] = fetal
+    else:
+        normal = sex_chromosome_cn("XY" if design.sex == "male" else "XX")
+        populations["normal"] = normal
+        if design.tumor_fraction:
+            tumour = normal * ((design.tumor_ploidy or 2.0) / 2.0)
+            subclonal = np.zeros(layout.n_bins)
+            for event in design.events:
+                here = bins_of(event["chrom"], event["start"], event["end"])
+                if event.get("clonal_fraction", 1.0) >= 1.0:
+                    tumour[here] = event["tumour_cn"]
+                else:
+                    tumour[here] = tumour[here] + event["clonal_fraction"] * (event["tumour_cn"] - tumour[here])
+                    subclonal[here] = 1
+            populations["tumour"] = tumour
+    _ = middle
+    return populations
+
+
+def population_fractions(design: SampleDesign) -> dict[str, float]:
+    if design.fetal_fraction is not None:
+        return {"maternal": 1.0 - design.fetal_fraction, "fetal": design.fetal_fraction}
+    tumour = design.tumor_fraction or 0.0
+    return {"normal": 1.0 - tumour, "tumour": tumour} if tumour else {"normal": 1.0}
+
+
+def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Expected counted fragments per bin, and each population's share of every bin's DNA."""
+    populations = copy_numbers(design, model)
+    fractions = population_fractions(design)
+    dna = {name: fractions[name] * cn for name, cn in populations.items()}
+    dosage = sum(dna.values()) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = {name: np.where(dosage > 0, amount / 2.0 / np.maximum(dosage, 1e-12), 0.0) for name, amount in dna.items()}
+    centred = model.gc - 0.41
+    gc_bias = np.exp(design.gc_slope * centred + design.gc_curvature * centred**2)
+    batch = np.exp(np.asarray(design.batch_scores[: len(model.batch_loadings)]) @ model.batch_loadings)
+    weight = model.stickiness * model.mappable * gc_bias * batch
+    mu = weight * dosage
+    # Female chrY background: reads of other chromosomes mis-mapped onto chrY.
+    keys = np.array([name_key(c.name) for c in model.layout.contigs])
+    index, _, _ = model.layout.bin_table()
+    on_y = keys[index] == "Y"
+    total = mu.sum()
+    if on_y.any():
+        background = design.chrY_background * total * weight[on_y] / max(weight[on_y].sum(), 1e-12)
+        mu[on_y] += background
+    mu *= design.reads / mu.sum()
+    return mu, shares
+
+
+def _gamma_poisson(rng: np.random.Generator, mu: np.ndarray, dispersion: float) -> np.ndarray:
+    """Counts with mean mu and variance dispersion x mu."""
+    if dispersion <= 1.0:
+        return rng.poisson(mu)
+    shape = np.maximum(mu, 1e-9) / (dispersion - 1.0)
+    return rng.poisson(rng.gamma(shape, mu / shape))
+
+
+def _source_of(population: str) -> str:
+    return {"maternal": "maternal", "normal": "maternal", "fetal": "fetal", "tumour": "tumour"}[population]
+
+
+def _tumour_ploidy(design: SampleDesign, model: GenomeModel) -> float:
+    populations = copy_numbers(design, model)
+    tumour = populations.get("tumour")
+    if tumour is None:
+        return 2.0
+    autosomal = np.array([name_key(c.name) not in ("X", "Y") for c in model.layout.contigs])[model.layout.bin_table()[0]]
+    weight = model.mappable * autosomal
+    return float((tumour * weight).sum() / weight.sum())
+
+
+# ----------------------------------------------------------------------------- count level
+
+def simulate_counts(design: SampleDesign, model: GenomeModel, seed: int, index: int) -> SampleCounts:
+    """Counts, fragment sizes and QC of one sample, drawn directly at the bin level."""
+    rng = np.random.default_rng([seed, index, 2])
+    mu, shares = expected_counts(design, model)
+    counts = _gamma_poisson(rng, mu, design.dispersion)
+    layout = model.layout
+    short = np.zeros(layout.n_bins, dtype=np.int64)
+    long_ = np.zeros(layout.n_bins, dtype=np.int64)
+    histogram = np.zeros(DEFAULT_LONGEST_LENGTH + 2, dtype=np.int64)
+    other_counts = np.zeros(len(model.other_contigs), dtype=np.int64)
+    other_hist = np.zeros((len(model.other_contigs), DEFAULT_LONGEST_LENGTH + 2), dtype=np.int64)
+    if design.paired:
+        distributions = {name: fragment_length_distribution(_source_of(name)) for name in shares}
+        p_short = sum(shares[n] * distributions[n][DEFAULT_SHORT_RANGE[0] : DEFAULT_SHORT_RANGE[1] + 1].sum() for n in shares)
+        p_long = sum(shares[n] * distributions[n][DEFAULT_LONG_RANGE[0] : DEFAULT_LONG_RANGE[1] + 1].sum() for n in shares)
+        short = rng.binomial(counts, np.clip(p_short, 0, 1))
+        long_ = rng.binomial(counts - short, np.clip(p_long / np.maximum(1 - p_short, 1e-12), 0, 1))
+        total = counts.sum()
+        mixture = sum((shares[n] * counts).sum() / max(total, 1) * distributions[n] for n in shares)
+        histogram[: DEFAULT_LONGEST_LENGTH + 1] = rng.multinomial(total, mixture / mixture.sum())
+    for row, (name, _length) in enumerate(model.other_contigs):
+        if name_key(name) == "EBV":
+            n = rng.poisson(design.ebv_fragments_expected) if design.ebv_fragments_expected else 0
+            source = "ebv_tumour" if design.ebv_status == "npc" else "ebv_carrier"
+        else:
+            n = rng.poisson(design.mitochondrial_rate * design.reads)
+            source = "mitochondrial"
+        other_counts[row] = n
+        if design.paired and n:
+            other_hist[row, : DEFAULT_LONGEST_LENGTH + 1] = rng.multinomial(n, fragment_length_distribution(source))
+    counted = int(counts.sum())
+    per_read = 2 if design.paired else 1
+    duplicates = int(round(design.duplicate_rate * counted))
+    low_mapq = int(round(counted * float(np.mean(1 - model.mappable)) / max(float(np.mean(model.mappable)), 1e-6)))
+    mapped = (counted + duplicates + low_mapq + int(other_counts.sum())) * per_read
+    unmapped = int(round(design.unmapped_rate * mapped))
+    qc = {
+        "total": mapped + unmapped, "unmapped": unmapped, "secondary": 0, "supplementary": 0, "mapped": mapped,
+        "qc_fail": 0, "duplicates": duplicates * per_read, "low_mapq": low_mapq * per_read,
+        "paired_reads": mapped if design.paired else 0, "improper_pairs": 0,
+        "second_mates": (counted + int(other_counts.sum())) if design.paired else 0, "unmarked_duplicates": 0,
+        "counted": counted, "counted_pairs": counted if design.paired else 0,
+        "counted_single": 0 if design.paired else counted, "outside_bins": 0,
+    }
+    per_contig = {c.name: int(counts[c.first_bin : c.first_bin + c.n_bins].sum()) for c in layout.contigs}
+    per_contig.update({name: int(n) for (name, _), n in zip(model.other_contigs, other_counts) if n})
+    return SampleCounts(
+        sample=design.sample, layout=layout, counts=counts, paired=design.paired, short=short, long=long_,
+        fragment_lengths=histogram, other_contigs=[{"name": n, "length": int(l)} for n, l in model.other_contigs],
+        other_counts=other_counts, other_fragment_lengths=other_hist, qc=qc, per_contig_counts=per_contig,
+        source={"path": None, "type": "simulated", "seed": seed},
+        filters={"min_mapq": 20, "skip_duplicates": True, "skip_qc_fail": True, "remove_unmarked_duplicates": False,
+                 "short_range": list(DEFAULT_SHORT_RANGE), "long_range": list(DEFAULT_LONG_RANGE), "longest_length": DEFAULT_LONGEST_LENGTH},
+    )
+
+
+# ----------------------------------------------------------------------------- read level
+
+_QUALITY_LEVELS = np.array([37, 25, 11, 2], dtype=np.uint8)  # NovaSeq binned qualities
+_QUALITY_WEIGHTS = np.array([0.90, 0.06, 0.03, 0.01])
+
+
+@dataclass
+class Fragments:
+    """Simulated molecules, sorted by contig index and start."""
+
+    contig: np.ndarray   # index into the genome's contig list
+    start: np.ndarray
+    length: np.ndarray
+    reverse: np.ndarray  # strand of the first read
+    duplicate: np.ndarray
+
+
+def simulate_fragments(design: SampleDesign, model: GenomeModel, genome: SyntheticGenome | None, contig_lengths: list[tuple[str, int]],
+                       seed: int, index: int) -> Fragments:
+    """Molecules of one sample: counts per bin as in `simulate_counts`, spread within bins."""
+    rng = np.random.default_rng([seed, index, 4])
+    mu, shares = expected_counts(design, model)
+    # Molecules exist in non-unique sequence too; the aligner gives them MAPQ 0 there.
+    mu = mu / np.maximum(model.mappable, 0.05) * (model.mappable > 0)
+    counts = _gamma_poisson(rng, mu, design.dispersion)
+    layout = model.layout
+    names = [n for n, _ in contig_lengths]
+    contig_index_of_bin = np.array([names.index(c.name) for c in layout.contigs])[layout.bin_table()[0]]
+    _, bin_start, bin_end = layout.bin_table()
+    n = int(counts.sum())
+    bin_of = np.repeat(np.arange(layout.n_bins), counts)
+    # Length by source: each molecule belongs to a population with the bin's share.
+    populations = list(shares)
+    lengths = np.empty(n, dtype=np.int64)
+    u = rng.random(n)
+    cumulative = np.cumsum(np.stack([shares[p][bin_of] for p in populations]), axis=0)
+    chosen = (u[None, :] >= cumulative[:-1]).sum(axis=0)
+    for k, population in enumerate(populations):
+        here = chosen == k
+        lengths[here] = _draw_lengths(rng, _source_of(population), int(here.sum()))
+    lengths = np.maximum(lengths, design.read_length)
+    starts = bin_start[bin_of] + (rng.random(n) * (bin_end[bin_of] - bin_start[bin_of])).astype(np.int64)
+    contigs = contig_index_of_bin[bin_of]
+    # Viral and mitochondrial molecules.
+    extra_contig, extra_start, extra_length = [], [], []
+    for name, length in contig_lengths:
+        if name in layout.names:
+            continue
+        key = name_key(name)
+        if key == "EBV":
+            k = rng.poisson(design.ebv_fragments_expected) if design.ebv_fragments_expected else 0
+            source = "ebv_tumour" if design.ebv_status == "npc" else "ebv_carrier"
+        elif key == "M":
+            k = rng.poisson(design.mitochondrial_rate * design.reads)
+            source = "mitochondrial"
+        else:
+            continue
+        extra_contig.append(np.full(k, names.index(name)))
+        extra_length.append(np.maximum(_draw_lengths(rng, source, k), design.read_length))
+        extra_start.append((rng.random(k) * length).astype(np.int64))
+    if extra_contig:
+        contigs = np.concatenate([contigs] + extra_contig)
+        starts = np.concatenate([starts] + extra_start)
+        lengths = np.concatenate([lengths] + extra_length)
+    # Keep molecules inside their contig and off N gaps.
+    contig_length = np.array([l for _, l in contig_lengths])[contigs]
+    lengths = np.minimum(lengths, contig_length)
+    starts = np.clip(starts, 0, contig_length - lengths)
+    if genome is not None:
+        keep = np.ones(starts.size, dtype=bool)
+        for c in np.unique(contigs):
+            here = np.flatnonzero(contigs == c)
+            sequence = genome.sequences[c]
+            keep[here] = (sequence[starts[here]] != ord("N")) & (sequence[starts[here] + lengths[here] - 1] != ord("N"))
+        contigs, starts, lengths = contigs[keep], starts[keep], lengths[keep]
+    reverse = rng.random(starts.size) < 0.5
+    duplicate = np.zeros(starts.size, dtype=bool)
+    n_duplicates = rng.binomial(starts.size, design.duplicate_rate)
+    copies = rng.choice(starts.size, size=n_duplicates, replace=True) if n_duplicates and starts.size else np.zeros(0, dtype=np.int64)
+    contigs = np.concatenate([contigs, contigs[copies]])
+    starts = np.concatenate([starts, starts[copies]])
+    lengths = np.concatenate([lengths, lengths[copies]])
+    reverse = np.concatenate([reverse, reverse[copies]])
+    duplicate = np.concatenate([duplicate, np.ones(copies.size, dtype=bool)])
+    order = np.lexsort((duplicate, starts, contigs))
+    return Fragments(contigs[order], starts[order], lengths[order], reverse[order], duplicate[order])
+
+
+def _draw_lengths(rng: np.random.Generator, source: str, n: int) -> np.ndarray:
+    cdf = np.cumsum(fragment_length_distribution(source))
+    return np.searchsorted(cdf, rng.random(n) * cdf[-1]).astype(np.int64)
+
+
+def _reads_of(fragments: Fragments, design: SampleDesign, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Read records (one per single-end fragment, two per pair), sorted by contig and position."""
+    L = design.read_length
+    n = fragments.start.size
+    if not design.paired:
+        pos = np.where(fragments.reverse, fragments.start + fragments.length - L, fragments.start)
+        flag = np.where(fragments.reverse, 0x10, 0) | np.where(fragments.duplicate, 0x400, 0)
+        reads = {"contig": fragments.contig, "pos": pos, "flag": flag.astype(np.int64), "fragment": np.arange(n),
+                 "next_pos": np.full(n, -1), "tlen": np.zeros(n, dtype=np.int64), "mate_contig": np.full(n, -1)}
+    else:
+        first_is_read1 = rng.random(n) < 0.5
+        left = fragments.start
+        right = fragments.start + fragments.length - L
+        proper = rng.random(n) >= 0.003
+        base = 0x1 | np.where(proper, 0x2, 0) | np.where(fragments.duplicate, 0x400, 0)
+        flag_left = base | 0x20 | np.where(first_is_read1, 0x40, 0x80)
+        flag_right = base | 0x10 | np.where(first_is_read1, 0x80, 0x40)
+        reads = {
+            "contig": np.concatenate([fragments.contig, fragments.contig]),
+            "pos": np.concatenate([left, right]),
+            "flag": np.concatenate([flag_left, flag_right]).astype(np.int64),
+            "fragment": np.concatenate([np.arange(n), np.arange(n)]),
+            "next_pos": np.concatenate([right, left]),
+            "tlen": np.concatenate([fragments.length, -fragments.length]).astype(np.int64),
+            "mate_contig": np.concatenate([fragments.contig, fragments.contig]),
+        }
+    order = np.lexsort((reads["flag"] & 0x80, reads["pos"], reads["contig"]))
+    return {key: value[order] for key, value in reads.items()}
+
+
+def _bases(genome: SyntheticGenome | None, contig: np.ndarray, pos: np.ndarray, read_length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Forward-strand bases of reads (with 0.2 % substitutions) and their mismatch counts."""
+    n = pos.size
+    if genome is None:
+        bases = np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, (n, read_length))]
+        return bases, np.zeros(n, dtype=np.uint8)
+    bases = np.empty((n, read_length), dtype=np.uint8)
+    offsets = np.arange(read_length)
+    for c in np.unique(contig):
+        here = np.flatnonzero(contig == c)
+        sequence = genome.sequences[c]
+        bases[here] = sequence[np.minimum(pos[here, None] + offsets, sequence.size - 1)]
+    errors = rng.random((n, read_length)) < 0.002
+    substitute = np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, errors.sum())]
+    mismatches = (errors & (bases != 0)).sum(axis=1)
+    bases[errors] = substitute
+    return bases, np.minimum(mismatches, 255).astype(np.uint8)
+
+
+def _qualities(rng: np.random.Generator, n: int, read_length: int) -> np.ndarray:
+    return _QUALITY_LEVELS[np.searchsorted(np.cumsum(_QUALITY_WEIGHTS), rng.random((n, read_length)) * 0.999999)]
+
+
+def bam_header(design: SampleDesign, contig_lengths: list[tuple[str, int]], sorted_by: str = "coordinate") -> str:
+    lines = [f"@HD\tVN:1.6\tSO:{sorted_by}"]
+    lines += [f"@SQ\tSN:{name}\tLN:{length}" for name, length in contig_lengths]
+    lines.append(f"@RG\tID:{design.sample}\tSM:{design.sample}\tLB:{design.sample}-lib1\tPL:ILLUMINA")
+    lines.append(f"@PG\tID:plasmacount-simulate\tPN:plasmacount\tVN:{__version__}")
+    return "\n".join(lines) + "\n"
+
+
+def write_bam(path: str | os.PathLike, design: SampleDesign, model: GenomeModel, genome: SyntheticGenome | None,
+              contig_lengths: list[tuple[str, int]], seed: int, index: int, threads: int = 2,
+              progress: Callable[[int, int], None] | None = None, chunk: int = 1_000_000) -> None:
+    """Simulate one sample's reads and write them as a coordinate-sorted BAM (index it afterwards)."""
+    from plasmacount.alignment_writer import BamWriter, mapped_records, read_names, unplaced_records
+
+    rng = np.random.default_rng([seed, index, 5])
+    fragments = simulate_fragments(design, model, genome, contig_lengths, seed, index)
+    reads = _reads_of(fragments, design, rng)
+    unique = genome.unique if genome is not None else None
+    ebv_index = next((i for i, (n, _) in enumerate(contig_lengths) if name_key(n) == "EBV"), -1)
+    writer = BamWriter(path, bam_header(design, contig_lengths), contig_lengths, threads=threads)
+    try:
+        n = reads["pos"].size
+        for first in range(0, n, chunk):
+            part = slice(first, min(first + chunk, n))
+            contig, pos, flag = reads["contig"][part], reads["pos"][part], reads["flag"][part].copy()
+            m = pos.size
+            if unique is not None:
+                repeat = np.zeros(m, dtype=bool)
+                for c in np.unique(contig):
+                    here = np.flatnonzero(contig == c)
+                    repeat[here] = ~unique[c][pos[here]]
+            else:
+                repeat = rng.random(m) > model.mappable.mean()
+                if ebv_index >= 0:
+                    w = (contig == ebv_index) & (pos >= EBV_W_REPEAT_START) & (pos < EBV_W_REPEAT_START + EBV_W_REPEAT_COPIES * EBV_W_REPEAT_UNIT)
+                    repeat |= w
+            mapq = np.where(repeat, 0, np.where(rng.random(m) < 0.01, rng.integers(1, 30, m), 60)).astype(np.uint8)
+            # A few records are QC-failed, secondary or supplementary copies, as in real runs.
+            flag |= np.where(rng.random(m) < 0.002, 0x200, 0)
+            extra = rng.random(m) < 0.002
+            bases, mismatches = _bases(genome, contig, pos, design.read_length, rng)
+            names = read_names(reads["fragment"][part] + 1)
+            records = mapped_records(contig, pos, flag, mapq, reads["mate_contig"][part], reads["next_pos"][part], reads["tlen"][part],
+                                     names, bases, _qualities(rng, m, design.read_length), mismatches, design.sample)
+            if extra.any():
+                # Secondary/supplementary copies sit at their read's position, keeping the order.
+                k = int(extra.sum())
+                kind = np.where(rng.random(k) < 0.5, 0x100, 0x800)
+                copies = mapped_records(contig[extra], pos[extra], (flag[extra] & ~0x400) | kind, np.zeros(k, np.uint8),
+                                        reads["mate_contig"][part][extra], reads["next_pos"][part][extra], reads["tlen"][part][extra],
+                                        names[extra], bases[extra], _qualities(rng, k, design.read_length), mismatches[extra], design.sample)
+                records = np.concatenate([records, copies])
+                records = records[np.lexsort((records["pos"], records["ref"]))]
+            writer.write(records.tobytes())
+            if progress:
+                progress(part.stop, n)
+        n_unmapped = rng.binomial(fragments.start.size, design.unmapped_rate)
+        if n_unmapped:
+            per = 2 if design.paired else 1
+            names = np.repeat(read_names(np.arange(n_unmapped) + fragments.start.size + 1), per)
+            flag = np.full(n_unmapped * per, 0x4)
+            if design.paired:
+                flag = flag | 0x1 | 0x8 | np.tile([0x40, 0x80], n_unmapped)
+            bases = np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, (n_unmapped * per, design.read_length))]
+            writer.write(unplaced_records(flag, names, bases, _qualities(rng, n_unmapped * per, design.read_length), design.sample))
+    except BaseException as error:
+        writer.abort(error)
+        raise
+    writer.close()
+
+
+def write_fastq(directory: Path, design: SampleDesign, model: GenomeModel, genome: SyntheticGenome,
+                contig_lengths: list[tuple[str, int]], seed: int, index: int) -> list[Path]:
+    """Reads as they leave the sequencer (shuffled, in read orientation), gzip FASTQ."""
+    from plasmacount.alignment_writer import fastq_records, open_fastq, read_names, reverse_complement
+
+    rng = np.random.default_rng([seed, index, 6])
+    fragments = simulate_fragments(design, model, genome, contig_lengths, seed, index)
+    order = rng.permutation(fragments.start.size)
+    L = design.read_length
+    contig, start, length, reverse = fragments.contig[order], fragments.start[order], fragments.length[order], fragments.reverse[order]
+    names = read_names(np.arange(order.size) + 1)
+    left, _ = _bases(genome, contig, start, L, rng)
+    right, _ = _bases(genome, contig, start + length - L, L, rng)
+    right = reverse_complement(right)  # the reverse read, as the sequencer reads it
+    if not design.paired:
+        reads = np.where(reverse[:, None], right, left)
+        paths = [directory / f"{design.sample}.fastq.gz"]
+        with open_fastq(paths[0]) as stream:
+            stream.write(fastq_records(names, reads, _qualities(rng, order.size, L)))
+        return paths
+    read1 = np.where(reverse[:, None], right, left)
+    read2 = np.where(reverse[:, None], left, right)
+    paths = [directory / f"{design.sample}_R1.fastq.gz", directory / f"{design.sample}_R2.fastq.gz"]
+    for path, reads, suffix in ((paths[0], read1, b"/1"), (paths[1], read2, b"/2")):
+        with open_fastq(path) as stream:
+            stream.write(fastq_records(names, reads, _qualities(rng, order.size, L), suffix))
+    return paths
+
+
+# ----------------------------------------------------------------------------- truth
+
+def truth_row(design: SampleDesign) -> dict:
+    return {
+        "sample": design.sample, "cohort": design.cohort, "reads": design.reads, "paired": design.paired,
+        "sex": design.sex, "fetal_sex": design.fetal_sex or "", "fetal_fraction": "" if design.fetal_fraction is None else f"{design.fetal_fraction:.4f}",
+        "fetal_karyotype": design.fetal_karyotype or "", "findings": ";".join(design.findings),
+        "tumor_fraction": "" if design.tumor_fraction is None else f"{design.tumor_fraction:.4f}",
+        "tumor_ploidy": "" if design.tumor_ploidy is None else f"{design.tumor_ploidy:.3f}",
+        "ebv_status": design.ebv_status, "ebv_fragments_expected": f"{design.ebv_fragments_expected:.2f}",
+        "batch": design.batch, "duplicate_rate": f"{design.duplicate_rate:.4f}",
+    }
+
+
+def write_truth(directory: Path, designs: list[SampleDesign], settings: dict) -> None:
+    rows = [truth_row(d) for d in designs]
+    with atomic_output(directory / "truth.tsv", "w") as stream:
+        stream.write("\t".join(rows[0]) + "\n")
+        for row in rows:
+            stream.write("\t".join(str(v) for v in row.values()) + "\n")
+    with atomic_output(directory / "truth.json", "w") as stream:
+        json.dump({"plasmacount_version": __version__, "settings": settings, "samples": [asdict(d) for d in designs]}, stream, indent=1, sort_keys=True)
+        stream.write("\n")
+
+
+@dataclass
+class SimulationRequest:
+    """What `plasmacount simulate` was asked for."""
+
+    output: Path
+    cohort: str = "nipt"
+    samples: int = 10
+    reads: int = 10_000_000
+    seed: int = 1
+    paired: bool = False
+    read_length: int = 50
+    output_format: str = "counts"
+    genome: str = "synthetic"
+    scale: float = 1 / 200
+    bin_size: int | None = None
+    bins: str | None = None
+    fetal_fraction_median: float = 0.10
+    threads: int = 2
+    prefix: str | None = None
+
+
+FORMATS = ("counts", "bam", "cram", "fastq")
+
+
+def run_simulation(request: SimulationRequest, progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Design a cohort, write its data in the requested format and its truth; returns data paths."""
+    if request.output_format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {request.output_format!r}")
+    if request.genome not in ("synthetic", "hg38"):
+        raise UsageError(f"--genome must be synthetic or hg38, not {request.genome!r}")
+    if request.genome == "hg38" and request.output_format in ("cram", "fastq"):
+        raise UsageError("--genome hg38 has no sequence here: use --format counts or bam, or --genome synthetic for CRAM/FASTQ")
+    if not 0 < request.scale <= 1:
+        raise UsageError(f"--scale must be in (0, 1], not {request.scale}")
+    if request.read_length < 20 or request.read_length > 300:
+        raise UsageError(f"--read-length must be between 20 and 300, not {request.read_length}")
+    output = Path(request.output)
+    output.mkdir(parents=True, exist_ok=True)
+    genome = None
+    if request.genome == "synthetic":
+        from plasmacount.synthetic_genome import make_genome
+
+        genome = make_genome(request.scale, seed=request.seed, bin_size=request.bin_size)
+        model = GenomeModel.from_synthetic(genome, request.seed)
+        contig_lengths = list(zip(genome.names, genome.lengths))
+        if request.output_format != "counts":
+            genome.write(output / "genome")
+        scale = request.scale
+    elif request.bins:
+        model = GenomeModel.from_annotation(BinAnnotation.load(request.bins), request.seed)
+        contig_lengths = [(c.name, c.length) for c in model.layout.contigs] + model.other_contigs
+        scale = model.scale
+    else:
+        model = GenomeModel.hg38_layout(request.bin_size or 100_000, request.seed)
+        contig_lengths = list(HG38_LENGTHS.items()) + model.other_contigs
+        scale = 1.0
+    designs = design_cohort(request.cohort, request.samples, request.reads, request.seed, request.paired,
+                            request.read_length, scale, request.fetal_fraction_median, prefix=request.prefix)
+    for design in designs:
+        if design.tumor_fraction:
+            design.tumor_ploidy = round(_tumour_ploidy(design, model), 3)
+    paths: list[Path] = []
+    for index, design in enumerate(designs):
+        if request.output_format == "counts":
+            path = output / f"{design.sample}.counts.npz"
+            simulate_counts(design, model, request.seed, index).save(path)
+            paths.append(path)
+        elif request.output_format == "fastq":
+            paths.extend(write_fastq(output, design, model, genome, contig_lengths, request.seed, index))
+        else:
+            import pysam
+
+            bam = output / f"{design.sample}.bam"
+            write_bam(bam, design, model, genome, contig_lengths, request.seed, index, request.threads)
+            if request.output_format == "cram":
+                cram = output / f"{design.sample}.cram"
+                pysam.view("-C", "-T", str(output / "genome" / "genome.fa"), "-@", str(request.threads), "-o", str(cram), str(bam), catch_stdout=False)
+                bam.unlink()
+                pysam.index(str(cram))
+                paths.append(cram)
+            else:
+                pysam.index("-@", str(request.threads), str(bam))
+                paths.append(bam)
+        if progress:
+            progress(index + 1, len(designs))
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(request).items()}
+    settings["bin_size"] = model.layout.bin_size
+    write_truth(output, designs, settings)
+    return paths
