@@ -67,11 +67,11 @@ def fragment_length_distribution(kind: str, longest: int = DEFAULT_LONGEST_LENGT
     ripple = sum(_peak(x, 167 - 10.4 * k, 2.5) * 0.35 * 0.8**k for k in range(1, 7))
     tail = np.where(x > 250, np.exp(-(np.log(np.maximum(x, 1)) - np.log(700)) ** 2 / (2 * 0.7**2)), 0.0)
     if kind in ("maternal", "ebv_tumour"):
-        density = _peak(x, 167, 10) + 0.25 * _peak(x, 150, 24) + ripple * 0.3 + 0.045 * _peak(x, 335, 30) + 0.0008 * tail
+        density = _peak(x, 167, 10) + 0.12 * _peak(x, 150, 24) + ripple * 0.25 + 0.02 * _peak(x, 335, 30) + 0.00003 * tail
     elif kind == "fetal":
-        density = _peak(x, 145, 11) + 0.55 * _peak(x, 125, 22) + 0.5 * _peak(x, 166, 10) + ripple * 0.5 + 0.02 * _peak(x, 320, 30) + 0.0004 * tail
+        density = _peak(x, 145, 11) + 0.4 * _peak(x, 125, 22) + 0.5 * _peak(x, 166, 10) + ripple * 0.5 + 0.015 * _peak(x, 320, 30) + 0.000015 * tail
     elif kind == "tumour":
-        density = _peak(x, 146, 12) + 0.6 * _peak(x, 115, 22) + 0.4 * _peak(x, 166, 10) + ripple * 0.5 + 0.02 * _peak(x, 320, 30) + 0.0004 * tail
+        density = _peak(x, 146, 12) + 0.6 * _peak(x, 115, 22) + 0.4 * _peak(x, 166, 10) + ripple * 0.5 + 0.015 * _peak(x, 320, 30) + 0.000015 * tail
     elif kind == "ebv_carrier":
         density = _peak(x, 96, 16) + 0.35 * _peak(x, 140, 25) + 0.1 * _peak(x, 167, 10)
     elif kind == "mitochondrial":

@@ -1,0 +1,59 @@
+"""Simulate plasma DNA sequencing cohorts with known truth: counts, BAM, CRAM or FASTQ."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger("plasmacount")
+
+
+def read_count(text: str) -> int:
+    """'10M', '500k', '2.5M' or a plain number."""
+    factors = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+    try:
+        if text[-1].lower() in factors:
+            return int(float(text[:-1]) * factors[text[-1].lower()])
+        return int(float(text))
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"expected a number of reads such as 10M or 500k, not {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from plasmacount.simulation import COHORTS, FORMATS
+
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the data, truth.tsv and truth.json")
+    parser.add_argument("--cohort", choices=COHORTS, default="nipt",
+                        help="nipt: pregnancies with aneuploidies and CNVs; euploid: normal pregnancies (a reference panel); "
+                             "cancer: tumour fractions 0-30%%; healthy: non-pregnant donors; ebv: NPC screening (default nipt)")
+    parser.add_argument("--samples", type=int, default=10, metavar="N", help="number of samples (default 10)")
+    parser.add_argument("--reads", type=read_count, default=10_000_000, metavar="N", help="mean counted fragments per sample, e.g. 10M (default)")
+    parser.add_argument("--format", dest="output_format", choices=FORMATS, default="counts", help="output: counts (fast), bam, cram or fastq (default counts)")
+    parser.add_argument("--genome", choices=("synthetic", "hg38"), default="synthetic",
+                        help="synthetic: scaled genome with a FASTA (needed for CRAM/FASTQ); hg38: real names and lengths (default synthetic)")
+    parser.add_argument("--bins", metavar="ANNOTATION", help="with --genome hg38: real GC/mappability per bin (e.g. an imported QDNAseq table)")
+    parser.add_argument("--bin-size", type=int, metavar="N", help="bin size (default: 100 kb for hg38, 100 kb x scale for the synthetic genome)")
+    parser.add_argument("--scale", type=float, default=1 / 200, metavar="F", help="synthetic genome size relative to hg38 (default 0.005)")
+    parser.add_argument("--paired", action="store_true", help="paired-end reads with fragment lengths (default single-end)")
+    parser.add_argument("--read-length", type=int, default=50, metavar="L", help="read length (default 50)")
+    parser.add_argument("--fetal-fraction-median", type=float, default=0.10, metavar="F", help="median fetal fraction (default 0.10)")
+    parser.add_argument("--prefix", help="sample name prefix (default: the cohort name)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same files (default 1)")
+    parser.add_argument("--threads", type=int, default=2, metavar="N", help="compression threads (default 2)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from plasmacount.errors import UsageError
+    from plasmacount.progress import Progress
+    from plasmacount.simulation import SimulationRequest, run_simulation
+
+    if args.bins and args.genome != "hg38":
+        raise UsageError("--bins goes with --genome hg38; the synthetic genome makes its own bins")
+    request = SimulationRequest(
+        output=Path(args.output), cohort=args.cohort, samples=args.samples, reads=args.reads, seed=args.seed,
+        paired=args.paired, read_length=args.read_length, output_format=args.output_format, genome=args.genome,
+        scale=args.scale, bin_size=args.bin_size, bins=args.bins, fetal_fraction_median=args.fetal_fraction_median,
+        threads=args.threads, prefix=args.prefix,
+    )
+    paths = run_simulation(request, progress=Progress("simulating samples", enabled=not args.quiet))
+    logger.info("%d %s files and their truth (truth.tsv, truth.json) written to %s", len(paths), args.output_format, args.output)

@@ -1,0 +1,140 @@
+"""Counting BAM and CRAM: bin by bin equal to an independent pysam count and to samtools."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bam_factory import CONTIGS, random_records, write_bam, write_reference
+from independent import as_vectors, count_with_pysam
+from plasmacount.alignments import CountOptions, count_alignments
+from plasmacount.simulation import SimulationRequest, run_simulation
+
+BINNED = ["chr1", "chr2", "chrX", "chrY"]
+
+
+def assert_same(counts, independent):
+    vectors = as_vectors(independent, counts)
+    np.testing.assert_array_equal(counts.counts, vectors["bins"])
+    np.testing.assert_array_equal(counts.short, vectors["short"])
+    np.testing.assert_array_equal(counts.long, vectors["long"])
+    np.testing.assert_array_equal(counts.fragment_lengths, vectors["lengths"])
+    other = {o["name"]: int(n) for o, n in zip(counts.other_contigs, counts.other_counts)}
+    assert {k: v for k, v in other.items() if v} == dict(independent["other"])
+    for row, o in enumerate(counts.other_contigs):
+        for length in np.flatnonzero(counts.other_fragment_lengths[row]):
+            assert counts.other_fragment_lengths[row, length] == independent["other_lengths"][(o["name"], int(length))]
+
+
+@pytest.mark.parametrize("paired", [False, True])
+@pytest.mark.parametrize("options", [
+    CountOptions(),
+    CountOptions(min_mapq=0, skip_duplicates=False, skip_qc_fail=False),
+    CountOptions(min_mapq=30, remove_unmarked_duplicates=True, threads=1),
+    CountOptions(min_mapq=1, short_range=(90, 150), long_range=(151, 300), threads=3),
+])
+def test_random_flags_match_independent_count(tmp_path, paired, options):
+    bam = write_bam(tmp_path / "random.bam", random_records(seed=7 if paired else 8, n=12_000, paired=paired))
+    counts = count_alignments(bam, bin_size=50_000, options=options)
+    independent = count_with_pysam(bam, 50_000, BINNED, options.min_mapq, options.skip_duplicates, options.skip_qc_fail,
+                                   options.remove_unmarked_duplicates, short=options.short_range, long=options.long_range)
+    assert counts.counts.sum() > 100
+    assert counts.paired == (paired and counts.qc["counted_pairs"] > 0)
+    assert_same(counts, independent)
+    assert counts.qc["total"] == 12_000 + (800 if paired else 400) + 50
+
+
+def test_counts_match_samtools_per_contig(tmp_path):
+    if shutil.which("samtools") is None:
+        pytest.skip("samtools not installed")
+    bam = write_bam(tmp_path / "se.bam", random_records(seed=3, n=8_000, paired=False))
+    counts = count_alignments(bam, bin_size=100_000)
+    for name, _ in CONTIGS:
+        expected = int(subprocess.run(["samtools", "view", "-c", "-q", "20", "-F", "0xF04", str(bam), name],
+                                      capture_output=True, text=True, check=True).stdout)
+        assert counts.per_contig_counts.get(name, 0) == expected, name
+    paired = write_bam(tmp_path / "pe.bam", random_records(seed=4, n=8_000, paired=True))
+    counts = count_alignments(paired, bin_size=100_000)
+    for name, _ in CONTIGS:
+        # Unpaired reads count as single-end; pairs through their leftmost mate (read 1 on a tie).
+        expression = ('!flag.paired || (flag.proper_pair && !flag.munmap && rnext == rname '
+                      '&& (pos < mpos || (pos == mpos && flag.read1)))')
+        expected = int(subprocess.run(["samtools", "view", "-c", "-q", "20", "-F", "0xF04", "-e", expression, str(paired), name],
+                                      capture_output=True, text=True, check=True).stdout)
+        assert counts.per_contig_counts.get(name, 0) == expected, name
+
+
+def test_cram_equals_bam(tmp_path):
+    reference = write_reference(tmp_path / "ref.fa")
+    records = random_records(seed=11, n=6_000, paired=True)
+    for record in records:
+        # CRAM rewrites mate bits on unpaired reads (invalid SAM), so keep flags valid here.
+        if not record["flag"] & 0x1:
+            record["flag"] &= ~(0x2 | 0x8 | 0x20 | 0x40 | 0x80)
+    bam = write_bam(tmp_path / "pe.bam", records)
+    cram = tmp_path / "pe.cram"
+    import pysam
+
+    pysam.view("-C", "-T", str(reference), "-o", str(cram), str(bam), catch_stdout=False)
+    pysam.index(str(cram))
+    from_bam = count_alignments(bam, bin_size=100_000)
+    from_cram = count_alignments(cram, bin_size=100_000, reference=reference)
+    np.testing.assert_array_equal(from_bam.counts, from_cram.counts)
+    np.testing.assert_array_equal(from_bam.fragment_lengths, from_cram.fragment_lengths)
+    assert from_bam.qc == from_cram.qc
+    assert_same(from_cram, count_with_pysam(cram, 100_000, BINNED, reference=str(reference)))
+
+
+def test_simulated_bam_spanning_many_windows(tmp_path):
+    """A BAM of many 8 MB windows: records split across windows must be counted once."""
+    [bam] = run_simulation(SimulationRequest(output=tmp_path, cohort="nipt", samples=1, reads=120_000, paired=True,
+                                             output_format="bam", scale=1 / 1000, seed=5))
+    one = count_alignments(bam, bin_size=20_000, options=CountOptions(threads=1))
+    two = count_alignments(bam, bin_size=20_000, options=CountOptions(threads=2))
+    np.testing.assert_array_equal(one.counts, two.counts)
+    binned = [c.name for c in one.layout.contigs]
+    assert_same(two, count_with_pysam(bam, 20_000, binned))
+    assert two.qc["total"] > 240_000
+
+
+def test_real_cram_fragment_lengths(tmp_path, shared_data):
+    """The real FinaleToolkit CRAM: 42,934 proper pairs at MAPQ >= 30, mode 166-168 bp."""
+    cram = tmp_path / "real.cram"
+    shutil.copy(shared_data / "finaletoolkit" / "hg19.chr1.6Mb.cram", cram)
+    import pysam
+
+    pysam.index(str(cram))
+    counts = count_alignments(cram, bin_size=100_000, options=CountOptions(min_mapq=30))
+    assert counts.paired
+    assert counts.qc["counted_pairs"] == 42_934  # FinaleToolkit's own fragment file has 42,934 fragments
+    mode = int(np.argmax(counts.fragment_lengths))
+    assert 166 <= mode <= 168
+    assert_same(counts, count_with_pysam(cram, 100_000, [c.name for c in counts.layout.contigs], min_mapq=30))
+    # The BAM path gives the same counts as the CRAM path.
+    bam = tmp_path / "real.bam"
+    pysam.view("-b", "-o", str(bam), str(cram), catch_stdout=False)
+    pysam.index(str(bam))
+    from_bam = count_alignments(bam, bin_size=100_000, options=CountOptions(min_mapq=30))
+    np.testing.assert_array_equal(from_bam.counts, counts.counts)
+    np.testing.assert_array_equal(from_bam.fragment_lengths, counts.fragment_lengths)
+
+
+def test_real_cram_against_fragment_file(tmp_path, shared_data):
+    """Fragment lengths equal those in FinaleToolkit's fragment BED made from the same CRAM."""
+    import gzip
+
+    cram = tmp_path / "real.cram"
+    shutil.copy(shared_data / "finaletoolkit" / "hg19.chr1.6Mb.cram", cram)
+    import pysam
+
+    pysam.index(str(cram))
+    counts = count_alignments(cram, bin_size=100_000, options=CountOptions(min_mapq=30))
+    expected = np.zeros(counts.fragment_lengths.size, dtype=np.int64)
+    with gzip.open(shared_data / "finaletoolkit" / "Jan28_2020-1.hg19.chr1_0-6Mb.frag.bed.gz", "rt") as stream:
+        for line in stream:
+            fields = line.split("\t")
+            expected[min(int(fields[2]) - int(fields[1]), expected.size - 1)] += 1
+    np.testing.assert_array_equal(counts.fragment_lengths, expected)
