@@ -81,6 +81,27 @@ class SampleCounts:
             c.name: int(self.counts[c.first_bin : c.first_bin + c.n_bins].sum()) for c in self.layout.contigs
         }
 
+    def on_layout(self, layout: Layout) -> "SampleCounts":
+        """The same counts laid over another layout of the same bin size (contigs matched by
+        name key, so `1` fills `chr1`); bins of contigs this sample lacks are zero."""
+        if layout.bin_size != self.layout.bin_size:
+            raise DataError(f"{self.sample}: counted in {self.bin_size:,} bp bins, not {layout.bin_size:,} bp; recount with matching bins")
+        arrays = {name: np.zeros(layout.n_bins, dtype=np.int64) for name in ("counts", "short", "long")}
+        for contig in layout.contigs:
+            if not self.layout.has(contig.name):
+                continue
+            mine = self.layout.contig(contig.name)
+            n = min(mine.n_bins, contig.n_bins)
+            for name, target in arrays.items():
+                target[contig.first_bin : contig.first_bin + n] = getattr(self, name)[mine.first_bin : mine.first_bin + n]
+        return SampleCounts(
+            sample=self.sample, layout=layout, counts=arrays["counts"], paired=self.paired, short=arrays["short"],
+            long=arrays["long"], fragment_lengths=self.fragment_lengths, other_contigs=self.other_contigs,
+            other_counts=self.other_counts, other_fragment_lengths=self.other_fragment_lengths, short_range=self.short_range,
+            long_range=self.long_range, qc=dict(self.qc), per_contig_counts=dict(self.per_contig_counts), source=dict(self.source),
+            filters=dict(self.filters),
+        )
+
     def save(self, path: str | os.PathLike) -> None:
         metadata = {
             "format": FORMAT,
@@ -224,18 +245,41 @@ def import_tsv(path: str | os.PathLike, sample: str | None = None) -> SampleCoun
     )
 
 
-def load_counts(path: str | os.PathLike) -> SampleCounts:
-    """Any counts input: a plasmacount counts file, a readCounter WIG, or a counts TSV."""
+def input_kind(path: str | os.PathLike) -> str:
+    """What a sample input is, from its content: 'bam', 'cram', 'counts', 'wig' or 'tsv'."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; pass a BAM, CRAM, counts, WIG or TSV file")
     with open(path, "rb") as stream:
         head = stream.read(4)
+    if not head:
+        raise DataError(f"{path}: the file is empty; re-create it")
+    if head == b"CRAM":
+        return "cram"
     if head[:2] == b"PK":
-        return SampleCounts.load(path)
+        return "counts"
     if head[:2] == b"\x1f\x8b":
-        with gzip.open(path, "rb") as stream:
-            head = stream.read(4)
-    if head.startswith(b"fixe") or head.startswith(b"trac") or path.name.endswith((".wig", ".wig.gz")):
+        try:
+            with gzip.open(path, "rb") as stream:
+                head = stream.read(4)
+        except (OSError, EOFError) as error:
+            raise DataError(f"{path}: cannot decompress ({error}); the file is corrupt") from error
+        if head == b"BAM\x01":
+            return "bam"
+    if head.startswith((b"fixe", b"trac", b"vari")) or path.name.endswith((".wig", ".wig.gz")):
+        return "wig"
+    return "tsv"
+
+
+def load_counts(path: str | os.PathLike) -> SampleCounts:
+    """Any counts input: a plasmacount counts file, a readCounter WIG, or a counts TSV."""
+    kind = input_kind(path)
+    if kind in ("bam", "cram"):
+        raise DataError(f"{path}: is a {kind.upper()}; count it first with `plasmacount count {path} -o COUNTS`")
+    if kind == "counts":
+        return SampleCounts.load(path)
+    if kind == "wig":
         return import_wig(path)
     return import_tsv(path)

@@ -56,7 +56,8 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
     say(f"simulating a count-level cohort of {cohort_samples} pregnancies (10 M fragments each)")
     cohort = run_simulation(SimulationRequest(output=output / "cohort", cohort="nipt", samples=cohort_samples, reads=10_000_000,
                                               seed=seed, paired=True, output_format="counts", prefix="cohort"))
-    truth = {row["sample"]: row for row in csv.DictReader(open(reads_dir / "truth.tsv"), delimiter="\t")}
+    with open(reads_dir / "truth.tsv") as stream:
+        truth = {row["sample"]: row for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "summary.tsv"
     with atomic_output(summary, "w") as stream:
         stream.write("sample\tfetal_sex\tfetal_fraction\tfindings\treads\tcounted\tduplicates\tlow_mapq\tmode_bp\tshort_fraction\tchrEBV\n")

@@ -77,14 +77,15 @@ def is_binned_chromosome(name: str) -> bool:
 
 
 def guess_build(contigs: dict[str, int], bin_size: int | None = None) -> str:
-    """Name the build from chr1's length (or, with `bin_size`, from chr1's number of bins)."""
+    """Name the build from chr1's length, or else (with `bin_size`) from chr1's number of bins."""
     for name, length in contigs.items():
         if name_key(name) == "1":
-            if bin_size is None:
-                return _BUILD_BY_CHR1_LENGTH.get(length, "unknown")
-            for known, build in _BUILD_BY_CHR1_LENGTH.items():
-                if -(-known // bin_size) == -(-length // bin_size):
-                    return build
+            if length in _BUILD_BY_CHR1_LENGTH:
+                return _BUILD_BY_CHR1_LENGTH[length]
+            if bin_size:
+                matches = [build for known, build in _BUILD_BY_CHR1_LENGTH.items() if -(-known // bin_size) == -(-length // bin_size)]
+                if len(matches) == 1:
+                    return matches[0]
     return "unknown"
 
 
@@ -161,9 +162,8 @@ class Layout:
 
     @property
     def build(self) -> str:
-        if all(c.length_exact for c in self.contigs):
-            return guess_build({c.name: c.length for c in self.contigs})
-        return guess_build({c.name: c.length for c in self.contigs}, self.bin_size)
+        exact = all(c.length_exact for c in self.contigs)
+        return guess_build({c.name: c.length for c in self.contigs}, None if exact else self.bin_size)
 
 
 def check_compatible(layout: Layout, contigs: Sequence[tuple[str, int]], what: str, against: str) -> None:
@@ -185,7 +185,7 @@ def check_compatible(layout: Layout, contigs: Sequence[tuple[str, int]], what: s
         name, length = by_key[name_key(contig.name)]
         n_bins = -(-length // layout.bin_size)
         if (contig.length_exact and contig.length != length) or n_bins != contig.n_bins:
-            build_here = guess_build({n: l for n, l in contigs})
+            build_here = guess_build(dict(contigs), layout.bin_size)
             expected = f"{contig.length:,} bp" if contig.length_exact else f"{contig.n_bins:,} bins of {layout.bin_size:,} bp"
             raise DataError(
                 f"{what}: contig {name} is {length:,} bp ({n_bins:,} bins) but {against} expects {expected} "

@@ -37,23 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from plasmacount.alignments import CountOptions, alignment_kind, count_alignments
+    from plasmacount.alignments import CountOptions, count_alignments
     from plasmacount.bins import BinAnnotation
-    from plasmacount.counts import load_counts
+    from plasmacount.counts import input_kind, load_counts
 
     source = Path(args.input)
-    if not source.exists():
-        from plasmacount.errors import DataError
-
-        raise DataError(f"{source}: file not found; check the path")
+    kind = input_kind(source)
     annotation = BinAnnotation.load(args.bins) if args.bins else None
-    with open(source, "rb") as stream:
-        head = stream.read(4)
-    is_alignment = head == b"CRAM" or (head[:2] == b"\x1f\x8b" and source.suffix.lower() in (".bam", ".cram", ""))
-    if head[:2] == b"\x1f\x8b" and not is_alignment:
-        is_alignment = _is_bgzf_bam(source)
-    if is_alignment:
-        alignment_kind(source)
+    if kind in ("bam", "cram"):
         options = CountOptions(
             min_mapq=args.min_mapq,
             skip_duplicates=not args.keep_duplicates,
@@ -74,9 +65,10 @@ def run(args: argparse.Namespace) -> None:
         if annotation is not None:
             from plasmacount.genome import check_compatible
 
-            check_compatible(annotation.layout, [(c.name, c.length) for c in counts.layout.contigs], str(source), args.bins)
             if annotation.bin_size != counts.bin_size:
                 raise UsageError(f"{source} holds {counts.bin_size:,} bp bins but {args.bins} has {annotation.bin_size:,} bp bins")
+            check_compatible(annotation.layout, [(c.name, c.length) for c in counts.layout.contigs], str(source), args.bins)
+            counts = counts.on_layout(annotation.layout)
     counts.save(args.output)
     if args.tsv:
         counts.write_tsv(args.tsv)
@@ -87,12 +79,3 @@ def run(args: argparse.Namespace) -> None:
         logger.info("reads: %s total, %s mapped, %s duplicates, %s below MAPQ %d", f"{qc['total']:,}", f"{qc['mapped']:,}",
                     f"{qc['duplicates']:,}", f"{qc['low_mapq']:,}", args.min_mapq)
 
-
-def _is_bgzf_bam(path: Path) -> bool:
-    import gzip
-
-    try:
-        with gzip.open(path, "rb") as stream:
-            return stream.read(4) == b"BAM\x01"
-    except OSError:
-        return False
