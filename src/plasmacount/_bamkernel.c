@@ -98,20 +98,13 @@ static void *inflate_worker(void *arg) {
 static inline int32_t le_i32(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
 static inline uint16_t le_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
-/* Scan BGZF block headers. Returns 0, or an error code with a message in `message`. */
-static int scan_blocks(const uint8_t *file, size_t size, block_table *table, char *message,
-                       size_t message_size) {
-    size_t capacity = 1024, n = 0, pos = 0;
-    table->offset = malloc(capacity * sizeof(size_t));
-    table->csize = malloc(capacity * sizeof(uint32_t));
-    table->isize = malloc(capacity * sizeof(uint32_t));
-    table->crc = malloc(capacity * sizeof(uint32_t));
-    if (!table->offset || !table->csize || !table->isize || !table->crc) {
-        snprintf(message, message_size, "out of memory");
-        return 1;
-    }
-    int saw_eof_block = 0;
-    while (pos < size) {
+/* Scan up to `capacity` BGZF block headers from *pos into `table` (scanning a window at a time
+ * keeps only that window's pages of the file resident). Returns 0, or an error code with a
+ * message. `*last_was_eof` tells whether the last block scanned was the empty EOF marker. */
+static int scan_blocks(const uint8_t *file, size_t size, size_t *pos_io, block_table *table,
+                       size_t capacity, int *last_was_eof, char *message, size_t message_size) {
+    size_t n = 0, pos = *pos_io;
+    while (pos < size && n < capacity) {
         if (size - pos < 18) {
             snprintf(message, message_size, "truncated BGZF block header at byte %zu", pos);
             return 2;
@@ -143,17 +136,6 @@ static int scan_blocks(const uint8_t *file, size_t size, block_table *table, cha
             snprintf(message, message_size, "truncated BGZF block at byte %zu", pos);
             return 2;
         }
-        if (n == capacity) {
-            capacity *= 2;
-            table->offset = realloc(table->offset, capacity * sizeof(size_t));
-            table->csize = realloc(table->csize, capacity * sizeof(uint32_t));
-            table->isize = realloc(table->isize, capacity * sizeof(uint32_t));
-            table->crc = realloc(table->crc, capacity * sizeof(uint32_t));
-            if (!table->offset || !table->csize || !table->isize || !table->crc) {
-                snprintf(message, message_size, "out of memory");
-                return 1;
-            }
-        }
         table->offset[n] = pos + 12 + xlen;
         table->csize[n] = (uint32_t)(bsize - xlen - 20);
         memcpy(&table->crc[n], file + pos + bsize - 8, 4);
@@ -163,15 +145,12 @@ static int scan_blocks(const uint8_t *file, size_t size, block_table *table, cha
                      table->isize[n]);
             return 3;
         }
-        saw_eof_block = (table->isize[n] == 0);
+        *last_was_eof = (table->isize[n] == 0);
         n++;
         pos += bsize;
     }
     table->n = n;
-    if (!saw_eof_block) {
-        snprintf(message, message_size, "the BGZF end-of-file marker is missing (file truncated)");
-        return 2;
-    }
+    *pos_io = pos;
     return 0;
 }
 
@@ -369,8 +348,8 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     uint8_t *file = MAP_FAILED;
     size_t file_size = 0;
-    block_table table;
-    memset(&table, 0, sizeof(table));
+    block_table tables[2];
+    memset(tables, 0, sizeof(tables));
     uint8_t *buffer[2] = {NULL, NULL};
     size_t *dest_offset[2] = {NULL, NULL};
     void *decompressors[64];
@@ -438,39 +417,48 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args) {
     int failed = 0;
     int64_t carry = 0;
     Py_BEGIN_ALLOW_THREADS
-    int rc = scan_blocks(file, file_size, &table, message, sizeof(message));
-    if (rc != 0) failed = 1;
     size_t window_capacity = (size_t)WINDOW_BLOCKS * BGZF_MAX_ISIZE;
-    if (!failed) {
-        for (int i = 0; i < 2; i++) {
-            buffer[i] = malloc(CARRY_CAPACITY + window_capacity);
-            dest_offset[i] = malloc(WINDOW_BLOCKS * sizeof(size_t));
-            if (!buffer[i] || !dest_offset[i]) { failed = 1; snprintf(message, sizeof(message), "out of memory"); }
+    for (int i = 0; i < 2; i++) {
+        buffer[i] = malloc(CARRY_CAPACITY + window_capacity);
+        dest_offset[i] = malloc(WINDOW_BLOCKS * sizeof(size_t));
+        tables[i].offset = malloc(WINDOW_BLOCKS * sizeof(size_t));
+        tables[i].csize = malloc(WINDOW_BLOCKS * sizeof(uint32_t));
+        tables[i].isize = malloc(WINDOW_BLOCKS * sizeof(uint32_t));
+        tables[i].crc = malloc(WINDOW_BLOCKS * sizeof(uint32_t));
+        if (!buffer[i] || !dest_offset[i] || !tables[i].offset || !tables[i].csize || !tables[i].isize || !tables[i].crc) {
+            failed = 1; snprintf(message, sizeof(message), "out of memory");
         }
-        for (int t = 0; t < n_threads && !failed; t++) {
-            decompressors[t] = p_alloc_decompressor();
-            if (!decompressors[t]) { failed = 1; snprintf(message, sizeof(message), "out of memory"); }
-        }
+    }
+    for (int t = 0; t < n_threads && !failed; t++) {
+        decompressors[t] = p_alloc_decompressor();
+        if (!decompressors[t]) { failed = 1; snprintf(message, sizeof(message), "out of memory"); }
     }
     inflate_job jobs[64];
     pthread_t threads[64];
     size_t window_bytes[2] = {0, 0};
-    size_t n_windows = (table.n + WINDOW_BLOCKS - 1) / WINDOW_BLOCKS;
-    /* Lay out window w in buffer w % 2 and start its inflation; returns threads started. */
-#define START_WINDOW(w, started)                                                              \
+    size_t window_end[2] = {0, 0};     /* file offset just past the window's last block */
+    size_t file_pos = 0, released = 0;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    int last_was_eof = 0;
+    /* Scan the next window's blocks into slot `slot_`, lay it out and start its inflation.
+     * Sets `have` to 0 when the file is exhausted. */
+#define START_WINDOW(slot_, have)                                                             \
     do {                                                                                      \
-        int slot_ = (int)((w) % 2);                                                           \
-        size_t first_ = (w) * WINDOW_BLOCKS;                                                  \
-        size_t last_ = first_ + WINDOW_BLOCKS < table.n ? first_ + WINDOW_BLOCKS : table.n;   \
+        int rc_ = scan_blocks(file, file_size, &file_pos, &tables[slot_], WINDOW_BLOCKS,      \
+                              &last_was_eof, message, sizeof(message));                       \
+        if (rc_ != 0) { failed = 1; have = 0; break; }                                        \
+        have = tables[slot_].n > 0;                                                           \
+        if (!have) break;                                                                     \
+        window_end[slot_] = file_pos;                                                         \
         size_t off_ = 0;                                                                      \
-        for (size_t b_ = first_; b_ < last_; b_++) {                                          \
-            dest_offset[slot_][b_ - first_] = off_;                                           \
-            off_ += table.isize[b_];                                                          \
+        for (size_t b_ = 0; b_ < tables[slot_].n; b_++) {                                     \
+            dest_offset[slot_][b_] = off_;                                                    \
+            off_ += tables[slot_].isize[b_];                                                  \
         }                                                                                     \
         window_bytes[slot_] = off_;                                                           \
         for (int t_ = 0; t_ < n_threads; t_++) {                                              \
-            jobs[t_].file = file; jobs[t_].blocks = &table;                                   \
-            jobs[t_].first = first_; jobs[t_].last = last_;                                   \
+            jobs[t_].file = file; jobs[t_].blocks = &tables[slot_];                           \
+            jobs[t_].first = 0; jobs[t_].last = tables[slot_].n;                              \
             jobs[t_].dest_offset = dest_offset[slot_];                                        \
             jobs[t_].dest = buffer[slot_] + CARRY_CAPACITY;                                   \
             jobs[t_].thread_index = t_; jobs[t_].n_threads = n_threads;                       \
@@ -480,33 +468,34 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args) {
                 threads[t_] = 0;                                                              \
             }                                                                                 \
         }                                                                                     \
-        started = n_threads;                                                                  \
+        running = n_threads;                                                                  \
     } while (0)
 
-    int running = 0;
-    if (!failed && n_windows > 0) START_WINDOW((size_t)0, running);
-    for (size_t w = 0; w < n_windows && !failed; w++) {
-        /* Wait for window w. */
+    int running = 0, have = 0, slot = 0;
+    if (!failed) START_WINDOW(0, have);
+    while (have && !failed) {
+        /* Wait for the window in `slot`. */
         for (int t = 0; t < running; t++) if (threads[t]) pthread_join(threads[t], NULL);
         running = 0;
         for (int t = 0; t < n_threads; t++) {
             if (jobs[t].error) {
                 failed = 1;
-                snprintf(message, sizeof(message), "%s in BGZF block %zu (file corrupt)",
+                snprintf(message, sizeof(message), "%s in the BGZF block at byte %zu (file corrupt)",
                          jobs[t].error == 2 ? "checksum mismatch" :
                          jobs[t].error == 3 ? "inflated size mismatch" : "invalid compressed data",
-                         jobs[t].error_block);
+                         jobs[t].blocks->offset[jobs[t].error_block]);
             }
         }
         if (failed) break;
-        int slot = (int)(w % 2);
         /* Copy the carried partial record in front of this window's data. */
         if (carry > 0) {
             const uint8_t *src = buffer[1 - slot] + CARRY_CAPACITY + window_bytes[1 - slot] - carry;
             memmove(buffer[slot] + CARRY_CAPACITY - carry, src, (size_t)carry);
         }
         /* Start inflating the next window into the other buffer while this one is walked. */
-        if (w + 1 < n_windows) START_WINDOW(w + 1, running);
+        int next_have = 0;
+        START_WINDOW(1 - slot, next_have);
+        if (failed) break;
         int64_t available = carry + (int64_t)window_bytes[slot];
         int64_t used = walk_records(&s, buffer[slot] + CARRY_CAPACITY - carry, available);
         if (used < 0) { failed = 1; break; }
@@ -516,8 +505,20 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args) {
             snprintf(message, sizeof(message), "a BAM record is larger than %d bytes", CARRY_CAPACITY);
             break;
         }
+        /* Drop the compressed pages already inflated, so memory stays flat for any file size. */
+        size_t drop_end = (window_end[slot] / page) * page;
+        if (drop_end > released) {
+            madvise(file + released, drop_end - released, MADV_DONTNEED);
+            released = drop_end;
+        }
+        have = next_have;
+        slot = 1 - slot;
     }
     for (int t = 0; t < running; t++) if (threads[t]) pthread_join(threads[t], NULL);
+    if (!failed && !last_was_eof) {
+        failed = 1;
+        snprintf(message, sizeof(message), "the BGZF end-of-file marker is missing (file truncated)");
+    }
     if (!failed && carry > 0) {
         failed = 1;
         snprintf(message, sizeof(message), "the file ends inside a BAM record (truncated)");
@@ -539,7 +540,9 @@ done:
     for (int i = 0; i < 11; i++) if (bufs[i].held) PyBuffer_Release(&bufs[i].view);
     for (int t = 0; t < 64; t++) if (decompressors[t]) p_free_decompressor(decompressors[t]);
     for (int i = 0; i < 2; i++) { free(buffer[i]); free(dest_offset[i]); }
-    free(table.offset); free(table.csize); free(table.isize); free(table.crc);
+    for (int i = 0; i < 2; i++) {
+        free(tables[i].offset); free(tables[i].csize); free(tables[i].isize); free(tables[i].crc);
+    }
     free(s.dup_keys);
     if (file != MAP_FAILED) munmap(file, file_size);
     return result;
