@@ -1,0 +1,67 @@
+"""The command line: version, help, the installed script, the demo, progress display."""
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+from plasmacount import __version__
+from plasmacount.progress import Progress
+
+
+def test_version_and_help(run_cli):
+    result = run_cli("--version")
+    assert result.exit_code == 0
+    for command in ("count", "bins", "simulate", "demo"):
+        assert run_cli(command, "--help").exit_code == 0
+    assert run_cli().exit_code == 2
+
+
+def test_installed_script_and_module():
+    script = str(Path(sys.executable).parent / "plasmacount")
+    for command in ([script, "--version"], [sys.executable, "-m", "plasmacount", "--version"]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 0
+        assert __version__ in result.stdout + result.stderr
+    result = subprocess.run([sys.executable, "-m", "plasmacount", "count", "/nonexistent.bam", "-o", "/tmp/x.npz"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+def test_quiet_silences_information(tmp_path, run_cli):
+    result = run_cli("--quiet", "simulate", "-o", tmp_path, "--samples", "2", "--reads", "100k", "--scale", "0.002")
+    assert result.exit_code == 0 and result.stderr == ""
+    result = run_cli("simulate", "-o", tmp_path, "--samples", "2", "--reads", "100k", "--scale", "0.002")
+    assert "truth" in result.stderr
+
+
+def test_demo(tmp_path, run_cli):
+    result = run_cli("demo", tmp_path / "demo")
+    assert result.exit_code == 0, result.stderr
+    with open(tmp_path / "demo" / "summary.tsv") as stream:
+        rows = list(csv.DictReader(stream, delimiter="\t"))
+    assert len(rows) == 4
+    for row in rows:
+        assert 160 <= int(row["mode_bp"]) <= 170
+        assert int(row["counted"]) > 100_000
+    assert len(list((tmp_path / "demo" / "cohort").glob("*.counts.npz"))) == 40
+
+
+def test_progress_bar_on_terminal_and_log_lines_elsewhere(caplog):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    progress = Progress("counting", stream=terminal)
+    for done in range(0, 11):
+        progress(done, 10)
+    assert "counting [" in terminal.getvalue() and "100.0%" in terminal.getvalue()
+    plain = io.StringIO()
+    with caplog.at_level("INFO", logger="plasmacount"):
+        progress = Progress("counting", stream=plain, interval=0.0)
+        progress(5, 10)
+    assert plain.getvalue() == ""
+    assert "5 of 10" in caplog.text
