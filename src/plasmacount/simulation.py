@@ -102,6 +102,7 @@ class SampleDesign:
     maternal_x_mosaic_loss: float = 0.0
     tumor_fraction: float | None = None
     tumor_ploidy: float | None = None
+    tumor_genome_doubled: bool = False
     ebv_status: str = "negative"
     ebv_fragments_expected: float = 0.0
     gc_slope: float = 0.0
@@ -237,8 +238,8 @@ def _design_cancer(design: SampleDesign, rng: np.random.Generator, cohort: str, 
         design.findings.append("no tumour DNA")
         return
     design.tumor_fraction = float(rng.uniform(0.01, 0.30))
-    doubled = rng.random() < 0.25
-    base = 4 if doubled else 2
+    design.tumor_genome_doubled = bool(rng.random() < 0.25)
+    base = 4 if design.tumor_genome_doubled else 2
     chosen = rng.choice(len(CANCER_EVENTS), size=int(rng.integers(3, 8)), replace=False)
     for i in sorted(chosen):
         name, chrom, arm, cn = CANCER_EVENTS[i]
@@ -253,7 +254,7 @@ def _design_cancer(design: SampleDesign, rng: np.random.Generator, cohort: str, 
                               "end": max(int(end * scale), int(start * scale) + 1), "tumour_cn": int(rng.integers(6, 12)),
                               "clonal_fraction": 1.0, "name": name})
     design.findings = [e["name"] for e in design.events]
-    design.tumor_ploidy = float(base)  # refined to the genome-wide mean once the layout is known
+    design.tumor_ploidy = float(base)  # replaced by the genome-wide mean once the layout is known
 
 
 def _design_ebv(design: SampleDesign, rng: np.random.Generator) -> None:
@@ -345,9 +346,7 @@ def copy_numbers(design: SampleDesign, model: GenomeModel) -> dict[str, np.ndarr
     """Per bin copy number of each cell population whose DNA is in the sample."""
     layout = model.layout
     index, start, end = layout.bin_table()
-    names = layout.names
-    keys = np.array([name_key(n) for n in names])[index]
-    middle = (start + end) // 2
+    keys = np.array([name_key(n) for n in layout.names])[index]
 
     def bins_of(chrom: str, first: int | None = None, last: int | None = None) -> np.ndarray:
         here = keys == name_key(chrom)
@@ -380,17 +379,13 @@ def copy_numbers(design: SampleDesign, model: GenomeModel) -> dict[str, np.ndarr
         normal = sex_chromosome_cn("XY" if design.sex == "male" else "XX")
         populations["normal"] = normal
         if design.tumor_fraction:
-            tumour = normal * ((design.tumor_ploidy or 2.0) / 2.0)
-            subclonal = np.zeros(layout.n_bins)
+            tumour = normal * (2.0 if design.tumor_genome_doubled else 1.0)
             for event in design.events:
                 here = bins_of(event["chrom"], event["start"], event["end"])
-                if event.get("clonal_fraction", 1.0) >= 1.0:
-                    tumour[here] = event["tumour_cn"]
-                else:
-                    tumour[here] = tumour[here] + event["clonal_fraction"] * (event["tumour_cn"] - tumour[here])
-                    subclonal[here] = 1
+                # A subclonal event is carried by a share of tumour cells: their mean copy number.
+                fraction = event.get("clonal_fraction", 1.0)
+                tumour[here] = tumour[here] + fraction * (event["tumour_cn"] - tumour[here])
             populations["tumour"] = tumour
-    _ = middle
     return populations
 
 
@@ -850,7 +845,8 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
             import pysam
 
             bam = output / f"{design.sample}.bam"
-            write_bam(bam, design, model, genome, contig_lengths, request.seed, index, request.threads)
+            within = (lambda done, total, index=index: progress(index * 1000 + 1000 * done // max(total, 1), 1000 * len(designs))) if progress else None
+            write_bam(bam, design, model, genome, contig_lengths, request.seed, index, request.threads, progress=within)
             if request.output_format == "cram":
                 cram = output / f"{design.sample}.cram"
                 pysam.view("-C", "-T", str(output / "genome" / "genome.fa"), "-@", str(request.threads), "-o", str(cram), str(bam), catch_stdout=False)
@@ -861,7 +857,7 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
                 pysam.index("-@", str(request.threads), str(bam))
                 paths.append(bam)
         if progress:
-            progress(index + 1, len(designs))
+            progress(1000 * (index + 1), 1000 * len(designs))
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(request).items()}
     settings["bin_size"] = model.layout.bin_size
     write_truth(output, designs, settings)

@@ -44,8 +44,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="plasmacount", description=__doc__.splitlines()[0] if False else
-                             "Molecular counting of plasma cell-free DNA from low-pass sequencing.")
+    parser = _ArgumentParser(prog="plasmacount", description="Molecular counting of plasma cell-free DNA from low-pass sequencing.")
     parser.add_argument("--version", action="version", version=f"plasmacount {__version__}")
     parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
     parser.add_argument("--debug", action="store_true", help="print debug messages and tracebacks")
