@@ -291,11 +291,11 @@ def read_fixed_step_wig(path: str | os.PathLike) -> tuple[Layout, np.ndarray]:
                     contigs.append((chrom, []))
                     continue
                 if not contigs:
-                    raise DataError(f"{path}: line {number}: value before any fixedStep line; the WIG is corrupt")
+                    raise DataError(f"{path}: line {number}: value before any fixedStep line; the WIG is corrupt, re-create it")
                 try:
                     contigs[-1][1].append(float(line))
                 except ValueError:
-                    raise DataError(f"{path}: line {number}: {line[:30]!r} is not a number; the WIG is corrupt") from None
+                    raise DataError(f"{path}: line {number}: {line[:30]!r} is not a number; the WIG is corrupt, re-create it") from None
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error}); check the file") from error
     if not contigs or step is None:
@@ -322,11 +322,11 @@ def read_qdnaseq_bins(path: str | os.PathLike) -> tuple[Layout, dict[str, np.nda
             for number, line in enumerate(stream, 2):
                 fields = [f.strip('"') for f in line.rstrip("\n").split("\t")]
                 if len(fields) < len(header):
-                    raise DataError(f"{path}: line {number} has {len(fields)} columns, expected {len(header)}; the table is corrupt")
+                    raise DataError(f"{path}: line {number} has {len(fields)} columns, expected {len(header)}; the table is corrupt, re-create it")
                 try:
                     values = [float(fields[column[name]]) if fields[column[name]] != "NA" else np.nan for name in required[1:]]
                 except ValueError:
-                    raise DataError(f"{path}: line {number} has a non-numeric value; the table is corrupt") from None
+                    raise DataError(f"{path}: line {number} has a non-numeric value; the table is corrupt, re-create it") from None
                 rows.setdefault(fields[column["chromosome"]], []).append(values)
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error}); check the file") from error

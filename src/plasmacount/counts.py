@@ -213,13 +213,13 @@ def import_tsv(path: str | os.PathLike, sample: str | None = None) -> SampleCoun
             for number, line in enumerate(stream, 2):
                 fields = line.rstrip("\n").split("\t")
                 if len(fields) < len(header):
-                    raise DataError(f"{path}: line {number} has {len(fields)} columns, expected {len(header)}; the TSV is corrupt")
+                    raise DataError(f"{path}: line {number} has {len(fields)} columns, expected {len(header)}; the TSV is corrupt, re-create it")
                 try:
                     values = [int(x) for x in fields[1:4]] + ([int(fields[4]), int(fields[5])] if has_sizes else [0, 0])
                 except ValueError:
-                    raise DataError(f"{path}: line {number} has a non-integer value; the TSV is corrupt") from None
+                    raise DataError(f"{path}: line {number} has a non-integer value; the TSV is corrupt, re-create it") from None
                 if values[2] < 0 or values[1] <= values[0]:
-                    raise DataError(f"{path}: line {number} has a negative count or an empty interval; the TSV is corrupt")
+                    raise DataError(f"{path}: line {number} has a negative count or an empty interval; the TSV is corrupt, re-create it")
                 per_contig.setdefault(fields[0], []).append(tuple(values))
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error}); check the file") from error
@@ -230,7 +230,7 @@ def import_tsv(path: str | os.PathLike, sample: str | None = None) -> SampleCoun
     for chrom, rows in per_contig.items():
         for i, (start, end, *_rest) in enumerate(rows):
             if start != i * bin_size or (end - start != bin_size and i != len(rows) - 1):
-                raise DataError(f"{path}: bins of {chrom} are not contiguous {bin_size:,} bp bins from 0 (bin {i}); the TSV is corrupt")
+                raise DataError(f"{path}: bins of {chrom} are not contiguous {bin_size:,} bp bins from 0 (bin {i}); the TSV is corrupt, re-create it")
     layout = Layout.from_lengths(((chrom, rows[-1][1]) for chrom, rows in per_contig.items()), bin_size)
     table = np.array([row for rows in per_contig.values() for row in rows], dtype=np.int64)
     return SampleCounts(
