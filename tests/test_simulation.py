@@ -24,7 +24,9 @@ from plasmacount.synthetic_genome import make_genome
 
 @pytest.fixture(scope="module")
 def model():
-    return GenomeModel.from_synthetic(make_genome(1 / 1000, seed=3), seed=3)
+    """The genome model without the placental coverage effect, so dosages are exact."""
+    full = GenomeModel.from_synthetic(make_genome(1 / 1000, seed=3), seed=3)
+    return dataclasses.replace(full, placental_effect=np.ones_like(full.placental_effect))
 
 
 def read_truth(path):
@@ -122,8 +124,9 @@ def test_count_level_cohort_is_deterministic_and_truthful(tmp_path):
         short_share.append(counts.short.sum() / counts.counts.sum())
         fetal_fraction.append(float(row["fetal_fraction"]))
         assert 160 <= counts.fragment_lengths.argmax() <= 168
-    # Fetal DNA is shorter: the short-fragment share rises with the fetal fraction.
-    assert np.corrcoef(short_share, fetal_fraction)[0, 1] > 0.9
+    # Fetal DNA is shorter: the short-fragment share rises with the fetal fraction (blurred by
+    # the sample-to-sample variation of library fragment sizes).
+    assert np.corrcoef(short_share, fetal_fraction)[0, 1] > 0.5
     details = json.loads((tmp_path / "a" / "truth.json").read_text())
     assert len(details["samples"]) == 12 and details["settings"]["seed"] == 9
 
@@ -201,5 +204,11 @@ def test_fastq_maps_back_with_bwa(tmp_path):
     confident = [r for r in mapped if int(r[4]) >= 20]
     assert len(mapped) / len(primary) > 0.97
     assert len(confident) / len(primary) > 0.85
-    # A female fetus: almost nothing on chrY outside the pseudo-autosomal region (which maps with MAPQ 0).
-    assert sum(r[2] == "chrY" for r in confident) / len(confident) < 0.002
+    # chrY outside the pseudo-autosomal region (which maps with MAPQ 0): fetal DNA of a boy, or
+    # only the small mis-mapped background for a girl.
+    [truth] = read_truth(tmp_path / "truth.tsv")
+    on_y = sum(r[2] == "chrY" for r in confident) / len(confident)
+    if truth["fetal_sex"] == "female":
+        assert on_y < 0.0015
+    else:
+        assert on_y > 0.1 * float(truth["fetal_fraction"]) * 57 / 6200

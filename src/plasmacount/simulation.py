@@ -55,30 +55,32 @@ def _peak(lengths: np.ndarray, centre: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * ((lengths - centre) / width) ** 2)
 
 
-def fragment_length_distribution(kind: str, longest: int = DEFAULT_LONGEST_LENGTH) -> np.ndarray:
+def fragment_length_distribution(kind: str, longest: int = DEFAULT_LONGEST_LENGTH, shift: float = 0.0, shoulder: float = 1.0) -> np.ndarray:
     """Probability of each fragment length 0..longest (bp) for a source of cfDNA.
 
     maternal: haematopoietic cfDNA, mode ~167 bp, 10 bp ripple below 150 bp, dinucleosomes,
     and a tail of long molecules; fetal: placental, mode ~145 bp, more short fragments;
     tumour: enriched at 90-150 bp; ebv_carrier: short viral DNA (80-110 bp);
     ebv_tumour: nucleosome-protected viral DNA from NPC, like maternal DNA.
+    `shift` (bp) and `shoulder` (weight of the sub-nucleosomal shoulder) vary between samples,
+    as library preparation does in real runs.
     """
-    x = np.arange(longest + 1, dtype=float)
+    x = np.arange(longest + 1, dtype=float) - shift
     ripple = sum(_peak(x, 167 - 10.4 * k, 2.5) * 0.35 * 0.8**k for k in range(1, 7))
     tail = np.where(x > 250, np.exp(-(np.log(np.maximum(x, 1)) - np.log(700)) ** 2 / (2 * 0.7**2)), 0.0)
     if kind in ("maternal", "ebv_tumour"):
-        density = _peak(x, 167, 10) + 0.12 * _peak(x, 150, 24) + ripple * 0.25 + 0.02 * _peak(x, 335, 30) + 0.00003 * tail
+        density = _peak(x, 167, 10) + 0.12 * shoulder * _peak(x, 150, 24) + ripple * 0.25 + 0.02 * _peak(x, 335, 30) + 0.00003 * tail
     elif kind == "fetal":
-        density = _peak(x, 145, 11) + 0.4 * _peak(x, 125, 22) + 0.5 * _peak(x, 166, 10) + ripple * 0.5 + 0.015 * _peak(x, 320, 30) + 0.000015 * tail
+        density = _peak(x, 145, 11) + 0.4 * shoulder * _peak(x, 125, 22) + 0.5 * _peak(x, 166, 10) + ripple * 0.5 + 0.015 * _peak(x, 320, 30) + 0.000015 * tail
     elif kind == "tumour":
-        density = _peak(x, 146, 12) + 0.6 * _peak(x, 115, 22) + 0.4 * _peak(x, 166, 10) + ripple * 0.5 + 0.015 * _peak(x, 320, 30) + 0.000015 * tail
+        density = _peak(x, 146, 12) + 0.6 * shoulder * _peak(x, 115, 22) + 0.4 * _peak(x, 166, 10) + ripple * 0.5 + 0.015 * _peak(x, 320, 30) + 0.000015 * tail
     elif kind == "ebv_carrier":
         density = _peak(x, 96, 16) + 0.35 * _peak(x, 140, 25) + 0.1 * _peak(x, 167, 10)
     elif kind == "mitochondrial":
         density = _peak(x, 70, 25) + 0.3 * _peak(x, 130, 40)
     else:
         raise ValueError(f"unknown fragment source {kind!r}")
-    density[:30] = 0.0
+    density[: max(0, 30 + int(round(shift)))] = 0.0
     return density / density.sum()
 
 
@@ -114,6 +116,8 @@ class SampleDesign:
     unmapped_rate: float = 0.01
     chrY_background: float = 0.0005
     mitochondrial_rate: float = 0.0005
+    size_shift: float = 0.0
+    size_shoulder: float = 1.0
 
 
 def _fetal_fraction(rng: np.random.Generator, median: float) -> float:
@@ -156,6 +160,7 @@ def design_cohort(
             batch_scores=[float(x) for x in rng.normal(np.array([1.0, -1.0, 0.5])[:3] * (batch - (n_batches - 1) / 2) / n_batches, 0.3)],
             duplicate_rate=float(rng.uniform(0.02, 0.15)), unmapped_rate=float(rng.uniform(0.005, 0.02)),
             chrY_background=float(rng.uniform(0.0003, 0.001)), mitochondrial_rate=float(rng.uniform(0.0002, 0.002)),
+            size_shift=float(rng.normal(0.0, 1.0)), size_shoulder=float(rng.lognormal(0.0, 0.15)),
         )
         if cohort in ("nipt", "euploid"):
             _design_pregnancy(design, rng, cohort, fetal_fraction_median, scale)
@@ -282,6 +287,8 @@ class GenomeModel:
     mappable: np.ndarray
     stickiness: np.ndarray
     batch_loadings: np.ndarray  # factors x bins
+    placental_effect: np.ndarray  # per-bin efficiency of placental DNA relative to maternal DNA
+    y_homology: np.ndarray  # where mis-mapped reads land on chrY (sums to 1 over chrY bins)
     scale: float
     other_contigs: list[tuple[str, int]]
 
@@ -299,7 +306,19 @@ class GenomeModel:
             loadings.append(0.03 * smooth)
         gc = np.where(np.isnan(gc), np.nanmean(gc), gc)
         mappable = np.clip(np.where(np.isnan(mappable), 1.0, mappable), 0.0, 1.0)
-        return cls(layout, gc, mappable, stickiness, np.array(loadings), scale, other_contigs)
+        # Placental DNA covers the genome a little differently (nucleosome positions, methylation):
+        # the signal that profile-based fetal-fraction methods (SeqFF, PREFACE) learn.
+        placental = rng.lognormal(0.0, 0.15, layout.n_bins)
+        # Reads mis-mapped to chrY in women land mostly in regions homologous to X/autosomes.
+        index = layout.bin_table()[0]
+        on_y = np.array([name_key(c.name) == "Y" for c in layout.contigs])[index] if layout.contigs else np.zeros(0, bool)
+        homology = np.zeros(layout.n_bins)
+        if on_y.any():
+            homologous = on_y & (rng.random(layout.n_bins) < 0.2)
+            homology[homologous] = 0.97 * rng.lognormal(0, 0.5, homologous.sum())
+            homology[homologous] *= 0.97 / homology[homologous].sum()
+            homology[on_y] += 0.03 / on_y.sum()
+        return cls(layout, gc, mappable, stickiness, np.array(loadings), placental, homology, scale, other_contigs)
 
     @classmethod
     def from_annotation(cls, annotation: BinAnnotation, seed: int) -> "GenomeModel":
@@ -400,7 +419,7 @@ def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarra
     """Expected counted fragments per bin, and each population's share of every bin's DNA."""
     populations = copy_numbers(design, model)
     fractions = population_fractions(design)
-    dna = {name: fractions[name] * cn for name, cn in populations.items()}
+    dna = {name: fractions[name] * cn * (model.placental_effect if name == "fetal" else 1.0) for name, cn in populations.items()}
     dosage = sum(dna.values()) / 2.0
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = {name: np.where(dosage > 0, amount / 2.0 / np.maximum(dosage, 1e-12), 0.0) for name, amount in dna.items()}
@@ -415,8 +434,8 @@ def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarra
     on_y = keys[index] == "Y"
     total = mu.sum()
     if on_y.any():
-        background = design.chrY_background * total * weight[on_y] / max(weight[on_y].sum(), 1e-12)
-        mu[on_y] += background
+        homology = model.y_homology[on_y] * model.mappable[on_y]
+        mu[on_y] += design.chrY_background * total * homology / max(homology.sum(), 1e-12)
     mu *= design.reads / mu.sum()
     return mu, shares
 
@@ -457,7 +476,7 @@ def simulate_counts(design: SampleDesign, model: GenomeModel, seed: int, index: 
     other_counts = np.zeros(len(model.other_contigs), dtype=np.int64)
     other_hist = np.zeros((len(model.other_contigs), DEFAULT_LONGEST_LENGTH + 2), dtype=np.int64)
     if design.paired:
-        distributions = {name: fragment_length_distribution(_source_of(name)) for name in shares}
+        distributions = {name: _sizes(design, _source_of(name)) for name in shares}
         p_short = sum(shares[n] * distributions[n][DEFAULT_SHORT_RANGE[0] : DEFAULT_SHORT_RANGE[1] + 1].sum() for n in shares)
         p_long = sum(shares[n] * distributions[n][DEFAULT_LONG_RANGE[0] : DEFAULT_LONG_RANGE[1] + 1].sum() for n in shares)
         short = rng.binomial(counts, np.clip(p_short, 0, 1))
@@ -474,7 +493,7 @@ def simulate_counts(design: SampleDesign, model: GenomeModel, seed: int, index: 
             source = "mitochondrial"
         other_counts[row] = n
         if design.paired and n:
-            other_hist[row, : DEFAULT_LONGEST_LENGTH + 1] = rng.multinomial(n, fragment_length_distribution(source))
+            other_hist[row, : DEFAULT_LONGEST_LENGTH + 1] = rng.multinomial(n, _sizes(design, source))
     counted = int(counts.sum())
     per_read = 2 if design.paired else 1
     duplicates = int(round(design.duplicate_rate * counted))
@@ -540,7 +559,7 @@ def simulate_fragments(design: SampleDesign, model: GenomeModel, genome: Synthet
     chosen = (u[None, :] >= cumulative[:-1]).sum(axis=0)
     for k, population in enumerate(populations):
         here = chosen == k
-        lengths[here] = _draw_lengths(rng, _source_of(population), int(here.sum()))
+        lengths[here] = _draw_lengths(rng, _sizes(design, _source_of(population)), int(here.sum()))
     lengths = np.maximum(lengths, design.read_length)
     starts = bin_start[bin_of] + (rng.random(n) * (bin_end[bin_of] - bin_start[bin_of])).astype(np.int64)
     contigs = contig_index_of_bin[bin_of]
@@ -559,7 +578,7 @@ def simulate_fragments(design: SampleDesign, model: GenomeModel, genome: Synthet
         else:
             continue
         extra_contig.append(np.full(k, names.index(name)))
-        extra_length.append(np.maximum(_draw_lengths(rng, source, k), design.read_length))
+        extra_length.append(np.maximum(_draw_lengths(rng, _sizes(design, source), k), design.read_length))
         extra_start.append((rng.random(k) * length).astype(np.int64))
     if extra_contig:
         contigs = np.concatenate([contigs] + extra_contig)
@@ -589,8 +608,15 @@ def simulate_fragments(design: SampleDesign, model: GenomeModel, genome: Synthet
     return Fragments(contigs[order], starts[order], lengths[order], reverse[order], duplicate[order])
 
 
-def _draw_lengths(rng: np.random.Generator, source: str, n: int) -> np.ndarray:
-    cdf = np.cumsum(fragment_length_distribution(source))
+def _sizes(design: SampleDesign, source: str) -> np.ndarray:
+    """The sample's fragment-length distribution for a source (viral and mitochondrial DNA unshifted)."""
+    if source in ("maternal", "fetal", "tumour"):
+        return fragment_length_distribution(source, shift=design.size_shift, shoulder=design.size_shoulder)
+    return fragment_length_distribution(source)
+
+
+def _draw_lengths(rng: np.random.Generator, distribution: np.ndarray, n: int) -> np.ndarray:
+    cdf = np.cumsum(distribution)
     return np.searchsorted(cdf, rng.random(n) * cdf[-1]).astype(np.int64)
 
 
