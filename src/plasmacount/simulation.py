@@ -807,6 +807,7 @@ class SimulationRequest:
     samples: int = 10
     reads: int = 10_000_000
     seed: int = 1
+    lab_seed: int = 1
     paired: bool = False
     read_length: int = 50
     output_format: str = "counts"
@@ -840,18 +841,23 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
     if request.genome == "synthetic":
         from plasmacount.synthetic_genome import make_genome
 
-        genome = make_genome(request.scale, seed=request.seed, bin_size=request.bin_size)
-        model = GenomeModel.from_synthetic(genome, request.seed)
+        # The genome and the lab's per-bin effects come from the lab seed, so cohorts simulated
+        # with different sample seeds (a reference panel and a test batch) share them.
+        genome = make_genome(request.scale, seed=request.lab_seed, bin_size=request.bin_size)
+        model = GenomeModel.from_synthetic(genome, request.lab_seed)
         contig_lengths = list(zip(genome.names, genome.lengths))
         if request.output_format != "counts":
             genome.write(output / "genome")
+        else:  # counts need only the bin annotation (GC, mappability) for later steps
+            (output / "genome").mkdir(exist_ok=True)
+            genome.annotation().save(output / "genome" / "bins.npz")
         scale = request.scale
     elif request.bins:
-        model = GenomeModel.from_annotation(BinAnnotation.load(request.bins), request.seed)
+        model = GenomeModel.from_annotation(BinAnnotation.load(request.bins), request.lab_seed)
         contig_lengths = [(c.name, c.length) for c in model.layout.contigs] + model.other_contigs
         scale = model.scale
     else:
-        model = GenomeModel.hg38_layout(request.bin_size or 100_000, request.seed)
+        model = GenomeModel.hg38_layout(request.bin_size or 100_000, request.lab_seed)
         contig_lengths = list(HG38_LENGTHS.items()) + model.other_contigs
         scale = 1.0
     designs = design_cohort(request.cohort, request.samples, request.reads, request.seed, request.paired,

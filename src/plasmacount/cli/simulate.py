@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-length", type=int, default=50, metavar="L", help="read length (default 50)")
     parser.add_argument("--fetal-fraction-median", type=float, default=0.10, metavar="F", help="median fetal fraction (default 0.10)")
     parser.add_argument("--prefix", help="sample name prefix (default: the cohort name)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same files (default 1)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of the samples; the same seeds give the same files (default 1)")
+    parser.add_argument("--lab-seed", type=int, default=1,
+                        help="random seed of the genome and the lab's per-bin effects, shared by cohorts of one lab (default 1)")
     parser.add_argument("--threads", type=int, default=2, metavar="N", help="compression threads (default 2)")
 
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("--bins goes with --genome hg38; the synthetic genome makes its own bins")
     request = SimulationRequest(
         output=Path(args.output), cohort=args.cohort, samples=args.samples, reads=args.reads, seed=args.seed,
-        paired=args.paired, read_length=args.read_length, output_format=args.output_format, genome=args.genome,
+        lab_seed=args.lab_seed, paired=args.paired, read_length=args.read_length, output_format=args.output_format, genome=args.genome,
         scale=args.scale, bin_size=args.bin_size, bins=args.bins, fetal_fraction_median=args.fetal_fraction_median,
         threads=args.threads, prefix=args.prefix,
     )

@@ -1,0 +1,128 @@
+"""Fetal fraction: the share of plasma cell-free DNA that comes from the placenta.
+
+Estimators, each with its own standard deviation, combined by inverse-variance weighting:
+- **chrY** (male fetuses): 2 x the chrY dose above the female background over clean chrY bins
+  (a male adult's dose is 0.5), calibrated against the chrX estimate over the panel's male
+  pregnancies; the most precise, the label the other estimators are trained on.
+- **chrX** (male fetuses): 2 x (1 - X dosage); noisy, used for calibration and reported.
+- **fragment size** (paired-end): placental DNA is shorter; a ridge regression on the shares of
+  fragment lengths in 10 bp windows from 90 to 250 bp, trained on the panel's male pregnancies.
+- **bin profile** (sex-independent, in the spirit of SeqFF/PREFACE): placental DNA covers the
+  genome slightly differently; a ridge regression on the sample's principal-component scores,
+  trained on the panel's male pregnancies.
+Each trained estimator's standard deviation is its cross-validated error on the panel.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SIZE_WINDOWS = [(low, low + 10) for low in range(90, 250, 10)]
+
+
+def size_features(histogram: np.ndarray) -> np.ndarray | None:
+    """Shares of fragments in 10 bp windows 90-250 bp (None without enough paired-end fragments)."""
+    counts = np.array([histogram[low:high].sum() for low, high in SIZE_WINDOWS], dtype=float)
+    if counts.sum() < 1000:
+        return None
+    return counts / counts.sum()
+
+
+def _ridge_fit(features: np.ndarray, labels: np.ndarray, folds: int = 10) -> dict:
+    """Ridge regression with the penalty chosen by cross-validation; returns weights and CV error."""
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    scale[scale == 0] = 1.0
+    standard = (features - mean) / scale
+    n = len(labels)
+    fold_of = np.arange(n) % max(2, min(folds, n))
+    best = None
+    for penalty in (0.01, 0.1, 1.0, 10.0, 100.0):
+        errors = np.empty(n)
+        for fold in np.unique(fold_of):
+            train, test = fold_of != fold, fold_of == fold
+            weights = _solve(standard[train], labels[train], penalty)
+            errors[test] = labels[test] - (weights[0] + standard[test] @ weights[1:])
+        rmse = float(np.sqrt(np.mean(errors**2)))
+        if best is None or rmse < best[0]:
+            best = (rmse, penalty, errors)
+    rmse, penalty, errors = best
+    weights = _solve(standard, labels, penalty)
+    predicted = labels - errors
+    r = float(np.corrcoef(predicted, labels)[0, 1]) if np.std(predicted) > 0 else 0.0
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "weights": weights.tolist(), "penalty": penalty,
+            "cv_rmse": rmse, "cv_r": r, "n_training": int(n)}
+
+
+def _solve(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+    design = np.column_stack([np.ones(len(y)), x])
+    regulariser = penalty * np.eye(design.shape[1])
+    regulariser[0, 0] = 0.0
+    return np.linalg.solve(design.T @ design + regulariser, design.T @ y)
+
+
+def _ridge_predict(model: dict, features: np.ndarray) -> float:
+    standard = (features - np.array(model["mean"])) / np.array(model["scale"])
+    weights = np.array(model["weights"])
+    return float(weights[0] + standard @ weights[1:])
+
+
+def fit_models(samples, profiles, final_model, sex_model: dict, x_ratios: np.ndarray, x_mean: float) -> dict:
+    """Y calibration and the size and profile regressions, trained on the panel's male pregnancies."""
+    sexes = sex_model["panel_sexes"]
+    male = np.array([s == "male" for s in sexes])
+    doses = np.array(sex_model["panel_doses"])
+    raw_y = 2 * (doses - sex_model["female_dose_median"])
+    ff_x = 2 * (1 - x_ratios / x_mean)
+    ok = male & np.isfinite(ff_x) & np.isfinite(raw_y)
+    calibration = float((ff_x[ok] * raw_y[ok]).sum() / (raw_y[ok] ** 2).sum()) if ok.sum() >= 5 else 1.0
+    if not 0.5 < calibration < 2.0:
+        calibration = 1.0
+    result = {"y_calibration": calibration, "x_mean": float(x_mean), "size": None, "profile": None}
+    labels = calibration * raw_y
+    if male.sum() >= 10:
+        features = [size_features(s.fragment_lengths) for s in samples]
+        usable = [i for i in np.flatnonzero(male) if features[i] is not None]
+        if len(usable) >= 10:
+            result["size"] = _ridge_fit(np.array([features[i] for i in usable]), labels[usable])
+        scores = np.array([final_model.normalise(s.counts).scores for s in samples])
+        if scores.shape[1] > 0:
+            result["profile"] = _ridge_fit(scores[male], labels[male])
+    return result
+
+
+def estimate(sample, profile, reference, y_fraction: float, y_sd: float, sex: str, x_ratio: float, x_sd: float) -> dict:
+    """Every applicable estimate with a 95 % interval, and their inverse-variance combination."""
+    models = reference.metadata["fetal_fraction"]
+    estimates = {}
+    if sex == "male" and np.isfinite(y_fraction):
+        estimates["chrY"] = (y_fraction, y_sd)
+        ff_x = 2 * (1 - x_ratio / models["x_mean"])
+        if np.isfinite(ff_x):
+            estimates["chrX"] = (ff_x, 2 * x_sd)
+    if models.get("size") and sample.paired:
+        features = size_features(sample.fragment_lengths)
+        if features is not None:
+            estimates["fragment_size"] = (_ridge_predict(models["size"], features), models["size"]["cv_rmse"])
+    if models.get("profile") and profile.scores.size:
+        estimates["bin_profile"] = (_ridge_predict(models["profile"], profile.scores), models["profile"]["cv_rmse"])
+    methods = {name: _interval(value, sd) for name, (value, sd) in estimates.items()}
+    combined = None
+    usable = {k: v for k, v in estimates.items() if k != "chrX" and np.isfinite(v[0]) and v[1] > 0}
+    if usable:
+        weights = {k: 1 / sd**2 for k, (_, sd) in usable.items()}
+        total = sum(weights.values())
+        value = sum(weights[k] * usable[k][0] for k in usable) / total
+        combined = _interval(value, math.sqrt(1 / total))
+    sex_independent = {k: v for k, v in usable.items() if k in ("fragment_size", "bin_profile")}
+    independent = None
+    if sex_independent:
+        weights = {k: 1 / sd**2 for k, (_, sd) in sex_independent.items()}
+        total = sum(weights.values())
+        independent = (sum(weights[k] * sex_independent[k][0] for k in sex_independent) / total, math.sqrt(1 / total))
+    return {"methods": methods, "combined": combined, "sex_independent": independent}
+
+
+def _interval(value: float, sd: float) -> dict:
+    return {"estimate": float(np.clip(value, 0.0, 1.0)), "low": float(np.clip(value - 1.96 * sd, 0.0, 1.0)),
+            "high": float(np.clip(value + 1.96 * sd, 0.0, 1.0)), "sd": float(sd)}

@@ -1,0 +1,466 @@
+"""The panel of normals: what euploid pregnancies look like in this lab, bin by bin.
+
+A sample's counts carry systematic structure that counting statistics do not explain: GC bias
+(removed per sample, `gc`), bins that always collect more or fewer reads (removed by dividing
+by the panel's median profile), and patterns shared by groups of samples (library batches,
+flow cells, and the placental coverage pattern that scales with fetal fraction), removed by a
+principal-component correction learnt from the panel. What is left is close to counting noise.
+
+The reference also holds everything the calls need from the panel: per-chromosome null
+distributions measured on held-out panel samples (each sample normalised by a reference built
+without it, in 10 folds), NCV denominators and regression predictors, per-bin residual
+profiles for segment nulls, the fetal-sex model learnt from chrY, the fetal-fraction models,
+and a QC verdict. It records bin size, build, contigs, samples and the plasmacount version,
+and refuses samples counted another way.
+
+File format ("plasmacount-reference", version 1): an archive (see `files`) with
+`metadata.json` (layout, samples, models, QC) and arrays (mask, GC, median profile, PCA).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from plasmacount import __version__
+from plasmacount.bins import BinAnnotation
+from plasmacount.counts import SampleCounts
+from plasmacount.errors import DataError, UsageError
+from plasmacount.files import read_archive, write_archive
+from plasmacount.gc import GcCurve, fit_gc_curve
+from plasmacount.genome import Layout, name_key
+
+FORMAT = "plasmacount-reference"
+FORMAT_VERSION = "1.0"
+MINIMUM_PANEL = 20
+AUTOSOME_KEYS = [str(i) for i in range(1, 23)]
+TESTED_KEYS = ("13", "18", "21")
+
+
+def chromosome_keys(layout: Layout) -> np.ndarray:
+    """Per bin, the name key of its contig ('1'..'22', 'X', 'Y')."""
+    return np.array([name_key(c.name) for c in layout.contigs])[layout.bin_table()[0]]
+
+
+@dataclass
+class Profile:
+    """One sample normalised against a reference (or a fold of it)."""
+
+    raw: np.ndarray
+    gc_curve: GcCurve
+    coverage: np.ndarray        # GC-corrected coverage, mean 1 over used autosomal bins
+    log_ratio: np.ndarray       # natural-log ratio to the panel after PCA correction (NaN outside the mask)
+    expected: np.ndarray        # relative expected count per bin (GC x panel median x PCA)
+    scores: np.ndarray          # the sample's principal-component scores
+    chromosome_ratio: dict[str, float]
+    chromosome_counts: dict[str, float]
+    autosomal: np.ndarray       # used autosomal bins
+
+
+@dataclass
+class NormalisationModel:
+    """Median profile and principal components learnt from a set of panel samples."""
+
+    mask: np.ndarray
+    keys: np.ndarray
+    gc: np.ndarray
+    median: np.ndarray
+    center: np.ndarray          # mean log ratio of the autosomal blocks
+    components: np.ndarray      # k x autosomal blocks (orthonormal rows)
+    loadings: np.ndarray        # k x all blocks (regression of each block's log ratio on the scores)
+    blocks: np.ndarray          # per bin, its block (about 1/3000 of the genome), -1 when unused
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.blocks.max()) + 1 if self.blocks.size and self.blocks.max() >= 0 else 0
+
+    def block_logs(self, coverage: np.ndarray) -> np.ndarray:
+        """Log ratio of coverage to the median profile in each block (NaN for empty blocks)."""
+        return _block_logs(coverage[None, :], self.median, self.blocks, self.n_blocks)[0]
+
+    @property
+    def autosomal_blocks(self) -> np.ndarray:
+        return _autosomal_blocks(self.blocks, self.keys, self.n_blocks)
+
+    @property
+    def autosomal(self) -> np.ndarray:
+        return self.mask & np.isin(self.keys, AUTOSOME_KEYS)
+
+    def normalise(self, counts: np.ndarray) -> Profile:
+        raw = counts.astype(float)
+        autosomal = self.autosomal
+        curve, coverage = gc_corrected_coverage(raw, self.median, self.gc, autosomal)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = coverage / self.median
+            log = np.where(self.mask & (ratio > 0), np.log(np.maximum(ratio, 1e-9)), np.nan)
+        scores = np.zeros(self.components.shape[0])
+        reconstruction = np.zeros_like(log)
+        if self.components.size:
+            block_log = self.block_logs(coverage)
+            scores = self.components @ (np.nan_to_num(block_log[self.autosomal_blocks]) - self.center)
+            by_block = scores @ self.loadings
+            reconstruction = np.where(self.blocks >= 0, by_block[np.maximum(self.blocks, 0)], 0.0)
+        corrected = log - reconstruction
+        corrected -= np.nanmedian(corrected[autosomal])
+        expected = curve.factors * self.median * np.exp(np.nan_to_num(reconstruction))
+        ratios, sums = chromosome_ratios(raw, expected, self.mask, self.keys)
+        return Profile(raw, curve, coverage, corrected, expected, scores, ratios, sums, autosomal)
+
+
+def gc_corrected_coverage(raw: np.ndarray, median: np.ndarray, gc: np.ndarray, autosomal: np.ndarray) -> tuple[GcCurve, np.ndarray]:
+    """GC curve and GC-corrected coverage of a sample (mean 1 over used autosomal bins).
+
+    The curve is fitted on counts over the panel's median profile: the bins' own stickiness is
+    then gone from the scatter around the curve, which makes it much more precise. Panel and
+    tested samples go through this same function, so the PCA sees what it is later applied to.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(np.isfinite(median) & (median > 0), raw / median, np.nan)
+    curve = fit_gc_curve(np.nan_to_num(relative), gc, autosomal & np.isfinite(relative), n_strata=60)
+    return curve, _coverage(raw, curve, autosomal)
+
+
+def _coverage(raw: np.ndarray, curve: GcCurve, autosomal: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corrected = raw / curve.factors
+    mean = np.nanmean(corrected[autosomal]) if autosomal.any() else 1.0
+    return corrected / (mean if mean > 0 else 1.0)
+
+
+def chromosome_ratios(raw: np.ndarray, expected: np.ndarray, mask: np.ndarray, keys: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+    """Observed/expected of each chromosome against observed/expected of the other autosomes.
+
+    1 for a normal chromosome; 1 + FF/2 for a fetal trisomy (the chromosome itself is left out of
+    its denominator, so its own excess does not dilute the ratio).
+    """
+    use = mask & np.isfinite(expected) & (expected > 0)
+    observed_by, expected_by = {}, {}
+    for key in AUTOSOME_KEYS + ["X", "Y"]:
+        here = use & (keys == key)
+        observed_by[key] = raw[here].sum()
+        expected_by[key] = expected[here].sum()
+    total_observed = sum(observed_by[k] for k in AUTOSOME_KEYS)
+    total_expected = sum(expected_by[k] for k in AUTOSOME_KEYS)
+    ratios = {}
+    for key in AUTOSOME_KEYS + ["X"]:
+        rest_observed = total_observed - (observed_by[key] if key in AUTOSOME_KEYS else 0)
+        rest_expected = total_expected - (expected_by[key] if key in AUTOSOME_KEYS else 0)
+        if expected_by[key] > 0 and rest_observed > 0 and rest_expected > 0:
+            ratios[key] = float((observed_by[key] / expected_by[key]) / (rest_observed / rest_expected))
+        else:
+            ratios[key] = float("nan")
+    return ratios, observed_by
+
+
+def _blocks(keys: np.ndarray, use: np.ndarray, n_target: int = 3000) -> np.ndarray:
+    """Group consecutive bins of a contig into blocks of ~1/n_target of the genome.
+
+    The principal components are learnt on blocks, not bins: shared patterns (batches, flow
+    cells) are broad, and with per-bin noise 28,000 dimensions drown them for 200 samples,
+    while 3,000 blocks keep them sharp.
+    """
+    size = max(1, int(round(keys.size / n_target)))
+    blocks = np.full(keys.size, -1, dtype=np.int64)
+    next_id = 0
+    start = 0
+    while start < keys.size:
+        end = start
+        while end < keys.size and keys[end] == keys[start]:
+            end += 1
+        local = np.arange(end - start) // size
+        blocks[start:end] = next_id + local
+        next_id += int(local.max()) + 1 if end > start else 0
+        start = end
+    blocks[~use] = -1
+    # Renumber so that only blocks with used bins remain, in order.
+    present = np.unique(blocks[blocks >= 0])
+    renumber = np.full(next_id, -1, dtype=np.int64)
+    renumber[present] = np.arange(present.size)
+    return np.where(blocks >= 0, renumber[np.maximum(blocks, 0)], -1)
+
+
+def _block_logs(coverages: np.ndarray, median: np.ndarray, blocks: np.ndarray, n_blocks: int) -> np.ndarray:
+    used = blocks >= 0
+    expected = np.bincount(blocks[used], weights=median[used], minlength=n_blocks)
+    result = np.empty((coverages.shape[0], n_blocks))
+    for i, row in enumerate(coverages):
+        observed = np.bincount(blocks[used], weights=np.nan_to_num(row[used]), minlength=n_blocks)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            result[i] = np.log(np.maximum(observed, 1e-9) / expected)
+    return result
+
+
+def _autosomal_blocks(blocks: np.ndarray, keys: np.ndarray, n_blocks: int) -> np.ndarray:
+    autosomal = np.zeros(n_blocks, dtype=bool)
+    used = blocks >= 0
+    autosomal[blocks[used & np.isin(keys, AUTOSOME_KEYS)]] = True
+    return autosomal
+
+
+def fit_normalisation(coverages: np.ndarray, mask: np.ndarray, keys: np.ndarray, gc: np.ndarray, female: np.ndarray,
+                      n_components: int) -> NormalisationModel:
+    """Median profile (females only for chrX) and PCA of the block log ratios of the autosomes."""
+    median = np.nanmedian(coverages, axis=0)
+    on_x = keys == "X"
+    if female.sum() >= 3:
+        median[on_x] = np.nanmedian(coverages[female][:, on_x], axis=0)
+    median = np.where(np.isfinite(median) & (median > 0), median, np.nan)
+    use = mask & np.isfinite(median)
+    blocks = _blocks(keys, use & (keys != "Y"))
+    n_blocks = int(blocks.max()) + 1 if (blocks >= 0).any() else 0
+    logs = _block_logs(coverages, median, blocks, n_blocks)
+    autosomal = _autosomal_blocks(blocks, keys, n_blocks)
+    x_blocks = np.zeros(n_blocks, dtype=bool)
+    x_blocks[blocks[(blocks >= 0) & on_x]] = True
+    matrix = logs[:, autosomal]
+    center = matrix.mean(axis=0)
+    k = min(n_components, max(0, matrix.shape[0] - 2))
+    if k > 0:
+        _, _, vt = np.linalg.svd(matrix - center, full_matrices=False)
+        components = vt[:k]
+        scores = (matrix - center) @ components.T
+        # Every block (chrX from female samples) gets loadings by least squares on the scores.
+        loadings = np.zeros((k, n_blocks))
+        rows = np.ones(coverages.shape[0], dtype=bool)
+        for selection, chosen in ((rows, ~x_blocks), (female if female.sum() > k + 2 else rows, x_blocks)):
+            if chosen.any():
+                target = np.nan_to_num(logs[selection][:, chosen] - logs[selection][:, chosen].mean(axis=0))
+                solution, *_ = np.linalg.lstsq(scores[selection], target, rcond=None)
+                loadings[:, chosen] = solution
+    else:
+        components = np.zeros((0, int(autosomal.sum())))
+        loadings = np.zeros((0, n_blocks))
+    return NormalisationModel(use, keys, gc, median, center, components, loadings, blocks)
+
+
+@dataclass
+class Reference:
+    """A panel of normals and the models learnt from it (see the module docstring)."""
+
+    layout: Layout
+    model: NormalisationModel
+    samples: list[str]
+    metadata: dict = field(default_factory=dict)
+    panel: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def bin_size(self) -> int:
+        return self.layout.bin_size
+
+    def check_sample(self, counts: SampleCounts, where: str) -> None:
+        """Refuse a sample counted with another bin size, build or contig set."""
+        if counts.bin_size != self.bin_size:
+            raise DataError(f"{where}: counted in {counts.bin_size:,} bp bins but the reference uses {self.bin_size:,} bp bins; "
+                            "count it again with the reference's bins")
+        mine = {name_key(c.name): c.n_bins for c in counts.layout.contigs}
+        for contig in self.layout.contigs:
+            key = name_key(contig.name)
+            if key not in mine:
+                raise DataError(f"{where}: has no {contig.name}; count it against the reference's genome build")
+            if mine[key] != contig.n_bins:
+                raise DataError(f"{where}: {contig.name} has {mine[key]:,} bins but the reference has {contig.n_bins:,}: "
+                                "genome builds differ; count it against the reference's build")
+
+    def align(self, counts: SampleCounts) -> np.ndarray:
+        """The sample's counts in the reference's bin order (names matched by key)."""
+        if counts.layout == self.layout:
+            return counts.counts
+        return counts.on_layout(self.layout).counts
+
+    def save(self, path: str | os.PathLike) -> None:
+        metadata = dict(self.metadata)
+        metadata.update({"format": FORMAT, "format_version": FORMAT_VERSION, "plasmacount_version": __version__,
+                         "layout": self.layout.to_json(), "build": self.layout.build, "samples": self.samples})
+        model = self.model
+        arrays = {"mask": model.mask.astype(np.uint8), "gc": model.gc, "median": model.median, "center": model.center,
+                  "components": model.components, "loadings": model.loadings, "blocks": model.blocks}
+        arrays.update({f"panel_{name}": value for name, value in self.panel.items()})
+        write_archive(path, metadata, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Reference":
+        metadata, arrays = read_archive(path, FORMAT, 1)
+        layout = Layout.from_json(metadata["layout"])
+        keys = chromosome_keys(layout)
+        try:
+            model = NormalisationModel(arrays["mask"].astype(bool), keys, arrays["gc"], arrays["median"], arrays["center"],
+                                       arrays["components"], arrays["loadings"], arrays["blocks"])
+        except KeyError as error:
+            raise DataError(f"{path}: reference lacks {error}; rebuild it with `plasmacount reference`") from None
+        panel = {name[len("panel_"):]: value for name, value in arrays.items() if name.startswith("panel_")}
+        return cls(layout, model, list(metadata["samples"]), metadata, panel)
+
+
+def default_mask(annotation: BinAnnotation | None, layout: Layout, mean_counts: np.ndarray) -> np.ndarray:
+    """Bins worth using: known GC, mostly sequenced, mappable, outside the blacklist, with reads."""
+    mask = np.ones(layout.n_bins, dtype=bool)
+    if annotation is not None:
+        mask &= np.isfinite(annotation.gc)
+        mask &= np.nan_to_num(annotation.n_fraction, nan=0.0) < 0.5
+        mappability = annotation.mappability
+        mask &= ~(np.isfinite(mappability) & (mappability < 0.5))
+        mask &= np.nan_to_num(annotation.blacklist, nan=0.0) < 0.5
+    keys = chromosome_keys(layout)
+    autosomal = np.isin(keys, AUTOSOME_KEYS)
+    typical = np.median(mean_counts[mask & autosomal]) if (mask & autosomal).any() else 0.0
+    # chrY is judged separately (most pregnancies have almost no chrY reads).
+    mask &= (mean_counts > 0.2 * typical) | (keys == "Y")
+    return mask
+
+
+def build_reference(
+    samples: Sequence[SampleCounts],
+    annotation: BinAnnotation | None,
+    n_components: int = 8,
+    folds: int = 10,
+    progress: Callable[[int, int], None] | None = None,
+) -> Reference:
+    """Build the panel of normals from euploid pregnancies' counts (both fetal sexes)."""
+    from plasmacount import aneuploidy, fetal_fraction, sex_chromosomes
+
+    if len(samples) < MINIMUM_PANEL:
+        raise UsageError(f"a reference needs at least {MINIMUM_PANEL} euploid samples (100+ advised); got {len(samples)}")
+    names = [s.sample for s in samples]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DataError(f"sample names must be unique in a reference; repeated: {', '.join(duplicates[:5])}")
+    layout = samples[0].layout
+    for sample in samples[1:]:
+        if sample.bin_size != layout.bin_size:
+            raise DataError(f"{sample.sample}: counted in {sample.bin_size:,} bp bins, but {samples[0].sample} in {layout.bin_size:,} bp; "
+                            "count every panel sample with the same bins")
+        if [name_key(c.name) for c in sample.layout.contigs] != [name_key(c.name) for c in layout.contigs] or sample.layout.n_bins != layout.n_bins:
+            raise DataError(f"{sample.sample}: its contigs or bins differ from {samples[0].sample}'s (another genome build?); "
+                            "count every panel sample against one build")
+    if annotation is not None:
+        if annotation.bin_size != layout.bin_size:
+            raise UsageError(f"the annotation has {annotation.bin_size:,} bp bins but the samples {layout.bin_size:,} bp")
+        from plasmacount.genome import check_compatible
+
+        check_compatible(annotation.layout, [(c.name, c.length) for c in layout.contigs], samples[0].sample, "the bin annotation")
+        annotation = _annotation_on(annotation, layout)
+    keys = chromosome_keys(layout)
+    counts = np.array([s.counts for s in samples], dtype=float)
+    gc = annotation.gc if annotation is not None else np.full(layout.n_bins, np.nan)
+    if not np.isfinite(gc).any():
+        raise UsageError("the reference needs bin GC content: pass --bins ANNOTATION (from `plasmacount bins`)")
+    reads = counts.sum(axis=1)
+    mask = default_mask(annotation, layout, (counts / np.maximum(reads[:, None], 1)).mean(axis=0) * reads.mean())
+    autosomal = mask & np.isin(keys, AUTOSOME_KEYS)
+    curves = [fit_gc_curve(row, gc, autosomal) for row in counts]
+    coverages = np.array([_coverage(row, curve, autosomal) for row, curve in zip(counts, curves)])
+    # Unstable bins: far more spread across the panel than their neighbours (after GC correction).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = coverages / np.nanmedian(coverages, axis=0)
+        spread = np.nanstd(relative, axis=0) * np.sqrt(np.maximum(np.nanmean(counts, axis=0), 1))
+    typical = np.nanmedian(spread[autosomal])
+    mad = np.nanmedian(np.abs(spread[autosomal] - typical))
+    mask &= ~(np.isfinite(spread) & (spread > typical + 8 * 1.4826 * mad) & (keys != "Y"))
+    # Second pass: GC curves fitted against the first-pass median profile, as for tested samples.
+    first_median = np.nanmedian(coverages, axis=0)
+    second = [gc_corrected_coverage(row, first_median, gc, autosomal) for row in counts]
+    curves = [curve for curve, _ in second]
+    coverages = np.array([coverage for _, coverage in second])
+    if progress:
+        progress(1, folds + 2)
+
+    # Fetal sex first: the chrX median must come from female pregnancies only.
+    sex_model = sex_chromosomes.fit_sex_model(coverages, keys, mask, reads)
+    female = np.array([s == "female" for s in sex_model["panel_sexes"]])
+    if female.sum() < 5 or (~female).sum() < 5:
+        raise DataError(f"the panel has {int(female.sum())} female and {int((~female).sum())} male pregnancies; "
+                        "a reference needs at least 5 of each fetal sex (for chrX/chrY and fetal-fraction models)")
+
+    # Held-out normalisation of every panel sample.
+    n = len(samples)
+    folds = max(2, min(folds, n))
+    fold_of = np.arange(n) % folds
+    held_out: list[Profile | None] = [None] * n
+    for fold in range(folds):
+        train = fold_of != fold
+        model = fit_normalisation(coverages[train], mask, keys, gc, female[train], min(n_components, int(train.sum()) // 4))
+        for i in np.flatnonzero(~train):
+            held_out[i] = model.normalise(counts[i])
+        if progress:
+            progress(fold + 2, folds + 2)
+    final = fit_normalisation(coverages, mask, keys, gc, female, min(n_components, n // 4))
+    profiles = [p for p in held_out if p is not None]
+
+    chromosome_stats = aneuploidy.fit_chromosome_nulls(profiles, female, reads)
+    gc_sums = aneuploidy.gc_corrected_sums(counts, np.array([c.factors for c in curves]), mask, keys)
+    ncv = aneuploidy.fit_ncv(gc_sums)
+    regression = aneuploidy.fit_regression(gc_sums)
+    residuals = np.array([p.log_ratio for p in profiles], dtype=np.float32)
+    female_residuals = residuals[female]
+    bin_sd = np.nanstd(residuals, axis=0)
+    bin_sd[keys == "X"] = np.nanstd(female_residuals[:, keys == "X"], axis=0)
+    x_ratios = np.array([p.chromosome_ratio["X"] for p in profiles])
+    ff_models = fetal_fraction.fit_models(samples, profiles, final, sex_model, x_ratios, chromosome_stats["X"]["mean"])
+    if progress:
+        progress(folds + 2, folds + 2)
+
+    metadata = {
+        "sex_model": {k: v for k, v in sex_model.items() if k != "panel_sexes"},
+        "panel_sexes": sex_model["panel_sexes"],
+        "chromosomes": chromosome_stats,
+        "ncv": ncv,
+        "regression": regression,
+        "fetal_fraction": ff_models,
+        "reads": [int(r) for r in reads],
+        "paired": bool(all(s.paired for s in samples)),
+        "n_components": int(final.components.shape[0]),
+        "folds": int(folds),
+        "bins_used": int(mask.sum()),
+    }
+    reference = Reference(layout, final, names, metadata, {"residuals": residuals, "bin_sd": bin_sd.astype(np.float64)})
+    reference.metadata["qc"] = reference_qc(reference, profiles, female, reads)
+    return reference
+
+
+def _annotation_on(annotation: BinAnnotation, layout: Layout) -> BinAnnotation:
+    """The annotation's values in `layout`'s bin order."""
+    if annotation.layout == layout:
+        return annotation
+    values = {name: np.full(layout.n_bins, np.nan) for name in ("gc", "n_fraction", "mappability", "blacklist")}
+    for contig in layout.contigs:
+        if annotation.layout.has(contig.name):
+            source = annotation.layout.contig(contig.name)
+            n = min(source.n_bins, contig.n_bins)
+            for name, target in values.items():
+                target[contig.first_bin : contig.first_bin + n] = getattr(annotation, name)[source.first_bin : source.first_bin + n]
+    return BinAnnotation(layout, values["gc"], values["n_fraction"], values["mappability"], values["blacklist"], annotation.sources)
+
+
+def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarray, reads: np.ndarray) -> dict:
+    """PASS / WARN / FAIL with reasons, from held-out panel statistics."""
+    reasons_warn, reasons_fail = [], []
+    n = len(reference.samples)
+    if n < 50:
+        reasons_warn.append(f"only {n} samples (100+ advised)")
+    chromosomes = reference.metadata["chromosomes"]
+    for key in TESTED_KEYS:
+        stats = chromosomes[key]
+        excess = stats["cv"] / max(stats["poisson_cv"], 1e-12)
+        if excess > 2.0:
+            reasons_fail.append(f"chr{key} CV {100 * stats['cv']:.3f} % is {excess:.1f}x its counting limit")
+        elif excess > 1.4:
+            reasons_warn.append(f"chr{key} CV {100 * stats['cv']:.3f} % is {excess:.1f}x its counting limit")
+    outliers = []
+    for i, profile in enumerate(profiles):
+        for key in AUTOSOME_KEYS:
+            stats = chromosomes[key]
+            z = (profile.chromosome_ratio[key] - stats["mean"]) / max(stats["sd"], 1e-12)
+            if abs(z) > 4:
+                outliers.append(f"{reference.samples[i]} (chr{key} z {z:.1f})")
+    if outliers:
+        (reasons_fail if len(outliers) > max(2, 0.02 * n) else reasons_warn).append(
+            "panel samples look aneuploid or noisy: " + ", ".join(outliers[:5]) + (" ..." if len(outliers) > 5 else ""))
+    used = int(reference.model.mask.sum())
+    if used < 0.5 * reference.layout.n_bins:
+        reasons_warn.append(f"only {used:,} of {reference.layout.n_bins:,} bins usable")
+    status = "FAIL" if reasons_fail else "WARN" if reasons_warn else "PASS"
+    return {"status": status, "reasons": reasons_fail + reasons_warn, "outlier_samples": outliers,
+            "female_samples": int(female.sum()), "male_samples": int((~female).sum()),
+            "median_reads": int(np.median(reads))}
