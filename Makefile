@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml setup.py src/plasmacount/_bamkernel.c
+$(STAMP): pyproject.toml setup.py src/plasmacount/_bamkernel.c src/plasmacount/_segmentkernel.c
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test]'

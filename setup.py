@@ -1,4 +1,4 @@
-"""Build the compiled BAM counting kernel; everything else lives in pyproject.toml."""
+"""Build the compiled kernels (BAM counting, segmentation); everything else lives in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(
@@ -8,6 +8,11 @@ setup(
             sources=["src/plasmacount/_bamkernel.c"],
             extra_compile_args=["-O3", "-std=c99", "-D_GNU_SOURCE"],
             extra_link_args=["-pthread"],
-        )
+        ),
+        Extension(
+            "plasmacount._segmentkernel",
+            sources=["src/plasmacount/_segmentkernel.c"],
+            extra_compile_args=["-O3", "-std=c99"],
+        ),
     ]
 )

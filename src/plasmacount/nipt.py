@@ -86,7 +86,7 @@ def _failed_result(sample_name: str, reason: str, source: dict | None = None) ->
         "qc": {"status": "fail", "reasons": [reason], "counted_reads": None, "gc_residual": None, "bin_variance_ratio": None,
                "chr21_cv": None, "chr21_poisson_cv": None},
         "fetal_sex": "inconclusive", "fetal_sex_detail": {"chrY_z": None, "chrY_dose": None},
-        "fetal_fraction": {"estimate": None, "low": None, "high": None, "methods": {}},
+        "fetal_fraction": {"estimate": None, "low": None, "high": None, "methods": {}, "note": None},
         "chromosomes": {},
         "calls": [{"event": event, "result": "no-call", "score": None, "z": None, "log_likelihood_ratio": None,
                    "minimum_fetal_fraction": None, "reason": reason}
@@ -141,6 +141,16 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     x_sd = scores["X"]["sd"]
     ff = fetal_fraction.estimate(sample, profile, reference, y_fraction, y_sd, sex["sex"], x_ratio, x_sd)
     combined = ff["combined"]
+    independent = ff["sex_independent"]
+    ff_note = None
+    if combined and independent and "chrY" in ff["methods"]:
+        y_estimate = ff["methods"]["chrY"]
+        gap = abs(y_estimate["estimate"] - independent[0])
+        if gap > 4 * math.hypot(y_estimate["sd"], independent[1]):
+            # More (or less) chrY than the fetal fraction explains: 47,XYY, a vanishing twin, a male
+            # donor organ... The chrY estimate is then not a fetal fraction.
+            combined = fetal_fraction._interval(independent[0], independent[1])
+            ff_note = "chrY dose disagrees with the sex-independent estimate; chrY left out"
     ff_value = combined["estimate"] if combined else None
     ff_low = combined["low"] if combined else None
 
@@ -154,7 +164,6 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
 
     # Sex-chromosome aneuploidies.
     x_change = x_ratio / reference.metadata["chromosomes"]["X"]["mean"] - 1
-    independent = ff["sex_independent"]
     if independent is not None:
         sca_ff, sca_sd = independent
     elif combined is not None:
@@ -178,7 +187,8 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
         "qc": qc,
         "fetal_sex": sex["sex"],
         "fetal_sex_detail": {"chrY_z": sex["z"], "chrY_dose": dose},
-        "fetal_fraction": {"estimate": ff_value, "low": ff_low, "high": combined["high"] if combined else None, "methods": ff["methods"]},
+        "fetal_fraction": {"estimate": ff_value, "low": ff_low, "high": combined["high"] if combined else None, "methods": ff["methods"],
+                           "note": ff_note},
         "chromosomes": chromosomes,
         "calls": calls,
         "sex_chromosomes": {"x_ratio": x_ratio, "x_change": x_change, "x_sd": x_sd, "y_fetal_fraction": y_fraction, "y_sd": y_sd,
@@ -242,15 +252,20 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
             chosen = bins[first:last]
             w = weights[first:last]
             mean = float(np.average(log2[chosen], weights=w))
-            panel_rows = female_panel if key == "X" else np.ones(len(female_panel), dtype=bool)
-            panel_means = np.nanmean(residuals[panel_rows][:, chosen].astype(float), axis=1) / math.log(2)
+            panel_block = residuals[:, chosen]
+            if key == "X":
+                panel_block = panel_block[female_panel]
+            panel_means = np.nanmean(panel_block.astype(float), axis=1) / math.log(2)
             null_sd = float(np.nanstd(panel_means)) * math.sqrt(depth_scale) if panel_means.size > 2 else float("nan")
             analytic_sd = 1 / math.sqrt(w.sum())
             sd = max(null_sd, analytic_sd) if np.isfinite(null_sd) else analytic_sd
             z = (mean - float(np.nanmean(panel_means))) / sd
-            if abs(z) < options.cnv_z:
+            if abs(z) < required_z(options.cnv_z, chosen.size):
                 continue
             ratio = 2**mean
+            # A shift far below what a heterozygous fetal event gives is noise or low-level mosaicism.
+            if ff and abs(ratio - 1) < 0.5 * ff / 2:
+                continue
             origin, origin_detail = _origin(ratio - 1, sd * math.log(2) * ratio, ff)
             chrom_start, chrom_end = int(start[chosen[0]]), int(end[chosen[-1]])
             contig = reference.layout.contigs[int(index[chosen[0]])].name
@@ -265,6 +280,11 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
         n_bins = (options.cnv_z * math.sqrt(typical) / shift) ** 2
         limit = float(max(n_bins, options.cnv_min_bins) * reference.bin_size)
     return calls, limit
+
+
+def required_z(base: float, n_bins: int) -> float:
+    """The |z| a segment needs: stricter for short segments, of which far more are tested."""
+    return max(base, base + 2.0 - 0.5 * math.log2(max(n_bins, 1) / 5))
 
 
 def _origin(change: float, sd: float, ff: float | None) -> tuple[str, dict | None]:

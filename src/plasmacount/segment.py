@@ -13,6 +13,13 @@ import numpy as np
 
 
 def _best_arc(values: np.ndarray, weights: np.ndarray, min_bins: int) -> tuple[float, int, int]:
+    """The arc with the largest |T| (compiled; `_best_arc_numpy` is the same in NumPy)."""
+    from plasmacount._segmentkernel import best_arc
+
+    return best_arc(np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(weights, dtype=np.float64), min_bins)
+
+
+def _best_arc_numpy(values: np.ndarray, weights: np.ndarray, min_bins: int) -> tuple[float, int, int]:
     m = values.size
     cw = np.concatenate([[0.0], np.cumsum(weights)])
     cx = np.concatenate([[0.0], np.cumsum(weights * values)])

@@ -1,0 +1,29 @@
+"""Prenatal test of a batch: fetal sex and fraction, trisomies, sex-chromosome aneuploidies, CNVs."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+logger = logging.getLogger("plasmacount")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("counts", nargs="+", metavar="COUNTS", help="counts files (or WIG/TSV counts) of the samples to test")
+    parser.add_argument("--reference", required=True, metavar="REF", help="panel of normals from `plasmacount reference`")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.nipt.json, nipt.tsv, CNV BED/VCF")
+    parser.add_argument("--cnv-z", type=float, default=5.0, metavar="Z", help="segment |z| needed to call a CNV (default 5)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from plasmacount.nipt import NiptOptions, run_batch
+    from plasmacount.progress import Progress
+    from plasmacount.reference import Reference
+
+    reference = Reference.load(args.reference)
+    if reference.metadata.get("qc", {}).get("status") == "FAIL":
+        logger.warning("the reference failed its QC (%s); results may be unreliable", "; ".join(reference.metadata["qc"]["reasons"]))
+    results = run_batch(args.counts, reference, args.output, NiptOptions(cnv_z=args.cnv_z),
+                        progress=Progress("testing samples", enabled=not args.quiet))
+    positives = sum(any(c["result"] == "positive" for c in r["calls"]) for r in results)
+    failed = sum(r["qc"]["status"] == "fail" for r in results)
+    logger.info("%d samples tested: %d with a positive call, %d failed QC; results in %s", len(results), positives, failed, args.output)
