@@ -46,7 +46,18 @@ def test_demo(tmp_path, run_cli):
     for row in rows:
         assert 160 <= int(row["mode_bp"]) <= 170
         assert int(row["counted"]) > 100_000
-    assert len(list((tmp_path / "demo" / "cohort").glob("*.counts.npz"))) == 40
+    assert len(list((tmp_path / "demo" / "panel").glob("*.counts.npz"))) == 60
+    with open(tmp_path / "demo" / "nipt" / "summary.tsv") as stream:
+        cases = list(csv.DictReader(stream, delimiter="\t"))
+    assert len(cases) == 8
+    for case in cases:
+        assert case["fetal_sex"] == case["true_fetal_sex"]
+        if case["truth"] in ("T21", "T18", "T13", "45,X"):
+            assert case["positive"] == case["truth"]
+        elif case["truth"].startswith("del:"):
+            assert "deletion chr22" in case["cnvs"] and "fetal" in case["cnvs"]
+        else:
+            assert case["positive"] == "-"
 
 
 def test_progress_bar_on_terminal_and_log_lines_elsewhere(caplog):

@@ -185,7 +185,9 @@ def call_trisomy(score: dict, fetal_fraction: float | None, fetal_fraction_low: 
     result["log_likelihood_ratio"] = log_lr
     if z >= Z_THRESHOLD and log_lr >= LOG_LR_THRESHOLD:
         return {**result, "result": "positive"}
-    if log_lr <= -LOG_LR_THRESHOLD or (z < Z_THRESHOLD and fetal_fraction >= minimum):
+    # A negative needs enough fetal DNA to have shown a trisomy: judged on the FF's lower bound.
+    enough = (fetal_fraction_low if fetal_fraction_low is not None else fetal_fraction) >= minimum
+    if log_lr <= -LOG_LR_THRESHOLD or (z < Z_THRESHOLD and enough):
         return {**result, "result": "negative"}
     if z >= Z_THRESHOLD:
         reason = "z above threshold but not explained by a fetal trisomy at this fetal fraction (mosaicism or maternal event?)"

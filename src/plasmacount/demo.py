@@ -1,9 +1,11 @@
 """The built-in demonstration: a simulated cohort taken through every step plasmacount has.
 
-It writes a synthetic genome and its bin annotation, simulates paired-end BAMs of a few
-pregnancies and a count-level cohort, counts the BAMs, and summarises counted fragments and
-fragment sizes against the simulation's truth. Later steps (reference panel, calls, reports)
-join here as they are built.
+1. Alignments: a synthetic genome and its bin annotation, paired-end BAMs of a few
+   pregnancies, counted and summarised (fragments, duplicates, fragment sizes) against truth.
+2. Prenatal testing: a panel of 60 euploid pregnancies on the hg38 layout (10 M fragments),
+   a reference built from it, and `nipt` on a mixed batch (euploid girls and boys, T21, T18,
+   T13, 45,X, a 22q11.2 deletion), with the calls set beside the truth in `nipt/summary.tsv`.
+Later steps (reports) join here as they are built.
 """
 from __future__ import annotations
 
@@ -19,7 +21,13 @@ from plasmacount.alignments import CountOptions, count_alignments
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.files import atomic_output
-from plasmacount.simulation import SimulationRequest, run_simulation
+from plasmacount.simulation import GenomeModel, SimulationRequest, design_cohort, run_simulation, simulate_counts, with_finding
+
+DEMO_CASES = [  # (finding, fetal fraction, fetal sex, fragments)
+    (None, 0.08, "female", 10_000_000), (None, 0.12, "male", 10_000_000), ("T21", 0.09, "female", 10_000_000),
+    ("T18", 0.11, "male", 10_000_000), ("T13", 0.07, "female", 10_000_000), ("45,X", 0.12, "female", 10_000_000),
+    ("del:DiGeorge (22q11.2)", 0.20, "male", 20_000_000), (None, 0.03, "female", 10_000_000),
+]
 
 
 @dataclass
@@ -29,9 +37,11 @@ class DemoResult:
     counts: list[Path]
     cohort_counts: list[Path]
     summary: Path
+    reference: Path
+    nipt_summary: Path
 
 
-def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_samples: int = 4, cohort_samples: int = 40,
+def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_samples: int = 4, cohort_samples: int = 60,
              progress: Callable[[str], None] | None = None) -> DemoResult:
     """Run the demonstration into `output` (created if needed)."""
     output = Path(output)
@@ -53,9 +63,10 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
         sample_counts.save(path)
         sample_counts.write_tsv(counts_dir / f"{sample_counts.sample}.counts.tsv")
         counted.append(path)
-    say(f"simulating a count-level cohort of {cohort_samples} pregnancies (10 M fragments each)")
-    cohort = run_simulation(SimulationRequest(output=output / "cohort", cohort="nipt", samples=cohort_samples, reads=10_000_000,
-                                              seed=seed, paired=True, output_format="counts", prefix="cohort"))
+    say(f"simulating a panel of {cohort_samples} euploid pregnancies (hg38 bins, 10 M fragments each)")
+    cohort = run_simulation(SimulationRequest(output=output / "panel", cohort="euploid", samples=cohort_samples, reads=10_000_000,
+                                              seed=seed, paired=True, output_format="counts", genome="hg38", prefix="panel"))
+    reference_path, nipt_summary = _prenatal(output, cohort, seed, say)
     with open(reads_dir / "truth.tsv") as stream:
         truth = {row["sample"]: row for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "summary.tsv"
@@ -70,7 +81,48 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
             stream.write(f"{c.sample}\t{t['fetal_sex']}\t{t['fetal_fraction']}\t{t['findings'] or '-'}\t{c.qc['total']}\t{c.qc['counted']}\t"
                          f"{c.qc['duplicates']}\t{c.qc['low_mapq']}\t{int(np.argmax(histogram))}\t{short_fraction:.3f}\t{ebv}\n")
     with atomic_output(output / "demo.json", "w") as stream:
-        json.dump({"bams": [str(p) for p in bams], "counts": [str(p) for p in counted], "cohort": [str(p) for p in cohort],
-                   "summary": str(summary)}, stream, indent=1)
+        json.dump({"bams": [str(p) for p in bams], "counts": [str(p) for p in counted], "panel": [str(p) for p in cohort],
+                   "summary": str(summary), "reference": str(reference_path), "nipt": str(nipt_summary)}, stream, indent=1)
         stream.write("\n")
-    return DemoResult(output, bams, counted, cohort, summary)
+    return DemoResult(output, bams, counted, cohort, summary, reference_path, nipt_summary)
+
+
+def _prenatal(output: Path, panel: list[Path], seed: int, say: Callable[[str], None]) -> tuple[Path, Path]:
+    """Reference from the panel, then `nipt` on the mixed demo batch; returns (reference, summary)."""
+    from plasmacount.counts import load_counts
+    from plasmacount.nipt import run_batch
+    from plasmacount.reference import build_reference
+
+    annotation_path = output / "panel" / "genome" / "bins.npz"
+    annotation = BinAnnotation.load(annotation_path)
+    say("building the reference")
+    reference = build_reference([load_counts(path) for path in panel], annotation)
+    reference_path = output / "reference.npz"
+    reference.save(reference_path)
+    model = GenomeModel.from_annotation(annotation, 1)
+    batch_dir = output / "batch"
+    batch_dir.mkdir(exist_ok=True)
+    designs = design_cohort("euploid", len(DEMO_CASES), 10_000_000, seed=seed + 1, paired=True, prefix="case")
+    paths, truth = [], {}
+    for index, ((finding, ff, sex, reads), design) in enumerate(zip(DEMO_CASES, designs)):
+        design = with_finding(design, finding, ff, fetal_sex=sex)
+        design.reads = reads
+        design.sample = f"case_{index + 1:02d}"
+        path = batch_dir / f"{design.sample}.counts.npz"
+        simulate_counts(design, model, seed + 1, index).save(path)
+        paths.append(path)
+        truth[design.sample] = (finding or "euploid", ff, design.fetal_sex)
+    say(f"testing {len(paths)} pregnancies with `nipt`")
+    results = run_batch(paths, reference, output / "nipt")
+    summary = output / "nipt" / "summary.tsv"
+    with atomic_output(summary, "w") as stream:
+        stream.write("sample\ttruth\ttrue_fetal_fraction\ttrue_fetal_sex\tfetal_sex\tfetal_fraction\tpositive\tno_call\tcnvs\n")
+        for result in results:
+            finding, ff, sex = truth[result["sample"]]
+            positives = ",".join(c["event"] for c in result["calls"] if c["result"] == "positive") or "-"
+            no_calls = ",".join(c["event"] for c in result["calls"] if c["result"] == "no-call") or "-"
+            cnvs = ",".join(f"{c['type']} {c['chrom']}:{c['start']}-{c['end']} {c['origin']} {c['syndrome'] or ''}".strip() for c in result["cnvs"]) or "-"
+            estimate = result["fetal_fraction"]["estimate"]
+            stream.write(f"{result['sample']}\t{finding}\t{ff:.3f}\t{sex}\t{result['fetal_sex']}\t"
+                         f"{'NA' if estimate is None else f'{estimate:.3f}'}\t{positives}\t{no_calls}\t{cnvs}\n")
+    return reference_path, summary

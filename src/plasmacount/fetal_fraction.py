@@ -75,9 +75,17 @@ def fit_models(samples, profiles, final_model, sex_model: dict, x_ratios: np.nda
     raw_y = 2 * (doses - sex_model["female_dose_median"])
     ff_x = 2 * (1 - x_ratios / x_mean)
     ok = male & np.isfinite(ff_x) & np.isfinite(raw_y)
-    calibration = float((ff_x[ok] * raw_y[ok]).sum() / (raw_y[ok] ** 2).sum()) if ok.sum() >= 5 else 1.0
-    if not 0.5 < calibration < 2.0:
-        calibration = 1.0
+    # chrY dose x 2 is the fetal fraction when chrY bins take reads like autosomal ones; the
+    # panel's chrX estimate corrects the scale, weighed by its precision against a prior of 1.
+    calibration = 1.0
+    if ok.sum() >= 5:
+        slope = float((ff_x[ok] * raw_y[ok]).sum() / (raw_y[ok] ** 2).sum())
+        residual = ff_x[ok] - slope * raw_y[ok]
+        slope_var = float(residual.var(ddof=1) / (raw_y[ok] ** 2).sum())
+        prior_var = 0.1**2
+        calibration = (slope / slope_var + 1.0 / prior_var) / (1 / slope_var + 1 / prior_var)
+        if not 0.5 < calibration < 2.0:
+            calibration = 1.0
     result = {"y_calibration": calibration, "x_mean": float(x_mean), "size": None, "profile": None}
     labels = calibration * raw_y
     if male.sum() >= 10:

@@ -27,7 +27,7 @@ from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError
 from plasmacount.files import atomic_output
 from plasmacount.genome import HG38_LENGTHS, SYNDROME_REGIONS, name_key
-from plasmacount.reference import AUTOSOME_KEYS, Reference, chromosome_keys
+from plasmacount.reference import AUTOSOME_KEYS, Reference, chromosome_keys, ignore_empty_bins
 from plasmacount.segment import segment
 
 SCHEMA_VERSION = "1.0"
@@ -107,6 +107,7 @@ def _scale(reference: Reference) -> float:
     return chr1.length / HG38_LENGTHS["chr1"]
 
 
+@ignore_empty_bins
 def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOptions = NiptOptions(), where: str | None = None) -> dict:
     """The full prenatal result of one sample (see the module docstring)."""
     try:
@@ -134,7 +135,9 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     y_fraction = calibration * 2 * (dose - sex_model["female_dose_median"])
     clean_reads = counts[clean].sum()
     scale = math.sqrt(max(sex_model["median_reads"] / max(counts.sum(), 1.0), 1.0))
-    y_sd = calibration * 2 * math.sqrt((sex_model["female_dose_sd"] * scale) ** 2 + (dose**2 / clean_reads if clean_reads > 0 else 0.0))
+    counting_sd = calibration * 2 * math.sqrt((sex_model["female_dose_sd"] * scale) ** 2 + (dose**2 / clean_reads if clean_reads > 0 else 0.0))
+    # The calibration of chrY against chrX is itself known to about 5 %.
+    y_sd = math.hypot(counting_sd, 0.05 * max(y_fraction, 0.0))
 
     # Fetal fraction.
     x_ratio = scores["X"]["ratio"]

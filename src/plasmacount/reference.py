@@ -18,7 +18,9 @@ File format ("plasmacount-reference", version 1): an archive (see `files`) with
 """
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -37,6 +39,18 @@ FORMAT_VERSION = "1.0"
 MINIMUM_PANEL = 20
 AUTOSOME_KEYS = [str(i) for i in range(1, 23)]
 TESTED_KEYS = ("13", "18", "21")
+
+
+def ignore_empty_bins(function):
+    """Bins without data (gaps, unused chrY) give NaN medians by design; NumPy's warnings about
+    them say nothing, so the functions that take such medians silence them."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def chromosome_keys(layout: Layout) -> np.ndarray:
@@ -88,6 +102,7 @@ class NormalisationModel:
     def autosomal(self) -> np.ndarray:
         return self.mask & np.isin(self.keys, AUTOSOME_KEYS)
 
+    @ignore_empty_bins
     def normalise(self, counts: np.ndarray) -> Profile:
         raw = counts.astype(float)
         autosomal = self.autosomal
@@ -199,6 +214,7 @@ def _autosomal_blocks(blocks: np.ndarray, keys: np.ndarray, n_blocks: int) -> np
     return autosomal
 
 
+@ignore_empty_bins
 def fit_normalisation(coverages: np.ndarray, mask: np.ndarray, keys: np.ndarray, gc: np.ndarray, female: np.ndarray,
                       n_components: int) -> NormalisationModel:
     """Median profile (females only for chrX) and PCA of the block log ratios of the autosomes."""
@@ -310,6 +326,7 @@ def default_mask(annotation: BinAnnotation | None, layout: Layout, mean_counts: 
     return mask
 
 
+@ignore_empty_bins
 def build_reference(
     samples: Sequence[SampleCounts],
     annotation: BinAnnotation | None,

@@ -50,6 +50,21 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
     gap = int(np.argmax(np.diff(logs))) if logs.size > 1 else 0
     threshold = 10 ** ((logs[gap] + logs[gap + 1]) / 2) if logs.size > 1 else math.inf
     female = first_doses < threshold
+    # A real split leaves the background far below the fetal chrY signal; otherwise the panel
+    # holds one fetal sex only, told by whether its dose looks like background (< 1 % FF).
+    if female.any() and (~female).any():
+        low, high = np.median(first_doses[female]), np.median(first_doses[~female])
+        if low > 0.2 * high:
+            female = np.full(female.shape, bool(np.median(first_doses) < 0.005))
+    if female.sum() >= 3 and (~female).sum() >= 3:
+        # With the fetal sexes known, keep the bins where female pregnancies have under a tenth of
+        # the male signal: a choice by ratio, so it does not favour bins that collect few reads.
+        female_mean = coverages[female][:, on_y].mean(axis=0)
+        male_mean = coverages[~female][:, on_y].mean(axis=0)
+        by_ratio = (male_mean > 0) & (female_mean < 0.1 * np.maximum(male_mean - female_mean, 1e-12))
+        if by_ratio.sum() >= 5:
+            clean = np.zeros_like(on_y)
+            clean[np.flatnonzero(on_y)[by_ratio]] = True
     doses = np.array([y_dose(row, clean) for row in coverages])
     female_doses = doses[female] if female.any() else doses
     center = float(np.median(female_doses))

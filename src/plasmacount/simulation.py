@@ -18,6 +18,7 @@ for the same seed whatever the order or the number of samples written.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -229,6 +230,37 @@ def _design_pregnancy(design: SampleDesign, rng: np.random.Generator, cohort: st
         design.findings.append("maternal_mosaic_X_loss")
 
 
+def with_finding(design: SampleDesign, finding: str | None, fetal_fraction: float, scale: float = 1.0,
+                 fetal_sex: str | None = None) -> SampleDesign:
+    """A pregnancy design changed to carry one finding at a given fetal fraction.
+
+    `finding`: None (euploid), "T<n>" (fetal trisomy), a sex-chromosome karyotype ("45,X",
+    "47,XXX", "47,XXY", "47,XYY"), or "del:<syndrome>"/"dup:<syndrome>" with a name from
+    `genome.SYNDROME_REGIONS` (a fetal CNV of that region).
+    """
+    sex = fetal_sex or design.fetal_sex or "female"
+    changed = dataclasses.replace(design, fetal_fraction=fetal_fraction, fetal_sex=sex, events=[], findings=[],
+                                  fetal_karyotype="46,XY" if sex == "male" else "46,XX", maternal_x_mosaic_loss=0.0)
+    sex_chromosomes = "XY" if sex == "male" else "XX"
+    if finding is None:
+        return changed
+    if finding.startswith("T"):
+        changed.events = [{"type": "trisomy", "origin": "fetal", "chrom": f"chr{finding[1:]}", "fetal_cn": 3}]
+        changed.fetal_karyotype = f"47,{sex_chromosomes},+{finding[1:]}"
+    elif finding in ("45,X", "47,XXX", "47,XXY", "47,XYY"):
+        changed.fetal_karyotype = finding
+        changed.fetal_sex = "male" if "Y" in finding else "female"
+    elif finding[:4] in ("del:", "dup:") and finding[4:] in SYNDROME_REGIONS:
+        chrom, start, end = _scaled_region(*SYNDROME_REGIONS[finding[4:]], scale)
+        changed.events = [{"type": "cnv", "origin": "fetal", "chrom": chrom, "start": start, "end": end,
+                           "fetal_cn": 1 if finding.startswith("del") else 3, "maternal_cn": 2, "name": finding[4:]}]
+        finding = f"{finding[:3]}:{chrom}:{start}-{end}:fetal"
+    else:
+        raise UsageError(f"unknown finding {finding!r}")
+    changed.findings = [finding]
+    return changed
+
+
 def _arm_region(chrom: str, arm: str, scale: float) -> tuple[int, int]:
     centromere, length = HG38_CENTROMERES[chrom], HG38_LENGTHS[chrom]
     start, end = {"p": (0, centromere), "q": (centromere, length), "whole": (0, length)}[arm]
@@ -319,6 +351,12 @@ class GenomeModel:
             homology[homologous] *= 0.97 / homology[homologous].sum()
             homology[on_y] += 0.03 / on_y.sum()
         return cls(layout, gc, mappable, stickiness, np.array(loadings), placental, homology, scale, other_contigs)
+
+    def annotation(self) -> BinAnnotation:
+        """The bins' GC and mappability as an annotation file would hold them."""
+        unmappable = self.mappable <= 0
+        return BinAnnotation(self.layout, np.where(unmappable, np.nan, self.gc), unmappable.astype(float), self.mappable,
+                             np.zeros(self.layout.n_bins), sources=["simulated hg38 layout"])
 
     @classmethod
     def from_annotation(cls, annotation: BinAnnotation, seed: int) -> "GenomeModel":
@@ -860,6 +898,8 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
         model = GenomeModel.hg38_layout(request.bin_size or 100_000, request.lab_seed)
         contig_lengths = list(HG38_LENGTHS.items()) + model.other_contigs
         scale = 1.0
+        (output / "genome").mkdir(exist_ok=True)
+        model.annotation().save(output / "genome" / "bins.npz")
     designs = design_cohort(request.cohort, request.samples, request.reads, request.seed, request.paired,
                             request.read_length, scale, request.fetal_fraction_median, prefix=request.prefix)
     for design in designs:

@@ -16,8 +16,9 @@ def run(args: argparse.Namespace) -> None:
     from plasmacount.demo import run_demo
 
     result = run_demo(args.output, seed=args.seed, progress=logger.info)
-    logger.info("demo finished: %d BAMs counted, %d cohort samples simulated; summary in %s",
-                len(result.counts), len(result.cohort_counts), result.summary)
-    with open(result.summary) as stream:
-        for line in stream:
-            logger.info("  %s", line.rstrip("\n").replace("\t", "  "))
+    logger.info("demo finished: %d BAMs counted (%s), a %d-sample reference, prenatal results in %s",
+                len(result.counts), result.summary, len(result.cohort_counts), result.nipt_summary.parent)
+    for table in (result.summary, result.nipt_summary):
+        with open(table) as stream:
+            for line in stream:
+                logger.info("  %s", line.rstrip("\n").replace("\t", "  "))
