@@ -199,10 +199,14 @@ def test_reference_refuses_bad_panels(lab):
     model = GenomeModel.hg38_layout(BIN, seed=5)
     only_female = [simulate_counts(dataclasses.replace(d, fetal_sex="female", fetal_karyotype="46,XX"), model, 41, i)
                    for i, d in enumerate(design_cohort("euploid", 25, READS, seed=41, paired=True, prefix="f"))]
+    only_male = [simulate_counts(dataclasses.replace(d, fetal_sex="male", fetal_karyotype="46,XY"), model, 42, i)
+                 for i, d in enumerate(design_cohort("euploid", 25, READS, seed=42, paired=True, prefix="m"))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        with pytest.raises(DataError, match="male"):
+        with pytest.raises(DataError, match="0 male"):
             build_reference(only_female, annotation)
+        with pytest.raises(DataError, match="0 female"):
+            build_reference(only_male, annotation)
     assert females is not None
     with pytest.raises(DataError, match="unique"):
         build_reference(panel[:20] + panel[:5], annotation)

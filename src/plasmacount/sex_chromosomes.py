@@ -52,10 +52,11 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
     female = first_doses < threshold
     # A real split leaves the background far below the fetal chrY signal; otherwise the panel
     # holds one fetal sex only, told by whether its dose looks like background (< 1 % FF).
+    # A male fetus at FF 2 % gives a dose of 0.01; the female background stays well under 0.004.
     if female.any() and (~female).any():
         low, high = np.median(first_doses[female]), np.median(first_doses[~female])
-        if low > 0.2 * high:
-            female = np.full(female.shape, bool(np.median(first_doses) < 0.005))
+        if low > 0.2 * high or low > 0.004 or high < 0.01:
+            female = first_doses < 0.004 if low > 0.004 else np.ones(female.shape, dtype=bool) if high < 0.01 else female
     if female.sum() >= 3 and (~female).sum() >= 3:
         # With the fetal sexes known, keep the bins where female pregnancies have under a tenth of
         # the male signal: a choice by ratio, so it does not favour bins that collect few reads.
@@ -66,13 +67,15 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
             clean = np.zeros_like(on_y)
             clean[np.flatnonzero(on_y)[by_ratio]] = True
     doses = np.array([y_dose(row, clean) for row in coverages])
-    female_doses = doses[female] if female.any() else doses
-    center = float(np.median(female_doses))
-    spread = float(1.4826 * np.median(np.abs(female_doses - center))) or 1e-6
+    if female.sum() >= 3:
+        female_doses = doses[female]
+        center = float(np.median(female_doses))
+        spread = float(1.4826 * np.median(np.abs(female_doses - center))) or 1e-6
+    else:  # no female pregnancies to learn the background from (such a panel is refused later)
+        center, spread = 0.0, 1e-3
     model = {"clean_bins": [int(i) for i in np.flatnonzero(clean)], "female_dose_median": center, "female_dose_sd": spread,
              "median_reads": float(np.median(reads)), "n_clean_bins": int(clean.sum())}
-    sexes = [fetal_sex(dose, model, r)["sex"] for dose, r in zip(doses, reads)]
-    model["panel_sexes"] = sexes
+    model["panel_sexes"] = ["female" if is_female else "male" for is_female in female]
     model["panel_doses"] = [float(d) for d in doses]
     return model
 
