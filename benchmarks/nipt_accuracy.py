@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-from plasmacount.bins import BinAnnotation, import_annotations  # noqa: E402
+from plasmacount.bins import import_annotations  # noqa: E402
 from plasmacount.nipt import analyse_sample  # noqa: E402
-from plasmacount.reference import build_reference  # noqa: E402
 from plasmacount.simulation import GenomeModel, design_cohort, simulate_counts, with_finding  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "qdnaseq_hg38" / "hg38.100kbp.SR50.bins.tsv.gz"
@@ -138,7 +136,6 @@ def main() -> None:
     female = [(r["fetal_fraction"]["estimate"], d.fetal_fraction) for r, d in zip(results, euploid) if d.fetal_sex == "female" and r["fetal_fraction"]["estimate"] is not None]
     male_a, female_a = np.array(male), np.array(female)
     ratio21 = np.array([r["chromosomes"]["21" if "21" in r["chromosomes"] else "chr21"]["ratio"] for r in results])
-    reads = np.array([r["qc"]["counted_reads"] for r in results])
     poisson = np.array([r["qc"]["chr21_poisson_cv"] for r in results])
     total = len(results)
     lines += [

@@ -1,9 +1,7 @@
 """Shared fixtures: the real data folder (tests skip without it) and a CLI runner."""
 from __future__ import annotations
 
-import io
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 

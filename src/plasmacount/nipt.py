@@ -401,7 +401,7 @@ def _write_vcf(path: Path, result: dict) -> Path:
         stream.write('##INFO=<ID=RATIO,Number=1,Type=Float,Description="Copy ratio against the panel of normals">\n')
         stream.write('##INFO=<ID=ZSCORE,Number=1,Type=Float,Description="Segment z-score against the panel of normals">\n')
         stream.write('##INFO=<ID=SYNDROME,Number=1,Type=String,Description="Microdeletion/duplication syndrome region hit">\n')
-        stream.write(f"#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+        stream.write("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
         for i, c in enumerate(sorted(result["cnvs"], key=lambda c: (contigs.index(c["chrom"]), c["start"]))):
             kind = "DEL" if c["type"] == "deletion" else "DUP"
             length = c["end"] - c["start"]
