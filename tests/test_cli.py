@@ -47,6 +47,9 @@ def test_demo(tmp_path, run_cli):
         assert 160 <= int(row["mode_bp"]) <= 170
         assert int(row["counted"]) > 100_000
     assert len(list((tmp_path / "demo" / "panel").glob("*.counts.npz"))) == 60
+    with open(tmp_path / "demo" / "fragments" / "fragments.tsv") as stream:
+        fragment_rows = list(csv.DictReader(stream, delimiter="\t"))
+    assert len(fragment_rows) == 4 and all(0.9 < float(r["motif_diversity"]) <= 1 for r in fragment_rows)
     with open(tmp_path / "demo" / "nipt" / "summary.tsv") as stream:
         cases = list(csv.DictReader(stream, delimiter="\t"))
     assert len(cases) == 8

@@ -317,6 +317,67 @@ def _cram_header(path: Path, reference) -> tuple[list[tuple[str, int]], str | No
 _CRAM_REQUIRED_FIELDS = 0x2 | 0x4 | 0x8 | 0x10 | 0x40 | 0x80 | 0x100
 
 
+def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict):
+    """The fragments the counting rules keep, one per counted read or pair, from a pysam file.
+
+    Yields (read, fragment length or -1 for single-end); tallies every decision into `qc`.
+    The BAM kernel applies the same rules in C; tests check that both agree.
+    """
+    previous = (-1, -1)
+    seen_position, seen_keys = (-2, -2), set()
+    try:
+        for read in alignments.fetch(until_eof=True):
+            ref, pos, flag = read.reference_id, read.reference_start, read.flag
+            order = (ref if ref >= 0 else 1 << 62, pos)
+            if order < previous:
+                raise DataError(f"{path}: records are not coordinate-sorted (record {qc['total'] + 1}); run `samtools sort` and index")
+            previous = order
+            qc["total"] += 1
+            if flag & 0x4 or ref < 0:
+                qc["unmapped"] += 1
+                continue
+            if flag & 0x100:
+                qc["secondary"] += 1
+                continue
+            if flag & 0x800:
+                qc["supplementary"] += 1
+                continue
+            qc["mapped"] += 1
+            if flag & 0x200:
+                qc["qc_fail"] += 1
+                if options.skip_qc_fail:
+                    continue
+            if flag & 0x400:
+                qc["duplicates"] += 1
+                if options.skip_duplicates:
+                    continue
+            if read.mapping_quality < options.min_mapq:
+                qc["low_mapq"] += 1
+                continue
+            length = -1
+            if flag & 0x1:
+                qc["paired_reads"] += 1
+                if not flag & 0x2 or flag & 0x8 or read.next_reference_id != ref:
+                    qc["improper_pairs"] += 1
+                    continue
+                mate = read.next_reference_start
+                if not (pos < mate or (pos == mate and flag & 0x40)):
+                    qc["second_mates"] += 1
+                    continue
+                length = abs(read.template_length)
+            if options.remove_unmarked_duplicates:
+                if (ref, pos) != seen_position:
+                    seen_position, seen_keys = (ref, pos), set()
+                key = (length, bool(flag & 0x10))
+                if key in seen_keys:
+                    qc["unmarked_duplicates"] += 1
+                    continue
+                seen_keys.add(key)
+            yield read, length
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot decode ({error}); the file is truncated or a CRAM needs --reference") from error
+
+
 def _count_cram(path: Path, reference, plan: _Plan, options: CountOptions, result: dict) -> None:
     qc = dict.fromkeys(QC_FIELDS, 0)
     counts, short, long_, histogram = result["counts"], result["short"], result["long"], result["histogram"]
@@ -324,81 +385,31 @@ def _count_cram(path: Path, reference, plan: _Plan, options: CountOptions, resul
     overflow = options.longest_length + 1
     bin_size = plan.layout.bin_size
     offsets, n_bins, other_index = plan.ref_bin_offset.tolist(), plan.ref_bin_count.tolist(), plan.ref_other_index.tolist()
-    previous = (-1, -1)
-    seen_position, seen_keys = (-2, -2), set()
     with _open_cram(path, reference, _CRAM_REQUIRED_FIELDS) as cram:
-        try:
-            for read in cram.fetch(until_eof=True):
-                ref, pos, flag = read.reference_id, read.reference_start, read.flag
-                order = (ref if ref >= 0 else 1 << 62, pos)
-                if order < previous:
-                    raise DataError(f"{path}: records are not coordinate-sorted (record {qc['total'] + 1}); run `samtools sort` and index")
-                previous = order
-                qc["total"] += 1
-                if flag & 0x4 or ref < 0:
-                    qc["unmapped"] += 1
-                    continue
-                if flag & 0x100:
-                    qc["secondary"] += 1
-                    continue
-                if flag & 0x800:
-                    qc["supplementary"] += 1
-                    continue
-                qc["mapped"] += 1
-                if flag & 0x200:
-                    qc["qc_fail"] += 1
-                    if options.skip_qc_fail:
-                        continue
-                if flag & 0x400:
-                    qc["duplicates"] += 1
-                    if options.skip_duplicates:
-                        continue
-                if read.mapping_quality < options.min_mapq:
-                    qc["low_mapq"] += 1
-                    continue
-                length = -1
-                if flag & 0x1:
-                    qc["paired_reads"] += 1
-                    if not flag & 0x2 or flag & 0x8 or read.next_reference_id != ref:
-                        qc["improper_pairs"] += 1
-                        continue
-                    mate = read.next_reference_start
-                    if not (pos < mate or (pos == mate and flag & 0x40)):
-                        qc["second_mates"] += 1
-                        continue
-                    length = abs(read.template_length)
-                if options.remove_unmarked_duplicates:
-                    if (ref, pos) != seen_position:
-                        seen_position, seen_keys = (ref, pos), set()
-                    key = (length, bool(flag & 0x10))
-                    if key in seen_keys:
-                        qc["unmarked_duplicates"] += 1
-                        continue
-                    seen_keys.add(key)
-                per_ref[ref] += 1
-                if offsets[ref] >= 0:
-                    b = pos // bin_size
-                    if b >= n_bins[ref]:
-                        qc["outside_bins"] += 1
-                        continue
-                    b += offsets[ref]
-                    counts[b] += 1
-                    qc["counted"] += 1
-                    if length >= 0:
-                        qc["counted_pairs"] += 1
-                        histogram[min(length, overflow)] += 1
-                        if options.short_range[0] <= length <= options.short_range[1]:
-                            short[b] += 1
-                        if options.long_range[0] <= length <= options.long_range[1]:
-                            long_[b] += 1
-                    else:
-                        qc["counted_single"] += 1
-                elif other_index[ref] >= 0:
-                    other_counts[other_index[ref]] += 1
-                    if length >= 0:
-                        other_histogram[other_index[ref], min(length, overflow)] += 1
-                else:
+        for read, length in counted_fragments(cram, path, options, qc):
+            ref, pos = read.reference_id, read.reference_start
+            per_ref[ref] += 1
+            if offsets[ref] >= 0:
+                b = pos // bin_size
+                if b >= n_bins[ref]:
                     qc["outside_bins"] += 1
-        except (OSError, ValueError) as error:
-            raise DataError(f"{path}: cannot decode the CRAM ({error}); the file is truncated or needs --reference") from error
+                    continue
+                b += offsets[ref]
+                counts[b] += 1
+                qc["counted"] += 1
+                if length >= 0:
+                    qc["counted_pairs"] += 1
+                    histogram[min(length, overflow)] += 1
+                    if options.short_range[0] <= length <= options.short_range[1]:
+                        short[b] += 1
+                    if options.long_range[0] <= length <= options.long_range[1]:
+                        long_[b] += 1
+                else:
+                    qc["counted_single"] += 1
+            elif other_index[ref] >= 0:
+                other_counts[other_index[ref]] += 1
+                if length >= 0:
+                    other_histogram[other_index[ref], min(length, overflow)] += 1
+            else:
+                qc["outside_bins"] += 1
     result["qc"][:] = [qc[name] for name in QC_FIELDS]

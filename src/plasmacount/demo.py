@@ -5,7 +5,8 @@
 2. Prenatal testing: a panel of 60 euploid pregnancies on the hg38 layout (10 M fragments),
    a reference built from it, and `nipt` on a mixed batch (euploid girls and boys, T21, T18,
    T13, 45,X, a 22q11.2 deletion), with the calls set beside the truth in `nipt/summary.tsv`.
-Later steps (reports) join here as they are built.
+3. Fragmentomics of the BAMs (`fragments/`): size profile, periodicity, windows, end motifs.
+Later steps (viral screen, tumour fraction, reports) join here as they are built.
 """
 from __future__ import annotations
 
@@ -63,6 +64,11 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
         sample_counts.save(path)
         sample_counts.write_tsv(counts_dir / f"{sample_counts.sample}.counts.tsv")
         counted.append(path)
+    say("fragmentomics of the BAMs (sizes, periodicity, short/long windows, end motifs)")
+    from plasmacount.fragments import analyse, write_outputs
+
+    fasta = reads_dir / "genome" / "genome.fa"
+    write_outputs([analyse(bam, fasta, annotation, str(annotation_path), window=50_000) for bam in bams], output / "fragments")
     say(f"simulating a panel of {cohort_samples} euploid pregnancies (hg38 bins, 10 M fragments each)")
     cohort = run_simulation(SimulationRequest(output=output / "panel", cohort="euploid", samples=cohort_samples, reads=10_000_000,
                                               seed=seed, paired=True, output_format="counts", genome="hg38", prefix="panel"))

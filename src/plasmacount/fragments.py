@@ -1,0 +1,297 @@
+"""Fragmentomics: what the lengths and ends of cell-free DNA molecules say about where they came from.
+
+Plasma DNA is cut by nucleases around nucleosomes: most fragments are ~167 bp (one nucleosome
+plus linker) with a 10 bp ripple below 150 bp (the DNA helix turn), and tumour, placental and
+some viral DNA is shorter. From a sample's counts (or alignments) this module reports:
+- size statistics: mode, median, mean, share below 150 bp, the amplitude and period of the
+  10 bp periodicity, and the shares of long molecules (> 250, > 500, > 1,000 bp);
+- short/long ratios per bin and in 5 Mb windows (DELFI-style), GC-corrected when a bin
+  annotation is given (short and long counts are each divided by their own fitted GC curve);
+- 4-mer end motifs of fragment 5' ends (from the reference sequence) and the motif diversity
+  score (normalised Shannon entropy of the 256 motif frequencies), which needs alignments and
+  the reference FASTA.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from plasmacount.bins import BinAnnotation
+from plasmacount.counts import SampleCounts
+from plasmacount.errors import DataError, UsageError
+from plasmacount.gc import fit_gc_curve
+from plasmacount.genome import is_binned_chromosome
+
+MOTIFS = [a + b + c + d for a in "ACGT" for b in "ACGT" for c in "ACGT" for d in "ACGT"]
+_CODE = {base: i for i, base in enumerate("ACGT")}
+_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+
+
+def size_statistics(histogram: np.ndarray) -> dict:
+    """Summary of a fragment-length histogram (index = length in bp, last entry = longer)."""
+    total = int(histogram.sum())
+    keys = ("fragments", "mode", "median", "mean", "share_below_150", "share_above_250", "share_above_500",
+            "share_above_1000", "periodicity_amplitude", "periodicity_period")
+    if total == 0:
+        return dict.fromkeys(keys) | {"fragments": 0}
+    lengths = np.arange(histogram.size)
+    cumulative = np.cumsum(histogram)
+    periodicity = ten_bp_periodicity(histogram)
+    return {
+        "fragments": total,
+        "mode": int(np.argmax(histogram[:-1])),
+        "median": int(np.searchsorted(cumulative, total / 2)),
+        "mean": float((lengths[:-1] * histogram[:-1]).sum() / max(histogram[:-1].sum(), 1)),
+        "share_below_150": float(histogram[:150].sum() / total),
+        "share_above_250": float(histogram[251:].sum() / total),
+        "share_above_500": float(histogram[501:].sum() / total),
+        "share_above_1000": float(histogram[1001:].sum() / total),
+        "periodicity_amplitude": periodicity[0],
+        "periodicity_period": periodicity[1],
+    }
+
+
+def ten_bp_periodicity(histogram: np.ndarray, low: int = 60, high: int = 160) -> tuple[float | None, float | None]:
+    """Amplitude (relative to the local level) and period (bp) of the ripple below the nucleosome peak.
+
+    The histogram between `low` and `high` bp is divided by its 11 bp moving average; the
+    strongest Fourier component with a period of 8-13 bp gives the amplitude and period.
+    """
+    window = histogram[low - 5 : high + 6].astype(float)
+    if window.sum() < 1000:
+        return None, None
+    smooth = np.convolve(window, np.ones(11) / 11, mode="valid")
+    relative = window[5:-5] / np.maximum(smooth, 1e-9) - 1
+    spectrum = np.fft.rfft(relative * np.hanning(relative.size))
+    frequencies = np.fft.rfftfreq(relative.size)
+    band = (frequencies >= 1 / 13) & (frequencies <= 1 / 8)
+    if not band.any():
+        return None, None
+    index = np.flatnonzero(band)[np.argmax(np.abs(spectrum[band]))]
+    amplitude = 2 * np.abs(spectrum[index]) / np.hanning(relative.size).sum()
+    return float(amplitude), float(1 / frequencies[index])
+
+
+def window_ratios(counts: SampleCounts, window: int = 5_000_000, annotation: BinAnnotation | None = None) -> list[dict]:
+    """Short/long fragments in windows of `window` bp, GC-corrected when an annotation is given."""
+    if not counts.paired:
+        raise UsageError(f"{counts.sample}: short/long ratios need paired-end data (fragment lengths)")
+    layout = counts.layout
+    per_window = max(1, window // layout.bin_size)
+    gc = None
+    if annotation is not None:
+        if annotation.bin_size != layout.bin_size:
+            raise UsageError(f"the annotation has {annotation.bin_size:,} bp bins but {counts.sample} {layout.bin_size:,} bp")
+        gc = counts.on_layout(annotation.layout) if annotation.layout != layout else counts
+        layout = gc.layout
+        short_bins, long_bins, gc_bins = gc.short, gc.long, annotation.gc
+    else:
+        short_bins, long_bins, gc_bins = counts.short, counts.long, np.full(layout.n_bins, np.nan)
+    rows = []
+    for contig in layout.contigs:
+        if not is_binned_chromosome(contig.name):
+            continue
+        for first in range(0, contig.n_bins, per_window):
+            span = slice(contig.first_bin + first, contig.first_bin + min(first + per_window, contig.n_bins))
+            known = np.isfinite(gc_bins[span])
+            rows.append({"chrom": contig.name, "start": first * layout.bin_size,
+                         "end": min((first + per_window) * layout.bin_size, contig.length),
+                         "short": int(short_bins[span].sum()), "long": int(long_bins[span].sum()),
+                         "gc": float(np.mean(gc_bins[span][known])) if known.any() else float("nan")})
+    short = np.array([r["short"] for r in rows], dtype=float)
+    long_ = np.array([r["long"] for r in rows], dtype=float)
+    window_gc = np.array([r["gc"] for r in rows])
+    usable = (short + long_ > 0) & np.isfinite(window_gc)
+    corrected_short, corrected_long = np.full(short.size, np.nan), np.full(long_.size, np.nan)
+    if usable.sum() >= 20:
+        for values, corrected in ((short, corrected_short), (long_, corrected_long)):
+            curve = fit_gc_curve(values, window_gc, usable, n_strata=20, span=0.5)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                corrected[:] = np.where(np.isfinite(curve.factors), values / curve.factors, np.nan)
+    for row, s, l, cs, cl in zip(rows, short, long_, corrected_short, corrected_long):
+        row["ratio"] = float(s / l) if l > 0 else None
+        row["ratio_gc_corrected"] = float(cs / cl) if np.isfinite(cs) and np.isfinite(cl) and cl > 0 else None
+        if not np.isfinite(row["gc"]):
+            row["gc"] = None
+    return rows
+
+
+@dataclass
+class EndMotifs:
+    """Counts of the 256 4-mers at fragment 5' ends (reference sequence), and what was skipped."""
+
+    counts: np.ndarray
+    ends: int
+    skipped: int
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        return self.counts / max(self.counts.sum(), 1)
+
+    @property
+    def diversity(self) -> float | None:
+        """Motif diversity score: Shannon entropy of the frequencies over log(256), in [0, 1]."""
+        if self.counts.sum() == 0:
+            return None
+        p = self.frequencies[self.frequencies > 0]
+        return float(-(p * np.log(p)).sum() / math.log(256))
+
+
+def end_motifs(path: str | os.PathLike, fasta: str | os.PathLike, options=None) -> EndMotifs:
+    """4-mer end motifs of the fragments the counting rules keep (both ends of a pair)."""
+    import pysam
+
+    from plasmacount.alignments import QC_FIELDS, CountOptions, _prepare_cram_environment, alignment_kind, counted_fragments
+
+    options = options or CountOptions()
+    path = Path(path)
+    if not Path(fasta).exists():
+        raise DataError(f"{fasta}: reference FASTA not found; check --reference")
+    kind = alignment_kind(path)
+    _prepare_cram_environment()
+    counts = np.zeros(256, dtype=np.int64)
+    ends = skipped = 0
+    qc = dict.fromkeys(QC_FIELDS, 0)
+    try:
+        reference = pysam.FastaFile(str(fasta))
+    except (OSError, ValueError) as error:
+        raise DataError(f"{fasta}: cannot read the FASTA ({error}); index it with `samtools faidx`") from error
+    with reference, pysam.AlignmentFile(str(path), "rc" if kind == "cram" else "rb", reference_filename=str(fasta)) as alignments:
+        cache_name, cache = None, ""
+        for read, length in counted_fragments(alignments, path, options, qc):
+            name = read.reference_name
+            if name != cache_name:
+                if name not in reference.references:
+                    skipped += 1
+                    continue
+                cache_name, cache = name, reference.fetch(name).upper()
+            if length >= 0:  # a pair: the fragment spans [start, start + length)
+                start, end = read.reference_start, read.reference_start + length
+                motifs = [cache[start : start + 4], cache[max(end - 4, 0) : end][::-1].translate(_COMPLEMENT)]
+            elif read.is_reverse:  # single-end: the read's own 5' end
+                end = read.reference_end
+                motifs = [cache[max(end - 4, 0) : end][::-1].translate(_COMPLEMENT)]
+            else:
+                motifs = [cache[read.reference_start : read.reference_start + 4]]
+            for motif in motifs:
+                if len(motif) == 4 and all(base in _CODE for base in motif):
+                    counts[_CODE[motif[0]] * 64 + _CODE[motif[1]] * 16 + _CODE[motif[2]] * 4 + _CODE[motif[3]]] += 1
+                    ends += 1
+                else:
+                    skipped += 1
+    return EndMotifs(counts, ends, skipped)
+
+
+SCHEMA_VERSION = "1.0"
+
+
+def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, annotation: BinAnnotation | None = None,
+            annotation_path: str | None = None, window: int = 5_000_000, bin_size: int = 100_000, options=None) -> tuple[dict, dict]:
+    """Fragmentomics of one sample (counts file, WIG/TSV, BAM or CRAM): (result, tables)."""
+    from plasmacount.alignments import CountOptions, count_alignments
+    from plasmacount.counts import input_kind, load_counts
+
+    options = options or CountOptions()
+    kind = input_kind(source)
+    notes = []
+    if kind in ("bam", "cram"):
+        counts = count_alignments(source, bin_size=bin_size, annotation=annotation, annotation_path=annotation_path,
+                                  options=options, reference=fasta)
+    else:
+        counts = load_counts(source)
+    motifs = None
+    if kind in ("bam", "cram") and fasta is not None:
+        motifs = end_motifs(source, fasta, options)
+    elif kind in ("bam", "cram"):
+        notes.append("end motifs need the reference FASTA (--reference)")
+    else:
+        notes.append("end motifs need alignments (BAM/CRAM) and the reference FASTA")
+    windows = None
+    if counts.paired:
+        windows = window_ratios(counts, window, annotation)
+    else:
+        notes.append("single-end data: no fragment lengths, so no size statistics or short/long ratios")
+    statistics = size_statistics(counts.fragment_lengths) if counts.paired else size_statistics(np.zeros(2, dtype=np.int64))
+    ratios = [w["ratio"] for w in windows or [] if w["ratio"] is not None]
+    corrected = [w["ratio_gc_corrected"] for w in windows or [] if w["ratio_gc_corrected"] is not None]
+    others = {}
+    for row, contig in enumerate(counts.other_contigs):
+        if counts.other_counts[row]:
+            others[contig["name"]] = {"fragments": int(counts.other_counts[row]),
+                                      "size": size_statistics(counts.other_fragment_lengths[row]) if counts.paired else None}
+    result = {
+        "schema_version": SCHEMA_VERSION, "sample": counts.sample, "source": counts.source, "paired": counts.paired,
+        "size": statistics,
+        "short_range": list(counts.short_range), "long_range": list(counts.long_range),
+        "short_long_ratio": {"genome": float(counts.short.sum() / counts.long.sum()) if counts.long.sum() else None,
+                             "windows": len(windows) if windows else 0, "window_bp": window,
+                             "median_window_ratio": float(np.median(ratios)) if ratios else None,
+                             "median_window_ratio_gc_corrected": float(np.median(corrected)) if corrected else None,
+                             "gc_corrected": bool(corrected)},
+        "end_motifs": {"diversity": motifs.diversity if motifs else None, "ends": motifs.ends if motifs else None,
+                       "top": [{"motif": MOTIFS[i], "frequency": float(motifs.frequencies[i])} for i in np.argsort(-motifs.counts, kind="stable")[:10]]
+                       if motifs and motifs.ends else None},
+        "other_contigs": others,
+        "notes": notes,
+    }
+    tables = {"histogram": counts.fragment_lengths if counts.paired else None, "windows": windows, "motifs": motifs}
+    return result, tables
+
+
+def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -> list[Path]:
+    """Per sample JSON, size histogram, windows and end motifs; a batch TSV."""
+    import json
+
+    from plasmacount.files import atomic_output
+    from plasmacount.nipt import _clean
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for result, tables in results:
+        name = result["sample"]
+        path = output / f"{name}.fragments.json"
+        with atomic_output(path, "w") as stream:
+            json.dump(_clean(result), stream, indent=1, sort_keys=True)
+            stream.write("\n")
+        written.append(path)
+        if tables["histogram"] is not None:
+            path = output / f"{name}.size_histogram.tsv"
+            histogram = tables["histogram"]
+            with atomic_output(path, "w") as stream:
+                stream.write("length\tcount\n")
+                stream.writelines(f"{length}\t{int(n)}\n" for length, n in enumerate(histogram[:-1]))
+                stream.write(f">{histogram.size - 2}\t{int(histogram[-1])}\n")
+            written.append(path)
+        if tables["windows"]:
+            path = output / f"{name}.windows.tsv"
+            with atomic_output(path, "w") as stream:
+                stream.write("chrom\tstart\tend\tshort\tlong\tratio\tratio_gc_corrected\tgc\n")
+                for w in tables["windows"]:
+                    cells = [w["chrom"], w["start"], w["end"], w["short"], w["long"], w["ratio"], w["ratio_gc_corrected"], w["gc"]]
+                    stream.write("\t".join("NA" if c is None else f"{c:.5f}" if isinstance(c, float) else str(c) for c in cells) + "\n")
+            written.append(path)
+        if tables["motifs"] is not None:
+            path = output / f"{name}.end_motifs.tsv"
+            motifs = tables["motifs"]
+            with atomic_output(path, "w") as stream:
+                stream.write("motif\tcount\tfrequency\n")
+                stream.writelines(f"{m}\t{int(c)}\t{f:.6f}\n" for m, c, f in zip(MOTIFS, motifs.counts, motifs.frequencies))
+            written.append(path)
+    path = output / "fragments.tsv"
+    columns = ["sample", "paired", "fragments", "mode", "median", "mean", "share_below_150", "share_above_250", "share_above_500",
+               "share_above_1000", "periodicity_amplitude", "periodicity_period", "short_long_ratio", "motif_diversity"]
+    with atomic_output(path, "w") as stream:
+        stream.write("\t".join(columns) + "\n")
+        for result, _ in results:
+            size = result["size"]
+            values = [result["sample"], str(result["paired"]).lower()] + [size[k] for k in columns[2:12]] + [
+                result["short_long_ratio"]["genome"], result["end_motifs"]["diversity"]]
+            stream.write("\t".join(v if isinstance(v, str) else "NA" if v is None else f"{v:.5f}" if isinstance(v, float) else str(v)
+                                   for v in values) + "\n")
+    written.append(path)
+    return written
