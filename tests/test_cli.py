@@ -50,6 +50,11 @@ def test_demo(tmp_path, run_cli):
     with open(tmp_path / "demo" / "fragments" / "fragments.tsv") as stream:
         fragment_rows = list(csv.DictReader(stream, delimiter="\t"))
     assert len(fragment_rows) == 4 and all(0.9 < float(r["motif_diversity"]) <= 1 for r in fragment_rows)
+    with open(tmp_path / "demo" / "viral" / "summary.tsv") as stream:
+        screened = list(csv.DictReader(stream, delimiter="\t"))
+    assert len(screened) == 30
+    assert all(r["screen"] == "negative" for r in screened if r["truth"] == "negative")
+    assert all(r["screen"] == "positive" for r in screened if r["truth"] == "npc" and int(r["ebv_fragments"]) >= 20)
     with open(tmp_path / "demo" / "nipt" / "summary.tsv") as stream:
         cases = list(csv.DictReader(stream, delimiter="\t"))
     assert len(cases) == 8

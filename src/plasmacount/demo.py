@@ -6,7 +6,8 @@
    a reference built from it, and `nipt` on a mixed batch (euploid girls and boys, T21, T18,
    T13, 45,X, a 22q11.2 deletion), with the calls set beside the truth in `nipt/summary.tsv`.
 3. Fragmentomics of the BAMs (`fragments/`): size profile, periodicity, windows, end motifs.
-Later steps (viral screen, tumour fraction, reports) join here as they are built.
+4. The EBV screen (`viral/`) of 30 simulated men (negatives, carriers, NPC) beside the truth.
+Later steps (tumour fraction, reports) join here as they are built.
 """
 from __future__ import annotations
 
@@ -73,6 +74,7 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
     cohort = run_simulation(SimulationRequest(output=output / "panel", cohort="euploid", samples=cohort_samples, reads=10_000_000,
                                               seed=seed, paired=True, output_format="counts", genome="hg38", prefix="panel"))
     reference_path, nipt_summary = _prenatal(output, cohort, seed, say)
+    _viral(output, seed, say)
     with open(reads_dir / "truth.tsv") as stream:
         truth = {row["sample"]: row for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "summary.tsv"
@@ -91,6 +93,29 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
                    "summary": str(summary), "reference": str(reference_path), "nipt": str(nipt_summary)}, stream, indent=1)
         stream.write("\n")
     return DemoResult(output, bams, counted, cohort, summary, reference_path, nipt_summary)
+
+
+def _viral(output: Path, seed: int, say: Callable[[str], None]) -> Path:
+    """An EBV screening cohort (negatives, carriers, NPC) through `viral`; returns its summary."""
+    from plasmacount.counts import load_counts
+    from plasmacount.viral import ScreenCutoffs, from_counts, write_outputs
+
+    say("simulating 30 men for the EBV screen and screening them")
+    paths = run_simulation(SimulationRequest(output=output / "ebv", cohort="ebv", samples=30, reads=10_000_000, seed=seed + 2,
+                                             paired=True, output_format="counts", genome="hg38", prefix="screen"))
+    cutoffs = ScreenCutoffs()
+    results = [from_counts(load_counts(path), None, cutoffs, str(path)) for path in paths]
+    write_outputs(results, output / "viral", cutoffs)
+    with open(output / "ebv" / "truth.tsv") as stream:
+        truth = {row["sample"]: row["ebv_status"] for row in csv.DictReader(stream, delimiter="\t")}
+    summary = output / "viral" / "summary.tsv"
+    with atomic_output(summary, "w") as stream:
+        stream.write("sample\ttruth\tebv_fragments\tsize_ratio\tscreen\n")
+        for result in results:
+            ratio = result["size"]["ratio"]
+            stream.write(f"{result['sample']}\t{truth[result['sample']]}\t{result['fragments']['unique']}\t"
+                         f"{'NA' if ratio is None else f'{ratio:.2f}'}\t{result['screen']['result']}\n")
+    return summary
 
 
 def _prenatal(output: Path, panel: list[Path], seed: int, say: Callable[[str], None]) -> tuple[Path, Path]:

@@ -1,0 +1,100 @@
+"""The EBV screen for nasopharyngeal carcinoma on simulated cohorts with known truth.
+
+Cohorts from `plasmacount simulate --cohort ebv` (10 M paired-end fragments; 70 % without EBV
+DNA, 20 % non-cancer carriers with 1-30 short EBV fragments per 10 M, 10 % NPC with 5-5,000
+long EBV fragments per 10 M): a training cohort to learn the cut-offs (`viral --train`) and an
+independent test cohort, screened with the learnt cut-offs and with the defaults. Reports NPC
+sensitivity and specificity against negatives and carriers together, for the two-criterion
+screen and for the count criterion alone.
+
+    python benchmarks/viral_screen.py [--samples 2000] [--write]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def simulate(directory: Path, samples: int, seed: int) -> list[str]:
+    subprocess.run([sys.executable, "-m", "plasmacount", "--quiet", "simulate", "-o", str(directory), "--cohort", "ebv", "--samples",
+                    str(samples), "--reads", "10M", "--paired", "--genome", "hg38", "--seed", str(seed), "--prefix", f"s{seed}"], check=True)
+    return sorted(str(p) for p in directory.glob("*.counts.npz"))
+
+
+def truth(directory: Path) -> dict[str, str]:
+    with open(directory / "truth.tsv") as stream:
+        return {row["sample"]: row["ebv_status"] for row in csv.DictReader(stream, delimiter="\t")}
+
+
+def evaluate(output: Path, status: dict[str, str]) -> dict:
+    rows = {}
+    for path in output.glob("*.viral.json"):
+        result = json.loads(path.read_text())
+        rows[result["sample"]] = result
+    npc = [s for s, v in status.items() if v == "npc"]
+    others = [s for s, v in status.items() if v != "npc"]
+    carriers = [s for s, v in status.items() if v == "carrier"]
+    positive = {s for s, r in rows.items() if r["screen"]["result"] == "positive"}
+    count_only = {s for s, r in rows.items() if r["screen"]["count_criterion"]}
+    not_evaluable = sum(rows[s]["screen"]["result"] == "not evaluable" for s in npc)
+    return {
+        "npc": len(npc), "others": len(others), "carriers": len(carriers),
+        "sensitivity": sum(s in positive for s in npc) / len(npc), "npc_not_evaluable": not_evaluable,
+        "specificity": 1 - sum(s in positive for s in others) / len(others),
+        "false_positives": sum(s in positive for s in others), "false_positive_carriers": sum(s in positive for s in carriers),
+        "count_only_sensitivity": sum(s in count_only for s in npc) / len(npc),
+        "count_only_specificity": 1 - sum(s in count_only for s in others) / len(others),
+        "count_only_false_positives": sum(s in count_only for s in others),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp())
+    train_paths = simulate(scratch / "train", args.samples // 2, seed=71)
+    test_paths = simulate(scratch / "test", args.samples, seed=72)
+    labels = scratch / "labels.tsv"
+    labels.write_text("sample\tlabel\n" + "".join(f"{s}\t{v}\n" for s, v in truth(scratch / "train").items()))
+    cli = [sys.executable, "-m", "plasmacount", "--quiet", "viral"]
+    subprocess.run(cli + train_paths + ["-o", str(scratch / "trained"), "--train", str(labels)], check=True)
+    start = time.perf_counter()
+    subprocess.run(cli + test_paths + ["-o", str(scratch / "learnt"), "--cutoffs", str(scratch / "trained" / "viral_cutoffs.json")], check=True)
+    seconds = time.perf_counter() - start
+    subprocess.run(cli + test_paths + ["-o", str(scratch / "default")], check=True)
+    status = truth(scratch / "test")
+    learnt = json.loads((scratch / "trained" / "viral_cutoffs.json").read_text())
+    lines = [f"Test cohort: {args.samples} simulated men (10 M paired-end fragments); cut-offs learnt on {args.samples // 2} others "
+             f"(proportion >= {learnt['proportion']:.3g}, size ratio <= {learnt['size_ratio']:.3g}). `viral` on the test cohort: {seconds:.1f} s.", "",
+             "| cut-offs | NPC detected | not evaluable | specificity (negatives + carriers) | false positives (carriers) | "
+             "count criterion alone: sensitivity, specificity, false positives |", "|---|---|---|---|---|---|"]
+    for name in ("learnt", "default"):
+        m = evaluate(scratch / name, status)
+        lines.append(f"| {name} | {100 * m['sensitivity']:.1f} % of {m['npc']} | {m['npc_not_evaluable']} | {100 * m['specificity']:.2f} % of {m['others']} | "
+                     f"{m['false_positives']} ({m['false_positive_carriers']}) | {100 * m['count_only_sensitivity']:.1f} %, "
+                     f"{100 * m['count_only_specificity']:.2f} %, {m['count_only_false_positives']} |")
+    lines.append("")
+    report = "\n".join(lines)
+    print(report)
+    if args.write:
+        path = ROOT / "BENCHMARKS.md"
+        text = path.read_text()
+        begin, end = "<!-- viral begin -->", "<!-- viral end -->"
+        block = (f"{begin}\n## EBV screen for nasopharyngeal carcinoma (`plasmacount viral`)\n\n{report}\n"
+                 f"Command: `python benchmarks/viral_screen.py --samples {args.samples} --write` ({time.strftime('%Y-%m-%d')}).\n{end}")
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):] if begin in text else text.rstrip("\n") + "\n\n" + block + "\n"
+        path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
