@@ -55,6 +55,10 @@ def test_demo(tmp_path, run_cli):
     assert len(screened) == 30
     assert all(r["screen"] == "negative" for r in screened if r["truth"] == "negative")
     assert all(r["screen"] == "positive" for r in screened if r["truth"] == "npc" and int(r["ebv_fragments"]) >= 20)
+    with open(tmp_path / "demo" / "tumor" / "summary.tsv") as stream:
+        patients = list(csv.DictReader(stream, delimiter="\t"))
+    assert len(patients) == 12
+    assert all(float(r["tumor_fraction"]) == 0 for r in patients if float(r["true_tumor_fraction"]) == 0)
     with open(tmp_path / "demo" / "nipt" / "summary.tsv") as stream:
         cases = list(csv.DictReader(stream, delimiter="\t"))
     assert len(cases) == 8

@@ -7,7 +7,8 @@
    T13, 45,X, a 22q11.2 deletion), with the calls set beside the truth in `nipt/summary.tsv`.
 3. Fragmentomics of the BAMs (`fragments/`): size profile, periodicity, windows, end motifs.
 4. The EBV screen (`viral/`) of 30 simulated men (negatives, carriers, NPC) beside the truth.
-Later steps (tumour fraction, reports) join here as they are built.
+5. Tumour fraction (`tumor/`): a panel of normals from 16 healthy donors, then 12 patients.
+Later steps (reports) join here as they are built.
 """
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
                                               seed=seed, paired=True, output_format="counts", genome="hg38", prefix="panel"))
     reference_path, nipt_summary = _prenatal(output, cohort, seed, say)
     _viral(output, seed, say)
+    _tumor(output, seed, say)
     with open(reads_dir / "truth.tsv") as stream:
         truth = {row["sample"]: row for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "summary.tsv"
@@ -93,6 +95,33 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
                    "summary": str(summary), "reference": str(reference_path), "nipt": str(nipt_summary)}, stream, indent=1)
         stream.write("\n")
     return DemoResult(output, bams, counted, cohort, summary, reference_path, nipt_summary)
+
+
+def _tumor(output: Path, seed: int, say: Callable[[str], None]) -> Path:
+    """A panel of normals from 16 healthy donors, then tumour fractions of 12 simulated patients."""
+    from plasmacount.counts import load_counts
+    from plasmacount.tumor import analyse, build_panel, write_outputs
+
+    say("simulating healthy donors and cancer patients (1 Mb bins) and estimating tumour fractions")
+    healthy = run_simulation(SimulationRequest(output=output / "healthy", cohort="healthy", samples=16, reads=10_000_000, seed=seed + 3,
+                                               output_format="counts", genome="hg38", bin_size=1_000_000, prefix="donor"))
+    patients = run_simulation(SimulationRequest(output=output / "patients", cohort="cancer", samples=12, reads=10_000_000, seed=seed + 4,
+                                                output_format="counts", genome="hg38", bin_size=1_000_000, prefix="patient"))
+    annotation = BinAnnotation.load(output / "healthy" / "genome" / "bins.npz")
+    panel = build_panel([load_counts(path) for path in healthy], annotation)
+    panel.save(output / "tumor_panel.npz")
+    results = [analyse(load_counts(path), annotation, panel) for path in patients]
+    write_outputs(results, output / "tumor")
+    with open(output / "patients" / "truth.tsv") as stream:
+        truth = {row["sample"]: row for row in csv.DictReader(stream, delimiter="\t")}
+    summary = output / "tumor" / "summary.tsv"
+    with atomic_output(summary, "w") as stream:
+        stream.write("sample\ttrue_tumor_fraction\ttrue_ploidy\ttumor_fraction\tlow\thigh\tploidy\tcna_score\n")
+        for r in results:
+            t = truth[r["sample"]]
+            stream.write(f"{r['sample']}\t{t['tumor_fraction']}\t{t['tumor_ploidy']}\t{r['tumor_fraction']:.3f}\t{r['tumor_fraction_low']:.3f}\t"
+                         f"{r['tumor_fraction_high']:.3f}\t{r['ploidy']:.2f}\t{r['cna_score']}\n")
+    return summary
 
 
 def _viral(output: Path, seed: int, say: Callable[[str], None]) -> Path:

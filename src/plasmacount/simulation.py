@@ -282,7 +282,9 @@ def _design_cancer(design: SampleDesign, rng: np.random.Generator, cohort: str, 
         name, chrom, arm, cn = CANCER_EVENTS[i]
         start, end = _arm_region(chrom, arm, scale)
         clonal = 1.0 if rng.random() < 0.8 else float(rng.uniform(0.3, 0.7))
-        tumour_cn = cn * base // 2 if cn > 2 else max(base - (2 - cn) * (base // 2), 0)
+        # After genome doubling, later gains and losses move one or two of the four copies.
+        step = 1 if base == 2 else int(rng.integers(1, 3))
+        tumour_cn = base + step if cn > 2 else base - step
         design.events.append({"type": "cnv", "origin": "tumour", "chrom": chrom, "start": start, "end": end,
                               "tumour_cn": tumour_cn, "clonal_fraction": clonal, "name": name})
     if rng.random() < 0.3:

@@ -1,0 +1,49 @@
+"""Tumour fraction, ploidy and copy-number segments (ichorCNA-style HMM), arm z-scores, CNA score."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+logger = logging.getLogger("plasmacount")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("counts", nargs="+", metavar="COUNTS", help="counts files or WIG/TSV counts (e.g. HMMcopy readCounter WIGs)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="folder for <sample>.tumor.json, tumor.seg, tumor.bed, tumor.tsv; with --make-panel, the panel file")
+    parser.add_argument("--bins", metavar="ANNOTATION", help="bin annotation with GC and mappability (strongly advised)")
+    parser.add_argument("--panel", metavar="PON", help="panel of normals: from --make-panel, or ichorCNA's PoN TSV")
+    parser.add_argument("--make-panel", action="store_true", help="build a panel of normals from the (healthy) COUNTS into OUT")
+    parser.add_argument("--size-select", action="store_true",
+                        help="use only short fragments (the per-bin short counts, `count --short-range`, e.g. 90-150), which enriches tumour DNA")
+    parser.add_argument("--min-mappability", type=float, default=0.9, metavar="M", help="skip bins with mappability below M (default 0.9)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from plasmacount.bins import BinAnnotation
+    from plasmacount.counts import load_counts
+    from plasmacount.errors import UsageError
+    from plasmacount.progress import Progress
+    from plasmacount.tumor import NormalPanel, analyse, build_panel, write_outputs
+
+    annotation = BinAnnotation.load(args.bins) if args.bins else None
+    if annotation is None:
+        logger.warning("no --bins annotation: no GC or mappability correction")
+    samples = [load_counts(path) for path in args.counts]
+    if args.make_panel:
+        if args.panel:
+            raise UsageError("--make-panel builds a panel; it cannot also take --panel")
+        panel = build_panel(samples, annotation)
+        panel.save(args.output)
+        logger.info("panel of normals from %d samples written to %s", len(samples), args.output)
+        return
+    panel = NormalPanel.load(args.panel, samples[0].layout) if args.panel else None
+    progress = Progress("tumour fraction", enabled=not args.quiet)
+    results = []
+    for i, sample in enumerate(samples):
+        results.append(analyse(sample, annotation, panel, args.size_select, args.min_mappability))
+        progress(i + 1, len(samples))
+    write_outputs(results, args.output)
+    for r in results:
+        logger.info("%s: tumour fraction %.1f %% (%.1f-%.1f %%), ploidy %.2f, CNA score %d", r["sample"], 100 * r["tumor_fraction"],
+                    100 * r["tumor_fraction_low"], 100 * r["tumor_fraction_high"], r["ploidy"], r["cna_score"])

@@ -1,0 +1,93 @@
+"""Tumour fraction: real ichorCNA data, simulated healthy and cancer plasma, panels of normals, outputs."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from plasmacount.bins import import_annotations
+from plasmacount.counts import import_wig
+from plasmacount.simulation import GenomeModel, design_cohort, simulate_counts
+from plasmacount.tumor import NormalPanel, analyse, build_panel
+
+
+@pytest.fixture(scope="module")
+def lab():
+    model = GenomeModel.hg38_layout(1_000_000, seed=8)
+    healthy = [simulate_counts(d, model, 80, i) for i, d in enumerate(design_cohort("healthy", 16, 10_000_000, seed=80))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        panel = build_panel(healthy, model.annotation())
+    return model, panel
+
+
+def test_real_mbc315_matches_ichorcna(shared_data, tmp_path, run_cli):
+    data = shared_data / "ichorcna"
+    annotation = import_annotations([data / "gc_hg19_1000kb.wig", data / "map_hg19_1000kb.wig"])
+    sample = import_wig(data / "MBC_315.ctDNA.reads.wig")
+    for panel in (None, NormalPanel.load(data / "HD_ULP_PoN_1Mb_median_normAutosome_mapScoreFiltered_median.tsv.gz", sample.layout)):
+        result = analyse(sample, annotation, panel)
+        # ichorCNA's published fit of this sample: tumour fraction 0.255-0.27, ploidy 1.90.
+        assert 0.24 <= result["tumor_fraction"] <= 0.29 and result["tumor_detected"]
+        assert 1.8 <= result["ploidy"] <= 2.0
+        assert result["tumor_fraction_low"] <= result["tumor_fraction"] <= result["tumor_fraction_high"]
+    # Both time points through the command line.
+    annotation.save(tmp_path / "hg19.npz")
+    result = run_cli("tumor", data / "MBC_315.ctDNA.reads.wig", data / "MBC_315_T2.ctDNA.reads.wig", "--bins", tmp_path / "hg19.npz",
+                     "--panel", data / "HD_ULP_PoN_1Mb_median_normAutosome_mapScoreFiltered_median.tsv.gz", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    rows = (tmp_path / "out" / "tumor.tsv").read_text().splitlines()
+    assert len(rows) == 3
+    first = json.loads((tmp_path / "out" / "MBC_315.ctDNA.tumor.json").read_text())
+    second = json.loads((tmp_path / "out" / "MBC_315_T2.ctDNA.tumor.json").read_text())
+    assert second["tumor_fraction"] < first["tumor_fraction"]
+    seg = (tmp_path / "out" / "tumor.seg").read_text().splitlines()
+    assert seg[0] == "ID\tchrom\tloc.start\tloc.end\tnum.mark\tseg.mean" and len(seg) > 20
+
+
+def test_healthy_plasma_has_a_low_upper_bound(lab):
+    model, panel = lab
+    for index, design in enumerate(design_cohort("healthy", 6, 10_000_000, seed=81)):
+        result = analyse(simulate_counts(design, model, 81, index), model.annotation(), panel)
+        assert result["tumor_fraction_high"] <= 0.03
+        assert not result["tumor_detected"] and result["tumor_fraction"] == 0.0
+
+
+def test_diploid_tumour_fraction_recovered(lab):
+    model, panel = lab
+    [design] = design_cohort("cancer", 1, 10_000_000, seed=5)
+    for tf in (0.08, 0.2):
+        events = [{"type": "cnv", "origin": "tumour", "chrom": c, "start": s, "end": e, "tumour_cn": cn, "clonal_fraction": 1.0, "name": n}
+                  for c, s, e, cn, n in (("chr1", 125_000_000, 248_000_000, 3, "1q gain"), ("chr8", 46_000_000, 145_000_000, 3, "8q gain"),
+                                         ("chr16", 37_000_000, 90_000_000, 1, "16q loss"), ("chr3", 0, 90_000_000, 1, "3p loss"))]
+        import dataclasses
+
+        case = dataclasses.replace(design, tumor_fraction=tf, tumor_genome_doubled=False, events=events, sample=f"tf{tf}")
+        result = analyse(simulate_counts(case, model, 5, int(tf * 100)), model.annotation(), panel)
+        assert result["tumor_detected"]
+        assert abs(result["tumor_fraction"] - tf) <= 0.03
+        assert result["ploidy"] == pytest.approx(2.0, abs=0.2)
+        gains = [s for s in result["segments"] if s["chrom"] == "chr8" and s["start"] < 60_000_000 < s["end"]]
+        assert gains and gains[0]["event"] == "gain"
+
+
+def test_panel_round_trip_and_bad_input(lab, tmp_path, run_cli):
+    model, panel = lab
+    panel.save(tmp_path / "pon.npz")
+    again = NormalPanel.load(tmp_path / "pon.npz", model.layout)
+    np.testing.assert_array_equal(np.nan_to_num(again.median), np.nan_to_num(panel.median))
+    assert again.components.shape == panel.components.shape
+    [design] = design_cohort("healthy", 1, 10_000_000, seed=9)
+    simulate_counts(design, model, 9, 0).save(tmp_path / "s.npz")
+    model.annotation().save(tmp_path / "bins.npz")
+    other = GenomeModel.hg38_layout(500_000, seed=8)
+    build_panel([simulate_counts(d, other, 9, i) for i, d in enumerate(design_cohort("healthy", 4, 1_000_000, seed=9))],
+                other.annotation()).save(tmp_path / "pon500.npz")
+    result = run_cli("tumor", tmp_path / "s.npz", "--bins", tmp_path / "bins.npz", "--panel", tmp_path / "pon500.npz", "-o", tmp_path / "o")
+    assert result.exit_code == 1 and "bp bins" in result.stderr
+    result = run_cli("tumor", tmp_path / "s.npz", "--bins", tmp_path / "bins.npz", "--make-panel", "-o", tmp_path / "one.npz")
+    assert result.exit_code == 2 and "at least 3" in result.stderr
+    result = run_cli("tumor", tmp_path / "s.npz", "--bins", tmp_path / "bins.npz", "--size-select", "-o", tmp_path / "o2")
+    assert result.exit_code == 2 and "paired-end" in result.stderr
