@@ -103,21 +103,15 @@ def main() -> None:
     report = "\n".join(lines)
     print(report)
     if args.write:
-        write_section(f"count-{'pe' if args.paired else 'se'}", report, args)
+        write_results(f"count-{'pe' if args.paired else 'se'}", report, args)
 
 
-def write_section(key: str, report: str, args) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    begin, end = f"<!-- {key} begin -->", f"<!-- {key} end -->"
+def write_results(key: str, report: str, args) -> None:
+    from results import write_section
+
     command = f"python benchmarks/count_speed.py --reads {args.reads}{' --paired' if args.paired else ''} --runs {args.runs} --write"
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
-    block = f"{begin}\n{report}\nCommand: `{command}` ({time.strftime('%Y-%m-%d')}, {machine}).\n{end}"
-    if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    write_section(key, report + f"\nMachine: {machine}.", command)
 
 
 if __name__ == "__main__":

@@ -222,16 +222,10 @@ def main() -> None:
 
 
 def write_nipt_section(report: str, quick: bool) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    begin, end = "<!-- nipt begin -->", "<!-- nipt end -->"
-    block = (f"{begin}\n## Prenatal testing accuracy (`plasmacount reference` + `nipt`)\n\n{report}\n"
-             f"Command: `python benchmarks/nipt_accuracy.py{' --quick' if quick else ''} --write` ({time.strftime('%Y-%m-%d')}).\n{end}")
-    if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    from results import write_section
+
+    write_section("nipt", "## Prenatal testing accuracy (`plasmacount reference` + `nipt`)\n\n" + report,
+                  f"python benchmarks/nipt_accuracy.py{' --quick' if quick else ''} --write")
 
 
 if __name__ == "__main__":

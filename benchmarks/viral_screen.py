@@ -87,14 +87,10 @@ def main() -> None:
     report = "\n".join(lines)
     print(report)
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text()
-        begin, end = "<!-- viral begin -->", "<!-- viral end -->"
-        block = (f"{begin}\n## EBV screen for nasopharyngeal carcinoma (`plasmacount viral`)\n\n{report}\n"
-                 f"Command: `python benchmarks/viral_screen.py --samples {args.samples} --write` ({time.strftime('%Y-%m-%d')}).\n{end}")
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):] if begin in text else text.rstrip("\n") + "\n\n" + block + "\n"
-        path.write_text(text)
+        from results import write_section
 
+        write_section("viral", "## EBV screen for nasopharyngeal carcinoma (`plasmacount viral`)\n\n" + report,
+                      f"python benchmarks/viral_screen.py --samples {args.samples} --write")
 
 if __name__ == "__main__":
     main()

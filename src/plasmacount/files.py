@@ -45,6 +45,31 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]
         raise
 
 
+def json_safe(value: Any) -> Any:
+    """JSON-ready copy: NaN and infinities become null, NumPy scalars become Python numbers."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write `data` as sorted, indented JSON (NaN as null), atomically."""
+    with atomic_output(path, "w") as stream:
+        json.dump(json_safe(data), stream, indent=1, sort_keys=True)
+        stream.write("\n")
+    return Path(path)
+
+
 def write_archive(path: str | os.PathLike, metadata: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Write `metadata` and `arrays` as a deterministic archive at `path`, atomically."""
     with atomic_output(path, "wb") as stream:

@@ -244,21 +244,14 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
 
 def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -> list[Path]:
     """Per sample JSON, size histogram, windows and end motifs; a batch TSV."""
-    import json
-
-    from plasmacount.files import atomic_output
-    from plasmacount.nipt import _clean
+    from plasmacount.files import atomic_output, write_json
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for result, tables in results:
         name = result["sample"]
-        path = output / f"{name}.fragments.json"
-        with atomic_output(path, "w") as stream:
-            json.dump(_clean(result), stream, indent=1, sort_keys=True)
-            stream.write("\n")
-        written.append(path)
+        written.append(write_json(output / f"{name}.fragments.json", result))
         if tables["histogram"] is not None:
             path = output / f"{name}.size_histogram.tsv"
             histogram = tables["histogram"]

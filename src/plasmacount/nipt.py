@@ -13,7 +13,6 @@ when not applicable.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 from plasmacount import __version__, aneuploidy, fetal_fraction, sex_chromosomes
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError
-from plasmacount.files import atomic_output
+from plasmacount.files import atomic_output, write_json
 from plasmacount.genome import HG38_LENGTHS, SYNDROME_REGIONS, name_key
 from plasmacount.reference import AUTOSOME_KEYS, Reference, chromosome_keys, ignore_empty_bins
 from plasmacount.segment import segment
@@ -327,11 +326,7 @@ def write_results(results: Sequence[dict], output: str | os.PathLike) -> list[Pa
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for result in results:
-        path = output / f"{result['sample']}.nipt.json"
-        with atomic_output(path, "w") as stream:
-            json.dump(_clean(result), stream, indent=1, sort_keys=True)
-            stream.write("\n")
-        written.append(path)
+        written.append(write_json(output / f"{result['sample']}.nipt.json", result))
         written.append(_write_bed(output / f"{result['sample']}.cnv.bed", [result]))
         written.append(_write_vcf(output / f"{result['sample']}.cnv.vcf", result))
     written.append(_write_bed(output / "nipt.cnv.bed", results))
@@ -356,21 +351,6 @@ def write_results(results: Sequence[dict], output: str | os.PathLike) -> list[Pa
 
 def _number(value) -> str:
     return "NA" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.4f}"
-
-
-def _clean(value):
-    """JSON-safe: NaN/inf become null, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def _write_bed(path: Path, results: Sequence[dict]) -> Path:

@@ -22,7 +22,6 @@ own arms), and the copy-number aberration score (the number of arms with |z| > 3
 from __future__ import annotations
 
 import gzip
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -426,18 +425,13 @@ def _arm_scores(layout, log2, panel, bin_sd: float) -> tuple[dict, int]:
 
 def write_outputs(results: list[dict], output: str | os.PathLike) -> list[Path]:
     """Per sample JSON; all segments as SEG (IGV) and BED; a batch TSV."""
-    from plasmacount.files import atomic_output
-    from plasmacount.nipt import _clean
+    from plasmacount.files import atomic_output, write_json
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for result in results:
-        path = output / f"{result['sample']}.tumor.json"
-        with atomic_output(path, "w") as stream:
-            json.dump(_clean(result), stream, indent=1, sort_keys=True)
-            stream.write("\n")
-        written.append(path)
+        written.append(write_json(output / f"{result['sample']}.tumor.json", result))
     seg = output / "tumor.seg"
     with atomic_output(seg, "w") as stream:
         stream.write("ID\tchrom\tloc.start\tloc.end\tnum.mark\tseg.mean\n")

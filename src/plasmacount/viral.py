@@ -228,18 +228,13 @@ def read_labels(path: str | os.PathLike) -> dict[str, str]:
 
 
 def write_outputs(results: list[dict], output: str | os.PathLike, cutoffs: ScreenCutoffs) -> list[Path]:
-    from plasmacount.files import atomic_output
-    from plasmacount.nipt import _clean
+    from plasmacount.files import atomic_output, write_json
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for result in results:
-        path = output / f"{result['sample']}.viral.json"
-        with atomic_output(path, "w") as stream:
-            json.dump(_clean(result), stream, indent=1, sort_keys=True)
-            stream.write("\n")
-        written.append(path)
+        written.append(write_json(output / f"{result['sample']}.viral.json", result))
     path = output / "viral.tsv"
     columns = ["sample", "virus", "fragments", "per_million", "proportion", "proportion_low", "proportion_high", "w_repeat",
                "size_ratio", "size_ratio_low", "size_ratio_high", "screen", "reason"]
@@ -252,9 +247,7 @@ def write_outputs(results: list[dict], output: str | os.PathLike, cutoffs: Scree
             stream.write("\t".join("NA" if v is None or (isinstance(v, float) and not math.isfinite(v)) else
                                    f"{v:.6g}" if isinstance(v, float) else str(v) for v in values) + "\n")
     written.append(path)
-    with atomic_output(output / "viral_cutoffs.json", "w") as stream:
-        json.dump(cutoffs.to_json(), stream, indent=1, sort_keys=True)
-        stream.write("\n")
+    write_json(output / "viral_cutoffs.json", cutoffs.to_json())
     return written
 
 
