@@ -10,10 +10,15 @@ cells by `ln(((1 - n)((1 - s) c + 2 s) + 2 n) / ((1 - n) P + 2 n))`. Emissions a
 (2.1 degrees of freedom, scale from the data's bin-to-bin noise), self-transitions 0.9999.
 
 Instead of EM from a few restarts, the likelihood (forward algorithm) is evaluated on a full
-grid of tumour fraction x ploidy x subclone fraction at once (vectorised over the grid), which
-is deterministic and gives a profile-likelihood 95 % interval for the tumour fraction; the
-Viterbi path of the best grid point gives the segments. A sample counts as carrying tumour DNA
-when the best fit beats tumour fraction 0 by a likelihood-ratio margin.
+grid of tumour fraction x baseline copy number (2, 3, 4: the tumour's most common copy number,
+on whose level the median-centred data sit) at once (vectorised over the grid), which is
+deterministic and gives a profile-likelihood 95 % interval for the tumour fraction; the Viterbi
+path of the best grid point gives the segments and the ploidy (the path's mean tumour copy
+number). Subclonal states (one copy off the baseline in 30, 50 or 70 % of tumour cells) and
+state changes away from the baseline are penalised, and baselines other than 2 have a prior
+cost, since otherwise a diploid tumour fits as a triploid or tetraploid one at a lower purity.
+A sample counts as carrying tumour DNA when the best fit beats tumour fraction 0 by a
+log-likelihood margin of 10.
 
 Lo's genome-wide approach is reported beside it: per chromosome arm, the z-score of the arm's
 mean ratio (against the panel of normals' arms when it has samples, else against the sample's
@@ -47,8 +52,8 @@ CLONAL_STATES = (1, 2, 3, 4, 5)
 SUBCLONAL_STEPS = (-1, 1)  # subclonal states: baseline -1 / +1 copy in a share of tumour cells
 TUMOR_FRACTIONS = np.round(np.concatenate([[0.0], np.arange(0.005, 0.05, 0.005), np.arange(0.05, 0.3, 0.01), np.arange(0.3, 0.92, 0.02)]), 4)
 BASELINES = (2, 3, 4)  # the tumour's most common copy number (4 after genome doubling)
-BASELINE_LOG_PRIOR = {2: 0.0, 3: -4.0, 4: -3.0}
-SUBCLONE_FRACTIONS = (0.3, 0.5, 0.7)
+BASELINE_LOG_PRIOR = {2: 0.0, 3: -10.0, 4: -3.0}
+SUBCLONE_FRACTIONS = (0.3, 0.5, 0.7)  # shares of tumour cells a subclonal state may have
 DETECTION_MARGIN = 10.0  # log-likelihood gain over tumour fraction 0 needed to call tumour DNA present
 # GRCh37 centromere midpoints (bp) for arms on hg19 data.
 HG19_CENTROMERES = {"1": 123035434, "2": 93826171, "3": 92004854, "4": 51160117, "5": 47905641, "6": 60330166, "7": 59554331,
@@ -232,16 +237,21 @@ def build_panel(samples: list[SampleCounts], annotation: BinAnnotation | None) -
     return panel
 
 
-def _state_means(tumour_fraction: np.ndarray, baseline: np.ndarray, subclone: np.ndarray) -> np.ndarray:
+SUBCLONAL = [(step, fraction) for fraction in SUBCLONE_FRACTIONS for step in SUBCLONAL_STEPS]  # (copy step, share of tumour cells)
+
+
+def _state_means(tumour_fraction: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """Natural-log ratio of every state (last axis) for every grid point (first axis), relative to
-    the baseline state (the data are centred on their median, which is the baseline's level)."""
+    the baseline state (the data are centred on their median, which is the baseline's level).
+    States: clonal copy numbers 1-5, then one copy below/above the baseline in 30, 50 or 70 % of
+    the tumour cells (each subclonal event can take its own share)."""
     purity = tumour_fraction[:, None]
     normal = 1 - purity
     average = purity * baseline[:, None] + 2 * normal
     clonal = np.array(CLONAL_STATES, dtype=float)[None, :]
-    # Subclonal states: one copy below or above the baseline in a share of the tumour cells.
-    sub = baseline[:, None] + np.array(SUBCLONAL_STEPS, dtype=float)[None, :]
-    mixed = (1 - subclone[:, None]) * baseline[:, None] + subclone[:, None] * sub
+    steps = np.array([step for step, _ in SUBCLONAL], dtype=float)[None, :]
+    shares = np.array([share for _, share in SUBCLONAL], dtype=float)[None, :]
+    mixed = baseline[:, None] + shares * steps
     clonal_means = np.log((purity * clonal + 2 * normal) / average)
     subclonal_means = np.log((purity * mixed + 2 * normal) / average)
     return np.concatenate([clonal_means, subclonal_means], axis=1)
@@ -259,8 +269,8 @@ def jump_weights(baseline: np.ndarray) -> np.ndarray:
     single-copy changes fit as two-copy changes of a triploid genome at half the purity.
     Each copy away from the ploidy costs a factor e^2, a subclonal state a factor e."""
     clonal = np.array(CLONAL_STATES, dtype=float)[None, :]
-    distance = np.concatenate([np.abs(clonal - baseline[:, None]), np.ones((baseline.size, len(SUBCLONAL_STEPS)))], axis=1)
-    subclonal = np.array([0.0] * len(CLONAL_STATES) + [1.0] * len(SUBCLONAL_STEPS))[None, :]
+    distance = np.concatenate([np.abs(clonal - baseline[:, None]), np.ones((baseline.size, len(SUBCLONAL)))], axis=1)
+    subclonal = np.array([0.0] * len(CLONAL_STATES) + [1.0 + math.log(len(SUBCLONE_FRACTIONS))] * len(SUBCLONAL))[None, :]
     weights = np.exp(-2.0 * distance - subclonal)
     return weights / weights.sum(axis=1, keepdims=True)
 
@@ -310,11 +320,12 @@ def _viterbi_run(values: np.ndarray, means: np.ndarray, scale: float, weights: n
     return path
 
 
-def state_copy_number(state: int, baseline: float) -> tuple[float, bool]:
-    """(tumour copy number, subclonal?) of a state index."""
+def state_copy_number(state: int, baseline: float) -> tuple[float, bool, float]:
+    """(tumour copy number of the changed cells, subclonal?, share of tumour cells changed) of a state."""
     if state < len(CLONAL_STATES):
-        return float(CLONAL_STATES[state]), False
-    return float(baseline + SUBCLONAL_STEPS[state - len(CLONAL_STATES)]), True
+        return float(CLONAL_STATES[state]), False, 1.0
+    step, share = SUBCLONAL[state - len(CLONAL_STATES)]
+    return float(baseline + step), True, share
 
 
 def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: NormalPanel | None = None,
@@ -347,9 +358,8 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     breaks = np.concatenate([[True], keys_used[1:] != keys_used[:-1]])
     scale = float(1.4826 * np.median(np.abs(np.diff(natural) - np.median(np.diff(natural)))) / math.sqrt(2))
     scale = max(scale, 1e-4)
-    grid_tf, grid_baseline, grid_subclone = (a.ravel() for a in np.meshgrid(TUMOR_FRACTIONS, np.array(BASELINES, dtype=float),
-                                                                            SUBCLONE_FRACTIONS, indexing="ij"))
-    means = _state_means(grid_tf, grid_baseline, np.asarray(grid_subclone))
+    grid_tf, grid_baseline = (a.ravel() for a in np.meshgrid(TUMOR_FRACTIONS, np.array(BASELINES, dtype=float), indexing="ij"))
+    means = _state_means(grid_tf, grid_baseline)
     weights = jump_weights(grid_baseline)
     log_likelihood = forward_log_likelihood(natural, breaks, means, scale, weights)
     # Genome doubling must earn its place: a prior against baselines other than 2.
@@ -361,18 +371,19 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     detected = zero_gap > DETECTION_MARGIN
     tumour_fraction = float(grid_tf[best]) if detected else 0.0
     path = viterbi(natural, breaks, means[best], scale, weights[best])
-    copies = np.array([state_copy_number(int(k), grid_baseline[best])[0] for k in range(means.shape[1])])
-    subclonal = np.array([state_copy_number(int(k), grid_baseline[best])[1] for k in range(means.shape[1])])
+    described = [state_copy_number(k, grid_baseline[best]) for k in range(means.shape[1])]
     # Ploidy: the tumour's mean copy number along the path (subclonal states count as their mixture).
-    effective = np.where(subclonal, (1 - grid_subclone[best]) * grid_baseline[best] + grid_subclone[best] * copies, copies)
+    effective = np.array([(1 - share) * grid_baseline[best] + share * copy if subclonal else copy for copy, subclonal, share in described])
     ploidy = float(np.mean(effective[path])) if detected else 2.0
+    subclonal_shares = [described[k][2] for k in path if described[k][1]]
+    subclone_fraction = float(np.median(subclonal_shares)) if detected and subclonal_shares else None
     segments = _segments(layout, profile.keys, used, log2, path, ploidy, tumour_fraction, sample.sample)
     arm_z, score = _arm_scores(layout, log2, panel, scale / math.log(2))
     return {
         "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample.sample, "source": sample.source,
         "tumor_fraction": tumour_fraction, "tumor_fraction_low": float(inside.min()) if detected else 0.0,
         "tumor_fraction_high": float(inside.max()), "tumor_detected": bool(detected),
-        "ploidy": ploidy, "subclone_fraction": float(grid_subclone[best]) if detected else None,
+        "ploidy": ploidy, "subclone_fraction": subclone_fraction,
         "log_likelihood_gain_over_zero": zero_gap,
         "bins_used": int(used.sum()), "bin_size": layout.bin_size, "noise_scale": scale, "gc_residual": profile.gc_residual,
         "size_selected": size_selected, "panel_of_normals": None if panel is None else {"source": panel.source, "samples": len(panel.samples)},
@@ -389,7 +400,7 @@ def _segments(layout, keys, used, log2, path, ploidy, tumour_fraction, sample) -
     for t in range(1, positions.size + 1):
         if t == positions.size or path[t] != path[first] or keys[positions[t]] != keys[positions[first]]:
             chosen = positions[first:t]
-            copy, subclonal = state_copy_number(int(path[first]), ploidy)
+            copy, subclonal, _share = state_copy_number(int(path[first]), round(ploidy))
             segments.append({"chrom": layout.contigs[int(index[chosen[0]])].name, "start": int(start[chosen[0]]), "end": int(end[chosen[-1]]),
                              "bins": int(chosen.size), "log2_ratio": float(np.mean(log2[chosen])),
                              "copy_number": copy if tumour_fraction > 0 else 2.0, "subclonal": bool(subclonal) and tumour_fraction > 0,
