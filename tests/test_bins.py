@@ -89,8 +89,8 @@ def test_import_qdnaseq(shared_data):
     annotation = import_annotations([shared_data / "qdnaseq_hg38" / "hg38.1000kbp.SR50.bins.tsv.gz"])
     assert annotation.bin_size == 1_000_000
     assert annotation.layout.names[0] == "1" and annotation.layout.names[-1] == "Y"
-    # At 1 Mb, chr1 of GRCh38 and of T2T-CHM13 both have 249 bins: the build cannot be told.
-    assert annotation.layout.build == "unknown"
+    # QDNAseq's last bin ends at the chromosome's end: chr1 = 248,956,422 bp, GRCh38.
+    assert annotation.layout.build == "GRCh38"
     first = annotation.layout.contig("1")
     assert first.n_bins == 249
     assert 0.0 <= np.nanmin(annotation.gc) and np.nanmax(annotation.gc) <= 1.0
