@@ -281,7 +281,7 @@ def _sample_from_header(path: Path, text: str | None) -> str | None:
     return None
 
 
-def _prepare_cram_environment() -> None:
+def prepare_cram_environment() -> None:
     # htslib would otherwise try to download missing references from the EBI server.
     os.environ.setdefault("REF_PATH", "/nonexistent-plasmacount-ref-path/%s")
 
@@ -289,7 +289,7 @@ def _prepare_cram_environment() -> None:
 def _open_cram(path: Path, reference, required_fields: int | None = None):
     import pysam
 
-    _prepare_cram_environment()
+    prepare_cram_environment()
     options = [f"required_fields={required_fields:#x}".encode()] if required_fields else []
     if reference is not None and not Path(reference).exists():
         raise DataError(f"{reference}: reference FASTA not found; check --reference")

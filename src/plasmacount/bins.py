@@ -46,6 +46,19 @@ class BinAnnotation:
     def bin_size(self) -> int:
         return self.layout.bin_size
 
+    def on_layout(self, layout: Layout) -> "BinAnnotation":
+        """The annotation's values in `layout`'s bin order (contigs matched by name key; NaN where absent)."""
+        if self.layout == layout:
+            return self
+        values = {name: np.full(layout.n_bins, np.nan) for name in FIELDS}
+        for contig in layout.contigs:
+            if self.layout.has(contig.name):
+                source = self.layout.contig(contig.name)
+                n = min(source.n_bins, contig.n_bins)
+                for name, target in values.items():
+                    target[contig.first_bin : contig.first_bin + n] = getattr(self, name)[source.first_bin : source.first_bin + n]
+        return BinAnnotation(layout, *(values[name] for name in FIELDS), sources=self.sources)
+
     def save(self, path: str | os.PathLike) -> None:
         metadata = {
             "format": FORMAT,

@@ -114,14 +114,14 @@ def estimate(sample, profile, reference, y_fraction: float, y_sd: float, sex: st
             estimates["fragment_size"] = (_ridge_predict(models["size"], features), models["size"]["cv_rmse"])
     if models.get("profile") and profile.scores.size:
         estimates["bin_profile"] = (_ridge_predict(models["profile"], profile.scores), models["profile"]["cv_rmse"])
-    methods = {name: _interval(value, sd) for name, (value, sd) in estimates.items()}
+    methods = {name: interval(value, sd) for name, (value, sd) in estimates.items()}
     combined = None
     usable = {k: v for k, v in estimates.items() if k != "chrX" and np.isfinite(v[0]) and v[1] > 0}
     if usable:
         weights = {k: 1 / sd**2 for k, (_, sd) in usable.items()}
         total = sum(weights.values())
         value = sum(weights[k] * usable[k][0] for k in usable) / total
-        combined = _interval(value, math.sqrt(1 / total))
+        combined = interval(value, math.sqrt(1 / total))
     sex_independent = {k: v for k, v in usable.items() if k in ("fragment_size", "bin_profile")}
     independent = None
     if sex_independent:
@@ -131,6 +131,6 @@ def estimate(sample, profile, reference, y_fraction: float, y_sd: float, sex: st
     return {"methods": methods, "combined": combined, "sex_independent": independent}
 
 
-def _interval(value: float, sd: float) -> dict:
+def interval(value: float, sd: float) -> dict:
     return {"estimate": float(np.clip(value, 0.0, 1.0)), "low": float(np.clip(value - 1.96 * sd, 0.0, 1.0)),
             "high": float(np.clip(value + 1.96 * sd, 0.0, 1.0)), "sd": float(sd)}

@@ -145,14 +145,14 @@ def end_motifs(path: str | os.PathLike, fasta: str | os.PathLike, options=None) 
     """4-mer end motifs of the fragments the counting rules keep (both ends of a pair)."""
     import pysam
 
-    from plasmacount.alignments import QC_FIELDS, CountOptions, _prepare_cram_environment, alignment_kind, counted_fragments
+    from plasmacount.alignments import QC_FIELDS, CountOptions, prepare_cram_environment, alignment_kind, counted_fragments
 
     options = options or CountOptions()
     path = Path(path)
     if not Path(fasta).exists():
         raise DataError(f"{fasta}: reference FASTA not found; check --reference")
     kind = alignment_kind(path)
-    _prepare_cram_environment()
+    prepare_cram_environment()
     counts = np.zeros(256, dtype=np.int64)
     ends = skipped = 0
     qc = dict.fromkeys(QC_FIELDS, 0)

@@ -151,7 +151,7 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
         if gap > 4 * math.hypot(y_estimate["sd"], independent[1]):
             # More (or less) chrY than the fetal fraction explains: 47,XYY, a vanishing twin, a male
             # donor organ... The chrY estimate is then not a fetal fraction.
-            combined = fetal_fraction._interval(independent[0], independent[1])
+            combined = fetal_fraction.interval(independent[0], independent[1])
             ff_note = "chrY dose disagrees with the sex-independent estimate; chrY left out"
     ff_value = combined["estimate"] if combined else None
     ff_low = combined["low"] if combined else None

@@ -357,7 +357,7 @@ def build_reference(
         from plasmacount.genome import check_compatible
 
         check_compatible(annotation.layout, [(c.name, c.length) for c in layout.contigs], samples[0].sample, "the bin annotation")
-        annotation = _annotation_on(annotation, layout)
+        annotation = annotation.on_layout(layout)
     keys = chromosome_keys(layout)
     counts = np.array([s.counts for s in samples], dtype=float)
     gc = annotation.gc if annotation is not None else np.full(layout.n_bins, np.nan)
@@ -434,20 +434,6 @@ def build_reference(
     reference = Reference(layout, final, names, metadata, {"residuals": residuals, "bin_sd": bin_sd.astype(np.float64)})
     reference.metadata["qc"] = reference_qc(reference, profiles, female, reads)
     return reference
-
-
-def _annotation_on(annotation: BinAnnotation, layout: Layout) -> BinAnnotation:
-    """The annotation's values in `layout`'s bin order."""
-    if annotation.layout == layout:
-        return annotation
-    values = {name: np.full(layout.n_bins, np.nan) for name in ("gc", "n_fraction", "mappability", "blacklist")}
-    for contig in layout.contigs:
-        if annotation.layout.has(contig.name):
-            source = annotation.layout.contig(contig.name)
-            n = min(source.n_bins, contig.n_bins)
-            for name, target in values.items():
-                target[contig.first_bin : contig.first_bin + n] = getattr(annotation, name)[source.first_bin : source.first_bin + n]
-    return BinAnnotation(layout, values["gc"], values["n_fraction"], values["mappability"], values["blacklist"], annotation.sources)
 
 
 def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarray, reads: np.ndarray) -> dict:

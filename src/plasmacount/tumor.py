@@ -341,9 +341,7 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
         from plasmacount.genome import check_compatible
 
         check_compatible(annotation.layout, [(c.name, c.length) for c in layout.contigs], sample.sample, "the bin annotation")
-        from plasmacount.reference import _annotation_on
-
-        annotation = _annotation_on(annotation, layout)
+        annotation = annotation.on_layout(layout)
     profile = correct(counts, layout, annotation, min_mappability)
     log2 = profile.log2.copy()
     if panel is not None:

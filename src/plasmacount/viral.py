@@ -150,14 +150,14 @@ def from_alignments(path: str | os.PathLike, virus: str | None, cutoffs: ScreenC
     """Count the alignments, then re-read the viral contig for the W repeat and the viral MAPQ threshold."""
     import pysam
 
-    from plasmacount.alignments import CountOptions, _prepare_cram_environment, alignment_kind, count_alignments
+    from plasmacount.alignments import CountOptions, prepare_cram_environment, alignment_kind, count_alignments
 
     path = Path(path)
     counts = count_alignments(path, bin_size=bin_size, options=CountOptions(), reference=reference)
     row = find_viral_contig(counts, virus, str(path))
     name = counts.other_contigs[row]["name"]
     is_ebv = any(name_key(name) == name_key(n) for n in EBV_NAMES)
-    _prepare_cram_environment()
+    prepare_cram_environment()
     unique = w_repeat = 0
     lengths = np.zeros(counts.fragment_lengths.size, dtype=np.int64)
     mode = "rc" if alignment_kind(path) == "cram" else "rb"
