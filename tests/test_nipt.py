@@ -243,6 +243,18 @@ def test_segmentation_finds_a_planted_change():
     assert quiet == [(0, 400)]
 
 
+def test_compiled_arc_search_equals_numpy():
+    from plasmacount.segment import _best_arc, _best_arc_numpy
+
+    rng = np.random.default_rng(4)
+    for size in (8, 57, 400):
+        values = rng.normal(0, 1, size)
+        values[size // 3 : size // 2] += 2
+        weights = rng.uniform(0.5, 2, size)
+        compiled, reference = _best_arc(values, weights, 3), _best_arc_numpy(values, weights, 3)
+        assert compiled[1:] == reference[1:] and compiled[0] == pytest.approx(reference[0], rel=1e-12)
+
+
 def test_gc_curve_recovers_a_known_bias():
     rng = np.random.default_rng(2)
     gc = rng.uniform(0.35, 0.6, 20_000)

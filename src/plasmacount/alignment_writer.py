@@ -7,12 +7,13 @@ and CRAM conversion are left to htslib (through pysam).
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import deflate
 import numpy as np
@@ -198,17 +199,9 @@ def fastq_records(names: np.ndarray, bases: np.ndarray, qualities: np.ndarray, s
     return text.tobytes()
 
 
-def open_fastq(path: str | os.PathLike):
-    """A gzip FASTQ written atomically: use as a context manager yielding a binary stream."""
-    class _Fastq:
-        def __enter__(self_inner):
-            self_inner.context = atomic_output(path, "wb")
-            raw = self_inner.context.__enter__()
-            self_inner.stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0, filename="")
-            return self_inner.stream
-
-        def __exit__(self_inner, kind, error, trace):
-            self_inner.stream.close()
-            return self_inner.context.__exit__(kind, error, trace)
-
-    return _Fastq()
+@contextlib.contextmanager
+def open_fastq(path: str | os.PathLike) -> Iterator[gzip.GzipFile]:
+    """A gzip FASTQ written atomically (fixed header time, so the same reads give the same bytes)."""
+    with atomic_output(path, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0, filename="") as stream:
+            yield stream

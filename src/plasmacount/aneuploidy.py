@@ -49,7 +49,7 @@ def poisson_variance(profile, key: str) -> float:
     return (1.0 / own if own > 0 else math.inf) + (1.0 / rest if rest > 0 else math.inf)
 
 
-def fit_chromosome_nulls(profiles, female: np.ndarray, reads: np.ndarray) -> dict:
+def fit_chromosome_nulls(profiles, female: np.ndarray) -> dict:
     """Held-out panel distribution of each chromosome's ratio (chrX from female pregnancies)."""
     dispersion = [noise_dispersion(profile, profile.autosomal) for profile in profiles]
     dispersion = np.array(dispersion)

@@ -13,7 +13,6 @@ Later steps (reports) join here as they are built.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,7 @@ import numpy as np
 from plasmacount.alignments import CountOptions, count_alignments
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
-from plasmacount.files import atomic_output
+from plasmacount.files import atomic_output, write_json
 from plasmacount.simulation import GenomeModel, SimulationRequest, design_cohort, run_simulation, simulate_counts, with_finding
 
 DEMO_CASES = [  # (finding, fetal fraction, fetal sex, fragments)
@@ -90,10 +89,8 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
             t = truth[c.sample]
             stream.write(f"{c.sample}\t{t['fetal_sex']}\t{t['fetal_fraction']}\t{t['findings'] or '-'}\t{c.qc['total']}\t{c.qc['counted']}\t"
                          f"{c.qc['duplicates']}\t{c.qc['low_mapq']}\t{int(np.argmax(histogram))}\t{short_fraction:.3f}\t{ebv}\n")
-    with atomic_output(output / "demo.json", "w") as stream:
-        json.dump({"bams": [str(p) for p in bams], "counts": [str(p) for p in counted], "panel": [str(p) for p in cohort],
-                   "summary": str(summary), "reference": str(reference_path), "nipt": str(nipt_summary)}, stream, indent=1)
-        stream.write("\n")
+    write_json(output / "demo.json", {"bams": [str(p) for p in bams], "counts": [str(p) for p in counted], "panel": [str(p) for p in cohort],
+                                      "summary": str(summary), "reference": str(reference_path), "nipt": str(nipt_summary)})
     return DemoResult(output, bams, counted, cohort, summary, reference_path, nipt_summary)
 
 

@@ -62,6 +62,17 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def table_cell(value: Any, float_format: str = ".4f") -> str:
+    """A TSV cell: NA for missing or non-finite numbers, floats in `float_format`, the rest as text."""
+    import math
+
+    if value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
+        return "NA"
+    if isinstance(value, (float, np.floating)):
+        return format(float(value), float_format)
+    return str(value)
+
+
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write `data` as sorted, indented JSON (NaN as null), atomically."""
     with atomic_output(path, "w") as stream:

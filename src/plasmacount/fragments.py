@@ -244,7 +244,7 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
 
 def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -> list[Path]:
     """Per sample JSON, size histogram, windows and end motifs; a batch TSV."""
-    from plasmacount.files import atomic_output, write_json
+    from plasmacount.files import atomic_output, table_cell, write_json
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -266,7 +266,7 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
                 stream.write("chrom\tstart\tend\tshort\tlong\tratio\tratio_gc_corrected\tgc\n")
                 for w in tables["windows"]:
                     cells = [w["chrom"], w["start"], w["end"], w["short"], w["long"], w["ratio"], w["ratio_gc_corrected"], w["gc"]]
-                    stream.write("\t".join("NA" if c is None else f"{c:.5f}" if isinstance(c, float) else str(c) for c in cells) + "\n")
+                    stream.write("\t".join(table_cell(c, ".5f") for c in cells) + "\n")
             written.append(path)
         if tables["motifs"] is not None:
             path = output / f"{name}.end_motifs.tsv"
@@ -284,7 +284,6 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
             size = result["size"]
             values = [result["sample"], str(result["paired"]).lower()] + [size[k] for k in columns[2:12]] + [
                 result["short_long_ratio"]["genome"], result["end_motifs"]["diversity"]]
-            stream.write("\t".join(v if isinstance(v, str) else "NA" if v is None else f"{v:.5f}" if isinstance(v, float) else str(v)
-                                   for v in values) + "\n")
+            stream.write("\t".join(table_cell(v, ".5f") for v in values) + "\n")
     written.append(path)
     return written

@@ -24,7 +24,7 @@ import numpy as np
 from plasmacount import __version__, aneuploidy, fetal_fraction, sex_chromosomes
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError
-from plasmacount.files import atomic_output, write_json
+from plasmacount.files import atomic_output, table_cell, write_json
 from plasmacount.genome import HG38_LENGTHS, SYNDROME_REGIONS, name_key
 from plasmacount.reference import AUTOSOME_KEYS, Reference, chromosome_keys, ignore_empty_bins
 from plasmacount.segment import segment
@@ -43,12 +43,12 @@ class NiptOptions:
     segment_threshold: float = 5.0
 
 
-def _chromosome_names(reference: Reference, sample: SampleCounts) -> dict[str, str]:
+def _chromosome_names(sample: SampleCounts) -> dict[str, str]:
     """Name key -> the chromosome name as the sample's input spells it."""
     return {name_key(c.name): c.name for c in sample.layout.contigs}
 
 
-def _qc(sample: SampleCounts, profile, reference: Reference, scores: dict, dispersion: float) -> dict:
+def _qc(sample: SampleCounts, profile, scores: dict, dispersion: float) -> dict:
     counted = int(sample.counts.sum())
     chr21 = scores["21"]
     poisson_cv = math.sqrt(aneuploidy.poisson_variance(profile, "21"))
@@ -117,11 +117,11 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     model = reference.model
     keys = chromosome_keys(reference.layout)
     profile = model.normalise(counts)
-    names = _chromosome_names(reference, sample)
+    names = _chromosome_names(sample)
     dispersion = aneuploidy.noise_dispersion(profile, profile.autosomal)
     sums = aneuploidy.gc_corrected_sums(counts[None, :], profile.gc_curve.factors[None, :], model.mask, keys)[0]
     scores = aneuploidy.score_chromosomes(profile, sums, reference)
-    qc = _qc(sample, profile, reference, scores, dispersion)
+    qc = _qc(sample, profile, scores, dispersion)
     qc_failed = qc["status"] == "fail"
 
     # Fetal sex and the chrY dose.
@@ -338,8 +338,8 @@ def write_results(results: Sequence[dict], output: str | os.PathLike) -> list[Pa
         for r in results:
             chromosome = lambda key: next((v["z"] for name, v in r["chromosomes"].items() if name_key(name) == key), None)  # noqa: E731
             ff = r["fetal_fraction"]
-            row = [r["sample"], r["qc"]["status"], r["fetal_sex"], _number(ff["estimate"]), _number(ff["low"]), _number(ff["high"]),
-                   _number(chromosome("13")), _number(chromosome("18")), _number(chromosome("21")), _number(chromosome("X")),
+            row = [r["sample"], r["qc"]["status"], r["fetal_sex"], table_cell(ff["estimate"]), table_cell(ff["low"]), table_cell(ff["high"]),
+                   table_cell(chromosome("13")), table_cell(chromosome("18")), table_cell(chromosome("21")), table_cell(chromosome("X")),
                    ",".join(c["event"] for c in r["calls"] if c["result"] == "positive") or "-",
                    ",".join(c["event"] for c in r["calls"] if c["result"] == "no-call") or "-",
                    ",".join(f"{c['type'][:3]}:{c['chrom']}:{c['start']}-{c['end']}:{c['origin']}" for c in r["cnvs"]) or "-",
@@ -347,10 +347,6 @@ def write_results(results: Sequence[dict], output: str | os.PathLike) -> list[Pa
             stream.write("\t".join(row) + "\n")
     written.append(tsv)
     return written
-
-
-def _number(value) -> str:
-    return "NA" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.4f}"
 
 
 def _write_bed(path: Path, results: Sequence[dict]) -> Path:
@@ -401,10 +397,7 @@ def run_batch(paths: Sequence[str | os.PathLike], reference: Reference, output: 
     results = []
     seen = set()
     for i, path in enumerate(paths):
-        try:
-            sample = load_counts(path)
-        except DataError as error:
-            raise DataError(f"{error}") from None
+        sample = load_counts(path)
         if sample.sample in seen:
             raise DataError(f"{path}: sample name {sample.sample!r} appears twice in this batch; rename one with `count --sample`")
         seen.add(sample.sample)

@@ -405,7 +405,7 @@ def build_reference(
     final = fit_normalisation(coverages, mask, keys, gc, female, min(n_components, n // 4))
     profiles = [p for p in held_out if p is not None]
 
-    chromosome_stats = aneuploidy.fit_chromosome_nulls(profiles, female, reads)
+    chromosome_stats = aneuploidy.fit_chromosome_nulls(profiles, female)
     gc_sums = aneuploidy.gc_corrected_sums(counts, np.array([c.factors for c in curves]), mask, keys)
     ncv = aneuploidy.fit_ncv(gc_sums)
     regression = aneuploidy.fit_regression(gc_sums)

@@ -55,8 +55,10 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
     # A male fetus at FF 2 % gives a dose of 0.01; the female background stays well under 0.004.
     if female.any() and (~female).any():
         low, high = np.median(first_doses[female]), np.median(first_doses[~female])
-        if low > 0.2 * high or low > 0.004 or high < 0.01:
-            female = first_doses < 0.004 if low > 0.004 else np.ones(female.shape, dtype=bool) if high < 0.01 else female
+        if low > 0.004:  # even the lower group carries fetal chrY: an all-male panel
+            female = first_doses < 0.004
+        elif high < 0.01:  # even the upper group is background: an all-female panel
+            female = np.ones(female.shape, dtype=bool)
     if female.sum() >= 3 and (~female).sum() >= 3:
         # With the fetal sexes known, keep the bins where female pregnancies have under a tenth of
         # the male signal: a choice by ratio, so it does not favour bins that collect few reads.

@@ -19,7 +19,6 @@ for the same seed whatever the order or the number of samples written.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ from plasmacount import __version__
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAULT_SHORT_RANGE, SampleCounts
 from plasmacount.errors import UsageError
-from plasmacount.files import atomic_output
+from plasmacount.files import atomic_output, write_json
 from plasmacount.genome import (
     EBV_LENGTH, HG38_CENTROMERES, HG38_LENGTHS, HG38_MEAN_GC, MITOCHONDRION_LENGTH, SYNDROME_REGIONS, Layout, name_key,
 )
@@ -833,9 +832,7 @@ def write_truth(directory: Path, designs: list[SampleDesign], settings: dict) ->
         stream.write("\t".join(rows[0]) + "\n")
         for row in rows:
             stream.write("\t".join(str(v) for v in row.values()) + "\n")
-    with atomic_output(directory / "truth.json", "w") as stream:
-        json.dump({"plasmacount_version": __version__, "settings": settings, "samples": [asdict(d) for d in designs]}, stream, indent=1, sort_keys=True)
-        stream.write("\n")
+    write_json(directory / "truth.json", {"plasmacount_version": __version__, "settings": settings, "samples": [asdict(d) for d in designs]})
 
 
 @dataclass

@@ -42,6 +42,7 @@ from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import fit_gc_curve
 from plasmacount.genome import HG38_CENTROMERES, HG38_LENGTHS, Layout, guess_build, name_key
+from plasmacount.reference import ignore_empty_bins
 
 SCHEMA_VERSION = "1.0"
 PANEL_FORMAT = "plasmacount-tumor-panel"
@@ -205,6 +206,7 @@ def arms(layout: Layout) -> list[tuple[str, np.ndarray]]:
     return result
 
 
+@ignore_empty_bins
 def build_panel(samples: list[SampleCounts], annotation: BinAnnotation | None) -> NormalPanel:
     """A panel of normals from healthy plasma counts: per-bin median log2 ratio and arm means."""
     if len(samples) < 3:
@@ -215,12 +217,7 @@ def build_panel(samples: list[SampleCounts], annotation: BinAnnotation | None) -
             raise DataError(f"{sample.sample}: its bins differ from {samples[0].sample}'s; count every sample with the same bins")
     profiles = [correct(s.counts, layout, annotation) for s in samples]
     matrix = np.array([p.log2 for p in profiles])
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            median = np.nanmedian(matrix, axis=0)
+    median = np.nanmedian(matrix, axis=0)
     residual = matrix - median
     keys = _keys(layout)
     usable = np.all(np.isfinite(residual), axis=0) & np.isin(keys, AUTOSOMES)
@@ -375,7 +372,7 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     ploidy = float(np.mean(effective[path])) if detected else 2.0
     subclonal_shares = [described[k][2] for k in path if described[k][1]]
     subclone_fraction = float(np.median(subclonal_shares)) if detected and subclonal_shares else None
-    segments = _segments(layout, profile.keys, used, log2, path, ploidy, tumour_fraction, sample.sample)
+    segments = _segments(layout, profile.keys, used, log2, path, described, tumour_fraction)
     arm_z, score = _arm_scores(layout, log2, panel, scale / math.log(2))
     return {
         "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample.sample, "source": sample.source,
@@ -390,7 +387,8 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     }
 
 
-def _segments(layout, keys, used, log2, path, ploidy, tumour_fraction, sample) -> list[dict]:
+def _segments(layout, keys, used, log2, path, described, tumour_fraction) -> list[dict]:
+    """Runs of one state on one chromosome; `described` gives each state's (copy number, subclonal?, share)."""
     index, start, end = layout.bin_table()
     positions = np.flatnonzero(used)
     segments = []
@@ -398,7 +396,7 @@ def _segments(layout, keys, used, log2, path, ploidy, tumour_fraction, sample) -
     for t in range(1, positions.size + 1):
         if t == positions.size or path[t] != path[first] or keys[positions[t]] != keys[positions[first]]:
             chosen = positions[first:t]
-            copy, subclonal, _share = state_copy_number(int(path[first]), round(ploidy))
+            copy, subclonal, _share = described[int(path[first])]
             segments.append({"chrom": layout.contigs[int(index[chosen[0]])].name, "start": int(start[chosen[0]]), "end": int(end[chosen[-1]]),
                              "bins": int(chosen.size), "log2_ratio": float(np.mean(log2[chosen])),
                              "copy_number": copy if tumour_fraction > 0 else 2.0, "subclonal": bool(subclonal) and tumour_fraction > 0,

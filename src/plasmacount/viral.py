@@ -17,7 +17,6 @@ counted separately and the unique count uses its own MAPQ threshold (default 30)
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -228,7 +227,7 @@ def read_labels(path: str | os.PathLike) -> dict[str, str]:
 
 
 def write_outputs(results: list[dict], output: str | os.PathLike, cutoffs: ScreenCutoffs) -> list[Path]:
-    from plasmacount.files import atomic_output, write_json
+    from plasmacount.files import atomic_output, table_cell, write_json
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -244,8 +243,7 @@ def write_outputs(results: list[dict], output: str | os.PathLike, cutoffs: Scree
             values = [r["sample"], r["virus"], r["fragments"]["unique"], r["per_million"]["value"], r["proportion"]["value"],
                       r["proportion"]["low"], r["proportion"]["high"], r["fragments"]["w_repeat"], r["size"]["ratio"], r["size"]["low"],
                       r["size"]["high"], r["screen"]["result"], r["screen"]["reason"]]
-            stream.write("\t".join("NA" if v is None or (isinstance(v, float) and not math.isfinite(v)) else
-                                   f"{v:.6g}" if isinstance(v, float) else str(v) for v in values) + "\n")
+            stream.write("\t".join(table_cell(v, ".6g") for v in values) + "\n")
     written.append(path)
     write_json(output / "viral_cutoffs.json", cutoffs.to_json())
     return written
