@@ -19,6 +19,20 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def demo_output(tmp_path_factory) -> Path:
+    """`plasmacount demo` run once for every test that reads its outputs."""
+    output = tmp_path_factory.mktemp("demo") / "demo"
+    code = 0
+    try:
+        main(["--quiet", "demo", str(output)])
+    except SystemExit as exit:
+        code = exit.code
+    logging.getLogger("plasmacount").handlers[:] = []
+    assert code == 0, f"demo exited with {code}"
+    return output
+
+
 @dataclass
 class CliResult:
     exit_code: int

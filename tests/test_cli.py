@@ -37,9 +37,8 @@ def test_quiet_silences_information(tmp_path, run_cli):
     assert "truth" in result.stderr
 
 
-def test_demo(tmp_path, run_cli):
-    result = run_cli("demo", tmp_path / "demo")
-    assert result.exit_code == 0, result.stderr
+def test_demo(demo_output):
+    tmp_path = demo_output.parent
     with open(tmp_path / "demo" / "summary.tsv") as stream:
         rows = list(csv.DictReader(stream, delimiter="\t"))
     assert len(rows) == 4

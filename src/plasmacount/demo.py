@@ -8,7 +8,9 @@
 3. Fragmentomics of the BAMs (`fragments/`): size profile, periodicity, windows, end motifs.
 4. The EBV screen (`viral/`) of 30 simulated men (negatives, carriers, NPC) beside the truth.
 5. Tumour fraction (`tumor/`): a panel of normals from 16 healthy donors, then 12 patients.
-Later steps (reports) join here as they are built.
+6. Reports (`reports/`): per-sample HTML and PDF, a batch overview and MultiQC files for the
+   prenatal batch (`reports/prenatal/batch.html`), the cancer cohorts (`reports/cancer/`) and
+   the fragmentomics of the BAMs (`reports/alignments/`).
 """
 from __future__ import annotations
 
@@ -76,6 +78,13 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
     reference_path, nipt_summary = _prenatal(output, cohort, seed, say)
     _viral(output, seed, say)
     _tumor(output, seed, say)
+    say("writing reports (HTML, PDF, batch overviews, MultiQC files)")
+    from plasmacount.report import write_reports
+
+    reports = output / "reports"
+    write_reports([output / "nipt"], reports / "prenatal")
+    write_reports([output / "tumor", output / "viral"], reports / "cancer")
+    write_reports([output / "fragments"], reports / "alignments")
     with open(reads_dir / "truth.tsv") as stream:
         truth = {row["sample"]: row for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "summary.tsv"
@@ -90,7 +99,8 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
             stream.write(f"{c.sample}\t{t['fetal_sex']}\t{t['fetal_fraction']}\t{t['findings'] or '-'}\t{c.qc['total']}\t{c.qc['counted']}\t"
                          f"{c.qc['duplicates']}\t{c.qc['low_mapq']}\t{int(np.argmax(histogram))}\t{short_fraction:.3f}\t{ebv}\n")
     write_json(output / "demo.json", {"bams": [str(p) for p in bams], "counts": [str(p) for p in counted], "panel": [str(p) for p in cohort],
-                                      "summary": str(summary), "reference": str(reference_path), "nipt": str(nipt_summary)})
+                                      "summary": str(summary), "reference": str(reference_path), "nipt": str(nipt_summary),
+                                      "reports": str(reports)})
     return DemoResult(output, bams, counted, cohort, summary, reference_path, nipt_summary)
 
 

@@ -28,6 +28,8 @@ from plasmacount.files import atomic_output, table_cell, write_json
 from plasmacount.genome import HG38_LENGTHS, SYNDROME_REGIONS, name_key
 from plasmacount.reference import AUTOSOME_KEYS, Reference, chromosome_keys, ignore_empty_bins
 from plasmacount.segment import segment
+from plasmacount import tracks
+from plasmacount.tracks import Profile
 
 SCHEMA_VERSION = "1.0"
 NAMED_TRISOMIES = {"21": "T21", "18": "T18", "13": "T13"}
@@ -91,7 +93,7 @@ def _failed_result(sample_name: str, reason: str, source: dict | None = None) ->
                    "minimum_fetal_fraction": None, "reason": reason}
                   for event in ["T21", "T18", "T13"] + [f"T{k}" for k in AUTOSOME_KEYS if k not in NAMED_TRISOMIES]
                   + ["45,X", "47,XXX", "47,XXY", "47,XYY"]],
-        "sex_chromosomes": None, "cnvs": [], "detection_limit": None,
+        "sex_chromosomes": None, "cnvs": [], "detection_limit": None, "fragment_sizes": None, "profile": None,
     }
 
 
@@ -197,7 +199,18 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
                             "posteriors": classification["posteriors"], "best_karyotype": classification["best"]},
         "cnvs": cnvs,
         "detection_limit": detection,
+        "fragment_sizes": _size_summary(sample),
+        "profile": Profile.from_layout(reference.layout, profile.log_ratio / math.log(2)),
     }
+
+
+def _size_summary(sample: SampleCounts) -> dict | None:
+    """The genome-wide fragment-size histogram up to 600 bp (paired-end only), for the report."""
+    if not sample.paired or sample.fragment_lengths is None or sample.fragment_lengths.sum() == 0:
+        return None
+    histogram = sample.fragment_lengths
+    return {"histogram_0_600": histogram[:601].astype(int).tolist(), "total": int(histogram.sum()),
+            "mode": int(np.argmax(histogram[:-1])), "share_below_150": float(histogram[:150].sum() / histogram.sum())}
 
 
 def _sca_calls(classification: dict, qc_failed: bool, sex: str) -> list[dict]:
@@ -326,9 +339,22 @@ def write_results(results: Sequence[dict], output: str | os.PathLike) -> list[Pa
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for result in results:
-        written.append(write_json(output / f"{result['sample']}.nipt.json", result))
-        written.append(_write_bed(output / f"{result['sample']}.cnv.bed", [result]))
-        written.append(_write_vcf(output / f"{result['sample']}.cnv.vcf", result))
+        sample = result["sample"]
+        profile = result.get("profile")
+        files = {"cnv_bed": f"{sample}.cnv.bed", "cnv_vcf": f"{sample}.cnv.vcf.gz"}
+        if profile is not None:
+            files.update(profile_bedgraph=f"{sample}.nipt.bedgraph", profile_bigwig=f"{sample}.nipt.bw", segments_seg=f"{sample}.nipt.seg")
+            written.append(tracks.write_bedgraph(output / files["profile_bedgraph"], profile, f"{sample} log2 ratio",
+                                                 "plasmacount nipt: log2 ratio to the reference panel"))
+            written.append(tracks.write_bigwig(output / files["profile_bigwig"], profile))
+            written.append(tracks.write_seg(output / files["segments_seg"], _profile_segments(sample, profile)))
+        stored = {key: value for key, value in result.items() if key != "profile"}
+        stored["files"] = files
+        written.append(write_json(output / f"{sample}.nipt.json", stored))
+        written.append(_write_bed(output / files["cnv_bed"], [result]))
+        vcf = _write_vcf(output / f"{sample}.cnv.vcf", result)
+        written.append(vcf)
+        written.append(tracks.compress_and_index_vcf(vcf))
     written.append(_write_bed(output / "nipt.cnv.bed", results))
     tsv = output / "nipt.tsv"
     columns = ["sample", "qc_status", "fetal_sex", "fetal_fraction", "fetal_fraction_low", "fetal_fraction_high", "z_13", "z_18", "z_21",
@@ -347,6 +373,31 @@ def write_results(results: Sequence[dict], output: str | os.PathLike) -> list[Pa
             stream.write("\t".join(row) + "\n")
     written.append(tsv)
     return written
+
+
+SEG_THRESHOLD = 6.0  # |z| of a change point in the SEG track: a display track, so stricter than CNV calling's own test
+SEG_MIN_BINS = 5
+
+
+def _profile_segments(sample: str, profile: "Profile") -> list[tuple[str, str, int, int, int, float]]:
+    """Each chromosome segmented (CBS on the log2 profile), for IGV's SEG track."""
+    rows = []
+    finite = profile.finite()
+    names = np.array(finite.chrom)
+    for chrom in dict.fromkeys(finite.chrom):
+        bins = np.flatnonzero(names == chrom)
+        if bins.size == 0:
+            continue
+        values = finite.value[bins]
+        spread = 1.4826 * float(np.median(np.abs(np.diff(values) - np.median(np.diff(values))))) / math.sqrt(2) if bins.size > 2 else 0.0
+        if bins.size >= 2 * SEG_MIN_BINS and spread > 0:
+            pieces = segment(values - np.median(values), np.full(values.size, spread**-2), SEG_THRESHOLD, SEG_MIN_BINS)
+        else:
+            pieces = [(0, bins.size)]
+        for first, last in pieces:
+            chosen = bins[first:last]
+            rows.append((sample, chrom, int(finite.start[chosen[0]]), int(finite.end[chosen[-1]]), int(chosen.size), float(np.mean(finite.value[chosen]))))
+    return rows
 
 
 def _write_bed(path: Path, results: Sequence[dict]) -> Path:

@@ -43,18 +43,22 @@ from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import fit_gc_curve
 from plasmacount.genome import HG38_CENTROMERES, HG38_LENGTHS, Layout, guess_build, name_key
 from plasmacount.reference import ignore_empty_bins
+from plasmacount import tracks
+from plasmacount.tracks import Profile
 
 SCHEMA_VERSION = "1.0"
 PANEL_FORMAT = "plasmacount-tumor-panel"
 AUTOSOMES = [str(i) for i in range(1, 23)]
 DEGREES_OF_FREEDOM = 2.1
 SELF_TRANSITION = 0.9999
-CLONAL_STATES = (1, 2, 3, 4, 5)
+CLONAL_STATES = (1, 2, 3, 4, 5, 6, 7, 8)
 SUBCLONAL_STEPS = (-1, 1)  # subclonal states: baseline -1 / +1 copy in a share of tumour cells
 TUMOR_FRACTIONS = np.round(np.concatenate([[0.0], np.arange(0.005, 0.05, 0.005), np.arange(0.05, 0.3, 0.01), np.arange(0.3, 0.92, 0.02)]), 4)
 BASELINES = (2, 3, 4)  # the tumour's most common copy number (4 after genome doubling)
 BASELINE_LOG_PRIOR = {2: 0.0, 3: -10.0, 4: -3.0}
-SUBCLONE_FRACTIONS = (0.3, 0.5, 0.7)  # shares of tumour cells a subclonal state may have
+SUBCLONE_FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # shares of tumour cells a subclonal state may have
+SUBCLONAL_BIN_LOG_PRIOR = -0.03  # per bin: a subclonal reading must fit better than a clonal one, not just as well
+JUMP_COST = 2.0
 DETECTION_MARGIN = 10.0  # log-likelihood gain over tumour fraction 0 needed to call tumour DNA present
 # GRCh37 centromere midpoints (bp) for arms on hg19 data.
 HG19_CENTROMERES = {"1": 123035434, "2": 93826171, "3": 92004854, "4": 51160117, "5": 47905641, "6": 60330166, "7": 59554331,
@@ -114,13 +118,16 @@ class NormalPanel:
     source: str = "plasmacount"
     components: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # k x bins; NaN-free, 0 where unused
 
-    def remove_shared_patterns(self, log2: np.ndarray, layout: Layout) -> np.ndarray:
-        """Subtract the sample's projection on the healthy panel's principal components (batch waves)."""
+    def remove_shared_patterns(self, log2: np.ndarray, layout: Layout, fit_bins: np.ndarray | None = None) -> np.ndarray:
+        """Subtract the sample's projection on the healthy panel's principal components (batch waves).
+        `fit_bins` limits the fit to bins without copy-number change: a large tumour change that
+        happens to resemble a component would otherwise be partly subtracted."""
         if self.components.size == 0 or layout != self.layout:
             return log2
         used = np.isfinite(log2) & np.any(self.components != 0, axis=0)
-        centred = np.where(used, log2, 0.0)
-        scores = self.components[:, used] @ centred[used]
+        if fit_bins is not None and (used & fit_bins).sum() > 10 * len(self.components):
+            used &= fit_bins
+        scores, *_ = np.linalg.lstsq(self.components[:, used].T, log2[used], rcond=None)
         return log2 - scores @ self.components
 
     def save(self, path: str | os.PathLike) -> None:
@@ -268,14 +275,19 @@ def jump_weights(baseline: np.ndarray) -> np.ndarray:
     clonal = np.array(CLONAL_STATES, dtype=float)[None, :]
     distance = np.concatenate([np.abs(clonal - baseline[:, None]), np.ones((baseline.size, len(SUBCLONAL)))], axis=1)
     subclonal = np.array([0.0] * len(CLONAL_STATES) + [1.0 + math.log(len(SUBCLONE_FRACTIONS))] * len(SUBCLONAL))[None, :]
-    weights = np.exp(-2.0 * distance - subclonal)
+    weights = np.exp(-JUMP_COST * distance - subclonal)
     return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _occupancy_log_prior(states: int) -> np.ndarray:
+    return np.array([0.0] * len(CLONAL_STATES) + [SUBCLONAL_BIN_LOG_PRIOR] * (states - len(CLONAL_STATES)))
 
 
 def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scale: float, weights: np.ndarray) -> np.ndarray:
     """Log-likelihood of the data under each grid point's HMM (vectorised over the grid)."""
     grid, states = means.shape
     stay = SELF_TRANSITION
+    occupancy = _occupancy_log_prior(states)
     alpha = weights.copy()
     total = np.zeros(grid)
     for t, value in enumerate(values):
@@ -283,7 +295,7 @@ def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.nda
             predicted = weights
         else:
             predicted = stay * alpha + (1 - stay) * weights
-        log_emission = _t_logpdf(value - means, scale)
+        log_emission = _t_logpdf(value - means, scale) + occupancy
         peak = log_emission.max(axis=1, keepdims=True)
         alpha = predicted * np.exp(log_emission - peak)
         norm = alpha.sum(axis=1, keepdims=True)
@@ -304,12 +316,13 @@ def viterbi(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scale: fl
 def _viterbi_run(values: np.ndarray, means: np.ndarray, scale: float, weights: np.ndarray) -> np.ndarray:
     states = means.size
     transition = np.log((1 - SELF_TRANSITION) * np.tile(weights, (states, 1)) + SELF_TRANSITION * np.eye(states))
-    score = _t_logpdf(values[0] - means, scale) + np.log(weights)
+    occupancy = _occupancy_log_prior(states)
+    score = _t_logpdf(values[0] - means, scale) + occupancy + np.log(weights)
     back = np.zeros((values.size, states), dtype=np.int64)
     for t in range(1, values.size):
         candidates = score[:, None] + transition
         back[t] = np.argmax(candidates, axis=0)
-        score = candidates.max(axis=0) + _t_logpdf(values[t] - means, scale)
+        score = candidates.max(axis=0) + _t_logpdf(values[t] - means, scale) + occupancy
     path = np.empty(values.size, dtype=np.int64)
     path[-1] = int(np.argmax(score))
     for t in range(values.size - 1, 0, -1):
@@ -340,32 +353,37 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
         check_compatible(annotation.layout, [(c.name, c.length) for c in layout.contigs], sample.sample, "the bin annotation")
         annotation = annotation.on_layout(layout)
     profile = correct(counts, layout, annotation, min_mappability)
-    log2 = profile.log2.copy()
-    if panel is not None:
-        normal = panel.on(layout)
-        log2 = log2 - np.where(np.isfinite(normal), normal, np.nan)
-        log2 = panel.remove_shared_patterns(log2, layout)
-        log2 -= np.nanmedian(log2[np.isin(profile.keys, AUTOSOMES)])
-    used = np.isfinite(log2) & np.isin(profile.keys, AUTOSOMES)
-    # The data are centred on their median: the level of the tumour's baseline copy number.
-    natural = log2[used] * math.log(2)
-    keys_used = profile.keys[used]
-    breaks = np.concatenate([[True], keys_used[1:] != keys_used[:-1]])
-    scale = float(1.4826 * np.median(np.abs(np.diff(natural) - np.median(np.diff(natural)))) / math.sqrt(2))
-    scale = max(scale, 1e-4)
+    normal = panel.on(layout) if panel is not None else None
+    unchanged = None
     grid_tf, grid_baseline = (a.ravel() for a in np.meshgrid(TUMOR_FRACTIONS, np.array(BASELINES, dtype=float), indexing="ij"))
     means = _state_means(grid_tf, grid_baseline)
     weights = jump_weights(grid_baseline)
-    log_likelihood = forward_log_likelihood(natural, breaks, means, scale, weights)
-    # Genome doubling must earn its place: a prior against baselines other than 2.
-    log_posterior = log_likelihood + np.array([BASELINE_LOG_PRIOR[int(b)] for b in grid_baseline])
-    best = int(np.argmax(log_posterior))
+    # Two rounds: the second re-fits the panel's shared patterns and the centring on the bins the
+    # first round put at the baseline copy number, so that large changes do not bend either.
+    for _ in range(2 if panel is not None else 1):
+        log2 = profile.log2.copy()
+        if panel is not None:
+            log2 = log2 - np.where(np.isfinite(normal), normal, np.nan)
+            log2 = panel.remove_shared_patterns(log2, layout, unchanged)
+        used = np.isfinite(log2) & np.isin(profile.keys, AUTOSOMES)
+        log2 -= np.nanmedian(log2[used & unchanged]) if unchanged is not None else np.nanmedian(log2[used])
+        natural = log2[used] * math.log(2)
+        keys_used = profile.keys[used]
+        breaks = np.concatenate([[True], keys_used[1:] != keys_used[:-1]])
+        scale = float(1.4826 * np.median(np.abs(np.diff(natural) - np.median(np.diff(natural)))) / math.sqrt(2))
+        scale = max(scale, 1e-4)
+        log_likelihood = forward_log_likelihood(natural, breaks, means, scale, weights)
+        # Genome doubling must earn its place: a prior against baselines other than 2.
+        log_posterior = log_likelihood + np.array([BASELINE_LOG_PRIOR[int(b)] for b in grid_baseline])
+        best = int(np.argmax(log_posterior))
+        path = viterbi(natural, breaks, means[best], scale, weights[best])
+        unchanged = np.zeros(layout.n_bins, dtype=bool)
+        unchanged[np.flatnonzero(used)[path == CLONAL_STATES.index(int(grid_baseline[best]))]] = True
     profile_by_tf = np.array([log_posterior[grid_tf == tf].max() for tf in TUMOR_FRACTIONS])
     inside = TUMOR_FRACTIONS[profile_by_tf >= profile_by_tf.max() - 1.92]
     zero_gap = float(log_posterior[best] - profile_by_tf[0])
     detected = zero_gap > DETECTION_MARGIN
     tumour_fraction = float(grid_tf[best]) if detected else 0.0
-    path = viterbi(natural, breaks, means[best], scale, weights[best])
     described = [state_copy_number(k, grid_baseline[best]) for k in range(means.shape[1])]
     # Ploidy: the tumour's mean copy number along the path (subclonal states count as their mixture).
     effective = np.array([(1 - share) * grid_baseline[best] + share * copy if subclonal else copy for copy, subclonal, share in described])
@@ -384,6 +402,7 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
         "size_selected": size_selected, "panel_of_normals": None if panel is None else {"source": panel.source, "samples": len(panel.samples)},
         "segments": segments, "arms": arm_z, "cna_score": score,
         "arm_reference": "panel of normals" if panel is not None and panel.arm_means else "the sample's own arms",
+        "profile": Profile.from_layout(layout, log2),
     }
 
 
@@ -438,7 +457,14 @@ def write_outputs(results: list[dict], output: str | os.PathLike) -> list[Path]:
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for result in results:
-        written.append(write_json(output / f"{result['sample']}.tumor.json", result))
+        sample = result["sample"]
+        stored = {key: value for key, value in result.items() if key != "profile"}
+        if result.get("profile") is not None:
+            stored["files"] = {"profile_bedgraph": f"{sample}.tumor.bedgraph", "profile_bigwig": f"{sample}.tumor.bw"}
+            written.append(tracks.write_bedgraph(output / stored["files"]["profile_bedgraph"], result["profile"], f"{sample} log2 ratio",
+                                                 "plasmacount tumor: corrected log2 ratio"))
+            written.append(tracks.write_bigwig(output / stored["files"]["profile_bigwig"], result["profile"]))
+        written.append(write_json(output / f"{sample}.tumor.json", stored))
     seg = output / "tumor.seg"
     with atomic_output(seg, "w") as stream:
         stream.write("ID\tchrom\tloc.start\tloc.end\tnum.mark\tseg.mean\n")

@@ -99,6 +99,9 @@ def analyse(counts: SampleCounts, row: int, cutoffs: ScreenCutoffs, w_repeat: in
         size["autosomal_share_80_110"] = float(autosomal[SHORT_WINDOW[0] : SHORT_WINDOW[1] + 1].sum() / max(autosomal.sum(), 1))
         if histogram.sum():
             size["profile_mode"] = int(np.argmax(histogram[:-1]))
+    # Size profiles up to 600 bp, for plots: viral counts and the autosomal share per length.
+    size["viral_histogram_0_600"] = histogram[:601].astype(int).tolist() if counts.paired else None
+    size["autosomal_histogram_0_600"] = counts.fragment_lengths[:601].astype(int).tolist() if counts.paired else None
     result = {
         "schema_version": SCHEMA_VERSION, "sample": counts.sample, "source": counts.source, "virus": name, "paired": counts.paired,
         "fragments": {"unique": viral, "low": low, "high": high, "w_repeat": w_repeat, "total_mapped": total},

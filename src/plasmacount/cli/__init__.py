@@ -17,7 +17,7 @@ from pathlib import Path
 from plasmacount import __version__
 from plasmacount.errors import PlasmacountError
 
-SUBCOMMANDS = ("bins", "count", "reference", "nipt", "viral", "tumor", "fragments", "simulate", "demo")
+SUBCOMMANDS = ("bins", "count", "reference", "nipt", "viral", "tumor", "fragments", "report", "simulate", "demo")
 
 logger = logging.getLogger("plasmacount")
 

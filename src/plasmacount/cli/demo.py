@@ -22,3 +22,6 @@ def run(args: argparse.Namespace) -> None:
         with open(table) as stream:
             for line in stream:
                 logger.info("  %s", line.rstrip("\n").replace("\t", "  "))
+    reports = result.output / "reports"
+    logger.info("reports: open %s (prenatal batch), %s (cancer cohorts) in a browser",
+                reports / "prenatal" / "batch.html", reports / "cancer" / "batch.html")

@@ -1,0 +1,948 @@
+"""Reports people read: one self-contained page per sample (HTML and PDF), one overview per batch,
+and MultiQC custom-content files.
+
+A sample's report gathers whatever analyses ran on it (`nipt`, `tumor`, `viral`, `fragments`
+JSON, found by file name in the folders given) and shows them as plots with the numbers behind
+each call, a QC table and a plain-language summary that also says what the test cannot see at
+this fetal fraction and depth. Plots are matplotlib SVG inlined in the page, so a report opens
+with no network; the data behind every plot is written beside it as TSV. Same input, same
+bytes: SVG ids are salted with a fixed string and PDF/SVG dates are left out.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from plasmacount import __version__
+from plasmacount.errors import DataError, UsageError
+from plasmacount.files import atomic_output, table_cell
+from plasmacount.genome import name_key
+from plasmacount.tracks import Profile, read_bedgraph
+
+ANALYSES = ("nipt", "tumor", "viral", "fragments")
+Z_THRESHOLD = 3.0  # the conventional NIPT screening line drawn on z-score plots
+COLOURS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828", "gain": "#c62828", "loss": "#1565c0", "neutral": "#757575"}
+
+
+@dataclass
+class SampleResults:
+    """Every analysis result found for one sample, with the per-bin profiles written beside them."""
+
+    sample: str
+    results: dict[str, dict] = field(default_factory=dict)
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)
+    size_histogram: list[int] | None = None  # fragments per length 0-600 bp, from `fragments`
+
+
+@dataclass
+class Figure:
+    """One plot: its SVG text, a caption, and the table of data drawn in it."""
+
+    name: str
+    title: str
+    svg: str
+    columns: list[str]
+    rows: list[list]
+    caption: str = ""
+    figure: object = None  # the matplotlib figure, kept for the PDF
+
+
+# ----------------------------------------------------------------------------- collecting results
+
+def collect(paths: list[str | os.PathLike]) -> list[SampleResults]:
+    """Result JSON files given directly or found (recursively) in folders, grouped by sample."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*.json") if _analysis_of(p)))
+        elif path.is_file():
+            if not _analysis_of(path):
+                raise UsageError(f"{path}: not a plasmacount result (expected <sample>.nipt.json, .tumor.json, .viral.json or .fragments.json)")
+            found.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    if not found:
+        raise UsageError(f"no plasmacount results (*.nipt.json, *.tumor.json, *.viral.json, *.fragments.json) in {', '.join(map(str, paths))}")
+    samples: dict[str, SampleResults] = {}
+    for path in found:
+        analysis = _analysis_of(path)
+        try:
+            result = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DataError(f"{path}: not valid JSON ({error}); rerun the step that wrote it") from None
+        if not isinstance(result, dict) or "sample" not in result:
+            raise DataError(f"{path}: no 'sample' key; is it a plasmacount {analysis} result?")
+        entry = samples.setdefault(str(result["sample"]), SampleResults(str(result["sample"])))
+        if analysis in entry.results:
+            raise DataError(f"{path}: a second {analysis} result for sample {result['sample']!r} (first: {entry.sources[-1]}); "
+                            "give one folder per batch")
+        entry.results[analysis] = result
+        entry.sources.append(path)
+        histogram = path.parent / f"{result['sample']}.size_histogram.tsv"
+        if analysis == "fragments" and histogram.exists():
+            entry.size_histogram = _read_size_histogram(histogram)
+        bedgraph = (result.get("files") or {}).get("profile_bedgraph")
+        if bedgraph and (path.parent / bedgraph).exists():
+            entry.profiles[analysis] = read_bedgraph(path.parent / bedgraph)
+    return [samples[name] for name in sorted(samples)]
+
+
+def _read_size_histogram(path: Path, longest: int = 600) -> list[int]:
+    counts = [0] * (longest + 1)
+    with open(path) as stream:
+        header = stream.readline().rstrip("\n").split("\t")
+        length_column, count_column = header.index("length"), header.index("count")
+        for line in stream:
+            fields = line.rstrip("\n").split("\t")
+            if fields[length_column].isdigit() and int(fields[length_column]) <= longest:
+                counts[int(fields[length_column])] = int(fields[count_column])
+    return counts
+
+
+def _analysis_of(path: Path) -> str | None:
+    for analysis in ANALYSES:
+        if path.name.endswith(f".{analysis}.json"):
+            return analysis
+    return None
+
+
+# ----------------------------------------------------------------------------- plots
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "plasmacount", "svg.fonttype": "path", "font.size": 9, "axes.spines.top": False,
+                         "axes.spines.right": False, "figure.dpi": 100})
+    return plt
+
+
+def _svg(figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _genome_axis(profile: Profile):
+    """Cumulative x positions (Mb) of each bin and the chromosome boundaries/labels."""
+    offsets, ticks, labels, edges = {}, [], [], [0.0]
+    position = 0.0
+    for chrom in dict.fromkeys(profile.chrom):
+        length = profile.contig_lengths.get(chrom, 0) / 1e6
+        offsets[chrom] = position
+        ticks.append(position + length / 2)
+        labels.append(chrom.removeprefix("chr"))
+        position += length
+        edges.append(position)
+    x = np.array([offsets[c] for c in profile.chrom]) + (profile.start + profile.end) / 2e6
+    return x, offsets, ticks, labels, edges
+
+
+def _windowed(profile: Profile, window: int) -> Profile:
+    """Median of the profile in windows of `window` bp (for display: a genome of 100 kb bins is too dense to draw)."""
+    profile = profile.finite()
+    chrom, start, end, value = [], [], [], []
+    names = np.array(profile.chrom)
+    for name in dict.fromkeys(profile.chrom):
+        rows = np.flatnonzero(names == name)
+        groups = profile.start[rows] // window
+        for group in np.unique(groups):
+            chosen = rows[groups == group]
+            chrom.append(name)
+            start.append(int(group * window))
+            end.append(int(min((group + 1) * window, profile.contig_lengths.get(name, (group + 1) * window))))
+            value.append(float(np.median(profile.value[chosen])))
+    return Profile(chrom, np.array(start, dtype=np.int64), np.array(end, dtype=np.int64), np.array(value), profile.contig_lengths)
+
+
+def profile_figure(profile: Profile, regions: list[dict], title: str, name: str, caption: str, window: int = 1_000_000) -> Figure:
+    """Genome-wide log2 ratio (median per window) with called regions drawn over it."""
+    plt = _pyplot()
+    shown = _windowed(profile, window) if np.median(profile.end - profile.start) < window else profile.finite()
+    x, offsets, ticks, labels, edges = _genome_axis(shown)
+    figure, axis = plt.subplots(figsize=(11, 3.2))
+    axis.scatter(x, np.clip(shown.value, -1.5, 1.5), s=3, color="#555555", linewidths=0)
+    for edge in edges[1:-1]:
+        axis.axvline(edge, color="#dddddd", linewidth=0.6)
+    axis.axhline(0, color="#999999", linewidth=0.8)
+    for region in regions:
+        if region["chrom"] not in offsets:
+            continue
+        colour = COLOURS.get(region["kind"], "#757575")
+        left, right = offsets[region["chrom"]] + region["start"] / 1e6, offsets[region["chrom"]] + region["end"] / 1e6
+        axis.plot([left, right], [region["log2_ratio"]] * 2, color=colour, linewidth=2.5, solid_capstyle="butt")
+    axis.set_xticks(ticks, labels, fontsize=7)
+    axis.set_xlim(0, edges[-1])
+    low = min(-0.3, float(np.nanquantile(shown.value, 0.001)) if shown.value.size else -0.3)
+    high = max(0.3, float(np.nanquantile(shown.value, 0.999)) if shown.value.size else 0.3)
+    axis.set_ylim(max(low, -1.5) - 0.05, min(high, 1.5) + 0.05)
+    axis.set_ylabel("log2 ratio")
+    axis.set_title(title, loc="left")
+    rows = [[c, int(s), int(e), round(float(v), 5)] for c, s, e, v in zip(shown.chrom, shown.start, shown.end, shown.value)]
+    return Figure(name, title, _svg(figure), ["chrom", "start", "end", "log2_ratio"], rows, caption, figure)
+
+
+def z_figure(result: dict) -> Figure:
+    """Per-chromosome z-scores with the screening lines; positive calls in red."""
+    plt = _pyplot()
+    chromosomes = sorted(result["chromosomes"].items(), key=lambda item: _chromosome_order(item[0]))
+    positives = {c["event"] for c in result["calls"] if c["result"] == "positive"}
+    names = [name for name, _ in chromosomes]
+    z = [values["z"] for _, values in chromosomes]
+    colours = [COLOURS["fail"] if f"T{name_key(n)}" in positives else "#546e7a" for n in names]
+    figure, axis = plt.subplots(figsize=(11, 2.8))
+    axis.bar(range(len(z)), [0 if v is None else v for v in z], color=colours)
+    for line in (-Z_THRESHOLD, Z_THRESHOLD):
+        axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
+    axis.axhline(0, color="#999999", linewidth=0.8)
+    axis.set_xticks(range(len(z)), [n.removeprefix("chr") for n in names], fontsize=7)
+    axis.set_ylabel("z-score")
+    axis.set_title("Chromosome z-scores against the reference panel (dashed: |z| = 3)", loc="left")
+    rows = [[n, table_cell(v["z"], ".6f"), table_cell(v["ncv_z"], ".6f"), table_cell(v["regression_z"], ".6f"), table_cell(v["ratio"], ".6f")]
+            for n, v in chromosomes]
+    caption = ("Calls are made by a likelihood ratio that also weighs the fetal fraction; a z-score above 3 alone is not a call. "
+               "Red: chromosomes called positive.")
+    return Figure("z_scores", "Chromosome z-scores", _svg(figure), ["chromosome", "z", "ncv_z", "regression_z", "ratio"], rows, caption, figure)
+
+
+def arm_figure(result: dict) -> Figure:
+    """Chromosome-arm z-scores (Lo's genome-wide approach); the CNA score counts arms beyond |z| 3."""
+    plt = _pyplot()
+    arms = sorted(result["arms"].items(), key=lambda item: (_chromosome_order(item[0][:-1]), item[0][-1]))
+    z = [0.0 if v["z"] is None else v["z"] for _, v in arms]
+    figure, axis = plt.subplots(figsize=(11, 2.8))
+    axis.bar(range(len(z)), z, color=[COLOURS["gain"] if v > Z_THRESHOLD else COLOURS["loss"] if v < -Z_THRESHOLD else "#9e9e9e" for v in z])
+    for line in (-Z_THRESHOLD, Z_THRESHOLD):
+        axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
+    axis.set_xticks(range(len(z)), [name for name, _ in arms], fontsize=6, rotation=90)
+    axis.set_ylabel("z-score")
+    axis.set_title(f"Chromosome-arm z-scores (CNA score {result['cna_score']}: arms beyond |z| = 3)", loc="left")
+    rows = [[name, v["bins"], table_cell(v["mean_log2"], ".6f"), table_cell(v["z"], ".6f")] for name, v in arms]
+    return Figure("arm_z_scores", "Arm z-scores", _svg(figure), ["arm", "bins", "mean_log2", "z"], rows,
+                  f"z against {result.get('arm_reference', 'the panel')}.", figure)
+
+
+def fetal_fraction_figure(result: dict) -> Figure:
+    """Each fetal-fraction estimate with its interval, and the combined one."""
+    plt = _pyplot()
+    ff = result["fetal_fraction"]
+    entries = [(method.replace("_", " "), v["estimate"], v.get("low"), v.get("high")) for method, v in sorted(ff["methods"].items())
+               if v and v.get("estimate") is not None]
+    sexes = result.get("sex_chromosomes") or {}
+    if result.get("fetal_sex") == "male" and sexes.get("y_fetal_fraction") is not None:
+        y, sd = sexes["y_fetal_fraction"], sexes["y_sd"]
+        entries.append(("chrY dose", y, y - 1.96 * sd, y + 1.96 * sd))
+    if ff["estimate"] is not None:
+        entries.append(("combined", ff["estimate"], ff["low"], ff["high"]))
+    figure, axis = plt.subplots(figsize=(5.2, 0.5 + 0.45 * max(len(entries), 1)))
+    for i, (label, estimate, low, high) in enumerate(entries):
+        colour = "#000000" if label == "combined" else "#1565c0"
+        axis.plot([100 * estimate], [i], "o", color=colour)
+        if low is not None and high is not None:
+            axis.plot([100 * low, 100 * high], [i, i], color=colour, linewidth=2)
+    axis.set_yticks(range(len(entries)), [e[0] for e in entries])
+    axis.set_xlabel("fetal fraction (%)")
+    axis.set_xlim(left=0)
+    axis.set_title("Fetal fraction by method (95 % intervals)", loc="left")
+    rows = [[label, table_cell(e, ".6f"), table_cell(lo, ".6f"), table_cell(hi, ".6f")] for label, e, lo, hi in entries]
+    return Figure("fetal_fraction", "Fetal fraction", _svg(figure), ["method", "estimate", "low", "high"], rows, "", figure)
+
+
+KARYOTYPE_UNITS = {"46,XX": (0.0, 0.0), "46,XY": (-0.5, 1.0), "45,X": (-0.5, 0.0), "47,XXX": (0.5, 0.0), "47,XXY": (0.0, 1.0), "47,XYY": (-0.5, 2.0)}
+
+
+def sex_chromosome_figure(result: dict) -> Figure | None:
+    """The X-vs-Y dosage plane: the sample with its 95 % ellipse and where each karyotype falls at its fetal fraction."""
+    sexes = result.get("sex_chromosomes")
+    ff = result["fetal_fraction"]["estimate"]
+    if not sexes or sexes.get("x_change") is None or sexes.get("y_fetal_fraction") is None:
+        return None
+    plt = _pyplot()
+    from matplotlib.patches import Ellipse
+
+    figure, axis = plt.subplots(figsize=(5.2, 4.2))
+    rows = []
+    for karyotype, (x_unit, y_unit) in KARYOTYPE_UNITS.items():
+        if ff is None:
+            break
+        x, y = 100 * x_unit * ff, 100 * y_unit * ff
+        axis.plot(x, y, "s", color="#9e9e9e", markersize=7)
+        axis.annotate(karyotype, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8, color="#616161")
+        rows.append([f"expected {karyotype}", round(x, 4), round(y, 4), "", ""])
+    x, y = 100 * sexes["x_change"], 100 * sexes["y_fetal_fraction"]
+    axis.add_patch(Ellipse((x, y), 2 * 1.96 * 100 * sexes["x_sd"], 2 * 1.96 * 100 * sexes["y_sd"], fill=False, color="#c62828"))
+    axis.plot(x, y, "o", color="#c62828")
+    axis.annotate(result["sample"], (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8, color="#c62828")
+    rows.append(["sample", round(x, 4), round(y, 4), round(100 * sexes["x_sd"], 4), round(100 * sexes["y_sd"], 4)])
+    axis.axhline(0, color="#dddddd", linewidth=0.8)
+    axis.axvline(0, color="#dddddd", linewidth=0.8)
+    axis.set_xlabel("chrX dosage change (%)")
+    axis.set_ylabel("chrY dose (fetal-fraction units, %)")
+    axis.set_title(f"Sex chromosomes: best fit {sexes.get('best_karyotype') or 'none'}", loc="left")
+    caption = "Grey squares: where each fetal karyotype falls at this sample's fetal fraction. Red: the sample with its 95 % ellipse."
+    return Figure("sex_chromosomes", "X-vs-Y dosage", _svg(figure), ["point", "x_change_percent", "y_dose_percent", "x_sd", "y_sd"], rows,
+                  caption, figure)
+
+
+def size_figure(histogram: list[int], title: str, name: str = "fragment_sizes", other: list[int] | None = None,
+                other_label: str = "") -> Figure:
+    """Fragment-size distribution (share of fragments per bp), optionally beside a second profile."""
+    plt = _pyplot()
+    counts = np.asarray(histogram, dtype=float)
+    share = counts / max(counts.sum(), 1)
+    figure, axis = plt.subplots(figsize=(5.6, 3.0))
+    lengths = np.arange(counts.size)
+    label = "viral" if other is not None else "all fragments"
+    axis.plot(lengths, 100 * share, color="#1565c0", linewidth=1.2, label=label)
+    other_share = None
+    if other is not None:
+        other_counts = np.asarray(other, dtype=float)
+        other_share = other_counts / max(other_counts.sum(), 1)
+        axis.plot(lengths, 100 * other_share, color="#9e9e9e", linewidth=1.0, label=other_label)
+        axis.legend(frameon=False)
+    axis.axvline(166, color="#bdbdbd", linestyle=":", linewidth=1)
+    axis.axvline(150, color="#ef6c00", linestyle="--", linewidth=0.8)
+    axis.set_xlabel("fragment length (bp)")
+    axis.set_ylabel("% of fragments")
+    axis.set_xlim(0, counts.size - 1)
+    axis.set_title(title, loc="left")
+    columns = ["length_bp", "fragments", "share"] + (["other_share"] if other is not None else [])
+    rows = [[int(n), int(counts[n]), round(float(share[n]), 7)] + ([round(float(other_share[n]), 7)] if other_share is not None else [])
+            for n in range(counts.size)]
+    caption = "Dotted: 166 bp (the nucleosome peak); dashed: 150 bp (short fragments lie left of it)."
+    return Figure(name, title, _svg(figure), columns, rows, caption, figure)
+
+
+def end_motif_figure(result: dict) -> Figure | None:
+    """The commonest 4-mer fragment-end motifs and the motif diversity score."""
+    motifs = (result.get("end_motifs") or {}).get("top") or []
+    if not motifs:
+        return None
+    plt = _pyplot()
+    shown = motifs[:20]
+    figure, axis = plt.subplots(figsize=(6, 3.0))
+    axis.bar(range(len(shown)), [100 * m["frequency"] for m in shown], color="#1565c0")
+    axis.axhline(100 / 256, color="#9e9e9e", linestyle=":", linewidth=1)
+    axis.set_xticks(range(len(shown)), [m["motif"] for m in shown], fontsize=7, rotation=90)
+    axis.set_ylabel("% of fragment ends")
+    diversity = result["end_motifs"].get("diversity")
+    axis.set_title(f"5' end motifs (diversity score {diversity:.3f})" if diversity is not None else "5' end motifs", loc="left")
+    rows = [[m["motif"], round(m["frequency"], 7)] for m in motifs]
+    return Figure("end_motifs", "End motifs", _svg(figure), ["motif", "frequency"], rows, "Dotted: the uniform share (1/256).", figure)
+
+
+def batch_strip_figure(samples: list[SampleResults]) -> Figure | None:
+    """z-scores of chr13, chr18, chr21 and chrX across the batch; positive calls in red."""
+    tested = [s for s in samples if "nipt" in s.results and s.results["nipt"]["chromosomes"]]
+    if not tested:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(8, 3.2))
+    rows = []
+    for column, key in enumerate(["13", "18", "21", "X"]):
+        for i, s in enumerate(tested):
+            result = s.results["nipt"]
+            if key == "X" and result["fetal_sex"] != "female":
+                continue  # a male pregnancy's chrX is low by design; its sex chromosomes are judged on the X-Y plane
+            z = next((v["z"] for n, v in result["chromosomes"].items() if name_key(n) == key), None)
+            if z is None:
+                continue
+            event = "45,X" if key == "X" else f"T{key}"
+            positive = any(c["event"] == event and c["result"] == "positive" for c in result["calls"]) or (
+                key == "X" and any(c["event"] in ("47,XXX", "45,X") and c["result"] == "positive" for c in result["calls"]))
+            jitter = ((i * 0.618) % 1 - 0.5) * 0.5
+            axis.plot(column + jitter, z, "o", color=COLOURS["fail"] if positive else "#546e7a", markersize=5, alpha=0.85)
+            rows.append([s.sample, f"chr{key}", round(z, 4), str(positive).lower()])
+    for line in (-Z_THRESHOLD, Z_THRESHOLD):
+        axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
+    axis.set_xticks(range(4), ["chr13", "chr18", "chr21", "chrX"])
+    axis.set_ylabel("z-score")
+    axis.set_title("z-scores across the batch (red: positive call)", loc="left")
+    return Figure("batch_z_scores", "z-scores across the batch", _svg(figure), ["sample", "chromosome", "z", "positive"], rows,
+                  "chrX: female pregnancies only.", figure)
+
+
+def batch_fetal_fraction_figure(samples: list[SampleResults]) -> Figure | None:
+    """Combined fetal fraction against the chrY-based one, for male pregnancies."""
+    points = []
+    for s in samples:
+        result = s.results.get("nipt")
+        if not result or result.get("fetal_sex") != "male" or result["fetal_fraction"]["estimate"] is None:
+            continue
+        y = (result.get("sex_chromosomes") or {}).get("y_fetal_fraction")
+        if y is not None:
+            points.append((s.sample, result["fetal_fraction"]["estimate"], y))
+    if not points:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.5, 4.2))
+    xs = [100 * p[1] for p in points]
+    ys = [100 * p[2] for p in points]
+    axis.plot(xs, ys, "o", color="#1565c0")
+    top = max(xs + ys + [5]) * 1.1
+    axis.plot([0, top], [0, top], color="#bdbdbd", linewidth=1)
+    axis.set_xlim(0, top)
+    axis.set_ylim(0, top)
+    axis.set_xlabel("fetal fraction, combined (%)")
+    axis.set_ylabel("fetal fraction, chrY (%)")
+    axis.set_title("Fetal fraction vs chrY (male pregnancies)", loc="left")
+    rows = [[name, round(ff, 5), round(y, 5)] for name, ff, y in points]
+    return Figure("batch_fetal_fraction", "Fetal fraction vs chrY", _svg(figure), ["sample", "fetal_fraction", "chrY_fetal_fraction"], rows,
+                  "Male pregnancies only; the line is equality.", figure)
+
+
+def batch_qc_figure(samples: list[SampleResults]) -> Figure | None:
+    """Counted fragments per sample, coloured by QC status."""
+    entries = []
+    for s in samples:
+        result = s.results.get("nipt")
+        if result and result["qc"].get("counted_reads") is not None:
+            entries.append((s.sample, result["qc"]["counted_reads"], result["qc"]["status"], result["qc"].get("bin_variance_ratio")))
+    if not entries:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(8, 0.6 + 0.28 * len(entries)))
+    for i, (name, reads, status, _) in enumerate(entries):
+        axis.barh(i, reads / 1e6, color=COLOURS.get(status, "#757575"))
+    axis.set_yticks(range(len(entries)), [e[0] for e in entries], fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xlabel("counted fragments (millions)")
+    axis.set_title("QC over the batch (green pass, orange warn, red fail)", loc="left")
+    rows = [[name, reads, status, table_cell(variance)] for name, reads, status, variance in entries]
+    return Figure("batch_qc", "QC over the batch", _svg(figure), ["sample", "counted_reads", "qc_status", "bin_variance_ratio"], rows, "", figure)
+
+
+def batch_tumor_figure(samples: list[SampleResults]) -> Figure | None:
+    """Tumour fraction with its interval for every sample."""
+    entries = [(s.sample, s.results["tumor"]) for s in samples if "tumor" in s.results]
+    if not entries:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 0.6 + 0.28 * len(entries)))
+    for i, (name, r) in enumerate(entries):
+        colour = COLOURS["fail"] if r["tumor_detected"] else "#546e7a"
+        axis.plot([100 * r["tumor_fraction_low"], 100 * r["tumor_fraction_high"]], [i, i], color=colour, linewidth=2)
+        axis.plot(100 * r["tumor_fraction"], i, "o", color=colour)
+    axis.set_yticks(range(len(entries)), [e[0] for e in entries], fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xlabel("tumour fraction (%)")
+    axis.set_xlim(left=0)
+    axis.set_title("Tumour fraction (red: tumour DNA detected)", loc="left")
+    rows = [[name, round(r["tumor_fraction"], 5), round(r["tumor_fraction_low"], 5), round(r["tumor_fraction_high"], 5),
+             str(r["tumor_detected"]).lower(), round(r["ploidy"], 3)] for name, r in entries]
+    return Figure("batch_tumor_fraction", "Tumour fraction", _svg(figure),
+                  ["sample", "tumor_fraction", "low", "high", "detected", "ploidy"], rows, "Lines: 95 % intervals.", figure)
+
+
+def batch_viral_figure(samples: list[SampleResults]) -> Figure | None:
+    """The two-criterion EBV screen: viral fragments per million against the size ratio, with the cut-offs."""
+    entries = [(s.sample, s.results["viral"]) for s in samples if "viral" in s.results]
+    if not entries:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.2, 4.2))
+    rows = []
+    floor = 0.01
+    for name, r in entries:
+        per_million = max(r["per_million"]["value"], floor)
+        ratio = r["size"]["ratio"]
+        colour = COLOURS["fail"] if r["screen"]["result"] == "positive" else "#546e7a"
+        # Log axes cannot show zero: a ratio of 0 (no viral fragment at 80-110 bp) is drawn on the floor as a triangle.
+        shown = 0.1 if ratio is None else max(ratio, 0.1)
+        marker = "x" if ratio is None else "v" if ratio < 0.1 else "o"
+        axis.plot(per_million, shown, marker, color=colour)
+        rows.append([name, round(r["per_million"]["value"], 5), "" if ratio is None else round(ratio, 4), r["screen"]["result"]])
+    cutoffs = entries[0][1]["screen"]["cutoffs"]
+    axis.axvline(max(cutoffs["proportion"] * 1e6, floor), color=COLOURS["warn"], linestyle="--", linewidth=1)
+    axis.axhline(cutoffs["size_ratio"], color=COLOURS["warn"], linestyle="--", linewidth=1)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("viral fragments per million")
+    axis.set_ylabel("size ratio (80-110 bp, viral / autosomal)")
+    axis.set_title("EBV screen (red: positive; x: size not evaluable; v: ratio below 0.1)", loc="left")
+    return Figure("batch_viral_screen", "EBV screen", _svg(figure), ["sample", "per_million", "size_ratio", "screen"], rows,
+                  "Positive: right of the dashed count cut-off and below the dashed size cut-off.", figure)
+
+
+def batch_sizes_figure(samples: list[SampleResults]) -> Figure | None:
+    """Every sample's fragment-size profile on one plot."""
+    entries = [(s.sample, s.size_histogram or ((s.results.get("nipt") or {}).get("fragment_sizes") or {}).get("histogram_0_600"))
+               for s in samples]
+    entries = [(name, h) for name, h in entries if h]
+    if not entries:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    rows = []
+    for name, histogram in entries:
+        counts = np.asarray(histogram, dtype=float)
+        share = counts / max(counts.sum(), 1)
+        axis.plot(np.arange(counts.size), 100 * share, linewidth=0.9, label=name)
+        rows.append([name, int(np.argmax(counts)), round(float(share[:150].sum()), 5)])
+    if len(entries) <= 8:
+        axis.legend(frameon=False, fontsize=7)
+    axis.set_xlabel("fragment length (bp)")
+    axis.set_ylabel("% of fragments")
+    axis.set_title("Fragment sizes across the batch", loc="left")
+    return Figure("batch_fragment_sizes", "Fragment sizes", _svg(figure), ["sample", "mode_bp", "share_below_150"], rows, "", figure)
+
+
+def _chromosome_order(name: str) -> tuple[int, str]:
+    key = name_key(name)
+    return (int(key), "") if key.isdigit() else (100, key)
+
+
+# ----------------------------------------------------------------------------- sample content
+
+def sample_figures(entry: SampleResults) -> list[Figure]:
+    figures: list[Figure] = []
+    nipt, tumor, viral, fragments = (entry.results.get(a) for a in ANALYSES)
+    if nipt and "nipt" in entry.profiles:
+        # chrY is left out: in a female pregnancy it holds only mis-mapped reads, far below every other bin.
+        profile = entry.profiles["nipt"]
+        keep = np.array([name_key(c) != "Y" for c in profile.chrom], dtype=bool)
+        profile = Profile([c for c, k in zip(profile.chrom, keep) if k], profile.start[keep], profile.end[keep], profile.value[keep],
+                          {c: n for c, n in profile.contig_lengths.items() if name_key(c) != "Y"})
+        regions = [{"chrom": c["chrom"], "start": c["start"], "end": c["end"], "log2_ratio": c["log2_ratio"],
+                    "kind": "gain" if c["type"] == "duplication" else "loss"} for c in nipt["cnvs"]]
+        figures.append(profile_figure(profile, regions, "Genome-wide profile: log2 ratio to the reference (median per 1 Mb)",
+                                      "nipt_profile", "Coloured bars: CNVs called (red duplication, blue deletion)."))
+    if nipt and nipt["chromosomes"]:
+        figures.append(z_figure(nipt))
+    if nipt and nipt["fetal_fraction"]["methods"]:
+        figures.append(fetal_fraction_figure(nipt))
+    if nipt:
+        plane = sex_chromosome_figure(nipt)
+        if plane:
+            figures.append(plane)
+    sizes = entry.size_histogram or ((nipt or {}).get("fragment_sizes") or {}).get("histogram_0_600")
+    if sizes:
+        figures.append(size_figure(sizes, "Fragment sizes"))
+    if fragments:
+        motifs = end_motif_figure(fragments)
+        if motifs:
+            figures.append(motifs)
+    if viral and viral["size"].get("viral_histogram_0_600") and sum(viral["size"]["viral_histogram_0_600"]):
+        figures.append(size_figure(viral["size"]["viral_histogram_0_600"], f"{viral['virus']} fragment sizes", "viral_sizes",
+                                   viral["size"]["autosomal_histogram_0_600"], "autosomal"))
+    if tumor and "tumor" in entry.profiles:
+        regions = [{"chrom": s["chrom"], "start": s["start"], "end": s["end"], "log2_ratio": s["log2_ratio"], "kind": s["event"]}
+                   for s in tumor["segments"] if s["event"] != "neutral"]
+        figures.append(profile_figure(entry.profiles["tumor"], regions,
+                                      f"Copy number: tumour fraction {100 * tumor['tumor_fraction']:.1f} %, ploidy {tumor['ploidy']:.2f}",
+                                      "tumor_profile", "Coloured bars: segments with a copy-number change (red gain, blue loss)."))
+    if tumor and tumor.get("arms"):
+        figures.append(arm_figure(tumor))
+    return figures
+
+
+def summary_lines(entry: SampleResults) -> list[str]:
+    """The result in plain language, with what the test could not see."""
+    lines = []
+    nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
+    if nipt:
+        if nipt["qc"]["status"] == "fail":
+            lines.append("Prenatal test: no result. The sample failed quality control (" + "; ".join(nipt["qc"]["reasons"]) +
+                         "). A new blood sample is advised.")
+        else:
+            positives = [c for c in nipt["calls"] if c["result"] == "positive"]
+            no_calls = [c for c in nipt["calls"] if c["result"] == "no-call"]
+            ff = nipt["fetal_fraction"]["estimate"]
+            ff_text = f"{100 * ff:.1f} %" if ff is not None else "not estimated"
+            lines.append(f"Prenatal test: fetal sex {nipt['fetal_sex']}; fetal fraction {ff_text}.")
+            if positives:
+                lines.append("High risk: " + ", ".join(c["event"] for c in positives) + ". A screening result: confirm by diagnostic "
+                             "testing (amniocentesis or CVS) before any decision.")
+            else:
+                lines.append("Low risk for the trisomies and sex-chromosome aneuploidies tested.")
+            for c in nipt["cnvs"]:
+                lines.append(f"{c['type'].capitalize()} of {c['size'] / 1e6:.1f} Mb on {c['chrom']} ({c['start']:,}-{c['end']:,}), "
+                             f"most likely {c['origin']} in origin" + (f"; region of {c['syndrome']}" if c["syndrome"] else "") + ".")
+            if no_calls:
+                lines.append("No call for " + ", ".join(c["event"] for c in no_calls[:6]) + (" and others" if len(no_calls) > 6 else "") +
+                             ": " + (no_calls[0]["reason"] or "evidence not conclusive") + ".")
+            limit = nipt.get("detection_limit") or {}
+            if limit:
+                parts = [f"{event} needs a fetal fraction of at least {100 * limit[key]:.1f} %"
+                         for event, key in (("T21", "minimum_fetal_fraction_T21"), ("T18", "minimum_fetal_fraction_T18"),
+                                            ("T13", "minimum_fetal_fraction_T13")) if limit.get(key) is not None]
+                if limit.get("smallest_fetal_cnv_bp"):
+                    parts.append(f"fetal CNVs smaller than about {limit['smallest_fetal_cnv_bp'] / 1e6:.1f} Mb are not seen at this depth and "
+                                 "fetal fraction")
+                lines.append("Limits: " + "; ".join(parts) + ". Mosaicism confined to the placenta, maternal conditions and "
+                             "balanced rearrangements can give results that differ from the fetus.")
+    if viral:
+        screen = viral["screen"]
+        lines.append(f"EBV screen: {screen['result']}. {viral['fragments']['unique']} fragments on {viral['virus']} "
+                     f"({viral['per_million']['value']:.2f} per million)." + (f" {screen.get('reason')}" if screen.get("reason") else ""))
+    if tumor:
+        if tumor["tumor_detected"]:
+            lines.append(f"Tumour DNA detected: tumour fraction {100 * tumor['tumor_fraction']:.1f} % "
+                         f"(95 % interval {100 * tumor['tumor_fraction_low']:.1f}-{100 * tumor['tumor_fraction_high']:.1f} %), ploidy "
+                         f"{tumor['ploidy']:.2f}.")
+        else:
+            lines.append(f"No tumour-derived copy-number changes detected; the tumour fraction is at most "
+                         f"{100 * tumor['tumor_fraction_high']:.1f} % (upper bound). Tumours without copy-number changes are not seen.")
+    if not lines:
+        lines.append("Only fragment-size analysis was run on this sample; it makes no diagnostic call.")
+    return lines
+
+
+def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
+    """(check, value, expectation, status) rows for the QC table."""
+    rows = []
+    nipt = entry.results.get("nipt")
+    if nipt:
+        qc = nipt["qc"]
+        status = qc["status"]
+        rows.append(("overall prenatal QC", status, "pass", status))
+        if qc.get("counted_reads") is not None:
+            rows.append(("counted fragments", f"{qc['counted_reads']:,}", ">= 3,000,000", "pass" if qc["counted_reads"] >= 3_000_000 else "warn"))
+        if qc.get("bin_variance_ratio") is not None:
+            ratio = qc["bin_variance_ratio"]
+            rows.append(("bin variance vs Poisson", f"{ratio:.2f}", "<= 1.5", "pass" if ratio <= 1.5 else "warn" if ratio <= 2.5 else "fail"))
+        if qc.get("chr21_cv") is not None:
+            rows.append(("chr21 CV", f"{100 * qc['chr21_cv']:.3f} %", f"Poisson limit {100 * qc['chr21_poisson_cv']:.3f} %", "pass"))
+        if qc.get("gc_residual") is not None:
+            rows.append(("GC bias left after correction", f"{qc['gc_residual']:.4f}", "<= 0.02", "pass" if qc["gc_residual"] <= 0.02 else "warn"))
+        ff = nipt["fetal_fraction"]["estimate"]
+        if ff is not None:
+            rows.append(("fetal fraction", f"{100 * ff:.1f} %", ">= 4 %", "pass" if ff >= 0.04 else "warn" if ff >= 0.02 else "fail"))
+        for reason in qc.get("reasons") or []:
+            rows.append(("note", reason, "", status))
+    tumor = entry.results.get("tumor")
+    if tumor:
+        rows.append(("tumour: bins used", f"{tumor['bins_used']:,}", ">= 1,000 at 1 Mb", "pass" if tumor["bins_used"] >= 1000 or tumor["bin_size"] < 1e6 else "warn"))
+        rows.append(("tumour: noise scale", f"{tumor['noise_scale']:.4f}", "<= 0.1", "pass" if tumor["noise_scale"] <= 0.1 else "warn"))
+    viral = entry.results.get("viral")
+    if viral:
+        evaluable = viral["size"]["evaluable"]
+        rows.append(("viral size ratio evaluable", "yes" if evaluable else "no", "yes", "pass" if evaluable else "warn"))
+    return rows
+
+
+MAIN_FINDINGS = ("T21", "T18", "T13", "45,X", "47,XXX", "47,XXY", "47,XYY")
+
+
+def call_rows(entry: SampleResults) -> list[list[str]]:
+    """The named findings always; other autosomes only when not negative, the rest summed up in one row."""
+    rows = []
+    nipt = entry.results.get("nipt")
+    if not nipt:
+        return rows
+    quiet = []
+    for c in nipt["calls"]:
+        if c["event"] not in MAIN_FINDINGS and c["result"] == "negative":
+            quiet.append(c["event"])
+            continue
+        sex_chromosome = c["event"] in MAIN_FINDINGS[3:]
+        rows.append([c["event"], c["result"], "" if sex_chromosome else table_cell(c["z"], ".2f"),
+                     table_cell(c["score"], ".3f") if sex_chromosome else table_cell(c["log_likelihood_ratio"], ".1f"),
+                     table_cell(c["minimum_fetal_fraction"], ".3f"), c["reason"] or ""])
+    if quiet:
+        rows.append([f"other trisomies ({len(quiet)})", "negative", "", "", "", ", ".join(quiet)])
+    return rows
+
+
+# ----------------------------------------------------------------------------- writing
+
+STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#212121;line-height:1.4}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #e0e0e0;padding-bottom:3px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{border:1px solid #e0e0e0;padding:3px 8px;text-align:left}
+th{background:#f5f5f5}td.pass,span.pass{color:#2e7d32;font-weight:600}td.warn,span.warn{color:#ef6c00;font-weight:600}
+td.fail,span.fail,td.positive{color:#c62828;font-weight:600}.summary{background:#f7f9fc;border-left:4px solid #1565c0;padding:8px 14px}
+.figure{margin:10px 0 18px}.caption{font-size:12px;color:#616161}.meta{font-size:12px;color:#757575}
+.grid{display:flex;flex-wrap:wrap;gap:18px}a{color:#1565c0}svg{max-width:100%;height:auto}
+th.sortable{cursor:pointer}th.sortable:after{content:' \\2195';color:#9e9e9e}
+"""
+
+SORT_SCRIPT = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (header, column) {
+    header.classList.add('sortable');
+    header.addEventListener('click', function () {
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      var ascending = header.getAttribute('data-order') !== 'ascending';
+      rows.sort(function (a, b) {
+        var x = a.cells[column].getAttribute('data-value') || a.cells[column].textContent;
+        var y = b.cells[column].getAttribute('data-value') || b.cells[column].textContent;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var order = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+        return ascending ? order : -order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+      header.setAttribute('data-order', ascending ? 'ascending' : 'descending');
+    });
+  });
+});
+"""
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(columns: list[str], rows: list[list], classes: list[list[str]] | None = None, sortable: bool = False) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = []
+    for i, row in enumerate(rows):
+        cells = []
+        for j, cell in enumerate(row):
+            css = classes[i][j] if classes and classes[i][j] else ""
+            cells.append(f"<td class=\"{css}\">{cell}</td>" if css else f"<td>{cell}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<table class=\"{'sortable' if sortable else ''}\"><thead><tr>{head}</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+
+
+def _page(title: str, body: str, script: str = "") -> str:
+    tail = f"<script>{script}</script>" if script else ""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
+            "script-src 'unsafe-inline'; img-src data:\">"
+            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>{body}{tail}</body></html>\n")
+
+
+def _write_table(path: Path, columns: list[str], rows: list[list]) -> Path:
+    with atomic_output(path, "w") as stream:
+        stream.write("\t".join(columns) + "\n")
+        for row in rows:
+            stream.write("\t".join("" if v is None else str(v) for v in row) + "\n")
+    return path
+
+
+def _figure_html(figure: Figure, data_link: str) -> str:
+    caption = f"<div class=\"caption\">{_e(figure.caption)} Data: <a href=\"{_e(data_link)}\">{_e(Path(data_link).name)}</a></div>"
+    return f"<div class=\"figure\">{figure.svg}{caption}</div>"
+
+
+def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True) -> list[Path]:
+    """<sample>.html (self-contained), <sample>.pdf and <sample>_data/<plot>.tsv."""
+    plt = _pyplot()
+    data_dir = output / f"{entry.sample}_data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    figures = sample_figures(entry)
+    parts = [f"<h1>plasmacount report: {_e(entry.sample)}</h1>",
+             f"<div class=\"meta\">Analyses: {_e(', '.join(entry.results))}. plasmacount {_e(__version__)}. "
+             f"Results from: {_e(', '.join(p.name for p in entry.sources))}.</div>",
+             "<h2>Summary</h2><div class=\"summary\">" + "".join(f"<p>{_e(line)}</p>" for line in summary_lines(entry)) + "</div>"]
+    calls = call_rows(entry)
+    if calls:
+        parts.append("<h2>Calls</h2>" + _table(["finding", "result", "z", "log LR (posterior for sex chromosomes)", "minimum FF", "note"],
+                                             [[_e(v) for v in row] for row in calls],
+                                             [["", "positive" if row[1] == "positive" else "warn" if row[1] == "no-call" else "", "", "", "", ""]
+                                              for row in calls]))
+    nipt = entry.results.get("nipt")
+    if nipt and nipt["cnvs"]:
+        columns = ["chrom", "start", "end", "size (Mb)", "type", "origin", "copy ratio", "z", "syndrome"]
+        rows = [[c["chrom"], f"{c['start']:,}", f"{c['end']:,}", f"{c['size'] / 1e6:.2f}", c["type"], c["origin"], f"{c['copy_ratio']:.3f}",
+                 f"{c['z']:.1f}", c["syndrome"] or ""] for c in nipt["cnvs"]]
+        parts.append("<h2>Copy-number variants</h2>" + _table(columns, [[_e(v) for v in r] for r in rows]))
+    viral = entry.results.get("viral")
+    if viral:
+        size = viral["size"]
+        rows = [["result", viral["screen"]["result"]], ["fragments on " + viral["virus"], f"{viral['fragments']['unique']} "
+                f"({viral['fragments']['low']:.1f}-{viral['fragments']['high']:.1f})"],
+                ["per million mapped", f"{viral['per_million']['value']:.3f}"],
+                ["size ratio (80-110 bp)", "not evaluable: " + (size["reason"] or "") if not size["evaluable"] else
+                 f"{size['ratio']:.2f} ({size['low']:.2f}-{size['high']:.2f})"]]
+        parts.append("<h2>EBV screen</h2>" + _table(["measure", "value"], [[_e(a), _e(b)] for a, b in rows]))
+    tumor = entry.results.get("tumor")
+    if tumor:
+        rows = [["tumour fraction", f"{100 * tumor['tumor_fraction']:.1f} % ({100 * tumor['tumor_fraction_low']:.1f}-"
+                 f"{100 * tumor['tumor_fraction_high']:.1f} %)"], ["detected", "yes" if tumor["tumor_detected"] else "no"],
+                ["ploidy", f"{tumor['ploidy']:.2f}"], ["CNA score", str(tumor["cna_score"])],
+                ["altered segments", str(sum(s["event"] != "neutral" for s in tumor["segments"]))]]
+        parts.append("<h2>Tumour fraction</h2>" + _table(["measure", "value"], [[_e(a), _e(b)] for a, b in rows]))
+    if figures:
+        parts.append("<h2>Plots</h2>")
+        for figure in figures:
+            table = _write_table(data_dir / f"{figure.name}.tsv", figure.columns, figure.rows)
+            written.append(table)
+            parts.append(_figure_html(figure, f"{data_dir.name}/{table.name}"))
+    qc = qc_rows(entry)
+    if qc:
+        parts.append("<h2>Quality control</h2>" + _table(["check", "value", "expected", "status"], [[_e(v) for v in r] for r in qc],
+                                                        [["", "", "", r[3]] for r in qc]))
+    page = output / f"{entry.sample}.html"
+    with atomic_output(page, "w") as stream:
+        stream.write(_page(f"plasmacount: {entry.sample}", "".join(parts)))
+    written.append(page)
+    if pdf:
+        written.append(_write_pdf(output / f"{entry.sample}.pdf", entry, figures, calls, qc))
+    for figure in figures:
+        plt.close(figure.figure)
+    return written
+
+
+def _write_pdf(path: Path, entry: SampleResults, figures: list[Figure], calls: list[list[str]], qc: list[tuple]) -> Path:
+    """The same page as a PDF: summary, calls and QC as text, then every plot."""
+    plt = _pyplot()
+    from matplotlib.backends.backend_pdf import PdfPages
+    import textwrap
+
+    with atomic_output(path, "wb") as stream:
+        with PdfPages(stream, metadata={"CreationDate": None, "ModDate": None, "Producer": f"plasmacount {__version__}",
+                                        "Title": f"plasmacount report: {entry.sample}"}) as pdf:
+            page = plt.figure(figsize=(8.27, 11.69))
+            lines = [f"plasmacount report: {entry.sample}", ""]
+            for line in summary_lines(entry):
+                lines += textwrap.wrap(line, 100) + [""]
+            positives = [row for row in calls if row[1] != "negative"]
+            if calls:
+                lines.append(f"Calls ({len(calls) - len(positives)} negative not listed):" if positives else "Calls: all negative.")
+                lines += [f"  {row[0]}: {row[1]} (z {row[2]}, log LR {row[3]}) {row[5]}"[:110] for row in positives]
+                lines.append("")
+            if qc:
+                lines.append("Quality control:")
+                lines += [f"  {check}: {value} (expected {expected}) - {status}"[:110] for check, value, expected, status in qc]
+            page.text(0.06, 0.96, "\n".join(lines[:80]), va="top", ha="left", family="monospace", fontsize=7.5)
+            pdf.savefig(page)
+            plt.close(page)
+            for figure in figures:
+                pdf.savefig(figure.figure, bbox_inches="tight")
+    return path
+
+
+def write_batch_overview(samples: list[SampleResults], output: Path, title: str = "plasmacount batch overview") -> list[Path]:
+    """batch.html: every sample's calls and flags in a sortable table, and the batch plots."""
+    written = []
+    data_dir = output / "batch_data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    columns = ["sample", "QC", "fetal sex", "FF %", "z13", "z18", "z21", "zX", "positive", "no-call", "CNVs", "EBV", "tumour %", "flags"]
+    rows, classes, tsv_rows = [], [], []
+    for entry in samples:
+        nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
+        z = {}
+        if nipt:
+            for name, values in nipt["chromosomes"].items():
+                z[name_key(name)] = values["z"]
+        positives = ",".join(c["event"] for c in nipt["calls"] if c["result"] == "positive") if nipt else ""
+        no_calls = ",".join(c["event"] for c in nipt["calls"] if c["result"] == "no-call") if nipt else ""
+        cnvs = ",".join(f"{c['type'][:3]} {c['chrom']}:{c['start'] / 1e6:.1f}-{c['end'] / 1e6:.1f}Mb" for c in nipt["cnvs"]) if nipt else ""
+        ff = nipt["fetal_fraction"]["estimate"] if nipt else None
+        qc_status = nipt["qc"]["status"] if nipt else ""
+        flags = []
+        if qc_status and qc_status != "pass":
+            flags.append(f"QC {qc_status}")
+        if positives or cnvs:
+            flags.append("finding")
+        if no_calls:
+            flags.append("no-call")
+        if viral and viral["screen"]["result"] == "positive":
+            flags.append("EBV positive")
+        if tumor and tumor["tumor_detected"]:
+            flags.append("tumour DNA")
+        values = [entry.sample, qc_status, nipt["fetal_sex"] if nipt else "", "" if ff is None else f"{100 * ff:.1f}",
+                  *[table_cell(z.get(k), ".2f") if z.get(k) is not None else "" for k in ("13", "18", "21", "X")],
+                  positives or "-", (no_calls[:40] + "...") if len(no_calls) > 40 else (no_calls or "-"), cnvs or "-",
+                  viral["screen"]["result"] if viral else "", f"{100 * tumor['tumor_fraction']:.1f}" if tumor else "", "; ".join(flags) or "-"]
+        tsv_rows.append(values)
+        link = f"<a href=\"{_e(entry.sample)}.html\">{_e(entry.sample)}</a>"
+        rows.append([link] + [_e(v) for v in values[1:]])
+        classes.append(["", qc_status, "", "", "", "", "", "", "positive" if positives else "", "", "positive" if cnvs else "",
+                        "positive" if viral and viral["screen"]["result"] == "positive" else "", "", "warn" if flags else ""])
+    written.append(_write_table(data_dir / "samples.tsv", columns, tsv_rows))
+    # Columns no sample fills (prenatal columns in a cancer batch, say) are left off the page.
+    shown = [j for j in range(len(columns)) if j == 0 or any(row[j] not in ("", "-") for row in tsv_rows)]
+    columns = [columns[j] for j in shown]
+    rows = [[row[j] for j in shown] for row in rows]
+    classes = [[row[j] for j in shown] for row in classes]
+    parts = [f"<h1>{_e(title)}</h1>", f"<div class=\"meta\">{len(samples)} samples; plasmacount {_e(__version__)}. "
+             "Click a column heading to sort; click a sample for its report.</div>",
+             "<h2>Samples</h2>", _table(columns, rows, classes, sortable=True)]
+    candidates = (batch_strip_figure(samples), batch_fetal_fraction_figure(samples), batch_qc_figure(samples), batch_tumor_figure(samples),
+                  batch_viral_figure(samples), batch_sizes_figure(samples))
+    figures = [f for f in candidates if f]
+    if figures:
+        parts.append("<h2>Plots</h2><div class=\"grid\">")
+        for figure in figures:
+            table = _write_table(data_dir / f"{figure.name}.tsv", figure.columns, figure.rows)
+            written.append(table)
+            parts.append(_figure_html(figure, f"{data_dir.name}/{table.name}"))
+        parts.append("</div>")
+    page = output / "batch.html"
+    with atomic_output(page, "w") as stream:
+        stream.write(_page(title, "".join(parts), SORT_SCRIPT))
+    written.append(page)
+    plt = _pyplot()
+    for figure in figures:
+        plt.close(figure.figure)
+    return written
+
+
+# ----------------------------------------------------------------------------- MultiQC
+
+def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
+    """MultiQC custom content: one table per analysis (`*_mqc.tsv`) and a QC bar graph (`*_mqc.json`)."""
+    written = []
+    tables = {
+        "nipt": ("plasmacount: prenatal test", ["qc_status", "fetal_sex", "fetal_fraction", "z_13", "z_18", "z_21", "z_X", "positive", "cnvs"],
+                 lambda r: [r["qc"]["status"], r["fetal_sex"], table_cell(r["fetal_fraction"]["estimate"], ".4f"),
+                            *[table_cell(next((v["z"] for n, v in r["chromosomes"].items() if name_key(n) == k), None), ".2f") for k in ("13", "18", "21", "X")],
+                            ",".join(c["event"] for c in r["calls"] if c["result"] == "positive") or "none", str(len(r["cnvs"]))]),
+        "tumor": ("plasmacount: tumour fraction", ["tumor_fraction", "tumor_fraction_low", "tumor_fraction_high", "ploidy", "detected", "cna_score"],
+                  lambda r: [f"{r['tumor_fraction']:.4f}", f"{r['tumor_fraction_low']:.4f}", f"{r['tumor_fraction_high']:.4f}", f"{r['ploidy']:.2f}",
+                             str(r["tumor_detected"]).lower(), str(r["cna_score"])]),
+        "viral": ("plasmacount: viral DNA", ["virus", "fragments", "per_million", "size_ratio", "screen"],
+                  lambda r: [r["virus"], str(r["fragments"]["unique"]), f"{r['per_million']['value']:.4f}",
+                             table_cell(r["size"]["ratio"], ".3f") if r["size"]["ratio"] is not None else "NA", r["screen"]["result"]]),
+        "fragments": ("plasmacount: fragment sizes", ["mode_bp", "median_bp", "share_below_150", "periodicity_amplitude"],
+                      lambda r: [table_cell(r["size"].get("mode")), table_cell(r["size"].get("median")),
+                                 table_cell(r["size"].get("share_below_150"), ".4f"), table_cell(r["size"].get("periodicity_amplitude"), ".4f")]),
+    }
+    for analysis, (section, columns, row_of) in tables.items():
+        having = [entry for entry in samples if analysis in entry.results]
+        if not having:
+            continue
+        path = output / f"plasmacount_{analysis}_mqc.tsv"
+        with atomic_output(path, "w") as stream:
+            stream.write(f"# id: 'plasmacount_{analysis}'\n# section_name: '{section}'\n"
+                         f"# description: 'from plasmacount {__version__} {analysis} results'\n# plot_type: 'table'\n"
+                         f"# pconfig:\n#     id: 'plasmacount_{analysis}_table'\n#     namespace: 'plasmacount'\n")
+            stream.write("Sample\t" + "\t".join(columns) + "\n")
+            for entry in having:
+                stream.write(entry.sample + "\t" + "\t".join(str(v) for v in row_of(entry.results[analysis])) + "\n")
+        written.append(path)
+    counted = {entry.sample: {"counted": entry.results["nipt"]["qc"]["counted_reads"]} for entry in samples
+               if "nipt" in entry.results and entry.results["nipt"]["qc"].get("counted_reads") is not None}
+    if counted:
+        path = output / "plasmacount_counts_mqc.json"
+        document = {"id": "plasmacount_counts", "section_name": "plasmacount: counted fragments", "plot_type": "bargraph",
+                    "description": "Fragments counted in the bins used for the prenatal test.",
+                    "pconfig": {"id": "plasmacount_counts_plot", "title": "plasmacount: counted fragments", "ylab": "fragments"},
+                    "data": counted}
+        with atomic_output(path, "w") as stream:
+            json.dump(document, stream, indent=1, sort_keys=True)
+            stream.write("\n")
+        written.append(path)
+    return written
+
+
+def write_reports(paths: list[str | os.PathLike], output: str | os.PathLike, pdf: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Everything `plasmacount report` writes; returns the paths."""
+    samples = collect(paths)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, entry in enumerate(samples):
+        written += write_sample_report(entry, output, pdf=pdf)
+        if progress:
+            progress(i + 1, len(samples))
+    written += write_batch_overview(samples, output)
+    written += write_multiqc(samples, output)
+    return written

@@ -1,0 +1,115 @@
+"""Genome tracks for genome browsers: per-bin profiles as bedGraph and bigWig, segments as SEG,
+and VCF files compressed with bgzip and indexed with tabix.
+
+These are the files IGV and the UCSC browser open directly. A profile is one value per bin
+(NaN where the bin was not used); unused bins are left out of the track rather than written
+as zero, so that a browser shows a gap, not a false deletion.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from plasmacount.files import atomic_output
+
+
+@dataclass
+class Profile:
+    """Values per bin along the genome (`chrom`, `start`, `end`, `value` of equal length)."""
+
+    chrom: list[str]
+    start: np.ndarray
+    end: np.ndarray
+    value: np.ndarray
+    contig_lengths: dict[str, int]
+
+    def finite(self) -> "Profile":
+        keep = np.isfinite(self.value)
+        return Profile([c for c, k in zip(self.chrom, keep) if k], self.start[keep], self.end[keep], self.value[keep], self.contig_lengths)
+
+    @classmethod
+    def from_layout(cls, layout, values: np.ndarray) -> "Profile":
+        index, start, end = layout.bin_table()
+        names = [contig.name for contig in layout.contigs]
+        return cls([names[i] for i in index], np.asarray(start), np.asarray(end), np.asarray(values, dtype=float),
+                   {contig.name: contig.length for contig in layout.contigs})
+
+
+def write_bedgraph(path: str | os.PathLike, profile: Profile, name: str, description: str) -> Path:
+    """bedGraph with a UCSC track line; values with 5 decimals."""
+    profile = profile.finite()
+    with atomic_output(path, "w") as stream:
+        stream.write(f'track type=bedGraph name="{name}" description="{description}" visibility=full autoScale=on\n')
+        for chrom, start, end, value in zip(profile.chrom, profile.start, profile.end, profile.value):
+            stream.write(f"{chrom}\t{int(start)}\t{int(end)}\t{value:.5f}\n")
+    return Path(path)
+
+
+def read_bedgraph(path: str | os.PathLike) -> Profile:
+    chrom, start, end, value = [], [], [], []
+    with open(path) as stream:
+        for line in stream:
+            if line.startswith(("track", "#", "browser")) or not line.strip():
+                continue
+            fields = line.split("\t")
+            chrom.append(fields[0])
+            start.append(int(fields[1]))
+            end.append(int(fields[2]))
+            value.append(float(fields[3]))
+    lengths: dict[str, int] = {}
+    for c, e in zip(chrom, end):
+        lengths[c] = max(lengths.get(c, 0), e)
+    return Profile(chrom, np.array(start, dtype=np.int64), np.array(end, dtype=np.int64), np.array(value), lengths)
+
+
+def write_bigwig(path: str | os.PathLike, profile: Profile) -> Path:
+    """The same profile as bigWig (binary, indexed: what browsers stream from a server)."""
+    import pyBigWig
+
+    profile = profile.finite()
+    contigs = [(name, int(length)) for name, length in profile.contig_lengths.items()]
+    partial = Path(str(path) + ".part")
+    # pyBigWig writes by file name, so the file is made beside the target and renamed when complete.
+    try:
+        handle = pyBigWig.open(str(partial), "w")
+        try:
+            handle.addHeader(contigs)
+            order = {name: i for i, (name, _) in enumerate(contigs)}
+            rows = sorted(range(len(profile.chrom)), key=lambda i: (order[profile.chrom[i]], int(profile.start[i])))
+            if rows:
+                handle.addEntries([profile.chrom[i] for i in rows], [int(profile.start[i]) for i in rows],
+                                  ends=[int(profile.end[i]) for i in rows], values=[float(profile.value[i]) for i in rows])
+        finally:
+            handle.close()
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return Path(path)
+
+
+def write_seg(path: str | os.PathLike, rows: list[tuple[str, str, int, int, int, float]]) -> Path:
+    """IGV SEG: ID, chrom, loc.start (1-based), loc.end, num.mark, seg.mean (log2 ratio)."""
+    with atomic_output(path, "w") as stream:
+        stream.write("ID\tchrom\tloc.start\tloc.end\tnum.mark\tseg.mean\n")
+        for sample, chrom, start, end, bins, mean in rows:
+            stream.write(f"{sample}\t{chrom}\t{start + 1}\t{end}\t{bins}\t{mean:.4f}\n" if math.isfinite(mean) else
+                         f"{sample}\t{chrom}\t{start + 1}\t{end}\t{bins}\tNA\n")
+    return Path(path)
+
+
+def compress_and_index_vcf(path: str | os.PathLike) -> Path:
+    """bgzip `path` to `path.gz` and write its tabix index `path.gz.tbi`; returns the .gz path."""
+    import pysam
+
+    path = Path(path)
+    target = path.with_name(path.name + ".gz")
+    partial = path.with_name(path.name + ".part.gz")
+    pysam.tabix_compress(str(path), str(partial), force=True)
+    pysam.tabix_index(str(partial), preset="vcf", force=True)
+    os.replace(str(partial) + ".tbi", str(target) + ".tbi")
+    os.replace(partial, target)
+    return target
