@@ -16,9 +16,11 @@ import ctypes
 import gzip
 import os
 import struct
+import threading
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -192,6 +194,39 @@ def _plan(path: Path, contigs: list[tuple[str, int]], bin_size: int, annotation:
     return _Plan(layout, offsets, bin_counts, other_index, other)
 
 
+class _ProgressWatcher:
+    """Reports the kernel's running record count (it updates the QC tallies in place while the
+    GIL is released) against the record total of the index."""
+
+    def __init__(self, path: Path, qc: np.ndarray, progress: Callable[[int, int], None]):
+        import pysam
+
+        try:
+            with pysam.AlignmentFile(str(path)) as handle:
+                self.total = int(sum(s.total for s in handle.get_index_statistics())) + handle.nocoordinate
+        except (ValueError, OSError):
+            self.total = 0
+        self.qc, self.progress = qc, progress
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.25):
+            if self.total:
+                self.progress(min(int(self.qc[0]), self.total - 1), self.total)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def finish(self) -> None:
+        if self.total:
+            self.progress(self.total, self.total)
+
+
 def count_alignments(
     path: str | os.PathLike,
     bin_size: int = 100_000,
@@ -200,8 +235,10 @@ def count_alignments(
     options: CountOptions = CountOptions(),
     reference: str | os.PathLike | None = None,
     sample: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SampleCounts:
-    """Count a coordinate-sorted, indexed BAM or CRAM into bins (see the module docstring for rules)."""
+    """Count a coordinate-sorted, indexed BAM or CRAM into bins (see the module docstring for rules).
+    `progress(records read, records in the index)` is called a few times a second from a watcher thread."""
     options.validate()
     if bin_size <= 0:
         raise UsageError(f"--bin-size must be a positive number of bases, not {bin_size}")
@@ -229,9 +266,12 @@ def count_alignments(
         "per_ref": np.zeros(len(contigs), dtype=np.int64),
         "qc": np.zeros(len(QC_FIELDS), dtype=np.int64),
     }
+    watcher = _ProgressWatcher(path, result["qc"], progress) if progress else None
     if kind == "bam":
         kernel = _load_kernel()
         try:
+            if watcher:
+                watcher.start()
             kernel.count_bam(
                 str(path), header.size, options.threads, plan.ref_bin_offset, plan.ref_bin_count, plan.ref_other_index,
                 plan.layout.bin_size, options.min_mapq, int(options.skip_duplicates), int(options.skip_qc_fail),
@@ -244,8 +284,15 @@ def count_alignments(
             message = str(error)
             fix = "run `samtools sort` and `samtools index`" if "sorted" in message else "re-create or re-download the file"
             raise DataError(f"{path}: {message}; {fix}") from None
+        finally:
+            if watcher:
+                watcher.stop()
+        if watcher:
+            watcher.finish()
     else:
         _count_cram(path, reference, plan, options, result)
+        if progress:
+            progress(1, 1)
     qc = {name: int(value) for name, value in zip(QC_FIELDS, result["qc"])}
     if qc["total"] == 0:
         raise DataError(f"{path}: contains no reads; check that the sequencing and alignment produced output")

@@ -23,6 +23,7 @@ import numpy as np
 
 from plasmacount import __version__, aneuploidy, fetal_fraction, sex_chromosomes
 from plasmacount.counts import SampleCounts
+from plasmacount.progress import stage
 from plasmacount.errors import DataError
 from plasmacount.files import atomic_output, table_cell, write_json
 from plasmacount.genome import HG38_LENGTHS, SYNDROME_REGIONS, name_key
@@ -131,9 +132,9 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     clean = np.zeros(reference.layout.n_bins, dtype=bool)
     clean[sex_model["clean_bins"]] = True
     dose = sex_chromosomes.y_dose(profile.coverage, clean)
-    sex = sex_chromosomes.fetal_sex(dose, sex_model, counts.sum())
     calibration = reference.metadata["fetal_fraction"]["y_calibration"]
     y_fraction = calibration * 2 * (dose - sex_model["female_dose_median"])
+    sex = sex_chromosomes.fetal_sex(dose, sex_model, counts.sum(), y_fraction)
     clean_reads = counts[clean].sum()
     scale = math.sqrt(max(sex_model["median_reads"] / max(counts.sum(), 1.0), 1.0))
     counting_sd = calibration * 2 * math.sqrt((sex_model["female_dose_sd"] * scale) ** 2 + (dose**2 / clean_reads if clean_reads > 0 else 0.0))
@@ -452,8 +453,10 @@ def run_batch(paths: Sequence[str | os.PathLike], reference: Reference, output: 
         if sample.sample in seen:
             raise DataError(f"{path}: sample name {sample.sample!r} appears twice in this batch; rename one with `count --sample`")
         seen.add(sample.sample)
-        results.append(analyse_sample(sample, reference, options, where=str(path)))
+        with stage("nipt: analysing samples"):
+            results.append(analyse_sample(sample, reference, options, where=str(path)))
         if progress:
             progress(i + 1, len(paths))
-    write_results(results, output)
+    with stage("nipt: writing outputs"):
+        write_results(results, output)
     return results

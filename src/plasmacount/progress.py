@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import TextIO
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator, TextIO
 
 logger = logging.getLogger("plasmacount")
 
@@ -43,3 +45,41 @@ class Progress:
         elif now - self._last >= self.interval or finished:
             logger.info("%s: %d of %d done", self.label, done, total)
         self._last = now
+
+
+# Stage timings: library code marks its stages with `with stage("name"):`; nothing is shown
+# unless the command line asked for timings (`--verbose`) and is recording them.
+_timings: ContextVar[list | None] = ContextVar("plasmacount_stage_timings", default=None)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Time a stage of work into the current recording, if there is one."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings = _timings.get()
+        if timings is not None:
+            timings.append((name, time.perf_counter() - started))
+
+
+@contextmanager
+def recording_stages() -> Iterator[list[tuple[str, float]]]:
+    """Collect (stage, seconds) of every `stage` entered inside; repeated stages are summed by `summarise`."""
+    timings: list[tuple[str, float]] = []
+    token = _timings.set(timings)
+    try:
+        yield timings
+    finally:
+        _timings.reset(token)
+
+
+def summarise(timings: list[tuple[str, float]]) -> list[tuple[str, float, int]]:
+    """(stage, total seconds, times entered), in order of first entry."""
+    totals: dict[str, list] = {}
+    for name, seconds in timings:
+        entry = totals.setdefault(name, [0.0, 0])
+        entry[0] += seconds
+        entry[1] += 1
+    return [(name, total, count) for name, (total, count) in totals.items()]

@@ -29,6 +29,7 @@ import numpy as np
 from plasmacount import __version__
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
+from plasmacount.progress import stage
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import GcCurve, fit_gc_curve
@@ -366,8 +367,9 @@ def build_reference(
     reads = counts.sum(axis=1)
     mask = default_mask(annotation, layout, (counts / np.maximum(reads[:, None], 1)).mean(axis=0) * reads.mean())
     autosomal = mask & np.isin(keys, AUTOSOME_KEYS)
-    curves = [fit_gc_curve(row, gc, autosomal) for row in counts]
-    coverages = np.array([_coverage(row, curve, autosomal) for row, curve in zip(counts, curves)])
+    with stage("reference: GC correction"):
+        curves = [fit_gc_curve(row, gc, autosomal) for row in counts]
+        coverages = np.array([_coverage(row, curve, autosomal) for row, curve in zip(counts, curves)])
     # Unstable bins: far more spread across the panel than their neighbours (after GC correction).
     with np.errstate(invalid="ignore", divide="ignore"):
         relative = coverages / np.nanmedian(coverages, axis=0)
@@ -377,7 +379,8 @@ def build_reference(
     mask &= ~(np.isfinite(spread) & (spread > typical + 8 * 1.4826 * mad) & (keys != "Y"))
     # Second pass: GC curves fitted against the first-pass median profile, as for tested samples.
     first_median = np.nanmedian(coverages, axis=0)
-    second = [gc_corrected_coverage(row, first_median, gc, autosomal) for row in counts]
+    with stage("reference: GC correction"):
+        second = [gc_corrected_coverage(row, first_median, gc, autosomal) for row in counts]
     curves = [curve for curve, _ in second]
     coverages = np.array([coverage for _, coverage in second])
     if progress:
@@ -397,15 +400,17 @@ def build_reference(
     held_out: list[Profile | None] = [None] * n
     for fold in range(folds):
         train = fold_of != fold
-        model = fit_normalisation(coverages[train], mask, keys, gc, female[train], min(n_components, int(train.sum()) // 4))
-        for i in np.flatnonzero(~train):
-            held_out[i] = model.normalise(counts[i])
+        with stage("reference: held-out normalisation"):
+            model = fit_normalisation(coverages[train], mask, keys, gc, female[train], min(n_components, int(train.sum()) // 4))
+            for i in np.flatnonzero(~train):
+                held_out[i] = model.normalise(counts[i])
         if progress:
             progress(fold + 2, folds + 2)
     final = fit_normalisation(coverages, mask, keys, gc, female, min(n_components, n // 4))
     profiles = [p for p in held_out if p is not None]
 
-    chromosome_stats = aneuploidy.fit_chromosome_nulls(profiles, female)
+    with stage("reference: chromosome nulls and fetal-fraction models"):
+        chromosome_stats = aneuploidy.fit_chromosome_nulls(profiles, female)
     gc_sums = aneuploidy.gc_corrected_sums(counts, np.array([c.factors for c in curves]), mask, keys)
     ncv = aneuploidy.fit_ncv(gc_sums)
     regression = aneuploidy.fit_regression(gc_sums)

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from plasmacount import __version__
+from plasmacount.progress import stage
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import atomic_output, table_cell
 from plasmacount.genome import name_key
@@ -940,9 +941,12 @@ def write_reports(paths: list[str | os.PathLike], output: str | os.PathLike, pdf
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for i, entry in enumerate(samples):
-        written += write_sample_report(entry, output, pdf=pdf)
+        with stage("report: sample pages"):
+            written += write_sample_report(entry, output, pdf=pdf)
         if progress:
             progress(i + 1, len(samples))
-    written += write_batch_overview(samples, output)
-    written += write_multiqc(samples, output)
+    with stage("report: batch overview"):
+        written += write_batch_overview(samples, output)
+    with stage("report: MultiQC files"):
+        written += write_multiqc(samples, output)
     return written

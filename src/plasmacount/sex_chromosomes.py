@@ -20,6 +20,7 @@ import numpy as np
 
 FEMALE_Z_MAX = 5.0   # below: female
 MALE_Z_MIN = 10.0    # above: male; between: inconclusive
+MIN_MALE_Y_FRACTION = 0.005  # a male fetus below 0.5 % fetal fraction cannot be tested anyway
 KARYOTYPES = {  # expected (X dosage change, chrY dose) in units of the fetal fraction
     "46,XX": (0.0, 0.0), "46,XY": (-0.5, 1.0), "45,X": (-0.5, 0.0), "47,XXX": (0.5, 0.0), "47,XXY": (0.0, 1.0), "47,XYY": (-0.5, 2.0),
 }
@@ -82,8 +83,13 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
     return model
 
 
-def fetal_sex(dose: float, model: dict, reads: float) -> dict:
-    """female / male / inconclusive from the chrY dose, with the z against the female background."""
+def fetal_sex(dose: float, model: dict, reads: float, y_fraction: float | None = None) -> dict:
+    """female / male / inconclusive from the chrY dose, with the z against the female background.
+
+    `y_fraction`, the fetal fraction the dose implies, guards the z: a panel whose female
+    pregnancies have next to no reads in the clean bins has a near-zero spread, and then a
+    sample aligned a little differently (another aligner or version) looks male on a trace of
+    mis-mapped reads. A chrY dose worth less than MIN_MALE_Y_FRACTION of fetal DNA is background."""
     if not np.isfinite(dose):
         return {"sex": "inconclusive", "z": float("nan")}
     # The background's counting noise grows as depth falls; the panel spread is at its median depth.
@@ -91,6 +97,8 @@ def fetal_sex(dose: float, model: dict, reads: float) -> dict:
     sd = model["female_dose_sd"] * scale
     z = (dose - model["female_dose_median"]) / sd
     sex = "female" if z < FEMALE_Z_MAX else "male" if z > MALE_Z_MIN else "inconclusive"
+    if sex != "female" and y_fraction is not None and y_fraction < MIN_MALE_Y_FRACTION:
+        sex = "female"
     return {"sex": sex, "z": float(z)}
 
 

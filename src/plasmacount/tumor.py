@@ -38,6 +38,7 @@ from scipy import special
 from plasmacount import __version__
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
+from plasmacount.progress import stage
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import fit_gc_curve
@@ -372,7 +373,8 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
         breaks = np.concatenate([[True], keys_used[1:] != keys_used[:-1]])
         scale = float(1.4826 * np.median(np.abs(np.diff(natural) - np.median(np.diff(natural)))) / math.sqrt(2))
         scale = max(scale, 1e-4)
-        log_likelihood = forward_log_likelihood(natural, breaks, means, scale, weights)
+        with stage("tumor: HMM over the grid"):
+            log_likelihood = forward_log_likelihood(natural, breaks, means, scale, weights)
         # Genome doubling must earn its place: a prior against baselines other than 2.
         log_posterior = log_likelihood + np.array([BASELINE_LOG_PRIOR[int(b)] for b in grid_baseline])
         best = int(np.argmax(log_posterior))

@@ -12,10 +12,12 @@ import ast
 import importlib
 import logging
 import sys
+import time
 from pathlib import Path
 
 from plasmacount import __version__
 from plasmacount.errors import PlasmacountError
+from plasmacount.progress import recording_stages, stage, summarise
 
 SUBCOMMANDS = ("bins", "count", "reference", "nipt", "viral", "tumor", "fragments", "report", "simulate", "demo")
 
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="plasmacount", description="Molecular counting of plasma cell-free DNA from low-pass sequencing.")
     parser.add_argument("--version", action="version", version=f"plasmacount {__version__}")
     parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
+    parser.add_argument("--verbose", action="store_true", help="also print the time each stage took, at the end")
     parser.add_argument("--debug", action="store_true", help="print debug messages and tracebacks")
     subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     for name in SUBCOMMANDS:
@@ -76,7 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     logger.setLevel(logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO)
     logger.propagate = False
     try:
-        module.run(args)
+        with recording_stages() as timings:
+            started = time.perf_counter()
+            with stage(known.subcommand):
+                module.run(args)
+        if args.verbose:
+            logger.info("timings (%.1f s in all):", time.perf_counter() - started)
+            for name, seconds, times in summarise(timings):
+                logger.info("  %-40s %8.2f s%s", name, seconds, f" ({times} times)" if times > 1 else "")
     except PlasmacountError as error:
         if args.debug:
             raise

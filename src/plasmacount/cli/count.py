@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> None:
     from plasmacount.alignments import CountOptions, count_alignments
     from plasmacount.bins import BinAnnotation
     from plasmacount.counts import input_kind, load_counts
+    from plasmacount.progress import Progress
 
     source = Path(args.input)
     kind = input_kind(source)
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> None:
             threads=args.threads,
         )
         counts = count_alignments(source, bin_size=args.bin_size or 100_000, annotation=annotation,
-                                  annotation_path=args.bins, options=options, reference=args.reference, sample=args.sample)
+                                  annotation_path=args.bins, options=options, reference=args.reference, sample=args.sample,
+                                  progress=Progress(f"counting {source.name}", enabled=not args.quiet, interval=30.0))
     else:
         counts = load_counts(source)
         if args.sample:
