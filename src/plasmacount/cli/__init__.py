@@ -19,7 +19,8 @@ from plasmacount import __version__
 from plasmacount.errors import PlasmacountError
 from plasmacount.progress import recording_stages, stage, summarise
 
-SUBCOMMANDS = ("bins", "count", "reference", "nipt", "viral", "tumor", "fragments", "report", "simulate", "demo")
+SUBCOMMANDS = ("bins", "count", "reference", "nipt", "viral", "tumor", "fragments", "report", "simulate", "demo", "serve", "import", "user")
+MODULES = {"import": "import_results"}  # subcommands whose name is a Python keyword
 
 logger = logging.getLogger("plasmacount")
 
@@ -34,7 +35,7 @@ class _Formatter(logging.Formatter):
 
 def _summary(name: str) -> str:
     """First docstring line of a subcommand module, read without importing it (fast --help)."""
-    source = Path(__file__).with_name(f"{name}.py").read_text()
+    source = Path(__file__).with_name(f"{MODULES.get(name, name)}.py").read_text()
     docstring = ast.get_docstring(ast.parse(source)) or ""
     return docstring.splitlines()[0] if docstring else ""
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     if known.subcommand is None:
         parser.print_help(sys.stderr)
         sys.exit(2)
-    module = importlib.import_module(f"plasmacount.cli.{known.subcommand}")
+    module = importlib.import_module(f"plasmacount.cli.{MODULES.get(known.subcommand, known.subcommand)}")
     subparsers_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     subparser = subparsers_action.choices[known.subcommand]
     subparser.__class__ = _ArgumentParser

@@ -1,0 +1,34 @@
+"""Load a batch's result folder into the review app's database (the same batch twice is not duplicated)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from plasmacount.cli.serve import DEFAULT_DATABASE
+
+logger = logging.getLogger("plasmacount")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folders", nargs="+", metavar="OUTDIR",
+                        help="result folders of one batch: nipt/tumor/viral/fragments JSON, and its `report` folder if made")
+    parser.add_argument("--name", help="batch name (default: the folder's name)")
+    parser.add_argument("--database", default=os.environ.get("PLASMACOUNT_DATABASE", DEFAULT_DATABASE), metavar="URL_OR_FILE",
+                        help=f"SQLite file or database URL (default {DEFAULT_DATABASE}, or $PLASMACOUNT_DATABASE)")
+    parser.add_argument("--user", default=os.environ.get("USER", "import"), help="name recorded in the audit trail (default $USER)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from plasmacount.review.database import database_url, session_factory, upgrade
+    from plasmacount.review.records import import_batch
+
+    url = database_url(args.database)
+    upgrade(url)
+    with session_factory(url)() as session:
+        result = import_batch(session, args.folders, args.user, args.name)
+        count = len(result.batch.samples)
+        if result.created:
+            logger.info("imported batch %s: %d samples", result.batch.name, count)
+        else:
+            logger.info("batch %s (%d samples) holds these results already; nothing imported", result.batch.name, count)

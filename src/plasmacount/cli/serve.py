@@ -1,0 +1,31 @@
+"""The review web app: batches, samples, statuses, sign-off, accounts and an audit trail."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+logger = logging.getLogger("plasmacount")
+DEFAULT_DATABASE = "plasmacount-review.sqlite"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database", default=os.environ.get("PLASMACOUNT_DATABASE", DEFAULT_DATABASE), metavar="URL_OR_FILE",
+                        help=f"SQLite file or database URL, e.g. postgresql+psycopg://user:pw@host/db (default {DEFAULT_DATABASE}, "
+                             "or $PLASMACOUNT_DATABASE)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; put TLS in front for others)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--secure-cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
+
+
+def run(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from plasmacount.review.app import create_app
+    from plasmacount.review.database import database_url, upgrade
+
+    url = database_url(args.database)
+    upgrade(url)
+    logger.info("plasmacount review on http://%s:%d (database %s); create the first admin with `plasmacount user add NAME --role admin`",
+                args.host, args.port, url.split("@")[-1])
+    uvicorn.run(create_app(url, secure_cookies=args.secure_cookies), host=args.host, port=args.port, log_level="warning")

@@ -1,0 +1,385 @@
+"""The review app's routes: server-rendered pages (Jinja2, no JavaScript needed) and a JSON API.
+
+Every page and API call needs a login; every form and API write needs the session's CSRF token.
+Viewers read; reviewers also set statuses, comment and sign off; admins also manage users.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from plasmacount.errors import PlasmacountError
+from plasmacount.review import records, security
+from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Finding, LoginSession, Sample, User, session_factory
+
+COOKIE = "plasmacount_session"
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+APP_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'self'"
+# Stored report pages run sandboxed: their own inline styles and sorter script, nothing else, no cookies.
+REPORT_POLICY = "sandbox allow-scripts; default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
+
+
+class LoginRequired(Exception):
+    pass
+
+
+def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
+    """The app on an upgraded database (run `database.upgrade` first)."""
+    app = FastAPI(title="plasmacount review", docs_url=None, redoc_url=None, openapi_url=None)
+    factory = session_factory(database_url)
+    app.state.factory = factory
+
+    def database():
+        session = factory()
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def login(request: Request, session: Session = Depends(database)) -> LoginSession:
+        record = security.find_session(session, request.cookies.get(COOKIE))
+        if record is None:
+            raise LoginRequired()
+        return record
+
+    def checked(request: Request, record: LoginSession, supplied: str | None) -> None:
+        if not security.csrf_matches(record, supplied or request.headers.get("x-csrf-token")):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+
+    def page(request: Request, template: str, record: LoginSession | None, status_code: int = 200, **context) -> HTMLResponse:
+        return TEMPLATES.TemplateResponse(request, template, {"me": record.user if record else None,
+                                                              "csrf": record.csrf_token if record else "", "statuses": STATUSES,
+                                                              "roles": ROLES, **context}, status_code=status_code)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", APP_POLICY)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def needs_login(request: Request, _error: LoginRequired):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "login required"}, status_code=401)
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+    def failure(request: Request, record: LoginSession, status: int, message: str, back: str):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": message}, status_code=status)
+        return page(request, "message.html", record, status_code=status, title="Not saved", message=message, back=back)
+
+    def guarded(request: Request, record: LoginSession, back: str, action):
+        try:
+            action()
+        except records.Conflict as error:
+            return failure(request, record, 409, str(error), back)
+        except records.Locked as error:
+            return failure(request, record, 423, str(error), back)
+        except records.Forbidden as error:
+            return failure(request, record, 403, str(error), back)
+        except KeyError:
+            return failure(request, record, 404, "no such record", back)
+        except PlasmacountError as error:
+            return failure(request, record, 400, str(error), back)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"ok": True})
+        return RedirectResponse(back, status_code=303)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)
+
+    # ------------------------------------------------------------------ login
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, next: str = "/"):
+        return page(request, "login.html", None, next=_local(next), error=None)
+
+    @app.post("/login")
+    def login_submit(request: Request, username: str = Form(...), password: str = Form(...), next: str = Form("/"),
+                     session: Session = Depends(database)):
+        client = request.client.host if request.client else "unknown"
+        if security.too_many_failures(session, username, client):
+            return page(request, "login.html", None, status_code=429, next=_local(next),
+                        error="Too many failed logins; wait 15 minutes or ask an admin.")
+        user = security.authenticate(session, username, password, client)
+        if user is None:
+            return page(request, "login.html", None, status_code=401, next=_local(next), error="Wrong user name or password.")
+        token, _ = security.open_session(session, user)
+        response = RedirectResponse(_local(next), status_code=303)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure_cookies, max_age=security.SESSION_HOURS * 3600)
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, csrf: str = Form(None), record: LoginSession = Depends(login), session: Session = Depends(database)):
+        checked(request, record, csrf)
+        security.close_session(session, request.cookies.get(COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    # ------------------------------------------------------------------ pages
+
+    @app.get("/", response_class=HTMLResponse)
+    def batches(request: Request, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        rows = session.execute(select(Batch, func.count(Sample.id), func.count(Sample.signed_off_at)).outerjoin(Sample)
+                               .group_by(Batch.id).order_by(Batch.imported_at.desc(), Batch.id.desc())).all()
+        return page(request, "batches.html", record, batches=rows)
+
+    @app.get("/batches/{batch_id}", response_class=HTMLResponse)
+    def batch_page(request: Request, batch_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            raise HTTPException(404, "no such batch")
+        return page(request, "batch.html", record, batch=batch, samples=[_summary(s) for s in batch.samples])
+
+    @app.get("/batches/{batch_id}/overview", response_class=HTMLResponse)
+    def batch_overview(batch_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        batch = session.get(Batch, batch_id)
+        if batch is None or not batch.overview_html:
+            raise HTTPException(404, "no overview for this batch")
+        return HTMLResponse(batch.overview_html, headers={"Content-Security-Policy": REPORT_POLICY})
+
+    @app.get("/samples/{sample_id}", response_class=HTMLResponse)
+    def sample_page(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        sample = session.get(Sample, sample_id)
+        if sample is None:
+            raise HTTPException(404, "no such sample")
+        trail = session.scalars(select(AuditEntry).where(AuditEntry.sample_id == sample_id).order_by(AuditEntry.id.desc())).all()
+        return page(request, "sample.html", record, sample=sample, summary=_summary(sample), audit=trail,
+                    can_review=record.user.role in ("reviewer", "admin") and not sample.locked)
+
+    @app.get("/samples/{sample_id}/report", response_class=HTMLResponse)
+    def sample_report(sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        sample = session.get(Sample, sample_id)
+        if sample is None or not sample.report_html:
+            raise HTTPException(404, "no report for this sample")
+        return HTMLResponse(sample.report_html, headers={"Content-Security-Policy": REPORT_POLICY})
+
+    @app.get("/search", response_class=HTMLResponse)
+    def search(request: Request, q: str = "", record: LoginSession = Depends(login), session: Session = Depends(database)):
+        found = []
+        if q.strip():
+            pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            found = session.scalars(select(Sample).where(Sample.name.like(pattern, escape="\\")).order_by(Sample.name).limit(200)).all()
+        return page(request, "search.html", record, query=q, found=found)
+
+    @app.post("/findings/{finding_id}")
+    @app.post("/api/findings/{finding_id}")
+    async def finding_submit(request: Request, finding_id: int, record: LoginSession = Depends(login),
+                             session: Session = Depends(database)):
+        values = await _values(request)
+        checked(request, record, values.get("csrf"))
+        finding = session.get(Finding, finding_id)
+        back = f"/samples/{finding.sample_id}" if finding else "/"
+        return guarded(request, record, back, lambda: records.set_finding_status(
+            session, record.user, finding_id, str(values.get("status", "")), _integer(values.get("version")), values.get("comment")))
+
+    @app.post("/samples/{sample_id}/comments")
+    @app.post("/api/samples/{sample_id}/comments")
+    async def comment_submit(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        values = await _values(request)
+        checked(request, record, values.get("csrf"))
+        return guarded(request, record, f"/samples/{sample_id}",
+                       lambda: records.add_comment(session, record.user, sample_id, str(values.get("text", ""))))
+
+    @app.post("/samples/{sample_id}/signoff")
+    @app.post("/api/samples/{sample_id}/signoff")
+    async def signoff_submit(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        values = await _values(request)
+        checked(request, record, values.get("csrf"))
+        return guarded(request, record, f"/samples/{sample_id}",
+                       lambda: records.sign_off(session, record.user, sample_id, _integer(values.get("version"))))
+
+    @app.post("/batches/upload")
+    def upload(request: Request, archive: UploadFile = File(...), csrf: str = Form(None), record: LoginSession = Depends(login),
+               session: Session = Depends(database)):
+        checked(request, record, csrf)
+        if record.user.role not in ("reviewer", "admin"):
+            return failure(request, record, 403, "a viewer cannot import batches", "/")
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch) / Path(archive.filename or "batch.zip").stem
+            try:
+                _safe_extract(archive.file, folder)
+                result = records.import_batch(session, folder, record.user.username)
+            except (zipfile.BadZipFile, ValueError) as error:
+                return failure(request, record, 400, f"not a usable zip of a result folder: {error}", "/")
+            except PlasmacountError as error:
+                return failure(request, record, 400, str(error), "/")
+        return RedirectResponse(f"/batches/{result.batch.id}", status_code=303)
+
+    @app.get("/export.csv")
+    def export_csv(batch: int | None = None, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        query = select(Sample).where(Sample.signed_off_at.is_not(None)).order_by(Sample.batch_id, Sample.name)
+        if batch is not None:
+            query = query.where(Sample.batch_id == batch)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["batch", "sample", "signed_off_by", "signed_off_at", "finding", "automatic", "status", "detail"])
+        for sample in session.scalars(query):
+            for finding in sample.findings:
+                writer.writerow([_cell(sample.batch.name), _cell(sample.name), sample.signed_off_by, f"{sample.signed_off_at:%Y-%m-%d %H:%M:%S}",
+                                 _cell(finding.label), finding.automatic, finding.status, _cell(finding.detail)])
+        return Response(buffer.getvalue(), media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="signed_off_results.csv"'})
+
+    @app.get("/samples/{sample_id}/export.pdf")
+    def export_pdf(sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        sample = session.get(Sample, sample_id)
+        if sample is None:
+            raise HTTPException(404, "no such sample")
+        if not sample.locked:
+            raise HTTPException(409, "only signed-off results are exported")
+        return Response(_result_pdf(sample), media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{sample.name}.pdf"'})
+
+    # ------------------------------------------------------------------ users
+
+    @app.get("/admin/users", response_class=HTMLResponse)
+    def users_page(request: Request, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        if record.user.role != "admin":
+            return failure(request, record, 403, "only admins manage users", "/")
+        return page(request, "users.html", record, users=session.scalars(select(User).order_by(User.username)).all())
+
+    @app.post("/admin/users")
+    def users_create(request: Request, username: str = Form(...), password: str = Form(...), role: str = Form(...),
+                     csrf: str = Form(None), record: LoginSession = Depends(login), session: Session = Depends(database)):
+        checked(request, record, csrf)
+        if record.user.role != "admin":
+            return failure(request, record, 403, "only admins manage users", "/")
+        return guarded(request, record, "/admin/users", lambda: records.create_user(session, username, password, role, record.user.username))
+
+    @app.post("/admin/users/{user_id}/role")
+    def users_role(request: Request, user_id: int, role: str = Form(...), csrf: str = Form(None), record: LoginSession = Depends(login),
+                   session: Session = Depends(database)):
+        checked(request, record, csrf)
+        return guarded(request, record, "/admin/users", lambda: records.set_role(session, record.user, user_id, role))
+
+    # ------------------------------------------------------------------ API reads
+
+    @app.get("/api/batches")
+    def api_batches(record: LoginSession = Depends(login), session: Session = Depends(database)):
+        return [{"id": b.id, "name": b.name, "imported_at": b.imported_at.isoformat(), "samples": len(b.samples)}
+                for b in session.scalars(select(Batch).order_by(Batch.id))]
+
+    @app.get("/api/batches/{batch_id}")
+    def api_batch(batch_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            raise HTTPException(404, "no such batch")
+        return {"id": batch.id, "name": batch.name, "samples": [{"id": s.id, "name": s.name, **_summary(s)} for s in batch.samples]}
+
+    @app.get("/api/samples/{sample_id}")
+    def api_sample(sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        sample = session.get(Sample, sample_id)
+        if sample is None:
+            raise HTTPException(404, "no such sample")
+        trail = session.scalars(select(AuditEntry).where(AuditEntry.sample_id == sample_id).order_by(AuditEntry.id)).all()
+        return {"id": sample.id, "name": sample.name, "batch": sample.batch.name, "version": sample.version,
+                "signed_off_by": sample.signed_off_by, "locked": sample.locked,
+                "findings": [{"id": f.id, "key": f.key, "label": f.label, "automatic": f.automatic, "detail": f.detail,
+                              "status": f.status, "version": f.version} for f in sample.findings],
+                "comments": [{"author": c.author, "at": c.at.isoformat(), "text": c.text} for c in sample.comments],
+                "audit": [{"at": a.at.isoformat(), "user": a.username, "action": a.action, "target": a.target, "old": a.old_value,
+                           "new": a.new_value} for a in trail]}
+
+    @app.get("/api/search")
+    def api_search(q: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return [{"id": s.id, "name": s.name, "batch": s.batch.name}
+                for s in session.scalars(select(Sample).where(or_(Sample.name.like(pattern, escape="\\"))).order_by(Sample.name).limit(200))]
+
+    @app.get("/api/me")
+    def api_me(record: LoginSession = Depends(login)):
+        return {"username": record.user.username, "role": record.user.role, "csrf_token": record.csrf_token}
+
+    return app
+
+
+def _summary(sample: Sample) -> dict:
+    """The line of a sample in a batch table: its calls and flags."""
+    results = sample.results
+    nipt = results.get("nipt") or {}
+    flagged = [f.label for f in sample.findings if f.status not in ("Normal",)]
+    ff = (nipt.get("fetal_fraction") or {}).get("estimate")
+    return {"qc": (nipt.get("qc") or {}).get("status", ""), "sex": nipt.get("fetal_sex", ""),
+            "fetal_fraction": "" if ff is None else f"{100 * ff:.1f}", "flags": flagged,
+            "signed_off": sample.signed_off_by or "", "analyses": sorted(results)}
+
+
+def _local(target: str) -> str:
+    """Only same-site paths as redirect targets (no open redirects)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+def _integer(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _cell(value: str) -> str:
+    """A CSV cell that spreadsheet programs will not run as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+async def _values(request: Request) -> dict:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(400, "the body is not JSON") from None
+        return body if isinstance(body, dict) else {}
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def _safe_extract(stream, folder: Path, limit: int = 500 * 1024 * 1024) -> None:
+    """Unpack a zip without letting any member escape `folder` or the total exceed `limit` bytes."""
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(stream) as archive:
+        total = 0
+        for member in archive.infolist():
+            target = (folder / member.filename).resolve()
+            if not str(target).startswith(str(folder.resolve())):
+                raise ValueError(f"member {member.filename!r} points outside the folder")
+            total += member.file_size
+            if total > limit:
+                raise ValueError("more than 500 MB unpacked")
+        archive.extractall(folder)
+
+
+def _result_pdf(sample: Sample) -> bytes:
+    """A one-page PDF of a signed-off sample: its findings with statuses, comments and the sign-off."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    lines = [f"plasmacount result: {sample.name} (batch {sample.batch.name})", "",
+             f"Signed off by {sample.signed_off_by} at {sample.signed_off_at:%Y-%m-%d %H:%M} UTC", "", "Findings:"]
+    lines += [f"  {f.label}: {f.status} (automatic: {f.automatic}) {f.detail}"[:120] for f in sample.findings]
+    if sample.comments:
+        lines += ["", "Comments:"] + [f"  {c.author}, {c.at:%Y-%m-%d %H:%M}: {c.text}"[:120] for c in sample.comments]
+    buffer = io.BytesIO()
+    with PdfPages(buffer, metadata={"CreationDate": None, "ModDate": None}) as pdf:
+        figure = plt.figure(figsize=(8.27, 11.69))
+        figure.text(0.06, 0.96, "\n".join(lines[:90]), va="top", ha="left", family="monospace", fontsize=7.5)
+        pdf.savefig(figure)
+        plt.close(figure)
+    return buffer.getvalue()

@@ -1,0 +1,252 @@
+"""What reviewers do to results, each change written to the audit trail in the same transaction.
+
+- `import_batch`: a result folder (from `nipt`/`tumor`/`viral`/`fragments`, with or without
+  `report`) becomes a batch of samples, each with its findings (every trisomy, each sex-chromosome
+  aneuploidy, each CNV, the EBV screen, the tumour fraction) at an initial status taken from the
+  automatic call. The same folder imported twice is recognised by its content and not duplicated.
+- `set_finding_status`, `add_comment`, `sign_off`: optimistic locking by version numbers, so two
+  reviewers never silently overwrite each other; a signed-off sample is locked.
+- `create_user`, `set_role`: accounts, with argon2 password hashes.
+
+Nothing is deleted: a status is superseded by the next, and the audit keeps every old value.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from plasmacount.errors import DataError, UsageError
+from plasmacount.report import collect
+from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Comment, Finding, Sample, User, now
+
+MAIN_TRISOMIES = ("T21", "T18", "T13")
+SEX_CHROMOSOME_FINDINGS = ("45,X", "47,XXX", "47,XXY", "47,XYY")
+
+
+class Conflict(Exception):
+    """Someone else changed the record since the page was loaded."""
+
+
+class Locked(Exception):
+    """The sample is signed off; its results can no longer change."""
+
+
+class Forbidden(Exception):
+    """The user's role does not allow the change."""
+
+
+@dataclass
+class ImportResult:
+    batch: Batch
+    created: bool
+
+
+def audit(session: Session, username: str, action: str, *, batch_id: int | None = None, sample_id: int | None = None,
+          target: str = "", old: str | None = None, new: str | None = None, details: dict | None = None) -> None:
+    session.add(AuditEntry(at=now(), username=username, action=action, batch_id=batch_id, sample_id=sample_id, target=target,
+                           old_value=old, new_value=new, details=details))
+
+
+def _findings_of(results: dict) -> list[dict]:
+    """Every reviewable finding of one sample, with its automatic call and initial status."""
+    findings = []
+    nipt = results.get("nipt")
+    if nipt:
+        failed = nipt["qc"]["status"] == "fail"
+        calls = {c["event"]: c for c in nipt["calls"]}
+        order = list(MAIN_TRISOMIES) + [e for e in calls if e not in MAIN_TRISOMIES + SEX_CHROMOSOME_FINDINGS] + list(SEX_CHROMOSOME_FINDINGS)
+        for event in order:
+            call = calls.get(event)
+            if call is None:
+                continue
+            numbers = []
+            if call.get("z") is not None:
+                numbers.append(f"z {call['z']:.2f}")
+            if call.get("log_likelihood_ratio") is not None:
+                numbers.append(f"log LR {call['log_likelihood_ratio']:.1f}")
+            if call.get("score") is not None and event in SEX_CHROMOSOME_FINDINGS:
+                numbers.append(f"posterior {call['score']:.3f}")
+            if call.get("reason"):
+                numbers.append(call["reason"])
+            status = "Failed" if failed or call["result"] == "no-call" else "Suspected" if call["result"] == "positive" else "Normal"
+            findings.append({"key": event, "label": f"Trisomy {event[1:]}" if event.startswith("T") else event,
+                             "automatic": call["result"], "detail": "; ".join(numbers), "status": status})
+        for cnv in nipt["cnvs"]:
+            key = f"CNV {cnv['chrom']}:{cnv['start']}-{cnv['end']}"
+            label = f"{cnv['type']} {cnv['chrom']}:{cnv['start']:,}-{cnv['end']:,} ({cnv['size'] / 1e6:.1f} Mb)"
+            detail = f"{cnv['origin']} origin; ratio {cnv['copy_ratio']:.3f}; z {cnv['z']:.1f}" + (f"; {cnv['syndrome']}" if cnv["syndrome"] else "")
+            findings.append({"key": key, "label": label, "automatic": "positive", "detail": detail, "status": "Suspected"})
+    viral = results.get("viral")
+    if viral:
+        screen = viral["screen"]["result"]
+        findings.append({"key": "EBV screen", "label": f"{viral['virus']} screen", "automatic": screen,
+                         "detail": f"{viral['fragments']['unique']} fragments; size ratio "
+                                   f"{'not evaluable' if viral['size']['ratio'] is None else format(viral['size']['ratio'], '.2f')}",
+                         "status": "Suspected" if screen == "positive" else "Failed" if screen == "not evaluable" else "Normal"})
+    tumor = results.get("tumor")
+    if tumor:
+        findings.append({"key": "tumour fraction", "label": "Tumour fraction",
+                         "automatic": f"{100 * tumor['tumor_fraction']:.1f} %" + (" (detected)" if tumor["tumor_detected"] else ""),
+                         "detail": f"95 % interval {100 * tumor['tumor_fraction_low']:.1f}-{100 * tumor['tumor_fraction_high']:.1f} %; "
+                                   f"ploidy {tumor['ploidy']:.2f}",
+                         "status": "Suspected" if tumor["tumor_detected"] else "Normal"})
+    return findings
+
+
+def import_batch(session: Session, folders: str | Path | list, username: str, name: str | None = None) -> ImportResult:
+    """Load result folders (analyses, and reports if made) as one batch; the same content again
+    returns the batch already there."""
+    folders = [Path(f) for f in (folders if isinstance(folders, list) else [folders])]
+    for folder in folders:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: not a folder of plasmacount results")
+    folder = folders[0]
+    samples = collect(folders)
+    digest = hashlib.sha256()
+    for entry in samples:
+        for analysis in sorted(entry.results):
+            digest.update(json.dumps(entry.results[analysis], sort_keys=True).encode())
+    content_hash = digest.hexdigest()
+    existing = session.scalar(select(Batch).where(Batch.content_hash == content_hash))
+    if existing is not None:
+        return ImportResult(existing, False)
+    name = name or folder.resolve().name
+    if session.scalar(select(Batch).where(Batch.name == name)) is not None:
+        raise DataError(f"a different batch named {name!r} is already imported; import this one under another name")
+    reports = {}
+    for each in folders:
+        reports.update({key: page for key, page in _find_reports(each).items() if key not in reports})
+    batch = Batch(name=name, content_hash=content_hash, imported_at=now(), imported_by=username,
+                  overview_html=reports.get("batch"))
+    session.add(batch)
+    session.flush()
+    for entry in samples:
+        sample = Sample(batch_id=batch.id, name=entry.sample, results=entry.results, report_html=reports.get(entry.sample), version=1)
+        session.add(sample)
+        session.flush()
+        for position, finding in enumerate(_findings_of(entry.results)):
+            session.add(Finding(sample_id=sample.id, position=position, version=1, **finding))
+    audit(session, username, "import batch", batch_id=batch.id, target=name, new=f"{len(samples)} samples",
+          details={"folders": [str(f.resolve()) for f in folders], "content_hash": content_hash})
+    session.commit()
+    return ImportResult(batch, True)
+
+
+def _find_reports(folder: Path) -> dict[str, str]:
+    """HTML reports written by `plasmacount report` anywhere in the folder: sample -> page, 'batch' -> overview."""
+    pages = {}
+    for page in sorted(folder.rglob("*.html")):
+        key = "batch" if page.name == "batch.html" else page.stem
+        pages.setdefault(key, page.read_text(errors="replace"))
+    return pages
+
+
+def _require(user: User, *roles: str) -> None:
+    if user.role not in roles:
+        raise Forbidden(f"a {user.role} cannot make this change")
+
+
+def set_finding_status(session: Session, user: User, finding_id: int, status: str, expected_version: int,
+                       comment: str | None = None) -> Finding:
+    """Change a finding's status if nobody has since the caller read `expected_version`."""
+    _require(user, "reviewer", "admin")
+    if status not in STATUSES:
+        raise UsageError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    finding = session.get(Finding, finding_id)
+    if finding is None:
+        raise KeyError(finding_id)
+    sample = finding.sample
+    if sample.locked:
+        raise Locked(f"{sample.name} was signed off by {sample.signed_off_by}; it can no longer change")
+    old = finding.status
+    # Optimistic lock: the UPDATE only matches the version the reviewer saw.
+    changed = session.execute(update(Finding).where(Finding.id == finding_id, Finding.version == expected_version)
+                              .values(status=status, version=Finding.version + 1, updated_by=user.username, updated_at=now()))
+    if changed.rowcount != 1:
+        session.rollback()
+        current = session.get(Finding, finding_id)
+        session.refresh(current)
+        raise Conflict(f"{current.label} of {sample.name} was changed by {current.updated_by} at "
+                       f"{current.updated_at:%Y-%m-%d %H:%M:%S} UTC (now {current.status}) after you opened the page; "
+                       "reload it, check their change, and set the status again if still needed")
+    session.execute(update(Sample).where(Sample.id == sample.id).values(version=Sample.version + 1))
+    audit(session, user.username, "set status", batch_id=sample.batch_id, sample_id=sample.id, target=finding.label, old=old, new=status)
+    if comment and comment.strip():
+        session.add(Comment(sample_id=sample.id, finding_id=finding.id, author=user.username, at=now(), text=comment.strip()))
+        audit(session, user.username, "comment", batch_id=sample.batch_id, sample_id=sample.id, target=finding.label, new=comment.strip())
+    session.commit()
+    session.refresh(finding)
+    return finding
+
+
+def add_comment(session: Session, user: User, sample_id: int, text: str) -> Comment:
+    _require(user, "reviewer", "admin")
+    sample = session.get(Sample, sample_id)
+    if sample is None:
+        raise KeyError(sample_id)
+    if sample.locked:
+        raise Locked(f"{sample.name} was signed off by {sample.signed_off_by}; it can no longer change")
+    if not text.strip():
+        raise UsageError("an empty comment")
+    comment = Comment(sample_id=sample_id, author=user.username, at=now(), text=text.strip())
+    session.add(comment)
+    audit(session, user.username, "comment", batch_id=sample.batch_id, sample_id=sample_id, target=sample.name, new=text.strip())
+    session.commit()
+    return comment
+
+
+def sign_off(session: Session, user: User, sample_id: int, expected_version: int) -> Sample:
+    """Sign the sample off and lock it, if it is as the reviewer last saw it."""
+    _require(user, "reviewer", "admin")
+    sample = session.get(Sample, sample_id)
+    if sample is None:
+        raise KeyError(sample_id)
+    if sample.locked:
+        raise Locked(f"{sample.name} was already signed off by {sample.signed_off_by}")
+    changed = session.execute(update(Sample).where(Sample.id == sample_id, Sample.version == expected_version, Sample.signed_off_at.is_(None))
+                              .values(signed_off_by=user.username, signed_off_at=now(), version=Sample.version + 1))
+    if changed.rowcount != 1:
+        session.rollback()
+        raise Conflict(f"{sample.name} changed after you opened it; reload the page and check before signing off")
+    audit(session, user.username, "sign off", batch_id=sample.batch_id, sample_id=sample_id, target=sample.name, old="open", new="signed off",
+          details={finding.label: finding.status for finding in sample.findings})
+    session.commit()
+    session.refresh(sample)
+    return sample
+
+
+def create_user(session: Session, username: str, password: str, role: str, created_by: str) -> User:
+    from plasmacount.review.security import hash_password
+
+    if role not in ROLES:
+        raise UsageError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if not username or len(username) > 64 or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise UsageError("a user name is 1-64 letters, digits, '.', '_' or '-'")
+    if len(password) < 10:
+        raise UsageError("a password needs at least 10 characters")
+    if session.scalar(select(User).where(User.username == username)) is not None:
+        raise UsageError(f"user {username!r} exists already")
+    user = User(username=username, password_hash=hash_password(password), role=role, active=True, created_at=now())
+    session.add(user)
+    audit(session, created_by, "create user", target=username, new=role)
+    session.commit()
+    return user
+
+
+def set_role(session: Session, admin: User, user_id: int, role: str) -> User:
+    _require(admin, "admin")
+    if role not in ROLES:
+        raise UsageError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    user = session.get(User, user_id)
+    if user is None:
+        raise KeyError(user_id)
+    old = user.role
+    user.role = role
+    audit(session, admin.username, "set role", target=user.username, old=old, new=role)
+    session.commit()
+    return user

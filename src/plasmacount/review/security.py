@@ -1,0 +1,86 @@
+"""Passwords, login sessions, CSRF tokens and login rate limits of the review app.
+
+Passwords are hashed with argon2id. A login makes a random session token: the browser holds it
+in an HttpOnly, SameSite=Strict cookie, the database only its SHA-256, so a leaked database
+does not leak live sessions. Each session has its own CSRF token, which every form carries in a
+hidden field and every API write in the `X-CSRF-Token` header. Failed logins are counted per
+user name and per client address over a window; past the limit, logins are refused for a while.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from plasmacount.review.database import LoginAttempt, LoginSession, User, now
+
+SESSION_HOURS = 12
+FAILED_LOGIN_LIMIT = 5
+FAILED_LOGIN_WINDOW = dt.timedelta(minutes=15)
+_hasher = PasswordHasher()
+# A hash to verify against when the user does not exist, so both cases take the same time.
+_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def too_many_failures(session: Session, username: str, client: str) -> bool:
+    since = now() - FAILED_LOGIN_WINDOW
+    failures = session.scalar(select(func.count()).select_from(LoginAttempt).where(
+        LoginAttempt.at >= since, LoginAttempt.succeeded.is_(False),
+        (LoginAttempt.username == username) | (LoginAttempt.client == client)))
+    return failures >= FAILED_LOGIN_LIMIT
+
+
+def authenticate(session: Session, username: str, password: str, client: str) -> User | None:
+    """The active user with this password, or None; every attempt is recorded for rate limiting."""
+    user = session.scalar(select(User).where(User.username == username))
+    try:
+        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None and user.active
+    except (VerificationError, InvalidHashError):
+        ok = False
+    session.add(LoginAttempt(username=username[:64], client=client[:64], at=now(), succeeded=bool(ok)))
+    session.commit()
+    return user if ok else None
+
+
+def open_session(session: Session, user: User) -> tuple[str, LoginSession]:
+    """A new login session; returns the token for the cookie (only its digest is stored)."""
+    token = secrets.token_urlsafe(32)
+    record = LoginSession(token_hash=_digest(token), csrf_token=secrets.token_urlsafe(32), user_id=user.id, created_at=now(),
+                          expires_at=now() + dt.timedelta(hours=SESSION_HOURS))
+    session.add(record)
+    session.commit()
+    return token, record
+
+
+def find_session(session: Session, token: str | None) -> LoginSession | None:
+    if not token:
+        return None
+    record = session.scalar(select(LoginSession).where(LoginSession.token_hash == _digest(token)))
+    if record is None or record.expires_at < now() or not record.user.active:
+        return None
+    return record
+
+
+def close_session(session: Session, token: str | None) -> None:
+    record = find_session(session, token)
+    if record is not None:
+        record.expires_at = now()
+        session.commit()
+
+
+def csrf_matches(record: LoginSession, supplied: str | None) -> bool:
+    return bool(supplied) and hmac.compare_digest(record.csrf_token, supplied)

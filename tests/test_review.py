@@ -1,0 +1,374 @@
+"""The review app: every route, logins and roles, CSRF, locking, audit, injection, import, on
+SQLite and (when $PLASMACOUNT_TEST_POSTGRES names a server, as `.ci/run` does) on PostgreSQL."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+
+fastapi = pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from plasmacount.review.app import create_app  # noqa: E402
+from plasmacount.review.database import session_factory, upgrade  # noqa: E402
+from plasmacount.review.records import create_user, import_batch  # noqa: E402
+
+POSTGRES = os.environ.get("PLASMACOUNT_TEST_POSTGRES")
+PASSWORDS = {"ada": "admin-password-1", "rita": "reviewer-password-1", "rob": "reviewer-password-2", "vic": "viewer-password-1"}
+HOSTILE = "x'); DROP TABLE samples;--<script>alert('pwned')</script>"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], scope="module")
+def database(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('review') / 'review.sqlite'}"
+        return
+    if not POSTGRES:
+        pytest.skip("no PostgreSQL server: set PLASMACOUNT_TEST_POSTGRES (`.ci/run` starts one)")
+    name = f"plasmacount_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def hostile_results(demo_output, tmp_path_factory) -> Path:
+    """A result folder whose sample name is an SQL- and script-injection string."""
+    folder = tmp_path_factory.mktemp("hostile") / "hostile_batch"
+    folder.mkdir()
+    result = json.loads((demo_output / "nipt" / "case_03.nipt.json").read_text())
+    result["sample"] = HOSTILE
+    (folder / "hostile.nipt.json").write_text(json.dumps(result))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(database, demo_output, hostile_results):
+    upgrade(database)
+    upgrade(database)  # a second upgrade is a no-op
+    factory = session_factory(database)
+    with factory() as session:
+        for name, role in (("ada", "admin"), ("rita", "reviewer"), ("rob", "reviewer"), ("vic", "viewer")):
+            create_user(session, name, PASSWORDS[name], role, created_by="test")
+        first = import_batch(session, [demo_output / "nipt", demo_output / "reports" / "prenatal"], "test", "prenatal")
+        again = import_batch(session, [demo_output / "nipt", demo_output / "reports" / "prenatal"], "test", "prenatal")
+        assert first.created and not again.created and again.batch.id == first.batch.id
+        import_batch(session, hostile_results, "test")
+    app = create_app(database)
+    yield app, factory
+    factory.kw["bind"].dispose()
+    app.state.factory.kw["bind"].dispose()
+
+
+def client(server, name: str | None = None) -> TestClient:
+    app, _ = server
+    browser = TestClient(app, base_url="http://testserver", follow_redirects=False)
+    if name:
+        response = browser.post("/login", data={"username": name, "password": PASSWORDS[name], "next": "/"})
+        assert response.status_code == 303, response.text
+    return browser
+
+
+def csrf_of(browser: TestClient) -> str:
+    return browser.get("/api/me").json()["csrf_token"]
+
+
+def sample_id(browser: TestClient, name: str) -> int:
+    return next(s["id"] for s in browser.get("/api/search", params={"q": name[:12]}).json() if s["name"] == name)
+
+
+def finding(browser: TestClient, sample: int, key: str) -> dict:
+    return next(f for f in browser.get(f"/api/samples/{sample}").json()["findings"] if f["key"] == key)
+
+
+GET_PAGES = ["/", "/batches/1", "/batches/1/overview", "/samples/1", "/samples/1/report", "/search?q=case", "/export.csv",
+             "/samples/1/export.pdf", "/admin/users"]
+GET_API = ["/api/batches", "/api/batches/1", "/api/samples/1", "/api/search?q=case", "/api/me"]
+POSTS = ["/findings/1", "/samples/1/comments", "/samples/1/signoff", "/batches/upload", "/admin/users", "/admin/users/1/role", "/logout"]
+POST_API = ["/api/findings/1", "/api/samples/1/comments", "/api/samples/1/signoff"]
+
+
+def test_every_route_needs_a_login(server):
+    anonymous = client(server)
+    for path in GET_PAGES + POSTS:
+        response = anonymous.get(path) if path in GET_PAGES else anonymous.post(path)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login"), path
+    for path in GET_API + POST_API:
+        response = anonymous.get(path) if path in GET_API else anonymous.post(path, json={})
+        assert response.status_code == 401, path
+    assert anonymous.get("/login").status_code == 200
+    # A forged cookie is no login.
+    anonymous.cookies.set("plasmacount_session", "forged")
+    assert anonymous.get("/").status_code == 303
+
+
+def test_pages_and_api_for_a_logged_in_viewer(server):
+    viewer = client(server, "vic")
+    for path in ["/", "/batches/1", "/batches/1/overview", "/samples/1", "/samples/1/report", "/search?q=case", "/export.csv"]:
+        assert viewer.get(path).status_code == 200, path
+    assert viewer.get("/admin/users").status_code == 403
+    batches = viewer.get("/api/batches").json()
+    assert [b["name"] for b in batches][:1] == ["prenatal"] and batches[0]["samples"] == 8
+    samples = viewer.get("/api/batches/1").json()["samples"]
+    assert [s["name"] for s in samples] == [f"case_{i:02d}" for i in range(1, 9)]
+    case_03 = sample_id(viewer, "case_03")
+    t21 = finding(viewer, case_03, "T21")
+    assert t21["automatic"] == "positive" and t21["status"] == "Suspected"
+    keys = [f["key"] for f in viewer.get(f"/api/samples/{sample_id(viewer, 'case_07')}").json()["findings"]]
+    assert keys[:3] == ["T21", "T18", "T13"] and {"45,X", "47,XXX", "47,XXY", "47,XYY"} <= set(keys)
+    assert any(k.startswith("CNV chr22:") for k in keys)
+    page = viewer.get(f"/samples/{case_03}").text
+    assert "Trisomy 21" in page and "Audit trail" in page and 'action="/findings/' not in page  # no forms for a viewer
+    assert viewer.get("/samples/9999").status_code == 404
+    # Stored reports are served sandboxed.
+    assert "sandbox" in viewer.get("/samples/1/report").headers["content-security-policy"]
+
+
+def test_a_viewer_cannot_change_anything(server):
+    viewer = client(server, "vic")
+    token = csrf_of(viewer)
+    case_01 = sample_id(viewer, "case_01")
+    before = viewer.get(f"/api/samples/{case_01}").json()
+    t21 = finding(viewer, case_01, "T21")
+    assert viewer.post(f"/api/findings/{t21['id']}", json={"status": "Verified", "version": t21["version"]},
+                       headers={"X-CSRF-Token": token}).status_code == 403
+    assert viewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"], "csrf": token}).status_code == 403
+    assert viewer.post(f"/samples/{case_01}/comments", data={"text": "hello", "csrf": token}).status_code == 403
+    assert viewer.post(f"/samples/{case_01}/signoff", data={"version": before["version"], "csrf": token}).status_code == 403
+    assert viewer.post("/admin/users", data={"username": "eve", "password": "eve-password-1", "role": "admin", "csrf": token}).status_code == 403
+    assert viewer.post("/admin/users/4/role", data={"role": "admin", "csrf": token}).status_code == 403
+    assert viewer.get(f"/api/samples/{case_01}").json() == before
+
+
+def test_csrf_token_missing_or_wrong_is_refused(server):
+    reviewer = client(server, "rita")
+    case_02 = sample_id(reviewer, "case_02")
+    t21 = finding(reviewer, case_02, "T21")
+    assert reviewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"]}).status_code == 403
+    assert reviewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"], "csrf": "wrong"}).status_code == 403
+    assert reviewer.post(f"/api/findings/{t21['id']}", json={"status": "Verified", "version": t21["version"]}).status_code == 403
+    other = client(server, "rob")  # another session's token is not this session's
+    assert reviewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"],
+                                                          "csrf": csrf_of(other)}).status_code == 403
+    assert reviewer.post("/logout").status_code == 403
+    assert finding(reviewer, case_02, "T21")["status"] == "Normal"
+
+
+def test_review_sign_off_lock_and_exports(server):
+    reviewer = client(server, "rita")
+    token = csrf_of(reviewer)
+    case_03 = sample_id(reviewer, "case_03")
+    t21 = finding(reviewer, case_03, "T21")
+    response = reviewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"], "comment": "karyotype 47,XX,+21",
+                                                             "csrf": token})
+    assert response.status_code == 303 and response.headers["location"] == f"/samples/{case_03}"
+    detail = reviewer.get(f"/api/samples/{case_03}").json()
+    assert finding(reviewer, case_03, "T21")["status"] == "Verified"
+    entry = next(a for a in detail["audit"] if a["action"] == "set status")
+    assert (entry["user"], entry["target"], entry["old"], entry["new"]) == ("rita", "Trisomy 21", "Suspected", "Verified")
+    assert detail["comments"][-1]["text"] == "karyotype 47,XX,+21"
+    assert reviewer.post(f"/samples/{case_03}/signoff", data={"version": detail["version"], "csrf": token}).status_code == 303
+    detail = reviewer.get(f"/api/samples/{case_03}").json()
+    assert detail["locked"] and detail["signed_off_by"] == "rita" and detail["audit"][-1]["action"] == "sign off"
+    # Locked: no reviewer (nor admin) can change it any more.
+    t18 = finding(reviewer, case_03, "T18")
+    assert reviewer.post(f"/findings/{t18['id']}", data={"status": "Suspected", "version": t18["version"], "csrf": token}).status_code == 423
+    admin = client(server, "ada")
+    assert admin.post(f"/api/findings/{t18['id']}", json={"status": "Suspected", "version": t18["version"]},
+                      headers={"X-CSRF-Token": csrf_of(admin)}).status_code == 423
+    assert reviewer.post(f"/samples/{case_03}/comments", data={"text": "late", "csrf": token}).status_code == 423
+    assert finding(reviewer, case_03, "T18")["status"] == "Normal"
+    exported = reviewer.get("/export.csv").text
+    assert "case_03,rita," in exported and "Trisomy 21,positive,Verified" in exported and "case_01" not in exported
+    pdf = reviewer.get(f"/samples/{case_03}/export.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert reviewer.get(f"/samples/{sample_id(reviewer, 'case_04')}/export.pdf").status_code == 409
+
+
+def test_two_reviewers_never_overwrite_each_other(server):
+    rita, rob = client(server, "rita"), client(server, "rob")
+    case_05 = sample_id(rita, "case_05")
+    seen_by_rita = finding(rita, case_05, "T13")
+    seen_by_rob = finding(rob, case_05, "T13")
+    assert rita.post(f"/api/findings/{seen_by_rita['id']}", json={"status": "Probable", "version": seen_by_rita["version"]},
+                     headers={"X-CSRF-Token": csrf_of(rita)}).status_code == 200
+    late = rob.post(f"/findings/{seen_by_rob['id']}", data={"status": "False positive", "version": seen_by_rob["version"], "csrf": csrf_of(rob)})
+    assert late.status_code == 409
+    assert "changed by rita" in late.text and "reload" in late.text
+    assert finding(rob, case_05, "T13")["status"] == "Probable"
+    # Signing off a page that is out of date is refused the same way.
+    stale = rob.get(f"/api/samples/{case_05}").json()["version"]
+    t21 = finding(rita, case_05, "T21")
+    rita.post(f"/api/findings/{t21['id']}", json={"status": "Normal", "version": t21["version"]}, headers={"X-CSRF-Token": csrf_of(rita)})
+    assert rob.post(f"/api/samples/{case_05}/signoff", json={"version": stale}, headers={"X-CSRF-Token": csrf_of(rob)}).status_code == 409
+
+
+def test_injection_strings_are_stored_and_shown_harmlessly(server):
+    reviewer = client(server, "rita")
+    token = csrf_of(reviewer)
+    hostile = sample_id(reviewer, HOSTILE)
+    assert reviewer.get(f"/api/samples/{hostile}").json()["name"] == HOSTILE
+    comment = "'; DELETE FROM audit; -- <img src=x onerror=alert(1)> <script>alert(2)</script>"
+    assert reviewer.post(f"/samples/{hostile}/comments", data={"text": comment, "csrf": token}).status_code == 303
+    detail = reviewer.get(f"/api/samples/{hostile}").json()
+    assert detail["comments"][-1]["text"] == comment
+    page = reviewer.get(f"/samples/{hostile}").text
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    found = reviewer.get("/search", params={"q": "DROP TABLE"}).text
+    assert "&lt;script&gt;" in found and "<script>alert" not in found
+    assert reviewer.get("/search", params={"q": "%"}).status_code == 200  # a wildcard is a literal character
+    assert len(reviewer.get("/api/batches").json()) == 2  # nothing dropped
+
+
+def test_login_rate_limit(server):
+    # Login cookies are HttpOnly and SameSite=Strict; a redirect target elsewhere is ignored.
+    other = client(server)
+    response = other.post("/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "//evil.example/"})
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and response.headers["location"] == "/"
+    browser = client(server)
+    for _ in range(5):
+        assert browser.post("/login", data={"username": "rob", "password": "wrong password", "next": "/"}).status_code == 401
+    blocked = browser.post("/login", data={"username": "rob", "password": PASSWORDS["rob"], "next": "/"})
+    assert blocked.status_code == 429 and "Too many failed logins" in blocked.text
+    _, factory = server
+    with factory() as session:  # the window would otherwise lock the later tests out
+        session.execute(text("DELETE FROM login_attempts"))
+        session.commit()
+
+
+def test_admin_manages_users_and_every_change_is_audited(server):
+    admin = client(server, "ada")
+    token = csrf_of(admin)
+    assert admin.get("/admin/users").status_code == 200
+    assert admin.post("/admin/users", data={"username": "nina", "password": "nina-password-1", "role": "viewer", "csrf": token}).status_code == 303
+    assert admin.post("/admin/users", data={"username": "nina", "password": "nina-password-1", "role": "viewer", "csrf": token}).status_code == 400
+    assert admin.post("/admin/users", data={"username": "short", "password": "short", "role": "viewer", "csrf": token}).status_code == 400
+    _, factory = server
+    with factory() as session:
+        nina = session.execute(text("SELECT id FROM users WHERE username = 'nina'")).scalar()
+        assert admin.post(f"/admin/users/{nina}/role", data={"role": "reviewer", "csrf": token}).status_code == 303
+        rows = session.execute(text("SELECT action, target, old_value, new_value FROM audit WHERE target = 'nina' ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("create user", "nina", None, "viewer"), ("set role", "nina", "viewer", "reviewer")]
+    nina_client = TestClient(server[0], follow_redirects=False)
+    assert nina_client.post("/login", data={"username": "nina", "password": "nina-password-1", "next": "/"}).status_code == 303
+
+
+def test_audit_trail_is_append_only(server):
+    _, factory = server
+    with factory() as session:
+        count = session.execute(text("SELECT count(*) FROM audit")).scalar()
+        assert count > 0
+        for statement in ("UPDATE audit SET username = 'mallory'", "DELETE FROM audit"):
+            with pytest.raises(Exception, match="append-only"):
+                session.execute(text(statement))
+                session.commit()
+            session.rollback()
+        assert session.execute(text("SELECT count(*) FROM audit")).scalar() == count
+
+
+def test_upload_and_logout(server, demo_output, tmp_path):
+    archive = tmp_path / "tumour_batch.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in sorted((demo_output / "tumor").glob("*.tumor.json"))[:3]:
+            bundle.write(path, f"tumor/{path.name}")
+    viewer = client(server, "vic")
+    with open(archive, "rb") as stream:
+        assert viewer.post("/batches/upload", data={"csrf": csrf_of(viewer)}, files={"archive": ("tumour_batch.zip", stream)}).status_code == 403
+    reviewer = client(server, "rita")
+    with open(archive, "rb") as stream:
+        response = reviewer.post("/batches/upload", data={"csrf": csrf_of(reviewer)}, files={"archive": ("tumour_batch.zip", stream)})
+    assert response.status_code == 303
+    batch = int(response.headers["location"].rsplit("/", 1)[1])
+    samples = reviewer.get(f"/api/batches/{batch}").json()["samples"]
+    assert [s["name"] for s in samples] == ["patient_0001", "patient_0002", "patient_0003"]
+    assert finding(reviewer, samples[1]["id"], "tumour fraction")["label"] == "Tumour fraction"
+    with open(archive, "rb") as stream:  # the same upload again: the same batch
+        again = reviewer.post("/batches/upload", data={"csrf": csrf_of(reviewer)}, files={"archive": ("tumour_batch.zip", stream)})
+    assert again.headers["location"] == response.headers["location"]
+    bad = reviewer.post("/batches/upload", data={"csrf": csrf_of(reviewer)}, files={"archive": ("x.zip", b"not a zip")})
+    assert bad.status_code == 400
+    token = csrf_of(reviewer)
+    assert reviewer.post("/logout", data={"csrf": token}).status_code == 303
+    assert reviewer.get("/").status_code == 303
+
+
+def test_import_command_does_not_duplicate(demo_output, tmp_path, run_cli):
+    database = tmp_path / "review.sqlite"
+    for _ in range(2):
+        result = run_cli("import", demo_output / "viral", "--database", database, "--name", "ebv")
+        assert result.exit_code == 0, result.stderr
+    assert "nothing imported" in result.stderr
+    engine = create_engine(f"sqlite:///{database}")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM batches")).scalar() == 1
+        assert connection.execute(text("SELECT count(*) FROM samples")).scalar() == 30
+    engine.dispose()
+    assert run_cli("import", tmp_path / "missing", "--database", database).exit_code == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (`.ci/run` installs it)")
+def test_browser_review_session(server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    import uvicorn
+
+    app, _ = server
+    port = _free_port()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    while not uvicorn_server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=shutil.which("chromium"),
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            problems = []
+            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(base + "/")
+            page.fill("input[name=username]", "rob")
+            page.fill("input[name=password]", "wrong")
+            page.click("button[type=submit]")
+            page.fill("input[name=username]", "ada")
+            page.fill("input[name=password]", PASSWORDS["ada"])
+            page.click("button[type=submit]")
+            page.click("text=prenatal")
+            page.click("text=case_06")
+            row = page.locator("tr", has_text="45,X").first
+            row.locator("select").select_option("Verified")
+            row.locator("input[name=comment]").fill("confirmed by amniocentesis")
+            row.locator("button").click()
+            page.click("text=Sign off case_06")
+            audit = page.locator("#audit").inner_text()
+            assert "sign off" in audit and "set status" in audit and "Verified" in audit and "ada" in audit
+            assert "Signed off by ada" in page.content()
+            page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+            assert not [p for p in problems if "401" not in p], problems
+            browser.close()
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+    assert (tmp_path / "review.png").stat().st_size > 10_000
