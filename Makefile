@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo serve-demo test bench clean
 
 $(STAMP): pyproject.toml setup.py src/plasmacount/_bamkernel.c src/plasmacount/_segmentkernel.c
 	python3 -m venv $(VENV)
@@ -13,6 +13,14 @@ $(STAMP): pyproject.toml setup.py src/plasmacount/_bamkernel.c src/plasmacount/_
 
 demo: $(STAMP)
 	$(VENV)/bin/plasmacount demo demo-output
+
+# The review app on the demo's prenatal batch: log in as `demo` / `demo-password` at http://127.0.0.1:8000
+serve-demo: $(STAMP)
+	test -d demo-output/nipt || $(VENV)/bin/plasmacount demo demo-output
+	rm -f demo-output/review.sqlite
+	PLASMACOUNT_DEMO_PASSWORD=demo-password $(VENV)/bin/plasmacount user add demo --role admin --password-env PLASMACOUNT_DEMO_PASSWORD --database demo-output/review.sqlite
+	$(VENV)/bin/plasmacount import demo-output/nipt demo-output/reports/prenatal --name prenatal --database demo-output/review.sqlite
+	$(VENV)/bin/plasmacount serve --database demo-output/review.sqlite
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q

@@ -372,3 +372,15 @@ def test_browser_review_session(server, tmp_path):
         uvicorn_server.should_exit = True
         thread.join(timeout=10)
     assert (tmp_path / "review.png").stat().st_size > 10_000
+
+
+def test_user_command(tmp_path, run_cli, monkeypatch):
+    database = tmp_path / "users.sqlite"
+    monkeypatch.setenv("FIRST_PASSWORD", "first-admin-password")
+    result = run_cli("user", "add", "ada", "--role", "admin", "--password-env", "FIRST_PASSWORD", "--database", database)
+    assert result.exit_code == 0, result.stderr
+    again = run_cli("user", "add", "ada", "--role", "admin", "--password-env", "FIRST_PASSWORD", "--database", database)
+    assert again.exit_code == 2 and "exists already" in again.stderr
+    monkeypatch.setenv("SHORT", "short")
+    assert run_cli("user", "add", "bob", "--password-env", "SHORT", "--database", database).exit_code == 2
+    assert run_cli("user", "add", "bob", "--password-env", "UNSET_VARIABLE", "--database", database).exit_code == 2
