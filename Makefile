@@ -16,7 +16,7 @@ demo: $(STAMP)
 
 # The review app on the demo's prenatal batch: log in as `demo` / `demo-password` at http://127.0.0.1:8000
 serve-demo: $(STAMP)
-	test -d demo-output/nipt || $(VENV)/bin/plasmacount demo demo-output
+	test -d demo-output/reports/prenatal || $(VENV)/bin/plasmacount demo demo-output
 	rm -f demo-output/review.sqlite
 	PLASMACOUNT_DEMO_PASSWORD=demo-password $(VENV)/bin/plasmacount user add demo --role admin --password-env PLASMACOUNT_DEMO_PASSWORD --database demo-output/review.sqlite
 	$(VENV)/bin/plasmacount import demo-output/nipt demo-output/reports/prenatal --name prenatal --database demo-output/review.sqlite

@@ -21,15 +21,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from plasmacount import __version__, aneuploidy, fetal_fraction, sex_chromosomes
+from plasmacount import __version__, aneuploidy, fetal_fraction, sex_chromosomes, tracks
 from plasmacount.counts import SampleCounts
-from plasmacount.progress import stage
 from plasmacount.errors import DataError
 from plasmacount.files import atomic_output, table_cell, write_json
 from plasmacount.genome import HG38_LENGTHS, SYNDROME_REGIONS, name_key
+from plasmacount.progress import stage
 from plasmacount.reference import AUTOSOME_KEYS, Reference, chromosome_keys, ignore_empty_bins
 from plasmacount.segment import segment
-from plasmacount import tracks
 from plasmacount.tracks import Profile
 
 SCHEMA_VERSION = "1.0"

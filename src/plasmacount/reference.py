@@ -29,11 +29,11 @@ import numpy as np
 from plasmacount import __version__
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
-from plasmacount.progress import stage
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import GcCurve, fit_gc_curve
 from plasmacount.genome import Layout, name_key
+from plasmacount.progress import stage
 
 FORMAT = "plasmacount-reference"
 FORMAT_VERSION = "1.0"

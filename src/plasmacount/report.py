@@ -21,10 +21,10 @@ from typing import Callable
 import numpy as np
 
 from plasmacount import __version__
-from plasmacount.progress import stage
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import atomic_output, table_cell
 from plasmacount.genome import name_key
+from plasmacount.progress import stage
 from plasmacount.tracks import Profile, read_bedgraph
 
 ANALYSES = ("nipt", "tumor", "viral", "fragments")

@@ -108,8 +108,13 @@ def compress_and_index_vcf(path: str | os.PathLike) -> Path:
     path = Path(path)
     target = path.with_name(path.name + ".gz")
     partial = path.with_name(path.name + ".part.gz")
-    pysam.tabix_compress(str(path), str(partial), force=True)
-    pysam.tabix_index(str(partial), preset="vcf", force=True)
-    os.replace(str(partial) + ".tbi", str(target) + ".tbi")
-    os.replace(partial, target)
+    index = Path(str(partial) + ".tbi")
+    try:
+        pysam.tabix_compress(str(path), str(partial), force=True)
+        pysam.tabix_index(str(partial), preset="vcf", force=True)
+        os.replace(index, str(target) + ".tbi")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+        index.unlink(missing_ok=True)
     return target

@@ -3,7 +3,7 @@
 Tumour DNA carries the tumour's copy-number changes, diluted by normal cfDNA. Following
 ichorCNA (Adalsteinsson et al. 2017), read counts are corrected for GC and mappability, divided
 by a panel of normals (healthy plasma), and explained by a hidden Markov model whose states
-are tumour copy numbers 1..5 (plus subclonal losses and gains). With normal fraction n and
+are tumour copy numbers 1..8 (8 standing for any amplification; plus subclonal losses and gains). With normal fraction n and
 tumour ploidy P, a clonal copy number c shifts the natural-log ratio by
 `ln(((1 - n) c + 2 n) / ((1 - n) P + 2 n))`; a subclonal change present in a share s of tumour
 cells by `ln(((1 - n)((1 - s) c + 2 s) + 2 n) / ((1 - n) P + 2 n))`. Emissions are Student-t
@@ -14,9 +14,14 @@ grid of tumour fraction x baseline copy number (2, 3, 4: the tumour's most commo
 on whose level the median-centred data sit) at once (vectorised over the grid), which is
 deterministic and gives a profile-likelihood 95 % interval for the tumour fraction; the Viterbi
 path of the best grid point gives the segments and the ploidy (the path's mean tumour copy
-number). Subclonal states (one copy off the baseline in 30, 50 or 70 % of tumour cells) and
-state changes away from the baseline are penalised, and baselines other than 2 have a prior
-cost, since otherwise a diploid tumour fits as a triploid or tetraploid one at a lower purity.
+number). Subclonal states (one copy off the baseline in 20, 30, ..., 80 % of tumour cells) and
+state changes away from the baseline are penalised, each bin in a subclonal state a little too
+(so that a subclonal reading must fit better than a clonal one, not just as well), and
+baselines other than 2 have a prior cost, since otherwise a diploid tumour fits as a triploid
+or tetraploid one at a lower purity. With a panel of normals the fit runs twice: the second
+time the panel's shared patterns and the centring are fitted on the bins the first fit put at
+the baseline only, so that large tumour changes neither bend the pattern removal nor shift
+the baseline level.
 A sample counts as carrying tumour DNA when the best fit beats tumour fraction 0 by a
 log-likelihood margin of 10.
 
@@ -37,14 +42,14 @@ from scipy import special
 
 from plasmacount import __version__
 from plasmacount.bins import BinAnnotation
+from plasmacount import tracks
 from plasmacount.counts import SampleCounts
-from plasmacount.progress import stage
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import fit_gc_curve
 from plasmacount.genome import HG38_CENTROMERES, HG38_LENGTHS, Layout, guess_build, name_key
+from plasmacount.progress import stage
 from plasmacount.reference import ignore_empty_bins
-from plasmacount import tracks
 from plasmacount.tracks import Profile
 
 SCHEMA_VERSION = "1.0"
@@ -59,7 +64,7 @@ BASELINES = (2, 3, 4)  # the tumour's most common copy number (4 after genome do
 BASELINE_LOG_PRIOR = {2: 0.0, 3: -10.0, 4: -3.0}
 SUBCLONE_FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # shares of tumour cells a subclonal state may have
 SUBCLONAL_BIN_LOG_PRIOR = -0.03  # per bin: a subclonal reading must fit better than a clonal one, not just as well
-JUMP_COST = 2.0
+JUMP_COST = 2.0  # log cost of each copy a state change moves away from the baseline
 DETECTION_MARGIN = 10.0  # log-likelihood gain over tumour fraction 0 needed to call tumour DNA present
 # GRCh37 centromere midpoints (bp) for arms on hg19 data.
 HG19_CENTROMERES = {"1": 123035434, "2": 93826171, "3": 92004854, "4": 51160117, "5": 47905641, "6": 60330166, "7": 59554331,
@@ -248,7 +253,7 @@ SUBCLONAL = [(step, fraction) for fraction in SUBCLONE_FRACTIONS for step in SUB
 def _state_means(tumour_fraction: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """Natural-log ratio of every state (last axis) for every grid point (first axis), relative to
     the baseline state (the data are centred on their median, which is the baseline's level).
-    States: clonal copy numbers 1-5, then one copy below/above the baseline in 30, 50 or 70 % of
+    States: clonal copy numbers 1-8, then one copy below/above the baseline in 20-80 % of
     the tumour cells (each subclonal event can take its own share)."""
     purity = tumour_fraction[:, None]
     normal = 1 - purity

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from plasmacount.errors import PlasmacountError
@@ -173,8 +173,7 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
     def search(request: Request, q: str = "", record: LoginSession = Depends(login), session: Session = Depends(database)):
         found = []
         if q.strip():
-            pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            found = session.scalars(select(Sample).where(Sample.name.like(pattern, escape="\\")).order_by(Sample.name).limit(200)).all()
+            found = _matching(session, q)
         return page(request, "search.html", record, query=q, found=found)
 
     @app.post("/findings/{finding_id}")
@@ -298,9 +297,7 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
 
     @app.get("/api/search")
     def api_search(q: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
-        pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return [{"id": s.id, "name": s.name, "batch": s.batch.name}
-                for s in session.scalars(select(Sample).where(or_(Sample.name.like(pattern, escape="\\"))).order_by(Sample.name).limit(200))]
+        return [{"id": s.id, "name": s.name, "batch": s.batch.name} for s in _matching(session, q)]
 
     @app.get("/api/me")
     def api_me(record: LoginSession = Depends(login)):
@@ -318,6 +315,12 @@ def _summary(sample: Sample) -> dict:
     return {"qc": (nipt.get("qc") or {}).get("status", ""), "sex": nipt.get("fetal_sex", ""),
             "fetal_fraction": "" if ff is None else f"{100 * ff:.1f}", "flags": flagged,
             "signed_off": sample.signed_off_by or "", "analyses": sorted(results)}
+
+
+def _matching(session: Session, query: str, limit: int = 200) -> list[Sample]:
+    """Samples whose ID contains `query` (its % and _ taken literally)."""
+    pattern = "%" + query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return list(session.scalars(select(Sample).where(Sample.name.like(pattern, escape="\\")).order_by(Sample.name).limit(limit)))
 
 
 def _local(target: str) -> str:

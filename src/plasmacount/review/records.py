@@ -184,13 +184,19 @@ def set_finding_status(session: Session, user: User, finding_id: int, status: st
     return finding
 
 
-def add_comment(session: Session, user: User, sample_id: int, text: str) -> Comment:
+def _open_sample(session: Session, user: User, sample_id: int) -> Sample:
+    """The sample a reviewer is about to change: it must exist and not be signed off."""
     _require(user, "reviewer", "admin")
     sample = session.get(Sample, sample_id)
     if sample is None:
         raise KeyError(sample_id)
     if sample.locked:
         raise Locked(f"{sample.name} was signed off by {sample.signed_off_by}; it can no longer change")
+    return sample
+
+
+def add_comment(session: Session, user: User, sample_id: int, text: str) -> Comment:
+    sample = _open_sample(session, user, sample_id)
     if not text.strip():
         raise UsageError("an empty comment")
     comment = Comment(sample_id=sample_id, author=user.username, at=now(), text=text.strip())
@@ -202,12 +208,7 @@ def add_comment(session: Session, user: User, sample_id: int, text: str) -> Comm
 
 def sign_off(session: Session, user: User, sample_id: int, expected_version: int) -> Sample:
     """Sign the sample off and lock it, if it is as the reviewer last saw it."""
-    _require(user, "reviewer", "admin")
-    sample = session.get(Sample, sample_id)
-    if sample is None:
-        raise KeyError(sample_id)
-    if sample.locked:
-        raise Locked(f"{sample.name} was already signed off by {sample.signed_off_by}")
+    sample = _open_sample(session, user, sample_id)
     changed = session.execute(update(Sample).where(Sample.id == sample_id, Sample.version == expected_version, Sample.signed_off_at.is_(None))
                               .values(signed_off_by=user.username, signed_off_at=now(), version=Sample.version + 1))
     if changed.rowcount != 1:
