@@ -69,8 +69,8 @@ def main() -> None:
         ratio = f"{seconds / peer_seconds:.2f}x" if peer_seconds else "-"
         lines.append(f"| {command} | {data} | {seconds:.2f} | {peer} | {'-' if peer_seconds is None else f'{peer_seconds:.2f}'} | {ratio} |")
     lines += ["", "Medians of 3 runs (one for `tumor` and `report`), 2 cores. `samtools stats` is the nearest peer for a full pass that "
-              "builds a fragment-size histogram; `fragments --reference` also reads every fragment's end bases from the FASTA "
-              "(through pysam), which is where its extra time goes."]
+              "builds a fragment-size histogram; `fragments --reference` makes a second pass over the alignments "
+              "through pysam for the fragments' 5' ends (the compiled counter does not report them), which is where its extra time goes."]
     report_text = "\n".join(lines)
     print(report_text)
     if args.write:

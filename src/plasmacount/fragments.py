@@ -27,8 +27,6 @@ from plasmacount.gc import fit_gc_curve
 from plasmacount.genome import is_binned_chromosome
 
 MOTIFS = [a + b + c + d for a in "ACGT" for b in "ACGT" for c in "ACGT" for d in "ACGT"]
-_CODE = {base: i for i, base in enumerate("ACGT")}
-_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
 
 def size_statistics(histogram: np.ndarray) -> dict:
@@ -141,6 +139,36 @@ class EndMotifs:
         return float(-(p * np.log(p)).sum() / math.log(256))
 
 
+_BASE_CODE = np.full(256, 4, dtype=np.uint8)
+for _code, _base in enumerate(b"ACGT"):
+    _BASE_CODE[_base] = _BASE_CODE[_base + 32] = _code  # upper and lower case
+
+
+def _base_codes(sequence: str) -> np.ndarray:
+    """A=0, C=1, G=2, T=3, anything else 4, per base."""
+    return _BASE_CODE[np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)]
+
+
+def _count_motifs(codes: np.ndarray, forward: np.ndarray, reverse: np.ndarray, counts: np.ndarray) -> tuple[int, int]:
+    """Add the 4-mers at forward-strand starts and (reverse-complemented) before reverse-strand
+    ends to `counts` (index 64a + 16b + 4c + d); returns (motifs counted, ends skipped)."""
+    weights = np.array([64, 16, 4, 1])
+    found = skipped = 0
+    for positions, offsets, complement in ((forward, np.arange(4), False), (reverse, -1 - np.arange(4), True)):
+        if positions.size == 0:
+            continue
+        inside = (positions + offsets.min() >= 0) & (positions + offsets.max() < codes.size)
+        window = codes[positions[inside, None] + offsets[None, :]]
+        valid = np.all(window < 4, axis=1)
+        window = window[valid]
+        if complement:
+            window = 3 - window  # A<->T, C<->G
+        np.add.at(counts, window.astype(np.int64) @ weights, 1)
+        found += int(valid.sum())
+        skipped += int(positions.size - valid.sum())
+    return found, skipped
+
+
 def end_motifs(path: str | os.PathLike, fasta: str | os.PathLike, options=None) -> EndMotifs:
     """4-mer end motifs of the fragments the counting rules keep (both ends of a pair)."""
     import pysam
@@ -160,29 +188,39 @@ def end_motifs(path: str | os.PathLike, fasta: str | os.PathLike, options=None) 
         reference = pysam.FastaFile(str(fasta))
     except (OSError, ValueError) as error:
         raise DataError(f"{fasta}: cannot read the FASTA ({error}); index it with `samtools faidx`") from error
+    # Fragment 5' ends are gathered per contig and their motifs read from the contig's sequence
+    # all at once (numpy), which is several times faster than slicing strings read by read.
+    forward: list[int] = []   # first base of a 5' end on the forward strand
+    reverse: list[int] = []   # one past the last base of a 5' end on the reverse strand
+    contig_name, codes = None, np.zeros(0, dtype=np.uint8)
+
+    def flush() -> tuple[int, int]:
+        found = _count_motifs(codes, np.array(forward, dtype=np.int64), np.array(reverse, dtype=np.int64), counts)
+        forward.clear()
+        reverse.clear()
+        return found
+
     with reference, pysam.AlignmentFile(str(path), "rc" if kind == "cram" else "rb", reference_filename=str(fasta)) as alignments:
-        cache_name, cache = None, ""
         for read, length in counted_fragments(alignments, path, options, qc):
             name = read.reference_name
-            if name != cache_name:
-                if name not in reference.references:
-                    skipped += 1
-                    continue
-                cache_name, cache = name, reference.fetch(name).upper()
+            if name != contig_name:
+                found, bad = flush()
+                ends, skipped = ends + found, skipped + bad
+                contig_name = name
+                codes = _base_codes(reference.fetch(name)) if name in reference.references else None
+            if codes is None:
+                skipped += 1
+                continue
             if length >= 0:  # a pair: the fragment spans [start, start + length)
-                start, end = read.reference_start, read.reference_start + length
-                motifs = [cache[start : start + 4], cache[max(end - 4, 0) : end][::-1].translate(_COMPLEMENT)]
+                forward.append(read.reference_start)
+                reverse.append(read.reference_start + length)
             elif read.is_reverse:  # single-end: the read's own 5' end
-                end = read.reference_end
-                motifs = [cache[max(end - 4, 0) : end][::-1].translate(_COMPLEMENT)]
+                reverse.append(read.reference_end)
             else:
-                motifs = [cache[read.reference_start : read.reference_start + 4]]
-            for motif in motifs:
-                if len(motif) == 4 and all(base in _CODE for base in motif):
-                    counts[_CODE[motif[0]] * 64 + _CODE[motif[1]] * 16 + _CODE[motif[2]] * 4 + _CODE[motif[3]]] += 1
-                    ends += 1
-                else:
-                    skipped += 1
+                forward.append(read.reference_start)
+        if codes is not None:
+            found, bad = flush()
+            ends, skipped = ends + found, skipped + bad
     return EndMotifs(counts, ends, skipped)
 
 
