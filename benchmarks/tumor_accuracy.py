@@ -56,7 +56,8 @@ def main() -> None:
                      f"(n = {window.sum()}, {(window & doubled).sum()} doubled) | {100 * detected:.1f} % | {seconds:.2f} |")
     lines += ["", "The error sits in genome-doubled tumours: from counts alone, a doubled genome whose changes are even is a diploid one "
               "at tumour fraction 2t / (1 + t), and odd changes read as diploid changes in half of the tumour cells. The model "
-              "chooses by priors (genome doubling e^-3, each subclonal bin e^-0.03), which read most doubled tumours as diploid.", ""]
+              "chooses by the cost of its state changes (copies away from the baseline, in units of half the baseline) and of "
+              "subclonal states (e^-0.03 per bin), which still reads about 60 % of doubled tumours as diploid.", ""]
     report = "\n".join(lines)
     print(report)
     if args.write:

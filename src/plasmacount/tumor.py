@@ -15,10 +15,11 @@ on whose level the median-centred data sit) at once (vectorised over the grid), 
 deterministic and gives a profile-likelihood 95 % interval for the tumour fraction; the Viterbi
 path of the best grid point gives the segments and the ploidy (the path's mean tumour copy
 number). Subclonal states (one copy off the baseline in 20, 30, ..., 80 % of tumour cells) and
-state changes away from the baseline are penalised, each bin in a subclonal state a little too
-(so that a subclonal reading must fit better than a clonal one, not just as well), and
-baselines other than 2 have a prior cost, since otherwise a diploid tumour fits as a triploid
-or tetraploid one at a lower purity. With a panel of normals the fit runs twice: the second
+state changes away from the baseline are penalised (in units of half the baseline, so that
+after genome doubling a one-copy change costs half a diploid one), each bin in a subclonal
+state a little too (so that a subclonal reading must fit better than a clonal one, not just as
+well), and a triploid baseline has a prior cost, since otherwise a diploid tumour fits as a
+triploid one at a lower purity. With a panel of normals the fit runs twice: the second
 time the panel's shared patterns and the centring are fitted on the bins the first fit put at
 the baseline only, so that large tumour changes neither bend the pattern removal nor shift
 the baseline level.
@@ -61,7 +62,7 @@ CLONAL_STATES = (1, 2, 3, 4, 5, 6, 7, 8)
 SUBCLONAL_STEPS = (-1, 1)  # subclonal states: baseline -1 / +1 copy in a share of tumour cells
 TUMOR_FRACTIONS = np.round(np.concatenate([[0.0], np.arange(0.005, 0.05, 0.005), np.arange(0.05, 0.3, 0.01), np.arange(0.3, 0.92, 0.02)]), 4)
 BASELINES = (2, 3, 4)  # the tumour's most common copy number (4 after genome doubling)
-BASELINE_LOG_PRIOR = {2: 0.0, 3: -10.0, 4: -3.0}
+BASELINE_LOG_PRIOR = {2: 0.0, 3: -10.0, 4: 0.0}
 SUBCLONE_FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # shares of tumour cells a subclonal state may have
 SUBCLONAL_BIN_LOG_PRIOR = -0.03  # per bin: a subclonal reading must fit better than a clonal one, not just as well
 JUMP_COST = 2.0  # log cost of each copy a state change moves away from the baseline
@@ -274,12 +275,16 @@ def _t_logpdf(x: np.ndarray, scale: float) -> np.ndarray:
 
 
 def jump_weights(baseline: np.ndarray) -> np.ndarray:
-    """Where a change of state goes: a copy number near the ploidy is likelier (each copy away
-    costs a factor e), subclonal states a little less likely. Without it, a diploid tumour's
-    single-copy changes fit as two-copy changes of a triploid genome at half the purity.
-    Each copy away from the ploidy costs a factor e^2, a subclonal state a factor e."""
+    """Where a change of state goes: a copy number near the baseline is likelier. Each copy away
+    from the baseline, counted in units of half the baseline, costs a factor e^JUMP_COST; a
+    subclonal state costs as one unit plus a factor e for being subclonal and the choice among
+    its shares. Without it, a diploid tumour's single-copy changes fit as two-copy changes of a
+    triploid genome at half the purity."""
     clonal = np.array(CLONAL_STATES, dtype=float)[None, :]
-    distance = np.concatenate([np.abs(clonal - baseline[:, None]), np.ones((baseline.size, len(SUBCLONAL)))], axis=1)
+    # Distance in units of half the baseline: after genome doubling a change of one copy is half
+    # as large a step as in a diploid genome, and changes of two copies are as common as of one.
+    relative = np.abs(clonal - baseline[:, None]) * (2.0 / baseline[:, None])
+    distance = np.concatenate([relative, np.ones((baseline.size, len(SUBCLONAL)))], axis=1)
     subclonal = np.array([0.0] * len(CLONAL_STATES) + [1.0 + math.log(len(SUBCLONE_FRACTIONS))] * len(SUBCLONAL))[None, :]
     weights = np.exp(-JUMP_COST * distance - subclonal)
     return weights / weights.sum(axis=1, keepdims=True)
@@ -380,7 +385,7 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
         scale = max(scale, 1e-4)
         with stage("tumor: HMM over the grid"):
             log_likelihood = forward_log_likelihood(natural, breaks, means, scale, weights)
-        # Genome doubling must earn its place: a prior against baselines other than 2.
+        # A triploid baseline must earn its place (BASELINE_LOG_PRIOR).
         log_posterior = log_likelihood + np.array([BASELINE_LOG_PRIOR[int(b)] for b in grid_baseline])
         best = int(np.argmax(log_posterior))
         path = viterbi(natural, breaks, means[best], scale, weights[best])
