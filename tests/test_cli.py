@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,17 @@ def test_progress_bar_on_terminal_and_log_lines_elsewhere(caplog):
         progress(5, 10)
     assert plain.getvalue() == ""
     assert "5 of 10" in caplog.text
+
+
+def test_verbose_prints_stage_timings_and_count_reports_progress(tmp_path, run_cli):
+    from plasmacount.simulation import SimulationRequest, run_simulation
+
+    [bam] = run_simulation(SimulationRequest(output=tmp_path / "reads", cohort="euploid", samples=1, reads=50_000, seed=2, paired=True,
+                                             output_format="bam", prefix="p"))
+    result = run_cli("--verbose", "count", bam, "--bins", tmp_path / "reads" / "genome" / "bins.npz", "-o", tmp_path / "p.npz")
+    assert result.exit_code == 0, result.stderr
+    # Not a terminal: the progress of counting is a log line with the record total from the index.
+    assert re.search(r"counting p_0001\.bam: (\d+) of \1 done", result.stderr)
+    assert "timings (" in result.stderr and re.search(r"\n  count\s+\d+\.\d\d s", result.stderr)
+    quiet = run_cli("count", bam, "--bins", tmp_path / "reads" / "genome" / "bins.npz", "-o", tmp_path / "q.npz")
+    assert "timings" not in quiet.stderr
