@@ -28,7 +28,7 @@ from plasmacount.files import atomic_output, table_cell, write_json
 from plasmacount.genome import HG38_LENGTHS, SYNDROME_REGIONS, name_key
 from plasmacount.progress import stage
 from plasmacount.reference import AUTOSOME_KEYS, Reference, chromosome_keys, ignore_empty_bins
-from plasmacount.segment import segment
+from plasmacount.segment import bin_to_bin_sd, segment
 from plasmacount.tracks import Profile
 
 SCHEMA_VERSION = "1.0"
@@ -343,10 +343,10 @@ def write_results(results: Sequence[dict], output: str | os.PathLike) -> list[Pa
         profile = result.get("profile")
         files = {"cnv_bed": f"{sample}.cnv.bed", "cnv_vcf": f"{sample}.cnv.vcf.gz"}
         if profile is not None:
-            files.update(profile_bedgraph=f"{sample}.nipt.bedgraph", profile_bigwig=f"{sample}.nipt.bw", segments_seg=f"{sample}.nipt.seg")
-            written.append(tracks.write_bedgraph(output / files["profile_bedgraph"], profile, f"{sample} log2 ratio",
-                                                 "plasmacount nipt: log2 ratio to the reference panel"))
-            written.append(tracks.write_bigwig(output / files["profile_bigwig"], profile))
+            track_files, track_paths = tracks.write_profile_tracks(output, sample, "nipt", profile,
+                                                                   "plasmacount nipt: log2 ratio to the reference panel")
+            files.update(track_files, segments_seg=f"{sample}.nipt.seg")
+            written += track_paths
             written.append(tracks.write_seg(output / files["segments_seg"], _profile_segments(sample, profile)))
         stored = {key: value for key, value in result.items() if key != "profile"}
         stored["files"] = files
@@ -389,7 +389,7 @@ def _profile_segments(sample: str, profile: "Profile") -> list[tuple[str, str, i
         if bins.size == 0:
             continue
         values = finite.value[bins]
-        spread = 1.4826 * float(np.median(np.abs(np.diff(values) - np.median(np.diff(values))))) / math.sqrt(2) if bins.size > 2 else 0.0
+        spread = bin_to_bin_sd(values) if bins.size > 2 else 0.0
         if bins.size >= 2 * SEG_MIN_BINS and spread > 0:
             pieces = segment(values - np.median(values), np.full(values.size, spread**-2), SEG_THRESHOLD, SEG_MIN_BINS)
         else:

@@ -724,6 +724,16 @@ def _write_table(path: Path, columns: list[str], rows: list[list]) -> Path:
     return path
 
 
+def _figures_html(figures: list[Figure], data_dir: Path, written: list[Path]) -> str:
+    """Each figure with its data table written to `data_dir` (added to `written`) and linked under it."""
+    parts = []
+    for figure in figures:
+        table = _write_table(data_dir / f"{figure.name}.tsv", figure.columns, figure.rows)
+        written.append(table)
+        parts.append(_figure_html(figure, f"{data_dir.name}/{table.name}"))
+    return "".join(parts)
+
+
 def _figure_html(figure: Figure, data_link: str) -> str:
     caption = f"<div class=\"caption\">{_e(figure.caption)} Data: <a href=\"{_e(data_link)}\">{_e(Path(data_link).name)}</a></div>"
     return f"<div class=\"figure\">{figure.svg}{caption}</div>"
@@ -769,11 +779,7 @@ def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True) ->
                 ["altered segments", str(sum(s["event"] != "neutral" for s in tumor["segments"]))]]
         parts.append("<h2>Tumour fraction</h2>" + _table(["measure", "value"], [[_e(a), _e(b)] for a, b in rows]))
     if figures:
-        parts.append("<h2>Plots</h2>")
-        for figure in figures:
-            table = _write_table(data_dir / f"{figure.name}.tsv", figure.columns, figure.rows)
-            written.append(table)
-            parts.append(_figure_html(figure, f"{data_dir.name}/{table.name}"))
+        parts.append("<h2>Plots</h2>" + _figures_html(figures, data_dir, written))
     qc = qc_rows(entry)
     if qc:
         parts.append("<h2>Quality control</h2>" + _table(["check", "value", "expected", "status"], [[_e(v) for v in r] for r in qc],
@@ -869,12 +875,7 @@ def write_batch_overview(samples: list[SampleResults], output: Path, title: str 
                   batch_viral_figure(samples), batch_sizes_figure(samples))
     figures = [f for f in candidates if f]
     if figures:
-        parts.append("<h2>Plots</h2><div class=\"grid\">")
-        for figure in figures:
-            table = _write_table(data_dir / f"{figure.name}.tsv", figure.columns, figure.rows)
-            written.append(table)
-            parts.append(_figure_html(figure, f"{data_dir.name}/{table.name}"))
-        parts.append("</div>")
+        parts.append("<h2>Plots</h2><div class=\"grid\">" + _figures_html(figures, data_dir, written) + "</div>")
     page = output / "batch.html"
     with atomic_output(page, "w") as stream:
         stream.write(_page(title, "".join(parts), SORT_SCRIPT))

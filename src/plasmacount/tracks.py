@@ -91,6 +91,14 @@ def write_bigwig(path: str | os.PathLike, profile: Profile) -> Path:
     return Path(path)
 
 
+def write_profile_tracks(output: Path, sample: str, analysis: str, profile: Profile, description: str) -> tuple[dict, list[Path]]:
+    """`<sample>.<analysis>.bedgraph` and `.bw` of a profile in `output`: (file names for the result JSON, paths written)."""
+    files = {"profile_bedgraph": f"{sample}.{analysis}.bedgraph", "profile_bigwig": f"{sample}.{analysis}.bw"}
+    written = [write_bedgraph(output / files["profile_bedgraph"], profile, f"{sample} log2 ratio", description),
+               write_bigwig(output / files["profile_bigwig"], profile)]
+    return files, written
+
+
 def write_seg(path: str | os.PathLike, rows: list[tuple[str, str, int, int, int, float]]) -> Path:
     """IGV SEG: ID, chrom, loc.start (1-based), loc.end, num.mark, seg.mean (log2 ratio)."""
     with atomic_output(path, "w") as stream:

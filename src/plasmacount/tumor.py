@@ -42,8 +42,8 @@ import numpy as np
 from scipy import special
 
 from plasmacount import __version__
-from plasmacount.bins import BinAnnotation
 from plasmacount import tracks
+from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
@@ -51,6 +51,7 @@ from plasmacount.gc import fit_gc_curve
 from plasmacount.genome import HG38_CENTROMERES, HG38_LENGTHS, Layout, guess_build, name_key
 from plasmacount.progress import stage
 from plasmacount.reference import ignore_empty_bins
+from plasmacount.segment import bin_to_bin_sd
 from plasmacount.tracks import Profile
 
 SCHEMA_VERSION = "1.0"
@@ -381,8 +382,7 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
         natural = log2[used] * math.log(2)
         keys_used = profile.keys[used]
         breaks = np.concatenate([[True], keys_used[1:] != keys_used[:-1]])
-        scale = float(1.4826 * np.median(np.abs(np.diff(natural) - np.median(np.diff(natural)))) / math.sqrt(2))
-        scale = max(scale, 1e-4)
+        scale = max(bin_to_bin_sd(natural), 1e-4)
         with stage("tumor: HMM over the grid"):
             log_likelihood = forward_log_likelihood(natural, breaks, means, scale, weights)
         # A triploid baseline must earn its place (BASELINE_LOG_PRIOR).
@@ -472,17 +472,12 @@ def write_outputs(results: list[dict], output: str | os.PathLike) -> list[Path]:
         sample = result["sample"]
         stored = {key: value for key, value in result.items() if key != "profile"}
         if result.get("profile") is not None:
-            stored["files"] = {"profile_bedgraph": f"{sample}.tumor.bedgraph", "profile_bigwig": f"{sample}.tumor.bw"}
-            written.append(tracks.write_bedgraph(output / stored["files"]["profile_bedgraph"], result["profile"], f"{sample} log2 ratio",
-                                                 "plasmacount tumor: corrected log2 ratio"))
-            written.append(tracks.write_bigwig(output / stored["files"]["profile_bigwig"], result["profile"]))
+            stored["files"], track_paths = tracks.write_profile_tracks(output, sample, "tumor", result["profile"],
+                                                                       "plasmacount tumor: corrected log2 ratio")
+            written += track_paths
         written.append(write_json(output / f"{sample}.tumor.json", stored))
-    seg = output / "tumor.seg"
-    with atomic_output(seg, "w") as stream:
-        stream.write("ID\tchrom\tloc.start\tloc.end\tnum.mark\tseg.mean\n")
-        for result in results:
-            for s in result["segments"]:
-                stream.write(f"{result['sample']}\t{s['chrom']}\t{s['start'] + 1}\t{s['end']}\t{s['bins']}\t{s['log2_ratio']:.4f}\n")
+    seg = tracks.write_seg(output / "tumor.seg", [(result["sample"], s["chrom"], s["start"], s["end"], s["bins"], s["log2_ratio"])
+                                                  for result in results for s in result["segments"]])
     bed = output / "tumor.bed"
     with atomic_output(bed, "w") as stream:
         stream.write("#chrom\tstart\tend\tname\tscore\tstrand\tsample\tcopy_number\tsubclonal\tlog2_ratio\n")

@@ -149,9 +149,7 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
     @app.get("/batches/{batch_id}/overview", response_class=HTMLResponse)
     def batch_overview(batch_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
         batch = session.get(Batch, batch_id)
-        if batch is None or not batch.overview_html:
-            raise HTTPException(404, "no overview for this batch")
-        return HTMLResponse(batch.overview_html, headers={"Content-Security-Policy": REPORT_POLICY})
+        return _stored_page(batch.overview_html if batch else None, "no overview for this batch")
 
     @app.get("/samples/{sample_id}", response_class=HTMLResponse)
     def sample_page(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
@@ -165,9 +163,7 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
     @app.get("/samples/{sample_id}/report", response_class=HTMLResponse)
     def sample_report(sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
         sample = session.get(Sample, sample_id)
-        if sample is None or not sample.report_html:
-            raise HTTPException(404, "no report for this sample")
-        return HTMLResponse(sample.report_html, headers={"Content-Security-Policy": REPORT_POLICY})
+        return _stored_page(sample.report_html if sample else None, "no report for this sample")
 
     @app.get("/search", response_class=HTMLResponse)
     def search(request: Request, q: str = "", record: LoginSession = Depends(login), session: Session = Depends(database)):
@@ -304,6 +300,13 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         return {"username": record.user.username, "role": record.user.role, "csrf_token": record.csrf_token}
 
     return app
+
+
+def _stored_page(page: str | None, missing: str) -> HTMLResponse:
+    """A report page kept at import, served sandboxed (REPORT_POLICY)."""
+    if not page:
+        raise HTTPException(404, missing)
+    return HTMLResponse(page, headers={"Content-Security-Policy": REPORT_POLICY})
 
 
 def _summary(sample: Sample) -> dict:

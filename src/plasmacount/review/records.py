@@ -160,9 +160,7 @@ def set_finding_status(session: Session, user: User, finding_id: int, status: st
     finding = session.get(Finding, finding_id)
     if finding is None:
         raise KeyError(finding_id)
-    sample = finding.sample
-    if sample.locked:
-        raise Locked(f"{sample.name} was signed off by {sample.signed_off_by}; it can no longer change")
+    sample = _open_sample(session, user, finding.sample_id)
     old = finding.status
     # Optimistic lock: the UPDATE only matches the version the reviewer saw.
     changed = session.execute(update(Finding).where(Finding.id == finding_id, Finding.version == expected_version)
