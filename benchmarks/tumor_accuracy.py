@@ -5,9 +5,11 @@ hg38 layout at 1 Mb bins (ichorCNA's standard). A panel of normals from 30 healt
 setting): healthy donors (upper bound of the tumour fraction) and a cancer cohort
 (`--cohort cancer`: tumour fraction 1-30 %, 25 % genome-doubled, subclonal events, focal
 amplifications): MAE over 5-30 %, split by ploidy, and the share of tumour fractions >= 3 %
-detected.
+detected. The model's priors were compared on cohorts of these default seeds, so they are not
+held out; any other seed draws a fresh cohort, and the spread between seeds is the benchmark's
+own noise.
 
-    python benchmarks/tumor_accuracy.py [--patients 300] [--write]
+    python benchmarks/tumor_accuracy.py [--patients 300] [--cohort-seeds 3 101 202] [--write]
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=300)
     parser.add_argument("--healthy", type=int, default=200)
+    parser.add_argument("--cohort-seeds", type=int, nargs="+", default=[3, 101, 202],
+                        help="seeds of the cancer cohorts: the first is the reference cohort, the others fresh ones to check against")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -34,30 +38,34 @@ def main() -> None:
     annotation = model.annotation()
     panel = build_panel([simulate_counts(d, model, 1, i) for i, d in enumerate(design_cohort("healthy", 30, 10_000_000, seed=1))], annotation)
     lines = ["hg38 layout, 1 Mb bins; panel of normals from 30 simulated healthy donors at 10 M fragments.", "",
-             "| fragments | healthy: upper bound <= 3 % | healthy: tumour called | TF MAE 5-30 % (all / diploid / doubled) | "
-             "TF >= 3 % detected | seconds per sample |", "|---|---|---|---|---|---|"]
+             "| fragments | cohort seed | healthy: upper bound <= 3 % | healthy: tumour called | TF MAE 5-30 % (all / diploid / doubled) | "
+             "TF >= 3 % detected | seconds per sample |", "|---|---|---|---|---|---|---|"]
     for reads in (10_000_000, 3_000_000):
         start = time.perf_counter()
         healthy = [analyse(simulate_counts(d, model, 2, i), annotation, panel)
                    for i, d in enumerate(design_cohort("healthy", args.healthy, reads, seed=2 + reads // 1_000_000))]
-        designs = design_cohort("cancer", args.patients, reads, seed=3 + reads // 1_000_000)
-        results = [analyse(simulate_counts(d, model, 3, i), annotation, panel) for i, d in enumerate(designs)]
-        seconds = (time.perf_counter() - start) / (len(healthy) + len(results))
+        seconds = (time.perf_counter() - start) / len(healthy)
         bound = np.mean([r["tumor_fraction_high"] <= 0.03 for r in healthy])
         called = np.mean([r["tumor_detected"] for r in healthy])
-        truth = np.array([d.tumor_fraction for d in designs])
-        doubled = np.array([d.tumor_genome_doubled for d in designs])
-        estimate = np.array([r["tumor_fraction"] for r in results])
-        window = (truth >= 0.05) & (truth <= 0.30)
-        error = np.abs(estimate - truth)
-        detected = np.mean([r["tumor_detected"] for r, t in zip(results, truth) if t >= 0.03])
-        lines.append(f"| {reads // 1_000_000} M | {100 * bound:.1f} % of {len(healthy)} | {100 * called:.1f} % | "
-                     f"{100 * error[window].mean():.2f} / {100 * error[window & ~doubled].mean():.2f} / {100 * error[window & doubled].mean():.2f} points "
-                     f"(n = {window.sum()}, {(window & doubled).sum()} doubled) | {100 * detected:.1f} % | {seconds:.2f} |")
-    lines += ["", "The error sits in genome-doubled tumours: from counts alone, a doubled genome whose changes are even is a diploid one "
-              "at tumour fraction 2t / (1 + t), and odd changes read as diploid changes in half of the tumour cells. The model "
-              "chooses by the cost of its state changes (copies away from the baseline, in units of half the baseline) and of "
-              "subclonal states (e^-0.03 per bin), which still reads about 60 % of doubled tumours as diploid.", ""]
+        for cohort_seed in args.cohort_seeds:
+            designs = design_cohort("cancer", args.patients, reads, seed=cohort_seed + reads // 1_000_000)
+            results = [analyse(simulate_counts(d, model, cohort_seed, i), annotation, panel) for i, d in enumerate(designs)]
+            truth = np.array([d.tumor_fraction for d in designs])
+            doubled = np.array([d.tumor_genome_doubled for d in designs])
+            estimate = np.array([r["tumor_fraction"] for r in results])
+            window = (truth >= 0.05) & (truth <= 0.30)
+            error = np.abs(estimate - truth)
+            detected = np.mean([r["tumor_detected"] for r, t in zip(results, truth) if t >= 0.03])
+            lines.append(f"| {reads // 1_000_000} M | {cohort_seed} | {100 * bound:.1f} % of {len(healthy)} | {100 * called:.1f} % | "
+                         f"{100 * error[window].mean():.2f} / {100 * error[window & ~doubled].mean():.2f} / "
+                         f"{100 * error[window & doubled].mean():.2f} points (n = {window.sum()}, {(window & doubled).sum()} doubled) | "
+                         f"{100 * detected:.1f} % | {seconds:.2f} |")
+    lines += ["", "The remaining error sits mostly in genome-doubled tumours: from counts alone, a doubled genome whose changes are even "
+              "is a diploid one at tumour fraction 2t / (1 + t), and its odd changes read as diploid changes in half of the tumour "
+              "cells (and the other way round). The model weighs the two readings by its priors: genome doubling in about 30 % of "
+              "tumours, changes of one or two copies equally likely after doubling, about one change in five subclonal, and a "
+              "Beta(1, 3) prior on the tumour fraction. These settings were compared on the cohorts above (they are not held out); "
+              "other settings of the priors moved the error by no more than the spread between cohorts.", ""]
     report = "\n".join(lines)
     print(report)
     if args.write:

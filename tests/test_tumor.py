@@ -10,7 +10,7 @@ import pytest
 from plasmacount.bins import import_annotations
 from plasmacount.counts import import_wig
 from plasmacount.simulation import GenomeModel, design_cohort, simulate_counts
-from plasmacount.tumor import NormalPanel, analyse, build_panel
+from plasmacount.tumor import CLONAL_STATES, NormalPanel, analyse, build_panel, initial_weights, jump_weights
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,38 @@ def test_diploid_tumour_fraction_recovered(lab):
         assert result["ploidy"] == pytest.approx(2.0, abs=0.2)
         gains = [s for s in result["segments"] if s["chrom"] == "chr8" and s["start"] < 60_000_000 < s["end"]]
         assert gains and gains[0]["event"] == "gain"
+
+
+def test_genome_doubled_tumour_read_as_doubled(lab):
+    """A doubled genome with two one-copy (odd) and two two-copy (even) changes. Read as diploid
+    at TF 0.18, its odd changes would need subclonal states in exactly half of the tumour cells."""
+    import dataclasses
+
+    model, panel = lab
+    [design] = design_cohort("cancer", 1, 10_000_000, seed=5)
+    events = [{"type": "cnv", "origin": "tumour", "chrom": c, "start": s, "end": e, "tumour_cn": cn, "clonal_fraction": 1.0, "name": n}
+              for c, s, e, cn, n in (("chr5", 0, 48_000_000, 5, "5p gain"), ("chr4", 0, 190_000_000, 2, "4 loss"),
+                                     ("chr18", 18_000_000, 80_000_000, 3, "18q loss"), ("chr6", 0, 59_000_000, 6, "6p gain"))]
+    case = dataclasses.replace(design, tumor_fraction=0.10, tumor_genome_doubled=True, events=events, sample="doubled")
+    result = analyse(simulate_counts(case, model, 5, 2), model.annotation(), panel)
+    assert result["tumor_detected"]
+    assert result["ploidy"] == pytest.approx(4.0, abs=0.3)
+    assert abs(result["tumor_fraction"] - 0.10) <= 0.02
+    clonal = {s["chrom"]: s["copy_number"] for s in result["segments"] if s["bins"] > 30 and s["event"] != "neutral" and not s["subclonal"]}
+    assert clonal == {"chr4": 2, "chr5": 5, "chr6": 6, "chr18": 3}
+
+
+def test_state_changes_have_the_same_make_up_for_every_baseline():
+    baselines = np.array([2.0, 3.0, 4.0])
+    for weights in (jump_weights(baselines), initial_weights(baselines)):
+        np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+    weights = jump_weights(baselines)
+    clonal = {int(b): dict(zip(CLONAL_STATES, row)) for b, row in zip(baselines, weights)}
+    # Same return share; after doubling one- and two-copy changes are equally likely, each half a diploid change.
+    assert clonal[2][2] == clonal[3][3] == clonal[4][4]
+    assert clonal[4][3] == pytest.approx(clonal[4][2]) == pytest.approx(clonal[4][5]) == pytest.approx(clonal[2][3] / 2, rel=0.02)
+    initial = initial_weights(baselines)
+    assert initial[0, CLONAL_STATES.index(2)] == initial[2, CLONAL_STATES.index(4)]
 
 
 def test_panel_round_trip_and_bad_input(lab, tmp_path, run_cli):

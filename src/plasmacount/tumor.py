@@ -12,19 +12,25 @@ cells by `ln(((1 - n)((1 - s) c + 2 s) + 2 n) / ((1 - n) P + 2 n))`. Emissions a
 Instead of EM from a few restarts, the likelihood (forward algorithm) is evaluated on a full
 grid of tumour fraction x baseline copy number (2, 3, 4: the tumour's most common copy number,
 on whose level the median-centred data sit) at once (vectorised over the grid), which is
-deterministic and gives a profile-likelihood 95 % interval for the tumour fraction; the Viterbi
-path of the best grid point gives the segments and the ploidy (the path's mean tumour copy
-number). Subclonal states (one copy off the baseline in 20, 30, ..., 80 % of tumour cells) and
-state changes away from the baseline are penalised (in units of half the baseline, so that
-after genome doubling a one-copy change costs half a diploid one), each bin in a subclonal
-state a little too (so that a subclonal reading must fit better than a clonal one, not just as
-well), and a triploid baseline has a prior cost, since otherwise a diploid tumour fits as a
-triploid one at a lower purity. With a panel of normals the fit runs twice: the second
-time the panel's shared patterns and the centring are fitted on the bins the first fit put at
-the baseline only, so that large tumour changes neither bend the pattern removal nor shift
-the baseline level.
+deterministic; with the priors below it gives a 95 % interval for the tumour fraction (profile
+of the log posterior, drop 1.92), and the Viterbi path of the best grid point gives the
+segments and the ploidy (the path's mean tumour copy number).
+
+The priors decide between readings the counts alone cannot tell apart: a genome-doubled tumour
+whose changes are even is a diploid one at a higher purity, and its odd changes are diploid
+changes in half of the tumour cells. So every baseline gets state changes of the same make-up
+(`jump_weights`): a change returns to the baseline or goes to a near copy number (one copy from
+a diploid genome; one or two after doubling, each half as likely), rarely further, or to a
+subclonal state (one copy off the baseline in 20, 30, ..., 80 % of tumour cells; about one
+change in five). Chromosomes start at the baseline with the same probability whatever the
+baseline (`initial_weights`). Genome doubling has its prior (about 30 % of tumours), a
+triploid baseline a prior cost (otherwise a diploid tumour fits as a triploid one at a lower
+purity), and the tumour fraction a Beta(1, 3) prior. With a panel of normals the fit runs
+twice: the second time the panel's shared patterns and the centring are fitted on the bins the
+first fit put at the baseline only, so that large tumour changes neither bend the pattern
+removal nor shift the baseline level.
 A sample counts as carrying tumour DNA when the best fit beats tumour fraction 0 by a
-log-likelihood margin of 10.
+log-posterior margin of 10.
 
 Lo's genome-wide approach is reported beside it: per chromosome arm, the z-score of the arm's
 mean ratio (against the panel of normals' arms when it has samples, else against the sample's
@@ -54,7 +60,7 @@ from plasmacount.reference import ignore_empty_bins
 from plasmacount.segment import bin_to_bin_sd
 from plasmacount.tracks import Profile
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 PANEL_FORMAT = "plasmacount-tumor-panel"
 AUTOSOMES = [str(i) for i in range(1, 23)]
 DEGREES_OF_FREEDOM = 2.1
@@ -63,11 +69,20 @@ CLONAL_STATES = (1, 2, 3, 4, 5, 6, 7, 8)
 SUBCLONAL_STEPS = (-1, 1)  # subclonal states: baseline -1 / +1 copy in a share of tumour cells
 TUMOR_FRACTIONS = np.round(np.concatenate([[0.0], np.arange(0.005, 0.05, 0.005), np.arange(0.05, 0.3, 0.01), np.arange(0.3, 0.92, 0.02)]), 4)
 BASELINES = (2, 3, 4)  # the tumour's most common copy number (4 after genome doubling)
-BASELINE_LOG_PRIOR = {2: 0.0, 3: -10.0, 4: 0.0}
+# Log prior of each baseline: genome doubling is found in about 30 % of solid tumours
+# (log 0.3 / 0.7); a triploid baseline must earn its place, since otherwise a diploid tumour
+# fits as a triploid one at a lower purity.
+BASELINE_LOG_PRIOR = {2: 0.0, 3: -10.0, 4: -0.85}
 SUBCLONE_FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # shares of tumour cells a subclonal state may have
-SUBCLONAL_BIN_LOG_PRIOR = -0.03  # per bin: a subclonal reading must fit better than a clonal one, not just as well
-JUMP_COST = 2.0  # log cost of each copy a state change moves away from the baseline
-DETECTION_MARGIN = 10.0  # log-likelihood gain over tumour fraction 0 needed to call tumour DNA present
+RETURN_SHARE = 0.6  # share of state changes that return to the baseline
+SUBCLONAL_EVENT_WEIGHT = 0.25  # weight of subclonal against clonal near changes, per direction
+JUMP_COST = 4.0  # log cost of each copy beyond the near copy numbers (amplifications, deep losses)
+INITIAL_BASELINE_SHARE = 0.75  # probability that a chromosome starts at the baseline copy number
+# Tumour fractions in plasma are mostly low: a Beta(1, 3) prior, density (1 - f)^2. Among
+# readings the counts cannot tell apart (a change of one or of two copies at different
+# purities) it prefers the lower purity.
+TUMOR_FRACTION_PRIOR_SHAPE = 2.0
+DETECTION_MARGIN = 10.0  # log-posterior gain over tumour fraction 0 needed to call tumour DNA present
 # GRCh37 centromere midpoints (bp) for arms on hg19 data.
 HG19_CENTROMERES = {"1": 123035434, "2": 93826171, "3": 92004854, "4": 51160117, "5": 47905641, "6": 60330166, "7": 59554331,
                     "8": 45338887, "9": 48867679, "10": 40754935, "11": 54534020, "12": 35824540, "13": 17700000, "14": 17200000,
@@ -276,38 +291,56 @@ def _t_logpdf(x: np.ndarray, scale: float) -> np.ndarray:
 
 
 def jump_weights(baseline: np.ndarray) -> np.ndarray:
-    """Where a change of state goes: a copy number near the baseline is likelier. Each copy away
-    from the baseline, counted in units of half the baseline, costs a factor e^JUMP_COST; a
-    subclonal state costs as one unit plus a factor e for being subclonal and the choice among
-    its shares. Without it, a diploid tumour's single-copy changes fit as two-copy changes of a
-    triploid genome at half the purity."""
+    """Where a change of state goes (one row per grid point, rows summing to 1).
+
+    A change returns to the baseline with probability RETURN_SHARE. Otherwise, in each direction,
+    one unit of weight is split evenly over the near copy numbers: one copy away from a diploid
+    (or triploid) baseline, one or two copies after genome doubling, where losses and gains of
+    one or of two of the four copies are both common, so that each costs log 2 more than a
+    diploid change (there are twice as many choices). Copy numbers beyond fall by e^-JUMP_COST
+    per copy, and subclonal states share SUBCLONAL_EVENT_WEIGHT per direction (about one change
+    in five subclonal). Every baseline's rows have the same make-up, so that none is favoured by
+    the normalisation alone: the choice of baseline rests on the data, BASELINE_LOG_PRIOR and
+    these per-change costs."""
     clonal = np.array(CLONAL_STATES, dtype=float)[None, :]
-    # Distance in units of half the baseline: after genome doubling a change of one copy is half
-    # as large a step as in a diploid genome, and changes of two copies are as common as of one.
-    relative = np.abs(clonal - baseline[:, None]) * (2.0 / baseline[:, None])
-    distance = np.concatenate([relative, np.ones((baseline.size, len(SUBCLONAL)))], axis=1)
-    subclonal = np.array([0.0] * len(CLONAL_STATES) + [1.0 + math.log(len(SUBCLONE_FRACTIONS))] * len(SUBCLONAL))[None, :]
-    weights = np.exp(-JUMP_COST * distance - subclonal)
-    return weights / weights.sum(axis=1, keepdims=True)
+    steps = np.abs(clonal - baseline[:, None])
+    near = np.floor(baseline / 2)[:, None]
+    clonal_weight = np.where(steps == 0, 0.0, np.where(steps <= near, 1.0, np.exp(-JUMP_COST * (steps - near)))) / near
+    subclonal_weight = np.full((baseline.size, len(SUBCLONAL)), 2 * SUBCLONAL_EVENT_WEIGHT / len(SUBCLONAL))
+    weights = np.concatenate([clonal_weight, subclonal_weight], axis=1)
+    weights *= (1 - RETURN_SHARE) / weights.sum(axis=1, keepdims=True)
+    return np.where(_baseline_states(baseline), RETURN_SHARE, weights)
 
 
-def _occupancy_log_prior(states: int) -> np.ndarray:
-    return np.array([0.0] * len(CLONAL_STATES) + [SUBCLONAL_BIN_LOG_PRIOR] * (states - len(CLONAL_STATES)))
+def _baseline_states(baseline: np.ndarray) -> np.ndarray:
+    """Per grid point, True at the clonal state of the baseline copy number."""
+    clonal = np.array(CLONAL_STATES, dtype=float)[None, :] == baseline[:, None]
+    return np.concatenate([clonal, np.zeros((baseline.size, len(SUBCLONAL)), dtype=bool)], axis=1)
 
 
-def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scale: float, weights: np.ndarray) -> np.ndarray:
+def initial_weights(baseline: np.ndarray) -> np.ndarray:
+    """The state at a chromosome's start: the baseline with probability INITIAL_BASELINE_SHARE
+    whatever the baseline, the rest shared as the jump weights share it."""
+    weights = jump_weights(baseline)
+    at_baseline = _baseline_states(baseline)
+    rest = np.where(at_baseline, 0.0, weights)
+    rest *= (1 - INITIAL_BASELINE_SHARE) / rest.sum(axis=1, keepdims=True)
+    return np.where(at_baseline, INITIAL_BASELINE_SHARE, rest)
+
+
+def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scale: float, weights: np.ndarray,
+                           initial: np.ndarray) -> np.ndarray:
     """Log-likelihood of the data under each grid point's HMM (vectorised over the grid)."""
     grid, states = means.shape
     stay = SELF_TRANSITION
-    occupancy = _occupancy_log_prior(states)
-    alpha = weights.copy()
+    alpha = initial.copy()
     total = np.zeros(grid)
     for t, value in enumerate(values):
         if breaks[t]:
-            predicted = weights
+            predicted = initial
         else:
             predicted = stay * alpha + (1 - stay) * weights
-        log_emission = _t_logpdf(value - means, scale) + occupancy
+        log_emission = _t_logpdf(value - means, scale)
         peak = log_emission.max(axis=1, keepdims=True)
         alpha = predicted * np.exp(log_emission - peak)
         norm = alpha.sum(axis=1, keepdims=True)
@@ -316,25 +349,24 @@ def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.nda
     return total
 
 
-def viterbi(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scale: float, weights: np.ndarray) -> np.ndarray:
+def viterbi(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scale: float, weights: np.ndarray, initial: np.ndarray) -> np.ndarray:
     """Most likely state per bin for one grid point (`means`, `weights`: one per state), chromosome by chromosome."""
     path = np.empty(values.size, dtype=np.int64)
     starts = np.flatnonzero(breaks)
     for first, last in zip(starts, np.append(starts[1:], values.size)):
-        path[first:last] = _viterbi_run(values[first:last], means, scale, weights)
+        path[first:last] = _viterbi_run(values[first:last], means, scale, weights, initial)
     return path
 
 
-def _viterbi_run(values: np.ndarray, means: np.ndarray, scale: float, weights: np.ndarray) -> np.ndarray:
+def _viterbi_run(values: np.ndarray, means: np.ndarray, scale: float, weights: np.ndarray, initial: np.ndarray) -> np.ndarray:
     states = means.size
     transition = np.log((1 - SELF_TRANSITION) * np.tile(weights, (states, 1)) + SELF_TRANSITION * np.eye(states))
-    occupancy = _occupancy_log_prior(states)
-    score = _t_logpdf(values[0] - means, scale) + occupancy + np.log(weights)
+    score = _t_logpdf(values[0] - means, scale) + np.log(initial)
     back = np.zeros((values.size, states), dtype=np.int64)
     for t in range(1, values.size):
         candidates = score[:, None] + transition
         back[t] = np.argmax(candidates, axis=0)
-        score = candidates.max(axis=0) + _t_logpdf(values[t] - means, scale) + occupancy
+        score = candidates.max(axis=0) + _t_logpdf(values[t] - means, scale)
     path = np.empty(values.size, dtype=np.int64)
     path[-1] = int(np.argmax(score))
     for t in range(values.size - 1, 0, -1):
@@ -370,6 +402,7 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     grid_tf, grid_baseline = (a.ravel() for a in np.meshgrid(TUMOR_FRACTIONS, np.array(BASELINES, dtype=float), indexing="ij"))
     means = _state_means(grid_tf, grid_baseline)
     weights = jump_weights(grid_baseline)
+    initial = initial_weights(grid_baseline)
     # Two rounds: the second re-fits the panel's shared patterns and the centring on the bins the
     # first round put at the baseline copy number, so that large changes do not bend either.
     for _ in range(2 if panel is not None else 1):
@@ -384,11 +417,10 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
         breaks = np.concatenate([[True], keys_used[1:] != keys_used[:-1]])
         scale = max(bin_to_bin_sd(natural), 1e-4)
         with stage("tumor: HMM over the grid"):
-            log_likelihood = forward_log_likelihood(natural, breaks, means, scale, weights)
-        # A triploid baseline must earn its place (BASELINE_LOG_PRIOR).
-        log_posterior = log_likelihood + np.array([BASELINE_LOG_PRIOR[int(b)] for b in grid_baseline])
+            log_likelihood = forward_log_likelihood(natural, breaks, means, scale, weights, initial)
+        log_posterior = log_likelihood + np.array([BASELINE_LOG_PRIOR[int(b)] for b in grid_baseline]) + TUMOR_FRACTION_PRIOR_SHAPE * np.log1p(-grid_tf)
         best = int(np.argmax(log_posterior))
-        path = viterbi(natural, breaks, means[best], scale, weights[best])
+        path = viterbi(natural, breaks, means[best], scale, weights[best], initial[best])
         unchanged = np.zeros(layout.n_bins, dtype=bool)
         unchanged[np.flatnonzero(used)[path == CLONAL_STATES.index(int(grid_baseline[best]))]] = True
     profile_by_tf = np.array([log_posterior[grid_tf == tf].max() for tf in TUMOR_FRACTIONS])
@@ -402,14 +434,14 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     ploidy = float(np.mean(effective[path])) if detected else 2.0
     subclonal_shares = [described[k][2] for k in path if described[k][1]]
     subclone_fraction = float(np.median(subclonal_shares)) if detected and subclonal_shares else None
-    segments = _segments(layout, profile.keys, used, log2, path, described, tumour_fraction)
+    segments = _segments(layout, profile.keys, used, log2, path, described, tumour_fraction, float(grid_baseline[best]))
     arm_z, score = _arm_scores(layout, log2, panel, scale / math.log(2))
     return {
         "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample.sample, "source": sample.source,
         "tumor_fraction": tumour_fraction, "tumor_fraction_low": float(inside.min()) if detected else 0.0,
         "tumor_fraction_high": float(inside.max()), "tumor_detected": bool(detected),
         "ploidy": ploidy, "subclone_fraction": subclone_fraction,
-        "log_likelihood_gain_over_zero": zero_gap,
+        "log_posterior_gain_over_zero": zero_gap,
         "bins_used": int(used.sum()), "bin_size": layout.bin_size, "noise_scale": scale, "gc_residual": profile.gc_residual,
         "size_selected": size_selected, "panel_of_normals": None if panel is None else {"source": panel.source, "samples": len(panel.samples)},
         "segments": segments, "arms": arm_z, "cna_score": score,
@@ -418,8 +450,9 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     }
 
 
-def _segments(layout, keys, used, log2, path, described, tumour_fraction) -> list[dict]:
-    """Runs of one state on one chromosome; `described` gives each state's (copy number, subclonal?, share)."""
+def _segments(layout, keys, used, log2, path, described, tumour_fraction, baseline) -> list[dict]:
+    """Runs of one state on one chromosome; `described` gives each state's (copy number, subclonal?, share).
+    The copy number is the tumour's; gain and loss are against its baseline (4 after genome doubling)."""
     index, start, end = layout.bin_table()
     positions = np.flatnonzero(used)
     segments = []
@@ -431,7 +464,7 @@ def _segments(layout, keys, used, log2, path, described, tumour_fraction) -> lis
             segments.append({"chrom": layout.contigs[int(index[chosen[0]])].name, "start": int(start[chosen[0]]), "end": int(end[chosen[-1]]),
                              "bins": int(chosen.size), "log2_ratio": float(np.mean(log2[chosen])),
                              "copy_number": copy if tumour_fraction > 0 else 2.0, "subclonal": bool(subclonal) and tumour_fraction > 0,
-                             "event": "neutral" if tumour_fraction == 0 or (copy == 2 and not subclonal) else "gain" if copy > 2 else "loss"})
+                             "event": "neutral" if tumour_fraction == 0 or (copy == baseline and not subclonal) else "gain" if copy > baseline else "loss"})
             first = t
     return segments
 
