@@ -94,9 +94,10 @@ def test_genome_doubled_tumour_read_as_doubled(lab):
 
 def test_state_changes_have_the_same_make_up_for_every_baseline():
     baselines = np.array([2.0, 3.0, 4.0])
-    for weights in (jump_weights(baselines), initial_weights(baselines)):
-        np.testing.assert_allclose(weights.sum(axis=1), 1.0)
     weights = jump_weights(baselines)
+    initial = initial_weights(weights, baselines)
+    for rows in (weights, initial):
+        np.testing.assert_allclose(rows.sum(axis=1), 1.0)
     clonal = {int(b): dict(zip(CLONAL_STATES, row)) for b, row in zip(baselines, weights)}
     # Same return share; after doubling one- and two-copy changes are equally likely, each half a diploid change.
     assert clonal[2][2] == clonal[3][3] == clonal[4][4]
@@ -104,7 +105,6 @@ def test_state_changes_have_the_same_make_up_for_every_baseline():
     np.testing.assert_allclose(after_doubling, after_doubling[0])
     assert after_doubling[0] == pytest.approx(clonal[2][3] / 2, rel=0.02)
     assert clonal[4][7] < after_doubling[0] / 10
-    initial = initial_weights(baselines)
     assert initial[0, CLONAL_STATES.index(2)] == initial[2, CLONAL_STATES.index(4)]
 
 

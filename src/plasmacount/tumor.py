@@ -318,10 +318,9 @@ def _baseline_states(baseline: np.ndarray) -> np.ndarray:
     return np.concatenate([clonal, np.zeros((baseline.size, len(SUBCLONAL)), dtype=bool)], axis=1)
 
 
-def initial_weights(baseline: np.ndarray) -> np.ndarray:
+def initial_weights(weights: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """The state at a chromosome's start: the baseline with probability INITIAL_BASELINE_SHARE
-    whatever the baseline, the rest shared as the jump weights share it."""
-    weights = jump_weights(baseline)
+    whatever the baseline, the rest shared as the jump weights (`jump_weights(baseline)`) share it."""
     at_baseline = _baseline_states(baseline)
     rest = np.where(at_baseline, 0.0, weights)
     rest *= (1 - INITIAL_BASELINE_SHARE) / rest.sum(axis=1, keepdims=True)
@@ -350,7 +349,7 @@ def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.nda
 
 
 def viterbi(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scale: float, weights: np.ndarray, initial: np.ndarray) -> np.ndarray:
-    """Most likely state per bin for one grid point (`means`, `weights`: one per state), chromosome by chromosome."""
+    """Most likely state per bin for one grid point (`means`, `weights`, `initial`: one per state), chromosome by chromosome."""
     path = np.empty(values.size, dtype=np.int64)
     starts = np.flatnonzero(breaks)
     for first, last in zip(starts, np.append(starts[1:], values.size)):
@@ -402,7 +401,7 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     grid_tf, grid_baseline = (a.ravel() for a in np.meshgrid(TUMOR_FRACTIONS, np.array(BASELINES, dtype=float), indexing="ij"))
     means = _state_means(grid_tf, grid_baseline)
     weights = jump_weights(grid_baseline)
-    initial = initial_weights(grid_baseline)
+    initial = initial_weights(weights, grid_baseline)
     # Two rounds: the second re-fits the panel's shared patterns and the centring on the bins the
     # first round put at the baseline copy number, so that large changes do not bend either.
     for _ in range(2 if panel is not None else 1):
