@@ -24,7 +24,7 @@ import numpy as np
 from plasmacount import __version__
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
-from plasmacount.genome import Layout, is_binned_chromosome, name_key
+from plasmacount.genome import Layout, contiguous_bin_size, is_binned_chromosome, name_key
 
 FORMAT = "plasmacount-bins"
 FORMAT_VERSION = "1.0"
@@ -199,7 +199,8 @@ def blacklist_overlap(layout: Layout, bed: str | os.PathLike) -> np.ndarray:
 
 
 def import_annotations(paths: Sequence[str | os.PathLike]) -> BinAnnotation:
-    """Combine ready-made annotations: QDNAseq bin tables (TSV) and ichorCNA GC/mappability WIGs.
+    """Combine ready-made annotations: QDNAseq bin tables (TSV), plain GC tables (`chrom start end
+    gc_percent`, 0-based starts, as NIPTeR's) and ichorCNA GC/mappability WIGs.
 
     All files must share one bin size and genome; a WIG's kind (GC or mappability) is taken from
     its file name (`gc` or `map` in it). Later files fill in the fields earlier ones left unknown.
@@ -217,6 +218,9 @@ def import_annotations(paths: Sequence[str | os.PathLike]) -> BinAnnotation:
             values = values.astype(np.float64)
             values[values < 0] = np.nan  # ichorCNA writes -1 where GC is unknown
             tables.append((path, layout, {kind: values}))
+        elif _looks_like_gc_table(path):
+            layout, fields = read_gc_table(path)
+            tables.append((path, layout, fields))
         else:
             layout, fields = read_qdnaseq_bins(path)
             tables.append((path, layout, fields))
@@ -249,6 +253,50 @@ def _bin_index_into(layout: Layout, other: Layout, path, base_path) -> np.ndarra
             )
         pieces.append(np.arange(target.first_bin, target.first_bin + target.n_bins))
     return np.concatenate(pieces)
+
+
+GC_TABLE_HEADERS = (["chrom", "start", "end", "gc_percent"], ["chrom", "start", "end", "gc"])
+
+
+def _looks_like_gc_table(path: Path) -> bool:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt") as stream:
+            return stream.readline().rstrip("\n").split("\t")[:4] in GC_TABLE_HEADERS
+    except (OSError, UnicodeDecodeError, EOFError):
+        return False
+
+
+def read_gc_table(path: str | os.PathLike) -> tuple[Layout, dict[str, np.ndarray]]:
+    """A plain GC table: chrom, 0-based start, end, GC (percent for `gc_percent`, a fraction for
+    `gc`; NA where unknown), one row per bin, bins contiguous from 0 within each contig."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows: dict[str, list[tuple[int, int, float]]] = {}
+    try:
+        with opener(path, "rt") as stream:
+            header = stream.readline().rstrip("\n").split("\t")
+            percent = header[3] == "gc_percent"
+            for number, line in enumerate(stream, 2):
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) < 4:
+                    raise DataError(f"{path}: line {number} has {len(fields)} columns, expected 4; the table is corrupt, re-create it")
+                try:
+                    start, end = int(fields[1]), int(fields[2])
+                    gc = float("nan") if fields[3] in ("NA", "", "nan") else float(fields[3]) / (100.0 if percent else 1.0)
+                except ValueError:
+                    raise DataError(f"{path}: line {number} has a non-numeric value; the table is corrupt, re-create it") from None
+                if not (np.isnan(gc) or 0.0 <= gc <= 1.0):
+                    raise DataError(f"{path}: line {number}: GC {fields[3]} is outside 0-{100 if percent else 1}; check the column's unit")
+                rows.setdefault(fields[0], []).append((start, end, gc))
+    except (OSError, UnicodeDecodeError, EOFError) as error:
+        raise DataError(f"{path}: cannot read ({error}); check the file") from error
+    if not rows:
+        raise DataError(f"{path}: GC table has no rows")
+    bin_size = contiguous_bin_size(rows, path, "table")
+    layout = Layout.from_lengths(((chrom, values[-1][1]) for chrom, values in rows.items()), bin_size, length_exact=False)
+    gc = np.array([g for values in rows.values() for _, _, g in values])
+    return layout, {"gc": gc, "n_fraction": np.where(np.isnan(gc), 1.0, 0.0)}
 
 
 def _looks_like_wig(path: Path) -> bool:

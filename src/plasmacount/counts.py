@@ -27,7 +27,7 @@ import numpy as np
 from plasmacount import __version__
 from plasmacount.errors import DataError
 from plasmacount.files import atomic_output, read_archive, write_archive
-from plasmacount.genome import Layout
+from plasmacount.genome import Layout, contiguous_bin_size
 
 FORMAT = "plasmacount-counts"
 FORMAT_VERSION = "1.0"
@@ -225,12 +225,7 @@ def import_tsv(path: str | os.PathLike, sample: str | None = None) -> SampleCoun
         raise DataError(f"{path}: cannot read ({error}); check the file") from error
     if not per_contig:
         raise DataError(f"{path}: no bins found")
-    first_rows = next(iter(per_contig.values()))
-    bin_size = first_rows[0][1] - first_rows[0][0]
-    for chrom, rows in per_contig.items():
-        for i, (start, end, *_rest) in enumerate(rows):
-            if start != i * bin_size or (end - start != bin_size and i != len(rows) - 1):
-                raise DataError(f"{path}: bins of {chrom} are not contiguous {bin_size:,} bp bins from 0 (bin {i}); the TSV is corrupt, re-create it")
+    bin_size = contiguous_bin_size(per_contig, path, "TSV")
     layout = Layout.from_lengths(((chrom, rows[-1][1]) for chrom, rows in per_contig.items()), bin_size)
     table = np.array([row for rows in per_contig.values() for row in rows], dtype=np.int64)
     return SampleCounts(

@@ -1,7 +1,7 @@
 """Fetal fraction: the share of plasma cell-free DNA that comes from the placenta.
 
 Estimators, each with its own standard deviation, combined by inverse-variance weighting:
-- **chrY** (male fetuses): 2 x the chrY dose above the female background over clean chrY bins
+- **chrY** (male fetuses): 2 x the chrY dose above the female background (`sex_chromosomes`)
   (a male adult's dose is 0.5), calibrated against the chrX estimate over the panel's male
   pregnancies; the most precise, the label the other estimators are trained on.
 - **chrX** (male fetuses): 2 x (1 - X dosage); noisy, used for calibration and reported.
@@ -10,7 +10,12 @@ Estimators, each with its own standard deviation, combined by inverse-variance w
 - **bin profile** (sex-independent, in the spirit of SeqFF/PREFACE): placental DNA covers the
   genome slightly differently; a ridge regression on the sample's principal-component scores,
   trained on the panel's male pregnancies.
-Each trained estimator's standard deviation is its cross-validated error on the panel.
+Each trained estimator's standard deviation is its cross-validated error on the panel, and
+its skill there (cross-validated r and RMSE) is kept in the reference: a sex-independent
+estimator below SKILL_MIN_R gives no estimate (null, with the reason), since an estimate that
+does not track the truth would only look precise. In real labs with a few hundred samples the
+bin-profile estimator rarely has such skill (PREFACE: r 0.49-0.64 in-house); fragment sizes
+(paired-end) usually do.
 """
 from __future__ import annotations
 
@@ -19,6 +24,13 @@ import math
 import numpy as np
 
 SIZE_WINDOWS = [(low, low + 10) for low in range(90, 250, 10)]
+SKILL_MIN_R = 0.8           # cross-validated correlation with chrY fetal fraction on the panel
+INDEPENDENT_METHODS = ("fragment_size", "bin_profile")
+
+
+def skilled(model: dict | None) -> bool:
+    """Whether a trained estimator tracks the fetal fraction well enough to be used."""
+    return bool(model) and float(model.get("cv_r", 0.0)) >= SKILL_MIN_R
 
 
 def size_features(histogram: np.ndarray) -> np.ndarray | None:
@@ -67,8 +79,9 @@ def _ridge_predict(model: dict, features: np.ndarray) -> float:
     return float(weights[0] + standard @ weights[1:])
 
 
-def fit_models(samples, profiles, final_model, sex_model: dict, x_ratios: np.ndarray, x_mean: float) -> dict:
-    """Y calibration and the size and profile regressions, trained on the panel's male pregnancies."""
+def fit_models(samples, scores: np.ndarray, sex_model: dict, x_ratios: np.ndarray, x_mean: float) -> dict:
+    """Y calibration and the size and profile regressions, trained on the panel's male pregnancies
+    (`scores`: each panel sample's principal-component scores under the final model)."""
     sexes = sex_model["panel_sexes"]
     male = np.array([s == "male" for s in sexes])
     doses = np.array(sex_model["panel_doses"])
@@ -93,8 +106,7 @@ def fit_models(samples, profiles, final_model, sex_model: dict, x_ratios: np.nda
         usable = [i for i in np.flatnonzero(male) if features[i] is not None]
         if len(usable) >= 10:
             result["size"] = _ridge_fit(np.array([features[i] for i in usable]), labels[usable])
-        scores = np.array([final_model.normalise(s.counts).scores for s in samples])
-        if scores.shape[1] > 0:
+        if scores.ndim == 2 and scores.shape[1] > 0:
             result["profile"] = _ridge_fit(scores[male], labels[male])
     return result
 
@@ -108,13 +120,22 @@ def estimate(sample, profile, reference, y_fraction: float, y_sd: float, sex: st
         ff_x = 2 * (1 - x_ratio / models["x_mean"])
         if np.isfinite(ff_x):
             estimates["chrX"] = (ff_x, 2 * x_sd)
-    if models.get("size") and sample.paired:
-        features = size_features(sample.fragment_lengths)
-        if features is not None:
-            estimates["fragment_size"] = (_ridge_predict(models["size"], features), models["size"]["cv_rmse"])
-    if models.get("profile") and profile.scores.size:
-        estimates["bin_profile"] = (_ridge_predict(models["profile"], profile.scores), models["profile"]["cv_rmse"])
+    withheld = {}
+    for name, key in (("fragment_size", "size"), ("bin_profile", "profile")):
+        model = models.get(key)
+        if model is None:
+            continue
+        if not skilled(model):
+            withheld[name] = {"estimate": None, "low": None, "high": None, "sd": None,
+                              "reason": f"no skill on the panel (cross-validated r {model['cv_r']:.2f} < {SKILL_MIN_R})"}
+        elif name == "fragment_size" and sample.paired:
+            features = size_features(sample.fragment_lengths)
+            if features is not None:
+                estimates[name] = (_ridge_predict(model, features), model["cv_rmse"])
+        elif name == "bin_profile" and profile.scores.size:
+            estimates[name] = (_ridge_predict(model, profile.scores), model["cv_rmse"])
     methods = {name: interval(value, sd) for name, (value, sd) in estimates.items()}
+    methods.update(withheld)
     combined = None
     usable = {k: v for k, v in estimates.items() if k != "chrX" and np.isfinite(v[0]) and v[1] > 0}
     if usable:
@@ -122,7 +143,7 @@ def estimate(sample, profile, reference, y_fraction: float, y_sd: float, sex: st
         total = sum(weights.values())
         value = sum(weights[k] * usable[k][0] for k in usable) / total
         combined = interval(value, math.sqrt(1 / total))
-    sex_independent = {k: v for k, v in usable.items() if k in ("fragment_size", "bin_profile")}
+    sex_independent = {k: v for k, v in usable.items() if k in INDEPENDENT_METHODS}
     independent = None
     if sex_independent:
         weights = {k: 1 / sd**2 for k, (_, sd) in sex_independent.items()}

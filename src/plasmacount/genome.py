@@ -191,3 +191,15 @@ def check_compatible(layout: Layout, contigs: Sequence[tuple[str, int]], what: s
                 f"{what}: contig {name} is {length:,} bp ({n_bins:,} bins) but {against} expects {expected} "
                 f"({build_here} vs {layout.build}): genome builds differ; use bins of the same build"
             )
+
+
+def contiguous_bin_size(rows: dict[str, list[tuple]], path, what: str) -> int:
+    """The bin size of a per-bin table whose rows per contig start with (start, end): every bin
+    of one size, contiguous from 0 (the last of a contig may be shorter). DataError otherwise."""
+    first = next(iter(rows.values()))
+    bin_size = first[0][1] - first[0][0]
+    for chrom, values in rows.items():
+        for i, (start, end, *_rest) in enumerate(values):
+            if start != i * bin_size or (end - start != bin_size and i != len(values) - 1):
+                raise DataError(f"{path}: bins of {chrom} are not contiguous {bin_size:,} bp bins from 0 (bin {i}); the {what} is corrupt, re-create it")
+    return bin_size

@@ -27,15 +27,29 @@ from plasmacount.errors import DataError
 from plasmacount.files import atomic_output, table_cell, write_json
 from plasmacount.genome import HG38_LENGTHS, SYNDROME_REGIONS, name_key
 from plasmacount.progress import stage
-from plasmacount.reference import AUTOSOME_KEYS, Reference, chromosome_keys, ignore_empty_bins
-from plasmacount.segment import bin_to_bin_sd, segment
+from plasmacount.reference import AUTOSOME_KEYS, Reference, chromosome_keys, chromosome_ratios, ignore_empty_bins, panel_distance
+from plasmacount.segment import WINDOW_SIZES, bin_to_bin_sd, segment, window_bins, window_inflation
 from plasmacount.tracks import Profile
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 NAMED_TRISOMIES = {"21": "T21", "18": "T18", "13": "T13"}
 CNV_Z_THRESHOLD = 5.0
+CNV_POWER = 0.9            # the CNV limits stated are sizes / fetal fractions seen with this probability
 MINIMUM_READS = 500_000
 WARN_READS = 3_000_000
+# Chromosome z spread (over the untested autosomes, `aneuploidy.z_inflation`; 1 in 1,000 panel-like
+# samples exceed 1.62, 1 in 2,000 1.67) and window z spread (`segment.window_inflation`, against the panel's own): above WARN the
+# sample's statistics are wider than the panel's and its calls become no-calls; above FAIL the
+# sample differs from the panel too much for anything. Below WARN, z is still divided by it.
+INFLATION_WARN, INFLATION_FAIL = 1.7, 2.0
+WINDOW_INFLATION_WARN, WINDOW_INFLATION_FAIL = 1.3, 1.6
+# A sample further from the panel centre (normalisation space) than this times the panel's 99th
+# percentile is warned about.
+DISTANCE_FACTOR = 1.5
+# A copy-ratio shift no fetal event gives (a heterozygous maternal CNV shifts by about 0.5).
+MATERNAL_SHIFT = 0.2
+# Aberrations on this many autosomes at once suggest a maternal condition (e.g. a malignancy).
+PATTERN_CHROMOSOMES = 3
 
 
 @dataclass(frozen=True)
@@ -50,10 +64,11 @@ def _chromosome_names(sample: SampleCounts) -> dict[str, str]:
     return {name_key(c.name): c.name for c in sample.layout.contigs}
 
 
-def _qc(sample: SampleCounts, profile, scores: dict, dispersion: float) -> dict:
+def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict, dispersion: float, inflation: float,
+        window_inflation: float, distance: float, distance_limit: float) -> dict:
     counted = int(sample.counts.sum())
     chr21 = scores["21"]
-    poisson_cv = math.sqrt(aneuploidy.poisson_variance(profile, "21"))
+    poisson_cv = math.sqrt(aneuploidy.poisson_variance(counts_by_chromosome, "21"))
     reasons_fail, reasons_warn = [], []
     if counted < MINIMUM_READS:
         reasons_fail.append(f"only {counted:,} counted reads (minimum {MINIMUM_READS:,})")
@@ -69,6 +84,14 @@ def _qc(sample: SampleCounts, profile, scores: dict, dispersion: float) -> dict:
             reasons_fail.append(f"bin-to-bin variance {dispersion:.2f}x counting noise")
         elif dispersion > 1.6:
             reasons_warn.append(f"bin-to-bin variance {dispersion:.2f}x counting noise")
+    if np.isfinite(distance) and distance > distance_limit:
+        reasons_warn.append(f"normalisation-space distance {distance:.2f} is beyond the panel's (99th percentile x 1.5 = {distance_limit:.2f})")
+    for value, warn, fail, what in ((inflation, INFLATION_WARN, INFLATION_FAIL, "chromosome z spread"),
+                                    (window_inflation, WINDOW_INFLATION_WARN, WINDOW_INFLATION_FAIL, "window z spread")):
+        if value > fail:
+            reasons_fail.append(f"{what} {value:.2f}x the panel's: the sample does not match the reference")
+        elif value > warn:
+            reasons_warn.append(f"{what} {value:.2f}x the panel's")
     excess = chr21["sd"] / poisson_cv if poisson_cv > 0 else float("nan")
     if np.isfinite(excess) and excess > 2.5:
         reasons_fail.append(f"chr21 CV {100 * chr21['sd']:.3f} % is {excess:.1f}x its counting limit")
@@ -76,7 +99,12 @@ def _qc(sample: SampleCounts, profile, scores: dict, dispersion: float) -> dict:
         reasons_warn.append(f"chr21 CV {100 * chr21['sd']:.3f} % is {excess:.1f}x its counting limit")
     status = "fail" if reasons_fail else "warn" if reasons_warn else "pass"
     return {"status": status, "reasons": reasons_fail + reasons_warn, "counted_reads": counted, "gc_residual": residual,
-            "bin_variance_ratio": dispersion, "chr21_cv": chr21["sd"], "chr21_poisson_cv": poisson_cv}
+            "bin_variance_ratio": dispersion, "chromosome_z_inflation": inflation, "window_z_inflation": window_inflation,
+            "panel_distance": distance, "chr21_cv": chr21["sd"], "chr21_poisson_cv": poisson_cv}
+
+
+ALL_EVENTS = (["T21", "T18", "T13"] + [f"T{k}" for k in AUTOSOME_KEYS if k not in NAMED_TRISOMIES]
+              + ["45,X", "47,XXX", "47,XXY", "47,XYY"])
 
 
 def _failed_result(sample_name: str, reason: str, source: dict | None = None) -> dict:
@@ -85,15 +113,14 @@ def _failed_result(sample_name: str, reason: str, source: dict | None = None) ->
         "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample_name, "source": source,
         "reference": None,
         "qc": {"status": "fail", "reasons": [reason], "counted_reads": None, "gc_residual": None, "bin_variance_ratio": None,
-               "chr21_cv": None, "chr21_poisson_cv": None},
+               "chromosome_z_inflation": None, "window_z_inflation": None, "panel_distance": None, "chr21_cv": None,
+               "chr21_poisson_cv": None},
         "fetal_sex": "inconclusive", "fetal_sex_detail": {"chrY_z": None, "chrY_dose": None},
-        "fetal_fraction": {"estimate": None, "low": None, "high": None, "methods": {}, "note": None},
+        "fetal_fraction": {"estimate": None, "low": None, "high": None, "determinable": False, "methods": {}, "note": None},
         "chromosomes": {},
-        "calls": [{"event": event, "result": "no-call", "score": None, "z": None, "log_likelihood_ratio": None,
-                   "minimum_fetal_fraction": None, "reason": reason}
-                  for event in ["T21", "T18", "T13"] + [f"T{k}" for k in AUTOSOME_KEYS if k not in NAMED_TRISOMIES]
-                  + ["45,X", "47,XXX", "47,XXY", "47,XYY"]],
-        "sex_chromosomes": None, "cnvs": [], "detection_limit": None, "fragment_sizes": None, "profile": None,
+        "calls": [{"event": event, "result": "no-call", "score": None, "z": None, "log_bayes_factor": None,
+                   "minimum_fetal_fraction": None, "reason": reason, "note": None} for event in ALL_EVENTS],
+        "sex_chromosomes": None, "cnvs": [], "pattern": None, "detection_limit": None, "fragment_sizes": None, "profile": None,
     }
 
 
@@ -121,29 +148,25 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     profile = model.normalise(counts)
     names = _chromosome_names(sample)
     dispersion = aneuploidy.noise_dispersion(profile, profile.autosomal)
-    sums = aneuploidy.gc_corrected_sums(counts[None, :], profile.gc_curve.factors[None, :], model.mask, keys)[0]
-    scores = aneuploidy.score_chromosomes(profile, sums, reference)
-    qc = _qc(sample, profile, scores, dispersion)
-    qc_failed = qc["status"] == "fail"
 
     # Fetal sex and the chrY dose.
     sex_model = reference.metadata["sex_model"]
-    clean = np.zeros(reference.layout.n_bins, dtype=bool)
-    clean[sex_model["clean_bins"]] = True
-    dose = sex_chromosomes.y_dose(profile.coverage, clean)
+    dose = sex_chromosomes.y_dose(profile.coverage, sex_model)
     calibration = reference.metadata["fetal_fraction"]["y_calibration"]
     y_fraction = calibration * 2 * (dose - sex_model["female_dose_median"])
     sex = sex_chromosomes.fetal_sex(dose, sex_model, counts.sum(), y_fraction)
-    clean_reads = counts[clean].sum()
-    scale = math.sqrt(max(sex_model["median_reads"] / max(counts.sum(), 1.0), 1.0))
-    counting_sd = calibration * 2 * math.sqrt((sex_model["female_dose_sd"] * scale) ** 2 + (dose**2 / clean_reads if clean_reads > 0 else 0.0))
+    depth = math.sqrt(max(sex_model["median_reads"] / max(counts.sum(), 1.0), 1.0))
+    counting_sd = sex_chromosomes.dose_counting_sd(max(dose, 0.0), sex_model, counts.sum())
+    dose_sd = math.hypot(sex_model["female_dose_sd"] * depth, counting_sd)
     # The calibration of chrY against chrX is itself known to about 5 %.
-    y_sd = math.hypot(counting_sd, 0.05 * max(y_fraction, 0.0))
+    y_sd = math.hypot(calibration * 2 * dose_sd, 0.05 * max(y_fraction, 0.0))
+
+    # Segmental CNVs first: a CNV's bins must not count towards its chromosome's test.
+    x_whole = profile.chromosome_ratio["X"]
+    first_scores = aneuploidy.score_chromosomes(profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion)
 
     # Fetal fraction.
-    x_ratio = scores["X"]["ratio"]
-    x_sd = scores["X"]["sd"]
-    ff = fetal_fraction.estimate(sample, profile, reference, y_fraction, y_sd, sex["sex"], x_ratio, x_sd)
+    ff = fetal_fraction.estimate(sample, profile, reference, y_fraction, y_sd, sex["sex"], x_whole, first_scores["X"]["sd"])
     combined = ff["combined"]
     independent = ff["sex_independent"]
     ff_note = None
@@ -155,35 +178,67 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
             # donor organ... The chrY estimate is then not a fetal fraction.
             combined = fetal_fraction.interval(independent[0], independent[1])
             ff_note = "chrY dose disagrees with the sex-independent estimate; chrY left out"
+    if combined is None:
+        ff_note = ("not determinable: female or inconclusive fetal sex and no sex-independent estimator with skill on this "
+                   "reference; calls decided on z alone")
     ff_value = combined["estimate"] if combined else None
-    ff_low = combined["low"] if combined else None
+    posterior = aneuploidy.FetalFractionPosterior.from_estimate(combined["estimate"], combined["sd"]) if combined else None
+
+    cnvs, cnv_bins, inflations = _cnvs(profile, reference, keys, names, counts.sum(), ff_value, sex["sex"], options)
+    window_inflation = max(inflations.values())
+    ratios, by_chromosome = chromosome_ratios(profile.raw, profile.expected, model.mask & ~cnv_bins, keys)
+    scores = aneuploidy.score_chromosomes(ratios, by_chromosome, reference, dispersion)
+    with_cnv = {name_key(c["chrom"]) for c in cnvs}
+    inflation = aneuploidy.z_inflation(scores, with_cnv)
+    scores = aneuploidy.deflate(scores, inflation)
+    score_sd = np.asarray(reference.metadata.get("score_sd", []), dtype=float)
+    distance = float(panel_distance(profile.scores, score_sd)[0]) if score_sd.size == profile.scores.size and score_sd.size else float("nan")
+    distance_limit = DISTANCE_FACTOR * reference.metadata.get("panel_distance", {}).get("q99", float("inf"))
+    qc = _qc(sample, profile, scores, by_chromosome, dispersion, inflation, window_inflation, distance, distance_limit)
+
+    # Gains and losses on several chromosomes at once: a maternal condition, not fetal trisomies.
+    aberrant = sorted({k for k in AUTOSOME_KEYS if np.isfinite(scores[k]["z"]) and abs(scores[k]["z"]) >= aneuploidy.Z_POSITIVE}
+                      | {name_key(c["chrom"]) for c in cnvs if c["origin"] != "maternal" and name_key(c["chrom"]) in AUTOSOME_KEYS},
+                      key=lambda k: int(k))
+    pattern = None
+    if len(aberrant) >= PATTERN_CHROMOSOMES:
+        pattern = {"chromosomes": [names.get(k, k) for k in aberrant],
+                   "note": f"gains or losses on {len(aberrant)} autosomes at once: a pattern that suggests a maternal condition "
+                           "(for example a malignancy) rather than fetal aneuploidies; refer for clinical review"}
+    inflated = inflation > INFLATION_WARN or window_inflation > WINDOW_INFLATION_WARN
+    if qc["status"] == "fail":
+        sample_reason = "sample QC failed: " + "; ".join(qc["reasons"])
+    elif inflated:
+        sample_reason = "sample statistics wider than the reference's (see QC): it does not match the panel"
+    else:
+        sample_reason = None
+    if sample_reason:
+        # On a sample the panel does not describe, only shifts no fetal event gives are trusted.
+        cnvs = [c for c in cnvs if abs(c["copy_ratio"] - 1) >= MATERNAL_SHIFT]
+        if pattern and len({name_key(c["chrom"]) for c in cnvs if c["origin"] != "maternal"}) < PATTERN_CHROMOSOMES:
+            pattern = None
+    no_call_reason = sample_reason or (pattern["note"] if pattern else None)
 
     # Autosomal trisomies.
     calls = []
     for key in ["21", "18", "13"] + [k for k in AUTOSOME_KEYS if k not in NAMED_TRISOMIES]:
-        decision = aneuploidy.call_trisomy(scores[key], ff_value, ff_low, qc_failed)
-        calls.append({"event": NAMED_TRISOMIES.get(key, f"T{key}"), "result": decision["result"], "score": decision["log_likelihood_ratio"],
-                      "z": decision["z"], "log_likelihood_ratio": decision["log_likelihood_ratio"],
-                      "minimum_fetal_fraction": decision["minimum_fetal_fraction"], "reason": decision["reason"]})
+        decision = aneuploidy.call_trisomy(scores[key], posterior, no_call_reason)
+        note = decision["note"]
+        if decision["result"] == "positive" and any(name_key(c["chrom"]) == key for c in cnvs):
+            note = ((note + "; ") if note else "") + "a CNV on this chromosome was left out of its test"
+        calls.append({"event": NAMED_TRISOMIES.get(key, f"T{key}"), "result": decision["result"], "score": decision["log_bayes_factor"],
+                      "z": decision["z"], "log_bayes_factor": decision["log_bayes_factor"],
+                      "minimum_fetal_fraction": decision["minimum_fetal_fraction"], "reason": decision["reason"], "note": note})
 
-    # Sex-chromosome aneuploidies.
+    # Sex-chromosome aneuploidies: X dosage and chrY dose, over the sex-independent FF when known.
+    x_ratio, x_sd = scores["X"]["ratio"], scores["X"]["sd"]
     x_change = x_ratio / reference.metadata["chromosomes"]["X"]["mean"] - 1
-    if independent is not None:
-        sca_ff, sca_sd = independent
-    elif combined is not None:
-        sca_ff, sca_sd = combined["estimate"], combined["sd"]
-    else:
-        sca_ff, sca_sd = None, None
-    classification = sex_chromosomes.classify(x_change, x_sd, y_fraction, y_sd, sca_ff, sca_sd)
-    calls.extend(_sca_calls(classification, qc_failed, sex["sex"]))
+    sca_posterior = aneuploidy.FetalFractionPosterior.from_estimate(*independent) if independent is not None else None
+    classification = sex_chromosomes.classify(x_change, x_sd, y_fraction, y_sd, sca_posterior)
+    calls.extend(_sca_calls(classification, sample_reason))
 
-    cnvs, limit = _cnvs(profile, reference, keys, names, counts.sum(), ff_value, sex["sex"], options)
-    chromosomes = {names.get(key, key): {"ratio": s["ratio"], "z": s["z"], "ncv_z": s["ncv_z"], "regression_z": s["regression_z"], "sd": s["sd"]}
-                   for key, s in scores.items()}
-    detection = {"minimum_fetal_fraction_T21": aneuploidy.minimum_fetal_fraction(scores["21"]["sd"]),
-                 "minimum_fetal_fraction_T18": aneuploidy.minimum_fetal_fraction(scores["18"]["sd"]),
-                 "minimum_fetal_fraction_T13": aneuploidy.minimum_fetal_fraction(scores["13"]["sd"]),
-                 "smallest_fetal_cnv_bp": limit}
+    chromosomes = {names.get(key, key): {"ratio": s["ratio"], "z": s["z"], "sd": s["sd"]} for key, s in scores.items()}
+    detection = _detection_limits(profile, reference, keys, counts.sum(), ff_value, scores, inflations, options)
     return {
         "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample.sample, "source": sample.source,
         "reference": {"samples": len(reference.samples), "qc_status": reference.metadata.get("qc", {}).get("status"),
@@ -191,13 +246,14 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
         "qc": qc,
         "fetal_sex": sex["sex"],
         "fetal_sex_detail": {"chrY_z": sex["z"], "chrY_dose": dose},
-        "fetal_fraction": {"estimate": ff_value, "low": ff_low, "high": combined["high"] if combined else None, "methods": ff["methods"],
-                           "note": ff_note},
+        "fetal_fraction": {"estimate": ff_value, "low": combined["low"] if combined else None, "high": combined["high"] if combined else None,
+                           "determinable": combined is not None, "methods": ff["methods"], "note": ff_note},
         "chromosomes": chromosomes,
         "calls": calls,
         "sex_chromosomes": {"x_ratio": x_ratio, "x_change": x_change, "x_sd": x_sd, "y_fetal_fraction": y_fraction, "y_sd": y_sd,
                             "posteriors": classification["posteriors"], "best_karyotype": classification["best"]},
         "cnvs": cnvs,
+        "pattern": pattern,
         "detection_limit": detection,
         "fragment_sizes": _size_summary(sample),
         "profile": Profile.from_layout(reference.layout, profile.log_ratio / math.log(2)),
@@ -213,17 +269,18 @@ def _size_summary(sample: SampleCounts) -> dict | None:
             "mode": int(np.argmax(histogram[:-1])), "share_below_150": float(histogram[:150].sum() / histogram.sum())}
 
 
-def _sca_calls(classification: dict, qc_failed: bool, sex: str) -> list[dict]:
+def _sca_calls(classification: dict, no_call_reason: str | None) -> list[dict]:
     events = ["45,X", "47,XXX", "47,XXY", "47,XYY"]
     posteriors = classification["posteriors"]
     calls = []
     for event in events:
-        base = {"event": event, "score": None, "z": None, "log_likelihood_ratio": None, "minimum_fetal_fraction": None, "reason": None}
-        if qc_failed:
-            calls.append({**base, "result": "no-call", "reason": "sample QC failed"})
+        base = {"event": event, "score": None, "z": None, "log_bayes_factor": None, "minimum_fetal_fraction": None, "reason": None,
+                "note": None}
+        if no_call_reason:
+            calls.append({**base, "result": "no-call", "reason": no_call_reason})
             continue
         if posteriors is None:
-            calls.append({**base, "result": "no-call", "reason": "no sex-independent fetal fraction"})
+            calls.append({**base, "result": "no-call", "reason": "chrX not measurable"})
             continue
         probability = posteriors[event]
         base["score"] = probability
@@ -239,62 +296,90 @@ def _sca_calls(classification: dict, qc_failed: bool, sex: str) -> list[dict]:
     return calls
 
 
+def _bin_variance(reference: Reference, reads: float) -> np.ndarray:
+    """Per bin, the variance of this sample's log2 ratio (the panel's held-out spread at its depth)."""
+    depth_scale = float(np.median(reference.metadata["reads"])) / max(reads, 1.0)
+    return (reference.panel["bin_sd"] / math.log(2)) ** 2 * depth_scale
+
+
+def _segment_null(reference: Reference, chosen: np.ndarray, on_x: bool, variance: np.ndarray) -> tuple[float, float]:
+    """SD and mean of a segment's log2 ratio under the panel: the larger of the held-out panel
+    samples' spread over the same bins (at this sample's depth) and the counting SD."""
+    depth_scale = float(np.median(variance / (reference.panel["bin_sd"] / math.log(2)) ** 2)) if chosen.size else 1.0
+    block = reference.panel["residuals"][:, chosen]
+    if on_x:
+        block = block[np.array([s == "female" for s in reference.metadata["panel_sexes"]])]
+    panel_means = np.nanmean(block.astype(float), axis=1) / math.log(2)
+    null_sd = float(np.nanstd(panel_means)) * math.sqrt(depth_scale) if panel_means.size > 2 else float("nan")
+    analytic_sd = 1 / math.sqrt(float((1 / variance[chosen]).sum()))
+    return (max(null_sd, analytic_sd) if np.isfinite(null_sd) else analytic_sd), float(np.nanmean(panel_means))
+
+
+def _inflation_at(n_bins: int, inflations: dict[int, float]) -> float:
+    """The window inflation for a segment of n bins: interpolated on log size between the scales."""
+    sizes = sorted(inflations)
+    return float(np.interp(math.log(max(n_bins, 1)), [math.log(k) for k in sizes], [inflations[k] for k in sizes]))
+
+
 def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: float, ff: float | None, sex: str,
-          options: NiptOptions) -> tuple[list[dict], float | None]:
-    """Segment each chromosome and call CNVs with origin, syndrome and z against the panel."""
+          options: NiptOptions) -> tuple[list[dict], np.ndarray, float]:
+    """Segment each chromosome and call CNVs with origin, syndrome and z against the panel.
+
+    Returns the CNVs, the bins they cover, and the sample's window z inflation per window size in
+    bins (which scales every segment's z, so a library pattern the panel never saw does not
+    become CNVs)."""
     bin_sd = reference.panel["bin_sd"]
-    panel_reads = float(np.median(reference.metadata["reads"]))
-    depth_scale = panel_reads / max(reads, 1.0)
-    residuals = reference.panel["residuals"]
-    female_panel = np.array([s == "female" for s in reference.metadata["panel_sexes"]])
     log2 = profile.log_ratio / math.log(2)
+    variance_all = _bin_variance(reference, reads)
     index, start, end = reference.layout.bin_table()
     scale = _scale(reference)
-    calls = []
-    variances = []
+    segments = []
     chromosomes = AUTOSOME_KEYS + (["X"] if sex == "female" else [])
     for key in chromosomes:
         bins = np.flatnonzero((keys == key) & np.isfinite(log2) & np.isfinite(bin_sd) & (bin_sd > 0))
         if bins.size < 2 * options.cnv_min_bins:
             continue
-        variance = (bin_sd[bins] / math.log(2)) ** 2 * depth_scale
-        variances.append(np.median(variance))
+        variance = variance_all[bins]
         weights = 1 / variance
-        values = log2[bins] - np.average(log2[bins], weights=weights)  # whole-chromosome changes belong to aneuploidy
+        # Centred on the chromosome's median: a whole-chromosome change belongs to aneuploidy, and a
+        # median is not pulled by the CNV itself.
+        values = log2[bins] - float(np.median(log2[bins]))
         for first, last in segment(values, weights, options.segment_threshold, options.cnv_min_bins):
             if last - first < options.cnv_min_bins or (last - first) > 0.8 * bins.size:
                 continue
             chosen = bins[first:last]
-            w = weights[first:last]
-            mean = float(np.average(log2[chosen], weights=w))
-            panel_block = residuals[:, chosen]
-            if key == "X":
-                panel_block = panel_block[female_panel]
-            panel_means = np.nanmean(panel_block.astype(float), axis=1) / math.log(2)
-            null_sd = float(np.nanstd(panel_means)) * math.sqrt(depth_scale) if panel_means.size > 2 else float("nan")
-            analytic_sd = 1 / math.sqrt(w.sum())
-            sd = max(null_sd, analytic_sd) if np.isfinite(null_sd) else analytic_sd
-            z = (mean - float(np.nanmean(panel_means))) / sd
-            if abs(z) < required_z(options.cnv_z, chosen.size):
-                continue
-            ratio = 2**mean
-            # A shift far below what a heterozygous fetal event gives is noise or low-level mosaicism.
-            if ff and abs(ratio - 1) < 0.5 * ff / 2:
-                continue
-            origin, origin_detail = _origin(ratio - 1, sd * math.log(2) * ratio, ff)
-            chrom_start, chrom_end = int(start[chosen[0]]), int(end[chosen[-1]])
-            contig = reference.layout.contigs[int(index[chosen[0]])].name
-            calls.append({"chrom": names.get(key, contig), "start": chrom_start, "end": chrom_end, "size": chrom_end - chrom_start,
-                          "bins": int(chosen.size), "type": "deletion" if ratio < 1 else "duplication", "copy_ratio": ratio,
-                          "log2_ratio": mean, "z": z, "origin": origin, "origin_log_likelihood": origin_detail,
-                          "syndrome": _syndrome(key, chrom_start, chrom_end, scale)})
-    limit = None
-    if ff and variances:
-        typical = float(np.median(variances))
-        shift = abs(math.log2(1 - ff / 2))
-        n_bins = (options.cnv_z * math.sqrt(typical) / shift) ** 2
-        limit = float(max(n_bins, options.cnv_min_bins) * reference.bin_size)
-    return calls, limit
+            mean = float(np.average(log2[chosen], weights=weights[first:last]))
+            sd, panel_mean = _segment_null(reference, chosen, key == "X", variance_all)
+            segments.append((key, chosen, mean, sd, panel_mean))
+    # Segments with a shift no fetal event gives (maternal CNVs) are left out of the window spread.
+    large = np.zeros(keys.size, dtype=bool)
+    for _, chosen, mean, _, panel_mean in segments:
+        if abs(2 ** (mean - panel_mean) - 1) >= MATERNAL_SHIFT:
+            large[chosen] = True
+    panel_level = reference.metadata.get("window_inflation", {})
+    inflations = {window_bins(size, reference.bin_size):
+                  max(1.0, window_inflation(log2, variance_all, keys, large, window_bins(size, reference.bin_size)) / panel_level.get(str(size), 1.0))
+                  for size in WINDOW_SIZES}
+    calls = []
+    covered = np.zeros(keys.size, dtype=bool)
+    for key, chosen, mean, sd, panel_mean in segments:
+        sd *= _inflation_at(chosen.size, inflations)
+        z = (mean - panel_mean) / sd
+        if abs(z) < required_z(options.cnv_z, chosen.size):
+            continue
+        ratio = 2**mean
+        # A shift far below what a heterozygous fetal event gives is noise or low-level mosaicism.
+        if ff and abs(ratio - 1) < 0.5 * ff / 2:
+            continue
+        origin, origin_detail = _origin(ratio - 1, sd * math.log(2) * ratio, ff)
+        chrom_start, chrom_end = int(start[chosen[0]]), int(end[chosen[-1]])
+        contig = reference.layout.contigs[int(index[chosen[0]])].name
+        covered[chosen] = True
+        calls.append({"chrom": names.get(key, contig), "start": chrom_start, "end": chrom_end, "size": chrom_end - chrom_start,
+                      "bins": int(chosen.size), "type": "deletion" if ratio < 1 else "duplication", "copy_ratio": ratio,
+                      "log2_ratio": mean, "z": z, "origin": origin, "origin_log_likelihood": origin_detail,
+                      "syndrome": _syndrome(key, chrom_start, chrom_end, scale)})
+    return calls, covered, inflations
 
 
 def required_z(base: float, n_bins: int) -> float:
@@ -302,11 +387,63 @@ def required_z(base: float, n_bins: int) -> float:
     return max(base, base + 2.0 - 0.5 * math.log2(max(n_bins, 1) / 5))
 
 
+def _fetal_fraction_for_shift(shift_needed: float) -> float:
+    """Fetal fraction whose heterozygous fetal deletion lowers log2 coverage by `shift_needed`."""
+    return float(min(1.0, 2 * (1 - 2 ** (-shift_needed))))
+
+
+def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: float, ff: float | None, scores: dict,
+                      inflations: dict[int, float], options: NiptOptions) -> dict:
+    """What this sample could have shown, at the calling thresholds with CNV_POWER probability.
+
+    For each syndrome region: the smallest fetal fraction at which its heterozygous fetal deletion
+    is called, with the same segment SD the calls use (panel null, counting, window inflation).
+    Genome-wide: the smallest fetal deletion (bp) called at this sample's fetal fraction over
+    typical bins (counting SD and inflation only, so a floor). Trisomies: `aneuploidy`'s minimum."""
+    from statistics import NormalDist
+
+    power_z = NormalDist().inv_cdf(CNV_POWER)
+    variance = _bin_variance(reference, reads)
+    usable = np.isfinite(profile.log_ratio) & np.isfinite(variance) & (variance > 0)
+    _, start, end = reference.layout.bin_table()
+    scale = _scale(reference)
+    regions = {}
+    for name, (chrom, first, last) in SYNDROME_REGIONS.items():
+        first, last = int(first * scale), int(last * scale)
+        chosen = np.flatnonzero(usable & (keys == name_key(chrom)) & (end > first) & (start < last))
+        if chosen.size < options.cnv_min_bins:
+            regions[name] = {"bins": int(chosen.size), "minimum_fetal_fraction": None, "seen_at_this_fetal_fraction": None}
+            continue
+        sd, _ = _segment_null(reference, chosen, False, variance)
+        sd *= _inflation_at(chosen.size, inflations)
+        needed = _fetal_fraction_for_shift((required_z(options.cnv_z, chosen.size) + power_z) * sd)
+        regions[name] = {"bins": int(chosen.size), "minimum_fetal_fraction": needed,
+                         "seen_at_this_fetal_fraction": (ff >= needed) if ff is not None else None}
+    smallest = None
+    typical = float(np.median(variance[usable & np.isin(keys, AUTOSOME_KEYS)])) if usable.any() else float("nan")
+    if ff and np.isfinite(typical):
+        shift = abs(math.log2(1 - ff / 2))
+        for n in range(options.cnv_min_bins, 2001):
+            if shift * math.sqrt(n / typical) / _inflation_at(n, inflations) >= required_z(options.cnv_z, n) + power_z:
+                smallest = float(n * reference.bin_size)
+                break
+    return {"minimum_fetal_fraction_T21": aneuploidy.minimum_fetal_fraction(scores["21"]["sd"]),
+            "minimum_fetal_fraction_T18": aneuploidy.minimum_fetal_fraction(scores["18"]["sd"]),
+            "minimum_fetal_fraction_T13": aneuploidy.minimum_fetal_fraction(scores["13"]["sd"]),
+            "smallest_fetal_deletion_bp": smallest, "cnv_power": CNV_POWER, "syndrome_regions": regions}
+
+
 def _origin(change: float, sd: float, ff: float | None) -> tuple[str, dict | None]:
-    """fetal (shift ~FF/2), maternal (shift ~1/2) or uncertain, by likelihood."""
-    if ff is None or not np.isfinite(change):
+    """fetal (shift ~FF/2), maternal (shift ~1/2) or uncertain, by likelihood.
+
+    Without a fetal fraction, a shift near 1/2 (a heterozygous maternal event) is still maternal:
+    no fetal event moves the coverage that far."""
+    if not np.isfinite(change):
         return "uncertain", None
     sign = 1 if change > 0 else -1
+    if ff is None:
+        maternal = -0.5 * ((change - sign * 0.45) / math.sqrt(sd**2 + 0.05**2)) ** 2
+        return ("maternal" if abs(change) >= 0.3 and maternal > -0.5 * 3**2 else "uncertain"), {"fetal": None, "maternal": maternal}
     hypotheses = {"fetal": sign * ff / 2, "maternal": sign * 0.5, "maternal_only": sign * (1 - ff) / 2}
     sd_total = math.sqrt(sd**2 + (0.15 * ff / 2) ** 2)  # allow for fetal-fraction error
     log_like = {k: -0.5 * ((change - v) / sd_total) ** 2 for k, v in hypotheses.items()}
@@ -356,6 +493,7 @@ def write_results(results: Sequence[dict], output: str | os.PathLike) -> list[Pa
         written.append(vcf)
         written.append(tracks.compress_and_index_vcf(vcf))
     written.append(_write_bed(output / "nipt.cnv.bed", results))
+    written.append(write_json(output / "nipt.batch_qc.json", batch_qc(results)))
     tsv = output / "nipt.tsv"
     columns = ["sample", "qc_status", "fetal_sex", "fetal_fraction", "fetal_fraction_low", "fetal_fraction_high", "z_13", "z_18", "z_21",
                "z_X", "positive", "no_call", "cnvs", "qc_reasons"]
@@ -459,3 +597,34 @@ def run_batch(paths: Sequence[str | os.PathLike], reference: Reference, output: 
     with stage("nipt: writing outputs"):
         write_results(results, output)
     return results
+
+
+BATCH_MIN_SAMPLES = 8
+BATCH_FLAGGED_SHARE = 0.2
+
+
+def batch_qc(results: Sequence[dict]) -> dict:
+    """QC across the samples of one run (`nipt.batch_qc.json`): a batch-wide shift of a
+    chromosome's z (the batch's median z beyond 4 standard errors of a median, so 22 chromosomes
+    rarely trip it by chance) or many samples warned or failed says the run differs from the
+    panel even where each sample alone looks acceptable."""
+    usable = [r for r in results if r["qc"]["status"] != "fail" and r["chromosomes"]]
+    statuses = [r["qc"]["status"] for r in results]
+    reasons = []
+    flagged = sum(s != "pass" for s in statuses)
+    if results and flagged / len(results) > BATCH_FLAGGED_SHARE:
+        reasons.append(f"{flagged} of {len(results)} samples warned or failed QC")
+    medians = {}
+    if len(usable) >= BATCH_MIN_SAMPLES:
+        standard_error = 1.2533 / math.sqrt(len(usable))
+        for name in usable[0]["chromosomes"]:
+            if name_key(name) not in AUTOSOME_KEYS:
+                continue
+            values = [r["chromosomes"].get(name, {}).get("z") for r in usable]
+            values = np.array([v for v in values if v is not None and np.isfinite(v)])
+            if values.size >= BATCH_MIN_SAMPLES:
+                medians[name] = float(np.median(values))
+                if abs(medians[name]) > 4 * standard_error:
+                    reasons.append(f"{name} z shifted across the batch (median {medians[name]:+.2f})")
+    return {"status": "warn" if reasons else "pass", "reasons": reasons, "samples": len(results), "flagged_samples": flagged,
+            "median_chromosome_z": medians}

@@ -8,9 +8,8 @@ principal-component correction learnt from the panel. What is left is close to c
 
 The reference also holds everything the calls need from the panel: per-chromosome null
 distributions measured on held-out panel samples (each sample normalised by a reference built
-without it, in 10 folds), NCV denominators and regression predictors, per-bin residual
-profiles for segment nulls, the fetal-sex model learnt from chrY, the fetal-fraction models,
-and a QC verdict. It records bin size, build, contigs, samples and the plasmacount version,
+without it, in 10 folds), per-bin residual profiles for segment nulls, the fetal-sex model
+learnt from chrY, the fetal-fraction models with their cross-validated skill, and a QC verdict. It records bin size, build, contigs, samples and the plasmacount version,
 and refuses samples counted another way.
 
 File format ("plasmacount-reference", version 1): an archive (see `files`) with
@@ -34,6 +33,7 @@ from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import GcCurve, fit_gc_curve
 from plasmacount.genome import Layout, name_key
 from plasmacount.progress import stage
+from plasmacount.segment import WINDOW_SIZES, window_bins, window_inflation
 
 FORMAT = "plasmacount-reference"
 FORMAT_VERSION = "1.0"
@@ -411,15 +411,24 @@ def build_reference(
 
     with stage("reference: chromosome nulls and fetal-fraction models"):
         chromosome_stats = aneuploidy.fit_chromosome_nulls(profiles, female)
-    gc_sums = aneuploidy.gc_corrected_sums(counts, np.array([c.factors for c in curves]), mask, keys)
-    ncv = aneuploidy.fit_ncv(gc_sums)
-    regression = aneuploidy.fit_regression(gc_sums)
     residuals = np.array([p.log_ratio for p in profiles], dtype=np.float32)
     female_residuals = residuals[female]
     bin_sd = np.nanstd(residuals, axis=0)
     bin_sd[keys == "X"] = np.nanstd(female_residuals[:, keys == "X"], axis=0)
+    # The panel's own window z spread (residual structure the PCA leaves): samples are judged against it.
+    panel_reads = float(np.median(reads))
+    window_levels = {}
+    for size in WINDOW_SIZES:
+        levels = [window_inflation(residuals[i].astype(float) / np.log(2), (bin_sd / np.log(2)) ** 2 * panel_reads / max(reads[i], 1.0),
+                                   keys, np.zeros(keys.size, dtype=bool), window_bins(size, layout.bin_size)) for i in range(len(profiles))]
+        window_levels[str(size)] = float(np.median(levels))
     x_ratios = np.array([p.chromosome_ratio["X"] for p in profiles])
-    ff_models = fetal_fraction.fit_models(samples, profiles, final, sex_model, x_ratios, chromosome_stats["X"]["mean"])
+    scores = np.array([final.normalise(row).scores for row in counts])
+    ff_models = fetal_fraction.fit_models(samples, scores, sex_model, x_ratios, chromosome_stats["X"]["mean"])
+    # How far panel samples lie from the panel centre in the normalisation space (per-component SD
+    # units): a tested sample far beyond them is one the panel does not describe.
+    score_sd = scores.std(axis=0) if scores.size else np.zeros(0)
+    distances = panel_distance(scores, score_sd)
     if progress:
         progress(folds + 2, folds + 2)
 
@@ -427,18 +436,28 @@ def build_reference(
         "sex_model": {k: v for k, v in sex_model.items() if k != "panel_sexes"},
         "panel_sexes": sex_model["panel_sexes"],
         "chromosomes": chromosome_stats,
-        "ncv": ncv,
-        "regression": regression,
         "fetal_fraction": ff_models,
         "reads": [int(r) for r in reads],
         "paired": bool(all(s.paired for s in samples)),
         "n_components": int(final.components.shape[0]),
         "folds": int(folds),
         "bins_used": int(mask.sum()),
+        "window_inflation": window_levels,
+        "score_sd": [float(v) for v in score_sd],
+        "panel_distance": {"median": float(np.median(distances)) if distances.size else 0.0,
+                           "q99": float(np.quantile(distances, 0.99)) if distances.size else 0.0},
     }
     reference = Reference(layout, final, names, metadata, {"residuals": residuals, "bin_sd": bin_sd.astype(np.float64)})
     reference.metadata["qc"] = reference_qc(reference, profiles, female, reads)
     return reference
+
+
+def panel_distance(scores: np.ndarray, score_sd: np.ndarray) -> np.ndarray:
+    """Root mean square of principal-component scores in units of the panel's SD per component."""
+    scores = np.atleast_2d(scores)
+    if scores.shape[1] == 0:
+        return np.zeros(scores.shape[0])
+    return np.sqrt(np.mean((scores / np.where(score_sd > 0, score_sd, 1.0)) ** 2, axis=1))
 
 
 def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarray, reads: np.ndarray) -> dict:
@@ -465,10 +484,21 @@ def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarr
     if outliers:
         (reasons_fail if len(outliers) > max(2, 0.02 * n) else reasons_warn).append(
             "panel samples look aneuploid or noisy: " + ", ".join(outliers[:5]) + (" ..." if len(outliers) > 5 else ""))
+    from plasmacount.fetal_fraction import SKILL_MIN_R, skilled
+
+    ff_models = reference.metadata["fetal_fraction"]
+    skill = {name: ({"cv_r": model["cv_r"], "cv_rmse": model["cv_rmse"], "n_training": model["n_training"], "used": skilled(model)}
+                    if model else None)
+             for name, model in (("fragment_size", ff_models.get("size")), ("bin_profile", ff_models.get("profile")))}
+    if not any(entry and entry["used"] for entry in skill.values()):
+        shown = ", ".join(f"{name} r {entry['cv_r']:.2f}" for name, entry in skill.items() if entry) or "none trained"
+        reasons_warn.append(f"no sex-independent fetal-fraction estimator reaches r >= {SKILL_MIN_R} on the panel ({shown}): "
+                            "female fetal fraction is not determinable and female calls are made on z alone")
     used = int(reference.model.mask.sum())
     if used < 0.5 * reference.layout.n_bins:
         reasons_warn.append(f"only {used:,} of {reference.layout.n_bins:,} bins usable")
     status = "FAIL" if reasons_fail else "WARN" if reasons_warn else "PASS"
     return {"status": status, "reasons": reasons_fail + reasons_warn, "outlier_samples": outliers,
-            "female_samples": int(female.sum()), "male_samples": int((~female).sum()),
+            "female_samples": int(female.sum()), "male_samples": int((~female).sum()), "fetal_fraction_skill": skill,
+            "effective_chrY_bins": reference.metadata["sex_model"].get("effective_chrY_bins"),
             "median_reads": int(np.median(reads))}

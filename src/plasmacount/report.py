@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from plasmacount import __version__
+from plasmacount.aneuploidy import Z_POSITIVE
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import atomic_output, table_cell
 from plasmacount.genome import name_key
@@ -28,7 +29,8 @@ from plasmacount.progress import stage
 from plasmacount.tracks import Profile, read_bedgraph
 
 ANALYSES = ("nipt", "tumor", "viral", "fragments")
-Z_THRESHOLD = 3.0  # the conventional NIPT screening line drawn on z-score plots
+Z_THRESHOLD = 3.0  # the conventional screening line drawn on arm z-score plots
+TRISOMY_Z = Z_POSITIVE  # the prenatal calling threshold
 COLOURS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828", "gain": "#c62828", "loss": "#1565c0", "neutral": "#757575"}
 
 
@@ -204,17 +206,16 @@ def z_figure(result: dict) -> Figure:
     colours = [COLOURS["fail"] if f"T{name_key(n)}" in positives else "#546e7a" for n in names]
     figure, axis = plt.subplots(figsize=(11, 2.8))
     axis.bar(range(len(z)), [0 if v is None else v for v in z], color=colours)
-    for line in (-Z_THRESHOLD, Z_THRESHOLD):
+    for line in (-TRISOMY_Z, TRISOMY_Z):
         axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
     axis.axhline(0, color="#999999", linewidth=0.8)
     axis.set_xticks(range(len(z)), [n.removeprefix("chr") for n in names], fontsize=7)
     axis.set_ylabel("z-score")
-    axis.set_title("Chromosome z-scores against the reference panel (dashed: |z| = 3)", loc="left")
-    rows = [[n, table_cell(v["z"], ".6f"), table_cell(v["ncv_z"], ".6f"), table_cell(v["regression_z"], ".6f"), table_cell(v["ratio"], ".6f")]
-            for n, v in chromosomes]
-    caption = ("Calls are made by a likelihood ratio that also weighs the fetal fraction; a z-score above 3 alone is not a call. "
-               "Red: chromosomes called positive.")
-    return Figure("z_scores", "Chromosome z-scores", _svg(figure), ["chromosome", "z", "ncv_z", "regression_z", "ratio"], rows, caption, figure)
+    axis.set_title(f"Chromosome z-scores against the reference panel (dashed: |z| = {TRISOMY_Z:g}, the calling threshold)", loc="left")
+    rows = [[n, table_cell(v["z"], ".6f"), table_cell(v["ratio"], ".6f")] for n, v in chromosomes]
+    caption = (f"A trisomy needs z >= {TRISOMY_Z:g}; when the fetal fraction is known the counts must also favour a trisomy at that "
+               "fetal fraction 100:1. Bins of segmental CNVs are left out of their chromosome's z. Red: chromosomes called positive.")
+    return Figure("z_scores", "Chromosome z-scores", _svg(figure), ["chromosome", "z", "ratio"], rows, caption, figure)
 
 
 def arm_figure(result: dict) -> Figure:
@@ -560,13 +561,18 @@ def summary_lines(entry: SampleResults) -> list[str]:
             positives = [c for c in nipt["calls"] if c["result"] == "positive"]
             no_calls = [c for c in nipt["calls"] if c["result"] == "no-call"]
             ff = nipt["fetal_fraction"]["estimate"]
-            ff_text = f"{100 * ff:.1f} %" if ff is not None else "not estimated"
+            ff_text = f"{100 * ff:.1f} %" if ff is not None else "not determinable (calls made on the z-score alone)"
             lines.append(f"Prenatal test: fetal sex {nipt['fetal_sex']}; fetal fraction {ff_text}.")
             if positives:
                 lines.append("High risk: " + ", ".join(c["event"] for c in positives) + ". A screening result: confirm by diagnostic "
                              "testing (amniocentesis or CVS) before any decision.")
             else:
                 lines.append("Low risk for the trisomies and sex-chromosome aneuploidies tested.")
+            if nipt.get("pattern"):
+                lines.append(nipt["pattern"]["note"].capitalize() + ".")
+            for c in positives:
+                if c.get("note"):
+                    lines.append(f"{c['event']}: {c['note']}.")
             for c in nipt["cnvs"]:
                 lines.append(f"{c['type'].capitalize()} of {c['size'] / 1e6:.1f} Mb on {c['chrom']} ({c['start']:,}-{c['end']:,}), "
                              f"most likely {c['origin']} in origin" + (f"; region of {c['syndrome']}" if c["syndrome"] else "") + ".")
@@ -578,9 +584,14 @@ def summary_lines(entry: SampleResults) -> list[str]:
                 parts = [f"{event} needs a fetal fraction of at least {100 * limit[key]:.1f} %"
                          for event, key in (("T21", "minimum_fetal_fraction_T21"), ("T18", "minimum_fetal_fraction_T18"),
                                             ("T13", "minimum_fetal_fraction_T13")) if limit.get(key) is not None]
-                if limit.get("smallest_fetal_cnv_bp"):
-                    parts.append(f"fetal CNVs smaller than about {limit['smallest_fetal_cnv_bp'] / 1e6:.1f} Mb are not seen at this depth and "
-                                 "fetal fraction")
+                power = round(100 * limit.get("cnv_power", 0.9))
+                if limit.get("smallest_fetal_deletion_bp"):
+                    parts.append(f"fetal deletions smaller than {limit['smallest_fetal_deletion_bp'] / 1e6:.1f} Mb are found with less than "
+                                 f"{power} % probability at this depth and fetal fraction")
+                regions = [f"{name} from {100 * region['minimum_fetal_fraction']:.0f} %"
+                           for name, region in (limit.get("syndrome_regions") or {}).items() if region.get("minimum_fetal_fraction")]
+                if regions:
+                    parts.append(f"syndrome deletions are found with {power} % probability at fetal fractions of: " + ", ".join(regions))
                 lines.append("Limits: " + "; ".join(parts) + ". Mosaicism confined to the placenta, maternal conditions and "
                              "balanced rearrangements can give results that differ from the fetus.")
     if viral:
@@ -649,8 +660,8 @@ def call_rows(entry: SampleResults) -> list[list[str]]:
             continue
         sex_chromosome = c["event"] in MAIN_FINDINGS[3:]
         rows.append([c["event"], c["result"], "" if sex_chromosome else table_cell(c["z"], ".2f"),
-                     table_cell(c["score"], ".3f") if sex_chromosome else table_cell(c["log_likelihood_ratio"], ".1f"),
-                     table_cell(c["minimum_fetal_fraction"], ".3f"), c["reason"] or ""])
+                     table_cell(c["score"], ".3f") if sex_chromosome else table_cell(c["log_bayes_factor"], ".1f"),
+                     table_cell(c["minimum_fetal_fraction"], ".3f"), "; ".join(t for t in (c["reason"], c.get("note")) if t)])
     if quiet:
         rows.append([f"other trisomies ({len(quiet)})", "negative", "", "", "", ", ".join(quiet)])
     return rows
@@ -752,7 +763,7 @@ def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True) ->
              "<h2>Summary</h2><div class=\"summary\">" + "".join(f"<p>{_e(line)}</p>" for line in summary_lines(entry)) + "</div>"]
     calls = call_rows(entry)
     if calls:
-        parts.append("<h2>Calls</h2>" + _table(["finding", "result", "z", "log LR (posterior for sex chromosomes)", "minimum FF", "note"],
+        parts.append("<h2>Calls</h2>" + _table(["finding", "result", "z", "log Bayes factor (posterior for sex chromosomes)", "minimum FF", "note"],
                                              [[_e(v) for v in row] for row in calls],
                                              [["", "positive" if row[1] == "positive" else "warn" if row[1] == "no-call" else "", "", "", "", ""]
                                               for row in calls]))

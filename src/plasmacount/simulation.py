@@ -118,6 +118,10 @@ class SampleDesign:
     mitochondrial_rate: float = 0.0005
     size_shift: float = 0.0
     size_shoulder: float = 1.0
+    # A library effect no panel sample has: a smooth per-bin pattern of this SD (0.005 = 0.5 %),
+    # drawn from `library_bias_seed`. Real libraries have such surprises; 0 by default.
+    library_bias: float = 0.0
+    library_bias_seed: int = 0
 
 
 def _fetal_fraction(rng: np.random.Generator, median: float) -> float:
@@ -311,6 +315,40 @@ def _design_ebv(design: SampleDesign, rng: np.random.Generator) -> None:
 
 # ----------------------------------------------------------------------------- genome model
 
+@dataclass(frozen=True)
+class LabEffects:
+    """The simulator's assumptions about a lab's per-bin effects, each a knob (docs/simulation.md).
+
+    Every effect is an assumption, and a method tuned to one setting may fail on real data, so
+    benchmarks run the pessimistic settings too: `placental_pattern_sd=0` (no placental coverage
+    pattern: female fetal fraction from the bin profile is then impossible, as it nearly is in
+    real labs with a few hundred samples) and a small `y_hotspot_share` (the female chrY
+    background piled into a few bins).
+    """
+
+    # Per-bin efficiency of placental DNA against maternal DNA (lognormal SD). Real placental
+    # coverage differs only subtly (SeqFF/PREFACE need thousands of samples), so the default is
+    # weak; 0.15 is the strong pattern earlier versions assumed.
+    placental_pattern_sd: float = 0.03
+    # Share of chrY bins where the female mis-mapping background lands (the rest get 3 % of it).
+    y_hotspot_share: float = 0.2
+    # Per-bin stickiness shared by every sample (lognormal SD) and the batch factors' amplitude.
+    stickiness_sd: float = 0.05
+    batch_factor_sd: float = 0.03
+
+
+PESSIMISTIC_EFFECTS = LabEffects(placental_pattern_sd=0.0, y_hotspot_share=0.05)
+STRONG_PLACENTAL_EFFECTS = LabEffects(placental_pattern_sd=0.15)
+
+
+def smooth_pattern(rng: np.random.Generator, n_bins: int) -> np.ndarray:
+    """A smooth random per-bin pattern of mean 0 and SD 1 (correlated over ~1/200 of the genome)."""
+    walk = np.cumsum(rng.normal(0, 1, n_bins))
+    window = max(5, n_bins // 200)
+    smooth = np.convolve(walk - np.convolve(walk, np.ones(window * 10) / (window * 10), mode="same"), np.ones(window) / window, mode="same")
+    return (smooth - smooth.mean()) / (smooth.std() or 1.0)
+
+
 @dataclass
 class GenomeModel:
     """Bins and their properties, plus the bin effects shared by every sample of a lab."""
@@ -327,27 +365,21 @@ class GenomeModel:
 
     @classmethod
     def build(cls, layout: Layout, gc: np.ndarray, mappable: np.ndarray, scale: float, seed: int,
-              other_contigs: list[tuple[str, int]]) -> "GenomeModel":
+              other_contigs: list[tuple[str, int]], effects: LabEffects = LabEffects()) -> "GenomeModel":
         rng = np.random.default_rng([seed, 0, 7])
-        stickiness = rng.lognormal(0.0, 0.05, layout.n_bins)
-        loadings = []
-        for _ in range(3):
-            walk = np.cumsum(rng.normal(0, 1, layout.n_bins))
-            window = max(5, layout.n_bins // 200)
-            smooth = np.convolve(walk - np.convolve(walk, np.ones(window * 10) / (window * 10), mode="same"), np.ones(window) / window, mode="same")
-            smooth = (smooth - smooth.mean()) / (smooth.std() or 1.0)
-            loadings.append(0.03 * smooth)
+        stickiness = rng.lognormal(0.0, effects.stickiness_sd, layout.n_bins)
+        loadings = [effects.batch_factor_sd * smooth_pattern(rng, layout.n_bins) for _ in range(3)]
         gc = np.where(np.isnan(gc), np.nanmean(gc), gc)
         mappable = np.clip(np.where(np.isnan(mappable), 1.0, mappable), 0.0, 1.0)
         # Placental DNA covers the genome a little differently (nucleosome positions, methylation):
         # the signal that profile-based fetal-fraction methods (SeqFF, PREFACE) learn.
-        placental = rng.lognormal(0.0, 0.15, layout.n_bins)
+        placental = rng.lognormal(0.0, 1.0, layout.n_bins) ** effects.placental_pattern_sd
         # Reads mis-mapped to chrY in women land mostly in regions homologous to X/autosomes.
         index = layout.bin_table()[0]
         on_y = np.array([name_key(c.name) == "Y" for c in layout.contigs])[index] if layout.contigs else np.zeros(0, bool)
         homology = np.zeros(layout.n_bins)
         if on_y.any():
-            homologous = on_y & (rng.random(layout.n_bins) < 0.2)
+            homologous = on_y & (rng.random(layout.n_bins) < effects.y_hotspot_share)
             homology[homologous] = 0.97 * rng.lognormal(0, 0.5, homologous.sum())
             homology[homologous] *= 0.97 / homology[homologous].sum()
             homology[on_y] += 0.03 / on_y.sum()
@@ -360,7 +392,7 @@ class GenomeModel:
                              np.zeros(self.layout.n_bins), sources=["simulated hg38 layout"])
 
     @classmethod
-    def from_annotation(cls, annotation: BinAnnotation, seed: int) -> "GenomeModel":
+    def from_annotation(cls, annotation: BinAnnotation, seed: int, effects: LabEffects = LabEffects()) -> "GenomeModel":
         """Real bins (e.g. hg38 from an imported QDNAseq table): real GC, mappability, N gaps."""
         mappable = annotation.mappability.copy()
         mappable = np.where(np.isnan(mappable), 1.0, mappable) * (1.0 - np.nan_to_num(annotation.n_fraction, nan=1.0))
@@ -369,17 +401,17 @@ class GenomeModel:
         prefix = "chr" if chrom.startswith("chr") else ""
         others = [(f"{prefix}M" if prefix else "MT", MITOCHONDRION_LENGTH), ("chrEBV", EBV_LENGTH)]
         scale = 1.0 if annotation.layout.build != "unknown" else _scale_of(annotation.layout)
-        return cls.build(annotation.layout, annotation.gc.copy(), mappable, scale, seed, others)
+        return cls.build(annotation.layout, annotation.gc.copy(), mappable, scale, seed, others, effects)
 
     @classmethod
-    def from_synthetic(cls, genome: SyntheticGenome, seed: int) -> "GenomeModel":
+    def from_synthetic(cls, genome: SyntheticGenome, seed: int, effects: LabEffects = LabEffects()) -> "GenomeModel":
         annotation = genome.annotation()
         mappable = annotation.mappability
         others = [(n, l) for n, l in zip(genome.names, genome.lengths) if n not in HG38_LENGTHS]
-        return cls.build(annotation.layout, annotation.gc, mappable, genome.scale, seed, others)
+        return cls.build(annotation.layout, annotation.gc, mappable, genome.scale, seed, others, effects)
 
     @classmethod
-    def hg38_layout(cls, bin_size: int, seed: int) -> "GenomeModel":
+    def hg38_layout(cls, bin_size: int, seed: int, effects: LabEffects = LabEffects()) -> "GenomeModel":
         """hg38 names and lengths with a synthetic GC landscape (no annotation given)."""
         layout = Layout.from_lengths(HG38_LENGTHS.items(), bin_size)
         rng = np.random.default_rng([seed, 0, 3])
@@ -390,7 +422,7 @@ class GenomeModel:
             centre = HG38_CENTROMERES[contig.name] // bin_size
             gap = max(1, 3_000_000 // bin_size)
             mappable[contig.first_bin + max(0, centre - gap // 2) : contig.first_bin + centre + gap // 2] = 0.0
-        return cls.build(layout, gc, mappable, 1.0, seed, [("chrM", MITOCHONDRION_LENGTH), ("chrEBV", EBV_LENGTH)])
+        return cls.build(layout, gc, mappable, 1.0, seed, [("chrM", MITOCHONDRION_LENGTH), ("chrEBV", EBV_LENGTH)], effects)
 
 
 def _scale_of(layout: Layout) -> float:
@@ -466,6 +498,9 @@ def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarra
     gc_bias = np.exp(design.gc_slope * centred + design.gc_curvature * centred**2)
     batch = np.exp(np.asarray(design.batch_scores[: len(model.batch_loadings)]) @ model.batch_loadings)
     weight = model.stickiness * model.mappable * gc_bias * batch
+    if design.library_bias:
+        pattern = smooth_pattern(np.random.default_rng([design.library_bias_seed, 0, 11]), model.layout.n_bins)
+        weight = weight * np.exp(design.library_bias * pattern)
     mu = weight * dosage
     # Female chrY background: reads of other chromosomes mis-mapped onto chrY.
     keys = np.array([name_key(c.name) for c in model.layout.contigs])

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--fasta", metavar="REF.fa", help="reference FASTA (indexed or indexable with samtools faidx)")
     source.add_argument("--import", dest="import_files", nargs="+", metavar="FILE",
-                        help="ready annotations: QDNAseq bin TSV and/or ichorCNA GC/mappability WIGs ('gc'/'map' in the name)")
+                        help="ready annotations: QDNAseq bin TSV, a plain GC table ('chrom start end gc_percent', as NIPTeR's) and/or ichorCNA GC/mappability WIGs ('gc'/'map' in the name)")
     parser.add_argument("-o", "--output", required=True, metavar="ANNOTATION", help="annotation file to write (.npz)")
     parser.add_argument("--bin-size", type=int, default=100_000, metavar="N", help="bin size in bp for --fasta (default 100000)")
     parser.add_argument("--blacklist", metavar="BED", help="regions to flag (e.g. the ENCODE blacklist), with --fasta")

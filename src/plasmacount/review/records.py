@@ -67,12 +67,14 @@ def _findings_of(results: dict) -> list[dict]:
             numbers = []
             if call.get("z") is not None:
                 numbers.append(f"z {call['z']:.2f}")
-            if call.get("log_likelihood_ratio") is not None:
-                numbers.append(f"log LR {call['log_likelihood_ratio']:.1f}")
+            if call.get("log_bayes_factor") is not None:
+                numbers.append(f"log Bayes factor {call['log_bayes_factor']:.1f}")
             if call.get("score") is not None and event in SEX_CHROMOSOME_FINDINGS:
                 numbers.append(f"posterior {call['score']:.3f}")
             if call.get("reason"):
                 numbers.append(call["reason"])
+            if call.get("note"):
+                numbers.append(call["note"])
             status = "Failed" if failed or call["result"] == "no-call" else "Suspected" if call["result"] == "positive" else "Normal"
             findings.append({"key": event, "label": f"Trisomy {event[1:]}" if event.startswith("T") else event,
                              "automatic": call["result"], "detail": "; ".join(numbers), "status": status})
