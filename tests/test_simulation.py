@@ -212,3 +212,31 @@ def test_fastq_maps_back_with_bwa(tmp_path):
         assert on_y < 0.0015
     else:
         assert on_y > 0.1 * float(truth["fetal_fraction"]) * 57 / 6200
+
+
+def test_lab_effects_are_knobs_recorded_in_the_truth(tmp_path, run_cli):
+    import json
+
+    from plasmacount.simulation import GenomeModel, LabEffects
+
+    off = GenomeModel.hg38_layout(1_000_000, seed=4, effects=LabEffects(placental_pattern_sd=0.0))
+    strong = GenomeModel.hg38_layout(1_000_000, seed=4, effects=LabEffects(placental_pattern_sd=0.15))
+    assert np.all(off.placental_effect == 1.0)
+    assert 0.12 < np.std(np.log(strong.placental_effect)) < 0.18
+    # Only the knob changes: every other per-bin effect of the lab is the same draw.
+    assert np.array_equal(off.stickiness, strong.stickiness) and np.array_equal(off.y_homology, strong.y_homology)
+    def hot_bins(model):
+        on_y = model.y_homology > 0
+        return int((model.y_homology > 2 * 0.03 / on_y.sum()).sum())
+
+    few = GenomeModel.hg38_layout(100_000, seed=4, effects=LabEffects(y_hotspot_share=0.05))
+    usual = GenomeModel.hg38_layout(100_000, seed=4)
+    assert 0 < hot_bins(few) < 0.5 * hot_bins(usual)
+    assert GenomeModel.hg38_layout(100_000, seed=4).y_homology.sum() == pytest.approx(1.0)
+    result = run_cli("simulate", "-o", tmp_path / "sim", "--cohort", "euploid", "--samples", "2", "--reads", "20k", "--genome", "hg38",
+                     "--bin-size", "1000000", "--placental-pattern-sd", "0", "--chrY-hotspot-share", "0.05")
+    assert result.exit_code == 0, result.stderr
+    settings = json.loads((tmp_path / "sim" / "truth.json").read_text())["settings"]
+    assert settings["effects"]["placental_pattern_sd"] == 0.0 and settings["effects"]["y_hotspot_share"] == 0.05
+    bad = run_cli("simulate", "-o", tmp_path / "bad", "--placental-pattern-sd", "-1")
+    assert bad.exit_code == 2 and "placental" in bad.stderr

@@ -380,6 +380,8 @@ class GenomeModel:
         homology = np.zeros(layout.n_bins)
         if on_y.any():
             homologous = on_y & (rng.random(layout.n_bins) < effects.y_hotspot_share)
+            if not homologous.any():  # a small share of few bins: at least one hot bin
+                homologous[np.flatnonzero(on_y)[len(np.flatnonzero(on_y)) // 2]] = True
             homology[homologous] = 0.97 * rng.lognormal(0, 0.5, homologous.sum())
             homology[homologous] *= 0.97 / homology[homologous].sum()
             homology[on_y] += 0.03 / on_y.sum()
@@ -890,6 +892,7 @@ class SimulationRequest:
     fetal_fraction_median: float = 0.10
     threads: int = 2
     prefix: str | None = None
+    effects: LabEffects = field(default_factory=LabEffects)
 
 
 FORMATS = ("counts", "bam", "cram", "fastq")
@@ -916,7 +919,7 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
         # The genome and the lab's per-bin effects come from the lab seed, so cohorts simulated
         # with different sample seeds (a reference panel and a test batch) share them.
         genome = make_genome(request.scale, seed=request.lab_seed, bin_size=request.bin_size)
-        model = GenomeModel.from_synthetic(genome, request.lab_seed)
+        model = GenomeModel.from_synthetic(genome, request.lab_seed, request.effects)
         contig_lengths = list(zip(genome.names, genome.lengths))
         if request.output_format != "counts":
             genome.write(output / "genome")
@@ -925,11 +928,11 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
             genome.annotation().save(output / "genome" / "bins.npz")
         scale = request.scale
     elif request.bins:
-        model = GenomeModel.from_annotation(BinAnnotation.load(request.bins), request.lab_seed)
+        model = GenomeModel.from_annotation(BinAnnotation.load(request.bins), request.lab_seed, request.effects)
         contig_lengths = [(c.name, c.length) for c in model.layout.contigs] + model.other_contigs
         scale = model.scale
     else:
-        model = GenomeModel.hg38_layout(request.bin_size or 100_000, request.lab_seed)
+        model = GenomeModel.hg38_layout(request.bin_size or 100_000, request.lab_seed, request.effects)
         contig_lengths = list(HG38_LENGTHS.items()) + model.other_contigs
         scale = 1.0
         (output / "genome").mkdir(exist_ok=True)

@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="random seed of the samples; the same seeds give the same files (default 1)")
     parser.add_argument("--lab-seed", type=int, default=1,
                         help="random seed of the genome and the lab's per-bin effects, shared by cohorts of one lab (default 1)")
+    parser.add_argument("--placental-pattern-sd", type=float, default=None, metavar="SD",
+                        help="per-bin efficiency of placental DNA (lognormal SD; default 0.03, weak as in real data; 0 = none, "
+                             "0.15 = the strong pattern that makes female fetal fraction from the bin profile easy)")
+    parser.add_argument("--chrY-hotspot-share", dest="y_hotspot_share", type=float, default=None, metavar="F",
+                        help="share of chrY bins where the female mis-mapping background piles up (default 0.2; pessimistic 0.05)")
     parser.add_argument("--threads", type=int, default=2, metavar="N", help="compression threads (default 2)")
 
 
@@ -49,13 +54,19 @@ def run(args: argparse.Namespace) -> None:
     from plasmacount.progress import Progress
     from plasmacount.simulation import SimulationRequest, run_simulation
 
+    from plasmacount.simulation import LabEffects
+
+    changes = {name: value for name, value in (("placental_pattern_sd", args.placental_pattern_sd), ("y_hotspot_share", args.y_hotspot_share))
+               if value is not None}
+    if any(value < 0 for value in changes.values()) or changes.get("y_hotspot_share", 0.5) > 1:
+        raise UsageError("--placental-pattern-sd must be >= 0 and --chrY-hotspot-share between 0 and 1")
     if args.bins and args.genome != "hg38":
         raise UsageError("--bins goes with --genome hg38; the synthetic genome makes its own bins")
     request = SimulationRequest(
         output=Path(args.output), cohort=args.cohort, samples=args.samples, reads=args.reads, seed=args.seed,
         lab_seed=args.lab_seed, paired=args.paired, read_length=args.read_length, output_format=args.output_format, genome=args.genome,
         scale=args.scale, bin_size=args.bin_size, bins=args.bins, fetal_fraction_median=args.fetal_fraction_median,
-        threads=args.threads, prefix=args.prefix,
+        threads=args.threads, prefix=args.prefix, effects=LabEffects(**changes),
     )
     paths = run_simulation(request, progress=Progress("simulating samples", enabled=not args.quiet))
     logger.info("%d %s files and their truth (truth.tsv, truth.json) written to %s", len(paths), args.output_format, args.output)
