@@ -103,13 +103,15 @@ def test_trisomies_called(lab, event):
 
 def test_low_fetal_fraction_gives_no_call_not_negative(lab):
     model, _, _, reference = lab
-    sample, _ = designed(model, "T21", ff=0.012, index=30)
-    result = analyse_sample(sample, reference)
-    decision = call(result, "T21")
-    assert decision["result"] in ("no-call", "positive")
-    if decision["result"] == "no-call":
-        assert "fetal fraction" in decision["reason"]
-    assert decision["minimum_fetal_fraction"] > 0.01
+    checked = 0
+    for index in range(30, 36):
+        result = analyse_sample(designed(model, "T21", ff=0.012, index=index)[0], reference)
+        decision = call(result, "T21")
+        assert decision["result"] in ("no-call", "positive") and decision["minimum_fetal_fraction"] > 0.01
+        if result["qc"]["status"] == "pass" and decision["result"] == "no-call":
+            assert "fetal fraction" in decision["reason"]
+            checked += 1
+    assert checked >= 2
 
 
 @pytest.mark.parametrize("karyotype", ["45,X", "47,XXX", "47,XXY", "47,XYY"])

@@ -14,7 +14,8 @@ exceeds 1, and QC reports it.
 The call:
 - **Fetal fraction not determinable** (a female pregnancy without a sex-independent estimator
   that has shown skill on the panel): positive when z >= Z_POSITIVE, otherwise negative, as
-  WisecondorX and NIPTeR decide; the smallest fetal fraction this sample could have shown
+  WisecondorX and NIPTeR decide (an excess below what a trisomy at LOWEST_FETAL_FRACTION gives
+  is a no-call, not a positive); the smallest fetal fraction this sample could have shown
   (`minimum_fetal_fraction`) is stated with it.
 - **Fetal fraction determinable**: the likelihood of "trisomy" is integrated over the fetal
   fraction's posterior (`FetalFractionPosterior`) and compared with "euploid" (a Bayes factor,
@@ -44,6 +45,9 @@ Z_POSITIVE = 3.5
 LOG_BAYES_FACTOR = math.log(100.0)
 # A negative from a measured fetal fraction needs this probability of having seen a trisomy.
 NEGATIVE_POWER = 0.9
+# Without a fetal fraction, an excess smaller than a trisomy at this fetal fraction gives is not called
+# (labs report no fetal fraction below 3-4 %; a library pattern the panel never saw gives such excesses).
+LOWEST_FETAL_FRACTION = 0.03
 # Population prior of the fetal fraction (lognormal; median 10 %, most pregnancies 4-20 %).
 PRIOR_MEDIAN, PRIOR_LOG_SD = 0.10, 0.6
 
@@ -198,6 +202,11 @@ def call_trisomy(score: dict, posterior: FetalFractionPosterior | None, no_call_
     if not np.isfinite(z):
         return {**result, "result": "no-call", "reason": "chromosome not measurable"}
     if posterior is None:
+        excess = (ratio - score["reference_mean"]) / score["reference_mean"]
+        if z >= Z_POSITIVE and excess < LOWEST_FETAL_FRACTION / 2:
+            return {**result, "result": "no-call",
+                    "reason": f"z {z:.1f} but an excess of {100 * excess:.2f} % is less than a trisomy at fetal fraction "
+                              f"{100 * LOWEST_FETAL_FRACTION:.0f} % gives (a maternal or library effect?)"}
         if z >= Z_POSITIVE:
             return {**result, "result": "positive", "note": "fetal fraction not determinable: called on z alone"}
         return {**result, "result": "negative",

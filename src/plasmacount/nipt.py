@@ -37,12 +37,15 @@ CNV_Z_THRESHOLD = 5.0
 CNV_POWER = 0.9            # the CNV limits stated are sizes / fetal fractions seen with this probability
 MINIMUM_READS = 500_000
 WARN_READS = 3_000_000
-# Chromosome z spread (over the untested autosomes, `aneuploidy.z_inflation`; 1 in 1,000 panel-like
-# samples exceed 1.62, 1 in 2,000 1.67) and window z spread (`segment.window_inflation`, against the panel's own): above WARN the
+# Chromosome z spread (over the untested autosomes, `aneuploidy.z_inflation`; 1 in 100 panel-like
+# samples exceed 1.44, 1 in 1,000 1.62) and window z spread (`segment.window_inflation`, against the panel's own): above WARN the
 # sample's statistics are wider than the panel's and its calls become no-calls; above FAIL the
 # sample differs from the panel too much for anything. Below WARN, z is still divided by it.
-INFLATION_WARN, INFLATION_FAIL = 1.7, 2.0
-WINDOW_INFLATION_WARN, WINDOW_INFLATION_FAIL = 1.3, 1.6
+INFLATION_WARN, INFLATION_FAIL = 1.55, 2.0
+# Per window size (bp): warn and fail levels (fewer, longer windows measure the spread less precisely).
+# On 200 simulated euploid pregnancies (pessimistic lab, 10 M reads) the 99th percentiles were 1.08,
+# 1.13 and 1.08.
+WINDOW_INFLATION_LIMITS = {2_000_000: (1.15, 1.4), 10_000_000: (1.2, 1.5), 30_000_000: (1.15, 1.5)}
 # A sample further from the panel centre (normalisation space) than this times the panel's 99th
 # percentile is warned about.
 DISTANCE_FACTOR = 1.5
@@ -64,8 +67,18 @@ def _chromosome_names(sample: SampleCounts) -> dict[str, str]:
     return {name_key(c.name): c.name for c in sample.layout.contigs}
 
 
+def window_inflated(window_inflations: dict[int, float], counts: dict[int, int], level: int) -> list[str]:
+    """The window sizes whose z spread passes their warn (level 0) or fail (level 1) limit, described.
+
+    A limit is the larger of the fixed one and 1 + k x the sampling SD of a MAD spread over that
+    many windows (1.16 / sqrt(n); k 3 to warn, 6 to fail): fewer windows measure it less precisely."""
+    return [f"{size // 1_000_000} Mb window z spread {value:.2f}x the panel's"
+            for size, value in sorted(window_inflations.items())
+            if value > max(WINDOW_INFLATION_LIMITS[size][level], 1 + (3, 6)[level] * 1.16 / math.sqrt(max(counts.get(size, 1), 1)))]
+
+
 def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict, dispersion: float, inflation: float,
-        window_inflation: float, distance: float, distance_limit: float) -> dict:
+        window_inflations: dict[int, float], window_counts: dict[int, int], distance: float, distance_limit: float) -> dict:
     counted = int(sample.counts.sum())
     chr21 = scores["21"]
     poisson_cv = math.sqrt(aneuploidy.poisson_variance(counts_by_chromosome, "21"))
@@ -86,12 +99,14 @@ def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict,
             reasons_warn.append(f"bin-to-bin variance {dispersion:.2f}x counting noise")
     if np.isfinite(distance) and distance > distance_limit:
         reasons_warn.append(f"normalisation-space distance {distance:.2f} is beyond the panel's (99th percentile x 1.5 = {distance_limit:.2f})")
-    for value, warn, fail, what in ((inflation, INFLATION_WARN, INFLATION_FAIL, "chromosome z spread"),
-                                    (window_inflation, WINDOW_INFLATION_WARN, WINDOW_INFLATION_FAIL, "window z spread")):
-        if value > fail:
-            reasons_fail.append(f"{what} {value:.2f}x the panel's: the sample does not match the reference")
-        elif value > warn:
-            reasons_warn.append(f"{what} {value:.2f}x the panel's")
+    if inflation > INFLATION_FAIL:
+        reasons_fail.append(f"chromosome z spread {inflation:.2f}x the panel's: the sample does not match the reference")
+    elif inflation > INFLATION_WARN:
+        reasons_warn.append(f"chromosome z spread {inflation:.2f}x the panel's")
+    failing = window_inflated(window_inflations, window_counts, 1)
+    reasons_fail += [f"{text}: the sample does not match the reference" for text in failing]
+    if not failing:
+        reasons_warn += window_inflated(window_inflations, window_counts, 0)
     excess = chr21["sd"] / poisson_cv if poisson_cv > 0 else float("nan")
     if np.isfinite(excess) and excess > 2.5:
         reasons_fail.append(f"chr21 CV {100 * chr21['sd']:.3f} % is {excess:.1f}x its counting limit")
@@ -99,7 +114,9 @@ def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict,
         reasons_warn.append(f"chr21 CV {100 * chr21['sd']:.3f} % is {excess:.1f}x its counting limit")
     status = "fail" if reasons_fail else "warn" if reasons_warn else "pass"
     return {"status": status, "reasons": reasons_fail + reasons_warn, "counted_reads": counted, "gc_residual": residual,
-            "bin_variance_ratio": dispersion, "chromosome_z_inflation": inflation, "window_z_inflation": window_inflation,
+            "bin_variance_ratio": dispersion, "chromosome_z_inflation": inflation,
+            "window_z_inflation": max(window_inflations.values()) if window_inflations else 1.0,
+            "window_z_inflation_by_size": {str(size): value for size, value in sorted(window_inflations.items())},
             "panel_distance": distance, "chr21_cv": chr21["sd"], "chr21_poisson_cv": poisson_cv}
 
 
@@ -113,7 +130,8 @@ def _failed_result(sample_name: str, reason: str, source: dict | None = None) ->
         "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample_name, "source": source,
         "reference": None,
         "qc": {"status": "fail", "reasons": [reason], "counted_reads": None, "gc_residual": None, "bin_variance_ratio": None,
-               "chromosome_z_inflation": None, "window_z_inflation": None, "panel_distance": None, "chr21_cv": None,
+               "chromosome_z_inflation": None, "window_z_inflation": None, "window_z_inflation_by_size": None, "panel_distance": None,
+               "chr21_cv": None,
                "chr21_poisson_cv": None},
         "fetal_sex": "inconclusive", "fetal_sex_detail": {"chrY_z": None, "chrY_dose": None},
         "fetal_fraction": {"estimate": None, "low": None, "high": None, "determinable": False, "methods": {}, "note": None},
@@ -148,6 +166,12 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     profile = model.normalise(counts)
     names = _chromosome_names(sample)
     dispersion = aneuploidy.noise_dispersion(profile, profile.autosomal)
+    # A whole-chromosome aneuploidy must not steer the principal-component correction of the rest.
+    first_pass = aneuploidy.score_chromosomes(profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion)
+    aneuploid = frozenset(k for k in AUTOSOME_KEYS if np.isfinite(first_pass[k]["z"]) and abs(first_pass[k]["z"]) >= aneuploidy.Z_POSITIVE)
+    if aneuploid:
+        profile = model.normalise(counts, aneuploid)
+        dispersion = aneuploidy.noise_dispersion(profile, profile.autosomal)
 
     # Fetal sex and the chrY dose.
     sex_model = reference.metadata["sex_model"]
@@ -184,17 +208,24 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     ff_value = combined["estimate"] if combined else None
     posterior = aneuploidy.FetalFractionPosterior.from_estimate(combined["estimate"], combined["sd"]) if combined else None
 
-    cnvs, cnv_bins, inflations = _cnvs(profile, reference, keys, names, counts.sum(), ff_value, sex["sex"], options)
-    window_inflation = max(inflations.values())
-    ratios, by_chromosome = chromosome_ratios(profile.raw, profile.expected, model.mask & ~cnv_bins, keys)
-    scores = aneuploidy.score_chromosomes(ratios, by_chromosome, reference, dispersion)
+    cnvs, cnv_bins, (window_inflations, window_counts), counting_inflations = _cnvs(profile, reference, keys, names, counts.sum(), ff_value, sex["sex"],
+                                                                   options)
+    # Aberrant chromosomes leave every denominator (two passes settle it).
+    excluded: frozenset[str] = frozenset()
+    for _ in range(3):
+        ratios, by_chromosome = chromosome_ratios(profile.raw, profile.expected, model.mask & ~cnv_bins, keys, excluded)
+        scores = aneuploidy.score_chromosomes(ratios, by_chromosome, reference, dispersion)
+        aberrant_now = frozenset(k for k in AUTOSOME_KEYS if np.isfinite(scores[k]["z"]) and abs(scores[k]["z"]) >= aneuploidy.Z_POSITIVE)
+        if aberrant_now == excluded:
+            break
+        excluded = aberrant_now
     with_cnv = {name_key(c["chrom"]) for c in cnvs}
     inflation = aneuploidy.z_inflation(scores, with_cnv)
     scores = aneuploidy.deflate(scores, inflation)
     score_sd = np.asarray(reference.metadata.get("score_sd", []), dtype=float)
     distance = float(panel_distance(profile.scores, score_sd)[0]) if score_sd.size == profile.scores.size and score_sd.size else float("nan")
     distance_limit = DISTANCE_FACTOR * reference.metadata.get("panel_distance", {}).get("q99", float("inf"))
-    qc = _qc(sample, profile, scores, by_chromosome, dispersion, inflation, window_inflation, distance, distance_limit)
+    qc = _qc(sample, profile, scores, by_chromosome, dispersion, inflation, window_inflations, window_counts, distance, distance_limit)
 
     # Gains and losses on several chromosomes at once: a maternal condition, not fetal trisomies.
     aberrant = sorted({k for k in AUTOSOME_KEYS if np.isfinite(scores[k]["z"]) and abs(scores[k]["z"]) >= aneuploidy.Z_POSITIVE}
@@ -205,7 +236,7 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
         pattern = {"chromosomes": [names.get(k, k) for k in aberrant],
                    "note": f"gains or losses on {len(aberrant)} autosomes at once: a pattern that suggests a maternal condition "
                            "(for example a malignancy) rather than fetal aneuploidies; refer for clinical review"}
-    inflated = inflation > INFLATION_WARN or window_inflation > WINDOW_INFLATION_WARN
+    inflated = inflation > INFLATION_WARN or bool(window_inflated(window_inflations, window_counts, 0))
     if qc["status"] == "fail":
         sample_reason = "sample QC failed: " + "; ".join(qc["reasons"])
     elif inflated:
@@ -238,7 +269,9 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     calls.extend(_sca_calls(classification, sample_reason))
 
     chromosomes = {names.get(key, key): {"ratio": s["ratio"], "z": s["z"], "sd": s["sd"]} for key, s in scores.items()}
-    detection = _detection_limits(profile, reference, keys, counts.sum(), ff_value, scores, inflations, options)
+    detection = _detection_limits(profile, reference, keys, counts.sum(), ff_value, scores,
+                                  {window_bins(size, reference.bin_size): v for size, v in window_inflations.items()},
+                                  counting_inflations, options)
     return {
         "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample.sample, "source": sample.source,
         "reference": {"samples": len(reference.samples), "qc_status": reference.metadata.get("qc", {}).get("status"),
@@ -315,6 +348,15 @@ def _segment_null(reference: Reference, chosen: np.ndarray, on_x: bool, variance
     return (max(null_sd, analytic_sd) if np.isfinite(null_sd) else analytic_sd), float(np.nanmean(panel_means))
 
 
+def _widened(null_sd: float, chosen: np.ndarray, variance: np.ndarray, inflations: dict[int, float],
+             counting_inflations: dict[int, float]) -> float:
+    """A segment's SD for calling: the panel null widened by the sample's spread relative to the
+    panel, or the counting SD widened by the sample's own window spread at this length, whichever
+    is larger."""
+    counting = 1 / math.sqrt(float((1 / variance[chosen]).sum()))
+    return max(null_sd * _inflation_at(chosen.size, inflations), counting * _inflation_at(chosen.size, counting_inflations))
+
+
 def _inflation_at(n_bins: int, inflations: dict[int, float]) -> float:
     """The window inflation for a segment of n bins: interpolated on log size between the scales."""
     sizes = sorted(inflations)
@@ -325,9 +367,9 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
           options: NiptOptions) -> tuple[list[dict], np.ndarray, float]:
     """Segment each chromosome and call CNVs with origin, syndrome and z against the panel.
 
-    Returns the CNVs, the bins they cover, and the sample's window z inflation per window size in
-    bins (which scales every segment's z, so a library pattern the panel never saw does not
-    become CNVs)."""
+    Returns the CNVs, the bins they cover, and the sample's window z inflation per window size
+    (bp), which scales every segment's z at its length, so a library pattern the panel never saw
+    does not become CNVs."""
     bin_sd = reference.panel["bin_sd"]
     log2 = profile.log_ratio / math.log(2)
     variance_all = _bin_variance(reference, reads)
@@ -343,29 +385,37 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
         weights = 1 / variance
         # Centred on the chromosome's median: a whole-chromosome change belongs to aneuploidy, and a
         # median is not pulled by the CNV itself.
-        values = log2[bins] - float(np.median(log2[bins]))
+        level = float(np.median(log2[bins]))
+        values = log2[bins] - level
         for first, last in segment(values, weights, options.segment_threshold, options.cnv_min_bins):
             if last - first < options.cnv_min_bins or (last - first) > 0.8 * bins.size:
                 continue
             chosen = bins[first:last]
             mean = float(np.average(log2[chosen], weights=weights[first:last]))
             sd, panel_mean = _segment_null(reference, chosen, key == "X", variance_all)
-            segments.append((key, chosen, mean, sd, panel_mean))
+            segments.append((key, chosen, mean, sd, panel_mean, level))
     # Segments with a shift no fetal event gives (maternal CNVs) are left out of the window spread.
     large = np.zeros(keys.size, dtype=bool)
-    for _, chosen, mean, _, panel_mean in segments:
+    for _, chosen, mean, _, panel_mean, _ in segments:
         if abs(2 ** (mean - panel_mean) - 1) >= MATERNAL_SHIFT:
             large[chosen] = True
     panel_level = reference.metadata.get("window_inflation", {})
-    inflations = {window_bins(size, reference.bin_size):
-                  max(1.0, window_inflation(log2, variance_all, keys, large, window_bins(size, reference.bin_size)) / panel_level.get(str(size), 1.0))
-                  for size in WINDOW_SIZES}
+    # Against counting noise (what a segment's counting SD must be widened by at its length) and
+    # against the panel's own spread (what QC judges).
+    measured = {size: window_inflation(log2, variance_all, keys, large, window_bins(size, reference.bin_size)) for size in WINDOW_SIZES}
+    absolute = {size: value for size, (value, _) in measured.items()}
+    window_inflations = {size: max(1.0, value / panel_level.get(str(size), 1.0)) for size, value in absolute.items()}
+    window_counts = {size: count for size, (_, count) in measured.items()}
+    inflations = {window_bins(size, reference.bin_size): value for size, value in window_inflations.items()}
+    counting_inflations = {window_bins(size, reference.bin_size): value for size, value in absolute.items()}
     calls = []
     covered = np.zeros(keys.size, dtype=bool)
-    for key, chosen, mean, sd, panel_mean in segments:
-        sd *= _inflation_at(chosen.size, inflations)
+    for key, chosen, mean, sd, panel_mean, level in segments:
+        sd = _widened(sd, chosen, variance_all, inflations, counting_inflations)
         z = (mean - panel_mean) / sd
-        if abs(z) < required_z(options.cnv_z, chosen.size):
+        # A CNV differs from the panel and from the rest of its chromosome: pieces of a trisomy
+        # (split at a gap) stand out from the panel only.
+        if abs(z) < required_z(options.cnv_z, chosen.size) or abs(mean - level - panel_mean) / sd < required_z(options.cnv_z, chosen.size):
             continue
         ratio = 2**mean
         # A shift far below what a heterozygous fetal event gives is noise or low-level mosaicism.
@@ -379,12 +429,14 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
                       "bins": int(chosen.size), "type": "deletion" if ratio < 1 else "duplication", "copy_ratio": ratio,
                       "log2_ratio": mean, "z": z, "origin": origin, "origin_log_likelihood": origin_detail,
                       "syndrome": _syndrome(key, chrom_start, chrom_end, scale)})
-    return calls, covered, inflations
+    return calls, covered, (window_inflations, window_counts), counting_inflations
 
 
 def required_z(base: float, n_bins: int) -> float:
-    """The |z| a segment needs: stricter for short segments, of which far more are tested."""
-    return max(base, base + 2.0 - 0.5 * math.log2(max(n_bins, 1) / 5))
+    """The |z| a segment needs: stricter for short segments, of which far more are tested, and for
+    long ones (over 100 bins), where smooth library patterns build up while counting noise falls."""
+    n = max(n_bins, 1)
+    return max(base, base + 2.0 - 0.5 * math.log2(n / 5), base + 0.5 * math.log2(n / 100))
 
 
 def _fetal_fraction_for_shift(shift_needed: float) -> float:
@@ -393,13 +445,13 @@ def _fetal_fraction_for_shift(shift_needed: float) -> float:
 
 
 def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: float, ff: float | None, scores: dict,
-                      inflations: dict[int, float], options: NiptOptions) -> dict:
+                      inflations: dict[int, float], counting_inflations: dict[int, float], options: NiptOptions) -> dict:
     """What this sample could have shown, at the calling thresholds with CNV_POWER probability.
 
     For each syndrome region: the smallest fetal fraction at which its heterozygous fetal deletion
     is called, with the same segment SD the calls use (panel null, counting, window inflation).
     Genome-wide: the smallest fetal deletion (bp) called at this sample's fetal fraction over
-    typical bins (counting SD and inflation only, so a floor). Trisomies: `aneuploidy`'s minimum."""
+    typical bins (counting SD widened by the window spreads; the panel null is not in it, so a floor). Trisomies: `aneuploidy`'s minimum."""
     from statistics import NormalDist
 
     power_z = NormalDist().inv_cdf(CNV_POWER)
@@ -414,8 +466,8 @@ def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: fl
         if chosen.size < options.cnv_min_bins:
             regions[name] = {"bins": int(chosen.size), "minimum_fetal_fraction": None, "seen_at_this_fetal_fraction": None}
             continue
-        sd, _ = _segment_null(reference, chosen, False, variance)
-        sd *= _inflation_at(chosen.size, inflations)
+        null_sd, _ = _segment_null(reference, chosen, False, variance)
+        sd = _widened(null_sd, chosen, variance, inflations, counting_inflations)
         needed = _fetal_fraction_for_shift((required_z(options.cnv_z, chosen.size) + power_z) * sd)
         regions[name] = {"bins": int(chosen.size), "minimum_fetal_fraction": needed,
                          "seen_at_this_fetal_fraction": (ff >= needed) if ff is not None else None}
@@ -424,7 +476,8 @@ def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: fl
     if ff and np.isfinite(typical):
         shift = abs(math.log2(1 - ff / 2))
         for n in range(options.cnv_min_bins, 2001):
-            if shift * math.sqrt(n / typical) / _inflation_at(n, inflations) >= required_z(options.cnv_z, n) + power_z:
+            widening = max(_inflation_at(n, inflations), _inflation_at(n, counting_inflations))
+            if shift * math.sqrt(n / typical) / widening >= required_z(options.cnv_z, n) + power_z:
                 smallest = float(n * reference.bin_size)
                 break
     return {"minimum_fetal_fraction_T21": aneuploidy.minimum_fetal_fraction(scores["21"]["sd"]),

@@ -103,8 +103,19 @@ class NormalisationModel:
     def autosomal(self) -> np.ndarray:
         return self.mask & np.isin(self.keys, AUTOSOME_KEYS)
 
+    @functools.cached_property
+    def block_keys(self) -> np.ndarray:
+        """Per block, the name key of its chromosome."""
+        result = np.full(self.n_blocks, "", dtype=object)
+        used = self.blocks >= 0
+        result[self.blocks[used]] = self.keys[used]
+        return result
+
     @ignore_empty_bins
-    def normalise(self, counts: np.ndarray) -> Profile:
+    def normalise(self, counts: np.ndarray, excluded: frozenset[str] = frozenset()) -> Profile:
+        """A sample normalised against the model. Chromosomes in `excluded` (found aneuploid) do
+        not inform the sample's principal-component scores: projected with them, a trisomy would
+        leak into the correction of every other chromosome."""
         raw = counts.astype(float)
         autosomal = self.autosomal
         curve, coverage = gc_corrected_coverage(raw, self.median, self.gc, autosomal)
@@ -115,7 +126,12 @@ class NormalisationModel:
         reconstruction = np.zeros_like(log)
         if self.components.size:
             block_log = self.block_logs(coverage)
-            scores = self.components @ (np.nan_to_num(block_log[self.autosomal_blocks]) - self.center)
+            centred = np.nan_to_num(block_log[self.autosomal_blocks]) - self.center
+            if excluded:
+                keep = ~np.isin(self.block_keys[self.autosomal_blocks], list(excluded))
+                scores, *_ = np.linalg.lstsq(self.components[:, keep].T, centred[keep], rcond=None)
+            else:
+                scores = self.components @ centred
             by_block = scores @ self.loadings
             reconstruction = np.where(self.blocks >= 0, by_block[np.maximum(self.blocks, 0)], 0.0)
         corrected = log - reconstruction
@@ -145,11 +161,14 @@ def _coverage(raw: np.ndarray, curve: GcCurve, autosomal: np.ndarray) -> np.ndar
     return corrected / (mean if mean > 0 else 1.0)
 
 
-def chromosome_ratios(raw: np.ndarray, expected: np.ndarray, mask: np.ndarray, keys: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+def chromosome_ratios(raw: np.ndarray, expected: np.ndarray, mask: np.ndarray, keys: np.ndarray,
+                      excluded: frozenset[str] = frozenset()) -> tuple[dict[str, float], dict[str, float]]:
     """Observed/expected of each chromosome against observed/expected of the other autosomes.
 
     1 for a normal chromosome; 1 + FF/2 for a fetal trisomy (the chromosome itself is left out of
-    its denominator, so its own excess does not dilute the ratio).
+    its denominator, so its own excess does not dilute the ratio). Chromosomes in `excluded`
+    (found aberrant) are left out of every denominator, so a trisomy at a high fetal fraction does
+    not pull every other chromosome down with it.
     """
     use = mask & np.isfinite(expected) & (expected > 0)
     observed_by, expected_by = {}, {}
@@ -157,12 +176,13 @@ def chromosome_ratios(raw: np.ndarray, expected: np.ndarray, mask: np.ndarray, k
         here = use & (keys == key)
         observed_by[key] = raw[here].sum()
         expected_by[key] = expected[here].sum()
-    total_observed = sum(observed_by[k] for k in AUTOSOME_KEYS)
-    total_expected = sum(expected_by[k] for k in AUTOSOME_KEYS)
+    denominator = [k for k in AUTOSOME_KEYS if k not in excluded]
+    total_observed = sum(observed_by[k] for k in denominator)
+    total_expected = sum(expected_by[k] for k in denominator)
     ratios = {}
     for key in AUTOSOME_KEYS + ["X"]:
-        rest_observed = total_observed - (observed_by[key] if key in AUTOSOME_KEYS else 0)
-        rest_expected = total_expected - (expected_by[key] if key in AUTOSOME_KEYS else 0)
+        rest_observed = total_observed - (observed_by[key] if key in denominator else 0)
+        rest_expected = total_expected - (expected_by[key] if key in denominator else 0)
         if expected_by[key] > 0 and rest_observed > 0 and rest_expected > 0:
             ratios[key] = float((observed_by[key] / expected_by[key]) / (rest_observed / rest_expected))
         else:
@@ -420,7 +440,7 @@ def build_reference(
     window_levels = {}
     for size in WINDOW_SIZES:
         levels = [window_inflation(residuals[i].astype(float) / np.log(2), (bin_sd / np.log(2)) ** 2 * panel_reads / max(reads[i], 1.0),
-                                   keys, np.zeros(keys.size, dtype=bool), window_bins(size, layout.bin_size)) for i in range(len(profiles))]
+                                   keys, np.zeros(keys.size, dtype=bool), window_bins(size, layout.bin_size))[0] for i in range(len(profiles))]
         window_levels[str(size)] = float(np.median(levels))
     x_ratios = np.array([p.chromosome_ratio["X"] for p in profiles])
     scores = np.array([final.normalise(row).scores for row in counts])

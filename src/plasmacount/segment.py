@@ -52,8 +52,8 @@ def bin_to_bin_sd(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(differences - np.median(differences))) / math.sqrt(2))
 
 
-# Window sizes of the genome-wide segment-noise check (bp).
-WINDOW_SIZES = (2_000_000, 10_000_000)
+# Window sizes of the genome-wide segment-noise check (bp): a library pattern shows at its own scale.
+WINDOW_SIZES = (2_000_000, 10_000_000, 30_000_000)
 AUTOSOME_KEYS = [str(i) for i in range(1, 23)]
 
 
@@ -62,11 +62,12 @@ def window_bins(size: int, bin_size: int) -> int:
     return max(2, int(round(size / bin_size)))
 
 
-def window_inflation(log2: np.ndarray, variance: np.ndarray, keys: np.ndarray, excluded: np.ndarray, size: int) -> float:
+def window_inflation(log2: np.ndarray, variance: np.ndarray, keys: np.ndarray, excluded: np.ndarray, size: int) -> tuple[float, int]:
     """Robust SD of the z of windows of `size` bins on the autosomes, each against its
     chromosome's median window (1 = independent counting-level noise; never below 1): a library
     pattern the panel never saw widens it at its own scale. Whole-chromosome changes (trisomies)
-    are the chromosome test's business and do not count here."""
+    are the chromosome test's business and do not count here. Returns the spread and the number of
+    windows it was measured on."""
     z = []
     for key in AUTOSOME_KEYS:
         bins = np.flatnonzero((keys == key) & np.isfinite(log2) & np.isfinite(variance) & (variance > 0) & ~excluded)
@@ -80,9 +81,9 @@ def window_inflation(log2: np.ndarray, variance: np.ndarray, keys: np.ndarray, e
             centre = float(np.median(means))
             z.extend((m - centre) / sd for m, sd in zip(means, sds))
     if len(z) < 20:
-        return 1.0
+        return 1.0, len(z)
     values = np.array(z)
-    return float(max(1.0, 1.4826 * np.median(np.abs(values - np.median(values)))))
+    return float(max(1.0, 1.4826 * np.median(np.abs(values - np.median(values))))), len(z)
 
 
 def segment(values: np.ndarray, weights: np.ndarray, threshold: float = 5.0, min_bins: int = 3) -> list[tuple[int, int]]:
