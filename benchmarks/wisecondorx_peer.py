@@ -59,6 +59,14 @@ def install(source: Path, folder: Path) -> Path:
     return venv / "bin" / "WisecondorX"
 
 
+def run_peer(arguments: list[str]) -> None:
+    """Run a WisecondorX command; on failure stop with its last lines of output (not a traceback)."""
+    done = subprocess.run(arguments, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        sys.exit(f"WisecondorX {arguments[1]} failed (exit {done.returncode}):\n{tail}")
+
+
 def write_wcx(sample, path: Path) -> None:
     """A sample as WisecondorX's convert writes it: per chromosome '1'..'24', counts per bin."""
     per_chromosome = {}
@@ -71,8 +79,7 @@ def write_wcx(sample, path: Path) -> None:
 
 def wcx_predict(command: Path, npz: Path, reference: Path, folder: Path) -> dict:
     out = folder / npz.stem
-    subprocess.run([str(command), "predict", str(npz), str(reference), str(out), "--bed", "--seed", "1"], check=True,
-                   capture_output=True)
+    run_peer([str(command), "predict", str(npz), str(reference), str(out), "--bed", "--seed", "1"])
     z = {}
     for line in Path(f"{out}_statistics.txt").read_text().splitlines()[1:]:
         fields = line.split("\t")
@@ -115,8 +122,7 @@ def main() -> None:
     lab.reference = build_reference(panel, annotation)
     ours_reference = time.perf_counter() - start
     start = time.perf_counter()
-    subprocess.run([str(command), "newref", *panel_paths, str(folder / "wcx_ref.npz"), "--nipt", "--binsize", "100000", "--cpus", "2"],
-                   check=True, capture_output=True)
+    run_peer([str(command), "newref", *panel_paths, str(folder / "wcx_ref.npz"), "--nipt", "--binsize", "100000", "--cpus", "2"])
     theirs_reference = time.perf_counter() - start
 
     cases = []  # (label, design, seed, index, event)
