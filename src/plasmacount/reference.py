@@ -9,7 +9,8 @@ principal-component correction learnt from the panel. What is left is close to c
 The reference also holds everything the calls need from the panel: per-chromosome null
 distributions measured on held-out panel samples (each sample normalised by a reference built
 without it, in 10 folds), per-bin residual profiles for segment nulls, the fetal-sex model
-learnt from chrY, the fetal-fraction models with their cross-validated skill, and a QC verdict. It records bin size, build, contigs, samples and the plasmacount version,
+learnt from chrY, the fetal-fraction models with their cross-validated skill, and a QC
+verdict. It records bin size, build, contigs, samples and the plasmacount version,
 and refuses samples counted another way.
 
 File format ("plasmacount-reference", version 1): an archive (see `files`) with
