@@ -166,6 +166,11 @@ def trimmed_spread(values: np.ndarray, trim: int = 2) -> float:
     return float(math.sqrt(_trimmed_mean_square(values, trim) / _null_mean_square(values.size, trim)))
 
 
+def beyond_threshold(scores: dict) -> frozenset[str]:
+    """The autosomes whose abs(z) reaches Z_POSITIVE."""
+    return frozenset(k for k in AUTOSOME_KEYS if np.isfinite(scores[k]["z"]) and abs(scores[k]["z"]) >= Z_POSITIVE)
+
+
 def z_inflation(scores: dict, excluded: set[str]) -> float:
     """Spread of the z of the autosomes not under test (1 = as the panel; never below 1)."""
     values = np.array([scores[k]["z"] for k in AUTOSOME_KEYS if k not in TESTED_KEYS and k not in excluded])

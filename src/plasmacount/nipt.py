@@ -67,18 +67,36 @@ def _chromosome_names(sample: SampleCounts) -> dict[str, str]:
     return {name_key(c.name): c.name for c in sample.layout.contigs}
 
 
-def window_inflated(window_inflations: dict[int, float], counts: dict[int, int], level: int) -> list[str]:
-    """The window sizes whose z spread passes their warn (level 0) or fail (level 1) limit, described.
+@dataclass(frozen=True)
+class WindowSpread:
+    """A sample's window z spread per window size (bp): against the panel's own spread (what QC
+    judges), against counting noise (what a segment's counting SD is widened by), and the number
+    of windows each was measured on."""
 
-    A limit is the larger of the fixed one and 1 + k x the sampling SD of a MAD spread over that
-    many windows (1.16 / sqrt(n); k 3 to warn, 6 to fail): fewer windows measure it less precisely."""
-    return [f"{size // 1_000_000} Mb window z spread {value:.2f}x the panel's"
-            for size, value in sorted(window_inflations.items())
-            if value > max(WINDOW_INFLATION_LIMITS[size][level], 1 + (3, 6)[level] * 1.16 / math.sqrt(max(counts.get(size, 1), 1)))]
+    relative: dict[int, float]
+    counting: dict[int, float]
+    windows: dict[int, int]
+    bin_size: int
+
+    def at(self, n_bins: int, against: str) -> float:
+        """The spread for a segment of n bins ('relative' or 'counting'), interpolated on log length."""
+        values = getattr(self, against)
+        sizes = sorted(values)
+        lengths = [math.log(window_bins(size, self.bin_size)) for size in sizes]
+        return float(np.interp(math.log(max(n_bins, 1)), lengths, [values[size] for size in sizes]))
+
+    def beyond_limits(self, level: int) -> list[str]:
+        """The window sizes whose relative spread passes their warn (level 0) or fail (level 1) limit, described.
+
+        A limit is the larger of the fixed one and 1 + k x the sampling SD of a MAD spread over that
+        many windows (1.16 / sqrt(n); k 3 to warn, 6 to fail): fewer windows measure it less precisely."""
+        return [f"{size // 1_000_000} Mb window z spread {value:.2f}x the panel's"
+                for size, value in sorted(self.relative.items())
+                if value > max(WINDOW_INFLATION_LIMITS[size][level], 1 + (3, 6)[level] * 1.16 / math.sqrt(max(self.windows.get(size, 1), 1)))]
 
 
 def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict, dispersion: float, inflation: float,
-        window_inflations: dict[int, float], window_counts: dict[int, int], distance: float, distance_limit: float) -> dict:
+        spread: "WindowSpread", distance: float, distance_limit: float) -> dict:
     counted = int(sample.counts.sum())
     chr21 = scores["21"]
     poisson_cv = math.sqrt(aneuploidy.poisson_variance(counts_by_chromosome, "21"))
@@ -98,15 +116,16 @@ def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict,
         elif dispersion > 1.6:
             reasons_warn.append(f"bin-to-bin variance {dispersion:.2f}x counting noise")
     if np.isfinite(distance) and distance > distance_limit:
-        reasons_warn.append(f"normalisation-space distance {distance:.2f} is beyond the panel's (99th percentile x 1.5 = {distance_limit:.2f})")
+        reasons_warn.append(f"normalisation-space distance {distance:.2f} is beyond the panel's "
+                            f"(99th percentile x {DISTANCE_FACTOR:g} = {distance_limit:.2f})")
     if inflation > INFLATION_FAIL:
         reasons_fail.append(f"chromosome z spread {inflation:.2f}x the panel's: the sample does not match the reference")
     elif inflation > INFLATION_WARN:
         reasons_warn.append(f"chromosome z spread {inflation:.2f}x the panel's")
-    failing = window_inflated(window_inflations, window_counts, 1)
+    failing = spread.beyond_limits(1)
     reasons_fail += [f"{text}: the sample does not match the reference" for text in failing]
     if not failing:
-        reasons_warn += window_inflated(window_inflations, window_counts, 0)
+        reasons_warn += spread.beyond_limits(0)
     excess = chr21["sd"] / poisson_cv if poisson_cv > 0 else float("nan")
     if np.isfinite(excess) and excess > 2.5:
         reasons_fail.append(f"chr21 CV {100 * chr21['sd']:.3f} % is {excess:.1f}x its counting limit")
@@ -115,8 +134,8 @@ def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict,
     status = "fail" if reasons_fail else "warn" if reasons_warn else "pass"
     return {"status": status, "reasons": reasons_fail + reasons_warn, "counted_reads": counted, "gc_residual": residual,
             "bin_variance_ratio": dispersion, "chromosome_z_inflation": inflation,
-            "window_z_inflation": max(window_inflations.values()) if window_inflations else 1.0,
-            "window_z_inflation_by_size": {str(size): value for size, value in sorted(window_inflations.items())},
+            "window_z_inflation": max(spread.relative.values()) if spread.relative else 1.0,
+            "window_z_inflation_by_size": {str(size): value for size, value in sorted(spread.relative.items())},
             "panel_distance": distance, "chr21_cv": chr21["sd"], "chr21_poisson_cv": poisson_cv}
 
 
@@ -131,8 +150,7 @@ def _failed_result(sample_name: str, reason: str, source: dict | None = None) ->
         "reference": None,
         "qc": {"status": "fail", "reasons": [reason], "counted_reads": None, "gc_residual": None, "bin_variance_ratio": None,
                "chromosome_z_inflation": None, "window_z_inflation": None, "window_z_inflation_by_size": None, "panel_distance": None,
-               "chr21_cv": None,
-               "chr21_poisson_cv": None},
+               "chr21_cv": None, "chr21_poisson_cv": None},
         "fetal_sex": "inconclusive", "fetal_sex_detail": {"chrY_z": None, "chrY_dose": None},
         "fetal_fraction": {"estimate": None, "low": None, "high": None, "determinable": False, "methods": {}, "note": None},
         "chromosomes": {},
@@ -167,11 +185,12 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     names = _chromosome_names(sample)
     dispersion = aneuploidy.noise_dispersion(profile, profile.autosomal)
     # A whole-chromosome aneuploidy must not steer the principal-component correction of the rest.
-    first_pass = aneuploidy.score_chromosomes(profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion)
-    aneuploid = frozenset(k for k in AUTOSOME_KEYS if np.isfinite(first_pass[k]["z"]) and abs(first_pass[k]["z"]) >= aneuploidy.Z_POSITIVE)
+    first_scores = aneuploidy.score_chromosomes(profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion)
+    aneuploid = aneuploidy.beyond_threshold(first_scores)
     if aneuploid:
         profile = model.normalise(counts, aneuploid)
         dispersion = aneuploidy.noise_dispersion(profile, profile.autosomal)
+        first_scores = aneuploidy.score_chromosomes(profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion)
 
     # Fetal sex and the chrY dose.
     sex_model = reference.metadata["sex_model"]
@@ -185,12 +204,9 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     # The calibration of chrY against chrX is itself known to about 5 %.
     y_sd = math.hypot(calibration * 2 * dose_sd, 0.05 * max(y_fraction, 0.0))
 
-    # Segmental CNVs first: a CNV's bins must not count towards its chromosome's test.
-    x_whole = profile.chromosome_ratio["X"]
-    first_scores = aneuploidy.score_chromosomes(profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion)
-
     # Fetal fraction.
-    ff = fetal_fraction.estimate(sample, profile, reference, y_fraction, y_sd, sex["sex"], x_whole, first_scores["X"]["sd"])
+    ff = fetal_fraction.estimate(sample, profile, reference, y_fraction, y_sd, sex["sex"], profile.chromosome_ratio["X"],
+                                 first_scores["X"]["sd"])
     combined = ff["combined"]
     independent = ff["sex_independent"]
     ff_note = None
@@ -208,14 +224,14 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     ff_value = combined["estimate"] if combined else None
     posterior = aneuploidy.FetalFractionPosterior.from_estimate(combined["estimate"], combined["sd"]) if combined else None
 
-    cnvs, cnv_bins, (window_inflations, window_counts), counting_inflations = _cnvs(profile, reference, keys, names, counts.sum(), ff_value, sex["sex"],
-                                                                   options)
+    # Segmental CNVs first: a CNV's bins must not count towards its chromosome's test.
+    cnvs, cnv_bins, spread = _cnvs(profile, reference, keys, names, counts.sum(), ff_value, sex["sex"], options)
     # Aberrant chromosomes leave every denominator (two passes settle it).
     excluded: frozenset[str] = frozenset()
     for _ in range(3):
         ratios, by_chromosome = chromosome_ratios(profile.raw, profile.expected, model.mask & ~cnv_bins, keys, excluded)
         scores = aneuploidy.score_chromosomes(ratios, by_chromosome, reference, dispersion)
-        aberrant_now = frozenset(k for k in AUTOSOME_KEYS if np.isfinite(scores[k]["z"]) and abs(scores[k]["z"]) >= aneuploidy.Z_POSITIVE)
+        aberrant_now = aneuploidy.beyond_threshold(scores)
         if aberrant_now == excluded:
             break
         excluded = aberrant_now
@@ -225,10 +241,10 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     score_sd = np.asarray(reference.metadata.get("score_sd", []), dtype=float)
     distance = float(panel_distance(profile.scores, score_sd)[0]) if score_sd.size == profile.scores.size and score_sd.size else float("nan")
     distance_limit = DISTANCE_FACTOR * reference.metadata.get("panel_distance", {}).get("q99", float("inf"))
-    qc = _qc(sample, profile, scores, by_chromosome, dispersion, inflation, window_inflations, window_counts, distance, distance_limit)
+    qc = _qc(sample, profile, scores, by_chromosome, dispersion, inflation, spread, distance, distance_limit)
 
     # Gains and losses on several chromosomes at once: a maternal condition, not fetal trisomies.
-    aberrant = sorted({k for k in AUTOSOME_KEYS if np.isfinite(scores[k]["z"]) and abs(scores[k]["z"]) >= aneuploidy.Z_POSITIVE}
+    aberrant = sorted(aneuploidy.beyond_threshold(scores)
                       | {name_key(c["chrom"]) for c in cnvs if c["origin"] != "maternal" and name_key(c["chrom"]) in AUTOSOME_KEYS},
                       key=lambda k: int(k))
     pattern = None
@@ -236,7 +252,7 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
         pattern = {"chromosomes": [names.get(k, k) for k in aberrant],
                    "note": f"gains or losses on {len(aberrant)} autosomes at once: a pattern that suggests a maternal condition "
                            "(for example a malignancy) rather than fetal aneuploidies; refer for clinical review"}
-    inflated = inflation > INFLATION_WARN or bool(window_inflated(window_inflations, window_counts, 0))
+    inflated = inflation > INFLATION_WARN or bool(spread.beyond_limits(0))
     if qc["status"] == "fail":
         sample_reason = "sample QC failed: " + "; ".join(qc["reasons"])
     elif inflated:
@@ -269,9 +285,7 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     calls.extend(_sca_calls(classification, sample_reason))
 
     chromosomes = {names.get(key, key): {"ratio": s["ratio"], "z": s["z"], "sd": s["sd"]} for key, s in scores.items()}
-    detection = _detection_limits(profile, reference, keys, counts.sum(), ff_value, scores,
-                                  {window_bins(size, reference.bin_size): v for size, v in window_inflations.items()},
-                                  counting_inflations, options)
+    detection = _detection_limits(profile, reference, keys, counts.sum(), ff_value, scores, spread, options)
     return {
         "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample.sample, "source": sample.source,
         "reference": {"samples": len(reference.samples), "qc_status": reference.metadata.get("qc", {}).get("status"),
@@ -329,16 +343,20 @@ def _sca_calls(classification: dict, no_call_reason: str | None) -> list[dict]:
     return calls
 
 
+def _depth_scale(reference: Reference, reads: float) -> float:
+    """The panel's median depth over this sample's: how much wider its counting noise is."""
+    return float(np.median(reference.metadata["reads"])) / max(reads, 1.0)
+
+
 def _bin_variance(reference: Reference, reads: float) -> np.ndarray:
     """Per bin, the variance of this sample's log2 ratio (the panel's held-out spread at its depth)."""
-    depth_scale = float(np.median(reference.metadata["reads"])) / max(reads, 1.0)
-    return (reference.panel["bin_sd"] / math.log(2)) ** 2 * depth_scale
+    return (reference.panel["bin_sd"] / math.log(2)) ** 2 * _depth_scale(reference, reads)
 
 
-def _segment_null(reference: Reference, chosen: np.ndarray, on_x: bool, variance: np.ndarray) -> tuple[float, float]:
+def _segment_null(reference: Reference, chosen: np.ndarray, on_x: bool, variance: np.ndarray, reads: float) -> tuple[float, float]:
     """SD and mean of a segment's log2 ratio under the panel: the larger of the held-out panel
     samples' spread over the same bins (at this sample's depth) and the counting SD."""
-    depth_scale = float(np.median(variance / (reference.panel["bin_sd"] / math.log(2)) ** 2)) if chosen.size else 1.0
+    depth_scale = _depth_scale(reference, reads)
     block = reference.panel["residuals"][:, chosen]
     if on_x:
         block = block[np.array([s == "female" for s in reference.metadata["panel_sexes"]])]
@@ -348,28 +366,20 @@ def _segment_null(reference: Reference, chosen: np.ndarray, on_x: bool, variance
     return (max(null_sd, analytic_sd) if np.isfinite(null_sd) else analytic_sd), float(np.nanmean(panel_means))
 
 
-def _widened(null_sd: float, chosen: np.ndarray, variance: np.ndarray, inflations: dict[int, float],
-             counting_inflations: dict[int, float]) -> float:
+def _widened(null_sd: float, chosen: np.ndarray, variance: np.ndarray, spread: WindowSpread) -> float:
     """A segment's SD for calling: the panel null widened by the sample's spread relative to the
     panel, or the counting SD widened by the sample's own window spread at this length, whichever
     is larger."""
     counting = 1 / math.sqrt(float((1 / variance[chosen]).sum()))
-    return max(null_sd * _inflation_at(chosen.size, inflations), counting * _inflation_at(chosen.size, counting_inflations))
-
-
-def _inflation_at(n_bins: int, inflations: dict[int, float]) -> float:
-    """The window inflation for a segment of n bins: interpolated on log size between the scales."""
-    sizes = sorted(inflations)
-    return float(np.interp(math.log(max(n_bins, 1)), [math.log(k) for k in sizes], [inflations[k] for k in sizes]))
+    return max(null_sd * spread.at(chosen.size, "relative"), counting * spread.at(chosen.size, "counting"))
 
 
 def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: float, ff: float | None, sex: str,
-          options: NiptOptions) -> tuple[list[dict], np.ndarray, float]:
+          options: NiptOptions) -> tuple[list[dict], np.ndarray, WindowSpread]:
     """Segment each chromosome and call CNVs with origin, syndrome and z against the panel.
 
-    Returns the CNVs, the bins they cover, and the sample's window z inflation per window size
-    (bp), which scales every segment's z at its length, so a library pattern the panel never saw
-    does not become CNVs."""
+    Returns the CNVs, the bins they cover, and the sample's window z spread, which widens every
+    segment's SD at its length, so a library pattern the panel never saw does not become CNVs."""
     bin_sd = reference.panel["bin_sd"]
     log2 = profile.log_ratio / math.log(2)
     variance_all = _bin_variance(reference, reads)
@@ -392,7 +402,7 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
                 continue
             chosen = bins[first:last]
             mean = float(np.average(log2[chosen], weights=weights[first:last]))
-            sd, panel_mean = _segment_null(reference, chosen, key == "X", variance_all)
+            sd, panel_mean = _segment_null(reference, chosen, key == "X", variance_all, reads)
             segments.append((key, chosen, mean, sd, panel_mean, level))
     # Segments with a shift no fetal event gives (maternal CNVs) are left out of the window spread.
     large = np.zeros(keys.size, dtype=bool)
@@ -403,15 +413,13 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
     # Against counting noise (what a segment's counting SD must be widened by at its length) and
     # against the panel's own spread (what QC judges).
     measured = {size: window_inflation(log2, variance_all, keys, large, window_bins(size, reference.bin_size)) for size in WINDOW_SIZES}
-    absolute = {size: value for size, (value, _) in measured.items()}
-    window_inflations = {size: max(1.0, value / panel_level.get(str(size), 1.0)) for size, value in absolute.items()}
-    window_counts = {size: count for size, (_, count) in measured.items()}
-    inflations = {window_bins(size, reference.bin_size): value for size, value in window_inflations.items()}
-    counting_inflations = {window_bins(size, reference.bin_size): value for size, value in absolute.items()}
+    spread = WindowSpread(relative={size: max(1.0, value / panel_level.get(str(size), 1.0)) for size, (value, _) in measured.items()},
+                          counting={size: value for size, (value, _) in measured.items()},
+                          windows={size: count for size, (_, count) in measured.items()}, bin_size=reference.bin_size)
     calls = []
     covered = np.zeros(keys.size, dtype=bool)
     for key, chosen, mean, sd, panel_mean, level in segments:
-        sd = _widened(sd, chosen, variance_all, inflations, counting_inflations)
+        sd = _widened(sd, chosen, variance_all, spread)
         z = (mean - panel_mean) / sd
         # A CNV differs from the panel and from the rest of its chromosome: pieces of a trisomy
         # (split at a gap) stand out from the panel only.
@@ -429,7 +437,7 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
                       "bins": int(chosen.size), "type": "deletion" if ratio < 1 else "duplication", "copy_ratio": ratio,
                       "log2_ratio": mean, "z": z, "origin": origin, "origin_log_likelihood": origin_detail,
                       "syndrome": _syndrome(key, chrom_start, chrom_end, scale)})
-    return calls, covered, (window_inflations, window_counts), counting_inflations
+    return calls, covered, spread
 
 
 def required_z(base: float, n_bins: int) -> float:
@@ -445,13 +453,14 @@ def _fetal_fraction_for_shift(shift_needed: float) -> float:
 
 
 def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: float, ff: float | None, scores: dict,
-                      inflations: dict[int, float], counting_inflations: dict[int, float], options: NiptOptions) -> dict:
+                      spread: WindowSpread, options: NiptOptions) -> dict:
     """What this sample could have shown, at the calling thresholds with CNV_POWER probability.
 
     For each syndrome region: the smallest fetal fraction at which its heterozygous fetal deletion
     is called, with the same segment SD the calls use (panel null, counting, window inflation).
     Genome-wide: the smallest fetal deletion (bp) called at this sample's fetal fraction over
-    typical bins (counting SD widened by the window spreads; the panel null is not in it, so a floor). Trisomies: `aneuploidy`'s minimum."""
+    typical bins (counting SD widened by the window spreads; the panel null is not in it, so a
+    floor). Trisomies: `aneuploidy`'s minimum."""
     from statistics import NormalDist
 
     power_z = NormalDist().inv_cdf(CNV_POWER)
@@ -466,8 +475,8 @@ def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: fl
         if chosen.size < options.cnv_min_bins:
             regions[name] = {"bins": int(chosen.size), "minimum_fetal_fraction": None, "seen_at_this_fetal_fraction": None}
             continue
-        null_sd, _ = _segment_null(reference, chosen, False, variance)
-        sd = _widened(null_sd, chosen, variance, inflations, counting_inflations)
+        null_sd, _ = _segment_null(reference, chosen, False, variance, reads)
+        sd = _widened(null_sd, chosen, variance, spread)
         needed = _fetal_fraction_for_shift((required_z(options.cnv_z, chosen.size) + power_z) * sd)
         regions[name] = {"bins": int(chosen.size), "minimum_fetal_fraction": needed,
                          "seen_at_this_fetal_fraction": (ff >= needed) if ff is not None else None}
@@ -476,7 +485,7 @@ def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: fl
     if ff and np.isfinite(typical):
         shift = abs(math.log2(1 - ff / 2))
         for n in range(options.cnv_min_bins, 2001):
-            widening = max(_inflation_at(n, inflations), _inflation_at(n, counting_inflations))
+            widening = max(spread.at(n, "relative"), spread.at(n, "counting"))
             if shift * math.sqrt(n / typical) / widening >= required_z(options.cnv_z, n) + power_z:
                 smallest = float(n * reference.bin_size)
                 break
