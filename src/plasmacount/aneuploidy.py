@@ -36,7 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-AUTOSOME_KEYS = [str(i) for i in range(1, 23)]
+from plasmacount.genome import AUTOSOME_KEYS
+
 ALL_KEYS = AUTOSOME_KEYS + ["X"]
 TESTED_KEYS = ("13", "18", "21")
 # A fixed threshold, as the field uses (NIPTeR 3, WisecondorX 5 for segments): 3.5 keeps the false

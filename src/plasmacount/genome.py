@@ -63,6 +63,9 @@ _BUILD_BY_CHR1_LENGTH = {248956422: "GRCh38", 249250621: "GRCh37", 248387328: "T
 _BINNED_NAME = re.compile(r"^(chr)?([1-9][0-9]?|X|Y)$", re.IGNORECASE)
 
 
+AUTOSOME_KEYS = [str(i) for i in range(1, 23)]  # name keys (see name_key) of the human autosomes
+
+
 def name_key(name: str) -> str:
     """The build-independent key of a contig name: `chr1` and `1` give `1`; `chrM`/`MT` give `M`."""
     key = name[3:] if name.lower().startswith("chr") else name

@@ -32,14 +32,13 @@ from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import GcCurve, fit_gc_curve
-from plasmacount.genome import Layout, name_key
+from plasmacount.genome import AUTOSOME_KEYS, Layout, name_key
 from plasmacount.progress import stage
 from plasmacount.segment import WINDOW_SIZES, window_bins, window_inflation
 
 FORMAT = "plasmacount-reference"
 FORMAT_VERSION = "1.0"
 MINIMUM_PANEL = 20
-AUTOSOME_KEYS = [str(i) for i in range(1, 23)]
 TESTED_KEYS = ("13", "18", "21")
 
 
@@ -445,7 +444,9 @@ def build_reference(
         window_levels[str(size)] = float(np.median(levels))
     x_ratios = np.array([p.chromosome_ratio["X"] for p in profiles])
     scores = np.array([final.normalise(row).scores for row in counts])
-    ff_models = fetal_fraction.fit_models(samples, scores, sex_model, x_ratios, chromosome_stats["X"]["mean"])
+    panel_block_logs = _block_logs(coverages, final.median, final.blocks, final.n_blocks)[:, final.autosomal_blocks]
+    ff_models = fetal_fraction.fit_models(samples, scores, sex_model, x_ratios, chromosome_stats["X"]["mean"],
+                                          block_logs=np.nan_to_num(panel_block_logs))
     # How far panel samples lie from the panel centre in the normalisation space (per-component SD
     # units): a tested sample far beyond them is one the panel does not describe.
     score_sd = scores.std(axis=0) if scores.size else np.zeros(0)

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from plasmacount.genome import AUTOSOME_KEYS
+
 
 def _best_arc(values: np.ndarray, weights: np.ndarray, min_bins: int) -> tuple[float, int, int]:
     """The arc with the largest |T| (compiled; `_best_arc_numpy` is the same in NumPy)."""
@@ -54,7 +56,6 @@ def bin_to_bin_sd(values: np.ndarray) -> float:
 
 # Window sizes of the genome-wide segment-noise check (bp): a library pattern shows at its own scale.
 WINDOW_SIZES = (2_000_000, 10_000_000, 30_000_000)
-AUTOSOME_KEYS = [str(i) for i in range(1, 23)]
 
 
 def window_bins(size: int, bin_size: int) -> int:

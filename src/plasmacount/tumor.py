@@ -54,7 +54,7 @@ from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import fit_gc_curve
-from plasmacount.genome import HG38_CENTROMERES, HG38_LENGTHS, Layout, guess_build, name_key
+from plasmacount.genome import AUTOSOME_KEYS, HG38_CENTROMERES, HG38_LENGTHS, Layout, guess_build, name_key
 from plasmacount.progress import stage
 from plasmacount.reference import ignore_empty_bins
 from plasmacount.segment import bin_to_bin_sd
@@ -62,7 +62,6 @@ from plasmacount.tracks import Profile
 
 SCHEMA_VERSION = "1.1"
 PANEL_FORMAT = "plasmacount-tumor-panel"
-AUTOSOMES = [str(i) for i in range(1, 23)]
 DEGREES_OF_FREEDOM = 2.1
 SELF_TRANSITION = 0.9999
 CLONAL_STATES = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -113,7 +112,7 @@ def correct(counts: np.ndarray, layout: Layout, annotation: BinAnnotation | None
     mappability = annotation.mappability if annotation is not None else np.full(layout.n_bins, np.nan)
     used = (raw > 0) & np.isfinite(gc) & (keys != "Y")
     used &= ~(np.isfinite(mappability) & (mappability < min_mappability))
-    autosomal = used & np.isin(keys, AUTOSOMES)
+    autosomal = used & np.isin(keys, AUTOSOME_KEYS)
     if autosomal.sum() < 50:
         raise DataError(f"only {int(autosomal.sum())} usable autosomal bins (reads > 0, known GC, mappability >= {min_mappability}); "
                         "check the counts and the bin annotation")
@@ -225,7 +224,7 @@ def arms(layout: Layout) -> list[tuple[str, np.ndarray]]:
         scale = chr1 / HG38_LENGTHS["chr1"] if chr1 and build == "unknown" else 1.0
         centromeres = {name_key(k): int(v * scale) for k, v in HG38_CENTROMERES.items()}
     result = []
-    for key in AUTOSOMES + ["X"]:
+    for key in AUTOSOME_KEYS + ["X"]:
         on = keys == key
         if not on.any() or key not in centromeres:
             continue
@@ -250,7 +249,7 @@ def build_panel(samples: list[SampleCounts], annotation: BinAnnotation | None) -
     median = np.nanmedian(matrix, axis=0)
     residual = matrix - median
     keys = _keys(layout)
-    usable = np.all(np.isfinite(residual), axis=0) & np.isin(keys, AUTOSOMES)
+    usable = np.all(np.isfinite(residual), axis=0) & np.isin(keys, AUTOSOME_KEYS)
     k = min(5, max(0, len(samples) // 4))
     components = np.zeros((k, layout.n_bins))
     if k:
@@ -409,7 +408,7 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
         if panel is not None:
             log2 = log2 - np.where(np.isfinite(normal), normal, np.nan)
             log2 = panel.remove_shared_patterns(log2, layout, unchanged)
-        used = np.isfinite(log2) & np.isin(profile.keys, AUTOSOMES)
+        used = np.isfinite(log2) & np.isin(profile.keys, AUTOSOME_KEYS)
         log2 -= np.nanmedian(log2[used & unchanged]) if unchanged is not None else np.nanmedian(log2[used])
         natural = log2[used] * math.log(2)
         keys_used = profile.keys[used]
