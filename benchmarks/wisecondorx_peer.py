@@ -13,7 +13,11 @@ pregnancies, calls with its chromosome z (`predict --bed`, `_statistics.txt`) at
 and most labs' line) and at plasmacount's 3.5, and tells fetal sex with `gender`. WisecondorX
 has no fetal fraction, no no-call and no maternal/fetal label; its columns say so.
 
-    python benchmarks/wisecondorx_peer.py --source PATH [--quick] [--write]
+The repository's newest commit (0f637d0, "add ref qc to newref", 2026-03-05) calls a function
+it does not import after writing its reference, so `newref` ends in a NameError; `--revision`
+picks the commit to run (from a git directory), and this benchmark runs its parent, 58e1747.
+
+    python benchmarks/wisecondorx_peer.py --source PATH [--revision 58e1747] [--quick] [--write]
 """
 from __future__ import annotations
 
@@ -41,12 +45,13 @@ from plasmacount.simulation import simulate_counts, with_finding  # noqa: E402
 WCX_KEYS = {**{str(i): str(i) for i in range(1, 23)}, "X": "23", "Y": "24"}
 
 
-def install(source: Path, folder: Path) -> Path:
-    """WisecondorX from `source` into `folder`/venv; returns its command."""
+def install(source: Path, folder: Path, revision: str) -> Path:
+    """WisecondorX from `source` (at `revision` when it is a git directory) into `folder`/venv;
+    returns its command."""
     tree = folder / "wisecondorx-src"
     if (source / "HEAD").exists() and (source / "objects").is_dir():  # a git directory
         tree.mkdir()
-        archive = subprocess.run(["git", f"--git-dir={source}", "archive", "HEAD"], check=True, capture_output=True).stdout
+        archive = subprocess.run(["git", f"--git-dir={source}", "archive", revision], check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     else:
         shutil.copytree(source, tree)
@@ -95,11 +100,12 @@ def wcx_predict(command: Path, npz: Path, reference: Path, folder: Path) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, type=Path, help="WisecondorX source tree or git directory")
+    parser.add_argument("--revision", default="58e1747", help="commit to run, when --source is a git directory (default: 58e1747)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="wisecondorx-"))
-    command = install(args.source.resolve(), folder)
+    command = install(args.source.resolve(), folder, args.revision)
     version = subprocess.run([str(folder / "venv" / "bin" / "pip"), "show", "wisecondorx"], capture_output=True, text=True).stdout
     version = next((line.split()[-1] for line in version.splitlines() if line.startswith("Version")), "?")
     annotation, _, source = annotation_and_source(folder)
@@ -191,7 +197,7 @@ def main() -> None:
             theirs_sex = sum({"male": "male", "female": "female"}.get(theirs[k]["sex"], "?") == t for k, t in zip(chosen, truth))
             rows.append(f"| euploid: fetal sex correct | {ours_sex}/{len(chosen)} | {theirs_sex}/{len(chosen)} |")
     lines = [f"Data: the project's OWN SIMULATOR, pessimistic lab ({source}, single-end, 10 M reads, 200-pregnancy reference). "
-             f"WisecondorX {version} from its public repository, run in a temporary folder (never copied into plasmacount).", "",
+             f"WisecondorX {version} (commit {args.revision}) from its public repository, run in a temporary folder (never copied into plasmacount).", "",
              "| measure | plasmacount | WisecondorX |", "|---|---|---|", *rows,
              f"| reference from 200 samples (2 cores) | {ours_reference:.1f} s | {theirs_reference:.1f} s (`newref --cpus 2`) |",
              f"| {len(cases)} samples analysed | {ours_seconds:.1f} s (one process) | {theirs_seconds:.1f} s (`predict` + `gender`, 2 at a time) |", ""]
@@ -202,7 +208,7 @@ def main() -> None:
         from results import write_section
 
         write_section("wisecondorx", "## Prenatal testing beside WisecondorX (same simulated cohorts)\n\n" + report,
-                      f"python benchmarks/wisecondorx_peer.py --source WISECONDORX_SNAPSHOT{' --quick' if args.quick else ''} --write")
+                      f"python benchmarks/wisecondorx_peer.py --source WISECONDORX_SNAPSHOT --revision {args.revision}{' --quick' if args.quick else ''} --write")
 
 
 if __name__ == "__main__":

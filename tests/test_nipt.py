@@ -454,3 +454,36 @@ def test_panel_distance_flags_a_sample_far_from_the_panel(lab):
     result = analyse_sample(simulate_counts(strong, model, 81, 0), reference)
     assert result["qc"]["panel_distance"] > 1.5 * reference.metadata["panel_distance"]["q99"]
     assert any("normalisation-space distance" in reason for reason in result["qc"]["reasons"])
+
+
+def test_within_sample_correction_removes_a_new_bias_that_follows_bin_properties(pessimistic_lab):
+    """A library bias the panel never saw, tied to what bins are (mappability, GC x mappability):
+    the within-sample correction takes it out of the sample's bin ratios (without it, the model's
+    covariates removed, the pattern stays in them), and the chromosome z stay those of a normal
+    sample. (In this 1 Mb synthetic layout the chromosomes' mean properties hardly differ, so the
+    uncorrected z hardly move; on real hg38 bins they do: see BENCHMARKS.md.)"""
+    from plasmacount.simulation import library_pattern
+
+    model, _, reference = pessimistic_lab
+    covariates = reference.model.covariates
+    assert covariates is not None and covariates.shape[1] >= 1
+    correlations = {True: [], False: []}
+    z = {True: [], False: []}
+    for index in range(20, 24):
+        sample = single_end(model, index=index, library_bias=0.05, library_bias_seed=index, library_bias_kind="bin_features")
+        design = dataclasses.replace(design_cohort("euploid", 1, READS, seed=1)[0], library_bias_seed=index, library_bias_kind="bin_features")
+        pattern = library_pattern(design, model)
+        assert abs(pattern.std() - 1) < 1e-6 and abs(pattern.mean()) < 1e-6
+        for corrected in (True, False):
+            reference.model.covariates = covariates if corrected else None
+            try:
+                profile = reference.model.normalise(reference.align(sample))
+                result = analyse_sample(sample, reference)
+            finally:
+                reference.model.covariates = covariates
+            used = profile.autosomal & np.isfinite(profile.log_ratio)
+            correlations[corrected].append(np.corrcoef(profile.log_ratio[used], pattern[used])[0, 1])
+            z[corrected] += [v["z"] for k, v in result["chromosomes"].items() if not k.endswith(("X", "Y"))]
+    assert max(abs(r) for r in correlations[True]) < 0.05
+    assert min(correlations[False]) > 0.2
+    assert np.std(z[True]) < 1.3

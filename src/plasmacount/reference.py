@@ -86,6 +86,7 @@ class NormalisationModel:
     components: np.ndarray      # k x autosomal blocks (orthonormal rows)
     loadings: np.ndarray        # k x all blocks (regression of each block's log ratio on the scores)
     blocks: np.ndarray          # per bin, its block (about 1/3000 of the genome), -1 when unused
+    covariates: np.ndarray | None = None  # bins x c: bin properties for the within-sample correction
 
     @property
     def n_blocks(self) -> int:
@@ -134,11 +135,60 @@ class NormalisationModel:
                 scores = self.components @ centred
             by_block = scores @ self.loadings
             reconstruction = np.where(self.blocks >= 0, by_block[np.maximum(self.blocks, 0)], 0.0)
+        within = self.within_sample(log - reconstruction, autosomal, excluded)
+        reconstruction = reconstruction + within
         corrected = log - reconstruction
         corrected -= np.nanmedian(corrected[autosomal])
         expected = curve.factors * self.median * np.exp(np.nan_to_num(reconstruction))
         ratios, sums = chromosome_ratios(raw, expected, self.mask, self.keys)
         return Profile(raw, curve, coverage, corrected, expected, scores, ratios, sums, autosomal)
+
+
+    def within_sample(self, log: np.ndarray, autosomal: np.ndarray, excluded: frozenset[str]) -> np.ndarray:
+        """The part of a sample's own log ratios (after the panel's PCA) that its bins' properties
+        predict, fitted on this sample alone (over autosomes not found aneuploid, twice, the second
+        time without bins more than 4 MADs off, such as CNVs).
+
+        The panel's components remove the library effects the panel has seen; a new library
+        chemistry or size selection moves bins by what they are (mappability, GC x mappability,
+        how well they are covered), not by where they lie, and that is removed here without any
+        panel sample showing it (WisecondorX's within-sample reference bins serve the same end).
+        A trisomy moves one chromosome's bins whatever their properties, so it is left alone."""
+        if self.covariates is None or self.covariates.shape[1] == 0:
+            return np.zeros_like(log)
+        use = autosomal & np.isfinite(log)
+        if excluded:
+            use &= ~np.isin(self.keys, list(excluded))
+        if use.sum() < 10 * (self.covariates.shape[1] + 1):
+            return np.zeros_like(log)
+        design = np.column_stack([np.ones(int(use.sum())), self.covariates[use]])
+        target = log[use]
+        keep = np.ones(target.size, dtype=bool)
+        for _ in range(2):
+            coefficients, *_ = np.linalg.lstsq(design[keep], target[keep], rcond=None)
+            residual = target - design @ coefficients
+            spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
+            keep = np.abs(residual - np.median(residual)) <= 4 * spread if spread > 0 else keep
+        return self.covariates @ coefficients[1:]
+
+
+def bin_covariates(annotation: BinAnnotation | None, gc: np.ndarray, median: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per bin, the standardised properties a new library bias may follow (see
+    NormalisationModel.within_sample): mappability, GC x mappability, mappability squared (when the
+    annotation has mappability) and the log of the panel's median coverage. 0 outside `mask`."""
+    def standard(values: np.ndarray) -> np.ndarray:
+        values = np.where(mask & np.isfinite(values), values, np.nan)
+        centre, scale = np.nanmean(values), np.nanstd(values)
+        return np.nan_to_num((values - centre) / (scale if scale > 0 else 1.0))
+
+    columns = []
+    mappability = annotation.mappability if annotation is not None else None
+    if mappability is not None and np.isfinite(mappability[mask]).sum() > 0.5 * mask.sum() and np.nanstd(mappability[mask]) > 0:
+        m, g = standard(mappability), standard(gc)
+        columns += [m, standard(g * m), standard(m**2)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        columns.append(standard(np.log(median)))
+    return np.column_stack(columns) if columns else np.zeros((gc.size, 0))
 
 
 def gc_corrected_coverage(raw: np.ndarray, median: np.ndarray, gc: np.ndarray, autosomal: np.ndarray) -> tuple[GcCurve, np.ndarray]:
@@ -237,8 +287,9 @@ def _autosomal_blocks(blocks: np.ndarray, keys: np.ndarray, n_blocks: int) -> np
 
 @ignore_empty_bins
 def fit_normalisation(coverages: np.ndarray, mask: np.ndarray, keys: np.ndarray, gc: np.ndarray, female: np.ndarray,
-                      n_components: int) -> NormalisationModel:
-    """Median profile (females only for chrX) and PCA of the block log ratios of the autosomes."""
+                      n_components: int, annotation: BinAnnotation | None = None) -> NormalisationModel:
+    """Median profile (females only for chrX), PCA of the block log ratios of the autosomes, and
+    the bin properties for the within-sample correction."""
     median = np.nanmedian(coverages, axis=0)
     on_x = keys == "X"
     if female.sum() >= 3:
@@ -269,7 +320,7 @@ def fit_normalisation(coverages: np.ndarray, mask: np.ndarray, keys: np.ndarray,
     else:
         components = np.zeros((0, int(autosomal.sum())))
         loadings = np.zeros((0, n_blocks))
-    return NormalisationModel(use, keys, gc, median, center, components, loadings, blocks)
+    return NormalisationModel(use, keys, gc, median, center, components, loadings, blocks, bin_covariates(annotation, gc, median, use))
 
 
 @dataclass
@@ -313,6 +364,8 @@ class Reference:
         model = self.model
         arrays = {"mask": model.mask.astype(np.uint8), "gc": model.gc, "median": model.median, "center": model.center,
                   "components": model.components, "loadings": model.loadings, "blocks": model.blocks}
+        if model.covariates is not None:
+            arrays["covariates"] = model.covariates
         arrays.update({f"panel_{name}": value for name, value in self.panel.items()})
         write_archive(path, metadata, arrays)
 
@@ -323,7 +376,7 @@ class Reference:
         keys = chromosome_keys(layout)
         try:
             model = NormalisationModel(arrays["mask"].astype(bool), keys, arrays["gc"], arrays["median"], arrays["center"],
-                                       arrays["components"], arrays["loadings"], arrays["blocks"])
+                                       arrays["components"], arrays["loadings"], arrays["blocks"], arrays.get("covariates"))
         except KeyError as error:
             raise DataError(f"{path}: reference lacks {error}; rebuild it with `plasmacount reference`") from None
         panel = {name[len("panel_"):]: value for name, value in arrays.items() if name.startswith("panel_")}
@@ -421,12 +474,12 @@ def build_reference(
     for fold in range(folds):
         train = fold_of != fold
         with stage("reference: held-out normalisation"):
-            model = fit_normalisation(coverages[train], mask, keys, gc, female[train], min(n_components, int(train.sum()) // 4))
+            model = fit_normalisation(coverages[train], mask, keys, gc, female[train], min(n_components, int(train.sum()) // 4), annotation)
             for i in np.flatnonzero(~train):
                 held_out[i] = model.normalise(counts[i])
         if progress:
             progress(fold + 2, folds + 2)
-    final = fit_normalisation(coverages, mask, keys, gc, female, min(n_components, n // 4))
+    final = fit_normalisation(coverages, mask, keys, gc, female, min(n_components, n // 4), annotation)
     profiles = [p for p in held_out if p is not None]
 
     with stage("reference: chromosome nulls and fetal-fraction models"):

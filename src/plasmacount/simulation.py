@@ -118,10 +118,14 @@ class SampleDesign:
     mitochondrial_rate: float = 0.0005
     size_shift: float = 0.0
     size_shoulder: float = 1.0
-    # A library effect no panel sample has: a smooth per-bin pattern of this SD (0.005 = 0.5 %),
-    # drawn from `library_bias_seed`. Real libraries have such surprises; 0 by default.
+    # A library effect no panel sample has: a per-bin pattern of this SD (0.005 = 0.5 %), drawn
+    # from `library_bias_seed`. Real libraries have such surprises; 0 by default. Its kind:
+    # "positional", smooth along the genome (no bin property predicts it: only QC can catch it),
+    # or "bin_features", a random function of each bin's mappability and GC x mappability (what
+    # a new library chemistry or size selection does; a within-sample correction can remove it).
     library_bias: float = 0.0
     library_bias_seed: int = 0
+    library_bias_kind: str = "positional"
 
 
 def _fetal_fraction(rng: np.random.Generator, median: float) -> float:
@@ -349,6 +353,19 @@ def smooth_pattern(rng: np.random.Generator, n_bins: int) -> np.ndarray:
     return (smooth - smooth.mean()) / (smooth.std() or 1.0)
 
 
+def library_pattern(design: SampleDesign, model: "GenomeModel") -> np.ndarray:
+    """The per-bin pattern (mean 0, SD 1) of a sample's library bias (see SampleDesign)."""
+    rng = np.random.default_rng([design.library_bias_seed, 0, 11])
+    if design.library_bias_kind == "positional":
+        return smooth_pattern(rng, model.layout.n_bins)
+    if design.library_bias_kind != "bin_features":
+        raise ValueError(f"library_bias_kind must be 'positional' or 'bin_features', not {design.library_bias_kind!r}")
+    standard = lambda values: (values - values.mean()) / (values.std() or 1.0)  # noqa: E731
+    mappable, gc = standard(model.mappable), standard(model.gc)
+    a, b, c = rng.normal(0, 1, 3)
+    return standard(a * mappable + b * gc * mappable + c * mappable**2)
+
+
 @dataclass
 class GenomeModel:
     """Bins and their properties, plus the bin effects shared by every sample of a lab."""
@@ -501,8 +518,7 @@ def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarra
     batch = np.exp(np.asarray(design.batch_scores[: len(model.batch_loadings)]) @ model.batch_loadings)
     weight = model.stickiness * model.mappable * gc_bias * batch
     if design.library_bias:
-        pattern = smooth_pattern(np.random.default_rng([design.library_bias_seed, 0, 11]), model.layout.n_bins)
-        weight = weight * np.exp(design.library_bias * pattern)
+        weight = weight * np.exp(design.library_bias * library_pattern(design, model))
     mu = weight * dosage
     # Female chrY background: reads of other chromosomes mis-mapped onto chrY.
     keys = np.array([name_key(c.name) for c in model.layout.contigs])
