@@ -2,7 +2,7 @@
 nearest peer that runs here, in the same run (ratios, not absolute times: machines are noisy).
 
 - `fragments` on a 4 M-fragment paired-end BAM against `samtools stats -@2` (which also builds
-  the insert-size histogram), without and with end motifs (`--reference`);
+  the insert-size histogram), without and with end motifs (`--fasta`);
 - `viral` on the same BAM (a full pass: the size ratio needs the autosomal size profile) against
   `samtools stats -@2` as well; no public tool does the two-criterion screen;
 - `tumor` on 20 hg38 1 Mb counts files at 10 M fragments, and `report` on the demo-size batch:
@@ -53,11 +53,11 @@ def main() -> None:
         out = Path(scratch)
         stats = timed(["samtools", "stats", "-@2", str(bam)])
         plain = timed(PLASMACOUNT + ["fragments", str(bam), "--bins", str(genome / "bins.npz"), "-o", str(out / "f1")])
-        motifs = timed(PLASMACOUNT + ["fragments", str(bam), "--bins", str(genome / "bins.npz"), "--reference", str(genome / "genome.fa"),
+        motifs = timed(PLASMACOUNT + ["fragments", str(bam), "--bins", str(genome / "bins.npz"), "--fasta", str(genome / "genome.fa"),
                                      "-o", str(out / "f2")])
         viral = timed(PLASMACOUNT + ["viral", str(bam), "-o", str(out / "v")])
         rows.append(("`fragments` (sizes, periodicity, windows)", "4 M-fragment paired-end BAM", plain, "`samtools stats -@2`", stats))
-        rows.append(("`fragments --reference` (+ end motifs)", "same BAM", motifs, "`samtools stats -@2`", stats))
+        rows.append(("`fragments --fasta` (+ end motifs)", "same BAM", motifs, "`samtools stats -@2`", stats))
         rows.append(("`viral` (from the BAM)", "same BAM", viral, "`samtools stats -@2`", stats))
         tumor = timed(PLASMACOUNT + ["tumor", *map(str, counts), "--bins", str(DATA / "cancer" / "genome" / "bins.npz"), "-o", str(out / "t")],
                       repeats=1) / len(counts)
@@ -69,7 +69,7 @@ def main() -> None:
         ratio = f"{seconds / peer_seconds:.2f}x" if peer_seconds else "-"
         lines.append(f"| {command} | {data} | {seconds:.2f} | {peer} | {'-' if peer_seconds is None else f'{peer_seconds:.2f}'} | {ratio} |")
     lines += ["", "Medians of 3 runs (one for `tumor` and `report`), 2 cores. `samtools stats` is the nearest peer for a full pass that "
-              "builds a fragment-size histogram; `fragments --reference` makes a second pass over the alignments "
+              "builds a fragment-size histogram; `fragments --fasta` makes a second pass over the alignments "
               "through pysam for the fragments' 5' ends (the compiled counter does not report them), which is where its extra time goes."]
     report_text = "\n".join(lines)
     print(report_text)

@@ -111,9 +111,9 @@ def test_cram_without_reference(tmp_path, run_cli):
     reference.rename(tmp_path / "moved.fa")
     Path(str(reference) + ".fai").rename(tmp_path / "moved.fa.fai")
     out = tmp_path / "out.npz"
-    assert_clean_failure(run_cli("count", cram, "-o", out), out, "noref.cram", "--reference")
+    assert_clean_failure(run_cli("count", cram, "-o", out), out, "noref.cram", "--fasta")
     # With the reference it works.
-    assert run_cli("count", cram, "-o", out, "--reference", tmp_path / "moved.fa").exit_code == 0
+    assert run_cli("count", cram, "-o", out, "--fasta", tmp_path / "moved.fa").exit_code == 0
     assert out.exists()
 
 

@@ -15,9 +15,28 @@ from plasmacount.progress import Progress
 def test_version_and_help(run_cli):
     result = run_cli("--version")
     assert result.exit_code == 0
-    for command in ("count", "bins", "simulate", "demo"):
-        assert run_cli(command, "--help").exit_code == 0
     assert run_cli().exit_code == 2
+
+
+def test_every_subcommand_help_lists_its_options_and_an_example():
+    """`plasmacount SUB --help` shows SUB's own options (the parser once answered --help before
+    the subcommand had added them) and an example that names the subcommand."""
+    from plasmacount.cli import SUBCOMMANDS
+
+    for command in SUBCOMMANDS:
+        result = subprocess.run([sys.executable, "-m", "plasmacount", command, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0, command
+        text = result.stdout
+        assert "-o" in text or command in ("serve", "user", "import", "demo"), command
+        assert "example:" in text and f"plasmacount {command}" in text, command
+        options = re.findall(r"^\s+(--[a-z][a-z-]*)", text, flags=re.M)
+        assert len([o for o in options if o != "--help"]) >= 1, command
+
+
+def test_old_fasta_spelling_still_works_with_a_warning(run_cli, tmp_path):
+    missing = tmp_path / "missing.fa"
+    result = run_cli("count", tmp_path / "none.bam", "-o", tmp_path / "x.npz", "--reference", missing)
+    assert "deprecated" in result.stderr and "--fasta" in result.stderr
 
 
 def test_installed_script_and_module():

@@ -107,5 +107,5 @@ def test_windows_and_bad_input(simulated, tmp_path, run_cli):
     with pytest.raises(Exception, match="paired-end"):
         window_ratios(SampleCounts.load(single))
     assert run_cli("fragments", single, "-o", tmp_path / "out").exit_code == 0
-    assert run_cli("fragments", bam, "-o", tmp_path / "o2", "--reference", tmp_path / "missing.fa").exit_code == 1
+    assert run_cli("fragments", bam, "-o", tmp_path / "o2", "--fasta", tmp_path / "missing.fa").exit_code == 1
     assert run_cli("fragments", bam, "-o", tmp_path / "o3", "--window", "0").exit_code == 2

@@ -339,11 +339,11 @@ def _open_cram(path: Path, reference, required_fields: int | None = None):
     prepare_cram_environment()
     options = [f"required_fields={required_fields:#x}".encode()] if required_fields else []
     if reference is not None and not Path(reference).exists():
-        raise DataError(f"{reference}: reference FASTA not found; check --reference")
+        raise DataError(f"{reference}: reference FASTA not found; check --fasta")
     try:
         return pysam.AlignmentFile(str(path), "rc", reference_filename=str(reference) if reference else None, format_options=options)
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot open as CRAM ({error}); check the file and --reference") from error
+        raise DataError(f"{path}: cannot open as CRAM ({error}); check the file and --fasta") from error
 
 
 def _cram_header(path: Path, reference) -> tuple[list[tuple[str, int]], str | None]:
@@ -356,7 +356,7 @@ def _cram_header(path: Path, reference) -> tuple[list[tuple[str, int]], str | No
                 _ = read.query_sequence
                 break
         except (OSError, ValueError) as error:
-            raise DataError(f"{path}: cannot decode the CRAM ({error}); pass its reference with --reference FASTA") from error
+            raise DataError(f"{path}: cannot decode the CRAM ({error}); pass its reference with --fasta FASTA") from error
     return contigs, sort_order
 
 
@@ -422,7 +422,7 @@ def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict):
                 seen_keys.add(key)
             yield read, length
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot decode ({error}); the file is truncated or a CRAM needs --reference") from error
+        raise DataError(f"{path}: cannot decode ({error}); the file is truncated or a CRAM needs --fasta") from error
 
 
 def _count_cram(path: Path, reference, plan: _Plan, options: CountOptions, result: dict) -> None:

@@ -178,7 +178,7 @@ def end_motifs(path: str | os.PathLike, fasta: str | os.PathLike, options=None) 
     options = options or CountOptions()
     path = Path(path)
     if not Path(fasta).exists():
-        raise DataError(f"{fasta}: reference FASTA not found; check --reference")
+        raise DataError(f"{fasta}: reference FASTA not found; check --fasta")
     kind = alignment_kind(path)
     prepare_cram_environment()
     counts = np.zeros(256, dtype=np.int64)
@@ -245,7 +245,7 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
     if kind in ("bam", "cram") and fasta is not None:
         motifs = end_motifs(source, fasta, options)
     elif kind in ("bam", "cram"):
-        notes.append("end motifs need the reference FASTA (--reference)")
+        notes.append("end motifs need the reference FASTA (--fasta)")
     else:
         notes.append("end motifs need alignments (BAM/CRAM) and the reference FASTA")
     windows = None

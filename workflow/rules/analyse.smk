@@ -94,7 +94,7 @@ rule fragments:
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
         window=config["fragments"]["window"],
-        motifs=lambda wildcards, input: f"--reference {input.fasta}" if input.fasta else "",
+        motifs=lambda wildcards, input: f"--fasta {input.fasta}" if input.fasta else "",
     log:
         f"{OUT}/logs/fragments.log",
     conda:

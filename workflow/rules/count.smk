@@ -10,7 +10,7 @@ rule count:
     params:
         mapq=config["count"]["min_mapq"],
         extra=config["count"]["extra"],
-        fasta=f"--reference {config['genome']['fasta']}",
+        fasta=f"--fasta {config['genome']['fasta']}",
     threads: 2
     log:
         f"{OUT}/logs/count/{{sample}}.log",

@@ -40,49 +40,86 @@ def _summary(name: str) -> str:
     return docstring.splitlines()[0] if docstring else ""
 
 
+def add_fasta_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--fasta FASTA` (the genome FASTA) with its old spelling `--reference` kept as a deprecated
+    alias: `--reference` means the panel of normals in `nipt`, and one word for two things misled."""
+    parser.add_argument("--fasta", metavar="FASTA", help=help)
+    parser.add_argument("--reference", dest="fasta", action=_DeprecatedAlias, help=argparse.SUPPRESS)
+
+
+class _DeprecatedAlias(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        # Said once logging is set up (main), so --quiet and the one-line format apply.
+        notes = getattr(namespace, "deprecations", None) or []
+        notes.append(f"{option_string} is deprecated here; use --fasta (--reference now means only the panel of normals)")
+        setattr(namespace, "deprecations", notes)
+        setattr(namespace, self.dest, values)
+
+
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own usage errors: exit code 2, one line
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="plasmacount", description="Molecular counting of plasma cell-free DNA from low-pass sequencing.")
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help with the examples' line breaks kept."""
+
+
+def _chosen_subcommand(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: the first word that is not an option (the
+    top-level options take no values)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in SUBCOMMANDS else None
+    return None
+
+
+def build_parser(chosen: str | None = None):
+    """The parser; the `chosen` subcommand's module is imported and adds its options (so its
+    --help lists them), the others stay summaries (fast start). Returns the parser and the
+    chosen module (or None)."""
+    parser = _ArgumentParser(prog="plasmacount", description="Molecular counting of plasma cell-free DNA from low-pass sequencing.",
+                             epilog="Run `plasmacount SUBCOMMAND --help` for a subcommand's options and an example.")
     parser.add_argument("--version", action="version", version=f"plasmacount {__version__}")
     parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
     parser.add_argument("--verbose", action="store_true", help="also print the time each stage took, at the end")
     parser.add_argument("--debug", action="store_true", help="print debug messages and tracebacks")
-    subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_ArgumentParser)
+    module = None
     for name in SUBCOMMANDS:
         summary = _summary(name)
-        subparsers.add_parser(name, help=summary, description=summary)
-    return parser
+        if name == chosen:
+            module = importlib.import_module(f"plasmacount.cli.{MODULES.get(name, name)}")
+            examples = "\n".join(f"  {line}" for line in module.EXAMPLES.strip().splitlines())
+            subparser = subparsers.add_parser(name, help=summary, description=summary, epilog=f"example:\n{examples}",
+                                              formatter_class=_HelpFormatter)
+            module.add_arguments(subparser)
+        else:
+            subparsers.add_parser(name, help=summary, description=summary)
+    return parser, module
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    # Parse once to find the subcommand, then import only that module and let it add its options.
-    known, _ = parser.parse_known_args(argv)
-    if known.subcommand is None:
+    chosen = _chosen_subcommand(argv)
+    parser, module = build_parser(chosen)
+    args = parser.parse_args(argv)
+    if args.subcommand is None or module is None:
         parser.print_help(sys.stderr)
         sys.exit(2)
-    module = importlib.import_module(f"plasmacount.cli.{MODULES.get(known.subcommand, known.subcommand)}")
-    subparsers_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    subparser = subparsers_action.choices[known.subcommand]
-    subparser.__class__ = _ArgumentParser
-    module.add_arguments(subparser)
-    args = parser.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter("%(message)s"))
     logger.handlers[:] = [handler]
     logger.setLevel(logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO)
     logger.propagate = False
+    for note in getattr(args, "deprecations", None) or []:
+        logger.warning("%s", note)
     try:
         with recording_stages() as timings:
             started = time.perf_counter()
-            with stage(known.subcommand):
+            with stage(args.subcommand):
                 module.run(args)
         if args.verbose:
             logger.info("timings (%.1f s in all):", time.perf_counter() - started)

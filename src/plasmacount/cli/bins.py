@@ -9,6 +9,12 @@ from plasmacount.errors import UsageError
 logger = logging.getLogger("plasmacount")
 
 
+EXAMPLES = """
+plasmacount bins --fasta GRCh38.fa --bin-size 100000 --blacklist hg38-blacklist.v2.bed -o hg38.100kb.bins.npz
+plasmacount bins --import hg38.100kbp.SR50.bins.tsv.gz -o hg38.100kb.bins.npz   # a QDNAseq table (with mappability)
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--fasta", metavar="REF.fa", help="reference FASTA (indexed or indexable with samtools faidx)")

@@ -5,6 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from plasmacount.cli import add_fasta_option
 from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
@@ -18,6 +19,12 @@ def _range(text: str) -> tuple[int, int]:
     return low, high
 
 
+EXAMPLES = """
+plasmacount count sample01.bam --bins hg38.100kb.bins.npz -o counts/sample01.counts.npz
+plasmacount count sample02.cram --fasta GRCh38.fa --bins hg38.100kb.bins.npz -o counts/sample02.counts.npz --tsv counts/sample02.tsv
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN", help="coordinate-sorted, indexed BAM or CRAM; or counts as readCounter WIG or TSV (chrom start end count)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="counts file to write (plasmacount counts format, .npz)")
@@ -25,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bins = parser.add_mutually_exclusive_group()
     bins.add_argument("--bin-size", type=int, default=None, metavar="N", help="bin size in bp laid over the header's chromosomes (default 100000)")
     bins.add_argument("--bins", metavar="ANNOTATION", help="bins of an annotation made by `plasmacount bins`")
-    parser.add_argument("--reference", metavar="FASTA", help="reference FASTA for CRAM input")
+    add_fasta_option(parser, "genome FASTA, for CRAM input")
     parser.add_argument("--sample", help="sample name (default: SM of the read group, else the file name)")
     parser.add_argument("--min-mapq", type=int, default=20, metavar="Q", help="skip reads with mapping quality below Q (default 20)")
     parser.add_argument("--keep-duplicates", action="store_true", help="count duplicate-flagged reads (default: skip them)")
@@ -56,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
             threads=args.threads,
         )
         counts = count_alignments(source, bin_size=args.bin_size or 100_000, annotation=annotation,
-                                  annotation_path=args.bins, options=options, reference=args.reference, sample=args.sample,
+                                  annotation_path=args.bins, options=options, reference=args.fasta, sample=args.sample,
                                   progress=Progress(f"counting {source.name}", enabled=not args.quiet, interval=30.0))
     else:
         counts = load_counts(source)

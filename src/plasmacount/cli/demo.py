@@ -7,6 +7,11 @@ import logging
 logger = logging.getLogger("plasmacount")
 
 
+EXAMPLES = """
+plasmacount demo demo-output
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", nargs="?", default="demo-output", metavar="OUTDIR", help="output folder (default demo-output)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")

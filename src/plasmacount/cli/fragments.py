@@ -4,13 +4,20 @@ from __future__ import annotations
 import argparse
 import logging
 
+from plasmacount.cli import add_fasta_option
+
 logger = logging.getLogger("plasmacount")
+
+
+EXAMPLES = """
+plasmacount fragments sample01.bam --fasta GRCh38.fa --bins hg38.100kb.bins.npz -o fragment-results
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="COUNTS_OR_BAM", help="counts files, WIG/TSV counts, or indexed BAM/CRAM")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.fragments.json, tables and fragments.tsv")
-    parser.add_argument("--reference", metavar="FASTA", help="reference FASTA: end motifs (and CRAM decoding)")
+    add_fasta_option(parser, "genome FASTA: end motifs (and CRAM decoding)")
     parser.add_argument("--bins", metavar="ANNOTATION", help="bin annotation: GC-corrected short/long ratios (and the bins for BAM/CRAM)")
     parser.add_argument("--window", type=int, default=5_000_000, metavar="BP", help="window for short/long ratios (default 5000000)")
     parser.add_argument("--bin-size", type=int, default=100_000, metavar="N", help="bins when counting BAM/CRAM without --bins (default 100000)")
@@ -30,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     progress = Progress("fragmentomics", enabled=not args.quiet)
     results = []
     for i, source in enumerate(args.inputs):
-        results.append(analyse(source, args.reference, annotation, args.bins, args.window, args.bin_size, CountOptions(min_mapq=args.min_mapq)))
+        results.append(analyse(source, args.fasta, annotation, args.bins, args.window, args.bin_size, CountOptions(min_mapq=args.min_mapq)))
         progress(i + 1, len(args.inputs))
     names = [r["sample"] for r, _ in results]
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -10,6 +10,11 @@ from plasmacount.cli.serve import DEFAULT_DATABASE
 logger = logging.getLogger("plasmacount")
 
 
+EXAMPLES = """
+plasmacount import nipt-results --name run-2026-12-01 --database review.sqlite
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folders", nargs="+", metavar="OUTDIR",
                         help="result folders of one batch: nipt/tumor/viral/fragments JSON, and its `report` folder if made")

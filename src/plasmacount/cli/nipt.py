@@ -7,6 +7,11 @@ import logging
 logger = logging.getLogger("plasmacount")
 
 
+EXAMPLES = """
+plasmacount nipt batch/*.counts.npz --reference panel.reference.npz -o nipt-results
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("counts", nargs="+", metavar="COUNTS", help="counts files (or WIG/TSV counts) of the samples to test")
     parser.add_argument("--reference", required=True, metavar="REF", help="panel of normals from `plasmacount reference`")

@@ -7,6 +7,11 @@ import logging
 logger = logging.getLogger("plasmacount")
 
 
+EXAMPLES = """
+plasmacount reference panel/*.counts.npz --bins hg38.100kb.bins.npz -o panel.reference.npz
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("counts", nargs="+", metavar="COUNTS", help="counts files (or WIG/TSV counts) of euploid pregnancies, both fetal sexes")
     parser.add_argument("-o", "--output", required=True, metavar="REF", help="reference file to write (.npz)")

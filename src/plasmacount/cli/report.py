@@ -7,6 +7,11 @@ import logging
 logger = logging.getLogger("plasmacount")
 
 
+EXAMPLES = """
+plasmacount report nipt-results tumor-results -o reports
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", metavar="RESULTS",
                         help="result folders or files of `nipt`, `tumor`, `viral` and `fragments` (<sample>.<analysis>.json)")

@@ -9,6 +9,11 @@ logger = logging.getLogger("plasmacount")
 DEFAULT_DATABASE = "plasmacount-review.sqlite"
 
 
+EXAMPLES = """
+plasmacount serve --database review.sqlite --port 8000
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", default=os.environ.get("PLASMACOUNT_DATABASE", DEFAULT_DATABASE), metavar="URL_OR_FILE",
                         help=f"SQLite file or database URL, e.g. postgresql+psycopg://user:pw@host/db (default {DEFAULT_DATABASE}, "

@@ -19,6 +19,12 @@ def read_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a number of reads such as 10M or 500k, not {text!r}") from None
 
 
+EXAMPLES = """
+plasmacount simulate --cohort nipt --samples 20 --reads 10M -o simulated
+plasmacount simulate --cohort euploid --samples 200 --genome hg38 --placental-pattern-sd 0 --chrY-hotspot-share 0.05 -o panel
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from plasmacount.simulation import COHORTS, FORMATS
 

@@ -7,6 +7,12 @@ import logging
 logger = logging.getLogger("plasmacount")
 
 
+EXAMPLES = """
+plasmacount tumor healthy/*.counts.npz --make-panel --bins hg38.100kb.bins.npz -o tumor-panel.npz
+plasmacount tumor patients/*.counts.npz --panel tumor-panel.npz --bins hg38.100kb.bins.npz -o tumor-results
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("counts", nargs="+", metavar="COUNTS", help="counts files or WIG/TSV counts (e.g. HMMcopy readCounter WIGs)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",

@@ -12,6 +12,11 @@ from plasmacount.errors import UsageError
 logger = logging.getLogger("plasmacount")
 
 
+EXAMPLES = """
+plasmacount user add alice --role admin --database review.sqlite
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("add",), help="add: create a user")
     parser.add_argument("username")

@@ -4,7 +4,15 @@ from __future__ import annotations
 import argparse
 import logging
 
+from plasmacount.cli import add_fasta_option
+
 logger = logging.getLogger("plasmacount")
+
+
+EXAMPLES = """
+plasmacount viral bams/*.bam -o viral-results
+plasmacount viral counts/*.counts.npz -o viral-results --cutoffs earlier/viral_cutoffs.json
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.viral.json, viral.tsv, viral_cutoffs.json")
     parser.add_argument("--virus", metavar="CONTIG", help="viral contig (default EBV: chrEBV / NC_007605), e.g. an HPV16 or HBV contig")
     parser.add_argument("--min-mapq", type=int, default=30, metavar="Q", help="MAPQ of unique viral reads, with alignments (default 30)")
-    parser.add_argument("--reference", metavar="FASTA", help="reference FASTA for CRAM input")
+    add_fasta_option(parser, "genome FASTA, for CRAM input")
     parser.add_argument("--proportion-cutoff", type=float, metavar="P", help="viral fragments / all fragments to pass (default 3e-7)")
     parser.add_argument("--size-ratio-cutoff", type=float, metavar="R", help="highest NPC-like size ratio (default 10)")
     parser.add_argument("--min-size-fragments", type=int, metavar="N", help="viral fragments needed to evaluate the size ratio (default 3)")
@@ -42,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
     results = []
     for i, source in enumerate(args.inputs):
         if input_kind(source) in ("bam", "cram"):
-            results.append(from_alignments(source, args.virus, cutoffs, args.min_mapq, args.reference))
+            results.append(from_alignments(source, args.virus, cutoffs, args.min_mapq, args.fasta))
         else:
             results.append(from_counts(load_counts(source), args.virus, cutoffs, str(source)))
         progress(i + 1, len(args.inputs))
