@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -43,6 +44,41 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+SAFE_NAME_LENGTH = 100
+
+
+def sample_file_stem(sample: str) -> str:
+    """The file-name stem for a sample's files: the name itself when it is a safe single path
+    component (letters, digits, '.', '_', '+', '-'; not starting with '.' or '-'; up to 100
+    characters), else a safe stem made from it plus 8 hex digits of its SHA-1, so two names that
+    differ stay apart. The real name is kept inside the files. Sample names come from read
+    groups, `--sample` and file names, and must never choose where a file is written
+    (`../../x`, `a/b`, `/etc/x`)."""
+    import hashlib
+
+    name = str(sample)
+    allowed = lambda c: c.isalnum() or c in "._+-"  # noqa: E731
+    if (name and len(name) <= SAFE_NAME_LENGTH and all(allowed(c) for c in name) and name[0] not in ".-"
+            and ".." not in name and name.isprintable()):
+        return name
+    stem = "".join(c if allowed(c) and c.isprintable() else "_" for c in name)[:SAFE_NAME_LENGTH - 9].lstrip(".-")
+    stem = re.sub(r"\.{2,}", "_", stem) or "sample"
+    return f"{stem}-{hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def check_unique_samples(names: list[str]) -> None:
+    """Refuse a batch in which two samples share a name: their files and rows would overwrite
+    each other without a word."""
+    seen, repeated = set(), []
+    for name in names:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        shown = ", ".join(repr(n) for n in repeated[:5])
+        raise DataError(f"sample names repeat in this batch: {shown}; give each sample its own name (count --sample, or the read group's SM)")
 
 
 def json_safe(value: Any) -> Any:

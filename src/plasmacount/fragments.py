@@ -282,13 +282,14 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
 
 def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -> list[Path]:
     """Per sample JSON, size histogram, windows and end motifs; a batch TSV."""
-    from plasmacount.files import atomic_output, table_cell, write_json
+    from plasmacount.files import atomic_output, check_unique_samples, sample_file_stem, table_cell, write_json
 
+    check_unique_samples([r["sample"] for r, _ in results])
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for result, tables in results:
-        name = result["sample"]
+        name = sample_file_stem(result["sample"])
         written.append(write_json(output / f"{name}.fragments.json", result))
         if tables["histogram"] is not None:
             path = output / f"{name}.size_histogram.tsv"

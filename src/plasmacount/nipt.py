@@ -24,7 +24,7 @@ import numpy as np
 from plasmacount import __version__, aneuploidy, fetal_fraction, sex_chromosomes, tracks
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError
-from plasmacount.files import atomic_output, table_cell, write_json
+from plasmacount.files import atomic_output, check_unique_samples, sample_file_stem, table_cell, write_json
 from plasmacount.genome import AUTOSOME_KEYS, HG38_LENGTHS, SYNDROME_REGIONS, name_key
 from plasmacount.progress import stage
 from plasmacount.reference import Reference, chromosome_keys, chromosome_ratios, ignore_empty_bins, panel_distance
@@ -538,24 +538,26 @@ def _syndrome(key: str, start: int, end: int, scale: float) -> str | None:
 
 def write_results(results: Sequence[dict], output: str | os.PathLike) -> list[Path]:
     """Per sample JSON, CNV BED and VCF; one batch TSV. Returns the paths written."""
+    check_unique_samples([r["sample"] for r in results])
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for result in results:
         sample = result["sample"]
+        stem = sample_file_stem(sample)
         profile = result.get("profile")
-        files = {"cnv_bed": f"{sample}.cnv.bed", "cnv_vcf": f"{sample}.cnv.vcf.gz"}
+        files = {"cnv_bed": f"{stem}.cnv.bed", "cnv_vcf": f"{stem}.cnv.vcf.gz"}
         if profile is not None:
             track_files, track_paths = tracks.write_profile_tracks(output, sample, "nipt", profile,
                                                                    "plasmacount nipt: log2 ratio to the reference panel")
-            files.update(track_files, segments_seg=f"{sample}.nipt.seg")
+            files.update(track_files, segments_seg=f"{stem}.nipt.seg")
             written += track_paths
             written.append(tracks.write_seg(output / files["segments_seg"], _profile_segments(sample, profile)))
         stored = {key: value for key, value in result.items() if key != "profile"}
         stored["files"] = files
-        written.append(write_json(output / f"{sample}.nipt.json", stored))
+        written.append(write_json(output / f"{stem}.nipt.json", stored))
         written.append(_write_bed(output / files["cnv_bed"], [result]))
-        vcf = _write_vcf(output / f"{sample}.cnv.vcf", result)
+        vcf = _write_vcf(output / f"{stem}.cnv.vcf", result)
         written.append(vcf)
         written.append(tracks.compress_and_index_vcf(vcf))
     written.append(_write_bed(output / "nipt.cnv.bed", results))

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import os
+from urllib.parse import quote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,7 +24,7 @@ import numpy as np
 from plasmacount import __version__
 from plasmacount.aneuploidy import Z_POSITIVE
 from plasmacount.errors import DataError, UsageError
-from plasmacount.files import atomic_output, table_cell
+from plasmacount.files import atomic_output, sample_file_stem, table_cell
 from plasmacount.genome import name_key
 from plasmacount.progress import stage
 from plasmacount.tracks import Profile, read_bedgraph
@@ -89,13 +90,34 @@ def collect(paths: list[str | os.PathLike]) -> list[SampleResults]:
                             "give one folder per batch")
         entry.results[analysis] = result
         entry.sources.append(path)
-        histogram = path.parent / f"{result['sample']}.size_histogram.tsv"
-        if analysis == "fragments" and histogram.exists():
+        histogram = path.parent / f"{sample_file_stem(result['sample'])}.size_histogram.tsv"
+        if analysis == "fragments" and histogram.is_file():
             entry.size_histogram = _read_size_histogram(histogram)
-        bedgraph = (result.get("files") or {}).get("profile_bedgraph")
-        if bedgraph and (path.parent / bedgraph).exists():
-            entry.profiles[analysis] = read_bedgraph(path.parent / bedgraph)
+        files = result.get("files") if isinstance(result.get("files"), dict) else {}
+        bedgraph = sibling_file(path, files.get("profile_bedgraph"))
+        if bedgraph is not None:
+            entry.profiles[analysis] = read_bedgraph(bedgraph)
     return [samples[name] for name in sorted(samples)]
+
+
+LARGEST_SIBLING_FILE = 200 * 1024 * 1024
+
+
+def sibling_file(result_path: Path, name: object) -> Path | None:
+    """The file a result JSON names (e.g. its bedGraph), only when it is a plain file name of a
+    regular file in the result's own folder (after symlinks) and not over 200 MiB; else None. A
+    result may come from anyone (an upload to the review app): `/dev/zero`, `/etc/passwd` or
+    `../../x` must never be opened."""
+    if not isinstance(name, str) or not name or name != Path(name).name or name in (".", ".."):
+        return None
+    folder = result_path.parent.resolve()
+    try:
+        target = (folder / name).resolve()
+    except (OSError, RuntimeError):
+        return None
+    if target.parent != folder or not target.is_file() or target.stat().st_size > LARGEST_SIBLING_FILE:
+        return None
+    return target
 
 
 def _read_size_histogram(path: Path, longest: int = 600) -> list[int]:
@@ -753,7 +775,7 @@ def _figure_html(figure: Figure, data_link: str) -> str:
 def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True) -> list[Path]:
     """<sample>.html (self-contained), <sample>.pdf and <sample>_data/<plot>.tsv."""
     plt = _pyplot()
-    data_dir = output / f"{entry.sample}_data"
+    data_dir = output / f"{sample_file_stem(entry.sample)}_data"
     data_dir.mkdir(parents=True, exist_ok=True)
     written = []
     figures = sample_figures(entry)
@@ -795,12 +817,12 @@ def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True) ->
     if qc:
         parts.append("<h2>Quality control</h2>" + _table(["check", "value", "expected", "status"], [[_e(v) for v in r] for r in qc],
                                                         [["", "", "", r[3]] for r in qc]))
-    page = output / f"{entry.sample}.html"
+    page = output / f"{sample_file_stem(entry.sample)}.html"
     with atomic_output(page, "w") as stream:
         stream.write(_page(f"plasmacount: {entry.sample}", "".join(parts)))
     written.append(page)
     if pdf:
-        written.append(_write_pdf(output / f"{entry.sample}.pdf", entry, figures, calls, qc))
+        written.append(_write_pdf(output / f"{sample_file_stem(entry.sample)}.pdf", entry, figures, calls, qc))
     for figure in figures:
         plt.close(figure.figure)
     return written
@@ -869,7 +891,7 @@ def write_batch_overview(samples: list[SampleResults], output: Path, title: str 
                   positives or "-", (no_calls[:40] + "...") if len(no_calls) > 40 else (no_calls or "-"), cnvs or "-",
                   viral["screen"]["result"] if viral else "", f"{100 * tumor['tumor_fraction']:.1f}" if tumor else "", "; ".join(flags) or "-"]
         tsv_rows.append(values)
-        link = f"<a href=\"{_e(entry.sample)}.html\">{_e(entry.sample)}</a>"
+        link = f"<a href=\"{_e(quote(sample_file_stem(entry.sample)))}.html\">{_e(entry.sample)}</a>"
         rows.append([link] + [_e(v) for v in values[1:]])
         classes.append(["", qc_status, "", "", "", "", "", "", "positive" if positives else "", "", "positive" if cnvs else "",
                         "positive" if viral and viral["screen"]["result"] == "positive" else "", "", "warn" if flags else ""])

@@ -31,7 +31,7 @@ from plasmacount import __version__
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAULT_SHORT_RANGE, SampleCounts
 from plasmacount.errors import UsageError
-from plasmacount.files import atomic_output, write_json
+from plasmacount.files import atomic_output, sample_file_stem, write_json
 from plasmacount.genome import (
     EBV_LENGTH, HG38_CENTROMERES, HG38_LENGTHS, HG38_MEAN_GC, MITOCHONDRION_LENGTH, SYNDROME_REGIONS, Layout, name_key,
 )
@@ -153,6 +153,8 @@ def design_cohort(
         raise UsageError(f"--cohort must be one of {', '.join(COHORTS)}, not {cohort!r}")
     if n_samples < 1:
         raise UsageError(f"--samples must be at least 1, not {n_samples}")
+    if prefix is not None and sample_file_stem(prefix) != prefix:
+        raise UsageError(f"--prefix {prefix!r} is not a plain name: use letters, digits, '.', '_', '+' or '-' (no '/' or '..')")
     if reads < 1000:
         raise UsageError(f"--reads must be at least 1000, not {reads}")
     designs = []

@@ -92,8 +92,11 @@ def write_bigwig(path: str | os.PathLike, profile: Profile) -> Path:
 
 
 def write_profile_tracks(output: Path, sample: str, analysis: str, profile: Profile, description: str) -> tuple[dict, list[Path]]:
-    """`<sample>.<analysis>.bedgraph` and `.bw` of a profile in `output`: (file names for the result JSON, paths written)."""
-    files = {"profile_bedgraph": f"{sample}.{analysis}.bedgraph", "profile_bigwig": f"{sample}.{analysis}.bw"}
+    """`<sample>.<analysis>.bedgraph` and `.bw` (a safe file stem, see files.sample_file_stem) of a profile in `output`: (file names for the result JSON, paths written)."""
+    from plasmacount.files import sample_file_stem
+
+    stem = sample_file_stem(sample)
+    files = {"profile_bedgraph": f"{stem}.{analysis}.bedgraph", "profile_bigwig": f"{stem}.{analysis}.bw"}
     written = [write_bedgraph(output / files["profile_bedgraph"], profile, f"{sample} log2 ratio", description),
                write_bigwig(output / files["profile_bigwig"], profile)]
     return files, written

@@ -52,7 +52,7 @@ from plasmacount import tracks
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
-from plasmacount.files import read_archive, write_archive
+from plasmacount.files import read_archive, sample_file_stem, write_archive
 from plasmacount.gc import fit_gc_curve
 from plasmacount.genome import AUTOSOME_KEYS, HG38_CENTROMERES, HG38_LENGTHS, Layout, guess_build, name_key
 from plasmacount.progress import stage
@@ -494,8 +494,9 @@ def _arm_scores(layout, log2, panel, bin_sd: float) -> tuple[dict, int]:
 
 def write_outputs(results: list[dict], output: str | os.PathLike) -> list[Path]:
     """Per sample JSON; all segments as SEG (IGV) and BED; a batch TSV."""
-    from plasmacount.files import atomic_output, write_json
+    from plasmacount.files import atomic_output, check_unique_samples, write_json
 
+    check_unique_samples([r["sample"] for r in results])
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
@@ -506,7 +507,7 @@ def write_outputs(results: list[dict], output: str | os.PathLike) -> list[Path]:
             stored["files"], track_paths = tracks.write_profile_tracks(output, sample, "tumor", result["profile"],
                                                                        "plasmacount tumor: corrected log2 ratio")
             written += track_paths
-        written.append(write_json(output / f"{sample}.tumor.json", stored))
+        written.append(write_json(output / f"{sample_file_stem(sample)}.tumor.json", stored))
     seg = tracks.write_seg(output / "tumor.seg", [(result["sample"], s["chrom"], s["start"], s["end"], s["bins"], s["log2_ratio"])
                                                   for result in results for s in result["segments"]])
     bed = output / "tumor.bed"

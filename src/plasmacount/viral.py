@@ -230,13 +230,14 @@ def read_labels(path: str | os.PathLike) -> dict[str, str]:
 
 
 def write_outputs(results: list[dict], output: str | os.PathLike, cutoffs: ScreenCutoffs) -> list[Path]:
-    from plasmacount.files import atomic_output, table_cell, write_json
+    from plasmacount.files import atomic_output, check_unique_samples, sample_file_stem, table_cell, write_json
 
+    check_unique_samples([r["sample"] for r in results])
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for result in results:
-        written.append(write_json(output / f"{result['sample']}.viral.json", result))
+        written.append(write_json(output / f"{sample_file_stem(result['sample'])}.viral.json", result))
     path = output / "viral.tsv"
     columns = ["sample", "virus", "fragments", "per_million", "proportion", "proportion_low", "proportion_high", "w_repeat",
                "size_ratio", "size_ratio_low", "size_ratio_high", "screen", "reason"]

@@ -39,10 +39,6 @@ def run(args: argparse.Namespace) -> None:
     for i, source in enumerate(args.inputs):
         results.append(analyse(source, args.fasta, annotation, args.bins, args.window, args.bin_size, CountOptions(min_mapq=args.min_mapq)))
         progress(i + 1, len(args.inputs))
-    names = [r["sample"] for r, _ in results]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise UsageError(f"sample names repeat ({', '.join(repeated)}); give each input its own sample name with `count --sample`")
     write_outputs(results, args.output)
     for result, _ in results:
         size = result["size"]
