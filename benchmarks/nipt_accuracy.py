@@ -18,8 +18,8 @@ seeds 1103-1110, drawn after the settings were fixed):
 - a library bias the panel never saw (a smooth per-bin pattern of SD 0.5 % and 2 %; and one of SD 2 %
   following the bins' mappability and GC x mappability, with and without the within-sample correction);
 - 45,X / 47,XXX / 47,XXY / 47,XYY at FF 8-20 %; fetal deletions of 3/5/10 Mb at FF 10-20 %;
-and, once, a strong placental pattern (SD 15 %, single-end) for the bin-profile female FF, and
-the timing of `reference` (200 samples) and `nipt` (96 samples) through the command line.
+and, once, a strong placental pattern (SD 15 %, single-end) for the bin-profile female FF. The
+timing of `reference` and `nipt` is `benchmarks/nipt_speed.py` (run it on a quiet machine).
 
     python benchmarks/nipt_accuracy.py [--quick] [--write]
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ ROOT = HERE.parent
 
 from plasmacount.bins import import_annotations  # noqa: E402
 from plasmacount.nipt import analyse_sample  # noqa: E402
-from plasmacount.reference import Reference, build_reference  # noqa: E402
+from plasmacount.reference import build_reference  # noqa: E402
 from plasmacount.simulation import GenomeModel, LabEffects, design_cohort, simulate_counts, with_finding  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "qdnaseq_hg38" / "hg38.100kbp.SR50.bins.tsv.gz"
@@ -259,33 +258,6 @@ def sca_and_cnv_rows(lab, n, seed):
     return rows
 
 
-def timing(lab, scratch: Path, annotation_path: Path) -> list[str]:
-    panel_dir, batch_dir = scratch / "panel", scratch / "batch"
-    panel_dir.mkdir()
-    batch_dir.mkdir()
-    panel = []
-    for i, design in enumerate(designs(200, 10_000_000, 201, lab.paired, lab.background)):
-        path = panel_dir / f"{design.sample}.counts.npz"
-        simulate_counts(design, lab.model, 201, i).save(path)
-        panel.append(str(path))
-    batch = []
-    for i, design in enumerate(designs(96, 10_000_000, 202, lab.paired, lab.background, cohort="nipt")):
-        path = batch_dir / f"{design.sample}.counts.npz"
-        simulate_counts(design, lab.model, 202, i).save(path)
-        batch.append(str(path))
-    cli = [sys.executable, "-m", "plasmacount", "--quiet"]
-    start = time.perf_counter()
-    subprocess.run(cli + ["reference", *panel, "--bins", str(annotation_path), "-o", str(scratch / "ref.npz")], check=True)
-    reference_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    subprocess.run(cli + ["nipt", *batch, "--reference", str(scratch / "ref.npz"), "-o", str(scratch / "out")], check=True)
-    nipt_seconds = time.perf_counter() - start
-    qc = Reference.load(scratch / "ref.npz").metadata["qc"]
-    return [f"Timing (2 cores, command line, pessimistic lab): `reference` on 200 samples {reference_seconds:.1f} s (target <= 60 s); "
-            f"`nipt` on 96 samples {nipt_seconds:.1f} s (target <= 60 s). That reference's QC: {qc['status']} "
-            f"({'; '.join(qc['reasons']) or 'no reasons'}).", ""]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
@@ -315,8 +287,6 @@ def main() -> None:
         lines += sca_and_cnv_rows(lab, n(40), 1109)
         lines.append("")
         print("\n".join(lines), flush=True)
-        if name == "pessimistic":
-            lines += timing(lab, scratch, annotation_path)
     strong = Lab(annotation, LabEffects(placental_pattern_sd=0.15), False, 1.0)
     strong.build()
     skill = strong.reference.metadata["qc"]["fetal_fraction_skill"]["bin_profile"]
