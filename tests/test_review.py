@@ -384,3 +384,115 @@ def test_user_command(tmp_path, run_cli, monkeypatch):
     monkeypatch.setenv("SHORT", "short")
     assert run_cli("user", "add", "bob", "--password-env", "SHORT", "--database", database).exit_code == 2
     assert run_cli("user", "add", "bob", "--password-env", "UNSET_VARIABLE", "--database", database).exit_code == 2
+
+
+def _own_batch(server, demo_output, tmp_path, prefix: str, n: int) -> list[int]:
+    """A fresh batch of n samples (copies of a demo result) for a test that signs them off."""
+    folder = tmp_path / f"{prefix}_batch"
+    folder.mkdir()
+    result = json.loads((demo_output / "nipt" / "case_03.nipt.json").read_text())
+    for index in range(n):
+        result["sample"] = f"{prefix}_{index:02d}"
+        (folder / f"{result['sample']}.nipt.json").write_text(json.dumps(result))
+    _, factory = server
+    with factory() as session:
+        batch = import_batch(session, folder, "test", prefix).batch
+        return [s.id for s in batch.samples]
+
+
+def test_simultaneous_logins_check_at_most_the_limit_of_passwords(server):
+    """40 logins for one name at once (39 wrong, 1 right): the count and the attempt are one
+    locked step, so no more than FAILED_LOGIN_LIMIT passwords are checked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from plasmacount.review import security
+
+    _, factory = server
+    passwords = ["wrong password"] * 20 + [PASSWORDS["rob"]] + ["wrong password"] * 19
+
+    def attempt(password: str) -> str:
+        with factory() as session:
+            try:
+                return "in" if security.authenticate(session, "rob", password, "10.0.0.1") else "refused"
+            except security.TooManyFailures:
+                return "limited"
+
+    try:
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            outcomes = list(pool.map(attempt, passwords))
+        with factory() as session:
+            checked = session.scalar(text("SELECT count(*) FROM login_attempts WHERE username = 'rob'"))
+        assert checked <= security.FAILED_LOGIN_LIMIT + 1  # the limit's failures, plus a right password among them
+        assert outcomes.count("limited") >= len(passwords) - checked
+        assert outcomes.count("in") <= 1
+    finally:
+        with factory() as session:
+            session.execute(text("DELETE FROM login_attempts"))
+            session.commit()
+
+
+WORKER = r"""
+import sys, time
+from plasmacount.review.database import Sample, User, session_factory
+from plasmacount.review.records import Conflict, Locked, add_comment, set_finding_status, sign_off
+url, role, ids = sys.argv[1], sys.argv[2], [int(i) for i in sys.argv[3].split(",")]
+factory = session_factory(url)
+for round_ in range(6):
+    for sample_id in ids:
+        with factory() as session:
+            user = session.query(User).filter_by(username="rita" if role == "sign" else "rob").one()
+            sample = session.get(Sample, sample_id)
+            try:
+                if role == "sign":
+                    sign_off(session, user, sample_id, sample.version)
+                else:
+                    finding = sample.findings[round_ % len(sample.findings)]
+                    set_finding_status(session, user, finding.id, "Probable" if round_ % 2 else "Verified", finding.version)
+                    add_comment(session, user, sample_id, f"round {round_}")
+            except (Conflict, Locked):
+                session.rollback()
+factory.kw["bind"].dispose()
+"""
+
+
+def test_two_server_processes_never_change_a_signed_off_sample(server, database, demo_output, tmp_path):
+    """One process signs six samples off while another keeps setting statuses and commenting on
+    them: nothing lands on a sample after its sign-off."""
+    import subprocess
+    import sys
+
+    ids = _own_batch(server, demo_output, tmp_path, "race", 6)
+    arguments = [database, None, ",".join(map(str, ids))]
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, arguments[0], role, arguments[2]]) for role in ("edit", "sign")]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0
+    _, factory = server
+    with factory() as session:
+        for sample_id in ids:
+            rows = session.execute(text("SELECT action FROM audit WHERE sample_id = :s ORDER BY id"), {"s": sample_id}).scalars().all()
+            assert "sign off" in rows, rows
+            assert rows[-1] == "sign off" and rows.count("sign off") == 1, rows
+
+
+def test_a_comment_makes_an_older_page_stale_for_sign_off(server, demo_output, tmp_path):
+    [sample] = _own_batch(server, demo_output, tmp_path, "stale", 1)
+    rita, rob = client(server, "rita"), client(server, "rob")
+    seen = rob.get(f"/api/samples/{sample}").json()["version"]
+    assert rita.post(f"/samples/{sample}/comments", data={"text": "DO NOT SIGN OFF: repeat the library", "csrf": csrf_of(rita)}).status_code == 303
+    assert rob.post(f"/api/samples/{sample}/signoff", json={"version": seen}, headers={"X-CSRF-Token": csrf_of(rob)}).status_code == 409
+    fresh = rob.get(f"/api/samples/{sample}").json()["version"]
+    assert fresh > seen
+    assert rob.post(f"/api/samples/{sample}/signoff", json={"version": fresh}, headers={"X-CSRF-Token": csrf_of(rob)}).status_code == 200
+
+
+def test_serve_trusts_no_forwarded_header_unless_asked(monkeypatch, tmp_path, run_cli):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    assert run_cli("--quiet", "serve", "--database", tmp_path / "a.sqlite").exit_code == 0
+    assert seen["proxy_headers"] is False and seen["forwarded_allow_ips"] == ""
+    assert run_cli("--quiet", "serve", "--database", tmp_path / "b.sqlite", "--forwarded-allow-ips", "10.1.2.3").exit_code == 0
+    assert seen["proxy_headers"] is True and seen["forwarded_allow_ips"] == "10.1.2.3"
+    result = run_cli("serve", "--database", tmp_path / "c.sqlite", "--port", "99999")
+    assert result.exit_code == 2 and "--port" in result.stderr

@@ -21,11 +21,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; put TLS in front for others)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--secure-cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
+    parser.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
+                        help="trust X-Forwarded-For/-Proto only from these proxy addresses (comma-separated); by default no "
+                             "header is trusted and the login rate limit keys on the connecting address")
 
 
 def run(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from plasmacount.errors import UsageError
+
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port must be 1-65535, not {args.port}")
     from plasmacount.review.app import create_app
     from plasmacount.review.database import database_url, upgrade
 
@@ -33,4 +40,7 @@ def run(args: argparse.Namespace) -> None:
     upgrade(url)
     logger.info("plasmacount review on http://%s:%d (database %s); create the first admin with `plasmacount user add NAME --role admin`",
                 args.host, args.port, url.split("@")[-1])
-    uvicorn.run(create_app(url, secure_cookies=args.secure_cookies), host=args.host, port=args.port, log_level="warning")
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local process could then pick
+    # the address the rate limit counts. Only an explicit proxy list turns the headers on.
+    uvicorn.run(create_app(url, secure_cookies=args.secure_cookies), host=args.host, port=args.port, log_level="warning",
+                proxy_headers=bool(args.forwarded_allow_ips), forwarded_allow_ips=args.forwarded_allow_ips or "")

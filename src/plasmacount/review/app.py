@@ -112,10 +112,11 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
     def login_submit(request: Request, username: str = Form(...), password: str = Form(...), next: str = Form("/"),
                      session: Session = Depends(database)):
         client = request.client.host if request.client else "unknown"
-        if security.too_many_failures(session, username, client):
+        try:
+            user = security.authenticate(session, username, password, client)
+        except security.TooManyFailures:
             return page(request, "login.html", None, status_code=429, next=_local(next),
                         error="Too many failed logins; wait 15 minutes or ask an admin.")
-        user = security.authenticate(session, username, password, client)
         if user is None:
             return page(request, "login.html", None, status_code=401, next=_local(next), error="Wrong user name or password.")
         token, _ = security.open_session(session, user)

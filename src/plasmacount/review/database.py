@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event)
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, text)
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 STATUSES = ("Normal", "Suspected", "Probable", "Verified", "False positive", "False negative", "Failed")
@@ -145,6 +145,30 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+
+
+def begin_write(session: Session, *lock_keys: str) -> None:
+    """Start a transaction in which a read-then-write cannot interleave with another one, in this
+    process or another: SQLite takes its write lock at BEGIN (BEGIN IMMEDIATE); PostgreSQL takes a
+    transaction-level advisory lock per key (callers also lock rows with SELECT ... FOR UPDATE).
+    Whatever the session had read so far is committed first (nothing is pending at this point)."""
+    if session.in_transaction():
+        session.commit()
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        # The driver begins a transaction only before its first write; beginning it here, with
+        # the write lock, makes the reads that decide the write part of it. (Plain reads stay
+        # outside transactions, so they always see the latest commits.)
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        for key in sorted(set(lock_keys)):  # one order everywhere: no deadlock between two keys
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_number(key)})
+
+
+def _lock_number(key: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
 def upgrade(url: str) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from plasmacount.errors import DataError, UsageError
 from plasmacount.report import collect
-from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Comment, Finding, Sample, User, now
+from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Comment, Finding, Sample, User, begin_write, now
 
 MAIN_TRISOMIES = ("T21", "T18", "T13")
 SEX_CHROMOSOME_FINDINGS = ("45,X", "47,XXX", "47,XXY", "47,XYY")
@@ -163,6 +163,7 @@ def set_finding_status(session: Session, user: User, finding_id: int, status: st
     if finding is None:
         raise KeyError(finding_id)
     sample = _open_sample(session, user, finding.sample_id)
+    session.refresh(finding)
     old = finding.status
     # Optimistic lock: the UPDATE only matches the version the reviewer saw.
     changed = session.execute(update(Finding).where(Finding.id == finding_id, Finding.version == expected_version)
@@ -185,9 +186,14 @@ def set_finding_status(session: Session, user: User, finding_id: int, status: st
 
 
 def _open_sample(session: Session, user: User, sample_id: int) -> Sample:
-    """The sample a reviewer is about to change: it must exist and not be signed off."""
+    """The sample a reviewer is about to change, read afresh under a lock held until the change
+    commits (BEGIN IMMEDIATE on SQLite, SELECT ... FOR UPDATE on PostgreSQL): it must exist and not
+    be signed off, and no sign-off in another process can slip in between this check and the
+    change."""
     _require(user, "reviewer", "admin")
-    sample = session.get(Sample, sample_id)
+    begin_write(session, f"sample:{sample_id}")
+    sample = session.scalar(select(Sample).where(Sample.id == sample_id).with_for_update()
+                            .execution_options(populate_existing=True))
     if sample is None:
         raise KeyError(sample_id)
     if sample.locked:
@@ -201,6 +207,8 @@ def add_comment(session: Session, user: User, sample_id: int, text: str) -> Comm
         raise UsageError("an empty comment")
     comment = Comment(sample_id=sample_id, author=user.username, at=now(), text=text.strip())
     session.add(comment)
+    # A comment changes what a sign-off vouches for: a sign-off from a page opened before it is refused.
+    session.execute(update(Sample).where(Sample.id == sample_id).values(version=Sample.version + 1))
     audit(session, user.username, "comment", batch_id=sample.batch_id, sample_id=sample_id, target=sample.name, new=text.strip())
     session.commit()
     return comment

@@ -5,6 +5,9 @@ in an HttpOnly, SameSite=Strict cookie, the database only its SHA-256, so a leak
 does not leak live sessions. Each session has its own CSRF token, which every form carries in a
 hidden field and every API write in the `X-CSRF-Token` header. Failed logins are counted per
 user name and per client address over a window; past the limit, logins are refused for a while.
+The count and the attempt's own record are one locked step (`database.begin_write`), and an
+attempt counts as failed until its password is found right: 40 simultaneous logins for one
+name check at most FAILED_LOGIN_LIMIT passwords, not one per request.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from plasmacount.review.database import LoginAttempt, LoginSession, User, now
+from plasmacount.review.database import LoginAttempt, LoginSession, User, begin_write, now
 
 SESSION_HOURS = 12
 FAILED_LOGIN_LIMIT = 5
@@ -36,23 +39,35 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def too_many_failures(session: Session, username: str, client: str) -> bool:
+class TooManyFailures(Exception):
+    """Refused without checking the password: too many failed logins for this name or address."""
+
+
+def authenticate(session: Session, username: str, password: str, client: str) -> User | None:
+    """The active user with this password, or None; raises TooManyFailures past the limit.
+
+    The attempt is recorded as failed before the password is checked, in the same locked step as
+    the count, and marked succeeded only when the password is right."""
+    username, client = username[:64], client[:64]
+    begin_write(session, f"login-name:{username}", f"login-client:{client}")
     since = now() - FAILED_LOGIN_WINDOW
     failures = session.scalar(select(func.count()).select_from(LoginAttempt).where(
         LoginAttempt.at >= since, LoginAttempt.succeeded.is_(False),
         (LoginAttempt.username == username) | (LoginAttempt.client == client)))
-    return failures >= FAILED_LOGIN_LIMIT
-
-
-def authenticate(session: Session, username: str, password: str, client: str) -> User | None:
-    """The active user with this password, or None; every attempt is recorded for rate limiting."""
+    if failures >= FAILED_LOGIN_LIMIT:
+        session.rollback()
+        raise TooManyFailures(username)
+    attempt = LoginAttempt(username=username, client=client, at=now(), succeeded=False)
+    session.add(attempt)
+    session.commit()
     user = session.scalar(select(User).where(User.username == username))
     try:
         ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None and user.active
     except (VerificationError, InvalidHashError):
         ok = False
-    session.add(LoginAttempt(username=username[:64], client=client[:64], at=now(), succeeded=bool(ok)))
-    session.commit()
+    if ok:
+        attempt.succeeded = True
+        session.commit()
     return user if ok else None
 
 
