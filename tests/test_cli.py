@@ -121,3 +121,22 @@ def test_verbose_prints_stage_timings_and_count_reports_progress(tmp_path, run_c
     assert "timings (" in result.stderr and re.search(r"\n  count\s+\d+\.\d\d s", result.stderr)
     quiet = run_cli("count", bam, "--bins", tmp_path / "reads" / "genome" / "bins.npz", "-o", tmp_path / "q.npz")
     assert "timings" not in quiet.stderr
+
+
+def test_numbers_that_make_no_sense_stop_at_the_command_line(tmp_path, run_cli):
+    """A bin size of 0 once became 100 kb, -1 components wrote a reference, a negative CNV z
+    called CNVs: each now stops with exit code 2, one line naming the option, and no output."""
+    cases = [
+        (["count", tmp_path / "x.bam", "-o", tmp_path / "x.npz", "--bin-size", "0"], "--bin-size"),
+        (["reference", tmp_path / "a.npz", "--bins", tmp_path / "b.npz", "-o", tmp_path / "r.npz", "--components", "-1"], "--components"),
+        (["nipt", tmp_path / "a.npz", "--reference", tmp_path / "r.npz", "-o", tmp_path / "out", "--cnv-z", "-3"], "--cnv-z"),
+        (["count", tmp_path / "x.bam", "-o", tmp_path / "x.npz", "--min-mapq", "300"], "--min-mapq"),
+        (["simulate", "-o", tmp_path / "sim", "--scale", "0"], "--scale"),
+        (["fragments", tmp_path / "x.bam", "-o", tmp_path / "f", "--window", "abc"], "--window"),
+        (["serve", "--port", "99999"], "--port"),
+    ]
+    for arguments, option in cases:
+        result = run_cli(*arguments)
+        assert result.exit_code == 2, arguments
+        assert option in result.stderr.splitlines()[-1] and "Traceback" not in result.stderr, result.stderr
+    assert not any(tmp_path.iterdir())

@@ -40,6 +40,27 @@ def _summary(name: str) -> str:
     return docstring.splitlines()[0] if docstring else ""
 
 
+def number(kind: type, low: float | None = None, high: float | None = None, above: bool = False):
+    """An argparse type: an int or float within [low, high] (or above `low` when `above`), so a
+    value that makes no sense (a bin size of 0, -1 components, a negative z) stops at the
+    command line with exit code 2 instead of giving a silent wrong answer."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value != value or (low is not None and (value <= low if above else value < low)) or (high is not None and value > high):
+            if above:
+                raise argparse.ArgumentTypeError(f"{text} must be above {low:g}" + (f" and at most {high:g}" if high is not None else ""))
+            if high is None:
+                raise argparse.ArgumentTypeError(f"{text} must be at least {low:g}")
+            raise argparse.ArgumentTypeError(f"{text} must be from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def add_fasta_option(parser: argparse.ArgumentParser, help: str) -> None:
     """`--fasta FASTA` (the genome FASTA) with its old spelling `--reference` kept as a deprecated
     alias: `--reference` means the panel of normals in `nipt`, and one word for two things misled."""

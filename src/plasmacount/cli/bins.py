@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from plasmacount.cli import number
 from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--import", dest="import_files", nargs="+", metavar="FILE",
                         help="ready annotations: QDNAseq bin TSV, a plain GC table ('chrom start end gc_percent', as NIPTeR's) and/or ichorCNA GC/mappability WIGs ('gc'/'map' in the name)")
     parser.add_argument("-o", "--output", required=True, metavar="ANNOTATION", help="annotation file to write (.npz)")
-    parser.add_argument("--bin-size", type=int, default=100_000, metavar="N", help="bin size in bp for --fasta (default 100000)")
+    parser.add_argument("--bin-size", type=number(int, 100), default=100_000, metavar="N", help="bin size in bp for --fasta (default 100000)")
     parser.add_argument("--blacklist", metavar="BED", help="regions to flag (e.g. the ENCODE blacklist), with --fasta")
     parser.add_argument("--all-contigs", action="store_true", help="bin every FASTA contig, not only chr1-22/X/Y")
 

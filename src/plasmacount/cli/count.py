@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from plasmacount.cli import add_fasta_option
+from plasmacount.cli import add_fasta_option, number
 from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
@@ -30,17 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="counts file to write (plasmacount counts format, .npz)")
     parser.add_argument("--tsv", metavar="PATH", help="also write a per-bin table: chrom start end count (short long for paired-end)")
     bins = parser.add_mutually_exclusive_group()
-    bins.add_argument("--bin-size", type=int, default=None, metavar="N", help="bin size in bp laid over the header's chromosomes (default 100000)")
+    bins.add_argument("--bin-size", type=number(int, 100), default=None, metavar="N", help="bin size in bp laid over the header's chromosomes (default 100000)")
     bins.add_argument("--bins", metavar="ANNOTATION", help="bins of an annotation made by `plasmacount bins`")
     add_fasta_option(parser, "genome FASTA, for CRAM input")
     parser.add_argument("--sample", help="sample name (default: SM of the read group, else the file name)")
-    parser.add_argument("--min-mapq", type=int, default=20, metavar="Q", help="skip reads with mapping quality below Q (default 20)")
+    parser.add_argument("--min-mapq", type=number(int, 0, 255), default=20, metavar="Q", help="skip reads with mapping quality below Q (default 20)")
     parser.add_argument("--keep-duplicates", action="store_true", help="count duplicate-flagged reads (default: skip them)")
     parser.add_argument("--keep-qc-fail", action="store_true", help="count QC-fail-flagged reads (default: skip them)")
     parser.add_argument("--remove-unmarked-duplicates", action="store_true", help="skip fragments with the same position, strand (and length) as one already counted")
     parser.add_argument("--short-range", type=_range, default=(100, 150), metavar="LOW-HIGH", help="short fragment lengths counted per bin (default 100-150)")
     parser.add_argument("--long-range", type=_range, default=(151, 220), metavar="LOW-HIGH", help="long fragment lengths counted per bin (default 151-220)")
-    parser.add_argument("--threads", type=int, default=2, metavar="N", help="decompression threads (default 2)")
+    parser.add_argument("--threads", type=number(int, 1, 256), default=2, metavar="N", help="decompression threads (default 2)")
 
 
 def run(args: argparse.Namespace) -> None:

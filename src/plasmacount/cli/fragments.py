@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from plasmacount.cli import add_fasta_option
+from plasmacount.cli import add_fasta_option, number
 
 logger = logging.getLogger("plasmacount")
 
@@ -19,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.fragments.json, tables and fragments.tsv")
     add_fasta_option(parser, "genome FASTA: end motifs (and CRAM decoding)")
     parser.add_argument("--bins", metavar="ANNOTATION", help="bin annotation: GC-corrected short/long ratios (and the bins for BAM/CRAM)")
-    parser.add_argument("--window", type=int, default=5_000_000, metavar="BP", help="window for short/long ratios (default 5000000)")
-    parser.add_argument("--bin-size", type=int, default=100_000, metavar="N", help="bins when counting BAM/CRAM without --bins (default 100000)")
-    parser.add_argument("--min-mapq", type=int, default=20, metavar="Q", help="skip reads with mapping quality below Q (default 20)")
+    parser.add_argument("--window", type=number(int, 1000), default=5_000_000, metavar="BP", help="window for short/long ratios (default 5000000)")
+    parser.add_argument("--bin-size", type=number(int, 100), default=100_000, metavar="N", help="bins when counting BAM/CRAM without --bins (default 100000)")
+    parser.add_argument("--min-mapq", type=number(int, 0, 255), default=20, metavar="Q", help="skip reads with mapping quality below Q (default 20)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from plasmacount.cli import number
+
 logger = logging.getLogger("plasmacount")
 
 
@@ -16,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("counts", nargs="+", metavar="COUNTS", help="counts files (or WIG/TSV counts) of the samples to test")
     parser.add_argument("--reference", required=True, metavar="REF", help="panel of normals from `plasmacount reference`")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.nipt.json, nipt.tsv, CNV BED/VCF")
-    parser.add_argument("--cnv-z", type=float, default=5.0, metavar="Z", help="segment |z| needed to call a CNV (default 5)")
+    parser.add_argument("--cnv-z", type=number(float, 1.0), default=5.0, metavar="Z", help="segment |z| needed to call a CNV (default 5)")
 
 
 def run(args: argparse.Namespace) -> None:

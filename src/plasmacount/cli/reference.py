@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from plasmacount.cli import number
+
 logger = logging.getLogger("plasmacount")
 
 
@@ -16,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("counts", nargs="+", metavar="COUNTS", help="counts files (or WIG/TSV counts) of euploid pregnancies, both fetal sexes")
     parser.add_argument("-o", "--output", required=True, metavar="REF", help="reference file to write (.npz)")
     parser.add_argument("--bins", required=True, metavar="ANNOTATION", help="bin annotation (GC, mappability) from `plasmacount bins`")
-    parser.add_argument("--components", type=int, default=8, metavar="K", help="principal components removed (default 8)")
+    parser.add_argument("--components", type=number(int, 0, 50), default=8, metavar="K", help="principal components removed (default 8)")
 
 
 def run(args: argparse.Namespace) -> None:

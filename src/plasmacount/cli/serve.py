@@ -5,6 +5,8 @@ import argparse
 import logging
 import os
 
+from plasmacount.cli import number
+
 logger = logging.getLogger("plasmacount")
 DEFAULT_DATABASE = "plasmacount-review.sqlite"
 
@@ -19,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"SQLite file or database URL, e.g. postgresql+psycopg://user:pw@host/db (default {DEFAULT_DATABASE}, "
                              "or $PLASMACOUNT_DATABASE)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; put TLS in front for others)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=number(int, 1, 65535), default=8000, help="port (default 8000)")
     parser.add_argument("--secure-cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
     parser.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
                         help="trust X-Forwarded-For/-Proto only from these proxy addresses (comma-separated); by default no "
@@ -29,10 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from plasmacount.errors import UsageError
-
-    if not 1 <= args.port <= 65535:
-        raise UsageError(f"--port must be 1-65535, not {args.port}")
     from plasmacount.review.app import create_app
     from plasmacount.review.database import database_url, upgrade
 

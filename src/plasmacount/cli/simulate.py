@@ -5,6 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from plasmacount.cli import number
+
 logger = logging.getLogger("plasmacount")
 
 
@@ -32,27 +34,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cohort", choices=COHORTS, default="nipt",
                         help="nipt: pregnancies with aneuploidies and CNVs; euploid: normal pregnancies (a reference panel); "
                              "cancer: tumour fractions 0-30%%; healthy: non-pregnant donors; ebv: NPC screening (default nipt)")
-    parser.add_argument("--samples", type=int, default=10, metavar="N", help="number of samples (default 10)")
+    parser.add_argument("--samples", type=number(int, 1), default=10, metavar="N", help="number of samples (default 10)")
     parser.add_argument("--reads", type=read_count, default=10_000_000, metavar="N", help="mean counted fragments per sample, e.g. 10M (default)")
     parser.add_argument("--format", dest="output_format", choices=FORMATS, default="counts", help="output: counts (fast), bam, cram or fastq (default counts)")
     parser.add_argument("--genome", choices=("synthetic", "hg38"), default="synthetic",
                         help="synthetic: scaled genome with a FASTA (needed for CRAM/FASTQ); hg38: real names and lengths (default synthetic)")
     parser.add_argument("--bins", metavar="ANNOTATION", help="with --genome hg38: real GC/mappability per bin (e.g. an imported QDNAseq table)")
-    parser.add_argument("--bin-size", type=int, metavar="N", help="bin size (default: 100 kb for hg38, 100 kb x scale for the synthetic genome)")
-    parser.add_argument("--scale", type=float, default=1 / 200, metavar="F", help="synthetic genome size relative to hg38 (default 0.005)")
+    parser.add_argument("--bin-size", type=number(int, 100), metavar="N", help="bin size (default: 100 kb for hg38, 100 kb x scale for the synthetic genome)")
+    parser.add_argument("--scale", type=number(float, 0.0, 1.0, above=True), default=1 / 200, metavar="F", help="synthetic genome size relative to hg38 (default 0.005)")
     parser.add_argument("--paired", action="store_true", help="paired-end reads with fragment lengths (default single-end)")
-    parser.add_argument("--read-length", type=int, default=50, metavar="L", help="read length (default 50)")
-    parser.add_argument("--fetal-fraction-median", type=float, default=0.10, metavar="F", help="median fetal fraction (default 0.10)")
+    parser.add_argument("--read-length", type=number(int, 20, 1000), default=50, metavar="L", help="read length (default 50)")
+    parser.add_argument("--fetal-fraction-median", type=number(float, 0.0, 0.5, above=True), default=0.10, metavar="F", help="median fetal fraction (default 0.10)")
     parser.add_argument("--prefix", help="sample name prefix (default: the cohort name)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the samples; the same seeds give the same files (default 1)")
     parser.add_argument("--lab-seed", type=int, default=1,
                         help="random seed of the genome and the lab's per-bin effects, shared by cohorts of one lab (default 1)")
-    parser.add_argument("--placental-pattern-sd", type=float, default=None, metavar="SD",
+    parser.add_argument("--placental-pattern-sd", type=number(float, 0.0, 1.0), default=None, metavar="SD",
                         help="per-bin efficiency of placental DNA (lognormal SD; default 0.03, weak as in real data; 0 = none, "
                              "0.15 = the strong pattern that makes female fetal fraction from the bin profile easy)")
-    parser.add_argument("--chrY-hotspot-share", dest="y_hotspot_share", type=float, default=None, metavar="F",
+    parser.add_argument("--chrY-hotspot-share", dest="y_hotspot_share", type=number(float, 0.0, 1.0, above=True), default=None, metavar="F",
                         help="share of chrY bins where the female mis-mapping background piles up (default 0.2; pessimistic 0.05)")
-    parser.add_argument("--threads", type=int, default=2, metavar="N", help="compression threads (default 2)")
+    parser.add_argument("--threads", type=number(int, 1, 256), default=2, metavar="N", help="compression threads (default 2)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from plasmacount.cli import number
+
 logger = logging.getLogger("plasmacount")
 
 
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--make-panel", action="store_true", help="build a panel of normals from the (healthy) COUNTS into OUT")
     parser.add_argument("--size-select", action="store_true",
                         help="use only short fragments (the per-bin short counts, `count --short-range`, e.g. 90-150), which enriches tumour DNA")
-    parser.add_argument("--min-mappability", type=float, default=0.9, metavar="M", help="skip bins with mappability below M (default 0.9)")
+    parser.add_argument("--min-mappability", type=number(float, 0.0, 1.0), default=0.9, metavar="M", help="skip bins with mappability below M (default 0.9)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from plasmacount.cli import add_fasta_option
+from plasmacount.cli import add_fasta_option, number
 
 logger = logging.getLogger("plasmacount")
 
@@ -19,11 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="COUNTS", help="counts files, or indexed BAM/CRAM (for the W repeat and a viral MAPQ)")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.viral.json, viral.tsv, viral_cutoffs.json")
     parser.add_argument("--virus", metavar="CONTIG", help="viral contig (default EBV: chrEBV / NC_007605), e.g. an HPV16 or HBV contig")
-    parser.add_argument("--min-mapq", type=int, default=30, metavar="Q", help="MAPQ of unique viral reads, with alignments (default 30)")
+    parser.add_argument("--min-mapq", type=number(int, 0, 255), default=30, metavar="Q", help="MAPQ of unique viral reads, with alignments (default 30)")
     add_fasta_option(parser, "genome FASTA, for CRAM input")
-    parser.add_argument("--proportion-cutoff", type=float, metavar="P", help="viral fragments / all fragments to pass (default 3e-7)")
-    parser.add_argument("--size-ratio-cutoff", type=float, metavar="R", help="highest NPC-like size ratio (default 10)")
-    parser.add_argument("--min-size-fragments", type=int, metavar="N", help="viral fragments needed to evaluate the size ratio (default 3)")
+    parser.add_argument("--proportion-cutoff", type=number(float, 0.0, 1.0), metavar="P", help="viral fragments / all fragments to pass (default 3e-7)")
+    parser.add_argument("--size-ratio-cutoff", type=number(float, 0.0, above=True), metavar="R", help="highest NPC-like size ratio (default 10)")
+    parser.add_argument("--min-size-fragments", type=number(int, 1), metavar="N", help="viral fragments needed to evaluate the size ratio (default 3)")
     parser.add_argument("--cutoffs", metavar="JSON", help="cut-offs from an earlier run (its viral_cutoffs.json)")
     parser.add_argument("--train", metavar="LABELS", help="learn the cut-offs from these samples: TSV of sample and label (npc / other)")
 
