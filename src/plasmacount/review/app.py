@@ -264,6 +264,24 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         checked(request, record, csrf)
         return guarded(request, record, "/admin/users", lambda: records.set_role(session, record.user, user_id, role))
 
+    @app.post("/admin/users/{user_id}/active")
+    def users_active(request: Request, user_id: int, active: str = Form(...), csrf: str = Form(None), record: LoginSession = Depends(login),
+                     session: Session = Depends(database)):
+        checked(request, record, csrf)
+        return guarded(request, record, "/admin/users", lambda: records.set_active(session, record.user, user_id, active == "yes"))
+
+    @app.post("/admin/users/{user_id}/password")
+    def users_password(request: Request, user_id: int, password: str = Form(...), csrf: str = Form(None),
+                       record: LoginSession = Depends(login), session: Session = Depends(database)):
+        checked(request, record, csrf)
+        return guarded(request, record, "/admin/users", lambda: records.set_password(session, record.user, user_id, password))
+
+    @app.post("/admin/users/{user_id}/sessions")
+    def users_sessions(request: Request, user_id: int, csrf: str = Form(None), record: LoginSession = Depends(login),
+                       session: Session = Depends(database)):
+        checked(request, record, csrf)
+        return guarded(request, record, "/admin/users", lambda: records.end_sessions(session, record.user, user_id))
+
     # ------------------------------------------------------------------ API reads
 
     @app.get("/api/batches")

@@ -17,12 +17,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from plasmacount.errors import DataError, UsageError
 from plasmacount.report import collect
-from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Comment, Finding, Sample, User, begin_write, now
+from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Comment, Finding, LoginSession, Sample, User, begin_write, now
 
 MAIN_TRISOMIES = ("T21", "T18", "T13")
 SEX_CHROMOSOME_FINDINGS = ("45,X", "47,XXX", "47,XXY", "47,XYY")
@@ -247,15 +247,79 @@ def create_user(session: Session, username: str, password: str, role: str, creat
     return user
 
 
+def _keep_an_admin(session: Session, user: User, role: str, active: bool) -> None:
+    """Refuse a change that would leave no active admin (nobody could manage accounts any more)."""
+    if user.role == "admin" and user.active and (role != "admin" or not active):
+        others = session.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True), User.id != user.id))
+        if not others:
+            raise UsageError(f"{user.username} is the last active admin; make another admin first")
+
+
+def _user_for_change(session: Session, user_id: int) -> User:
+    begin_write(session, "users")
+    user = session.scalar(select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True))
+    if user is None:
+        raise KeyError(user_id)
+    return user
+
+
+def revoke_sessions(session: Session, user: User) -> int:
+    """End every live login session of `user` (the caller commits); returns how many."""
+    ended = session.execute(update(LoginSession).where(LoginSession.user_id == user.id, LoginSession.expires_at > now())
+                            .values(expires_at=now()))
+    return int(ended.rowcount or 0)
+
+
 def set_role(session: Session, admin: User, user_id: int, role: str) -> User:
     _require(admin, "admin")
     if role not in ROLES:
         raise UsageError(f"role {role!r} is not one of {', '.join(ROLES)}")
-    user = session.get(User, user_id)
-    if user is None:
-        raise KeyError(user_id)
+    user = _user_for_change(session, user_id)
+    _keep_an_admin(session, user, role, user.active)
     old = user.role
     user.role = role
     audit(session, admin.username, "set role", target=user.username, old=old, new=role)
     session.commit()
     return user
+
+
+def set_active(session: Session, admin: User | None, user_id: int, active: bool) -> User:
+    """Disable (every session ended at once) or re-enable an account; `admin` None: the command line."""
+    if admin is not None:
+        _require(admin, "admin")
+    user = _user_for_change(session, user_id)
+    _keep_an_admin(session, user, user.role, active)
+    old = user.active
+    user.active = active
+    ended = 0 if active else revoke_sessions(session, user)
+    audit(session, admin.username if admin else "command line", "enable user" if active else "disable user", target=user.username,
+          old="active" if old else "disabled", new="active" if active else "disabled", details={"sessions_ended": ended})
+    session.commit()
+    return user
+
+
+def set_password(session: Session, actor: User | None, user_id: int, password: str) -> User:
+    """A new password (an admin's reset or the command line); every session of the user ends."""
+    from plasmacount.review.security import hash_password
+
+    if actor is not None:
+        _require(actor, "admin")
+    if len(password) < 10:
+        raise UsageError("a password needs at least 10 characters")
+    user = _user_for_change(session, user_id)
+    user.password_hash = hash_password(password)
+    ended = revoke_sessions(session, user)
+    audit(session, actor.username if actor else "command line", "set password", target=user.username, details={"sessions_ended": ended})
+    session.commit()
+    return user
+
+
+def end_sessions(session: Session, actor: User | None, user_id: int) -> int:
+    """Log a user out everywhere (a lost laptop); returns how many sessions ended."""
+    if actor is not None:
+        _require(actor, "admin")
+    user = _user_for_change(session, user_id)
+    ended = revoke_sessions(session, user)
+    audit(session, actor.username if actor else "command line", "end sessions", target=user.username, details={"sessions_ended": ended})
+    session.commit()
+    return ended
