@@ -549,3 +549,18 @@ def test_access_can_be_removed_and_an_admin_always_remains(tmp_path, run_cli, mo
         actions = session.execute(text("SELECT action FROM audit WHERE target = 'bob' ORDER BY id")).scalars().all()
     assert actions == ["create user", "end sessions", "set password", "disable user", "enable user"]
     factory.kw["bind"].dispose()
+
+
+def test_bodies_and_comments_have_limits(server, demo_output, tmp_path):
+    """A 2 MiB form is refused before it is read (413), a comment over 10,000 characters is
+    refused (400), and nothing is stored."""
+    [sample] = _own_batch(server, demo_output, tmp_path, "limits", 1)
+    rita = client(server, "rita")
+    token = csrf_of(rita)
+    huge = rita.post(f"/samples/{sample}/comments", data={"text": "x" * (2 * 1024 * 1024), "csrf": token})
+    assert huge.status_code == 413
+    long = rita.post(f"/api/samples/{sample}/comments", json={"text": "y" * 10_001}, headers={"X-CSRF-Token": token})
+    assert long.status_code == 400 and "10,000" in long.text
+    assert rita.get(f"/api/samples/{sample}").json()["comments"] == []
+    lying = rita.post("/batches/upload", headers={"Content-Length": str(300 * 1024 * 1024), "X-CSRF-Token": token}, content=b"")
+    assert lying.status_code == 413

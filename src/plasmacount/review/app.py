@@ -13,7 +13,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,6 +24,8 @@ from plasmacount.review import records, security
 from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Finding, LoginSession, Sample, User, session_factory
 
 COOKIE = "plasmacount_session"
+BODY_LIMIT = 1024 * 1024           # forms and JSON: a comment, a status
+UPLOAD_LIMIT = 200 * 1024 * 1024   # a zipped result folder
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 APP_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'self'"
 # Stored report pages run sandboxed: their own inline styles and sorter script, nothing else, no cookies.
@@ -63,6 +66,15 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
+        # Sizes are judged before a byte of the body is read: a 1 GiB upload or a 50 MiB comment
+        # is refused at once, not after it has been spooled.
+        if request.method in ("POST", "PUT", "PATCH"):
+            limit = UPLOAD_LIMIT if request.url.path == "/batches/upload" else BODY_LIMIT
+            length = request.headers.get("content-length")
+            if length is None and request.headers.get("transfer-encoding"):
+                return PlainTextResponse("send the body with a Content-Length", status_code=411)
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                return PlainTextResponse(f"the body is over the limit of {limit // (1024 * 1024)} MiB", status_code=413)
         response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", APP_POLICY)
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -179,26 +191,30 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
                              session: Session = Depends(database)):
         values = await _values(request)
         checked(request, record, values.get("csrf"))
-        finding = session.get(Finding, finding_id)
-        back = f"/samples/{finding.sample_id}" if finding else "/"
-        return guarded(request, record, back, lambda: records.set_finding_status(
-            session, record.user, finding_id, str(values.get("status", "")), _integer(values.get("version")), values.get("comment")))
+
+        def change():  # database work off the event loop: a waiting lock must not freeze the server
+            finding = session.get(Finding, finding_id)
+            back = f"/samples/{finding.sample_id}" if finding else "/"
+            return guarded(request, record, back, lambda: records.set_finding_status(
+                session, record.user, finding_id, str(values.get("status", "")), _integer(values.get("version")), values.get("comment")))
+
+        return await run_in_threadpool(change)
 
     @app.post("/samples/{sample_id}/comments")
     @app.post("/api/samples/{sample_id}/comments")
     async def comment_submit(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
         values = await _values(request)
         checked(request, record, values.get("csrf"))
-        return guarded(request, record, f"/samples/{sample_id}",
-                       lambda: records.add_comment(session, record.user, sample_id, str(values.get("text", ""))))
+        return await run_in_threadpool(guarded, request, record, f"/samples/{sample_id}",
+                                       lambda: records.add_comment(session, record.user, sample_id, str(values.get("text", ""))))
 
     @app.post("/samples/{sample_id}/signoff")
     @app.post("/api/samples/{sample_id}/signoff")
     async def signoff_submit(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
         values = await _values(request)
         checked(request, record, values.get("csrf"))
-        return guarded(request, record, f"/samples/{sample_id}",
-                       lambda: records.sign_off(session, record.user, sample_id, _integer(values.get("version"))))
+        return await run_in_threadpool(guarded, request, record, f"/samples/{sample_id}",
+                                       lambda: records.sign_off(session, record.user, sample_id, _integer(values.get("version"))))
 
     @app.post("/batches/upload")
     def upload(request: Request, archive: UploadFile = File(...), csrf: str = Form(None), record: LoginSession = Depends(login),

@@ -159,6 +159,8 @@ def set_finding_status(session: Session, user: User, finding_id: int, status: st
     _require(user, "reviewer", "admin")
     if status not in STATUSES:
         raise UsageError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+    if comment:
+        _check_comment(comment)
     finding = session.get(Finding, finding_id)
     if finding is None:
         raise KeyError(finding_id)
@@ -201,10 +203,19 @@ def _open_sample(session: Session, user: User, sample_id: int) -> Sample:
     return sample
 
 
+COMMENT_LIMIT = 10_000  # characters
+
+
+def _check_comment(text: str) -> None:
+    if len(text) > COMMENT_LIMIT:
+        raise UsageError(f"a comment of {len(text):,} characters; at most {COMMENT_LIMIT:,}")
+
+
 def add_comment(session: Session, user: User, sample_id: int, text: str) -> Comment:
-    sample = _open_sample(session, user, sample_id)
     if not text.strip():
         raise UsageError("an empty comment")
+    _check_comment(text)
+    sample = _open_sample(session, user, sample_id)
     comment = Comment(sample_id=sample_id, author=user.username, at=now(), text=text.strip())
     session.add(comment)
     # A comment changes what a sign-off vouches for: a sign-off from a page opened before it is refused.
