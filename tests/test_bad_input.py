@@ -207,3 +207,22 @@ def test_debug_shows_traceback(tmp_path, run_cli):
         from plasmacount.cli import main
 
         main(["--debug", "count", str(tmp_path / "absent.bam"), "-o", str(tmp_path / "o.npz")])
+
+
+def test_count_leaves_no_counts_file_when_its_table_cannot_be_written(tmp_path, run_cli):
+    """`count --tsv` into a missing folder: one line naming the table, and no .npz left behind."""
+    source = tmp_path / "in.tsv"
+    source.write_text("chrom\tstart\tend\tcount\n" + "".join(f"chr1\t{i * 100000}\t{(i + 1) * 100000}\t{10 + i}\n" for i in range(30)))
+    out = tmp_path / "out.counts.npz"
+    result = run_cli("count", source, "-o", out, "--tsv", tmp_path / "missing" / "table.tsv")
+    assert result.exit_code == 1 and "table.tsv" in result.stderr and result.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_write_failure_names_the_file_asked_for(tmp_path, run_cli):
+    """A folder where the output should go: the message names it, not a hidden temporary file."""
+    source = tmp_path / "in.tsv"
+    source.write_text("chrom\tstart\tend\tcount\n" + "".join(f"chr1\t{i * 100000}\t{(i + 1) * 100000}\t5\n" for i in range(30)))
+    (tmp_path / "taken.npz").mkdir()
+    result = run_cli("count", source, "-o", tmp_path / "taken.npz")
+    assert result.exit_code == 1 and "taken.npz" in result.stderr and ".tmp" not in result.stderr

@@ -34,12 +34,24 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]
     directory = destination.parent if str(destination.parent) else Path(".")
     if not directory.is_dir():
         raise DataError(f"{destination}: output folder {directory} does not exist; create it first")
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=directory)
+    if destination.is_dir():
+        raise DataError(f"{destination}: is a folder; give a file name to write")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise DataError(f"{destination}: cannot write in {directory} ({error.strerror or error}); check the folder's permissions and free space") from None
     try:
         with os.fdopen(handle, mode) as stream:
             yield stream
         os.chmod(temporary, 0o644)
         os.replace(temporary, destination)
+    except OSError as error:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        # The message names the file the user asked for, not the hidden temporary beside it.
+        if error.filename in (temporary, None) or str(error.filename) == str(temporary):
+            raise DataError(f"{destination}: writing failed ({error.strerror or error}); check free space and permissions") from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

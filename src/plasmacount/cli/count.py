@@ -78,9 +78,15 @@ def run(args: argparse.Namespace) -> None:
                 raise UsageError(f"{source} holds {counts.bin_size:,} bp bins but {args.bins} has {annotation.bin_size:,} bp bins")
             check_compatible(annotation.layout, [(c.name, c.length) for c in counts.layout.contigs], str(source), args.bins)
             counts = counts.on_layout(annotation.layout)
+    existed = Path(args.output).exists()
     counts.save(args.output)
     if args.tsv:
-        counts.write_tsv(args.tsv)
+        try:
+            counts.write_tsv(args.tsv)
+        except BaseException:
+            if not existed:  # both new outputs or neither (an older file of the same name is not ours to delete)
+                Path(args.output).unlink(missing_ok=True)
+            raise
     qc = counts.qc
     logger.info("%s: %s fragments counted in %s bins of %s bp%s", counts.sample, f"{int(counts.counts.sum()):,}",
                 f"{counts.layout.n_bins:,}", f"{counts.bin_size:,}", " (paired-end)" if counts.paired else "")

@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> None:
     write_outputs(results, args.output)
     for result, _ in results:
         size = result["size"]
+        if not size["fragments"]:
+            logger.warning("%s: no fragment lengths (single-end reads, or no proper pairs): its size statistics are empty; "
+                           "fragmentomics needs paired-end data", result["sample"])
         logger.info("%s: %s fragments, mode %s bp, %.1f %% below 150 bp, motif diversity %s", result["sample"], size["fragments"],
                     size["mode"], 100 * (size["share_below_150"] or 0), "NA" if result["end_motifs"]["diversity"] is None
                     else f"{result['end_motifs']['diversity']:.3f}")
