@@ -564,3 +564,22 @@ def test_bodies_and_comments_have_limits(server, demo_output, tmp_path):
     assert rita.get(f"/api/samples/{sample}").json()["comments"] == []
     lying = rita.post("/batches/upload", headers={"Content-Length": str(300 * 1024 * 1024), "X-CSRF-Token": token}, content=b"")
     assert lying.status_code == 413
+
+
+def test_database_problems_are_one_line(tmp_path, run_cli, monkeypatch):
+    """A PNG or a folder as the database, a missing folder, a bad URL, an unreachable server:
+    one line each from import, user and serve, never a traceback; a bad result folder stops
+    import before any database is made."""
+    png = tmp_path / "picture.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
+    (tmp_path / "folder").mkdir()
+    monkeypatch.setenv("PW", "a-long-password-1")
+    cases = [png, tmp_path / "folder", tmp_path / "missing" / "db.sqlite", "nosuchdialect://x", "postgresql+psycopg://u:secret@127.0.0.1:1/db"]
+    for database in cases:
+        for arguments in (["user", "add", "ada", "--password-env", "PW"], ["serve"]):
+            result = run_cli(*arguments, "--database", database)
+            assert result.exit_code in (1, 2), (arguments, database)
+            assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and "secret" not in result.stderr, result.stderr
+    fresh = tmp_path / "fresh.sqlite"
+    assert run_cli("import", tmp_path / "folder", "--database", fresh).exit_code == 2
+    assert not fresh.exists()

@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
 from plasmacount.cli.serve import DEFAULT_DATABASE
+from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
 
@@ -25,9 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from plasmacount.report import collect
     from plasmacount.review.database import database_url, session_factory, upgrade
     from plasmacount.review.records import import_batch
 
+    for folder in map(Path, args.folders):
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: not a folder of plasmacount results")
+    collect(args.folders)  # unreadable results stop here, before a database is created or changed
     url = database_url(args.database)
     upgrade(url)
     with session_factory(url)() as session:

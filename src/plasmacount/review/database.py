@@ -176,10 +176,29 @@ def upgrade(url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from plasmacount.errors import DataError, UsageError
+
+    shown = url.split("@")[-1]  # never a password in a message
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder; give --database a file name (e.g. review.sqlite)")
+        if not path.parent.is_dir():
+            raise UsageError(f"{path.parent}: no such folder for the database; create it first")
+        if path.exists() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
+            raise DataError(f"{path}: not an SQLite database; give --database a new file or a database URL")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    try:
+        command.upgrade(config, "head")
+    except (ArgumentError, NoSuchModuleError) as error:
+        raise UsageError(f"--database {shown}: not a usable database URL ({error}); e.g. review.sqlite or postgresql+psycopg://user:pw@host/db") from None
+    except DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error).splitlines()[0]
+        raise DataError(f"database {shown}: {reason}; check the path or server, its permissions, and that it is a plasmacount review database") from None
 
 
 def session_factory(url: str) -> sessionmaker:
