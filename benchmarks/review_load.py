@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -55,7 +56,10 @@ def client_loop(index: int, base: str, deadline: float, samples: list[int], log:
                 log["latency"][kind].append(time.perf_counter() - start)
             return response
 
-        response = timed("login", "POST", "/login", data={"username": f"reviewer{index}", "password": PASSWORD, "next": "/"})
+        form = http.get("/login").text  # the login form's CSRF token (double-submitted with its cookie)
+        login_token = re.search(r'name="login_csrf" value="([^"]+)"', form).group(1)
+        response = timed("login", "POST", "/login", data={"username": f"reviewer{index}", "password": PASSWORD, "next": "/",
+                                                          "login_csrf": login_token})
         if response is None or response.status_code != 303:
             with lock:
                 log["errors"].append(f"login {index}: {None if response is None else response.status_code}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import os
 import shutil
 import socket
@@ -78,9 +79,16 @@ def client(server, name: str | None = None) -> TestClient:
     app, _ = server
     browser = TestClient(app, base_url="http://testserver", follow_redirects=False)
     if name:
-        response = browser.post("/login", data={"username": name, "password": PASSWORDS[name], "next": "/"})
+        response = log_in(browser, name, PASSWORDS[name], "/")
         assert response.status_code == 303, response.text
     return browser
+
+
+def log_in(browser: TestClient, username: str, password: str, next: str = "/"):
+    """POST /login as the login page's form does: with the login CSRF token it set."""
+    form = browser.get("/login").text
+    token = re.search(r'name="login_csrf" value="([^"]+)"', form).group(1)
+    return browser.post("/login", data={"username": username, "password": password, "next": next, "login_csrf": token})
 
 
 def csrf_of(browser: TestClient) -> str:
@@ -238,13 +246,13 @@ def test_injection_strings_are_stored_and_shown_harmlessly(server):
 def test_login_rate_limit(server):
     # Login cookies are HttpOnly and SameSite=Strict; a redirect target elsewhere is ignored.
     other = client(server)
-    response = other.post("/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "//evil.example/"})
+    response = log_in(other, "vic", PASSWORDS["vic"], "//evil.example/")
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and response.headers["location"] == "/"
     browser = client(server)
     for _ in range(5):
-        assert browser.post("/login", data={"username": "rob", "password": "wrong password", "next": "/"}).status_code == 401
-    blocked = browser.post("/login", data={"username": "rob", "password": PASSWORDS["rob"], "next": "/"})
+        assert log_in(browser, "rob", "wrong password", "/").status_code == 401
+    blocked = log_in(browser, "rob", PASSWORDS["rob"], "/")
     assert blocked.status_code == 429 and "Too many failed logins" in blocked.text
     _, factory = server
     with factory() as session:  # the window would otherwise lock the later tests out
@@ -266,7 +274,7 @@ def test_admin_manages_users_and_every_change_is_audited(server):
         rows = session.execute(text("SELECT action, target, old_value, new_value FROM audit WHERE target = 'nina' ORDER BY id")).all()
     assert [tuple(r) for r in rows] == [("create user", "nina", None, "viewer"), ("set role", "nina", "viewer", "reviewer")]
     nina_client = TestClient(server[0], follow_redirects=False)
-    assert nina_client.post("/login", data={"username": "nina", "password": "nina-password-1", "next": "/"}).status_code == 303
+    assert log_in(nina_client, "nina", "nina-password-1", "/").status_code == 303
 
 
 def test_audit_trail_is_append_only(server):
@@ -522,7 +530,7 @@ def test_access_can_be_removed_and_an_admin_always_remains(tmp_path, run_cli, mo
     browsers = {}
     for name, password in (("ada", "admin-password-1"), ("bob", "reviewer-password-9")):
         browsers[name] = TestClient(app, base_url="http://testserver", follow_redirects=False)
-        assert browsers[name].post("/login", data={"username": name, "password": password, "next": "/"}).status_code == 303
+        assert log_in(browsers[name], name, password).status_code == 303
     ada, bob = browsers["ada"], browsers["bob"]
     token = csrf_of(ada)
     ids = {u: i for u, i in [("ada", 1), ("bob", 2)]}
@@ -534,16 +542,16 @@ def test_access_can_be_removed_and_an_admin_always_remains(tmp_path, run_cli, mo
     assert bob.get("/api/me").status_code == 200
     assert ada.post(f"/admin/users/{ids['bob']}/sessions", data={"csrf": token}).status_code == 303
     assert bob.get("/api/me").status_code in (401, 303)
-    assert bob.post("/login", data={"username": "bob", "password": "reviewer-password-9", "next": "/"}).status_code == 303
+    assert log_in(bob, "bob", "reviewer-password-9", "/").status_code == 303
     assert ada.post(f"/admin/users/{ids['bob']}/password", data={"password": "a-new-password-7", "csrf": token}).status_code == 303
     assert bob.get("/api/me").status_code in (401, 303)
-    assert bob.post("/login", data={"username": "bob", "password": "reviewer-password-9", "next": "/"}).status_code == 401
-    assert bob.post("/login", data={"username": "bob", "password": "a-new-password-7", "next": "/"}).status_code == 303
+    assert log_in(bob, "bob", "reviewer-password-9", "/").status_code == 401
+    assert log_in(bob, "bob", "a-new-password-7", "/").status_code == 303
     assert run_cli("user", "disable", "bob", "--database", database).exit_code == 0
     assert bob.get("/api/me").status_code in (401, 303)
-    assert bob.post("/login", data={"username": "bob", "password": "a-new-password-7", "next": "/"}).status_code == 401
+    assert log_in(bob, "bob", "a-new-password-7", "/").status_code == 401
     assert run_cli("user", "enable", "bob", "--database", database).exit_code == 0
-    assert bob.post("/login", data={"username": "bob", "password": "a-new-password-7", "next": "/"}).status_code == 303
+    assert log_in(bob, "bob", "a-new-password-7", "/").status_code == 303
     factory = app.state.factory
     with factory() as session:
         actions = session.execute(text("SELECT action FROM audit WHERE target = 'bob' ORDER BY id")).scalars().all()
@@ -583,3 +591,44 @@ def test_database_problems_are_one_line(tmp_path, run_cli, monkeypatch):
     fresh = tmp_path / "fresh.sqlite"
     assert run_cli("import", tmp_path / "folder", "--database", fresh).exit_code == 2
     assert not fresh.exists()
+
+
+def test_login_needs_the_login_forms_token(server):
+    """Login CSRF: a POST /login without the token the login page set (another site's form) is refused."""
+    browser = client(server)
+    assert browser.post("/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "/"}).status_code == 403
+    browser.get("/login")
+    forged = browser.post("/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "/", "login_csrf": "guessed"})
+    assert forged.status_code == 403 and "plasmacount_session" not in forged.headers.get("set-cookie", "")
+    assert log_in(browser, "vic", PASSWORDS["vic"]).status_code == 303
+
+
+def test_no_bare_500s(server, demo_output, tmp_path):
+    """Ids beyond any database integer, a zip with an encrypted-looking or unreadable member, a
+    malformed result, hostile upload names, a PDF of a sample named with quotes and non-ASCII
+    letters and a TeX-like comment: each gets a clean answer (4xx, or the file)."""
+    rita = client(server, "rita")
+    token = csrf_of(rita)
+    assert rita.get(f"/samples/{2**63}").status_code == 404
+    assert rita.get(f"/api/samples/{2**64}").status_code == 404
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("x.nipt.json", json.dumps({"sample": "x", "calls": "not a list"}))
+    for name in ("..", "/", "x" * 300 + ".zip", "a\\\\b.zip"):
+        with open(broken, "rb") as stream:
+            response = rita.post("/batches/upload", files={"archive": (name, stream, "application/zip")}, data={"csrf": token})
+        assert response.status_code in (303, 400), (name, response.status_code)
+        assert "/tmp" not in response.text, response.text
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"PK\x03\x04" + b"\x00" * 60)
+    with open(garbage, "rb") as stream:
+        assert rita.post("/batches/upload", files={"archive": ("g.zip", stream, "application/zip")}, data={"csrf": token}).status_code == 400
+    [sample] = _own_batch(server, demo_output, tmp_path, 'Łódź_"01"', 1)
+    assert rita.post(f"/samples/{sample}/comments", data={"text": r"$\undefinedcommand$ and $x^", "csrf": token}).status_code == 303
+    version = rita.get(f"/api/samples/{sample}").json()["version"]
+    assert rita.post(f"/api/samples/{sample}/signoff", json={"version": version}, headers={"X-CSRF-Token": token}).status_code == 200
+    pdf = rita.get(f"/samples/{sample}/export.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert "filename*=UTF-8''" in pdf.headers["content-disposition"] and '"01"' not in pdf.headers["content-disposition"]
+    exported = rita.get("/export.csv").text
+    assert "\n\t" not in exported and ",\t" not in exported

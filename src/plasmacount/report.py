@@ -147,7 +147,7 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.hashsalt": "plasmacount", "svg.fonttype": "path", "font.size": 9, "axes.spines.top": False,
+    plt.rcParams.update({"text.parse_math": False, "svg.hashsalt": "plasmacount", "svg.fonttype": "path", "font.size": 9, "axes.spines.top": False,
                          "axes.spines.right": False, "figure.dpi": 100})
     return plt
 
@@ -849,7 +849,7 @@ def _write_pdf(path: Path, entry: SampleResults, figures: list[Figure], calls: l
             if qc:
                 lines.append("Quality control:")
                 lines += [f"  {check}: {value} (expected {expected}) - {status}"[:110] for check, value, expected, status in qc]
-            page.text(0.06, 0.96, "\n".join(lines[:80]), va="top", ha="left", family="monospace", fontsize=7.5)
+            page.text(0.06, 0.96, "\n".join(lines[:80]), va="top", ha="left", family="monospace", fontsize=7.5, parse_math=False)
             pdf.savefig(page)
             plt.close(page)
             for figure in figures:

@@ -6,7 +6,9 @@ Viewers read; reviewers also set statuses, comment and sign off; admins also man
 from __future__ import annotations
 
 import csv
+import hmac
 import io
+import secrets
 import tempfile
 import zipfile
 from pathlib import Path
@@ -17,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from starlette.concurrency import run_in_threadpool
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from plasmacount.errors import PlasmacountError
@@ -24,6 +27,7 @@ from plasmacount.review import records, security
 from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Finding, LoginSession, Sample, User, session_factory
 
 COOKIE = "plasmacount_session"
+LOGIN_COOKIE = "plasmacount_login"
 BODY_LIMIT = 1024 * 1024           # forms and JSON: a comment, a status
 UPLOAD_LIMIT = 200 * 1024 * 1024   # a zipped result folder
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -68,6 +72,9 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
     async def headers(request: Request, call_next):
         # Sizes are judged before a byte of the body is read: a 1 GiB upload or a 50 MiB comment
         # is refused at once, not after it has been spooled.
+        # An id no database integer holds (>= 2^63) names no record; the driver would raise instead.
+        if any(part.isdigit() and int(part) > 2**63 - 1 for part in request.url.path.split("/")):
+            return PlainTextResponse("no such record", status_code=404)
         if request.method in ("POST", "PUT", "PATCH"):
             limit = UPLOAD_LIMIT if request.url.path == "/batches/upload" else BODY_LIMIT
             length = request.headers.get("content-length")
@@ -81,6 +88,15 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         response.headers["Referrer-Policy"] = "same-origin"
         response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(request: Request, error: DBAPIError):
+        # A read-only database, a full disk, a lock held too long: a clean page, not a bare 500.
+        reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else "database error"
+        message = f"The database cannot be used right now ({reason}); nothing was saved. Try again, or ask an admin to check it."
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": message}, status_code=503)
+        return PlainTextResponse(message, status_code=503)
 
     @app.exception_handler(LoginRequired)
     async def needs_login(request: Request, _error: LoginRequired):
@@ -116,24 +132,35 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
 
     # ------------------------------------------------------------------ login
 
+    def login_form(request: Request, status_code: int = 200, next: str = "/", error: str | None = None) -> HTMLResponse:
+        """The login page with a login CSRF token, double-submitted: in a cookie and in the form,
+        so another site cannot log a browser into an account of its choosing."""
+        token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+        response = page(request, "login.html", None, status_code=status_code, next=_local(next), error=error, login_csrf=token)
+        response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=secure_cookies, max_age=3600)
+        return response
+
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/"):
-        return page(request, "login.html", None, next=_local(next), error=None)
+        return login_form(request, next=next)
 
     @app.post("/login")
     def login_submit(request: Request, username: str = Form(...), password: str = Form(...), next: str = Form("/"),
-                     session: Session = Depends(database)):
+                     login_csrf: str = Form(None), session: Session = Depends(database)):
+        expected = request.cookies.get(LOGIN_COOKIE)
+        if not expected or not login_csrf or not hmac.compare_digest(expected, login_csrf):
+            return login_form(request, 403, next, "The login form was not sent from this site or has expired; log in again.")
         client = request.client.host if request.client else "unknown"
         try:
             user = security.authenticate(session, username, password, client)
         except security.TooManyFailures:
-            return page(request, "login.html", None, status_code=429, next=_local(next),
-                        error="Too many failed logins; wait 15 minutes or ask an admin.")
+            return login_form(request, 429, next, "Too many failed logins; wait 15 minutes or ask an admin.")
         if user is None:
-            return page(request, "login.html", None, status_code=401, next=_local(next), error="Wrong user name or password.")
+            return login_form(request, 401, next, "Wrong user name or password.")
         token, _ = security.open_session(session, user)
         response = RedirectResponse(_local(next), status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure_cookies, max_age=security.SESSION_HOURS * 3600)
+        response.delete_cookie(LOGIN_COOKIE)
         return response
 
     @app.post("/logout")
@@ -222,15 +249,21 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         checked(request, record, csrf)
         if record.user.role not in ("reviewer", "admin"):
             return failure(request, record, 403, "a viewer cannot import batches", "/")
+        # The file name is the uploader's: it names the batch, never a path on this server.
+        name = _batch_name(archive.filename)
         with tempfile.TemporaryDirectory() as scratch:
-            folder = Path(scratch) / Path(archive.filename or "batch.zip").stem
+            folder = Path(scratch) / "batch"
+            hide = lambda text: str(text).replace(str(folder) + "/", "").replace(str(folder), name).replace(scratch, "")  # noqa: E731
             try:
                 _safe_extract(archive.file, folder)
-                result = records.import_batch(session, folder, record.user.username)
-            except (zipfile.BadZipFile, ValueError) as error:
-                return failure(request, record, 400, f"not a usable zip of a result folder: {error}", "/")
+                result = records.import_batch(session, folder, record.user.username, name)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, NotImplementedError, RuntimeError, EOFError) as error:
+                return failure(request, record, 400, f"not a usable zip of a result folder: {hide(error)}", "/")
             except PlasmacountError as error:
-                return failure(request, record, 400, str(error), "/")
+                return failure(request, record, 400, hide(error), "/")
+            except (KeyError, TypeError, AttributeError, IndexError) as error:
+                session.rollback()
+                return failure(request, record, 400, f"a result in the zip is not a plasmacount result (missing or malformed {hide(error)})", "/")
         return RedirectResponse(f"/batches/{result.batch.id}", status_code=303)
 
     @app.get("/export.csv")
@@ -243,8 +276,9 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         writer.writerow(["batch", "sample", "signed_off_by", "signed_off_at", "finding", "automatic", "status", "detail"])
         for sample in session.scalars(query):
             for finding in sample.findings:
-                writer.writerow([_cell(sample.batch.name), _cell(sample.name), sample.signed_off_by, f"{sample.signed_off_at:%Y-%m-%d %H:%M:%S}",
-                                 _cell(finding.label), finding.automatic, finding.status, _cell(finding.detail)])
+                writer.writerow([_cell(sample.batch.name), _cell(sample.name), _cell(sample.signed_off_by or ""),
+                                 f"{sample.signed_off_at:%Y-%m-%d %H:%M:%S}", _cell(finding.label), _cell(finding.automatic),
+                                 _cell(finding.status), _cell(finding.detail)])
         return Response(buffer.getvalue(), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="signed_off_results.csv"'})
 
@@ -256,7 +290,7 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         if not sample.locked:
             raise HTTPException(409, "only signed-off results are exported")
         return Response(_result_pdf(sample), media_type="application/pdf",
-                        headers={"Content-Disposition": f'attachment; filename="{sample.name}.pdf"'})
+                        headers={"Content-Disposition": _attachment(f"{sample.name}.pdf")})
 
     # ------------------------------------------------------------------ users
 
@@ -374,8 +408,25 @@ def _integer(value) -> int:
 
 
 def _cell(value: str) -> str:
-    """A CSV cell that spreadsheet programs will not run as a formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+    """A CSV cell that spreadsheet programs will not run as a formula (OWASP: also a leading TAB
+    or carriage return, which some strip before they look)."""
+    value = str(value)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _attachment(filename: str) -> str:
+    """A Content-Disposition header for any file name: an ASCII fallback without quotes or
+    separators, and the real name in RFC 5987 form (headers must be Latin-1; a '"' broke it)."""
+    fallback = "".join(c if c.isascii() and (c.isalnum() or c in "._-+") else "_" for c in filename) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _batch_name(filename: str | None) -> str:
+    """The batch name an uploaded zip's file name gives: its stem, without separators, at most 200 characters."""
+    stem = Path(str(filename or "batch.zip").replace("\\", "/")).name
+    stem = stem[:-4] if stem.lower().endswith(".zip") else stem
+    stem = "".join(c for c in stem if c.isprintable() and c not in "/\\").strip(" .")[:200]
+    return stem or "uploaded batch"
 
 
 async def _values(request: Request) -> dict:
@@ -420,7 +471,8 @@ def _result_pdf(sample: Sample) -> bytes:
     buffer = io.BytesIO()
     with PdfPages(buffer, metadata={"CreationDate": None, "ModDate": None}) as pdf:
         figure = plt.figure(figsize=(8.27, 11.69))
-        figure.text(0.06, 0.96, "\n".join(lines[:90]), va="top", ha="left", family="monospace", fontsize=7.5)
+        # parse_math off: a '$' in a comment or a name is text, not TeX to typeset (or fail on).
+        figure.text(0.06, 0.96, "\n".join(lines[:90]), va="top", ha="left", family="monospace", fontsize=7.5, parse_math=False)
         pdf.savefig(figure)
         plt.close(figure)
     return buffer.getvalue()
