@@ -15,8 +15,8 @@ its skill there (cross-validated r and RMSE) is kept in the reference. For the b
 cross-validation refits the principal components in every fold too: scores of samples that
 shaped the components fit better than a new sample's, and an SD from them alone gave 95 %
 intervals that held the truth in only 84 % of new pregnancies (strong placental pattern). A
-sex-independent estimator below SKILL_MIN_R gives no estimate (null, with the reason), since an estimate that
-does not track the truth would only look precise. In real labs with a few hundred samples the
+sex-independent estimator below SKILL_MIN_R gives no estimate (null, with the reason), since an
+estimate that does not track the truth would only look precise. In real labs with a few hundred samples the
 bin-profile estimator rarely has such skill (PREFACE: r 0.49-0.64 in-house); fragment sizes
 (paired-end) usually do.
 """

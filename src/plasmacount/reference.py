@@ -143,7 +143,6 @@ class NormalisationModel:
         ratios, sums = chromosome_ratios(raw, expected, self.mask, self.keys)
         return Profile(raw, curve, coverage, corrected, expected, scores, ratios, sums, autosomal)
 
-
     def within_sample(self, log: np.ndarray, autosomal: np.ndarray, excluded: frozenset[str]) -> np.ndarray:
         """The part of a sample's own log ratios (after the panel's PCA) that its bins' properties
         predict, fitted on this sample alone (over autosomes not found aneuploid, twice, the second

@@ -14,10 +14,10 @@ import html
 import io
 import json
 import os
-from urllib.parse import quote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 import numpy as np
 
@@ -147,8 +147,9 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"text.parse_math": False, "svg.hashsalt": "plasmacount", "svg.fonttype": "path", "font.size": 9, "axes.spines.top": False,
-                         "axes.spines.right": False, "figure.dpi": 100})
+    # parse_math off: a '$' in a sample name or comment is text, not TeX to typeset (or fail on).
+    plt.rcParams.update({"text.parse_math": False, "svg.hashsalt": "plasmacount", "svg.fonttype": "path", "font.size": 9,
+                         "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100})
     return plt
 
 
