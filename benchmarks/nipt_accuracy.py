@@ -193,14 +193,19 @@ def maternal_rows(lab, n, seed):
             f"CNV found and labelled maternal {labelled}/{n} ({percent(labelled, n)}) | no trisomy call; >= 95 % labelled |"]
 
 
+def passing_with_findings(results):
+    """The results whose QC passes, and how many of them have a positive call or a CNV."""
+    passing = [r for r in results if r["qc"]["status"] == "pass"]
+    return passing, sum(bool([c for c in r["calls"] if c["result"] == "positive"] or r["cnvs"]) for r in passing)
+
+
 def bias_rows(lab, n, seed):
     rows = []
     base = designs(n, 10_000_000, seed, lab.paired, lab.background)
     for bias in (0.005, 0.02):
         results = [lab.run(dataclasses.replace(d, library_bias=bias, library_bias_seed=seed * 1000 + i), seed, i) for i, d in enumerate(base)]
-        passing = [r for r in results if r["qc"]["status"] == "pass"]
+        passing, bad = passing_with_findings(results)
         flagged = len(results) - len(passing)
-        bad = sum(bool([c for c in r["calls"] if c["result"] == "positive"] or r["cnvs"]) for r in passing)
         rows.append(f"| library bias {100 * bias:.1f} % the panel never saw | QC flags {flagged}/{n} ({percent(flagged, n)}); of the "
                     f"{len(passing)} passing, {bad} with a positive call or a CNV | "
                     f"{'no positive or CNV when QC passes' if bias < 0.01 else '>= 95 % flagged'} |")
@@ -215,8 +220,7 @@ def bias_rows(lab, n, seed):
         finally:
             lab.reference.model.covariates = covariates
         z = np.array([v["z"] for r in results for k, v in r["chromosomes"].items() if not k.endswith(("X", "Y")) and v["z"] is not None])
-        passing = [r for r in results if r["qc"]["status"] == "pass"]
-        bad = sum(bool([c for c in r["calls"] if c["result"] == "positive"] or r["cnvs"]) for r in passing)
+        passing, bad = passing_with_findings(results)
         spread[label] = (f"{label}: autosomal z SD {np.std(z):.2f}, abs(z) >= 3 in {int((abs(z) >= 3).sum())} of {z.size}; QC flags "
                          f"{len(results) - len(passing)}/{len(results)}; of the {len(passing)} passing, {bad} with a positive call or a CNV")
     rows.append("| library bias 2 % following bin properties (mappability, GC x mappability) the panel never saw, same samples | "

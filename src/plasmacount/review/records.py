@@ -247,8 +247,7 @@ def create_user(session: Session, username: str, password: str, role: str, creat
         raise UsageError(f"role {role!r} is not one of {', '.join(ROLES)}")
     if not username or len(username) > 64 or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
         raise UsageError("a user name is 1-64 letters, digits, '.', '_' or '-'")
-    if len(password) < 10:
-        raise UsageError("a password needs at least 10 characters")
+    _check_password(password)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise UsageError(f"user {username!r} exists already")
     user = User(username=username, password_hash=hash_password(password), role=role, active=True, created_at=now())
@@ -256,6 +255,19 @@ def create_user(session: Session, username: str, password: str, role: str, creat
     audit(session, created_by, "create user", target=username, new=role)
     session.commit()
     return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 10:
+        raise UsageError("a password needs at least 10 characters")
+
+
+def _account_manager(actor: User | None) -> str:
+    """Who changes an account, as the audit trail names them: an admin, or (None) the command line."""
+    if actor is None:
+        return "command line"
+    _require(actor, "admin")
+    return actor.username
 
 
 def _keep_an_admin(session: Session, user: User, role: str, active: bool) -> None:
@@ -296,14 +308,13 @@ def set_role(session: Session, admin: User, user_id: int, role: str) -> User:
 
 def set_active(session: Session, admin: User | None, user_id: int, active: bool) -> User:
     """Disable (every session ended at once) or re-enable an account; `admin` None: the command line."""
-    if admin is not None:
-        _require(admin, "admin")
+    by = _account_manager(admin)
     user = _user_for_change(session, user_id)
     _keep_an_admin(session, user, user.role, active)
     old = user.active
     user.active = active
     ended = 0 if active else revoke_sessions(session, user)
-    audit(session, admin.username if admin else "command line", "enable user" if active else "disable user", target=user.username,
+    audit(session, by, "enable user" if active else "disable user", target=user.username,
           old="active" if old else "disabled", new="active" if active else "disabled", details={"sessions_ended": ended})
     session.commit()
     return user
@@ -313,24 +324,21 @@ def set_password(session: Session, actor: User | None, user_id: int, password: s
     """A new password (an admin's reset or the command line); every session of the user ends."""
     from plasmacount.review.security import hash_password
 
-    if actor is not None:
-        _require(actor, "admin")
-    if len(password) < 10:
-        raise UsageError("a password needs at least 10 characters")
+    by = _account_manager(actor)
+    _check_password(password)
     user = _user_for_change(session, user_id)
     user.password_hash = hash_password(password)
     ended = revoke_sessions(session, user)
-    audit(session, actor.username if actor else "command line", "set password", target=user.username, details={"sessions_ended": ended})
+    audit(session, by, "set password", target=user.username, details={"sessions_ended": ended})
     session.commit()
     return user
 
 
 def end_sessions(session: Session, actor: User | None, user_id: int) -> int:
     """Log a user out everywhere (a lost laptop); returns how many sessions ended."""
-    if actor is not None:
-        _require(actor, "admin")
+    by = _account_manager(actor)
     user = _user_for_change(session, user_id)
     ended = revoke_sessions(session, user)
-    audit(session, actor.username if actor else "command line", "end sessions", target=user.username, details={"sessions_ended": ended})
+    audit(session, by, "end sessions", target=user.username, details={"sessions_ended": ended})
     session.commit()
     return ended
