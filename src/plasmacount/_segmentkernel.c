@@ -24,22 +24,31 @@ static PyObject *best_arc(PyObject *self, PyObject *args) {
     const double *x = values.buf, *w = weights.buf;
     double *cw = malloc((m + 1) * sizeof(double)), *cx = malloc((m + 1) * sizeof(double));
     if (!cw || !cx) { free(cw); free(cx); PyBuffer_Release(&values); PyBuffer_Release(&weights); return PyErr_NoMemory(); }
+    /* T^2 = (x_in W - X w_in)^2 / (W w_in (W - w_in)) after putting x_out = X - x_in, w_out = W - w_in
+     * over one denominator; comparing numerator against best * denominator keeps divisions and
+     * square roots out of the O(m^2) loop, which they would otherwise dominate. */
+    double best_numerator = 0.0, best_denominator = 1.0;
     double best = 0.0;
     Py_ssize_t best_i = 0, best_j = 0;
     Py_BEGIN_ALLOW_THREADS
     cw[0] = 0.0; cx[0] = 0.0;
     for (Py_ssize_t k = 0; k < m; k++) { cw[k + 1] = cw[k] + w[k]; cx[k + 1] = cx[k] + w[k] * x[k]; }
-    double total_w = cw[m], total_x = cx[m];
+    const double total_w = cw[m], total_x = cx[m];
     for (Py_ssize_t i = 0; i < m; i++) {
-        for (Py_ssize_t j = i + min_bins; j <= m; j++) {
-            if (m - (j - i) < min_bins) break;
-            double w_in = cw[j] - cw[i], w_out = total_w - w_in;
+        const double cw_i = cw[i], cx_i = cx[i];
+        Py_ssize_t last = i + (m - min_bins);
+        if (last > m) last = m;
+        for (Py_ssize_t j = i + min_bins; j <= last; j++) {
+            const double w_in = cw[j] - cw_i, w_out = total_w - w_in;
             if (w_in <= 0 || w_out <= 0) continue;
-            double x_in = cx[j] - cx[i];
-            double t = fabs((x_in / w_in - (total_x - x_in) / w_out) / sqrt(1.0 / w_in + 1.0 / w_out));
-            if (t > best) { best = t; best_i = i; best_j = j; }
+            const double difference = (cx[j] - cx_i) * total_w - total_x * w_in;
+            const double numerator = difference * difference, denominator = w_in * w_out;
+            if (numerator * best_denominator > best_numerator * denominator) {
+                best_numerator = numerator; best_denominator = denominator; best_i = i; best_j = j;
+            }
         }
     }
+    best = (best_numerator > 0 && total_w > 0) ? sqrt(best_numerator / (best_denominator * total_w)) : 0.0;
     Py_END_ALLOW_THREADS
     free(cw); free(cx);
     PyBuffer_Release(&values); PyBuffer_Release(&weights);

@@ -37,6 +37,23 @@ HG38_CENTROMERES: dict[str, int] = {
     "chr16": 36_800_000, "chr17": 25_100_000, "chr18": 18_500_000, "chr19": 26_200_000, "chr20": 28_100_000,
     "chr21": 12_000_000, "chr22": 15_000_000, "chrX": 60_600_000, "chrY": 10_400_000,
 }
+# Centromeres per build (bp, 0-based half-open, keys as `name_key`): GRCh37 from the UCSC gap
+# table's "centromere" rows, GRCh38 from the UCSC cytoband "acen" bands. Bins there count
+# satellite repeats, not copy number, and are left out of copy-number fits.
+CENTROMERE_REGIONS: dict[str, dict[str, tuple[int, int]]] = {
+    "GRCh37": {"1": (121535434, 124535434), "2": (92326171, 95326171), "3": (90504854, 93504854), "4": (49660117, 52660117),
+               "5": (46405641, 49405641), "6": (58830166, 61830166), "7": (58054331, 61054331), "8": (43838887, 46838887),
+               "9": (47367679, 50367679), "10": (39254935, 42254935), "11": (51644205, 54644205), "12": (34856694, 37856694),
+               "13": (16000000, 19000000), "14": (16000000, 19000000), "15": (17000000, 20000000), "16": (35335801, 38335801),
+               "17": (22263006, 25263006), "18": (15460898, 18460898), "19": (24681782, 27681782), "20": (26369569, 29369569),
+               "21": (11288129, 14288129), "22": (13000000, 16000000), "X": (58632012, 61632012), "Y": (10104553, 13104553)},
+    "GRCh38": {"1": (121700000, 125100000), "2": (91800000, 96000000), "3": (87800000, 94000000), "4": (48200000, 51800000),
+               "5": (46100000, 51400000), "6": (58500000, 62600000), "7": (58100000, 62100000), "8": (43200000, 47200000),
+               "9": (42200000, 45500000), "10": (38000000, 41600000), "11": (51000000, 55800000), "12": (33200000, 37800000),
+               "13": (16500000, 18900000), "14": (16100000, 18200000), "15": (17500000, 20500000), "16": (35300000, 38400000),
+               "17": (22700000, 27400000), "18": (15400000, 21500000), "19": (24200000, 28100000), "20": (25700000, 30400000),
+               "21": (10900000, 13000000), "22": (13700000, 17400000), "X": (58100000, 63800000), "Y": (10300000, 10600000)},
+}
 ACROCENTRIC = ("chr13", "chr14", "chr15", "chr21", "chr22")
 
 # Approximate mean GC fraction of each chromosome in GRCh38; GC-rich chr19/17/22/16 and GC-poor
@@ -206,3 +223,25 @@ def contiguous_bin_size(rows: dict[str, list[tuple]], path, what: str) -> int:
             if start != i * bin_size or (end - start != bin_size and i != len(values) - 1):
                 raise DataError(f"{path}: bins of {chrom} are not contiguous {bin_size:,} bp bins from 0 (bin {i}); the {what} is corrupt, re-create it")
     return bin_size
+
+
+def centromere_regions(layout: "Layout") -> dict[str, tuple[int, int]]:
+    """Centromere of each chromosome (by `name_key`) of the layout's build; for an unknown build
+    (a scaled test genome) the GRCh38 ones, scaled by chr1's length."""
+    chr1 = next((c.length for c in layout.contigs if name_key(c.name) == "1"), None)
+    build = guess_build({"1": chr1}, layout.bin_size) if chr1 else "unknown"
+    if build in CENTROMERE_REGIONS:
+        return CENTROMERE_REGIONS[build]
+    scale = chr1 / HG38_LENGTHS["chr1"] if chr1 else 1.0
+    return {key: (int(start * scale), int(end * scale)) for key, (start, end) in CENTROMERE_REGIONS["GRCh38"].items()}
+
+
+def centromere_bins(layout: "Layout", flank: int = 100_000) -> np.ndarray:
+    """True for bins that overlap a centromere or its `flank` (ichorCNA leaves out 100 kb on each side)."""
+    regions = centromere_regions(layout)
+    index, start, end = layout.bin_table()
+    keys = np.array([name_key(c.name) for c in layout.contigs])[index]
+    mask = np.zeros(layout.n_bins, dtype=bool)
+    for key, (first, last) in regions.items():
+        mask |= (keys == key) & (end > first - flank) & (start < last + flank)
+    return mask

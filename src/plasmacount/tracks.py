@@ -29,7 +29,10 @@ class Profile:
 
     def finite(self) -> "Profile":
         keep = np.isfinite(self.value)
-        return Profile([c for c, k in zip(self.chrom, keep) if k], self.start[keep], self.end[keep], self.value[keep], self.contig_lengths)
+        if keep.all():
+            return self
+        chrom = np.asarray(self.chrom, dtype=object)[keep].tolist()
+        return Profile(chrom, self.start[keep], self.end[keep], self.value[keep], self.contig_lengths)
 
     @classmethod
     def from_layout(cls, layout, values: np.ndarray) -> "Profile":
@@ -44,8 +47,8 @@ def write_bedgraph(path: str | os.PathLike, profile: Profile, name: str, descrip
     profile = profile.finite()
     with atomic_output(path, "w") as stream:
         stream.write(f'track type=bedGraph name="{name}" description="{description}" visibility=full autoScale=on\n')
-        for chrom, start, end, value in zip(profile.chrom, profile.start, profile.end, profile.value):
-            stream.write(f"{chrom}\t{int(start)}\t{int(end)}\t{value:.5f}\n")
+        stream.writelines("%s\t%d\t%d\t%.5f\n" % row for row in zip(profile.chrom, profile.start.tolist(), profile.end.tolist(),
+                                                                          profile.value.tolist()))
     return Path(path)
 
 
@@ -79,10 +82,12 @@ def write_bigwig(path: str | os.PathLike, profile: Profile) -> Path:
         try:
             handle.addHeader(contigs)
             order = {name: i for i, (name, _) in enumerate(contigs)}
-            rows = sorted(range(len(profile.chrom)), key=lambda i: (order[profile.chrom[i]], int(profile.start[i])))
-            if rows:
-                handle.addEntries([profile.chrom[i] for i in rows], [int(profile.start[i]) for i in rows],
-                                  ends=[int(profile.end[i]) for i in rows], values=[float(profile.value[i]) for i in rows])
+            rank = np.array([order[name] for name in profile.chrom], dtype=np.int64)
+            rows = np.lexsort((profile.start, rank))
+            if rows.size:
+                chrom = np.asarray(profile.chrom, dtype=object)[rows].tolist()
+                handle.addEntries(chrom, profile.start[rows].astype(np.int64).tolist(), ends=profile.end[rows].astype(np.int64).tolist(),
+                                  values=profile.value[rows].astype(float).tolist())
         finally:
             handle.close()
         os.replace(partial, path)
