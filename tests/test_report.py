@@ -188,14 +188,14 @@ def test_failed_and_single_end_results_still_report(tmp_path, run_cli):
     from plasmacount.counts import load_counts
     from plasmacount.nipt import _failed_result
     from plasmacount.simulation import SimulationRequest, run_simulation
-    from plasmacount.viral import ScreenCutoffs, from_counts, write_outputs
+    from plasmacount.viral import ScreenModel, from_counts, write_outputs
 
     results = tmp_path / "results"
     results.mkdir()
     (results / "failed.nipt.json").write_text(json.dumps(_failed_result("failed", "reference mismatch: bins differ")))
     paths = run_simulation(SimulationRequest(output=tmp_path / "ebv", cohort="ebv", samples=2, reads=1_000_000, seed=3,
                                              output_format="counts", genome="hg38", prefix="single"))
-    write_outputs([from_counts(load_counts(p), None, ScreenCutoffs(), str(p)) for p in paths], results, ScreenCutoffs())
+    write_outputs([from_counts(load_counts(p), None, ScreenModel(), str(p)) for p in paths], results, ScreenModel())
     result = run_cli("report", results, "-o", tmp_path / "reports")
     assert result.exit_code == 0, result.stderr
     failed = (tmp_path / "reports" / "failed.html").read_text()

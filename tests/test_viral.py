@@ -13,7 +13,7 @@ from plasmacount.errors import DataError
 from plasmacount.genome import Layout
 from plasmacount.simulation import GenomeModel, design_cohort, simulate_counts, write_bam
 from plasmacount.synthetic_genome import make_genome
-from plasmacount.viral import EBV_W_REPEAT, ScreenCutoffs, from_alignments, from_counts, poisson_interval
+from plasmacount.viral import EBV_W_REPEAT, ScreenModel, from_alignments, from_counts, poisson_interval
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,14 @@ def ebv_sample(model, status, expected, paired=True, index=0):
 
 
 def test_npc_carrier_and_negative(model):
-    npc = from_counts(ebv_sample(model, "npc", 400, index=1), None, ScreenCutoffs(), "npc")
+    npc = from_counts(ebv_sample(model, "npc", 400, index=1), None, ScreenModel(), "npc")
     assert npc["virus"] == "chrEBV" and npc["fragments"]["unique"] > 300
     assert npc["screen"]["result"] == "positive" and npc["size"]["evaluable"] and npc["size"]["ratio"] < 3
     assert npc["proportion"]["low"] < npc["proportion"]["value"] < npc["proportion"]["high"]
-    carrier = from_counts(ebv_sample(model, "carrier", 25, index=2), None, ScreenCutoffs(), "carrier")
+    carrier = from_counts(ebv_sample(model, "carrier", 25, index=2), None, ScreenModel(), "carrier")
     assert carrier["screen"]["count_criterion"] and carrier["screen"]["result"] == "negative"
     assert carrier["size"]["ratio"] > 10
-    nothing = from_counts(ebv_sample(model, "negative", 0, index=3), None, ScreenCutoffs(), "none")
+    nothing = from_counts(ebv_sample(model, "negative", 0, index=3), None, ScreenModel(), "none")
     assert nothing["fragments"]["unique"] == 0 and nothing["screen"]["result"] == "negative"
     assert nothing["fragments"]["high"] == pytest.approx(3.689, abs=0.001)  # exact Poisson upper bound for 0
 
@@ -49,7 +49,7 @@ def test_poisson_interval_is_exact():
 
 
 def test_single_end_uses_the_count_only(model):
-    result = from_counts(ebv_sample(model, "npc", 400, paired=False, index=4), None, ScreenCutoffs(), "se")
+    result = from_counts(ebv_sample(model, "npc", 400, paired=False, index=4), None, ScreenModel(), "se")
     assert result["screen"]["result"] == "positive" and "single-end" in result["screen"]["reason"]
     assert result["size"]["ratio"] is None and "single-end" in result["size"]["reason"]
 
@@ -59,7 +59,7 @@ def test_no_viral_contig_names_what_is_there(run_cli, tmp_path):
     counts = SampleCounts(sample="x", layout=layout, counts=np.ones(layout.n_bins, dtype=np.int64),
                           other_contigs=[{"name": "chrM", "length": 16569}, {"name": "chrUn_1", "length": 5000}])
     with pytest.raises(DataError, match="chrM, chrUn_1"):
-        from_counts(counts, None, ScreenCutoffs(), "x.npz")
+        from_counts(counts, None, ScreenModel(), "x.npz")
     counts.save(tmp_path / "x.npz")
     result = run_cli("viral", tmp_path / "x.npz", "-o", tmp_path / "out")
     assert result.exit_code == 1 and "chrM" in result.stderr and not (tmp_path / "out" / "viral.tsv").exists()
@@ -78,14 +78,14 @@ def test_training_and_reuse(model, tmp_path, run_cli):
     labels = tmp_path / "labels.tsv"
     labels.write_text("sample\tlabel\n" + "".join(f"{s.sample}\t{s.sample.split('_')[0]}\n" for s in samples))
     assert run_cli("viral", *paths, "-o", tmp_path / "train", "--train", labels).exit_code == 0
-    cutoffs = json.loads((tmp_path / "train" / "viral_cutoffs.json").read_text())
-    assert "learnt from 3 labelled NPC" in cutoffs["source"]
+    learnt = json.loads((tmp_path / "train" / "viral_model.json").read_text())
+    assert "learnt from 3 labelled NPC" in learnt["source"] and learnt["specificity"] == 0.95 and learnt["threshold"] >= 0
     for sample in samples:
         result = json.loads((tmp_path / "train" / f"{sample.sample}.viral.json").read_text())
         assert (result["screen"]["result"] == "positive") == sample.sample.startswith("npc")
-    assert run_cli("viral", *paths, "-o", tmp_path / "again", "--cutoffs", tmp_path / "train" / "viral_cutoffs.json").exit_code == 0
+    assert run_cli("viral", *paths, "-o", tmp_path / "again", "--model", tmp_path / "train" / "viral_model.json").exit_code == 0
     assert (tmp_path / "again" / "viral.tsv").read_text() == (tmp_path / "train" / "viral.tsv").read_text()
-    assert run_cli("viral", *paths, "-o", tmp_path / "x", "--cutoffs", labels, "--train", labels).exit_code == 2
+    assert run_cli("viral", *paths, "-o", tmp_path / "x", "--model", labels, "--train", labels).exit_code == 2
 
 
 def test_alignments_count_the_w_repeat_apart(tmp_path):
@@ -97,7 +97,7 @@ def test_alignments_count_the_w_repeat_apart(tmp_path):
     bam = tmp_path / "npc.bam"
     write_bam(bam, design, model, genome, contigs, 9, 0)
     pysam.index(str(bam))
-    result = from_alignments(bam, None, ScreenCutoffs(), min_mapq=30)
+    result = from_alignments(bam, None, ScreenModel(), min_mapq=30)
     unique = w_repeat = 0
     with pysam.AlignmentFile(str(bam)) as alignments:
         for read in alignments.fetch("chrEBV"):
@@ -112,3 +112,47 @@ def test_alignments_count_the_w_repeat_apart(tmp_path):
     assert result["fragments"]["unique"] == unique > 300
     assert result["fragments"]["w_repeat"] == w_repeat > 0
     assert result["screen"]["result"] == "positive"
+
+
+def test_a_size_ratio_from_a_few_fragments_weighs_little():
+    from plasmacount.viral import size_log_likelihood_ratio
+
+    model = ScreenModel()
+    few = size_log_likelihood_ratio(3, 3, 0.06, model)          # all 3 short: a ratio of 17, yet modest evidence
+    many = size_log_likelihood_ratio(100, 300, 0.06, model)     # a third short of 300: clearly carrier-like
+    npc_like = size_log_likelihood_ratio(18, 300, 0.06, model)  # the host's share: clearly NPC-like
+    assert -4 < few < 0 and many < -10 and npc_like > 3 and abs(size_log_likelihood_ratio(1, 3, 0.06, model)) < 1
+
+
+def test_default_line_is_the_published_ppv_at_the_published_prevalence():
+    import math
+
+    from plasmacount.viral import PUBLISHED_PPV, SCREENING_PREVALENCE
+
+    model = ScreenModel()
+    posterior_odds = math.exp(model.threshold) * SCREENING_PREVALENCE / (1 - SCREENING_PREVALENCE)
+    assert posterior_odds / (1 + posterior_odds) == pytest.approx(PUBLISHED_PPV)
+
+
+def test_not_evaluable_is_not_negative_and_a_retest_decides(model, tmp_path, run_cli):
+    from plasmacount.viral import apply_retest, apply_screen
+
+    npc = from_counts(ebv_sample(model, "npc", 400, index=20), None, ScreenModel(), "npc")
+    # Two viral fragments at an NPC-like amount (a shallow library): the size cannot be judged.
+    shallow = json.loads(json.dumps(npc))
+    shallow["fragments"].update(unique=2, total_mapped=150_000)
+    shallow["size"].update(viral_fragments_with_length=2, viral_fragments_80_110=0)
+    assert apply_screen(shallow, ScreenModel())["screen"]["result"] == "not evaluable"
+    carrier = from_counts(ebv_sample(model, "carrier", 25, index=21), None, ScreenModel(), "carrier")
+    assert apply_retest(json.loads(json.dumps(npc)), npc)["screen"]["reason"] == "persistently positive (both draws)"
+    transient = apply_retest(json.loads(json.dumps(carrier)), npc)["screen"]
+    assert transient["result"] == "negative" and transient["reason"].startswith("transient") and transient["retest"]["previous_result"] == "positive"
+    # Through the command line: the first draw's results as --previous.
+    ebv_sample(model, "npc", 400, index=20).save(tmp_path / "npc_20.counts.npz")
+    assert run_cli("viral", tmp_path / "npc_20.counts.npz", "-o", tmp_path / "first").exit_code == 0
+    result = run_cli("viral", tmp_path / "npc_20.counts.npz", "-o", tmp_path / "second", "--previous", tmp_path / "first" / "npc_20.viral.json")
+    assert result.exit_code == 0
+    second = json.loads((tmp_path / "second" / "npc_20.viral.json").read_text())
+    assert second["screen"]["result"] == "positive" and second["screen"]["retest"]["previous_result"] == "positive"
+    result = run_cli("viral", tmp_path / "npc_20.counts.npz", "-o", tmp_path / "third", "--previous", tmp_path / "npc_20.counts.npz")
+    assert result.exit_code == 1 and "not a <sample>.viral.json" in result.stderr

@@ -46,6 +46,11 @@ class BinAnnotation:
     def bin_size(self) -> int:
         return self.layout.bin_size
 
+    def merged(self, factor: int) -> "BinAnnotation":
+        """The annotation of bins `factor` times as large (each property averaged over its bins)."""
+        return BinAnnotation(self.layout.coarser(factor), *(self.layout.merge(getattr(self, name), factor, "mean") for name in FIELDS),
+                             sources=self.sources + [f"merged x{factor}"])
+
     def on_layout(self, layout: Layout) -> "BinAnnotation":
         """The annotation's values in `layout`'s bin order (contigs matched by name key; NaN where absent)."""
         if self.layout == layout:

@@ -17,6 +17,8 @@ Minor versions add keys; a major version change means older readers must refuse 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import gzip
 import os
 from dataclasses import dataclass, field
@@ -74,6 +76,13 @@ class SampleCounts:
     @property
     def bin_size(self) -> int:
         return self.layout.bin_size
+
+    def merged(self, factor: int) -> "SampleCounts":
+        """The same sample counted in bins `factor` times as large."""
+        layout = self.layout
+        as_int = lambda values: np.rint(layout.merge(values, factor)).astype(np.int64)  # noqa: E731
+        return dataclasses.replace(self, layout=layout.coarser(factor), counts=as_int(self.counts), short=as_int(self.short),
+                                   long=as_int(self.long), per_contig_counts=dict(self.per_contig_counts))
 
     def chromosome_counts(self) -> dict[str, int]:
         """Counted fragments per binned contig."""

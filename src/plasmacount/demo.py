@@ -132,16 +132,21 @@ def _tumor(output: Path, seed: int, say: Callable[[str], None]) -> Path:
 
 
 def _viral(output: Path, seed: int, say: Callable[[str], None]) -> Path:
-    """An EBV screening cohort (negatives, carriers, NPC) through `viral`; returns its summary."""
+    """An EBV screening cohort (negatives, carriers, NPC) through `viral`, with the screen model
+    learnt first on another labelled cohort, as a lab would (`viral --train`); returns its summary."""
     from plasmacount.counts import load_counts
-    from plasmacount.viral import ScreenCutoffs, from_counts, write_outputs
+    from plasmacount.viral import ScreenModel, from_counts, learn_model, write_outputs
 
-    say("simulating 30 men for the EBV screen and screening them")
+    say("simulating 150 labelled men to train the EBV screen, and 30 more to screen")
+    training = run_simulation(SimulationRequest(output=output / "ebv_training", cohort="ebv", samples=150, reads=10_000_000, seed=seed + 3,
+                                                paired=True, output_format="counts", genome="hg38", prefix="train"))
+    with open(output / "ebv_training" / "truth.tsv") as stream:
+        labels = {row["sample"]: row["ebv_status"] for row in csv.DictReader(stream, delimiter="\t")}
+    model = learn_model([from_counts(load_counts(path), None, ScreenModel(), str(path)) for path in training], labels, 0.95)
     paths = run_simulation(SimulationRequest(output=output / "ebv", cohort="ebv", samples=30, reads=10_000_000, seed=seed + 2,
                                              paired=True, output_format="counts", genome="hg38", prefix="screen"))
-    cutoffs = ScreenCutoffs()
-    results = [from_counts(load_counts(path), None, cutoffs, str(path)) for path in paths]
-    write_outputs(results, output / "viral", cutoffs)
+    results = [from_counts(load_counts(path), None, model, str(path)) for path in paths]
+    write_outputs(results, output / "viral", model)
     with open(output / "ebv" / "truth.tsv") as stream:
         truth = {row["sample"]: row["ebv_status"] for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "viral" / "summary.tsv"

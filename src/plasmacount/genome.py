@@ -141,6 +141,30 @@ class Layout:
     def n_bins(self) -> int:
         return sum(contig.n_bins for contig in self.contigs)
 
+    def coarser(self, factor: int) -> "Layout":
+        """The same contigs in bins `factor` times as large."""
+        return Layout.from_lengths([(c.name, c.length) for c in self.contigs], self.bin_size * factor,
+                                   all(c.length_exact for c in self.contigs))
+
+    def merge(self, values: np.ndarray, factor: int, how: str = "sum") -> np.ndarray:
+        """Per-bin values of this layout combined over runs of `factor` bins within each contig
+        (the bins of `coarser(factor)`): summed, or averaged over the finite ones ("mean")."""
+        coarse = self.coarser(factor)
+        values = np.asarray(values, dtype=float)
+        result = np.full(coarse.n_bins, np.nan if how == "mean" else 0.0)
+        for mine, theirs in zip(self.contigs, coarse.contigs):
+            groups = np.arange(mine.n_bins) // factor
+            chunk = values[mine.first_bin:mine.first_bin + mine.n_bins]
+            if how == "sum":
+                result[theirs.first_bin:theirs.first_bin + theirs.n_bins] = np.bincount(groups, np.nan_to_num(chunk), theirs.n_bins)
+            else:
+                finite = np.isfinite(chunk)
+                total = np.bincount(groups[finite], chunk[finite], theirs.n_bins)
+                seen = np.bincount(groups[finite], minlength=theirs.n_bins)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    result[theirs.first_bin:theirs.first_bin + theirs.n_bins] = np.where(seen > 0, total / np.maximum(seen, 1), np.nan)
+        return result
+
     @property
     def names(self) -> list[str]:
         return [contig.name for contig in self.contigs]

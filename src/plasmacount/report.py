@@ -471,7 +471,7 @@ def batch_tumor_figure(samples: list[SampleResults]) -> Figure | None:
 
 
 def batch_viral_figure(samples: list[SampleResults]) -> Figure | None:
-    """The two-criterion EBV screen: viral fragments per million against the size ratio, with the cut-offs."""
+    """The EBV screen: viral fragments per million against the size ratio, with the model's class size ratios."""
     entries = [(s.sample, s.results["viral"]) for s in samples if "viral" in s.results]
     if not entries:
         return None
@@ -487,17 +487,21 @@ def batch_viral_figure(samples: list[SampleResults]) -> Figure | None:
         shown = 0.1 if ratio is None else max(ratio, 0.1)
         marker = "x" if ratio is None else "v" if ratio < 0.1 else "o"
         axis.plot(per_million, shown, marker, color=colour)
-        rows.append([name, round(r["per_million"]["value"], 5), "" if ratio is None else round(ratio, 4), r["screen"]["result"]])
-    cutoffs = entries[0][1]["screen"]["cutoffs"]
-    axis.axvline(max(cutoffs["proportion"] * 1e6, floor), color=COLOURS["warn"], linestyle="--", linewidth=1)
-    axis.axhline(cutoffs["size_ratio"], color=COLOURS["warn"], linestyle="--", linewidth=1)
+        evidence = r["screen"].get("log_likelihood_ratio")
+        rows.append([name, round(r["per_million"]["value"], 5), "" if ratio is None else round(ratio, 4),
+                     "" if evidence is None else round(evidence, 3), r["screen"]["result"]])
+    model = entries[0][1]["screen"].get("model") or {}
+    for ratio in (model.get("npc_size_ratio"), model.get("carrier_size_ratio")):
+        if ratio:
+            axis.axhline(ratio, color=COLOURS["warn"], linestyle=":", linewidth=1)
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("viral fragments per million")
     axis.set_ylabel("size ratio (80-110 bp, viral / autosomal)")
     axis.set_title("EBV screen (red: positive; x: size not evaluable; v: ratio below 0.1)", loc="left")
-    return Figure("batch_viral_screen", "EBV screen", _svg(figure), ["sample", "per_million", "size_ratio", "screen"], rows,
-                  "Positive: right of the dashed count cut-off and below the dashed size cut-off.", figure)
+    return Figure("batch_viral_screen", "EBV screen", _svg(figure), ["sample", "per_million", "size_ratio", "log_likelihood_ratio", "screen"], rows,
+                  "Positive: the amount's and the size's log likelihood ratios (NPC : not NPC) add up to the model's line; "
+                  "dotted: the NPC-like and carrier-like size ratios of the model.", figure)
 
 
 def batch_sizes_figure(samples: list[SampleResults]) -> Figure | None:
@@ -626,6 +630,11 @@ def summary_lines(entry: SampleResults) -> list[str]:
             lines.append(f"Tumour DNA detected: tumour fraction {100 * tumor['tumor_fraction']:.1f} % "
                          f"(95 % interval {100 * tumor['tumor_fraction_low']:.1f}-{100 * tumor['tumor_fraction_high']:.1f} %), ploidy "
                          f"{tumor['ploidy']:.2f}.")
+            others = [x for x in tumor.get("solutions", []) if not x.get("chosen")]
+            if tumor.get("solutions_close") and others:
+                other = others[0]
+                lines.append(f"Another reading is almost as likely: baseline copy number {other['baseline_copy_number']} at tumour fraction "
+                             f"{100 * other['tumor_fraction']:.1f} % (posterior {100 * other['probability']:.0f} %); the interval covers both.")
         else:
             lines.append(f"No tumour-derived copy-number changes detected; the tumour fraction is at most "
                          f"{100 * tumor['tumor_fraction_high']:.1f} % (upper bound). Tumours without copy-number changes are not seen.")
@@ -811,6 +820,12 @@ def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True) ->
                  f"{100 * tumor['tumor_fraction_high']:.1f} %)"], ["detected", "yes" if tumor["tumor_detected"] else "no"],
                 ["ploidy", f"{tumor['ploidy']:.2f}"], ["CNA score", str(tumor["cna_score"])],
                 ["altered segments", str(sum(s["event"] != "neutral" for s in tumor["segments"]))]]
+        if tumor.get("sex"):
+            rows.append(["sex (chrY reads)", f"{tumor['sex']}" + (f" ({100 * tumor['chrY_read_share']:.3f} % of reads)"
+                                                                  if tumor.get("chrY_read_share") is not None else "")])
+        for solution in tumor.get("solutions", []):
+            rows.append([f"solution: baseline {solution['baseline_copy_number']}" + (" (chosen)" if solution.get("chosen") else ""),
+                         f"tumour fraction {100 * solution['tumor_fraction']:.1f} %, posterior {100 * solution['probability']:.1f} %"])
         parts.append("<h2>Tumour fraction</h2>" + _table(["measure", "value"], [[_e(a), _e(b)] for a, b in rows]))
     if figures:
         parts.append("<h2>Plots</h2>" + _figures_html(figures, data_dir, written))

@@ -5,24 +5,33 @@ from one blood draw separate NPC from the many non-cancer carriers of EBV DNA: t
 (the share of fragments that map to the EBV genome) and the *size* (NPC-derived EBV DNA is
 nucleosome-protected and long, carrier EBV DNA is short). The size ratio is
 `% of viral fragments at 80-110 bp / % of autosomal fragments at 80-110 bp`: near 1 for
-NPC-like viral DNA, far above 1 for carriers. A sample screens positive when the proportion
-reaches its cut-off AND the size ratio stays at or below its cut-off; cut-offs are options or
-are learnt from a labelled training set (the lowest NPC proportion and the highest NPC size
-ratio, with a margin, so that every training NPC passes, as in the published design).
+NPC-like viral DNA, above it for carriers.
+
+Each measurement is weighed on its counts, not as a point estimate (`ScreenModel`): the viral
+count is Poisson around a lognormal amount per class (NPC; non-NPC carriers; EBV-negative
+plasma with mis-mapped background only), the number of 80-110 bp viral fragments beta-binomial
+around the host's share times the class's size ratio. The two log likelihood ratios
+(NPC : not NPC) add up; a sample is positive when the sum reaches the model's line. The default
+line is where a positive has the published PPV (19.6 %) at the published prevalence (34 NPC in
+20,174 men); `--train` learns the classes from labelled samples and sets the line at a stated
+specificity among carriers. "Not evaluable" (too few fragments to judge) is kept apart from
+"negative"; a second draw (`apply_retest`) makes a positive persistent or transient.
 
 Counts come from a counts file (viral contigs are counted with their own length histograms)
 or straight from alignments; with alignments, reads in the BamHI-W repeat (MAPQ 0 there) are
-counted separately and the unique count uses its own MAPQ threshold (default 30).
+counted separately and viral and host fragments are counted at one MAPQ (default 30).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
@@ -35,17 +44,83 @@ EBV_W_REPEAT = (12_000, 35_000)
 SHORT_WINDOW = (80, 110)
 
 
-@dataclass(frozen=True)
-class ScreenCutoffs:
-    """The two-criterion screen: proportion of viral fragments, and the viral size ratio."""
+# Published screening figures the default decision line is derived from (docs/viral.md):
+# 34 NPC among 20,174 screened men (Chan et al. 2017), and the sequencing test's positive
+# predictive value of 19.6 % at that prevalence (Lam et al. 2018).
+SCREENING_PREVALENCE = 34 / 20_174
+PUBLISHED_PPV = 0.196
 
-    proportion: float = 3e-7      # 3 viral fragments per 10 M
-    size_ratio: float = 10.0      # NPC-like viral DNA: about 1; carriers: about 30
-    min_size_fragments: int = 3   # fewer paired viral fragments: size ratio not evaluable
-    source: str = "default"
+
+def _default_threshold() -> float:
+    """The log likelihood ratio at which a positive has the published PPV at the published prevalence."""
+    return math.log(PUBLISHED_PPV / (1 - PUBLISHED_PPV)) - math.log(SCREENING_PREVALENCE / (1 - SCREENING_PREVALENCE))
+
+
+@dataclass(frozen=True)
+class ScreenModel:
+    """What NPC and non-NPC plasma look like, and the line a sample's evidence must reach.
+
+    Amount: log10 of viral fragments per million is normal in each class (NPC; non-NPC carriers
+    of EBV DNA), and a share of non-NPC people carry none at all (only mis-mapped background).
+    Size: the viral share of 80-110 bp fragments is beta-distributed around the host's share
+    times the class's size ratio. The defaults are literature-based assumptions (docs/viral.md),
+    to be replaced by `--train` on a lab's own labelled samples."""
+
+    npc_per_million: float = 18.5          # about 1,000 EBV copies/mL at 3,000 genome equivalents/mL
+    npc_log10_sd: float = 0.8
+    carrier_per_million: float = 0.3       # about 15 copies/mL: the low, transient levels of non-NPC carriers
+    carrier_log10_sd: float = 0.6
+    carrier_share: float = 0.055           # non-NPC people with detectable plasma EBV DNA (Chan et al. 2017: 5.5 %)
+    background_per_million: float = 0.005  # EBV-negative plasma: human reads mis-mapped to the viral genome
+    npc_size_ratio: float = 1.0            # NPC-derived EBV DNA is nucleosome-sized, like the host's (Lam et al. 2018)
+    carrier_size_ratio: float = 3.0        # carriers' EBV DNA is shorter (an assumption on the size of the effect)
+    size_concentration: float = 100.0      # beta concentration of one person's share around its class's (ratio SD about 0.4 at 1)
+    threshold: float = field(default_factory=_default_threshold)  # log likelihood ratio NPC : non-NPC for "positive"
+    min_size_fragments: int = 3            # fewer viral fragments with a length: the size cannot be judged
+    specificity: float | None = None       # among non-NPC carriers, when learnt
+    source: str = "default (literature; docs/viral.md)"
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+_LOG10_GRID = np.linspace(-4.0, 4.0, 321)  # viral fragments per million, log10
+
+
+def _log_poisson(k: int, mean: np.ndarray) -> np.ndarray:
+    mean = np.maximum(mean, 1e-300)
+    return k * np.log(mean) - mean - special.gammaln(k + 1)
+
+
+def _amount_log_likelihood(k: int, total: int, median_per_million: float, log10_sd: float) -> float:
+    """log P(k viral fragments of `total` | the class's lognormal amount)."""
+    weights = stats.norm.pdf(_LOG10_GRID, math.log10(median_per_million), log10_sd)
+    weights /= weights.sum()
+    terms = _log_poisson(k, 10.0**_LOG10_GRID * total / 1e6) + np.log(np.maximum(weights, 1e-300))
+    return float(special.logsumexp(terms))
+
+
+def amount_log_likelihood_ratio(k: int, total: int, model: ScreenModel) -> float:
+    """log P(count | NPC) - log P(count | not NPC: a carrier, or EBV-negative with background only)."""
+    npc = _amount_log_likelihood(k, total, model.npc_per_million, model.npc_log10_sd)
+    carrier = _amount_log_likelihood(k, total, model.carrier_per_million, model.carrier_log10_sd)
+    background = float(_log_poisson(k, np.array(model.background_per_million * total / 1e6))[()])
+    other = float(np.logaddexp(math.log(model.carrier_share) + carrier, math.log1p(-model.carrier_share) + background))
+    return npc - other
+
+
+def _log_beta_binomial(k: int, n: int, mean: float, concentration: float) -> float:
+    mean = min(max(mean, 1e-4), 1 - 1e-4)
+    a, b = mean * concentration, (1 - mean) * concentration
+    return float(special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+                 + special.betaln(k + a, n - k + b) - special.betaln(a, b))
+
+
+def size_log_likelihood_ratio(short: int, with_length: int, host_share: float, model: ScreenModel) -> float:
+    """log P(short of with_length at 80-110 bp | NPC-like size) - log P(... | carrier-like size):
+    about 0 from a few fragments, decisive from many."""
+    return (_log_beta_binomial(short, with_length, host_share * model.npc_size_ratio, model.size_concentration)
+            - _log_beta_binomial(short, with_length, host_share * model.carrier_size_ratio, model.size_concentration))
 
 
 def find_viral_contig(counts: SampleCounts, virus: str | None, where: str) -> int:
@@ -80,7 +155,7 @@ def binomial_interval(successes: int, trials: int, confidence: float = 0.95) -> 
     return float(low), float(high)
 
 
-def analyse(counts: SampleCounts, row: int, cutoffs: ScreenCutoffs, w_repeat: int | None = None,
+def analyse(counts: SampleCounts, row: int, model: ScreenModel, w_repeat: int | None = None,
             unique_override: int | None = None, viral_lengths: np.ndarray | None = None, note: str | None = None) -> dict:
     """The viral result of one sample (see the module docstring)."""
     name = counts.other_contigs[row]["name"]
@@ -112,42 +187,128 @@ def analyse(counts: SampleCounts, row: int, cutoffs: ScreenCutoffs, w_repeat: in
         "screen": None,
         "notes": notes,
     }
-    return apply_screen(result, cutoffs)
+    return apply_screen(result, model)
 
 
-def apply_screen(result: dict, cutoffs: ScreenCutoffs) -> dict:
-    """(Re)compute the size-ratio evaluation and the two-criterion screen under `cutoffs`."""
+def apply_screen(result: dict, model: ScreenModel) -> dict:
+    """(Re)compute the size-ratio estimate and the screen under `model`: the amount and the size
+    each give a log likelihood ratio (NPC : not NPC) from the counts themselves, so a size ratio
+    from 3 fragments weighs as little as it should; their sum against `model.threshold`."""
     size = result["size"]
     n, k = size["viral_fragments_with_length"], size["viral_fragments_80_110"]
-    autosomal_share = size["autosomal_share_80_110"]
+    host_share = size["autosomal_share_80_110"]
     size.update({"evaluable": False, "ratio": None, "low": None, "high": None, "viral_share_80_110": None, "reason": None})
     if not result["paired"]:
-        size["reason"] = "single-end data: no fragment lengths; the screen uses the count criterion only"
-    elif n < cutoffs.min_size_fragments or not autosomal_share:
-        size["reason"] = f"{n} viral fragments with a length (at least {cutoffs.min_size_fragments} needed)"
+        size["reason"] = "single-end data: no fragment lengths; the screen uses the amount only"
+    elif n < model.min_size_fragments or not host_share:
+        size["reason"] = f"{n} viral fragments with a length (at least {model.min_size_fragments} needed)"
     else:
         share_low, share_high = binomial_interval(k, n)
-        size.update({"evaluable": True, "ratio": (k / n) / autosomal_share, "low": share_low / autosomal_share,
-                     "high": share_high / autosomal_share, "viral_share_80_110": k / n})
-    proportion = result["proportion"]["value"]
-    count_pass = proportion is not None and proportion >= cutoffs.proportion
-    if not count_pass:
-        outcome, reason = "negative", "viral DNA proportion below the cut-off"
-    elif not result["paired"]:
-        outcome, reason = "positive", "count criterion only (single-end data)"
-    elif not size["evaluable"]:
-        outcome, reason = "not evaluable", "proportion above the cut-off but too few viral fragments for the size criterion"
-    elif size["ratio"] <= cutoffs.size_ratio:
-        outcome, reason = "positive", "proportion and size ratio both NPC-like"
+        size.update({"evaluable": True, "ratio": (k / n) / host_share, "low": share_low / host_share,
+                     "high": share_high / host_share, "viral_share_80_110": k / n})
+    viral, total = result["fragments"]["unique"], result["fragments"]["total_mapped"]
+    if total < MINIMUM_HOST_FRAGMENTS:
+        result["screen"] = {"result": "not evaluable", "reason": f"only {total:,} mapped fragments (at least {MINIMUM_HOST_FRAGMENTS:,} needed)",
+                            "log_likelihood_ratio": None, "amount_log_likelihood_ratio": None, "size_log_likelihood_ratio": None,
+                            "posterior_at_screening_prevalence": None, "count_criterion": None, "size_criterion": None,
+                            "model": model.to_json()}
+        return result
+    amount = amount_log_likelihood_ratio(viral, total, model)
+    size_evidence = size_log_likelihood_ratio(k, n, host_share, model) if result["paired"] and n and host_share else 0.0
+    score = amount + size_evidence
+    prior = math.log(SCREENING_PREVALENCE / (1 - SCREENING_PREVALENCE))
+    posterior = 1 / (1 + math.exp(-min(max(score + prior, -700), 700)))
+    size_unjudged = result["paired"] and n < model.min_size_fragments
+    if size_unjudged and score >= model.threshold / 2:
+        # No positive without the size: a few fragments of a shallow library prove little.
+        outcome, reason = "not evaluable", "NPC-like amount but too few viral fragments to judge their size: retest"
+    elif score >= model.threshold:
+        outcome = "positive"
+        reason = ("amount and size NPC-like" if size_evidence > 0 else "amount NPC-like enough on its own") if result["paired"] else \
+            "amount only (single-end data)"
     else:
-        outcome, reason = "negative", "viral DNA is short (carrier-like size ratio)"
-    result["screen"] = {"result": outcome, "reason": reason, "count_criterion": bool(count_pass),
-                        "size_criterion": None if not size["evaluable"] else bool(size["ratio"] <= cutoffs.size_ratio),
-                        "cutoffs": cutoffs.to_json()}
+        outcome = "negative"
+        reason = ("no viral DNA beyond background" if amount < 0 and viral <= 2 else
+                  "viral DNA short (carrier-like)" if size_evidence < 0 and amount > 0 else "evidence below the line")
+    result["screen"] = {"result": outcome, "reason": reason, "log_likelihood_ratio": score, "amount_log_likelihood_ratio": amount,
+                        "size_log_likelihood_ratio": size_evidence if result["paired"] else None,
+                        "posterior_at_screening_prevalence": posterior,
+                        "count_criterion": bool(amount > 0), "size_criterion": None if not result["paired"] or not n else bool(size_evidence > 0),
+                        "model": model.to_json()}
     return result
 
 
-def from_alignments(path: str | os.PathLike, virus: str | None, cutoffs: ScreenCutoffs, min_mapq: int = 30,
+MINIMUM_HOST_FRAGMENTS = 100_000
+
+
+def apply_retest(result: dict, previous: dict) -> dict:
+    """A second draw (Chan et al. 2017): positive only when both draws are; a positive that does
+    not persist is transient, and a first draw that was not positive leaves this one as it is."""
+    screen = result["screen"]
+    before = previous["screen"]["result"]
+    screen["retest"] = {"previous_result": before, "previous_source": previous.get("source")}
+    if before == "positive":
+        if screen["result"] == "positive":
+            screen["reason"] = "persistently positive (both draws)"
+        elif screen["result"] == "negative":
+            screen["reason"] = "transient: positive at the first draw, negative now"
+    return result
+
+
+def learn_model(results: list[dict], labels: dict[str, str], specificity: float = 0.95) -> ScreenModel:
+    """The class models from labelled samples (NPC and not NPC), and the line set so that at most
+    1 - `specificity` of the non-NPC carriers (non-NPC samples with viral DNA beyond background)
+    reach it."""
+    if not 0.5 <= specificity < 1:
+        raise UsageError(f"--specificity must be between 0.5 and 1, not {specificity}")
+    known = [r for r in results if r["sample"] in labels]
+    npc = [r for r in known if labels[r["sample"]].lower() in NPC_LABELS]
+    other = [r for r in known if labels[r["sample"]].lower() not in NPC_LABELS]
+    if not npc or not other:
+        raise UsageError(f"the training labels name {len(npc)} NPC and {len(other)} other samples among the inputs; both are needed")
+    defaults = ScreenModel()
+    per_million = lambda r: 1e6 * r["fragments"]["unique"] / max(r["fragments"]["total_mapped"], 1)  # noqa: E731
+    npc_amounts = np.log10([per_million(r) for r in npc if r["fragments"]["unique"] > 0])
+    if npc_amounts.size < 3:
+        raise DataError("fewer than 3 labelled NPC samples have viral fragments; cannot learn the NPC amount")
+    # Background: what the lower half of the non-NPC samples carry; carriers: non-NPC samples
+    # beyond what background explains (Poisson, 1 in 1,000).
+    ordered = sorted(other, key=per_million)
+    lower = ordered[: max(1, len(ordered) // 2)]
+    background = max(1e6 * sum(r["fragments"]["unique"] for r in lower) / max(sum(r["fragments"]["total_mapped"] for r in lower), 1),
+                     1e-4)
+    carriers = [r for r in other if r["fragments"]["unique"] > stats.poisson.ppf(0.999, background * r["fragments"]["total_mapped"] / 1e6)]
+    carrier_amounts = np.log10([per_million(r) for r in carriers]) if carriers else np.array([])
+    spread = lambda values, floor: max(floor, float(1.4826 * np.median(np.abs(values - np.median(values)))))  # noqa: E731
+    ratio = lambda group: [r["size"]["ratio"] for r in group if r["size"]["evaluable"] and r["size"]["viral_fragments_with_length"] >= 20]  # noqa: E731
+    npc_ratios, carrier_ratios = ratio(npc), ratio(carriers)
+    model = ScreenModel(
+        npc_per_million=float(10 ** np.median(npc_amounts)), npc_log10_sd=spread(npc_amounts, 0.3),
+        carrier_per_million=float(10 ** np.median(carrier_amounts)) if carrier_amounts.size >= 3 else defaults.carrier_per_million,
+        carrier_log10_sd=spread(carrier_amounts, 0.3) if carrier_amounts.size >= 3 else defaults.carrier_log10_sd,
+        carrier_share=min(0.5, max(len(carriers) / len(other), 0.01)), background_per_million=background,
+        npc_size_ratio=float(np.median(npc_ratios)) if len(npc_ratios) >= 3 else defaults.npc_size_ratio,
+        carrier_size_ratio=float(np.median(carrier_ratios)) if len(carrier_ratios) >= 3 else defaults.carrier_size_ratio,
+        min_size_fragments=defaults.min_size_fragments, threshold=0.0)
+    scored = lambda group: np.array([apply_screen(_copy(r), model)["screen"]["log_likelihood_ratio"] for r in group])  # noqa: E731
+    carrier_scores = scored(carriers) if carriers else scored(other)
+    # The line: the carriers' `specificity` quantile, never below 0 (the evidence must favour NPC).
+    threshold = max(0.0, float(np.quantile(carrier_scores, specificity)) + 1e-9)
+    npc_scores = scored(npc)
+    return dataclasses.replace(model, threshold=threshold, specificity=specificity,
+                               source=f"learnt from {len(npc)} labelled NPC and {len(other)} other samples ({len(carriers)} carriers); "
+                                      f"line at specificity {specificity:.3f} among carriers; training sensitivity "
+                                      f"{float(np.mean(npc_scores >= threshold)):.3f}")
+
+
+NPC_LABELS = ("npc", "positive", "1", "case")
+
+
+def _copy(result: dict) -> dict:
+    return json.loads(json.dumps(result))
+
+
+def from_alignments(path: str | os.PathLike, virus: str | None, model: ScreenModel, min_mapq: int = 30,
                     reference: str | os.PathLike | None = None, bin_size: int = 100_000) -> dict:
     """Count the alignments, then re-read the viral contig for the W repeat and the viral MAPQ threshold."""
     import pysam
@@ -155,7 +316,8 @@ def from_alignments(path: str | os.PathLike, virus: str | None, cutoffs: ScreenC
     from plasmacount.alignments import CountOptions, prepare_cram_environment, alignment_kind, count_alignments
 
     path = Path(path)
-    counts = count_alignments(path, bin_size=bin_size, options=CountOptions(), reference=reference)
+    # The host's size profile at the viral reads' MAPQ: the two are compared.
+    counts = count_alignments(path, bin_size=bin_size, options=CountOptions(min_mapq=min_mapq), reference=reference)
     row = find_viral_contig(counts, virus, str(path))
     name = counts.other_contigs[row]["name"]
     is_ebv = any(name_key(name) == name_key(n) for n in EBV_NAMES)
@@ -180,36 +342,16 @@ def from_alignments(path: str | os.PathLike, virus: str | None, cutoffs: ScreenC
             unique += 1
             if read.is_paired:
                 lengths[min(abs(read.template_length), lengths.size - 1)] += 1
-    return analyse(counts, row, cutoffs, w_repeat if is_ebv else None, unique, lengths,
+    return analyse(counts, row, model, w_repeat if is_ebv else None, unique, lengths,
                    note=f"unique viral fragments at MAPQ >= {min_mapq}, outside the BamHI-W repeat")
 
 
-def from_counts(counts: SampleCounts, virus: str | None, cutoffs: ScreenCutoffs, where: str) -> dict:
+def from_counts(counts: SampleCounts, virus: str | None, model: ScreenModel, where: str) -> dict:
     row = find_viral_contig(counts, virus, where)
     mapq = counts.filters.get("min_mapq")
     note = (f"viral fragments as counted (MAPQ >= {mapq}); the BamHI-W repeat is not separable in a counts file: "
             "analyse the BAM/CRAM for it") if mapq is not None else "viral fragments as counted"
-    return analyse(counts, row, cutoffs, None, note=note)
-
-
-def learn_cutoffs(results: list[dict], labels: dict[str, str], proportion_margin: float = 0.5, size_margin: float = 0.25) -> ScreenCutoffs:
-    """Cut-offs that let every labelled NPC pass: the lowest NPC proportion and the highest NPC size
-    ratio (among NPC with at least 50 viral fragments), with margins (half the lowest proportion, a
-    quarter above the highest ratio), since the extremes of a training set are themselves noisy."""
-    npc = [r for r in results if labels.get(r["sample"], "").lower() in ("npc", "positive", "1", "case")]
-    if not npc:
-        raise UsageError("the training labels name no NPC sample (label 'npc') among the inputs; cannot learn cut-offs")
-    proportions = [r["proportion"]["value"] for r in npc if r["proportion"]["value"]]
-    if not proportions:
-        raise DataError("no labelled NPC sample has any viral fragment; cannot learn a count cut-off")
-    # Only NPC with enough viral fragments have a stable size ratio (about 50, per the size-ratio
-    # literature); a few-fragment NPC's ratio is mostly counting noise and would loosen the cut-off.
-    ratios = [r["size"]["ratio"] for r in npc if r["size"]["evaluable"] and r["size"]["viral_fragments_with_length"] >= 50]
-    defaults = ScreenCutoffs()
-    return ScreenCutoffs(proportion=min(proportions) * (1 - proportion_margin),
-                         size_ratio=max(ratios) * (1 + size_margin) if ratios else defaults.size_ratio,
-                         min_size_fragments=defaults.min_size_fragments,
-                         source=f"learnt from {len(npc)} labelled NPC of {len(results)} training samples")
+    return analyse(counts, row, model, None, note=note)
 
 
 def read_labels(path: str | os.PathLike) -> dict[str, str]:
@@ -229,7 +371,7 @@ def read_labels(path: str | os.PathLike) -> dict[str, str]:
     return labels
 
 
-def write_outputs(results: list[dict], output: str | os.PathLike, cutoffs: ScreenCutoffs) -> list[Path]:
+def write_outputs(results: list[dict], output: str | os.PathLike, model: ScreenModel) -> list[Path]:
     from plasmacount.files import atomic_output, check_unique_samples, sample_file_stem, table_cell, write_json
 
     check_unique_samples([r["sample"] for r in results])
@@ -240,24 +382,28 @@ def write_outputs(results: list[dict], output: str | os.PathLike, cutoffs: Scree
         written.append(write_json(output / f"{sample_file_stem(result['sample'])}.viral.json", result))
     path = output / "viral.tsv"
     columns = ["sample", "virus", "fragments", "per_million", "proportion", "proportion_low", "proportion_high", "w_repeat",
-               "size_ratio", "size_ratio_low", "size_ratio_high", "screen", "reason"]
+               "size_ratio", "size_ratio_low", "size_ratio_high", "log_likelihood_ratio", "screen", "reason"]
     with atomic_output(path, "w") as stream:
         stream.write("\t".join(columns) + "\n")
         for r in results:
             values = [r["sample"], r["virus"], r["fragments"]["unique"], r["per_million"]["value"], r["proportion"]["value"],
                       r["proportion"]["low"], r["proportion"]["high"], r["fragments"]["w_repeat"], r["size"]["ratio"], r["size"]["low"],
-                      r["size"]["high"], r["screen"]["result"], r["screen"]["reason"]]
+                      r["size"]["high"], r["screen"]["log_likelihood_ratio"], r["screen"]["result"], r["screen"]["reason"]]
             stream.write("\t".join(table_cell(v, ".6g") for v in values) + "\n")
     written.append(path)
-    write_json(output / "viral_cutoffs.json", cutoffs.to_json())
+    write_json(output / "viral_model.json", model.to_json())
     return written
 
 
-def load_cutoffs(path: str | os.PathLike) -> ScreenCutoffs:
+def load_model(path: str | os.PathLike) -> ScreenModel:
+    """A screen model written by an earlier run (its viral_model.json)."""
     try:
         data = json.loads(Path(path).read_text())
-        return ScreenCutoffs(**{k: data[k] for k in ("proportion", "size_ratio", "min_size_fragments", "source") if k in data})
+        names = {f.name for f in dataclasses.fields(ScreenModel)}
+        if not isinstance(data, dict) or "threshold" not in data:
+            raise TypeError("no 'threshold'")
+        return ScreenModel(**{k: v for k, v in data.items() if k in names})
     except FileNotFoundError:
-        raise DataError(f"{path}: cut-off file not found; check the path") from None
-    except (json.JSONDecodeError, TypeError) as error:
-        raise DataError(f"{path}: not a viral cut-off file ({error}); use the viral_cutoffs.json that `viral` writes") from None
+        raise DataError(f"{path}: screen model file not found; check the path") from None
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a viral screen model ({error}); use the viral_model.json that `viral` writes") from None

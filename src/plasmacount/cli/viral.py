@@ -11,53 +11,65 @@ logger = logging.getLogger("plasmacount")
 
 EXAMPLES = """
 plasmacount viral bams/*.bam -o viral-results
-plasmacount viral counts/*.counts.npz -o viral-results --cutoffs earlier/viral_cutoffs.json
+plasmacount viral counts/*.counts.npz -o trained --train labels.tsv --specificity 0.95
+plasmacount viral counts/*.counts.npz -o viral-results --model trained/viral_model.json
+plasmacount viral retest/*.counts.npz -o retest-results --model trained/viral_model.json --previous viral-results/*.viral.json
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="COUNTS", help="counts files, or indexed BAM/CRAM (for the W repeat and a viral MAPQ)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.viral.json, viral.tsv, viral_cutoffs.json")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.viral.json, viral.tsv, viral_model.json")
     parser.add_argument("--virus", metavar="CONTIG", help="viral contig (default EBV: chrEBV / NC_007605), e.g. an HPV16 or HBV contig")
     parser.add_argument("--min-mapq", type=number(int, 0, 255), default=30, metavar="Q", help="MAPQ of unique viral reads, with alignments (default 30)")
     add_fasta_option(parser, "genome FASTA, for CRAM input")
-    parser.add_argument("--proportion-cutoff", type=number(float, 0.0, 1.0), metavar="P", help="viral fragments / all fragments to pass (default 3e-7)")
-    parser.add_argument("--size-ratio-cutoff", type=number(float, 0.0, above=True), metavar="R", help="highest NPC-like size ratio (default 10)")
-    parser.add_argument("--min-size-fragments", type=number(int, 1), metavar="N", help="viral fragments needed to evaluate the size ratio (default 3)")
-    parser.add_argument("--cutoffs", metavar="JSON", help="cut-offs from an earlier run (its viral_cutoffs.json)")
-    parser.add_argument("--train", metavar="LABELS", help="learn the cut-offs from these samples: TSV of sample and label (npc / other)")
-
+    parser.add_argument("--threshold", type=number(float, 0.0), metavar="LLR",
+                        help="log likelihood ratio NPC : not NPC to screen positive (default: the published PPV at the published prevalence, 4.97)")
+    parser.add_argument("--min-size-fragments", type=number(int, 1), metavar="N", help="viral fragments needed to judge the size (default 3)")
+    parser.add_argument("--model", metavar="JSON", help="screen model from an earlier run (its viral_model.json)")
+    parser.add_argument("--train", metavar="LABELS", help="learn the model from these samples: TSV of sample and label (npc / other)")
+    parser.add_argument("--specificity", type=number(float, 0.5, 1.0), default=0.95, metavar="S",
+                        help="with --train: share of non-NPC carriers below the line (default 0.95)")
+    parser.add_argument("--previous", nargs="+", metavar="JSON", help="the first draw's <sample>.viral.json files: this run is the retest")
 
 def run(args: argparse.Namespace) -> None:
     import dataclasses
+    import json
+    from pathlib import Path
 
     from plasmacount.counts import input_kind, load_counts
-    from plasmacount.errors import UsageError
+    from plasmacount.errors import DataError, UsageError
     from plasmacount.progress import Progress
-    from plasmacount.viral import (ScreenCutoffs, apply_screen, from_alignments, from_counts, learn_cutoffs, load_cutoffs, read_labels,
-                                   write_outputs)
+    from plasmacount.viral import ScreenModel, apply_retest, apply_screen, from_alignments, from_counts, learn_model, load_model, read_labels, write_outputs
 
-    if args.cutoffs and args.train:
-        raise UsageError("--cutoffs and --train exclude each other: reuse cut-offs or learn new ones")
-    cutoffs = load_cutoffs(args.cutoffs) if args.cutoffs else ScreenCutoffs()
-    changes = {k: v for k, v in (("proportion", args.proportion_cutoff), ("size_ratio", args.size_ratio_cutoff),
-                                 ("min_size_fragments", args.min_size_fragments)) if v is not None}
+    if args.model and args.train:
+        raise UsageError("--model and --train exclude each other: reuse a model or learn a new one")
+    model = load_model(args.model) if args.model else ScreenModel()
+    changes = {k: v for k, v in (("threshold", args.threshold), ("min_size_fragments", args.min_size_fragments)) if v is not None}
     if changes:
-        cutoffs = dataclasses.replace(cutoffs, source="options", **changes)
-    if cutoffs.proportion < 0 or cutoffs.size_ratio <= 0 or cutoffs.min_size_fragments < 1:
-        raise UsageError("cut-offs must be positive: --proportion-cutoff >= 0, --size-ratio-cutoff > 0, --min-size-fragments >= 1")
+        model = dataclasses.replace(model, source=model.source + "; changed by options", **changes)
+    previous = {}
+    for path in args.previous or []:
+        try:
+            earlier = json.loads(Path(path).read_text())
+            if not isinstance(earlier.get("screen"), dict) or "result" not in earlier["screen"]:
+                raise KeyError("screen")
+            previous[earlier["sample"]] = earlier
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{path}: not a <sample>.viral.json result ({error}); pass the first draw's viral results") from None
     progress = Progress("viral screen", enabled=not args.quiet)
     results = []
     for i, source in enumerate(args.inputs):
         if input_kind(source) in ("bam", "cram"):
-            results.append(from_alignments(source, args.virus, cutoffs, args.min_mapq, args.fasta))
+            results.append(from_alignments(source, args.virus, model, args.min_mapq, args.fasta))
         else:
-            results.append(from_counts(load_counts(source), args.virus, cutoffs, str(source)))
+            results.append(from_counts(load_counts(source), args.virus, model, str(source)))
         progress(i + 1, len(args.inputs))
     if args.train:
-        cutoffs = learn_cutoffs(results, read_labels(args.train))
-        results = [apply_screen(result, cutoffs) for result in results]
-    write_outputs(results, args.output, cutoffs)
+        model = learn_model(results, read_labels(args.train), args.specificity)
+        results = [apply_screen(result, model) for result in results]
+    results = [apply_retest(result, previous[result["sample"]]) if result["sample"] in previous else result for result in results]
+    write_outputs(results, args.output, model)
     positives = sum(r["screen"]["result"] == "positive" for r in results)
-    logger.info("%d samples screened for %s: %d positive (cut-offs: %s)", len(results), results[0]["virus"] if results else "EBV",
-                positives, cutoffs.source)
+    logger.info("%d samples screened for %s: %d positive (model: %s)", len(results), results[0]["virus"] if results else "EBV",
+                positives, model.source)
