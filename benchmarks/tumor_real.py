@@ -80,7 +80,9 @@ def main() -> None:
                              f"{result['ploidy']:.2f}, sex {result['sex']}; solutions: {others or '-'} | "
                              f"{'TF 22-32 %, ploidy 1.7-2.2' if name == 'MBC_315' else '-'} | "
                              f"{'ichorCNA: TF 25.5-27 %, ploidy 1.90 (1 Mb)' if name == 'MBC_315' else '-'} | {seconds:.2f} s |")
-    lines += ["", "MBC_315 comes as 1 Mb counts only, so the 500 kb check of issue 12 cannot be made on it here.", ""]
+    lines += ["", "MBC_315 comes as 1 Mb counts only, so the 500 kb check of issue 12 cannot be made on it here. Times: the first "
+              "sample against an imported ichorCNA panel pays for the panel's leave-one-out null (one fit per donor, once per run; "
+              "a panel made with `tumor --make-panel` stores it). The donor rows' time is that null.", ""]
     report = "\n".join(lines)
     print(report)
     if args.write:

@@ -285,10 +285,9 @@ class NormalPanel:
 EXCESS_SHRINKAGE_DONORS = 5
 
 
-def _excess_variance(cleaned: np.ndarray) -> np.ndarray:
+def _excess_variance(cleaned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per bin: the donors' mean square there minus their own bin-to-bin noise (shrunk), plus the
     variance of the panel median itself (pi/2 x variance / donors); and each donor's bin-to-bin noise."""
-    n_donors = len(cleaned)
     noise = np.array([bin_to_bin_sd(row[np.isfinite(row)]) ** 2 if np.isfinite(row).sum() > 10 else np.nan for row in cleaned])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -570,7 +569,8 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
         used = np.isfinite(log2) & np.isin(keys, AUTOSOME_KEYS)
         if used.sum() < 50:
             raise DataError(f"only {int(used.sum())} usable autosomal bins after the panel of normals; does the panel match the sample's bins?")
-        centre = float(np.nanmedian(log2[used & unchanged])) if unchanged is not None and (used & unchanged).sum() > 50 else float(np.nanmedian(log2[used]))
+        centred_on = used & unchanged if unchanged is not None and (used & unchanged).sum() > 50 else used
+        centre = float(np.nanmedian(log2[centred_on]))
         log2 -= centre
         x_used = np.isfinite(log2) & on_x
         chrx_median = float(np.median(log2[x_used])) if x_used.sum() >= 3 else None
@@ -730,7 +730,8 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     usable = np.ones(layout.n_bins, dtype=bool)
     if annotation is not None:
         with np.errstate(invalid="ignore"):
-            usable = np.isfinite(annotation.gc) & ~(np.nan_to_num(annotation.mappability, nan=1.0) < min_mappability) & ~masked_bins(layout, annotation)
+            usable = np.isfinite(annotation.gc) & ~(np.nan_to_num(annotation.mappability, nan=1.0) < min_mappability)
+            usable &= ~masked_bins(layout, annotation)
     sex, y_share = infer_sex(sample.counts.astype(float), profile.keys, usable)
     fit = fit_profile(profile, panel)
     log2, used, path = fit.pop("_log2"), fit.pop("_used"), fit.pop("_path")
