@@ -202,3 +202,22 @@ def test_failed_and_single_end_results_still_report(tmp_path, run_cli):
     assert "no result" in failed and "reference mismatch" in failed
     single = (tmp_path / "reports" / "single_0001.html").read_text()
     assert "EBV screen" in single and "single-end" in single
+
+
+def test_an_interrupted_report_leaves_no_half_set(demo_output, tmp_path, monkeypatch):
+    import plasmacount.report as report
+
+    write_reports([demo_output / "nipt"], tmp_path / "out", pdf=False)
+    before = sorted((p.relative_to(tmp_path / "out"), p.read_bytes()) for p in (tmp_path / "out").rglob("*") if p.is_file())
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "write_batch_overview", broken)
+    with pytest.raises(OSError):
+        write_reports([demo_output / "nipt"], tmp_path / "out", pdf=False)
+    after = sorted((p.relative_to(tmp_path / "out"), p.read_bytes()) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert after == before and [p.name for p in tmp_path.iterdir()] == ["out"]
+    with pytest.raises(OSError):
+        write_reports([demo_output / "nipt"], tmp_path / "fresh", pdf=False)
+    assert not (tmp_path / "fresh").exists()

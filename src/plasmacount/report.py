@@ -985,18 +985,34 @@ def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
 
 def write_reports(paths: list[str | os.PathLike], output: str | os.PathLike, pdf: bool = True,
                   progress: Callable[[int, int], None] | None = None) -> list[Path]:
-    """Everything `plasmacount report` writes; returns the paths."""
+    """Everything `plasmacount report` writes; returns the paths. The set is made in a staging
+    folder beside `output` and moved in only when complete, so an interrupted run leaves the
+    earlier reports (or nothing), never half a batch."""
+    import shutil
+    import tempfile
+
     samples = collect(paths)
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, entry in enumerate(samples):
-        with stage("report: sample pages"):
-            written += write_sample_report(entry, output, pdf=pdf)
-        if progress:
-            progress(i + 1, len(samples))
-    with stage("report: batch overview"):
-        written += write_batch_overview(samples, output)
-    with stage("report: MultiQC files"):
-        written += write_multiqc(samples, output)
-    return written
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        written = []
+        for i, entry in enumerate(samples):
+            with stage("report: sample pages"):
+                written += write_sample_report(entry, staging, pdf=pdf)
+            if progress:
+                progress(i + 1, len(samples))
+        with stage("report: batch overview"):
+            written += write_batch_overview(samples, staging)
+        with stage("report: MultiQC files"):
+            written += write_multiqc(samples, staging)
+        output.mkdir(parents=True, exist_ok=True)
+        final = []
+        for path in written:
+            target = output / Path(path).relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            final.append(target)
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
