@@ -578,9 +578,9 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
         # fixed offset for either (whole-chrX changes are not fitted; arm-level ones still show).
         if chrx_median is not None:
             log2[on_x] -= chrx_median
-        if panel is not None and panel.arm_sd:
-            log2 = _without_healthy_arm_shifts(log2, used, layout, panel)
-        natural = log2[used] * math.log(2)
+        # The fit sees arm shifts of healthy size taken out; the profile shown keeps them.
+        fitted = _without_healthy_arm_shifts(log2, used, layout, panel) if panel is not None and panel.arm_sd else log2
+        natural = fitted[used] * math.log(2)
         keys_used = keys[used]
         breaks = np.concatenate([[True], keys_used[1:] != keys_used[:-1]])
         scale = max(bin_to_bin_sd(natural), 1e-4)
