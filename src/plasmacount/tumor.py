@@ -596,17 +596,23 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
         unchanged[np.flatnonzero(used)[path == CLONAL_STATES.index(int(grid_baseline[best]))]] = True
     # Refine each baseline between the neighbours of its best grid point: the estimate and its
     # interval are then continuous, never one grid point wide.
-    points = {}
+    fine = {}
     for b in BASELINES:
         here = grid_baseline == b
         position = int(np.flatnonzero(TUMOR_FRACTIONS == grid_tf[here][int(np.argmax(log_posterior[here]))])[0])
-        fine_tf = np.linspace(TUMOR_FRACTIONS[max(position - 1, 0)], TUMOR_FRACTIONS[min(position + 1, TUMOR_FRACTIONS.size - 1)], FINE_GRID_POINTS)
-        fine_baseline = np.full(fine_tf.size, float(b))
-        fine_weights = jump_weights(fine_baseline)
-        fine_likelihood = forward_log_likelihood(natural, breaks, _state_means(fine_tf, fine_baseline), scales, fine_weights,
-                                                 initial_weights(fine_weights, fine_baseline))
-        tf_b, order = np.unique(np.concatenate([grid_tf[here], fine_tf]), return_index=True)
-        likelihood_b = np.concatenate([log_likelihood[here], fine_likelihood])[order]
+        fine[b] = np.linspace(TUMOR_FRACTIONS[max(position - 1, 0)], TUMOR_FRACTIONS[min(position + 1, TUMOR_FRACTIONS.size - 1)],
+                              FINE_GRID_POINTS)
+    # One forward pass over the three fine grids together: it is vectorised over grid points.
+    fine_tf = np.concatenate([fine[b] for b in BASELINES])
+    fine_baseline = np.repeat(np.array(BASELINES, dtype=float), FINE_GRID_POINTS)
+    fine_weights = jump_weights(fine_baseline)
+    fine_likelihood = forward_log_likelihood(natural, breaks, _state_means(fine_tf, fine_baseline), scales, fine_weights,
+                                             initial_weights(fine_weights, fine_baseline))
+    points = {}
+    for b in BASELINES:
+        here = grid_baseline == b
+        tf_b, order = np.unique(np.concatenate([grid_tf[here], fine[b]]), return_index=True)
+        likelihood_b = np.concatenate([log_likelihood[here], fine_likelihood[fine_baseline == b]])[order]
         points[b] = (tf_b, likelihood_b, _log_prior(tf_b, np.full(tf_b.size, float(b))))
     # The reading chosen: the baseline with the largest posterior mass over TF > 0.
     best_baseline = max(BASELINES, key=lambda b: _log_trapezoid(points[b][0][points[b][0] > 0],

@@ -207,11 +207,12 @@ def apply_screen(result: dict, model: ScreenModel) -> dict:
         size.update({"evaluable": True, "ratio": (k / n) / host_share, "low": share_low / host_share,
                      "high": share_high / host_share, "viral_share_80_110": k / n})
     viral, total = result["fragments"]["unique"], result["fragments"]["total_mapped"]
+    screen = {"result": "not evaluable", "reason": None, "log_likelihood_ratio": None, "amount_log_likelihood_ratio": None,
+              "size_log_likelihood_ratio": None, "posterior_at_screening_prevalence": None, "count_criterion": None,
+              "size_criterion": None, "model": model.to_json()}
+    result["screen"] = screen
     if total < MINIMUM_HOST_FRAGMENTS:
-        result["screen"] = {"result": "not evaluable", "reason": f"only {total:,} mapped fragments (at least {MINIMUM_HOST_FRAGMENTS:,} needed)",
-                            "log_likelihood_ratio": None, "amount_log_likelihood_ratio": None, "size_log_likelihood_ratio": None,
-                            "posterior_at_screening_prevalence": None, "count_criterion": None, "size_criterion": None,
-                            "model": model.to_json()}
+        screen["reason"] = f"only {total:,} mapped fragments (at least {MINIMUM_HOST_FRAGMENTS:,} needed)"
         return result
     amount = amount_log_likelihood_ratio(viral, total, model)
     size_evidence = size_log_likelihood_ratio(k, n, host_share, model) if result["paired"] and n and host_share else 0.0
@@ -230,13 +231,11 @@ def apply_screen(result: dict, model: ScreenModel) -> dict:
         outcome = "negative"
         reason = ("no viral DNA beyond background" if amount < 0 and viral <= 2 else
                   "viral DNA short (carrier-like)" if size_evidence < 0 and amount > 0 else "evidence below the line")
-    result["screen"] = {"result": outcome, "reason": reason, "log_likelihood_ratio": score, "amount_log_likelihood_ratio": amount,
-                        "size_log_likelihood_ratio": size_evidence if result["paired"] else None,
-                        "posterior_at_screening_prevalence": posterior,
-                        "count_criterion": bool(amount > 0), "size_criterion": None if not result["paired"] or not n else bool(size_evidence > 0),
-                        "model": model.to_json()}
+    screen.update({"result": outcome, "reason": reason, "log_likelihood_ratio": score, "amount_log_likelihood_ratio": amount,
+                   "size_log_likelihood_ratio": size_evidence if result["paired"] else None, "posterior_at_screening_prevalence": posterior,
+                   "count_criterion": bool(amount > 0),
+                   "size_criterion": None if not result["paired"] or not n else bool(size_evidence > 0)})
     return result
-
 
 MINIMUM_HOST_FRAGMENTS = 100_000
 
