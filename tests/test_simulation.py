@@ -240,3 +240,35 @@ def test_lab_effects_are_knobs_recorded_in_the_truth(tmp_path, run_cli):
     assert settings["effects"]["placental_pattern_sd"] == 0.0 and settings["effects"]["y_hotspot_share"] == 0.05
     bad = run_cli("simulate", "-o", tmp_path / "bad", "--placental-pattern-sd", "-1")
     assert bad.exit_code == 2 and "placental" in bad.stderr
+
+
+def test_pessimistic_ebv_draws_make_npc_and_carriers_overlap():
+    """The EBV knobs: by default NPC viral DNA is all nucleosome-sized and carriers' all short;
+    the pessimistic setting redraws a third of NPC at carriers' loads and gives carriers up to
+    half nucleosome-sized viral DNA, visible in the simulated size histograms."""
+    from plasmacount.errors import UsageError
+    from plasmacount.simulation import PESSIMISTIC_EBV, EbvDraws, nucleosomal_share, simulate_counts
+
+    default = design_cohort("ebv", 600, 10_000_000, seed=4, paired=True)
+    pessimistic = design_cohort("ebv", 600, 10_000_000, seed=4, paired=True, ebv=PESSIMISTIC_EBV)
+    # The same people: only the knobs' own draws differ.
+    assert [d.ebv_status for d in default] == [d.ebv_status for d in pessimistic]
+    npc = [(a, b) for a, b in zip(default, pessimistic) if a.ebv_status == "npc"]
+    assert all(nucleosomal_share(a) == 1.0 for a, _ in npc)
+    low = sum(b.ebv_fragments_expected <= 30 for _, b in npc) / len(npc)
+    assert 0.35 < low < 0.65  # a third redrawn, plus the quarter of the log-uniform range already below 30
+    carriers = [b for b in pessimistic if b.ebv_status == "carrier"]
+    assert all(nucleosomal_share(d) == 0.0 for d in default if d.ebv_status == "carrier")
+    shares = np.array([d.ebv_nucleosomal_share for d in carriers])
+    assert shares.max() <= 0.5 and 0.18 < shares.mean() < 0.32
+    model = GenomeModel.hg38_layout(1_000_000, 1)
+    carrier = max(carriers, key=lambda d: d.ebv_nucleosomal_share)
+    carrier.ebv_fragments_expected = 20_000
+    counts = simulate_counts(carrier, model, 4, 0)
+    row = [o["name"] for o in counts.other_contigs].index("chrEBV")
+    histogram = counts.other_fragment_lengths[row]
+    expected = carrier.ebv_nucleosomal_share * fragment_length_distribution("ebv_tumour") + (1 - carrier.ebv_nucleosomal_share) * fragment_length_distribution("ebv_carrier")
+    observed_short = histogram[80:111].sum() / histogram.sum()
+    assert abs(observed_short - expected[80:111].sum()) < 0.02
+    with pytest.raises(UsageError):
+        EbvDraws(npc_low_load_share=1.5)

@@ -156,3 +156,29 @@ def test_not_evaluable_is_not_negative_and_a_retest_decides(model, tmp_path, run
     assert second["screen"]["result"] == "positive" and second["screen"]["retest"]["previous_result"] == "positive"
     result = run_cli("viral", tmp_path / "npc_20.counts.npz", "-o", tmp_path / "third", "--previous", tmp_path / "npc_20.counts.npz")
     assert result.exit_code == 1 and "not a <sample>.viral.json" in result.stderr
+
+
+def test_a_learnt_size_model_weighs_every_fragment_length(tmp_path):
+    """With window ratios (learnt), 20 viral fragments mostly nucleosome-sized are NPC-like
+    evidence although only one of them is in 80-110 bp; 20 with a carrier's spread of lengths are
+    carrier-like; the model file keeps the ratios, and a file with the wrong number is refused."""
+    from plasmacount.viral import SIZE_WINDOWS, load_model, window_size_log_likelihood_ratio
+
+    host = np.array([0.01, 0.06, 0.15, 0.78])
+    model = dataclasses.replace(ScreenModel(), npc_window_ratios=(0.1, 0.3, 1.0, 1.08), carrier_window_ratios=(8.0, 5.5, 1.6, 0.4))
+    npc_like = window_size_log_likelihood_ratio(np.array([0, 1, 3, 16]), host, model)
+    carrier_like = window_size_log_likelihood_ratio(np.array([2, 7, 5, 6]), host, model)
+    assert npc_like > 4 and carrier_like < -4
+    assert size_log_likelihood_ratio_for(1, 20) < npc_like  # Lam's window alone sees far less in the same fragments
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model.to_json()))
+    assert load_model(path) == model
+    path.write_text(json.dumps({**model.to_json(), "npc_window_ratios": [1.0] * (len(SIZE_WINDOWS) - 1)}))
+    with pytest.raises(DataError, match="npc_window_ratios"):
+        load_model(path)
+
+
+def size_log_likelihood_ratio_for(short: int, with_length: int) -> float:
+    from plasmacount.viral import size_log_likelihood_ratio
+
+    return size_log_likelihood_ratio(short, with_length, 0.06, ScreenModel())

@@ -107,6 +107,7 @@ class SampleDesign:
     tumor_genome_doubled: bool = False
     ebv_status: str = "negative"
     ebv_fragments_expected: float = 0.0
+    ebv_nucleosomal_share: float | None = None  # share of viral fragments nucleosome-sized (NPC-like); None: 1 for NPC, 0 for carriers
     gc_slope: float = 0.0
     gc_curvature: float = 0.0
     dispersion: float = 1.2
@@ -147,6 +148,7 @@ def design_cohort(
     fetal_fraction_median: float = 0.10,
     n_batches: int = 4,
     prefix: str | None = None,
+    ebv: "EbvDraws | None" = None,
 ) -> list[SampleDesign]:
     """Designs of `n_samples` samples of a cohort (see COHORTS); `scale` shrinks coordinates."""
     if cohort not in COHORTS:
@@ -177,7 +179,7 @@ def design_cohort(
         elif cohort in ("cancer", "healthy"):
             _design_cancer(design, rng, cohort, scale)
         else:
-            _design_ebv(design, rng)
+            _design_ebv(design, rng, ebv or EbvDraws())
         designs.append(design)
     return designs
 
@@ -305,17 +307,44 @@ def _design_cancer(design: SampleDesign, rng: np.random.Generator, cohort: str, 
     design.tumor_ploidy = float(base)  # replaced by the genome-wide mean once the layout is known
 
 
-def _design_ebv(design: SampleDesign, rng: np.random.Generator) -> None:
+@dataclass(frozen=True)
+class EbvDraws:
+    """The simulator's assumptions about plasma EBV DNA in a screened population, each a knob
+    (docs/simulation.md). The defaults follow the brief (NPC: about 5 to several thousand EBV
+    fragments per 10 M, nucleosome-sized; carriers: a few to tens, short). The pessimistic setting
+    (`PESSIMISTIC_EBV`) makes the two classes overlap as an independent generator did: a third of
+    NPC with carrier-like loads, and carriers whose viral DNA is partly nucleosome-sized."""
+
+    npc_share: float = 0.10
+    carrier_share: float = 0.20
+    npc_low_load_share: float = 0.0  # NPC drawn with a carrier's load (1-30 fragments per 10 M)
+    carrier_nucleosomal_share_max: float = 0.0  # each carrier's nucleosome-sized share: uniform up to this
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.npc_share and 0 <= self.carrier_share and self.npc_share + self.carrier_share <= 1
+                and 0 <= self.npc_low_load_share <= 1 and 0 <= self.carrier_nucleosomal_share_max <= 1):
+            raise UsageError("EBV draws: the shares must lie between 0 and 1 (NPC and carriers together at most 1)")
+
+
+PESSIMISTIC_EBV = EbvDraws(npc_low_load_share=1 / 3, carrier_nucleosomal_share_max=0.5)
+
+
+def _design_ebv(design: SampleDesign, rng: np.random.Generator, draws: EbvDraws) -> None:
     design.sex = "male"
     u = rng.random()
     per_10m = design.reads / 1e7
-    if u < 0.10:
+    if u < draws.npc_share:
         design.ebv_status = "npc"
         design.ebv_fragments_expected = float(np.exp(rng.uniform(np.log(5), np.log(5000)))) * per_10m
+        # Extra draws only when a knob asks for them: the default cohorts stay as they were.
+        if draws.npc_low_load_share and rng.random() < draws.npc_low_load_share:
+            design.ebv_fragments_expected = float(rng.uniform(1, 30)) * per_10m
         design.findings.append("NPC")
-    elif u < 0.30:
+    elif u < draws.npc_share + draws.carrier_share:
         design.ebv_status = "carrier"
         design.ebv_fragments_expected = float(rng.uniform(1, 30)) * per_10m
+        if draws.carrier_nucleosomal_share_max:
+            design.ebv_nucleosomal_share = float(rng.uniform(0, draws.carrier_nucleosomal_share_max))
         design.findings.append("EBV carrier")
 
 
@@ -581,7 +610,7 @@ def simulate_counts(design: SampleDesign, model: GenomeModel, seed: int, index: 
     for row, (name, _length) in enumerate(model.other_contigs):
         if name_key(name) == "EBV":
             n = rng.poisson(design.ebv_fragments_expected) if design.ebv_fragments_expected else 0
-            source = "ebv_tumour" if design.ebv_status == "npc" else "ebv_carrier"
+            source = "ebv"
         else:
             n = rng.poisson(design.mitochondrial_rate * design.reads)
             source = "mitochondrial"
@@ -665,7 +694,7 @@ def simulate_fragments(design: SampleDesign, model: GenomeModel, genome: Synthet
         key = name_key(name)
         if key == "EBV":
             k = rng.poisson(design.ebv_fragments_expected) if design.ebv_fragments_expected else 0
-            source = "ebv_tumour" if design.ebv_status == "npc" else "ebv_carrier"
+            source = "ebv"
         elif key == "M":
             k = rng.poisson(design.mitochondrial_rate * design.reads)
             source = "mitochondrial"
@@ -702,10 +731,24 @@ def simulate_fragments(design: SampleDesign, model: GenomeModel, genome: Synthet
     return Fragments(contigs[order], starts[order], lengths[order], reverse[order], duplicate[order])
 
 
+def nucleosomal_share(design: SampleDesign) -> float:
+    """The share of a sample's viral fragments that are nucleosome-sized (NPC-like)."""
+    if design.ebv_nucleosomal_share is not None:
+        return design.ebv_nucleosomal_share
+    return 1.0 if design.ebv_status == "npc" else 0.0
+
+
 def _sizes(design: SampleDesign, source: str) -> np.ndarray:
     """The sample's fragment-length distribution for a source (viral and mitochondrial DNA unshifted)."""
     if source in ("maternal", "fetal", "tumour"):
         return fragment_length_distribution(source, shift=design.size_shift, shoulder=design.size_shoulder)
+    if source == "ebv":  # NPC-derived (nucleosome-sized) and carrier (short) viral DNA in the sample's proportion
+        share = nucleosomal_share(design)
+        if share >= 1:
+            return fragment_length_distribution("ebv_tumour")
+        if share <= 0:
+            return fragment_length_distribution("ebv_carrier")
+        return share * fragment_length_distribution("ebv_tumour") + (1 - share) * fragment_length_distribution("ebv_carrier")
     return fragment_length_distribution(source)
 
 
@@ -877,6 +920,7 @@ def truth_row(design: SampleDesign) -> dict:
         "tumor_fraction": "" if design.tumor_fraction is None else f"{design.tumor_fraction:.4f}",
         "tumor_ploidy": "" if design.tumor_ploidy is None else f"{design.tumor_ploidy:.3f}",
         "ebv_status": design.ebv_status, "ebv_fragments_expected": f"{design.ebv_fragments_expected:.2f}",
+        "ebv_nucleosomal_share": f"{nucleosomal_share(design):.3f}" if design.ebv_status != "negative" else "",
         "batch": design.batch, "duplicate_rate": f"{design.duplicate_rate:.4f}",
     }
 
@@ -911,6 +955,7 @@ class SimulationRequest:
     threads: int = 2
     prefix: str | None = None
     effects: LabEffects = field(default_factory=LabEffects)
+    ebv: EbvDraws = field(default_factory=EbvDraws)
 
 
 FORMATS = ("counts", "bam", "cram", "fastq")
@@ -956,7 +1001,7 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
         (output / "genome").mkdir(exist_ok=True)
         model.annotation().save(output / "genome" / "bins.npz")
     designs = design_cohort(request.cohort, request.samples, request.reads, request.seed, request.paired,
-                            request.read_length, scale, request.fetal_fraction_median, prefix=request.prefix)
+                            request.read_length, scale, request.fetal_fraction_median, prefix=request.prefix, ebv=request.ebv)
     for design in designs:
         if design.tumor_fraction:
             design.tumor_ploidy = round(_tumour_ploidy(design, model), 3)

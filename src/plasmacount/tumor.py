@@ -7,7 +7,8 @@ are tumour copy numbers 0..8 (8 standing for any amplification; plus subclonal l
 tumour ploidy P, a clonal copy number c shifts the natural-log ratio by
 `ln(((1 - n) c + 2 n) / ((1 - n) P + 2 n))`; a subclonal change present in a share s of tumour
 cells by `ln(((1 - n)((1 - s) c + 2 s) + 2 n) / ((1 - n) P + 2 n))`. Emissions are Student-t
-(2.1 degrees of freedom, scale from the data's bin-to-bin noise), self-transitions 0.9999.
+(degrees of freedom fitted to the sample's neighbour differences between ichorCNA's 2.1 and 4,
+scale from the data's bin-to-bin noise), self-transitions 0.9999.
 
 Instead of EM from a few restarts, the likelihood (forward algorithm) is evaluated on a full
 grid of tumour fraction x baseline copy number (2, 3, 4: the tumour's most common copy number,
@@ -17,8 +18,9 @@ baseline is a solution with its posterior mass (ichorCNA lists its restarts the 
 chosen one has the largest, and two within odds of 10 are flagged as close. The 95 % interval
 of a detected tumour spans the solutions by their weight, from the likelihood flattened by the
 residuals' dispersion over 10-bin windows (neighbouring bins are not independent), and is never
-one grid point wide; an undetected sample gets the largest tumour fraction within 1.92 of the
-best (the profile), since a tumour without changes fits every tumour fraction alike.
+one grid point wide; an undetected sample gets a one-sided 95 % upper bound from the profile
+likelihood (the largest tumour fraction within 1.35 of the best: the tumour fraction cannot go
+below 0), since a tumour without changes fits every tumour fraction alike.
 
 Bins are masked at centromeres (100 kb flanks), where mostly blacklisted or mostly N. chrX is
 judged on its own level (sex comes from the chrY reads: men have one copy, women two, and
@@ -58,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import special
+from scipy import optimize, special
 
 from plasmacount import __version__
 from plasmacount import tracks
@@ -75,7 +77,13 @@ from plasmacount.tracks import Profile
 
 SCHEMA_VERSION = "1.2"
 PANEL_FORMAT = "plasmacount-tumor-panel"
-DEGREES_OF_FREEDOM = 2.1
+# The emissions' Student-t degrees of freedom: ichorCNA's fixed 2.1 is the heaviest tail allowed;
+# each sample gets the value its own neighbour differences fit best, but at most 4. Real healthy
+# plasma often fits far more (near Gaussian), yet lighter tails let every residual wave that no
+# copy-number state describes (panel mismatch, library patterns) become a state: on the simulated
+# development cohorts (seeds 3, 101, 202) a cap of 8 doubled the diploid tumours' error at 10 M
+# fragments, while 4 left it as at 2.1 and tightens healthy plasma's upper bound by about a quarter.
+DEGREES_OF_FREEDOM_RANGE = (2.1, 4.0)
 SELF_TRANSITION = 0.9999
 CLONAL_STATES = (0, 1, 2, 3, 4, 5, 6, 7, 8)  # 0: both copies lost in the tumour (homozygous deletion)
 SUBCLONAL_STEPS = (-1, 1)  # subclonal states: baseline -1 / +1 copy in a share of tumour cells
@@ -384,8 +392,7 @@ def _state_means(tumour_fraction: np.ndarray, baseline: np.ndarray) -> np.ndarra
     return np.concatenate([clonal_means, subclonal_means], axis=1)
 
 
-def _t_logpdf(x: np.ndarray, scale: float) -> np.ndarray:
-    nu = DEGREES_OF_FREEDOM
+def _t_logpdf(x: np.ndarray, scale: float, nu: float) -> np.ndarray:
     constant = special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(scale)
     return constant - (nu + 1) / 2 * np.log1p((x / scale) ** 2 / nu)
 
@@ -428,8 +435,9 @@ def initial_weights(weights: np.ndarray, baseline: np.ndarray) -> np.ndarray:
 
 
 def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scales: np.ndarray, weights: np.ndarray,
-                           initial: np.ndarray) -> np.ndarray:
-    """Log-likelihood of the data under each grid point's HMM (vectorised over the grid); `scales`: the t scale of each bin."""
+                           initial: np.ndarray, nu: float) -> np.ndarray:
+    """Log-likelihood of the data under each grid point's HMM (vectorised over the grid); `scales`: the t scale of each bin,
+    `nu` its degrees of freedom."""
     grid, states = means.shape
     stay = SELF_TRANSITION
     alpha = initial.copy()
@@ -439,7 +447,7 @@ def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.nda
             predicted = initial
         else:
             predicted = stay * alpha + (1 - stay) * weights
-        log_emission = _t_logpdf(value - means, scales[t])
+        log_emission = _t_logpdf(value - means, scales[t], nu)
         peak = log_emission.max(axis=1, keepdims=True)
         alpha = predicted * np.exp(log_emission - peak)
         norm = alpha.sum(axis=1, keepdims=True)
@@ -448,25 +456,26 @@ def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.nda
     return total
 
 
-def viterbi(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scales: np.ndarray, weights: np.ndarray, initial: np.ndarray) -> np.ndarray:
+def viterbi(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scales: np.ndarray, weights: np.ndarray, initial: np.ndarray,
+            nu: float) -> np.ndarray:
     """Most likely state per bin for one grid point (`means`, `weights`, `initial`: one per state), chromosome by chromosome."""
     path = np.empty(values.size, dtype=np.int64)
     starts = np.flatnonzero(breaks)
     for first, last in zip(starts, np.append(starts[1:], values.size)):
-        path[first:last] = _viterbi_run(values[first:last], means, scales[first:last], weights, initial)
+        path[first:last] = _viterbi_run(values[first:last], means, scales[first:last], weights, initial, nu)
     return path
 
 
-def _viterbi_run(values: np.ndarray, means: np.ndarray, scales: np.ndarray, weights: np.ndarray, initial: np.ndarray) -> np.ndarray:
+def _viterbi_run(values: np.ndarray, means: np.ndarray, scales: np.ndarray, weights: np.ndarray, initial: np.ndarray, nu: float) -> np.ndarray:
     states = means.size
     with np.errstate(divide="ignore"):
         transition = np.log((1 - SELF_TRANSITION) * np.tile(weights, (states, 1)) + SELF_TRANSITION * np.eye(states))
-        score = _t_logpdf(values[0] - means, scales[0]) + np.log(initial)
+        score = _t_logpdf(values[0] - means, scales[0], nu) + np.log(initial)
     back = np.zeros((values.size, states), dtype=np.int64)
     for t in range(1, values.size):
         candidates = score[:, None] + transition
         back[t] = np.argmax(candidates, axis=0)
-        score = candidates.max(axis=0) + _t_logpdf(values[t] - means, scales[t])
+        score = candidates.max(axis=0) + _t_logpdf(values[t] - means, scales[t], nu)
     path = np.empty(values.size, dtype=np.int64)
     path[-1] = int(np.argmax(score))
     for t in range(values.size - 1, 0, -1):
@@ -540,6 +549,38 @@ def posterior_quantiles(x: np.ndarray, log_density: np.ndarray, probabilities: t
     return [float(np.interp(p, cdf, x)) for p in probabilities]
 
 
+def tail_degrees_of_freedom(values: np.ndarray, breaks: np.ndarray, limits: tuple[float, float] = DEGREES_OF_FREEDOM_RANGE) -> float:
+    """The Student-t degrees of freedom that best fit (maximum likelihood, scale fitted with it)
+    the neighbour differences within chromosomes, divided by sqrt(2), within `limits`.
+    Copy-number steps are few among the differences; outlier bins and library artefacts make the
+    tails heavy and the fitted value low. Real healthy plasma
+    (ichorCNA's HD_ULP donors) fits 5 to several hundred, most above 15; a low value means
+    outliers beyond what the states describe."""
+    low, high = limits
+    same_chromosome = ~breaks[1:]
+    differences = np.diff(values)[same_chromosome] / math.sqrt(2)
+    differences = differences[np.isfinite(differences)]
+    if differences.size < 100 or not np.any(differences != 0):
+        return low
+    spread = float(np.std(differences))
+
+    def negative_log_likelihood(parameters: np.ndarray) -> float:
+        nu = low + (high - low) * float(special.expit(parameters[0]))
+        scale = spread * math.exp(float(np.clip(parameters[1], -20, 20)))
+        return -float(np.sum(_t_logpdf(differences, scale, nu)))
+
+    best = optimize.minimize(negative_log_likelihood, np.array([0.0, 0.0]), method="Nelder-Mead",
+                             options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 400})
+    return float(low + (high - low) * special.expit(best.x[0]))
+
+
+# An undetected sample's upper bound: a one-sided 95 % bound from the profile likelihood
+# (chi-square 1 degree of freedom at 90 %, halved: 2.706 / 2), the tumour fraction being bounded
+# below by 0, where the likelihood-ratio statistic is a 50:50 mix of 0 and chi-square 1 (Self and
+# Liang, JASA 1987).
+UPPER_BOUND_DROP = 1.353
+
+
 def _log_prior(tumour_fraction: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     return np.array([BASELINE_LOG_PRIOR[int(b)] for b in baseline]) + TUMOR_FRACTION_PRIOR_SHAPE * np.log1p(-tumour_fraction)
 
@@ -587,11 +628,12 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
         # Each bin's scale: this sample's noise plus what the panel's donors show there beyond theirs.
         excess = np.nan_to_num(extra[used], nan=0.0) * math.log(2) ** 2
         scales = np.sqrt(np.maximum(scale**2 + excess, 0.25 * scale**2))
+        nu = tail_degrees_of_freedom(natural, breaks)
         with stage("tumor: HMM over the grid"):
-            log_likelihood = forward_log_likelihood(natural, breaks, means, scales, weights, initial)
+            log_likelihood = forward_log_likelihood(natural, breaks, means, scales, weights, initial, nu)
         log_posterior = log_likelihood + _log_prior(grid_tf, grid_baseline)
         best = int(np.argmax(log_posterior))
-        path = viterbi(natural, breaks, means[best], scales, weights[best], initial[best])
+        path = viterbi(natural, breaks, means[best], scales, weights[best], initial[best], nu)
         unchanged = np.zeros(layout.n_bins, dtype=bool)
         unchanged[np.flatnonzero(used)[path == CLONAL_STATES.index(int(grid_baseline[best]))]] = True
     # Refine each baseline between the neighbours of its best grid point: the estimate and its
@@ -607,7 +649,7 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
     fine_baseline = np.repeat(np.array(BASELINES, dtype=float), FINE_GRID_POINTS)
     fine_weights = jump_weights(fine_baseline)
     fine_likelihood = forward_log_likelihood(natural, breaks, _state_means(fine_tf, fine_baseline), scales, fine_weights,
-                                             initial_weights(fine_weights, fine_baseline))
+                                             initial_weights(fine_weights, fine_baseline), nu)
     points = {}
     for b in BASELINES:
         here = grid_baseline == b
@@ -633,7 +675,7 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
     if detected:
         tumour_fraction = float(tf_points[top])
         best_means = _state_means(np.array([tumour_fraction]), np.array([baseline]))[0]
-        path = viterbi(natural, breaks, best_means, scales, weights[row], initial[row])
+        path = viterbi(natural, breaks, best_means, scales, weights[row], initial[row], nu)
         # Neighbouring bins' residuals are not independent (library waves), so the likelihood is
         # sharper than the data: it is flattened by the residuals' dispersion over 10-bin windows.
         dispersion = residual_dispersion(natural - best_means[path], breaks)
@@ -665,11 +707,10 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
     else:
         tumour_fraction, low = 0.0, 0.0
         # The upper bound of healthy-looking plasma: the largest tumour fraction whose best
-        # reading stays within 1.92 (95 %, one parameter) of the best, interpolated between grid
-        # points. Not a posterior quantile: a tumour without any copy-number change fits every
+        # reading stays within UPPER_BOUND_DROP of the best, interpolated between grid points. Not a posterior quantile: a tumour without any copy-number change fits every
         # tumour fraction equally, and its mass would decide such a quantile.
         profile_by_tf = np.array([log_posterior[grid_tf == tf].max() for tf in TUMOR_FRACTIONS])
-        line = profile_by_tf.max() - 1.92
+        line = profile_by_tf.max() - UPPER_BOUND_DROP
         last = int(np.flatnonzero(profile_by_tf >= line).max())
         high = float(TUMOR_FRACTIONS[last])
         if last + 1 < TUMOR_FRACTIONS.size:
@@ -685,7 +726,7 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
             "subclone_fraction": float(np.median(subclonal_shares)) if detected and subclonal_shares else None,
             "log_posterior_gain_over_zero": zero_gap, "detection_margin": margin, "residual_dispersion": dispersion,
             "solutions": solutions if detected else [], "solutions_close": bool(close) if detected else False,
-            "chrX_median_log2": chrx_median, "noise_scale": scale, "bins_used": int(used.sum()),
+            "chrX_median_log2": chrx_median, "noise_scale": scale, "degrees_of_freedom": nu, "bins_used": int(used.sum()),
             "bins_masked_centromere": int((excluded & np.isin(keys, AUTOSOME_KEYS)).sum()),
             "_log2": log2, "_used": used, "_path": path, "_described": described, "_baseline": baseline}
 

@@ -10,7 +10,10 @@ NPC-like viral DNA, above it for carriers.
 Each measurement is weighed on its counts, not as a point estimate (`ScreenModel`): the viral
 count is Poisson around a lognormal amount per class (NPC; non-NPC carriers; EBV-negative
 plasma with mis-mapped background only), the number of 80-110 bp viral fragments beta-binomial
-around the host's share times the class's size ratio. The two log likelihood ratios
+around the host's share times the class's size ratio (a learnt model weighs every fragment's
+length: the viral fragments in four length windows, Dirichlet-multinomial around the host's
+window shares times each class's learnt ratios, since with a few dozen fragments most of the
+evidence lies in how many are nucleosome-sized). The two log likelihood ratios
 (NPC : not NPC) add up; a sample is positive when the sum reaches the model's line. The default
 line is where a positive has the published PPV (19.6 %) at the published prevalence (34 NPC in
 20,174 men); `--train` learns the classes from labelled samples and sets the line at a stated
@@ -42,6 +45,11 @@ EBV_NAMES = ("chrEBV", "NC_007605", "NC_007605.1", "EBV")
 # BamHI-W (IR1) repeat of NC_007605: about 12 kb to 35 kb of the genome.
 EBV_W_REPEAT = (12_000, 35_000)
 SHORT_WINDOW = (80, 110)
+# Length windows of a learnt size model (bp; the last open-ended): below the short window, Lam's
+# short window, the sub-nucleosomal shoulder, nucleosome-sized and longer. With few viral
+# fragments most of the evidence sits outside 80-110 bp: NPC-derived EBV DNA is mostly longer
+# than 150 bp, carriers' much less so.
+SIZE_WINDOWS = ((0, 79), (80, 110), (111, 149), (150, None))
 
 
 # Published screening figures the default decision line is derived from (docs/viral.md):
@@ -78,6 +86,10 @@ class ScreenModel:
     threshold: float = field(default_factory=_default_threshold)  # log likelihood ratio NPC : non-NPC for "positive"
     min_size_fragments: int = 3            # fewer viral fragments with a length: the size cannot be judged
     specificity: float | None = None       # among non-NPC carriers, when learnt
+    # Learnt only: each class's viral share in every SIZE_WINDOWS window relative to the host's
+    # (NPC, carriers). Without them the size evidence is Lam's 80-110 bp window alone.
+    npc_window_ratios: tuple[float, ...] | None = None
+    carrier_window_ratios: tuple[float, ...] | None = None
     source: str = "default (literature; docs/viral.md)"
 
     def to_json(self) -> dict:
@@ -121,6 +133,30 @@ def size_log_likelihood_ratio(short: int, with_length: int, host_share: float, m
     about 0 from a few fragments, decisive from many."""
     return (_log_beta_binomial(short, with_length, host_share * model.npc_size_ratio, model.size_concentration)
             - _log_beta_binomial(short, with_length, host_share * model.carrier_size_ratio, model.size_concentration))
+
+
+def window_counts(histogram: np.ndarray) -> np.ndarray:
+    """Fragments in each SIZE_WINDOWS window (the last takes every longer length)."""
+    return np.array([int(histogram[low: (high + 1 if high is not None else None)].sum()) for low, high in SIZE_WINDOWS], dtype=np.int64)
+
+
+def _log_dirichlet_multinomial(counts: np.ndarray, alpha: np.ndarray) -> float:
+    """log P(counts | Dirichlet-multinomial with `alpha`), without the multinomial coefficient
+    (the same for both classes)."""
+    n, total = float(counts.sum()), float(alpha.sum())
+    return float(special.gammaln(total) - special.gammaln(n + total) + np.sum(special.gammaln(counts + alpha) - special.gammaln(alpha)))
+
+
+def window_size_log_likelihood_ratio(viral: np.ndarray, host_shares: np.ndarray, model: ScreenModel) -> float:
+    """log P(viral fragments per length window | NPC-like size) - log P(... | carrier-like size),
+    each class's window shares being the host's times its learnt ratios (Dirichlet-multinomial:
+    people differ around their class's profile by `size_concentration`)."""
+    def alpha(ratios: tuple[float, ...]) -> np.ndarray:
+        shares = np.maximum(np.asarray(host_shares, dtype=float) * np.asarray(ratios, dtype=float), 1e-4)
+        return model.size_concentration * shares / shares.sum()
+
+    viral = np.asarray(viral, dtype=float)
+    return _log_dirichlet_multinomial(viral, alpha(model.npc_window_ratios)) - _log_dirichlet_multinomial(viral, alpha(model.carrier_window_ratios))
 
 
 def find_viral_contig(counts: SampleCounts, virus: str | None, where: str) -> int:
@@ -168,10 +204,13 @@ def analyse(counts: SampleCounts, row: int, model: ScreenModel, w_repeat: int | 
     notes = [note] if note else []
     size = {"evaluable": False, "ratio": None, "low": None, "high": None, "viral_fragments_with_length": int(histogram.sum()),
             "viral_fragments_80_110": int(histogram[SHORT_WINDOW[0] : SHORT_WINDOW[1] + 1].sum()),
-            "viral_share_80_110": None, "autosomal_share_80_110": None, "profile_mode": None, "reason": None}
+            "viral_share_80_110": None, "autosomal_share_80_110": None, "profile_mode": None, "reason": None,
+            "windows": [list(window) for window in SIZE_WINDOWS], "viral_fragments_by_window": window_counts(histogram).tolist(),
+            "autosomal_share_by_window": None}
     if counts.paired:
         autosomal = counts.fragment_lengths
         size["autosomal_share_80_110"] = float(autosomal[SHORT_WINDOW[0] : SHORT_WINDOW[1] + 1].sum() / max(autosomal.sum(), 1))
+        size["autosomal_share_by_window"] = (window_counts(autosomal) / max(int(autosomal.sum()), 1)).tolist()
         if histogram.sum():
             size["profile_mode"] = int(np.argmax(histogram[:-1]))
     # Size profiles up to 600 bp, for plots: viral counts and the autosomal share per length.
@@ -215,7 +254,13 @@ def apply_screen(result: dict, model: ScreenModel) -> dict:
         screen["reason"] = f"only {total:,} mapped fragments (at least {MINIMUM_HOST_FRAGMENTS:,} needed)"
         return result
     amount = amount_log_likelihood_ratio(viral, total, model)
-    size_evidence = size_log_likelihood_ratio(k, n, host_share, model) if result["paired"] and n and host_share else 0.0
+    size_evidence = 0.0
+    if result["paired"] and n and host_share:
+        by_window, host_by_window = size.get("viral_fragments_by_window"), size.get("autosomal_share_by_window")
+        if model.npc_window_ratios and model.carrier_window_ratios and by_window and host_by_window:
+            size_evidence = window_size_log_likelihood_ratio(np.array(by_window), np.array(host_by_window), model)
+        else:
+            size_evidence = size_log_likelihood_ratio(k, n, host_share, model)
     score = amount + size_evidence
     prior = math.log(SCREENING_PREVALENCE / (1 - SCREENING_PREVALENCE))
     posterior = 1 / (1 + math.exp(-min(max(score + prior, -700), 700)))
@@ -281,6 +326,7 @@ def learn_model(results: list[dict], labels: dict[str, str], specificity: float 
     spread = lambda values, floor: max(floor, float(1.4826 * np.median(np.abs(values - np.median(values)))))  # noqa: E731
     ratio = lambda group: [r["size"]["ratio"] for r in group if r["size"]["evaluable"] and r["size"]["viral_fragments_with_length"] >= 20]  # noqa: E731
     npc_ratios, carrier_ratios = ratio(npc), ratio(carriers)
+    npc_windows, carrier_windows = _window_ratios(npc), _window_ratios(carriers)
     model = ScreenModel(
         npc_per_million=float(10 ** np.median(npc_amounts)), npc_log10_sd=spread(npc_amounts, 0.3),
         carrier_per_million=float(10 ** np.median(carrier_amounts)) if carrier_amounts.size >= 3 else defaults.carrier_per_million,
@@ -288,7 +334,8 @@ def learn_model(results: list[dict], labels: dict[str, str], specificity: float 
         carrier_share=min(0.5, max(len(carriers) / len(other), 0.01)), background_per_million=background,
         npc_size_ratio=float(np.median(npc_ratios)) if len(npc_ratios) >= 3 else defaults.npc_size_ratio,
         carrier_size_ratio=float(np.median(carrier_ratios)) if len(carrier_ratios) >= 3 else defaults.carrier_size_ratio,
-        min_size_fragments=defaults.min_size_fragments, threshold=0.0)
+        min_size_fragments=defaults.min_size_fragments, threshold=0.0,
+        npc_window_ratios=npc_windows if carrier_windows else None, carrier_window_ratios=carrier_windows if npc_windows else None)
     scored = lambda group: np.array([apply_screen(_copy(r), model)["screen"]["log_likelihood_ratio"] for r in group])  # noqa: E731
     carrier_scores = scored(carriers) if carriers else scored(other)
     # The line: the carriers' `specificity` quantile, never below 0 (the evidence must favour NPC).
@@ -301,6 +348,21 @@ def learn_model(results: list[dict], labels: dict[str, str], specificity: float 
 
 
 NPC_LABELS = ("npc", "positive", "1", "case")
+
+
+def _window_ratios(group: list[dict]) -> tuple[float, ...] | None:
+    """A class's viral share per length window relative to the host's, from its samples' fragments
+    pooled (each sample's host shares weighted by its viral fragments); None from fewer than 3
+    samples with lengths or 50 fragments."""
+    rows = [r for r in group if r["paired"] and r["size"].get("viral_fragments_by_window") and r["size"].get("autosomal_share_by_window")
+            and r["size"]["viral_fragments_with_length"] > 0]
+    viral = np.array([r["size"]["viral_fragments_by_window"] for r in rows], dtype=float).reshape(-1, len(SIZE_WINDOWS))
+    if len(rows) < 3 or viral.sum() < 50:
+        return None
+    host = np.array([r["size"]["autosomal_share_by_window"] for r in rows], dtype=float)
+    expected = (host * viral.sum(axis=1, keepdims=True)).sum(axis=0)
+    # Half a fragment in every window: a window no training fragment fell into is rare, not impossible.
+    return tuple(float(x) for x in (viral.sum(axis=0) + 0.5) / np.maximum(expected, 1e-9))
 
 
 def _copy(result: dict) -> dict:
@@ -401,7 +463,13 @@ def load_model(path: str | os.PathLike) -> ScreenModel:
         names = {f.name for f in dataclasses.fields(ScreenModel)}
         if not isinstance(data, dict) or "threshold" not in data:
             raise TypeError("no 'threshold'")
-        return ScreenModel(**{k: v for k, v in data.items() if k in names})
+        fields = {k: v for k, v in data.items() if k in names}
+        for key in ("npc_window_ratios", "carrier_window_ratios"):
+            if fields.get(key) is not None:
+                fields[key] = tuple(float(x) for x in fields[key])
+                if len(fields[key]) != len(SIZE_WINDOWS) or not all(x > 0 for x in fields[key]):
+                    raise TypeError(f"'{key}' needs {len(SIZE_WINDOWS)} positive numbers")
+        return ScreenModel(**fields)
     except FileNotFoundError:
         raise DataError(f"{path}: screen model file not found; check the path") from None
     except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:

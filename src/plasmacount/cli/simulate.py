@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0.15 = the strong pattern that makes female fetal fraction from the bin profile easy)")
     parser.add_argument("--chrY-hotspot-share", dest="y_hotspot_share", type=number(float, 0.0, 1.0, above=True), default=None, metavar="F",
                         help="share of chrY bins where the female mis-mapping background piles up (default 0.2; pessimistic 0.05)")
+    parser.add_argument("--ebv-npc-low-load-share", type=number(float, 0.0, 1.0), default=0.0, metavar="F",
+                        help="EBV cohort: share of NPC drawn with a carrier's viral load (default 0; pessimistic 0.33)")
+    parser.add_argument("--ebv-carrier-nucleosomal-share", type=number(float, 0.0, 1.0), default=0.0, metavar="F",
+                        help="EBV cohort: each carrier's share of nucleosome-sized (NPC-like) viral DNA is drawn up to this "
+                             "(default 0: carriers' viral DNA all short; pessimistic 0.5)")
     parser.add_argument("--threads", type=number(int, 1, 256), default=2, metavar="N", help="compression threads (default 2)")
 
 
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
     from plasmacount.progress import Progress
     from plasmacount.simulation import SimulationRequest, run_simulation
 
-    from plasmacount.simulation import LabEffects
+    from plasmacount.simulation import EbvDraws, LabEffects
 
     changes = {name: value for name, value in (("placental_pattern_sd", args.placental_pattern_sd), ("y_hotspot_share", args.y_hotspot_share))
                if value is not None}
@@ -75,6 +80,7 @@ def run(args: argparse.Namespace) -> None:
         lab_seed=args.lab_seed, paired=args.paired, read_length=args.read_length, output_format=args.output_format, genome=args.genome,
         scale=args.scale, bin_size=args.bin_size, bins=args.bins, fetal_fraction_median=args.fetal_fraction_median,
         threads=args.threads, prefix=args.prefix, effects=LabEffects(**changes),
+        ebv=EbvDraws(npc_low_load_share=args.ebv_npc_low_load_share, carrier_nucleosomal_share_max=args.ebv_carrier_nucleosomal_share),
     )
     paths = run_simulation(request, progress=Progress("simulating samples", enabled=not args.quiet))
     logger.info("%d %s files and their truth (truth.tsv, truth.json) written to %s", len(paths), args.output_format, args.output)
