@@ -208,7 +208,8 @@ def test_centromeres_are_masked_and_a_homozygous_deletion_has_copy_number_zero(l
 
 def test_degrees_of_freedom_follow_the_tails_of_the_noise():
     """Gaussian noise fits near the top of the range, Student-t noise with 3 degrees of freedom
-    near 3 (checked against scipy's own t fit of the same differences), outliers pull it down."""
+    near 3 (checked against scipy's own t fit of the same differences), constant data at the
+    heaviest tail allowed."""
     from scipy import stats
 
     from plasmacount.tumor import DEGREES_OF_FREEDOM_RANGE, tail_degrees_of_freedom

@@ -148,7 +148,7 @@ def design_cohort(
     fetal_fraction_median: float = 0.10,
     n_batches: int = 4,
     prefix: str | None = None,
-    ebv: "EbvDraws | None" = None,
+    ebv: EbvDraws | None = None,
 ) -> list[SampleDesign]:
     """Designs of `n_samples` samples of a cohort (see COHORTS); `scale` shrinks coordinates."""
     if cohort not in COHORTS:

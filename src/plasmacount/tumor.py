@@ -553,9 +553,8 @@ def tail_degrees_of_freedom(values: np.ndarray, breaks: np.ndarray, limits: tupl
     """The Student-t degrees of freedom that best fit (maximum likelihood, scale fitted with it)
     the neighbour differences within chromosomes, divided by sqrt(2), within `limits`.
     Copy-number steps are few among the differences; outlier bins and library artefacts make the
-    tails heavy and the fitted value low. Real healthy plasma
-    (ichorCNA's HD_ULP donors) fits 5 to several hundred, most above 15; a low value means
-    outliers beyond what the states describe."""
+    tails heavy and the fitted value low. Real healthy plasma (ichorCNA's HD_ULP donors) fits 5
+    to several hundred, most above 15; a low value means outliers beyond what the states describe."""
     low, high = limits
     same_chromosome = ~breaks[1:]
     differences = np.diff(values)[same_chromosome] / math.sqrt(2)
@@ -707,8 +706,9 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
     else:
         tumour_fraction, low = 0.0, 0.0
         # The upper bound of healthy-looking plasma: the largest tumour fraction whose best
-        # reading stays within UPPER_BOUND_DROP of the best, interpolated between grid points. Not a posterior quantile: a tumour without any copy-number change fits every
-        # tumour fraction equally, and its mass would decide such a quantile.
+        # reading stays within UPPER_BOUND_DROP of the best, interpolated between grid points.
+        # Not a posterior quantile: a tumour without any copy-number change fits every tumour
+        # fraction equally, and its mass would decide such a quantile.
         profile_by_tf = np.array([log_posterior[grid_tf == tf].max() for tf in TUMOR_FRACTIONS])
         line = profile_by_tf.max() - UPPER_BOUND_DROP
         last = int(np.flatnonzero(profile_by_tf >= line).max())

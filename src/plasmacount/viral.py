@@ -49,7 +49,8 @@ SHORT_WINDOW = (80, 110)
 # short window, the sub-nucleosomal shoulder, nucleosome-sized and longer. With few viral
 # fragments most of the evidence sits outside 80-110 bp: NPC-derived EBV DNA is mostly longer
 # than 150 bp, carriers' much less so.
-SIZE_WINDOWS = ((0, 79), (80, 110), (111, 149), (150, None))
+SIZE_WINDOWS = ((0, SHORT_WINDOW[0] - 1), SHORT_WINDOW, (SHORT_WINDOW[1] + 1, 149), (150, None))
+SHORT_WINDOW_INDEX = SIZE_WINDOWS.index(SHORT_WINDOW)
 
 
 # Published screening figures the default decision line is derived from (docs/viral.md):
@@ -201,16 +202,18 @@ def analyse(counts: SampleCounts, row: int, model: ScreenModel, w_repeat: int | 
     low, high = poisson_interval(viral)
     per_million = 1e6 / total if total else float("nan")
     histogram = viral_lengths if viral_lengths is not None else counts.other_fragment_lengths[row]
+    viral_windows = window_counts(histogram)
     notes = [note] if note else []
     size = {"evaluable": False, "ratio": None, "low": None, "high": None, "viral_fragments_with_length": int(histogram.sum()),
-            "viral_fragments_80_110": int(histogram[SHORT_WINDOW[0] : SHORT_WINDOW[1] + 1].sum()),
+            "viral_fragments_80_110": int(viral_windows[SHORT_WINDOW_INDEX]),
             "viral_share_80_110": None, "autosomal_share_80_110": None, "profile_mode": None, "reason": None,
-            "windows": [list(window) for window in SIZE_WINDOWS], "viral_fragments_by_window": window_counts(histogram).tolist(),
+            "windows": [list(window) for window in SIZE_WINDOWS], "viral_fragments_by_window": viral_windows.tolist(),
             "autosomal_share_by_window": None}
     if counts.paired:
         autosomal = counts.fragment_lengths
-        size["autosomal_share_80_110"] = float(autosomal[SHORT_WINDOW[0] : SHORT_WINDOW[1] + 1].sum() / max(autosomal.sum(), 1))
-        size["autosomal_share_by_window"] = (window_counts(autosomal) / max(int(autosomal.sum()), 1)).tolist()
+        host_windows = window_counts(autosomal) / max(int(autosomal.sum()), 1)
+        size["autosomal_share_80_110"] = float(host_windows[SHORT_WINDOW_INDEX])
+        size["autosomal_share_by_window"] = host_windows.tolist()
         if histogram.sum():
             size["profile_mode"] = int(np.argmax(histogram[:-1]))
     # Size profiles up to 600 bp, for plots: viral counts and the autosomal share per length.
