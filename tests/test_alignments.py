@@ -1,6 +1,7 @@
 """Counting BAM and CRAM: bin by bin equal to an independent pysam count and to samtools."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -85,6 +86,27 @@ def test_cram_equals_bam(tmp_path):
     np.testing.assert_array_equal(from_bam.fragment_lengths, from_cram.fragment_lengths)
     assert from_bam.qc == from_cram.qc
     assert_same(from_cram, count_with_pysam(cram, 100_000, BINNED, reference=str(reference)))
+
+
+def test_cram_without_its_reference_is_one_line(tmp_path):
+    """htslib's own lines about a missing reference are silenced; the one line names the FASTA."""
+    import sys
+
+    import pysam
+
+    reference = write_reference(tmp_path / "ref.fa")
+    bam = write_bam(tmp_path / "se.bam", random_records(seed=12, n=500, paired=False))
+    cram = tmp_path / "se.cram"
+    pysam.view("-C", "-T", str(reference), "-o", str(cram), str(bam), catch_stdout=False)
+    pysam.index(str(cram))
+    reference.rename(tmp_path / "moved.fa")
+    environment = dict(os.environ, REF_PATH="/nonexistent/%s", REF_CACHE="/nonexistent/%s")
+    for extra in ([], ["--fasta", str(bam)]):
+        result = subprocess.run([sys.executable, "-m", "plasmacount", "--quiet", "count", str(cram), *extra, "-o", str(tmp_path / "x.npz")],
+                                capture_output=True, text=True, env=environment)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "cannot decode the CRAM" in result.stderr and str(reference) in result.stderr and "--fasta" in result.stderr
+        assert not (tmp_path / "x.npz").exists()
 
 
 def test_simulated_bam_spanning_many_windows(tmp_path):

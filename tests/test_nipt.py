@@ -238,6 +238,14 @@ def test_cli_reference_and_nipt(lab, tmp_path, run_cli):
         assert result.exit_code == 0, result.stderr
     assert (tmp_path / "a" / "case_70.nipt.json").read_bytes() == (tmp_path / "b" / "case_70.nipt.json").read_bytes()
     assert json.loads((tmp_path / "a" / "case_70.nipt.json").read_text())["calls"][1]["event"] == "T18"
+    # --bins is accepted as in `reference`, and only checked: the same annotation passes, another refused.
+    result = run_cli("nipt", tmp_path / "case.counts.npz", "--reference", tmp_path / "ref.npz", "--bins", tmp_path / "bins.npz", "-o", tmp_path / "c")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "c" / "case_70.nipt.json").read_bytes() == (tmp_path / "a" / "case_70.nipt.json").read_bytes()
+    other = dataclasses.replace(annotation, gc=annotation.gc + 0.01)
+    other.save(tmp_path / "other.bins.npz")
+    result = run_cli("nipt", tmp_path / "case.counts.npz", "--reference", tmp_path / "ref.npz", "--bins", tmp_path / "other.bins.npz", "-o", tmp_path / "d")
+    assert result.exit_code == 2 and "not the annotation the reference was made with" in result.stderr and not (tmp_path / "d").exists()
     result = run_cli("reference", *paths[:5], "--bins", tmp_path / "bins.npz", "-o", tmp_path / "small.npz")
     assert result.exit_code == 2 and "at least 20" in result.stderr and not (tmp_path / "small.npz").exists()
 

@@ -8,6 +8,7 @@ import re
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -391,6 +392,70 @@ def test_browser_review_session(server, tmp_path):
     assert (tmp_path / "review.png").stat().st_size > 10_000
 
 
+def test_a_write_waiting_for_a_lock_does_not_freeze_the_server(server):
+    """Another process holds sample 1 locked; a comment on it waits for the lock inside a real
+    server. While it waits, the login page and a logged-in page are answered, and on PostgreSQL a
+    login too (SQLite has one writer per database, so there a login's write waits as well): the
+    waiting write holds a worker thread, not the event loop."""
+    import httpx2 as httpx
+    import uvicorn
+    from sqlalchemy import select
+
+    from plasmacount.review.database import Sample, begin_write
+
+    app, factory = server
+    port = _free_port()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    while not uvicorn_server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    holder = factory()
+    outcome: dict = {}
+    try:
+        with httpx.Client(base_url=base, follow_redirects=False, timeout=60) as http:
+            form = http.get("/login").text
+            token = re.search(r'name="login_csrf" value="([^"]+)"', form).group(1)
+            assert http.post("/login", data={"username": "rita", "password": PASSWORDS["rita"], "next": "/", "login_csrf": token}).status_code == 303
+            csrf = http.get("/api/me").json()["csrf_token"]
+            begin_write(holder, "sample:1")
+            holder.scalar(select(Sample).where(Sample.id == 1).with_for_update())
+            holder.execute(text("UPDATE samples SET version = version WHERE id = 1"))  # SQLite: take the write lock now
+
+            def comment() -> None:
+                with httpx.Client(base_url=base, cookies=http.cookies, timeout=60) as writer:
+                    response = writer.post("/api/samples/1/comments", json={"text": "written after the lock"}, headers={"X-CSRF-Token": csrf})
+                    outcome["status"] = response.status_code
+                    outcome["answered_while_locked"] = holder.in_transaction()
+
+            waiting = threading.Thread(target=comment)
+            waiting.start()
+            time.sleep(1.0)  # let the comment reach the lock (on PostgreSQL, checked just below)
+            if holder.get_bind().dialect.name == "postgresql":
+                with factory() as probe:
+                    assert probe.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")) >= 1
+            answered = [http.get("/login", timeout=10).status_code, http.get("/batches/1", timeout=10).status_code]
+            if holder.get_bind().dialect.name == "postgresql":
+                with httpx.Client(base_url=base, follow_redirects=False, timeout=10) as other:
+                    token = re.search(r'name="login_csrf" value="([^"]+)"', other.get("/login").text).group(1)
+                    answered.append(other.post("/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "/",
+                                                               "login_csrf": token}).status_code)
+            assert "status" not in outcome, "the comment did not wait for the lock"
+            assert answered == [200, 200] + ([303] if holder.get_bind().dialect.name == "postgresql" else [])
+            holder.rollback()
+            waiting.join(timeout=60)
+            assert outcome == {"status": 200, "answered_while_locked": False}
+    finally:
+        holder.rollback()
+        holder.close()
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+        with factory() as session:
+            session.execute(text("DELETE FROM login_attempts"))
+            session.commit()
+
+
 def test_user_command(tmp_path, run_cli, monkeypatch):
     database = tmp_path / "users.sqlite"
     monkeypatch.setenv("FIRST_PASSWORD", "first-admin-password")
@@ -448,6 +513,70 @@ def test_simultaneous_logins_check_at_most_the_limit_of_passwords(server):
             session.commit()
 
 
+def test_many_reviewers_behind_one_address_log_in_at_once_but_guesses_stop(server):
+    """30 reviewers logging in at once from one address (a proxy, a NAT) all get in: unsettled
+    attempts count against their own name only. Wrong passwords spread over many names from one
+    address stop at the address limit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from plasmacount.review import security
+    from plasmacount.review.database import User, now
+
+    _, factory = server
+    names = [f"crowd{index:02d}" for index in range(30)]
+    with factory() as session:
+        hashed = security.hash_password("crowd-password-1")
+        session.add_all(User(username=name, password_hash=hashed, role="viewer", active=True, created_at=now()) for name in names)
+        session.commit()
+
+    def attempt(name: str, password: str) -> str:
+        with factory() as session:
+            try:
+                return "in" if security.authenticate(session, name, password, "10.0.0.9") else "refused"
+            except security.TooManyFailures:
+                return "limited"
+
+    try:
+        with ThreadPoolExecutor(max_workers=30) as pool:
+            outcomes = list(pool.map(attempt, names, ["crowd-password-1"] * len(names)))
+        assert outcomes == ["in"] * len(names)
+        sprayed = [attempt(name, "wrong password") for name in names]  # one guess per name, one address
+        assert sprayed == ["refused"] * security.ADDRESS_FAILED_LOGIN_LIMIT + ["limited"] * (len(names) - security.ADDRESS_FAILED_LOGIN_LIMIT)
+        assert attempt("crowd00", "crowd-password-1") == "limited"  # the address stays shut, right password or not
+        with factory() as session:  # from another address the name itself is not shut
+            assert security.authenticate(session, "crowd00", "crowd-password-1", "10.0.0.10") is not None
+        with factory() as session:
+            assert session.scalar(text("SELECT count(*) FROM login_attempts WHERE succeeded IS NULL")) == 0
+    finally:
+        with factory() as session:
+            session.execute(text("DELETE FROM login_attempts"))
+            session.execute(text("DELETE FROM users WHERE username LIKE 'crowd%'"))
+            session.commit()
+
+
+def test_a_hash_of_older_parameters_verifies_and_is_renewed_at_login(server):
+    from argon2 import PasswordHasher
+
+    from plasmacount.review import security
+    from plasmacount.review.database import User, now
+
+    _, factory = server
+    with factory() as session:
+        session.add(User(username="elder", password_hash=PasswordHasher(time_cost=3, memory_cost=65536, parallelism=4).hash("elder-password-1"),
+                         role="viewer", active=True, created_at=now()))
+        session.commit()
+    try:
+        with factory() as session:
+            assert security.authenticate(session, "elder", "elder-password-1", "10.0.0.11") is not None
+            assert session.scalar(text("SELECT password_hash FROM users WHERE username = 'elder'")).startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+            assert security.authenticate(session, "elder", "elder-password-1", "10.0.0.11") is not None
+    finally:
+        with factory() as session:
+            session.execute(text("DELETE FROM login_attempts"))
+            session.execute(text("DELETE FROM users WHERE username = 'elder'"))
+            session.commit()
+
+
 WORKER = r"""
 import sys, time
 from plasmacount.review.database import Sample, User, session_factory
@@ -475,7 +604,6 @@ factory.kw["bind"].dispose()
 def test_two_server_processes_never_change_a_signed_off_sample(server, database, demo_output, tmp_path):
     """One process signs six samples off while another keeps setting statuses and commenting on
     them: nothing lands on a sample after its sign-off."""
-    import subprocess
     import sys
 
     ids = _own_batch(server, demo_output, tmp_path, "race", 6)
@@ -604,7 +732,7 @@ def test_login_needs_the_login_forms_token(server):
 
 
 def test_no_bare_500s(server, demo_output, tmp_path):
-    """Ids beyond any database integer, a zip with an encrypted-looking or unreadable member, a
+    """Ids beyond any database integer, a zip with an encrypted or Deflate64 or unreadable member, a
     malformed result, hostile upload names, a PDF of a sample named with quotes and non-ASCII
     letters and a TeX-like comment: each gets a clean answer (4xx, or the file)."""
     rita = client(server, "rita")
@@ -623,6 +751,25 @@ def test_no_bare_500s(server, demo_output, tmp_path):
     garbage.write_bytes(b"PK\x03\x04" + b"\x00" * 60)
     with open(garbage, "rb") as stream:
         assert rita.post("/batches/upload", files={"archive": ("g.zip", stream, "application/zip")}, data={"csrf": token}).status_code == 400
+    result = (demo_output / "nipt" / "case_03.nipt.json").read_bytes()
+    deflate64 = io.BytesIO()  # a stored member relabelled as method 9, as Windows writes Deflate64
+    with zipfile.ZipFile(deflate64, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("case_03.nipt.json", result)
+    raw = bytearray(deflate64.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        start = raw.index(signature)
+        raw[start + offset:start + offset + 2] = (9).to_bytes(2, "little")
+    uploads = {"deflate64.zip": (bytes(raw), "compressed with Deflate64")}
+    if shutil.which("zip"):
+        (tmp_path / "secret").mkdir()
+        (tmp_path / "secret" / "case_03.nipt.json").write_bytes(result)
+        subprocess.run(["zip", "-q", "-e", "-P", "a-password", "-r", str(tmp_path / "secret.zip"), "case_03.nipt.json"],
+                       cwd=tmp_path / "secret", check=True)
+        uploads["secret.zip"] = ((tmp_path / "secret.zip").read_bytes(), "is encrypted")
+    for name, (content, reason) in uploads.items():
+        response = rita.post("/batches/upload", files={"archive": (name, content, "application/zip")}, data={"csrf": token})
+        assert response.status_code == 400 and reason in response.text and "case_03.nipt.json" in response.text, response.text
+        assert "/tmp" not in response.text
     [sample] = _own_batch(server, demo_output, tmp_path, 'Łódź_"01"', 1)
     assert rita.post(f"/samples/{sample}/comments", data={"text": r"$\undefinedcommand$ and $x^", "csrf": token}).status_code == 303
     version = rita.get(f"/api/samples/{sample}").json()["version"]

@@ -12,10 +12,12 @@ Counting rules (the same for BAM and CRAM, and documented in `docs/counts-format
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gzip
 import os
 import struct
+import sys
 import threading
 import zlib
 from dataclasses import asdict, dataclass
@@ -346,18 +348,42 @@ def _open_cram(path: Path, reference, required_fields: int | None = None):
         raise DataError(f"{path}: cannot open as CRAM ({error}); check the file and --fasta") from error
 
 
+@contextlib.contextmanager
+def _htslib_silenced():
+    """htslib's messages off for a probe whose failure plasmacount explains in its own words:
+    its log level to 0, and the C stderr to /dev/null (the CRAM reference loader prints some
+    lines with perror, whatever the log level)."""
+    import pysam
+
+    level = pysam.set_verbosity(0)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        pysam.set_verbosity(level)
+
+
 def _cram_header(path: Path, reference) -> tuple[list[tuple[str, int]], str | None]:
-    with _open_cram(path, reference) as cram:
+    """The CRAM's contigs and sort order, after decoding one record with its sequence: this is
+    where a missing or wrong reference shows, told in one line instead of htslib's six."""
+    with _htslib_silenced(), _open_cram(path, reference) as cram:
         contigs = list(zip(cram.references, cram.lengths))
-        sort_order = cram.header.to_dict().get("HD", {}).get("SO")
-        # Decode one record with its sequence: this is where a missing reference shows.
+        header = cram.header.to_dict()
         try:
             for read in cram.fetch(until_eof=True):
                 _ = read.query_sequence
                 break
         except (OSError, ValueError) as error:
-            raise DataError(f"{path}: cannot decode the CRAM ({error}); pass its reference with --fasta FASTA") from error
-    return contigs, sort_order
+            named = next((item["UR"] for item in header.get("SQ", []) if item.get("UR")), None)
+            hint = f" (its header names {named})" if named else ""
+            given = f"{reference} is not the FASTA it was written against" if reference else "it needs the FASTA it was written against"
+            raise DataError(f"{path}: cannot decode the CRAM: {given}{hint}; pass that FASTA with --fasta FASTA") from error
+    return contigs, header.get("HD", {}).get("SO")
 
 
 # FLAG | RNAME | POS | MAPQ | RNEXT | PNEXT | TLEN: the fields the counting rules read.

@@ -32,7 +32,7 @@ from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import GcCurve, fit_gc_curve
-from plasmacount.genome import AUTOSOME_KEYS, Layout, name_key
+from plasmacount.genome import AUTOSOME_KEYS, Layout, check_compatible, name_key
 from plasmacount.progress import stage
 from plasmacount.segment import WINDOW_SIZES, window_bins, window_inflation
 
@@ -349,6 +349,20 @@ class Reference:
             if mine[key] != contig.n_bins:
                 raise DataError(f"{where}: {contig.name} has {mine[key]:,} bins but the reference has {contig.n_bins:,}: "
                                 "genome builds differ; count it against the reference's build")
+
+    def check_annotation(self, annotation: BinAnnotation, where: str) -> None:
+        """Refuse a bin annotation other than the one this reference was made with (other bin size,
+        build, or GC content). The reference keeps its bins' GC and mappability, so a test needs no
+        annotation; one given is only checked, to catch a reference made for other bins."""
+        if annotation.bin_size != self.bin_size:
+            raise UsageError(f"{where} has {annotation.bin_size:,} bp bins but the reference {self.bin_size:,} bp; "
+                             "give the annotation the reference was made with, or none")
+        check_compatible(annotation.layout, [(c.name, c.length) for c in self.layout.contigs], "the reference", where)
+        gc = annotation.on_layout(self.layout).gc
+        both = np.isfinite(gc) & np.isfinite(self.model.gc)
+        if both.any() and np.max(np.abs(gc[both] - self.model.gc[both])) > 1e-6:
+            raise UsageError(f"{where} is not the annotation the reference was made with (its GC per bin differs); "
+                             "make the reference again with it, or leave --bins out")
 
     def align(self, counts: SampleCounts) -> np.ndarray:
         """The sample's counts in the reference's bin order (names matched by key)."""

@@ -440,8 +440,13 @@ async def _values(request: Request) -> dict:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
+_READABLE_COMPRESSION = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
+
+
 def _safe_extract(stream, folder: Path, limit: int = 500 * 1024 * 1024) -> None:
-    """Unpack a zip without letting any member escape `folder` or the total exceed `limit` bytes."""
+    """Unpack a zip without letting any member escape `folder` or the total exceed `limit` bytes;
+    an encrypted member or one in a compression Python cannot read (Deflate64 = method 9, as
+    Windows Explorer writes for large folders) is refused by name, before anything is unpacked."""
     folder.mkdir(parents=True)
     with zipfile.ZipFile(stream) as archive:
         total = 0
@@ -449,6 +454,12 @@ def _safe_extract(stream, folder: Path, limit: int = 500 * 1024 * 1024) -> None:
             target = (folder / member.filename).resolve()
             if not str(target).startswith(str(folder.resolve())):
                 raise ValueError(f"member {member.filename!r} points outside the folder")
+            if member.flag_bits & 0x1:
+                raise ValueError(f"member {member.filename!r} is encrypted; zip the folder again without a password")
+            if member.compress_type not in _READABLE_COMPRESSION:
+                method = "Deflate64" if member.compress_type == 9 else f"method {member.compress_type}"
+                raise ValueError(f"member {member.filename!r} is compressed with {method}, which cannot be read here; "
+                                 "zip the folder again with ordinary (deflate) compression")
             total += member.file_size
             if total > limit:
                 raise ValueError("more than 500 MB unpacked")

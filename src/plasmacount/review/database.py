@@ -54,7 +54,8 @@ class LoginAttempt(Base):
     username: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     client: Mapped[str] = mapped_column(String(64), nullable=False)
     at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=now, index=True)
-    succeeded: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    # None while the password is being checked (security.authenticate), then True or False.
+    succeeded: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class Batch(Base):
