@@ -182,3 +182,84 @@ def size_log_likelihood_ratio_for(short: int, with_length: int) -> float:
     from plasmacount.viral import size_log_likelihood_ratio
 
     return size_log_likelihood_ratio(short, with_length, 0.06, ScreenModel())
+
+
+def test_each_class_spread_is_learnt_by_maximum_likelihood():
+    """The Dirichlet-multinomial matches scipy's (up to the multinomial coefficient, the same for
+    both classes), and the concentration fitted to 300 people drawn at 30 comes back near 30."""
+    from scipy import special, stats
+
+    from plasmacount.viral import _log_dirichlet_multinomial, _window_alpha, _window_concentration
+
+    host, ratios = np.array([0.01, 0.06, 0.15, 0.78]), (2.0, 2.0, 1.0, 0.8)
+    counts, alpha = np.array([1, 4, 9, 26]), np.array([0.4, 2.5, 3.0, 12.0])
+    coefficient = special.gammaln(counts.sum() + 1) - special.gammaln(counts + 1).sum()
+    assert _log_dirichlet_multinomial(counts, alpha) + coefficient == pytest.approx(
+        stats.dirichlet_multinomial.logpmf(counts, alpha, counts.sum()), abs=1e-9)
+    rng = np.random.default_rng(8)
+    shape = _window_alpha(host, ratios, 1.0)
+    people = [{"paired": True, "size": {"viral_fragments_by_window": rng.multinomial(40, rng.dirichlet(30 * shape)).tolist(),
+                                        "autosomal_share_by_window": host.tolist(), "viral_fragments_with_length": 40}}
+              for _ in range(300)]
+    assert 22 < _window_concentration(people, ratios) < 40
+    assert _window_concentration(people[:2], ratios) is None
+
+
+def test_the_learnt_line_comes_from_carriers_left_out(model, tmp_path):
+    """With enough labelled NPC the line is set on out-of-fold scores, and the model file keeps
+    both classes' learnt spreads and amount distributions (checked on load)."""
+    from plasmacount.viral import learn_model, load_model
+
+    designs = design_cohort("ebv", 160, 10_000_000, seed=31, paired=True)
+    results = [from_counts(simulate_counts(d, model, 500 + i, i), None, ScreenModel(), d.sample) for i, d in enumerate(designs)]
+    labels = {d.sample: d.ebv_status for d in designs}
+    learnt = learn_model(results, labels, 0.9)
+    assert "out-of-fold scores, 5 folds" in learnt.source and learnt.threshold >= 0
+    assert learnt.npc_size_concentration and learnt.carrier_size_concentration
+    assert learnt.npc_size_concentration != learnt.carrier_size_concentration
+    assert len(learnt.carrier_amount_weights) == len(learnt.npc_amount_weights) == 321
+    path = tmp_path / "viral_model.json"
+    path.write_text(json.dumps(learnt.to_json()))
+    assert load_model(path) == learnt
+    path.write_text(json.dumps({**learnt.to_json(), "carrier_amount_weights": [-1.0] * 321}))
+    with pytest.raises(DataError, match="carrier_amount_weights"):
+        load_model(path)
+
+
+def test_the_line_shows_the_stated_specificity_with_confidence():
+    """Out of 200 carrier scores, the line lets through the most carriers k whose Clopper-Pearson
+    upper bound (one-sided, SPECIFICITY_CONFIDENCE) stays within 1 - specificity: k + 1 would
+    not. With too few carriers to show it, the line sits above all of them and says so."""
+    from scipy import stats
+
+    from plasmacount.viral import SPECIFICITY_CONFIDENCE, specificity_line
+
+    scores = np.random.default_rng(5).normal(-3, 2, 200)
+    line, reached = specificity_line(scores, 0.95)
+    k = int((scores >= line).sum())
+    assert reached and 0 < k < 10  # the plain 95 % quantile would let 10 through
+    assert stats.beta.ppf(SPECIFICITY_CONFIDENCE, k + 1, 200 - k) <= 0.05 < stats.beta.ppf(SPECIFICITY_CONFIDENCE, k + 2, 200 - k - 1)
+    line, reached = specificity_line(scores[:30], 0.95)
+    assert not reached and line > scores[:30].max()
+    assert specificity_line(np.full(200, -5.0), 0.95) == (0.0, True)  # never below 0
+
+
+def test_an_amount_distribution_is_learnt_without_a_shape():
+    """Counts from two groups of people (30 % at 0.3 per million, 70 % at 30) give back a
+    distribution with about 30 % of its mass below 3 per million, and the share of people with
+    at most 5 viral fragments it predicts is the one observed."""
+    from plasmacount.viral import AMOUNT_GRID, learn_amount_weights
+
+    rng = np.random.default_rng(12)
+    per_million = np.where(rng.random(600) < 0.3, 0.3, 30.0)
+    totals = np.full(600, 10_000_000)
+    counts = rng.poisson(per_million * totals / 1e6)
+    weights = learn_amount_weights(counts, totals)
+    assert weights.sum() == pytest.approx(1.0)
+    assert 0.25 < weights[AMOUNT_GRID < np.log10(3.0)].sum() < 0.35
+    from scipy import stats
+
+    predicted = float((weights * stats.poisson.cdf(5, 10.0**AMOUNT_GRID * 10)).sum())
+    # The smoothing widens each group a little, which costs a little at low counts.
+    assert predicted == pytest.approx(float(np.mean(counts <= 5)), abs=0.03)
+    assert predicted == pytest.approx(float(np.mean(per_million < 1)) * stats.poisson.cdf(5, 3.0), abs=0.03)

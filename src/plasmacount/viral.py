@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import special, stats
+from scipy import optimize, special, stats
 
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
@@ -91,35 +91,72 @@ class ScreenModel:
     # (NPC, carriers). Without them the size evidence is Lam's 80-110 bp window alone.
     npc_window_ratios: tuple[float, ...] | None = None
     carrier_window_ratios: tuple[float, ...] | None = None
+    # Learnt only: how closely each class's people follow its window profile (Dirichlet-multinomial
+    # concentration, fitted by maximum likelihood); None: size_concentration for both.
+    npc_size_concentration: float | None = None
+    carrier_size_concentration: float | None = None
+    # Learnt only: each class's distribution of amounts over AMOUNT_GRID (log10 viral fragments
+    # per million), learnt without assuming a shape; None: the lognormal above.
+    npc_amount_weights: tuple[float, ...] | None = None
+    carrier_amount_weights: tuple[float, ...] | None = None
     source: str = "default (literature; docs/viral.md)"
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-_LOG10_GRID = np.linspace(-4.0, 4.0, 321)  # viral fragments per million, log10
+AMOUNT_GRID = np.linspace(-4.0, 4.0, 321)  # viral fragments per million, log10
+AMOUNT_SMOOTHING = 0.1  # log10 units: SD of the kernel that smooths a learnt amount distribution
 
 
-def _log_poisson(k: int, mean: np.ndarray) -> np.ndarray:
+def _log_poisson(k, mean: np.ndarray) -> np.ndarray:
     mean = np.maximum(mean, 1e-300)
-    return k * np.log(mean) - mean - special.gammaln(k + 1)
+    return k * np.log(mean) - mean - special.gammaln(np.asarray(k, dtype=float) + 1)
 
 
-def _amount_log_likelihood(k: int, total: int, median_per_million: float, log10_sd: float) -> float:
-    """log P(k viral fragments of `total` | the class's lognormal amount)."""
-    weights = stats.norm.pdf(_LOG10_GRID, math.log10(median_per_million), log10_sd)
-    weights /= weights.sum()
-    terms = _log_poisson(k, 10.0**_LOG10_GRID * total / 1e6) + np.log(np.maximum(weights, 1e-300))
+def _lognormal_weights(median_per_million: float, log10_sd: float) -> np.ndarray:
+    weights = stats.norm.pdf(AMOUNT_GRID, math.log10(median_per_million), log10_sd)
+    return weights / weights.sum()
+
+
+def _amount_log_likelihood(k: int, total: int, weights: np.ndarray) -> float:
+    """log P(k viral fragments of `total` | the class's distribution of amounts over AMOUNT_GRID)."""
+    terms = _log_poisson(k, 10.0**AMOUNT_GRID * total / 1e6) + np.log(np.maximum(weights, 1e-300))
     return float(special.logsumexp(terms))
 
 
 def amount_log_likelihood_ratio(k: int, total: int, model: ScreenModel) -> float:
     """log P(count | NPC) - log P(count | not NPC: a carrier, or EBV-negative with background only)."""
-    npc = _amount_log_likelihood(k, total, model.npc_per_million, model.npc_log10_sd)
-    carrier = _amount_log_likelihood(k, total, model.carrier_per_million, model.carrier_log10_sd)
+    npc_weights = np.asarray(model.npc_amount_weights) if model.npc_amount_weights else \
+        _lognormal_weights(model.npc_per_million, model.npc_log10_sd)
+    carrier_weights = np.asarray(model.carrier_amount_weights) if model.carrier_amount_weights else \
+        _lognormal_weights(model.carrier_per_million, model.carrier_log10_sd)
+    npc = _amount_log_likelihood(k, total, npc_weights)
+    carrier = _amount_log_likelihood(k, total, carrier_weights)
     background = float(_log_poisson(k, np.array(model.background_per_million * total / 1e6))[()])
     other = float(np.logaddexp(math.log(model.carrier_share) + carrier, math.log1p(-model.carrier_share) + background))
     return npc - other
+
+
+def learn_amount_weights(counts: np.ndarray, totals: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """A class's distribution of amounts (weights over AMOUNT_GRID) from its samples' viral counts,
+    without assuming a shape: the Poisson mixture's mixing distribution by EM, smoothed after each
+    step with a Gaussian kernel of AMOUNT_SMOOTHING (the EMS algorithm; Silverman et al., J R
+    Stat Soc B 1990). Samples with no viral fragment count too: they say the class can have
+    amounts that low."""
+    counts, totals = np.asarray(counts, dtype=float), np.asarray(totals, dtype=float)
+    log_likelihood = _log_poisson(counts[:, None], 10.0**AMOUNT_GRID[None, :] * totals[:, None] / 1e6)
+    step = AMOUNT_GRID[1] - AMOUNT_GRID[0]
+    offsets = np.arange(-int(4 * AMOUNT_SMOOTHING / step), int(4 * AMOUNT_SMOOTHING / step) + 1) * step
+    kernel = np.exp(-0.5 * (offsets / AMOUNT_SMOOTHING) ** 2)
+    kernel /= kernel.sum()
+    weights = np.full(AMOUNT_GRID.size, 1.0 / AMOUNT_GRID.size)
+    for _ in range(iterations):
+        joint = log_likelihood + np.log(np.maximum(weights, 1e-300))[None, :]
+        responsibilities = np.exp(joint - special.logsumexp(joint, axis=1, keepdims=True))
+        weights = np.convolve(responsibilities.mean(axis=0), kernel, mode="same")
+        weights /= weights.sum()
+    return weights
 
 
 def _log_beta_binomial(k: int, n: int, mean: float, concentration: float) -> float:
@@ -148,16 +185,45 @@ def _log_dirichlet_multinomial(counts: np.ndarray, alpha: np.ndarray) -> float:
     return float(special.gammaln(total) - special.gammaln(n + total) + np.sum(special.gammaln(counts + alpha) - special.gammaln(alpha)))
 
 
+def _window_alpha(host_shares: np.ndarray, ratios: tuple[float, ...], concentration: float) -> np.ndarray:
+    """Dirichlet parameters of a class: the host's window shares times the class's ratios, scaled."""
+    shares = np.maximum(np.asarray(host_shares, dtype=float) * np.asarray(ratios, dtype=float), 1e-4)
+    return concentration * shares / shares.sum()
+
+
 def window_size_log_likelihood_ratio(viral: np.ndarray, host_shares: np.ndarray, model: ScreenModel) -> float:
     """log P(viral fragments per length window | NPC-like size) - log P(... | carrier-like size),
     each class's window shares being the host's times its learnt ratios (Dirichlet-multinomial:
-    people differ around their class's profile by `size_concentration`)."""
-    def alpha(ratios: tuple[float, ...]) -> np.ndarray:
-        shares = np.maximum(np.asarray(host_shares, dtype=float) * np.asarray(ratios, dtype=float), 1e-4)
-        return model.size_concentration * shares / shares.sum()
-
+    people differ around their class's profile by the class's learnt concentration)."""
     viral = np.asarray(viral, dtype=float)
-    return _log_dirichlet_multinomial(viral, alpha(model.npc_window_ratios)) - _log_dirichlet_multinomial(viral, alpha(model.carrier_window_ratios))
+    npc = _window_alpha(host_shares, model.npc_window_ratios, model.npc_size_concentration or model.size_concentration)
+    carrier = _window_alpha(host_shares, model.carrier_window_ratios, model.carrier_size_concentration or model.size_concentration)
+    return _log_dirichlet_multinomial(viral, npc) - _log_dirichlet_multinomial(viral, carrier)
+
+
+CONCENTRATION_RANGE = (3.0, 3000.0)
+
+
+def _window_concentration(group: list[dict], ratios: tuple[float, ...] | None) -> float | None:
+    """The Dirichlet-multinomial concentration under which the class's samples' window counts are
+    most likely (within CONCENTRATION_RANGE); None from fewer than 3 samples with 2+ fragments
+    (one fragment says nothing about the spread between people)."""
+    if ratios is None:
+        return None
+    rows = [(np.array(r["size"]["viral_fragments_by_window"], dtype=float), np.array(r["size"]["autosomal_share_by_window"], dtype=float))
+            for r in group if r["paired"] and r["size"].get("viral_fragments_by_window") and r["size"].get("autosomal_share_by_window")
+            and r["size"]["viral_fragments_with_length"] >= 2]
+    if len(rows) < 3:
+        return None
+    shapes = [(counts, _window_alpha(host, ratios, 1.0)) for counts, host in rows]
+
+    def negative_log_likelihood(log_concentration: float) -> float:
+        concentration = math.exp(log_concentration)
+        return -sum(_log_dirichlet_multinomial(counts, concentration * shape) for counts, shape in shapes)
+
+    low, high = (math.log(x) for x in CONCENTRATION_RANGE)
+    fit = optimize.minimize_scalar(negative_log_likelihood, bounds=(low, high), method="bounded", options={"xatol": 1e-3})
+    return float(math.exp(fit.x))
 
 
 def find_viral_contig(counts: SampleCounts, virus: str | None, where: str) -> int:
@@ -302,17 +368,78 @@ def apply_retest(result: dict, previous: dict) -> dict:
     return result
 
 
+LEARNING_FOLDS = 5
+
+
 def learn_model(results: list[dict], labels: dict[str, str], specificity: float = 0.95) -> ScreenModel:
     """The class models from labelled samples (NPC and not NPC), and the line set so that at most
     1 - `specificity` of the non-NPC carriers (non-NPC samples with viral DNA beyond background)
-    reach it."""
+    reach it.
+
+    The line is the carriers' `specificity` quantile of scores each carrier got from a model
+    learnt without it (LEARNING_FOLDS folds): a model scores its own training carriers as more
+    carrier-like than new ones, so a line from in-sample scores lets more than 1 - specificity
+    of a lab's next carriers through. The class models themselves come from all samples."""
     if not 0.5 <= specificity < 1:
         raise UsageError(f"--specificity must be between 0.5 and 1, not {specificity}")
-    known = [r for r in results if r["sample"] in labels]
+    known = sorted((r for r in results if r["sample"] in labels), key=lambda r: r["sample"])
     npc = [r for r in known if labels[r["sample"]].lower() in NPC_LABELS]
     other = [r for r in known if labels[r["sample"]].lower() not in NPC_LABELS]
     if not npc or not other:
         raise UsageError(f"the training labels name {len(npc)} NPC and {len(other)} other samples among the inputs; both are needed")
+    model, carriers = _class_models(npc, other)
+    carrier_names = {r["sample"] for r in carriers}
+    scored = lambda group, fitted: np.array([apply_screen(_copy(r), fitted)["screen"]["log_likelihood_ratio"] for r in group])  # noqa: E731
+    # Folds dealt within each class in name order (every fold gets NPC, carriers and EBV-negative men).
+    fold_of = {r["sample"]: i % LEARNING_FOLDS for group in (npc, carriers, [r for r in other if r["sample"] not in carrier_names])
+               for i, r in enumerate(group)}
+    carrier_scores, npc_scores, how = [], [], f"out-of-fold scores, {LEARNING_FOLDS} folds"
+    try:
+        for fold in range(LEARNING_FOLDS):
+            fitted, _ = _class_models([r for r in npc if fold_of[r["sample"]] != fold], [r for r in other if fold_of[r["sample"]] != fold])
+            carrier_scores.extend(scored([r for r in carriers if fold_of[r["sample"]] == fold], fitted))
+            npc_scores.extend(scored([r for r in npc if fold_of[r["sample"]] == fold], fitted))
+    except DataError:
+        # Too few labelled NPC to leave a fold out: in-sample scores, said in the model's source.
+        carrier_scores, npc_scores, how = list(scored(carriers, model)), list(scored(npc, model)), "in-sample scores (too few NPC for folds)"
+    if not carrier_scores:
+        carrier_scores = list(scored(other, model))
+    threshold, reached = specificity_line(np.array(carrier_scores), specificity)
+    shown = "" if reached else f" (too few carriers to show it at {SPECIFICITY_CONFIDENCE:.0%} confidence: line above all of them)"
+    return dataclasses.replace(model, threshold=threshold, specificity=specificity,
+                               source=f"learnt from {len(npc)} labelled NPC and {len(other)} other samples ({len(carriers)} carriers); "
+                                      f"line where specificity among carriers is at least {specificity:.3f} at "
+                                      f"{SPECIFICITY_CONFIDENCE:.0%} confidence{shown} ({how}); carriers at or above it "
+                                      f"{float(np.mean(np.array(carrier_scores) >= threshold)):.3f}, NPC sensitivity in the same scores "
+                                      f"{float(np.mean(np.array(npc_scores) >= threshold)):.3f}")
+
+
+SPECIFICITY_CONFIDENCE = 0.95
+
+
+def specificity_line(carrier_scores: np.ndarray, specificity: float) -> tuple[float, bool]:
+    """The lowest line (never below 0: the evidence must favour NPC) at which the carriers'
+    specificity is at least `specificity` with SPECIFICITY_CONFIDENCE confidence: the one-sided
+    Clopper-Pearson upper bound of the share of carriers reaching it is at most 1 - specificity.
+    A line at the plain quantile would let through more than 1 - specificity of the next
+    carriers about half of the time. Returns the line and whether that bound could be reached
+    (False: too few carriers; the line is then above every one of them)."""
+    ordered = np.sort(np.asarray(carrier_scores, dtype=float))[::-1]
+    n = ordered.size
+    allowed = -1
+    for k in range(n):  # k carriers at or above the line
+        if float(stats.beta.ppf(SPECIFICITY_CONFIDENCE, k + 1, n - k)) > 1 - specificity:
+            break
+        allowed = k
+    if allowed < 0:
+        return (max(0.0, float(ordered[0]) + 1e-9) if n else 0.0), False
+    # Just above the score of the first carrier beyond the allowed ones (ties stay below).
+    return max(0.0, float(ordered[allowed]) + 1e-9), True
+
+
+def _class_models(npc: list[dict], other: list[dict]) -> tuple[ScreenModel, list[dict]]:
+    """The amount and size models of NPC and non-NPC samples (line at 0), and which of the
+    non-NPC samples are carriers."""
     defaults = ScreenModel()
     per_million = lambda r: 1e6 * r["fragments"]["unique"] / max(r["fragments"]["total_mapped"], 1)  # noqa: E731
     npc_amounts = np.log10([per_million(r) for r in npc if r["fragments"]["unique"] > 0])
@@ -330,6 +457,8 @@ def learn_model(results: list[dict], labels: dict[str, str], specificity: float 
     ratio = lambda group: [r["size"]["ratio"] for r in group if r["size"]["evaluable"] and r["size"]["viral_fragments_with_length"] >= 20]  # noqa: E731
     npc_ratios, carrier_ratios = ratio(npc), ratio(carriers)
     npc_windows, carrier_windows = _window_ratios(npc), _window_ratios(carriers)
+    if not (npc_windows and carrier_windows):
+        npc_windows = carrier_windows = None
     model = ScreenModel(
         npc_per_million=float(10 ** np.median(npc_amounts)), npc_log10_sd=spread(npc_amounts, 0.3),
         carrier_per_million=float(10 ** np.median(carrier_amounts)) if carrier_amounts.size >= 3 else defaults.carrier_per_million,
@@ -338,16 +467,25 @@ def learn_model(results: list[dict], labels: dict[str, str], specificity: float 
         npc_size_ratio=float(np.median(npc_ratios)) if len(npc_ratios) >= 3 else defaults.npc_size_ratio,
         carrier_size_ratio=float(np.median(carrier_ratios)) if len(carrier_ratios) >= 3 else defaults.carrier_size_ratio,
         min_size_fragments=defaults.min_size_fragments, threshold=0.0,
-        npc_window_ratios=npc_windows if carrier_windows else None, carrier_window_ratios=carrier_windows if npc_windows else None)
-    scored = lambda group: np.array([apply_screen(_copy(r), model)["screen"]["log_likelihood_ratio"] for r in group])  # noqa: E731
-    carrier_scores = scored(carriers) if carriers else scored(other)
-    # The line: the carriers' `specificity` quantile, never below 0 (the evidence must favour NPC).
-    threshold = max(0.0, float(np.quantile(carrier_scores, specificity)) + 1e-9)
-    npc_scores = scored(npc)
-    return dataclasses.replace(model, threshold=threshold, specificity=specificity,
-                               source=f"learnt from {len(npc)} labelled NPC and {len(other)} other samples ({len(carriers)} carriers); "
-                                      f"line at specificity {specificity:.3f} among carriers; training sensitivity "
-                                      f"{float(np.mean(npc_scores >= threshold)):.3f}")
+        npc_window_ratios=npc_windows, carrier_window_ratios=carrier_windows,
+        npc_size_concentration=_window_concentration(npc, npc_windows),
+        carrier_size_concentration=_window_concentration(carriers, carrier_windows),
+        npc_amount_weights=_amount_weights(npc), carrier_amount_weights=_amount_weights(carriers))
+    return model, carriers
+
+
+MINIMUM_SAMPLES_FOR_AMOUNT_SHAPE = 20
+
+
+def _amount_weights(group: list[dict]) -> tuple[float, ...] | None:
+    """The class's amount distribution without a shape assumed, from at least
+    MINIMUM_SAMPLES_FOR_AMOUNT_SHAPE samples (fewer: the lognormal), rounded so the model file
+    stays readable and identical across machines."""
+    if len(group) < MINIMUM_SAMPLES_FOR_AMOUNT_SHAPE:
+        return None
+    weights = learn_amount_weights(np.array([r["fragments"]["unique"] for r in group]),
+                                   np.array([max(r["fragments"]["total_mapped"], 1) for r in group]))
+    return tuple(float(f"{w:.6g}") for w in weights)
 
 
 NPC_LABELS = ("npc", "positive", "1", "case")
@@ -472,8 +610,18 @@ def load_model(path: str | os.PathLike) -> ScreenModel:
                 fields[key] = tuple(float(x) for x in fields[key])
                 if len(fields[key]) != len(SIZE_WINDOWS) or not all(x > 0 for x in fields[key]):
                     raise TypeError(f"'{key}' needs {len(SIZE_WINDOWS)} positive numbers")
+        for key in ("npc_amount_weights", "carrier_amount_weights"):
+            if fields.get(key) is not None:
+                fields[key] = tuple(float(x) for x in fields[key])
+                if len(fields[key]) != AMOUNT_GRID.size or min(fields[key]) < 0 or not sum(fields[key]) > 0:
+                    raise TypeError(f"'{key}' needs {AMOUNT_GRID.size} weights, none negative")
+        for key in ("npc_size_concentration", "carrier_size_concentration"):
+            if fields.get(key) is not None:
+                if isinstance(fields[key], bool) or not isinstance(fields[key], (int, float)) or not fields[key] > 0:
+                    raise TypeError(f"'{key}' needs a positive number")
+                fields[key] = float(fields[key])
         return ScreenModel(**fields)
     except FileNotFoundError:
         raise DataError(f"{path}: screen model file not found; check the path") from None
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, TypeError, ValueError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: not a viral screen model ({error}); use the viral_model.json that `viral` writes") from None
