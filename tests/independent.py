@@ -12,7 +12,7 @@ import pysam
 
 def count_with_pysam(path, bin_size: int, binned: list[str], min_mapq: int = 20, skip_duplicates: bool = True,
                      skip_qc_fail: bool = True, remove_unmarked: bool = False, reference=None, longest: int = 5000,
-                     short=(100, 150), long=(151, 220)):
+                     short=(100, 150), long=(151, 220), max_pair_length: int = 5000):
     mode = "rc" if str(path).endswith(".cram") else "rb"
     bins: Counter = Counter()
     short_bins: Counter = Counter()
@@ -33,7 +33,9 @@ def count_with_pysam(path, bin_size: int, binned: list[str], min_mapq: int = 20,
                 continue
             length = None
             if read.is_paired:
-                if not read.is_proper_pair or read.mate_is_unmapped or read.next_reference_id != read.reference_id:
+                if read.mate_is_unmapped or read.next_reference_id != read.reference_id:
+                    continue
+                if not read.is_proper_pair and not faces_its_mate(read, max_pair_length):
                     continue
                 if read.reference_start > read.next_reference_start:
                     continue
@@ -64,6 +66,17 @@ def count_with_pysam(path, bin_size: int, binned: list[str], min_mapq: int = 20,
                 if length is not None:
                     other_lengths[(contig, capped)] += 1
     return {"bins": bins, "short": short_bins, "long": long_bins, "lengths": lengths, "other": other, "other_lengths": other_lengths}
+
+
+def faces_its_mate(read, max_pair_length: int) -> bool:
+    """A pair the aligner did not mark proper is still a fragment when one read is forward and
+    the other reverse, the forward one starts no later than the reverse one, and the span is
+    1..max_pair_length."""
+    if read.is_reverse == read.mate_is_reverse:
+        return False
+    forward_start, reverse_start = ((read.next_reference_start, read.reference_start) if read.is_reverse
+                                    else (read.reference_start, read.next_reference_start))
+    return forward_start <= reverse_start and 0 < abs(read.template_length) <= max_pair_length
 
 
 def as_vectors(result, counts):

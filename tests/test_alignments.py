@@ -60,7 +60,10 @@ def test_counts_match_samtools_per_contig(tmp_path):
     counts = count_alignments(paired, bin_size=100_000)
     for name, _ in CONTIGS:
         # Unpaired reads count as single-end; pairs through their leftmost mate (read 1 on a tie).
-        expression = ('!flag.paired || (flag.proper_pair && !flag.munmap && rnext == rname '
+        # A pair not marked proper counts when its reads face each other within 5,000 bp.
+        facing = ('(!flag.reverse != !flag.mreverse && ((!flag.reverse && pos <= mpos) || (flag.reverse && mpos <= pos)) '
+                  '&& tlen != 0 && tlen <= 5000 && tlen >= -5000)')
+        expression = (f'!flag.paired || ((flag.proper_pair || {facing}) && !flag.munmap && rnext == rname '
                       '&& (pos < mpos || (pos == mpos && flag.read1)))')
         expected = int(subprocess.run(["samtools", "view", "-c", "-q", "20", "-F", "0xF04", "-e", expression, str(paired), name],
                                       capture_output=True, text=True, check=True).stdout)
@@ -121,8 +124,50 @@ def test_simulated_bam_spanning_many_windows(tmp_path):
     assert two.qc["total"] > 240_000
 
 
+def test_pairs_beyond_the_proper_pair_limit_count_by_their_geometry(tmp_path):
+    """Long pairs without the proper flag count when they face each other within --max-length;
+    pairs facing away, on one strand or beyond the limit do not; --max-length 0 keeps
+    the aligner's proper pairs only. Checked against the independent count, BAM and CRAM."""
+    records = []
+    shapes = [  # (flag of the leftmost read, flag of its mate, length, counted by its geometry)
+        (0x1 | 0x20 | 0x40, 0x1 | 0x10 | 0x80, 600, True),      # forward then reverse: a long molecule
+        (0x1 | 0x20 | 0x40, 0x1 | 0x10 | 0x80, 4_800, True),
+        (0x1 | 0x20 | 0x40, 0x1 | 0x10 | 0x80, 5_200, False),   # beyond 5,000 bp
+        (0x1 | 0x10 | 0x40, 0x1 | 0x20 | 0x80, 600, False),     # reverse then forward: facing away
+        (0x1 | 0x40, 0x1 | 0x80, 600, False),                   # both forward
+        (0x1 | 0x2 | 0x20 | 0x40, 0x1 | 0x2 | 0x10 | 0x80, 170, False),  # proper: counted anyway
+    ]
+    for i in range(300):
+        first, second, length, geometric = shapes[i % len(shapes)]
+        pos = 1_000 + 5_000 * i
+        records.append({"flag": first, "ref": 0, "pos": pos, "mapq": 60, "mate_ref": 0, "mate_pos": pos + length - 50,
+                        "tlen": length, "name": f"p{i}"})
+        records.append({"flag": second, "ref": 0, "pos": pos + length - 50, "mapq": 60, "mate_ref": 0, "mate_pos": pos,
+                        "tlen": -length, "name": f"p{i}"})
+    records.sort(key=lambda r: (r["ref"], r["pos"]))
+    bam = write_bam(tmp_path / "long.bam", records)
+    counts = count_alignments(bam, bin_size=100_000)
+    assert counts.qc["pairs_by_geometry"] == 100 and counts.qc["counted_pairs"] == 150
+    assert counts.fragment_lengths[600] == 50 and counts.fragment_lengths[4_800] == 50 and counts.fragment_lengths[170] == 50
+    assert_same(counts, count_with_pysam(bam, 100_000, BINNED))
+    proper_only = count_alignments(bam, bin_size=100_000, options=CountOptions(max_pair_length=0))
+    assert proper_only.qc["counted_pairs"] == 50 and proper_only.qc["pairs_by_geometry"] == 0
+    assert_same(proper_only, count_with_pysam(bam, 100_000, BINNED, max_pair_length=0))
+    reference = write_reference(tmp_path / "ref.fa")
+    cram = tmp_path / "long.cram"
+    import pysam
+
+    pysam.view("-C", "-T", str(reference), "-o", str(cram), str(bam), catch_stdout=False)
+    pysam.index(str(cram))
+    from_cram = count_alignments(cram, bin_size=100_000, reference=reference)
+    np.testing.assert_array_equal(from_cram.fragment_lengths, counts.fragment_lengths)
+    assert from_cram.qc == counts.qc
+
+
 def test_real_cram_fragment_lengths(tmp_path, shared_data):
-    """The real FinaleToolkit CRAM: 42,934 proper pairs at MAPQ >= 30, mode 166-168 bp."""
+    """The real FinaleToolkit CRAM at MAPQ >= 30: the aligner marked 42,934 pairs proper (up to
+    288 bp); 6,212 more face each other within 5 kb, nearly all 289-900 bp: long molecules.
+    Mode 166-168 bp."""
     cram = tmp_path / "real.cram"
     shutil.copy(shared_data / "finaletoolkit" / "hg19.chr1.6Mb.cram", cram)
     import pysam
@@ -130,7 +175,8 @@ def test_real_cram_fragment_lengths(tmp_path, shared_data):
     pysam.index(str(cram))
     counts = count_alignments(cram, bin_size=100_000, options=CountOptions(min_mapq=30))
     assert counts.paired
-    assert counts.qc["counted_pairs"] == 42_934  # FinaleToolkit's own fragment file has 42,934 fragments
+    assert counts.qc["counted_pairs"] == 42_934 + 6_212 and counts.qc["pairs_by_geometry"] == 6_212
+    assert counts.fragment_lengths[289:].sum() > 6_000 and counts.fragment_lengths[:289].sum() < 43_100
     mode = int(np.argmax(counts.fragment_lengths))
     assert 166 <= mode <= 168
     assert_same(counts, count_with_pysam(cram, 100_000, [c.name for c in counts.layout.contigs], min_mapq=30))
@@ -152,7 +198,9 @@ def test_real_cram_against_fragment_file(tmp_path, shared_data):
     import pysam
 
     pysam.index(str(cram))
-    counts = count_alignments(cram, bin_size=100_000, options=CountOptions(min_mapq=30))
+    # FinaleToolkit's convention: the aligner's proper pairs only (its file has 42,934 fragments).
+    counts = count_alignments(cram, bin_size=100_000, options=CountOptions(min_mapq=30, max_pair_length=0))
+    assert counts.qc["counted_pairs"] == 42_934
     expected = np.zeros(counts.fragment_lengths.size, dtype=np.int64)
     with gzip.open(shared_data / "finaletoolkit" / "Jan28_2020-1.hg19.chr1_0-6Mb.frag.bed.gz", "rt") as stream:
         for line in stream:

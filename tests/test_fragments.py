@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pysam
 import pytest
+from independent import faces_its_mate
 
 from plasmacount.alignments import CountOptions
 from plasmacount.bins import BinAnnotation
@@ -28,13 +29,14 @@ def test_real_cram_size_profile(shared_data, tmp_path, run_cli):
     pysam.index(str(cram))
     assert run_cli("fragments", cram, "-o", tmp_path / "out", "--min-mapq", "30").exit_code == 0
     result = json.loads((tmp_path / "out" / "real.fragments.json").read_text())
-    # Independent: every proper pair's leftmost mate at MAPQ >= 30, not duplicate/secondary/supplementary/QC-fail.
+    # Independent: every pair's leftmost mate at MAPQ >= 30 (proper, or facing its mate within 5 kb), not
+    # duplicate/secondary/supplementary/QC-fail.
     expected = np.zeros(5002, dtype=np.int64)
     with pysam.AlignmentFile(str(cram)) as alignments:
         for read in alignments.fetch(until_eof=True):
             if (read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate
-                    or read.mapping_quality < 30 or not read.is_paired or not read.is_proper_pair or read.mate_is_unmapped
-                    or read.next_reference_id != read.reference_id):
+                    or read.mapping_quality < 30 or not read.is_paired or read.mate_is_unmapped
+                    or read.next_reference_id != read.reference_id or not (read.is_proper_pair or faces_its_mate(read, 5000))):
                 continue
             if read.reference_start < read.next_reference_start or (read.reference_start == read.next_reference_start and read.is_read1):
                 expected[min(abs(read.template_length), 5001)] += 1
@@ -42,8 +44,12 @@ def test_real_cram_size_profile(shared_data, tmp_path, run_cli):
     observed = np.array([int(line.split("\t")[1]) for line in rows])
     np.testing.assert_array_equal(observed, expected)
     assert 166 <= result["size"]["mode"] <= 168
+    assert result["size"]["fragments"] == 42_934 + 6_212  # the aligner's proper pairs, and the longer ones facing each other
+    # FinaleToolkit's convention (the aligner's proper pairs only) gives FinaleToolkit's own figures.
+    assert run_cli("fragments", cram, "-o", tmp_path / "proper", "--min-mapq", "30", "--max-length", "0").exit_code == 0
+    result = json.loads((tmp_path / "proper" / "real.fragments.json").read_text())
     assert result["size"]["fragments"] == 42_934
-    assert result["size"]["mean"] == pytest.approx(169.8, abs=0.05)  # FinaleToolkit's own figure
+    assert result["size"]["mean"] == pytest.approx(169.8, abs=0.05)
     assert result["size"]["share_below_150"] == pytest.approx(0.154, abs=0.001)
     assert 9.5 < result["size"]["periodicity_period"] < 11.0
 
@@ -70,7 +76,8 @@ def test_end_motifs_match_independent_count(simulated):
     with pysam.AlignmentFile(str(bam)) as alignments:
         for read in alignments.fetch(until_eof=True):
             if (read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate
-                    or read.mapping_quality < 20 or not read.is_proper_pair or read.reference_start > read.next_reference_start
+                    or read.mapping_quality < 20 or read.mate_is_unmapped or read.next_reference_id != read.reference_id
+                    or not (read.is_proper_pair or faces_its_mate(read, 5000)) or read.reference_start > read.next_reference_start
                     or (read.reference_start == read.next_reference_start and not read.is_read1)):
                 continue
             start = read.reference_start

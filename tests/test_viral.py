@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pysam
 import pytest
+from independent import faces_its_mate
 
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError
@@ -101,7 +102,9 @@ def test_alignments_count_the_w_repeat_apart(tmp_path):
     unique = w_repeat = 0
     with pysam.AlignmentFile(str(bam)) as alignments:
         for read in alignments.fetch("chrEBV"):
-            if read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate or not read.is_proper_pair:
+            if read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate or read.mate_is_unmapped:
+                continue
+            if read.next_reference_id != read.reference_id or not (read.is_proper_pair or faces_its_mate(read, 5000)):
                 continue
             if read.reference_start > read.next_reference_start or (read.reference_start == read.next_reference_start and not read.is_read1):
                 continue

@@ -37,7 +37,7 @@ static crc32_fn p_crc32 = NULL;
 enum {
     QC_TOTAL, QC_UNMAPPED, QC_SECONDARY, QC_SUPPLEMENTARY, QC_MAPPED, QC_QCFAIL, QC_DUPLICATE,
     QC_LOW_MAPQ, QC_PAIRED_READS, QC_IMPROPER_PAIRS, QC_SECOND_MATES, QC_UNMARKED_DUPLICATES,
-    QC_COUNTED, QC_COUNTED_PAIRS, QC_COUNTED_SINGLE, QC_OUTSIDE_BINS, QC_N_FIELDS
+    QC_COUNTED, QC_COUNTED_PAIRS, QC_COUNTED_SINGLE, QC_OUTSIDE_BINS, QC_PAIRS_BY_GEOMETRY, QC_N_FIELDS
 };
 
 #define FLAG_PAIRED 0x1
@@ -45,6 +45,7 @@ enum {
 #define FLAG_UNMAPPED 0x4
 #define FLAG_MATE_UNMAPPED 0x8
 #define FLAG_REVERSE 0x10
+#define FLAG_MATE_REVERSE 0x20
 #define FLAG_READ1 0x40
 #define FLAG_SECONDARY 0x100
 #define FLAG_QCFAIL 0x200
@@ -165,6 +166,7 @@ typedef struct {
     int skip_duplicates, skip_qcfail, remove_unmarked_duplicates;
     int64_t short_low, short_high, long_low, long_high;
     int64_t hist_overflow;           /* index of the overflow bucket = longest tracked length + 1 */
+    int64_t max_pair_length;         /* longest pair counted by its geometry alone (no proper flag) */
     /* outputs */
     int64_t *counts, *short_counts, *long_counts, *histogram;
     int64_t *other_counts, *other_histogram;
@@ -245,12 +247,21 @@ static int64_t walk_records(walk_state *s, const uint8_t *data, int64_t len) {
         int64_t fragment_length = -1;
         if (flag & FLAG_PAIRED) {
             qc[QC_PAIRED_READS]++;
-            if (!(flag & FLAG_PROPER) || (flag & FLAG_MATE_UNMAPPED) || next_ref != ref) {
+            /* A fragment: mate on the same contig, and either marked proper by the aligner or
+             * facing it (the leftmost read forward, the other reverse) within max_pair_length.
+             * Both mates reach the same verdict. Mirrored by pair_is_fragment in alignments.py. */
+            int64_t span = tlen < 0 ? -(int64_t)tlen : (int64_t)tlen;
+            int same_contig = !(flag & FLAG_MATE_UNMAPPED) && next_ref == ref;
+            int reverse = (flag & FLAG_REVERSE) != 0, mate_reverse = (flag & FLAG_MATE_REVERSE) != 0;
+            int facing = reverse != mate_reverse && (pos == next_pos || (pos < next_pos) == !reverse);
+            int by_geometry = !(flag & FLAG_PROPER) && facing && span > 0 && span <= s->max_pair_length;
+            if (!same_contig || (!(flag & FLAG_PROPER) && !by_geometry)) {
                 qc[QC_IMPROPER_PAIRS]++; continue;
             }
             int leftmost = pos < next_pos || (pos == next_pos && (flag & FLAG_READ1));
             if (!leftmost) { qc[QC_SECOND_MATES]++; continue; }
-            fragment_length = tlen < 0 ? -(int64_t)tlen : (int64_t)tlen;
+            if (by_geometry) qc[QC_PAIRS_BY_GEOMETRY]++;
+            fragment_length = span;
         }
         if (s->remove_unmarked_duplicates) {
             int64_t key = ((fragment_length + 1) << 1) | ((flag & FLAG_REVERSE) ? 1 : 0);
@@ -328,12 +339,13 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args) {
     const char *path;
     long long header_bytes, bin_size, short_low, short_high, long_low, long_high, hist_overflow;
     int n_threads, min_mapq, skip_duplicates, skip_qcfail, remove_unmarked;
+    long long max_pair_length;
     PyObject *o_ref_bin_offset, *o_ref_bin_count, *o_ref_other_index, *o_counts, *o_short,
         *o_long, *o_hist, *o_other_counts, *o_other_hist, *o_per_ref, *o_qc;
-    if (!PyArg_ParseTuple(args, "sLiOOOLiiiiLLLLLOOOOOOOO", &path, &header_bytes, &n_threads,
+    if (!PyArg_ParseTuple(args, "sLiOOOLiiiiLLLLLLOOOOOOOO", &path, &header_bytes, &n_threads,
                           &o_ref_bin_offset, &o_ref_bin_count, &o_ref_other_index, &bin_size,
                           &min_mapq, &skip_duplicates, &skip_qcfail, &remove_unmarked, &short_low,
-                          &short_high, &long_low, &long_high, &hist_overflow, &o_counts, &o_short,
+                          &short_high, &long_low, &long_high, &hist_overflow, &max_pair_length, &o_counts, &o_short,
                           &o_long, &o_hist, &o_other_counts, &o_other_hist, &o_per_ref, &o_qc))
         return NULL;
     if (!p_deflate_decompress) {
@@ -407,6 +419,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args) {
     s.short_low = short_low; s.short_high = short_high;
     s.long_low = long_low; s.long_high = long_high;
     s.hist_overflow = hist_overflow;
+    s.max_pair_length = max_pair_length;
     s.counts = bufs[3].view.buf; s.short_counts = bufs[4].view.buf; s.long_counts = bufs[5].view.buf;
     s.histogram = bufs[6].view.buf; s.other_counts = bufs[7].view.buf;
     s.other_histogram = bufs[8].view.buf; s.per_ref_counts = bufs[9].view.buf; s.qc = bufs[10].view.buf;

@@ -34,8 +34,30 @@ from plasmacount.genome import Layout, check_compatible, is_binned_chromosome
 QC_FIELDS = (
     "total", "unmapped", "secondary", "supplementary", "mapped", "qc_fail", "duplicates",
     "low_mapq", "paired_reads", "improper_pairs", "second_mates", "unmarked_duplicates",
-    "counted", "counted_pairs", "counted_single", "outside_bins",
+    "counted", "counted_pairs", "counted_single", "outside_bins", "pairs_by_geometry",
 )
+
+# Pairs the aligner did not mark proper still count when they face each other on one contig
+# within this span: an aligner's proper-pair limit (set from the library's own insert sizes: 288
+# bp on the real FinaleToolkit CRAM) would otherwise drop exactly the long molecules. 0 keeps
+# the aligner's proper pairs only (FinaleToolkit's and DELFI's convention).
+DEFAULT_MAX_PAIR_LENGTH = 5000
+
+
+def pair_is_fragment(flag: int, position: int, mate_position: int, same_contig: bool, template_length: int,
+                     max_pair_length: int) -> tuple[bool, bool]:
+    """(counts as a fragment, only by its geometry) for a paired read: its mate mapped on the same
+    contig, and the aligner marked the pair proper or the reads face each other (the leftmost
+    forward, the other reverse) with 0 < |TLEN| <= max_pair_length. Both mates of a pair get the
+    same answer. The BAM kernel applies the same rule in C."""
+    if flag & 0x8 or not same_contig:
+        return False, False
+    if flag & 0x2:
+        return True, False
+    reverse, mate_reverse = bool(flag & 0x10), bool(flag & 0x20)
+    facing = reverse != mate_reverse and (position == mate_position or (position < mate_position) == (not reverse))
+    fragment = facing and 0 < abs(template_length) <= max_pair_length
+    return fragment, fragment
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,7 @@ class CountOptions:
     short_range: tuple[int, int] = DEFAULT_SHORT_RANGE
     long_range: tuple[int, int] = DEFAULT_LONG_RANGE
     longest_length: int = DEFAULT_LONGEST_LENGTH
+    max_pair_length: int = DEFAULT_MAX_PAIR_LENGTH
     threads: int = 2
 
     def validate(self) -> None:
@@ -59,6 +82,8 @@ class CountOptions:
                 raise UsageError(f"{name} must be LOW-HIGH with 0 <= LOW <= HIGH, not {low}-{high}")
         if self.longest_length < 1000:
             raise UsageError("the fragment-length histogram must reach at least 1000 bp")
+        if self.max_pair_length < 0:
+            raise UsageError(f"--max-length must be 0 (the aligner's proper pairs only) or more, not {self.max_pair_length}")
         if self.threads < 1:
             raise UsageError(f"--threads must be at least 1, not {self.threads}")
 
@@ -278,7 +303,7 @@ def count_alignments(
                 str(path), header.size, options.threads, plan.ref_bin_offset, plan.ref_bin_count, plan.ref_other_index,
                 plan.layout.bin_size, options.min_mapq, int(options.skip_duplicates), int(options.skip_qc_fail),
                 int(options.remove_unmarked_duplicates), options.short_range[0], options.short_range[1],
-                options.long_range[0], options.long_range[1], options.longest_length + 1,
+                options.long_range[0], options.long_range[1], options.longest_length + 1, options.max_pair_length,
                 result["counts"], result["short"], result["long"], result["histogram"], result["other_counts"],
                 result["other_histogram"], result["per_ref"], result["qc"],
             )
@@ -430,13 +455,16 @@ def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict):
             length = -1
             if flag & 0x1:
                 qc["paired_reads"] += 1
-                if not flag & 0x2 or flag & 0x8 or read.next_reference_id != ref:
+                mate = read.next_reference_start
+                fragment, by_geometry = pair_is_fragment(flag, pos, mate, read.next_reference_id == ref, read.template_length,
+                                                         options.max_pair_length)
+                if not fragment:
                     qc["improper_pairs"] += 1
                     continue
-                mate = read.next_reference_start
                 if not (pos < mate or (pos == mate and flag & 0x40)):
                     qc["second_mates"] += 1
                     continue
+                qc["pairs_by_geometry"] += by_geometry
                 length = abs(read.template_length)
             if options.remove_unmarked_duplicates:
                 if (ref, pos) != seen_position:

@@ -629,7 +629,7 @@ def simulate_counts(design: SampleDesign, model: GenomeModel, seed: int, index: 
         "paired_reads": mapped if design.paired else 0, "improper_pairs": 0,
         "second_mates": (counted + int(other_counts.sum())) if design.paired else 0, "unmarked_duplicates": 0,
         "counted": counted, "counted_pairs": counted if design.paired else 0,
-        "counted_single": 0 if design.paired else counted, "outside_bins": 0,
+        "counted_single": 0 if design.paired else counted, "outside_bins": 0, "pairs_by_geometry": 0,
     }
     per_contig = {c.name: int(counts[c.first_bin : c.first_bin + c.n_bins].sum()) for c in layout.contigs}
     per_contig.update({name: int(n) for (name, _), n in zip(model.other_contigs, other_counts) if n})

@@ -515,7 +515,8 @@ def from_alignments(path: str | os.PathLike, virus: str | None, model: ScreenMod
     """Count the alignments, then re-read the viral contig for the W repeat and the viral MAPQ threshold."""
     import pysam
 
-    from plasmacount.alignments import CountOptions, prepare_cram_environment, alignment_kind, count_alignments
+    from plasmacount.alignments import (DEFAULT_MAX_PAIR_LENGTH, CountOptions, alignment_kind, count_alignments, pair_is_fragment,
+                                        prepare_cram_environment)
 
     path = Path(path)
     # The host's size profile at the viral reads' MAPQ: the two are compared.
@@ -532,7 +533,10 @@ def from_alignments(path: str | os.PathLike, virus: str | None, model: ScreenMod
             if read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate:
                 continue
             if read.is_paired:
-                if not read.is_proper_pair or read.reference_start > read.next_reference_start or (
+                # The counter's pair rule, so the viral fragments are the ones its host profile counts.
+                fragment, _ = pair_is_fragment(read.flag, read.reference_start, read.next_reference_start,
+                                               read.next_reference_id == read.reference_id, read.template_length, DEFAULT_MAX_PAIR_LENGTH)
+                if not fragment or read.reference_start > read.next_reference_start or (
                         read.reference_start == read.next_reference_start and not read.is_read1):
                     continue
             in_repeat = is_ebv and EBV_W_REPEAT[0] <= read.reference_start < EBV_W_REPEAT[1]

@@ -68,6 +68,16 @@ def add_fasta_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--reference", dest="fasta", action=_DeprecatedAlias, help=argparse.SUPPRESS)
 
 
+def add_max_length_option(parser: argparse.ArgumentParser) -> None:
+    """`--max-length`: the longest pair counted by its own geometry, without the aligner's flag."""
+    from plasmacount.alignments import DEFAULT_MAX_PAIR_LENGTH
+
+    parser.add_argument("--max-length", type=number(int, 0), default=DEFAULT_MAX_PAIR_LENGTH, metavar="BP",
+                        help="pairs the aligner did not mark proper still count when they face each other on one contig "
+                             f"within BP (default {DEFAULT_MAX_PAIR_LENGTH}); 0: the aligner's proper pairs only "
+                             "(FinaleToolkit's and DELFI's convention)")
+
+
 class _DeprecatedAlias(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         # Said once logging is set up (main), so --quiet and the one-line format apply.

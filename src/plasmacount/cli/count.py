@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from plasmacount.cli import add_fasta_option, number
+from plasmacount.cli import add_fasta_option, add_max_length_option, number
 from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remove-unmarked-duplicates", action="store_true", help="skip fragments with the same position, strand (and length) as one already counted")
     parser.add_argument("--short-range", type=_range, default=(100, 150), metavar="LOW-HIGH", help="short fragment lengths counted per bin (default 100-150)")
     parser.add_argument("--long-range", type=_range, default=(151, 220), metavar="LOW-HIGH", help="long fragment lengths counted per bin (default 151-220)")
+    add_max_length_option(parser)
     parser.add_argument("--threads", type=number(int, 1, 256), default=2, metavar="N", help="decompression threads (default 2)")
 
 
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> None:
             remove_unmarked_duplicates=args.remove_unmarked_duplicates,
             short_range=args.short_range,
             long_range=args.long_range,
+            max_pair_length=args.max_length,
             threads=args.threads,
         )
         counts = count_alignments(source, bin_size=args.bin_size or 100_000, annotation=annotation,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from plasmacount.cli import add_fasta_option, number
+from plasmacount.cli import add_fasta_option, add_max_length_option, number
 
 logger = logging.getLogger("plasmacount")
 
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=number(int, 1000), default=5_000_000, metavar="BP", help="window for short/long ratios (default 5000000)")
     parser.add_argument("--bin-size", type=number(int, 100), default=100_000, metavar="N", help="bins when counting BAM/CRAM without --bins (default 100000)")
     parser.add_argument("--min-mapq", type=number(int, 0, 255), default=20, metavar="Q", help="skip reads with mapping quality below Q (default 20)")
+    add_max_length_option(parser)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> None:
     progress = Progress("fragmentomics", enabled=not args.quiet)
     results = []
     for i, source in enumerate(args.inputs):
-        results.append(analyse(source, args.fasta, annotation, args.bins, args.window, args.bin_size, CountOptions(min_mapq=args.min_mapq)))
+        results.append(analyse(source, args.fasta, annotation, args.bins, args.window, args.bin_size, CountOptions(min_mapq=args.min_mapq, max_pair_length=args.max_length)))
         progress(i + 1, len(args.inputs))
     write_outputs(results, args.output)
     for result, _ in results:
