@@ -4,7 +4,8 @@ Counting rules (the same for BAM and CRAM, and documented in `docs/counts-format
 - unmapped, secondary and supplementary records are never counted; QC-fail and
   duplicate-flagged records are skipped by default; records with MAPQ < `min_mapq` are skipped;
 - a single-end read counts once, in the bin holding its leftmost aligned position (BAM POS);
-- a paired read counts only if it is properly paired with its mate on the same contig; the
+- a paired read counts only if its mate is on the same contig and the pair is a fragment: marked
+  proper by the aligner, or facing each other within `max_pair_length` (`pair_is_fragment`); the
   fragment counts once, through the leftmost mate (the one with the smaller POS; read 1 on a
   tie), at that mate's position, with length |TLEN|; the filters apply to that mate;
 - with `remove_unmarked_duplicates`, a fragment with the same contig, position, strand (and,

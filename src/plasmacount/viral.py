@@ -70,7 +70,8 @@ class ScreenModel:
     """What NPC and non-NPC plasma look like, and the line a sample's evidence must reach.
 
     Amount: log10 of viral fragments per million is normal in each class (NPC; non-NPC carriers
-    of EBV DNA), and a share of non-NPC people carry none at all (only mis-mapped background).
+    of EBV DNA; a learnt model from 20 samples of a class on has that class's own distribution
+    instead), and a share of non-NPC people carry none at all (only mis-mapped background).
     Size: the viral share of 80-110 bp fragments is beta-distributed around the host's share
     times the class's size ratio. The defaults are literature-based assumptions (docs/viral.md),
     to be replaced by `--train` on a lab's own labelled samples."""
@@ -372,14 +373,14 @@ LEARNING_FOLDS = 5
 
 
 def learn_model(results: list[dict], labels: dict[str, str], specificity: float = 0.95) -> ScreenModel:
-    """The class models from labelled samples (NPC and not NPC), and the line set so that at most
-    1 - `specificity` of the non-NPC carriers (non-NPC samples with viral DNA beyond background)
-    reach it.
+    """The class models from labelled samples (NPC and not NPC), and the line at which the non-NPC
+    carriers (non-NPC samples with viral DNA beyond background) show at least `specificity` with
+    SPECIFICITY_CONFIDENCE confidence (`specificity_line`).
 
-    The line is the carriers' `specificity` quantile of scores each carrier got from a model
-    learnt without it (LEARNING_FOLDS folds): a model scores its own training carriers as more
-    carrier-like than new ones, so a line from in-sample scores lets more than 1 - specificity
-    of a lab's next carriers through. The class models themselves come from all samples."""
+    Each carrier's score comes from a model learnt without it (LEARNING_FOLDS folds): a model
+    scores its own training carriers as more carrier-like than new ones, so a line from in-sample
+    scores lets more than 1 - specificity of a lab's next carriers through. The class models
+    themselves come from all samples."""
     if not 0.5 <= specificity < 1:
         raise UsageError(f"--specificity must be between 0.5 and 1, not {specificity}")
     known = sorted((r for r in results if r["sample"] in labels), key=lambda r: r["sample"])
