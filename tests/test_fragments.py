@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pysam
 import pytest
-from independent import faces_its_mate
+from independent import count_with_pysam, faces_its_mate
 
 from plasmacount.alignments import CountOptions
 from plasmacount.bins import BinAnnotation
@@ -104,6 +104,10 @@ def test_windows_and_bad_input(simulated, tmp_path, run_cli):
     assert all(w["end"] - w["start"] <= 50_000 for w in windows)
     assert result["short_long_ratio"]["gc_corrected"] and result["end_motifs"]["diversity"] is not None
     assert result["other_contigs"]["chrM"]["fragments"] == counts.other_counts[[o["name"] for o in counts.other_contigs].index("chrM")]
+    # Mitochondrial share against an independent count (pysam, record by record).
+    independent = count_with_pysam(bam, annotation.bin_size, [c.name for c in counts.layout.contigs])
+    chr_m, nuclear = independent["other"]["chrM"], sum(independent["bins"].values())
+    assert result["mitochondrial"] == {"fragments": chr_m, "fraction": pytest.approx(chr_m / (chr_m + nuclear))} and chr_m > 0
     # Single-end data: no size criteria, said so.
     [single] = run_simulation(SimulationRequest(output=tmp_path / "se", cohort="euploid", samples=1, reads=20_000, scale=1 / 1000, seed=4))
     result, tables = analyse(single)

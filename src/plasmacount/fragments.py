@@ -24,7 +24,7 @@ from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
 from plasmacount.gc import fit_gc_curve
-from plasmacount.genome import is_binned_chromosome
+from plasmacount.genome import is_binned_chromosome, name_key
 
 MOTIFS = [a + b + c + d for a in "ACGT" for b in "ACGT" for c in "ACGT" for d in "ACGT"]
 
@@ -236,7 +236,7 @@ def end_motifs(path: str | os.PathLike, fasta: str | os.PathLike, options=None) 
     return EndMotifs(counts, ends, skipped)
 
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: mitochondrial, end_motifs.diversity_miller_madow
 
 
 def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, annotation: BinAnnotation | None = None,
@@ -273,9 +273,14 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
         if counts.other_counts[row]:
             others[contig["name"]] = {"fragments": int(counts.other_counts[row]),
                                       "size": size_statistics(counts.other_fragment_lengths[row]) if counts.paired else None}
+    # Mitochondrial DNA share: a feature of fragmentomic classifiers (cancer plasma carries more).
+    mitochondrial = sum(int(counts.other_counts[row]) for row, contig in enumerate(counts.other_contigs) if name_key(contig["name"]) == "M")
+    nuclear = int(counts.counts.sum())
     result = {
         "schema_version": SCHEMA_VERSION, "sample": counts.sample, "source": counts.source, "paired": counts.paired,
         "size": statistics,
+        "mitochondrial": {"fragments": mitochondrial,
+                          "fraction": mitochondrial / (mitochondrial + nuclear) if mitochondrial + nuclear else None},
         "short_range": list(counts.short_range), "long_range": list(counts.long_range),
         "short_long_ratio": {"genome": float(counts.short.sum() / counts.long.sum()) if counts.long.sum() else None,
                              "windows": len(windows) if windows else 0, "window_bp": window,
@@ -330,13 +335,14 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
     path = output / "fragments.tsv"
     columns = ["sample", "paired", "fragments", "mode", "median", "mean", "share_below_150", "share_above_250", "share_above_500",
                "share_above_1000", "periodicity_amplitude", "periodicity_period", "short_long_ratio", "motif_diversity",
-               "motif_diversity_miller_madow"]
+               "motif_diversity_miller_madow", "mitochondrial_fraction"]
     with atomic_output(path, "w") as stream:
         stream.write("\t".join(columns) + "\n")
         for result, _ in results:
             size = result["size"]
             values = [result["sample"], str(result["paired"]).lower()] + [size[k] for k in columns[2:12]] + [
-                result["short_long_ratio"]["genome"], result["end_motifs"]["diversity"], result["end_motifs"]["diversity_miller_madow"]]
+                result["short_long_ratio"]["genome"], result["end_motifs"]["diversity"], result["end_motifs"]["diversity_miller_madow"],
+                result["mitochondrial"]["fraction"]]
             stream.write("\t".join(table_cell(v, ".5f") for v in values) + "\n")
     written.append(path)
     return written
