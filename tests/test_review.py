@@ -2,6 +2,7 @@
 SQLite and (when $PLASMACOUNT_TEST_POSTGRES names a server, as `.ci/run` does) on PostgreSQL."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -345,20 +346,30 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (`.ci/run` installs it)")
-def test_browser_review_session(server, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+@contextlib.contextmanager
+def _served(app):
+    """The app behind a real uvicorn server on loopback, for as long as the block runs; yields its URL."""
     import uvicorn
 
-    app, _ = server
     port = _free_port()
     uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uvicorn_server.run, daemon=True)
     thread.start()
     while not uvicorn_server.started:
         time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
     try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (`.ci/run` installs it)")
+def test_browser_review_session(server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+
+    app, _ = server
+    with _served(app) as base:
         with playwright.sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=shutil.which("chromium"),
                                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
@@ -386,9 +397,6 @@ def test_browser_review_session(server, tmp_path):
             page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
             assert not [p for p in problems if "401" not in p], problems
             browser.close()
-    finally:
-        uvicorn_server.should_exit = True
-        thread.join(timeout=10)
     assert (tmp_path / "review.png").stat().st_size > 10_000
 
 
@@ -398,26 +406,17 @@ def test_a_write_waiting_for_a_lock_does_not_freeze_the_server(server):
     login too (SQLite has one writer per database, so there a login's write waits as well): the
     waiting write holds a worker thread, not the event loop."""
     import httpx2 as httpx
-    import uvicorn
     from sqlalchemy import select
 
     from plasmacount.review.database import Sample, begin_write
 
     app, factory = server
-    port = _free_port()
-    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    while not uvicorn_server.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
     holder = factory()
+    on_postgresql = holder.get_bind().dialect.name == "postgresql"
     outcome: dict = {}
     try:
-        with httpx.Client(base_url=base, follow_redirects=False, timeout=60) as http:
-            form = http.get("/login").text
-            token = re.search(r'name="login_csrf" value="([^"]+)"', form).group(1)
-            assert http.post("/login", data={"username": "rita", "password": PASSWORDS["rita"], "next": "/", "login_csrf": token}).status_code == 303
+        with _served(app) as base, httpx.Client(base_url=base, follow_redirects=False, timeout=60) as http:
+            assert log_in(http, "rita", PASSWORDS["rita"]).status_code == 303
             csrf = http.get("/api/me").json()["csrf_token"]
             begin_write(holder, "sample:1")
             holder.scalar(select(Sample).where(Sample.id == 1).with_for_update())
@@ -432,25 +431,21 @@ def test_a_write_waiting_for_a_lock_does_not_freeze_the_server(server):
             waiting = threading.Thread(target=comment)
             waiting.start()
             time.sleep(1.0)  # let the comment reach the lock (on PostgreSQL, checked just below)
-            if holder.get_bind().dialect.name == "postgresql":
+            if on_postgresql:
                 with factory() as probe:
                     assert probe.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")) >= 1
             answered = [http.get("/login", timeout=10).status_code, http.get("/batches/1", timeout=10).status_code]
-            if holder.get_bind().dialect.name == "postgresql":
+            if on_postgresql:
                 with httpx.Client(base_url=base, follow_redirects=False, timeout=10) as other:
-                    token = re.search(r'name="login_csrf" value="([^"]+)"', other.get("/login").text).group(1)
-                    answered.append(other.post("/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "/",
-                                                               "login_csrf": token}).status_code)
+                    answered.append(log_in(other, "vic", PASSWORDS["vic"]).status_code)
             assert "status" not in outcome, "the comment did not wait for the lock"
-            assert answered == [200, 200] + ([303] if holder.get_bind().dialect.name == "postgresql" else [])
+            assert answered == [200, 200] + ([303] if on_postgresql else [])
             holder.rollback()
             waiting.join(timeout=60)
             assert outcome == {"status": 200, "answered_while_locked": False}
     finally:
         holder.rollback()
         holder.close()
-        uvicorn_server.should_exit = True
-        thread.join(timeout=10)
         with factory() as session:
             session.execute(text("DELETE FROM login_attempts"))
             session.commit()
