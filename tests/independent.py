@@ -12,7 +12,7 @@ import pysam
 
 def count_with_pysam(path, bin_size: int, binned: list[str], min_mapq: int = 20, skip_duplicates: bool = True,
                      skip_qc_fail: bool = True, remove_unmarked: bool = False, reference=None, longest: int = 5000,
-                     short=(100, 150), long=(151, 220), max_pair_length: int = 5000):
+                     short=(100, 150), long=(151, 220), max_pair_length: int = 5000, representative: str = "forward"):
     mode = "rc" if str(path).endswith(".cram") else "rb"
     bins: Counter = Counter()
     short_bins: Counter = Counter()
@@ -37,10 +37,15 @@ def count_with_pysam(path, bin_size: int, binned: list[str], min_mapq: int = 20,
                     continue
                 if not read.is_proper_pair and not faces_its_mate(read, max_pair_length):
                     continue
-                if read.reference_start > read.next_reference_start:
-                    continue
-                if read.reference_start == read.next_reference_start and not read.is_read1:
-                    continue
+                if representative == "forward" and read.is_reverse != read.mate_is_reverse:
+                    # the forward mate stands for the pair
+                    if read.is_reverse:
+                        continue
+                else:
+                    if read.reference_start > read.next_reference_start:
+                        continue
+                    if read.reference_start == read.next_reference_start and not read.is_read1:
+                        continue
                 length = abs(read.template_length)
             if remove_unmarked:
                 where = (read.reference_id, read.reference_start)

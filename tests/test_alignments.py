@@ -59,12 +59,14 @@ def test_counts_match_samtools_per_contig(tmp_path):
     paired = write_bam(tmp_path / "pe.bam", random_records(seed=4, n=8_000, paired=True))
     counts = count_alignments(paired, bin_size=100_000)
     for name, _ in CONTIGS:
-        # Unpaired reads count as single-end; pairs through their leftmost mate (read 1 on a tie).
-        # A pair not marked proper counts when its reads face each other within 5,000 bp.
+        # Unpaired reads count as single-end; pairs through their forward mate, or for pairs on one
+        # strand through the leftmost mate (read 1 on a tie). A pair not marked proper counts when
+        # its reads face each other within 5,000 bp.
         facing = ('(!flag.reverse != !flag.mreverse && ((!flag.reverse && pos <= mpos) || (flag.reverse && mpos <= pos)) '
                   '&& tlen != 0 && tlen <= 5000 && tlen >= -5000)')
-        expression = (f'!flag.paired || ((flag.proper_pair || {facing}) && !flag.munmap && rnext == rname '
-                      '&& (pos < mpos || (pos == mpos && flag.read1)))')
+        representative = ('((!flag.reverse != !flag.mreverse && !flag.reverse) '
+                          '|| (!flag.reverse == !flag.mreverse && (pos < mpos || (pos == mpos && flag.read1))))')
+        expression = (f'!flag.paired || ((flag.proper_pair || {facing}) && !flag.munmap && rnext == rname && {representative})')
         expected = int(subprocess.run(["samtools", "view", "-c", "-q", "20", "-F", "0xF04", "-e", expression, str(paired), name],
                                       capture_output=True, text=True, check=True).stdout)
         assert counts.per_contig_counts.get(name, 0) == expected, name

@@ -38,7 +38,8 @@ def test_real_cram_size_profile(shared_data, tmp_path, run_cli):
                     or read.mapping_quality < 30 or not read.is_paired or read.mate_is_unmapped
                     or read.next_reference_id != read.reference_id or not (read.is_proper_pair or faces_its_mate(read, 5000))):
                 continue
-            if read.reference_start < read.next_reference_start or (read.reference_start == read.next_reference_start and read.is_read1):
+            if (not read.is_reverse) if read.is_reverse != read.mate_is_reverse else (
+                    read.reference_start < read.next_reference_start or (read.reference_start == read.next_reference_start and read.is_read1)):
                 expected[min(abs(read.template_length), 5001)] += 1
     rows = (tmp_path / "out" / "real.size_histogram.tsv").read_text().splitlines()[1:]
     observed = np.array([int(line.split("\t")[1]) for line in rows])
@@ -67,6 +68,13 @@ def test_size_statistics_and_periodicity():
     assert size_statistics(np.zeros(10, dtype=np.int64))["mode"] is None
 
 
+def forward_mate_or_leftmost(read) -> bool:
+    """The mate a pair is counted through: the forward one, or for same-strand pairs the leftmost."""
+    if read.is_reverse != read.mate_is_reverse:
+        return not read.is_reverse
+    return read.reference_start < read.next_reference_start or (read.reference_start == read.next_reference_start and read.is_read1)
+
+
 def test_end_motifs_match_independent_count(simulated):
     bam, fasta, _ = simulated
     motifs = end_motifs(bam, fasta, CountOptions())
@@ -77,8 +85,7 @@ def test_end_motifs_match_independent_count(simulated):
         for read in alignments.fetch(until_eof=True):
             if (read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate
                     or read.mapping_quality < 20 or read.mate_is_unmapped or read.next_reference_id != read.reference_id
-                    or not (read.is_proper_pair or faces_its_mate(read, 5000)) or read.reference_start > read.next_reference_start
-                    or (read.reference_start == read.next_reference_start and not read.is_read1)):
+                    or not (read.is_proper_pair or faces_its_mate(read, 5000)) or not forward_mate_or_leftmost(read)):
                 continue
             start = read.reference_start
             end = start + abs(read.template_length)

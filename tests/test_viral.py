@@ -106,7 +106,8 @@ def test_alignments_count_the_w_repeat_apart(tmp_path):
                 continue
             if read.next_reference_id != read.reference_id or not (read.is_proper_pair or faces_its_mate(read, 5000)):
                 continue
-            if read.reference_start > read.next_reference_start or (read.reference_start == read.next_reference_start and not read.is_read1):
+            if read.is_reverse if read.is_reverse != read.mate_is_reverse else (read.reference_start > read.next_reference_start or (
+                    read.reference_start == read.next_reference_start and not read.is_read1)):
                 continue
             if EBV_W_REPEAT[0] <= read.reference_start < EBV_W_REPEAT[1]:
                 w_repeat += 1

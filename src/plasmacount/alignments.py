@@ -6,8 +6,17 @@ Counting rules (the same for BAM and CRAM, and documented in `docs/counts-format
 - a single-end read counts once, in the bin holding its leftmost aligned position (BAM POS);
 - a paired read counts only if its mate is on the same contig and the pair is a fragment: marked
   proper by the aligner, or facing each other within `max_pair_length` (`pair_is_fragment`); the
-  fragment counts once, through the leftmost mate (the one with the smaller POS; read 1 on a
-  tie), at that mate's position, with length |TLEN|; the filters apply to that mate;
+  fragment counts once, through one mate that stands for it (`representative`), whose filters
+  (MAPQ) apply, in the bin of the fragment's start:
+  - "forward" (default): the forward mate; the fragment runs |TLEN| from its 5' end. This is the
+    fragment also when the reverse mate starts before it (a dovetailed pair, its adapter end
+    clipped), and it is the rule of the FinaleDB fragment files (identical on the real CRAM);
+    pairs with both mates on one strand fall back to "leftmost";
+  - "leftmost": the mate with the smaller POS (read 1 on a tie); the fragment runs |TLEN| from it;
+  - "read1": read 1 wherever it lies, the fragment from its start (TLEN > 0) or back from its
+    end (TLEN < 0): FinaleToolkit's frag_generator;
+- with `long_reads`, a read without the paired flag is a whole molecule (nanopore, PacBio): its
+  length is its reference span (CIGAR M/D/N/=/X), and both its ends are fragment ends;
 - with `remove_unmarked_duplicates`, a fragment with the same contig, position, strand (and,
   for pairs, length) as one already counted is skipped, for data without duplicate marking.
 """
@@ -19,6 +28,7 @@ import gzip
 import os
 import struct
 import sys
+import tempfile
 import threading
 import zlib
 from dataclasses import asdict, dataclass
@@ -28,14 +38,18 @@ from typing import Callable
 import numpy as np
 
 from plasmacount.bins import BinAnnotation
-from plasmacount.counts import DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAULT_SHORT_RANGE, SampleCounts, sample_name_from_path
+from plasmacount.counts import (DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAULT_SHORT_RANGE, SampleCounts, long_molecule_edges,
+                                sample_name_from_path)
 from plasmacount.errors import DataError, UsageError
+from plasmacount.files import atomic_path
+from plasmacount.fragment_files import fragment_file_header, index_fragment_file
 from plasmacount.genome import Layout, check_compatible, is_binned_chromosome
+from plasmacount.motifs import FastaIndex, base_codes, check_motif_length, count_end_kmers
 
 QC_FIELDS = (
     "total", "unmapped", "secondary", "supplementary", "mapped", "qc_fail", "duplicates",
     "low_mapq", "paired_reads", "improper_pairs", "second_mates", "unmarked_duplicates",
-    "counted", "counted_pairs", "counted_single", "outside_bins", "pairs_by_geometry",
+    "counted", "counted_pairs", "counted_single", "outside_bins", "pairs_by_geometry", "outside_lengths",
 )
 
 # Pairs the aligner did not mark proper still count when they face each other on one contig
@@ -61,6 +75,16 @@ def pair_is_fragment(flag: int, position: int, mate_position: int, same_contig: 
     return fragment, fragment
 
 
+def stands_for_pair(flag: int, position: int, mate_position: int, representative: str = "forward") -> bool:
+    """Whether this mate of a fragment pair is the one it is counted through (see the module
+    docstring for the three rules). Exactly one mate of a pair answers yes."""
+    if representative == "read1":
+        return bool(flag & 0x40)
+    if representative == "forward" and bool(flag & 0x10) != bool(flag & 0x20):
+        return not flag & 0x10
+    return position < mate_position or (position == mate_position and bool(flag & 0x40))
+
+
 @dataclass(frozen=True)
 class CountOptions:
     """Which records count, and how fragment sizes are summarised."""
@@ -73,6 +97,9 @@ class CountOptions:
     long_range: tuple[int, int] = DEFAULT_LONG_RANGE
     longest_length: int = DEFAULT_LONGEST_LENGTH
     max_pair_length: int = DEFAULT_MAX_PAIR_LENGTH
+    representative: str = "forward"
+    long_reads: bool = False
+    fragment_lengths: tuple[int, int] | None = None   # count only fragments of known length in [low, high]
     threads: int = 2
 
     def validate(self) -> None:
@@ -87,6 +114,45 @@ class CountOptions:
             raise UsageError(f"--max-length must be 0 (the aligner's proper pairs only) or more, not {self.max_pair_length}")
         if self.threads < 1:
             raise UsageError(f"--threads must be at least 1, not {self.threads}")
+        if self.fragment_lengths is not None and not 0 <= self.fragment_lengths[0] <= self.fragment_lengths[1]:
+            raise UsageError(f"--fragment-lengths must be LOW-HIGH with 0 <= LOW <= HIGH, not {self.fragment_lengths}")
+        if self.representative not in REPRESENTATIVES:
+            raise UsageError(f"the mate that stands for a pair is one of {', '.join(REPRESENTATIVES)}, not {self.representative!r}")
+
+
+def length_limits(options: CountOptions) -> dict:
+    """The kernel's min_length/max_length for `options.fragment_lengths` (max -1: none)."""
+    low, high = options.fragment_lengths or (0, -1)
+    return {"min_length": low, "max_length": high}
+
+
+# Which mate stands for a pair: its filters (MAPQ) apply, and it places the fragment.
+REPRESENTATIVES = ("forward", "leftmost", "read1")
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """What a pass over the alignments gathers beside the counts."""
+
+    motif_k: int = 0                      # end motifs of this length (0: none); needs `fasta`
+    fasta: str | os.PathLike | None = None
+    fragment_file: str | os.PathLike | None = None   # write the counted fragments here (BGZF + tabix)
+    methylation: bool = False             # CpG calls from MM/ML tags, per molecule
+    keep_fragments: bool = False          # every counted fragment (for interval features)
+
+
+@dataclass
+class ScanFeatures:
+    """What a pass gathered beside the counts (see `ScanRequest`)."""
+
+    motif_k: int = 0
+    motif_counts: np.ndarray | None = None    # 4^k counts, index sum(code * 4^(k-1-i)), A=0 C=1 G=2 T=3
+    ends_counted: int = 0
+    ends_skipped: int = 0                     # k-mer off the contig or with a base other than ACGT
+    molecules: np.ndarray | None = None       # rows (global bin or -1, length or -1, calls, methylated)
+    methylation_unreadable: int = 0           # records whose MM/ML tags do not fit together
+    fragments: np.ndarray | None = None       # rows (reference index, start, end, 2 MAPQ + read 1 reverse)
+    reference_names: list[str] | None = None  # the names of those reference indices
 
 
 _kernel = None
@@ -107,6 +173,9 @@ def _load_kernel():
             address("libdeflate_free_decompressor"),
             address("libdeflate_deflate_decompress"),
             address("libdeflate_crc32"),
+            address("libdeflate_alloc_compressor"),
+            address("libdeflate_free_compressor"),
+            address("libdeflate_deflate_compress"),
         )
         _kernel = _bamkernel
     return _kernel
@@ -267,6 +336,40 @@ def count_alignments(
 ) -> SampleCounts:
     """Count a coordinate-sorted, indexed BAM or CRAM into bins (see the module docstring for rules).
     `progress(records read, records in the index)` is called a few times a second from a watcher thread."""
+    counts, _ = scan_alignments(path, bin_size, annotation, annotation_path, options, reference, sample, progress)
+    return counts
+
+
+def _new_tallies(plan: _Plan, n_contigs: int, options: CountOptions) -> dict:
+    n_length = options.longest_length + 2
+    edges = long_molecule_edges(options.longest_length)
+    return {
+        "counts": np.zeros(plan.layout.n_bins, dtype=np.int64),
+        "short": np.zeros(plan.layout.n_bins, dtype=np.int64),
+        "long": np.zeros(plan.layout.n_bins, dtype=np.int64),
+        "histogram": np.zeros(n_length, dtype=np.int64),
+        "other_counts": np.zeros(len(plan.other_contigs), dtype=np.int64),
+        "other_histogram": np.zeros((len(plan.other_contigs), n_length), dtype=np.int64),
+        "per_ref": np.zeros(n_contigs, dtype=np.int64),
+        "qc": np.zeros(len(QC_FIELDS), dtype=np.int64),
+        "long_edges": edges,
+        "long_histogram": np.zeros(edges.size, dtype=np.int64),
+    }
+
+
+def scan_alignments(
+    path: str | os.PathLike,
+    bin_size: int = 100_000,
+    annotation: BinAnnotation | None = None,
+    annotation_path: str | None = None,
+    options: CountOptions = CountOptions(),
+    reference: str | os.PathLike | None = None,
+    sample: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    request: ScanRequest = ScanRequest(),
+) -> tuple[SampleCounts, ScanFeatures]:
+    """Count a BAM or CRAM as `count_alignments` does and, in the same pass, gather what
+    `request` asks for: end motifs, per-molecule CpG methylation, a fragment file."""
     options.validate()
     if bin_size <= 0:
         raise UsageError(f"--bin-size must be a positive number of bases, not {bin_size}")
@@ -275,6 +378,12 @@ def count_alignments(
     if _index_path(path, kind) is None:
         tool = "samtools index"
         raise DataError(f"{path}: no index ({'.bai/.csi' if kind == 'bam' else '.crai'}) beside the file; run `{tool} {path}`")
+    fasta_index = None
+    if request.motif_k:
+        check_motif_length(request.motif_k)
+        if request.fasta is None:
+            raise UsageError("end motifs need the reference FASTA (--fasta)")
+        fasta_index = FastaIndex.load(request.fasta)
     if kind == "bam":
         header = read_bam_header(path)
         contigs, sort_order = header.contigs, header.sort_order
@@ -283,48 +392,71 @@ def count_alignments(
     if sort_order is not None and sort_order != "coordinate":
         raise DataError(f"{path}: sorted by {sort_order}, not by coordinate; run `samtools sort -o sorted.bam {path}` and index it")
     plan = _plan(path, contigs, bin_size, annotation, annotation_path)
-    n_length = options.longest_length + 2
-    result = {
-        "counts": np.zeros(plan.layout.n_bins, dtype=np.int64),
-        "short": np.zeros(plan.layout.n_bins, dtype=np.int64),
-        "long": np.zeros(plan.layout.n_bins, dtype=np.int64),
-        "histogram": np.zeros(n_length, dtype=np.int64),
-        "other_counts": np.zeros(len(plan.other_contigs), dtype=np.int64),
-        "other_histogram": np.zeros((len(plan.other_contigs), n_length), dtype=np.int64),
-        "per_ref": np.zeros(len(contigs), dtype=np.int64),
-        "qc": np.zeros(len(QC_FIELDS), dtype=np.int64),
-    }
+    result = _new_tallies(plan, len(contigs), options)
+    features = ScanFeatures(motif_k=request.motif_k)
+    if request.motif_k:
+        features.motif_counts = np.zeros(4 ** request.motif_k, dtype=np.int64)
+    fragment_header = fragment_file_header(contigs, options, _fragment_ends(path, kind, reference, options)) \
+        if request.fragment_file else ""
+    fragment_index = None
     watcher = _ProgressWatcher(path, result["qc"], progress) if progress else None
-    if kind == "bam":
-        kernel = _load_kernel()
-        try:
+    with contextlib.ExitStack() as stack:
+        fragment_temporary = stack.enter_context(atomic_path(request.fragment_file)) if request.fragment_file else None
+        if kind == "bam" and not (fasta_index and fasta_index.compressed):
+            kernel = _load_kernel()
+            motif_tallies = np.zeros(2, dtype=np.int64)
+            methylation_tallies = np.zeros(4, dtype=np.int64)
+            extras = {}
+            if request.motif_k:
+                extras.update(motif_k=request.motif_k, fasta=str(fasta_index.path), fai=fasta_index.table([c for c, _ in contigs]),
+                              motif_counts=features.motif_counts, motif_tallies=motif_tallies)
+            if fragment_temporary is not None:
+                extras.update(fragment_file=str(fragment_temporary), fragment_header=fragment_header.encode())
+            try:
+                if watcher:
+                    watcher.start()
+                molecules, fragments = kernel.count_bam(
+                    str(path), header.size, options.threads, plan.ref_bin_offset, plan.ref_bin_count, plan.ref_other_index,
+                    plan.layout.bin_size, options.min_mapq, int(options.skip_duplicates), int(options.skip_qc_fail),
+                    int(options.remove_unmarked_duplicates), options.short_range[0], options.short_range[1],
+                    options.long_range[0], options.long_range[1], options.longest_length + 1, options.max_pair_length,
+                    result["counts"], result["short"], result["long"], result["histogram"], result["other_counts"],
+                    result["other_histogram"], result["per_ref"], result["qc"],
+                    ref_names=tuple(name for name, _ in contigs), read1_represents=int(options.representative == "read1"),
+                    forward_represents=int(options.representative == "forward"),
+                    long_reads=int(options.long_reads), long_edges=result["long_edges"], long_histogram=result["long_histogram"],
+                    methylation=int(request.methylation), methylation_tallies=methylation_tallies, **length_limits(options),
+                    keep_fragments=int(request.keep_fragments), **extras,
+                )
+            except ValueError as error:
+                message = str(error)
+                fix = "run `samtools sort` and `samtools index`" if "sorted" in message else "re-create or re-download the file"
+                raise DataError(f"{path}: {message}; {fix}") from None
+            finally:
+                if watcher:
+                    watcher.stop()
             if watcher:
-                watcher.start()
-            kernel.count_bam(
-                str(path), header.size, options.threads, plan.ref_bin_offset, plan.ref_bin_count, plan.ref_other_index,
-                plan.layout.bin_size, options.min_mapq, int(options.skip_duplicates), int(options.skip_qc_fail),
-                int(options.remove_unmarked_duplicates), options.short_range[0], options.short_range[1],
-                options.long_range[0], options.long_range[1], options.longest_length + 1, options.max_pair_length,
-                result["counts"], result["short"], result["long"], result["histogram"], result["other_counts"],
-                result["other_histogram"], result["per_ref"], result["qc"],
-            )
-        except ValueError as error:
-            message = str(error)
-            fix = "run `samtools sort` and `samtools index`" if "sorted" in message else "re-create or re-download the file"
-            raise DataError(f"{path}: {message}; {fix}") from None
-        finally:
-            if watcher:
-                watcher.stop()
-        if watcher:
-            watcher.finish()
-    else:
-        _count_cram(path, reference, plan, options, result)
-        if progress:
-            progress(1, 1)
-    qc = {name: int(value) for name, value in zip(QC_FIELDS, result["qc"])}
-    if qc["total"] == 0:
-        raise DataError(f"{path}: contains no reads; check that the sequencing and alignment produced output")
-    return SampleCounts(
+                watcher.finish()
+            features.ends_counted, features.ends_skipped = int(motif_tallies[0]), int(motif_tallies[1])
+            if request.methylation:
+                features.molecules = np.frombuffer(molecules, dtype=np.int64).reshape(-1, 4).copy()
+                features.methylation_unreadable = int(methylation_tallies[3])
+            if request.keep_fragments:
+                features.fragments = np.frombuffer(fragments, dtype=np.int64).reshape(-1, 4).copy()
+        else:
+            _count_with_pysam(path, kind, reference, plan, contigs, options, request, fasta_index, result, features,
+                              fragment_temporary, fragment_header)
+            if progress:
+                progress(1, 1)
+        qc = {name: int(value) for name, value in zip(QC_FIELDS, result["qc"])}
+        if qc["total"] == 0:
+            raise DataError(f"{path}: contains no reads; check that the sequencing and alignment produced output")
+        if fragment_temporary is not None:
+            fragment_index = index_fragment_file(fragment_temporary)
+    if fragment_index is not None:
+        os.replace(fragment_index, str(request.fragment_file) + ".tbi")
+    features.reference_names = [name for name, _ in contigs]
+    counts = SampleCounts(
         sample=sample or _sample_from_header(path, header.text if kind == "bam" else None) or sample_name_from_path(path),
         layout=plan.layout,
         counts=result["counts"],
@@ -341,7 +473,28 @@ def count_alignments(
         per_contig_counts={name: int(n) for (name, _), n in zip(contigs, result["per_ref"]) if n > 0},
         source={"path": str(path), "type": kind},
         filters={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items() if k != "threads"},
+        long_molecule_edges=result["long_edges"],
+        long_molecule_lengths=result["long_histogram"],
     )
+    return counts, features
+
+
+def _fragment_ends(path: Path, kind: str, reference, options: CountOptions) -> str:
+    """What the lines of a fragment file written from these alignments are: 'molecules' (long
+    reads), 'pairs' (fragments of paired reads), or 'single' (single-end reads, whose lengths are
+    not the fragments'), judged from the first mapped records."""
+    import pysam
+
+    if options.long_reads:
+        return "molecules"
+    with _htslib_silenced(), (_open_cram(path, reference, _CRAM_REQUIRED_FIELDS) if kind == "cram"
+                              else pysam.AlignmentFile(str(path), "rb")) as alignments:
+        for n, read in enumerate(alignments.fetch(until_eof=True)):
+            if read.is_paired:
+                return "pairs"
+            if n >= 1000:
+                break
+    return "single"
 
 
 def _sample_from_header(path: Path, text: str | None) -> str | None:
@@ -412,18 +565,19 @@ def _cram_header(path: Path, reference) -> tuple[list[tuple[str, int]], str | No
     return contigs, header.get("HD", {}).get("SO")
 
 
-# FLAG | RNAME | POS | MAPQ | RNEXT | PNEXT | TLEN: the fields the counting rules read.
-_CRAM_REQUIRED_FIELDS = 0x2 | 0x4 | 0x8 | 0x10 | 0x40 | 0x80 | 0x100
+# FLAG | RNAME | POS | CIGAR | MAPQ | RNEXT | PNEXT | TLEN: the fields the counting rules read.
+_CRAM_REQUIRED_FIELDS = 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100
 
 
 def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict):
     """The fragments the counting rules keep, one per counted read or pair, from a pysam file.
 
-    Yields (read, fragment length or -1 for single-end); tallies every decision into `qc`.
-    The BAM kernel applies the same rules in C; tests check that both agree.
+    Yields (read, start, end, length or -1 when unknown, read 1 on the reverse strand); tallies
+    every decision into `qc`. The BAM kernel applies the same rules in C; tests check that both agree.
     """
     previous = (-1, -1)
     seen_position, seen_keys = (-2, -2), set()
+    read1 = options.representative == "read1"
     try:
         for read in alignments.fetch(until_eof=True):
             ref, pos, flag = read.reference_id, read.reference_start, read.flag
@@ -453,20 +607,32 @@ def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict):
             if read.mapping_quality < options.min_mapq:
                 qc["low_mapq"] += 1
                 continue
-            length = -1
+            length, start, end = -1, pos, read.reference_end
+            read1_reverse = bool(flag & 0x10)
             if flag & 0x1:
                 qc["paired_reads"] += 1
                 mate = read.next_reference_start
-                fragment, by_geometry = pair_is_fragment(flag, pos, mate, read.next_reference_id == ref, read.template_length,
-                                                         options.max_pair_length)
+                tlen = read.template_length
+                fragment, by_geometry = pair_is_fragment(flag, pos, mate, read.next_reference_id == ref, tlen, options.max_pair_length)
                 if not fragment:
                     qc["improper_pairs"] += 1
                     continue
-                if not (pos < mate or (pos == mate and flag & 0x40)):
+                if not stands_for_pair(flag, pos, mate, options.representative) or (read1 and tlen == 0):
                     qc["second_mates"] += 1
                     continue
+                if read1:
+                    start, end = (pos, pos + tlen) if tlen > 0 else (max(end + tlen, 0), end)
+                else:
+                    start, end = pos, pos + abs(tlen)
                 qc["pairs_by_geometry"] += by_geometry
-                length = abs(read.template_length)
+                length = end - start
+                if not flag & 0x40:
+                    read1_reverse = bool(flag & 0x20)
+            elif options.long_reads:
+                length = end - pos
+            if length >= 0 and options.fragment_lengths and not options.fragment_lengths[0] <= length <= options.fragment_lengths[1]:
+                qc["outside_lengths"] += 1
+                continue
             if options.remove_unmarked_duplicates:
                 if (ref, pos) != seen_position:
                     seen_position, seen_keys = (ref, pos), set()
@@ -475,43 +641,143 @@ def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict):
                     qc["unmarked_duplicates"] += 1
                     continue
                 seen_keys.add(key)
-            yield read, length
+            yield read, start, end, length, read1_reverse
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: cannot decode ({error}); the file is truncated or a CRAM needs --fasta") from error
 
 
-def _count_cram(path: Path, reference, plan: _Plan, options: CountOptions, result: dict) -> None:
+def methylation_calls(read) -> tuple[int, int]:
+    """(5mC calls on forward-strand C, calls with ML >= 128) of a pysam read, from MM/ML."""
+    calls = methylated = 0
+    # pysam gives the strand against the reference: MM's "C+" is strand 1 on a reverse read.
+    for (base, strand, code), sites in (read.modified_bases or {}).items():
+        if base == "C" and strand == int(read.is_reverse) and code == "m":
+            calls += len(sites)
+            methylated += sum(1 for _, probability in sites if probability >= 128)
+    return calls, methylated
+
+
+def _count_with_pysam(path: Path, kind: str, reference, plan: _Plan, contigs: list[tuple[str, int]], options: CountOptions,
+                      request: ScanRequest, fasta_index, result: dict, features: ScanFeatures, fragment_temporary, fragment_header: str) -> None:
+    """The counting pass through htslib (CRAM, or a BAM whose motifs come from a compressed FASTA)."""
+    import pysam
+
     qc = dict.fromkeys(QC_FIELDS, 0)
     counts, short, long_, histogram = result["counts"], result["short"], result["long"], result["histogram"]
     other_counts, other_histogram, per_ref = result["other_counts"], result["other_histogram"], result["per_ref"]
+    edges, long_histogram = result["long_edges"], result["long_histogram"]
     overflow = options.longest_length + 1
     bin_size = plan.layout.bin_size
     offsets, n_bins, other_index = plan.ref_bin_offset.tolist(), plan.ref_bin_count.tolist(), plan.ref_other_index.tolist()
-    with _open_cram(path, reference, _CRAM_REQUIRED_FIELDS) as cram:
-        for read, length in counted_fragments(cram, path, options, qc):
-            ref, pos = read.reference_id, read.reference_start
-            per_ref[ref] += 1
-            if offsets[ref] >= 0:
-                b = pos // bin_size
-                if b >= n_bins[ref]:
+    k = request.motif_k
+    fasta = pysam.FastaFile(str(fasta_index.path)) if k else None
+    forward: list[int] = []
+    reverse: list[int] = []
+    motif_contig, codes = None, None
+    molecules: list[tuple[int, int, int, int]] = []
+    kept: list[tuple[int, int, int, int]] = []
+    # One contig's fragments are held and sorted before they are written: under the read-1 rule
+    # a fragment can start before the record that stands for it.
+    held: list[tuple[int, int, int, bool]] = []
+    line_contig = None
+    text = None
+    if fragment_temporary is not None:
+        text = tempfile.NamedTemporaryFile("w", suffix=".bed", dir=fragment_temporary.parent, delete=False)
+        text.write(fragment_header)
+
+    def write_held_lines() -> None:
+        if held:
+            name = contigs[line_contig][0]
+            held.sort()
+            text.writelines(f"{name}\t{start}\t{end}\t{mapq}\t{'-' if reverse else '+'}\n" for start, end, mapq, reverse in held)
+            held.clear()
+
+    def flush_motifs() -> None:
+        if codes is not None:
+            found, skipped = count_end_kmers(codes, np.array(forward, dtype=np.int64), np.array(reverse, dtype=np.int64), k,
+                                             features.motif_counts)
+            features.ends_counted += found
+            features.ends_skipped += skipped
+        else:
+            features.ends_skipped += len(forward) + len(reverse)
+        forward.clear()
+        reverse.clear()
+
+    alignments = _open_cram(path, reference, None if (k or request.methylation) else _CRAM_REQUIRED_FIELDS) if kind == "cram" \
+        else pysam.AlignmentFile(str(path), "rb")
+    try:
+        with alignments:
+            for read, start, end, length, read1_reverse in counted_fragments(alignments, path, options, qc):
+                ref = read.reference_id
+                per_ref[ref] += 1
+                if k:
+                    if ref != motif_contig:
+                        flush_motifs()
+                        motif_contig = ref
+                        name = contigs[ref][0]
+                        codes = base_codes(fasta.fetch(name)) if name in fasta_index.contigs else None
+                    if length >= 0:
+                        forward.append(start)
+                        reverse.append(end)
+                    elif read.is_reverse:
+                        reverse.append(end)
+                    else:
+                        forward.append(start)
+                if text is not None:
+                    if ref != line_contig:
+                        write_held_lines()
+                        line_contig = ref
+                    held.append((start, end, read.mapping_quality, read1_reverse))
+                if request.keep_fragments:
+                    kept.append((ref, start, end, 2 * read.mapping_quality + int(read1_reverse)))
+                calls = methylated = 0
+                if request.methylation:
+                    calls, methylated = methylation_calls(read)
+                global_bin = -1
+                if length > overflow - 1 and offsets[ref] >= 0 and length >= edges[0]:
+                    long_histogram[np.searchsorted(edges, length, side="right") - 1] += 1
+                if offsets[ref] >= 0:
+                    b = start // bin_size
+                    if b >= n_bins[ref]:
+                        qc["outside_bins"] += 1
+                        continue
+                    b += offsets[ref]
+                    global_bin = b
+                    counts[b] += 1
+                    qc["counted"] += 1
+                    if length >= 0:
+                        qc["counted_pairs"] += 1
+                        histogram[min(length, overflow)] += 1
+                        if options.short_range[0] <= length <= options.short_range[1]:
+                            short[b] += 1
+                        if options.long_range[0] <= length <= options.long_range[1]:
+                            long_[b] += 1
+                    else:
+                        qc["counted_single"] += 1
+                elif other_index[ref] >= 0:
+                    other_counts[other_index[ref]] += 1
+                    if length >= 0:
+                        other_histogram[other_index[ref], min(length, overflow)] += 1
+                else:
                     qc["outside_bins"] += 1
                     continue
-                b += offsets[ref]
-                counts[b] += 1
-                qc["counted"] += 1
-                if length >= 0:
-                    qc["counted_pairs"] += 1
-                    histogram[min(length, overflow)] += 1
-                    if options.short_range[0] <= length <= options.short_range[1]:
-                        short[b] += 1
-                    if options.long_range[0] <= length <= options.long_range[1]:
-                        long_[b] += 1
-                else:
-                    qc["counted_single"] += 1
-            elif other_index[ref] >= 0:
-                other_counts[other_index[ref]] += 1
-                if length >= 0:
-                    other_histogram[other_index[ref], min(length, overflow)] += 1
-            else:
-                qc["outside_bins"] += 1
+                if calls:
+                    molecules.append((global_bin, length, calls, methylated))
+            if k:
+                flush_motifs()
+        if text is not None:
+            write_held_lines()
+            text.close()
+            pysam.tabix_compress(text.name, str(fragment_temporary), force=True)
+    finally:
+        if fasta is not None:
+            fasta.close()
+        if text is not None:
+            text.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(text.name)
     result["qc"][:] = [qc[name] for name in QC_FIELDS]
+    if request.methylation:
+        features.molecules = np.array(molecules, dtype=np.int64).reshape(-1, 4)
+    if request.keep_fragments:
+        features.fragments = np.array(kept, dtype=np.int64).reshape(-1, 4)

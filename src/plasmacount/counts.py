@@ -11,7 +11,10 @@ and int64 arrays:
 - `fragment_lengths`: genome-wide histogram of fragment lengths over the binned contigs,
   index = length in bp, the last entry counts every longer fragment;
 - `other_counts`, `other_fragment_lengths`: the same for each contig outside the bins
-  (`metadata.other_contigs`: chrEBV, chrM, decoys), one row per contig.
+  (`metadata.other_contigs`: chrEBV, chrM, decoys), one row per contig;
+- `long_molecule_edges`, `long_molecule_lengths` (1.1): molecules longer than the exact
+  histogram on the binned contigs, in log-spaced classes: class i holds lengths from edge i up
+  to edge i + 1 (the last, everything from the last edge on).
 `metadata.qc` holds the read tallies; `metadata.per_contig_counts` the counted fragments by contig.
 Minor versions add keys; a major version change means older readers must refuse the file.
 """
@@ -32,10 +35,24 @@ from plasmacount.files import atomic_output, read_archive, write_archive
 from plasmacount.genome import Layout, contiguous_bin_size
 
 FORMAT = "plasmacount-counts"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # 1.1: long_molecule_edges, long_molecule_lengths
 DEFAULT_SHORT_RANGE = (100, 150)
 DEFAULT_LONG_RANGE = (151, 220)
 DEFAULT_LONGEST_LENGTH = 5000  # histogram covers 0..5000 bp, then one overflow bucket
+LONGEST_MOLECULE_CLASS = 100_000    # long molecules are classed up to 100 kb, then one open class
+LONG_CLASSES_PER_DECADE = 20        # 12 % wide classes, with edges at 10, 20, 50 (about) and 100 kb
+
+
+def long_molecule_edges(longest_length: int = DEFAULT_LONGEST_LENGTH) -> np.ndarray:
+    """Lower edges of the log-spaced length classes above the exact histogram (see the module
+    docstring): the first just above the exact range, then just above 1 kb x 10^(i/20) (so the
+    classes from 10,001 bp on hold the molecules above 10 kb), up to the open class above 100 kb."""
+    low = longest_length + 1
+    grid = 1 + np.round(1000 * 10 ** (np.arange(0, 2 * LONG_CLASSES_PER_DECADE + 1) / LONG_CLASSES_PER_DECADE)).astype(np.int64)
+    return np.concatenate([[low], grid[(grid > 1.05 * low) & (grid <= LONGEST_MOLECULE_CLASS + 1)]]).astype(np.int64)
+
+
+LONG_MOLECULE_EDGES = long_molecule_edges()
 
 
 @dataclass
@@ -58,6 +75,8 @@ class SampleCounts:
     per_contig_counts: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
     filters: dict = field(default_factory=dict)
+    long_molecule_edges: np.ndarray | None = None
+    long_molecule_lengths: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.layout.n_bins
@@ -72,6 +91,9 @@ class SampleCounts:
             self.other_counts = np.zeros(len(self.other_contigs), dtype=np.int64)
         if self.other_fragment_lengths is None:
             self.other_fragment_lengths = np.zeros((len(self.other_contigs), self.fragment_lengths.size), dtype=np.int64)
+        if self.long_molecule_edges is None or self.long_molecule_lengths is None:
+            self.long_molecule_edges = long_molecule_edges(self.fragment_lengths.size - 2)
+            self.long_molecule_lengths = np.zeros(self.long_molecule_edges.size, dtype=np.int64)
 
     @property
     def bin_size(self) -> int:
@@ -108,7 +130,7 @@ class SampleCounts:
             long=arrays["long"], fragment_lengths=self.fragment_lengths, other_contigs=self.other_contigs,
             other_counts=self.other_counts, other_fragment_lengths=self.other_fragment_lengths, short_range=self.short_range,
             long_range=self.long_range, qc=dict(self.qc), per_contig_counts=dict(self.per_contig_counts), source=dict(self.source),
-            filters=dict(self.filters),
+            filters=dict(self.filters), long_molecule_edges=self.long_molecule_edges, long_molecule_lengths=self.long_molecule_lengths,
         )
 
     def save(self, path: str | os.PathLike) -> None:
@@ -136,6 +158,8 @@ class SampleCounts:
             "fragment_lengths": self.fragment_lengths,
             "other_counts": self.other_counts,
             "other_fragment_lengths": self.other_fragment_lengths,
+            "long_molecule_edges": self.long_molecule_edges,
+            "long_molecule_lengths": self.long_molecule_lengths,
         }
         write_archive(path, metadata, {k: np.asarray(v, dtype=np.int64) for k, v in arrays.items()})
 
@@ -162,6 +186,8 @@ class SampleCounts:
             per_contig_counts=dict(metadata.get("per_contig_counts", {})),
             source=dict(metadata.get("source", {})),
             filters=dict(metadata.get("filters", {})),
+            long_molecule_edges=arrays.get("long_molecule_edges"),
+            long_molecule_lengths=arrays.get("long_molecule_lengths"),
         )
 
     def write_tsv(self, path: str | os.PathLike) -> None:
@@ -272,6 +298,10 @@ def input_kind(path: str | os.PathLike) -> str:
             raise DataError(f"{path}: cannot decompress ({error}); the file is corrupt") from error
         if head == b"BAM\x01":
             return "bam"
+        from plasmacount.fragment_files import is_fragment_file
+
+        if is_fragment_file(path):
+            return "fragments"
     if head.startswith((b"fixe", b"trac", b"vari")) or path.name.endswith((".wig", ".wig.gz")):
         return "wig"
     return "tsv"
@@ -280,8 +310,9 @@ def input_kind(path: str | os.PathLike) -> str:
 def load_counts(path: str | os.PathLike) -> SampleCounts:
     """Any counts input: a plasmacount counts file, a readCounter WIG, or a counts TSV."""
     kind = input_kind(path)
-    if kind in ("bam", "cram"):
-        raise DataError(f"{path}: is a {kind.upper()}; count it first with `plasmacount count {path} -o COUNTS`")
+    if kind in ("bam", "cram", "fragments"):
+        what = "a fragment file" if kind == "fragments" else f"a {kind.upper()}"
+        raise DataError(f"{path}: is {what}; count it first with `plasmacount count {path} -o COUNTS`")
     if kind == "counts":
         return SampleCounts.load(path)
     if kind == "wig":

@@ -28,8 +28,9 @@ _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path`; rename it to `path` only if the block succeeds."""
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed to `path` only if the block succeeds (for
+    writers that open files by name: the compiled counter, htslib)."""
     destination = Path(path)
     directory = destination.parent if str(destination.parent) else Path(".")
     if not directory.is_dir():
@@ -38,11 +39,11 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]
         raise DataError(f"{destination}: is a folder; give a file name to write")
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=directory)
+        os.close(handle)
     except OSError as error:
         raise DataError(f"{destination}: cannot write in {directory} ({error.strerror or error}); check the folder's permissions and free space") from None
     try:
-        with os.fdopen(handle, mode) as stream:
-            yield stream
+        yield Path(temporary)
         os.chmod(temporary, 0o644)
         os.replace(temporary, destination)
     except OSError as error:
@@ -56,6 +57,13 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; rename it to `path` only if the block succeeds."""
+    with atomic_path(path) as temporary, open(temporary, mode) as stream:
+        yield stream
 
 
 SAFE_NAME_LENGTH = 100

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from plasmacount import delfi
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
 from plasmacount.gc import fit_gc_curve
 from plasmacount.genome import is_binned_chromosome, name_key
+from plasmacount.motifs import DEFAULT_MOTIF_LENGTH, motif_names
 
-MOTIFS = [a + b + c + d for a in "ACGT" for b in "ACGT" for c in "ACGT" for d in "ACGT"]
+MOTIFS = motif_names(DEFAULT_MOTIF_LENGTH)
 
 
 def size_statistics(histogram: np.ndarray) -> dict:
@@ -120,11 +122,19 @@ def window_ratios(counts: SampleCounts, window: int = 5_000_000, annotation: Bin
 
 @dataclass
 class EndMotifs:
-    """Counts of the 256 4-mers at fragment 5' ends (reference sequence), and what was skipped."""
+    """Counts of the 4^k k-mers at fragment 5' ends (reference sequence), and what was skipped."""
 
     counts: np.ndarray
     ends: int
     skipped: int
+
+    @property
+    def k(self) -> int:
+        return int(round(math.log(self.counts.size, 4)))
+
+    @property
+    def names(self) -> list[str]:
+        return motif_names(self.k)
 
     @property
     def frequencies(self) -> np.ndarray:
@@ -132,11 +142,11 @@ class EndMotifs:
 
     @property
     def diversity(self) -> float | None:
-        """Motif diversity score: Shannon entropy of the frequencies over log(256), in [0, 1]."""
+        """Motif diversity score: Shannon entropy of the frequencies over log(4^k), in [0, 1]."""
         if self.counts.sum() == 0:
             return None
         p = self.frequencies[self.frequencies > 0]
-        return float(-(p * np.log(p)).sum() / math.log(256))
+        return float(-(p * np.log(p)).sum() / math.log(self.counts.size))
 
     @property
     def diversity_miller_madow(self) -> float | None:
@@ -148,118 +158,105 @@ class EndMotifs:
         if total == 0:
             return None
         seen = int((self.counts > 0).sum())
-        return float(self.diversity + (seen - 1) / (2 * total) / math.log(256))
+        return float(self.diversity + (seen - 1) / (2 * total) / math.log(self.counts.size))
 
 
-_BASE_CODE = np.full(256, 4, dtype=np.uint8)
-for _code, _base in enumerate(b"ACGT"):
-    _BASE_CODE[_base] = _BASE_CODE[_base + 32] = _code  # upper and lower case
+def end_motifs(path: str | os.PathLike, fasta: str | os.PathLike, options=None, k: int = DEFAULT_MOTIF_LENGTH) -> EndMotifs:
+    """k-mer end motifs of the fragments the counting rules keep (both ends of a pair), from the
+    same pass that counts them (see `motifs` for the definitions)."""
+    from plasmacount.alignments import CountOptions, ScanRequest, scan_alignments
+
+    _, features = scan_alignments(path, options=options or CountOptions(), reference=fasta, request=ScanRequest(motif_k=k, fasta=fasta))
+    return EndMotifs(features.motif_counts, features.ends_counted, features.ends_skipped)
 
 
-def _base_codes(sequence: str) -> np.ndarray:
-    """A=0, C=1, G=2, T=3, anything else 4, per base."""
-    return _BASE_CODE[np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)]
+SCHEMA_VERSION = "1.2"  # 1.1: mitochondrial, end_motifs.diversity_miller_madow; 1.2: end_motifs.k, long_molecules, methylation, delfi
 
 
-def _count_motifs(codes: np.ndarray, forward: np.ndarray, reverse: np.ndarray, counts: np.ndarray) -> tuple[int, int]:
-    """Add the 4-mers at forward-strand starts and (reverse-complemented) before reverse-strand
-    ends to `counts` (index 64a + 16b + 4c + d); returns (motifs counted, ends skipped)."""
-    weights = np.array([64, 16, 4, 1])
-    found = skipped = 0
-    for positions, offsets, complement in ((forward, np.arange(4), False), (reverse, -1 - np.arange(4), True)):
-        if positions.size == 0:
-            continue
-        inside = (positions + offsets.min() >= 0) & (positions + offsets.max() < codes.size)
-        window = codes[positions[inside, None] + offsets[None, :]]
-        valid = np.all(window < 4, axis=1)
-        window = window[valid]
-        if complement:
-            window = 3 - window  # A<->T, C<->G
-        np.add.at(counts, window.astype(np.int64) @ weights, 1)
-        found += int(valid.sum())
-        skipped += int(positions.size - valid.sum())
-    return found, skipped
+# Molecule size classes for methylation (bp, lower edges; the last is open).
+METHYLATION_SIZE_CLASSES = (0, 150, 500, 1000, 5000, 10_000)
+# A CpG call is methylated when its ML probability is at least this (of 255): 50 %.
+METHYLATED_PROBABILITY = 128
 
 
-def end_motifs(path: str | os.PathLike, fasta: str | os.PathLike, options=None) -> EndMotifs:
-    """4-mer end motifs of the fragments the counting rules keep (both ends of a pair)."""
-    import pysam
-
-    from plasmacount.alignments import QC_FIELDS, CountOptions, prepare_cram_environment, alignment_kind, counted_fragments
-
-    options = options or CountOptions()
-    path = Path(path)
-    if not Path(fasta).exists():
-        raise DataError(f"{fasta}: reference FASTA not found; check --fasta")
-    kind = alignment_kind(path)
-    prepare_cram_environment()
-    counts = np.zeros(256, dtype=np.int64)
-    ends = skipped = 0
-    qc = dict.fromkeys(QC_FIELDS, 0)
-    try:
-        reference = pysam.FastaFile(str(fasta))
-    except (OSError, ValueError) as error:
-        raise DataError(f"{fasta}: cannot read the FASTA ({error}); index it with `samtools faidx`") from error
-    # Fragment 5' ends are gathered per contig and their motifs read from the contig's sequence
-    # all at once (numpy), which is several times faster than slicing strings read by read.
-    forward: list[int] = []   # first base of a 5' end on the forward strand
-    reverse: list[int] = []   # one past the last base of a 5' end on the reverse strand
-    contig_name, codes = None, np.zeros(0, dtype=np.uint8)
-
-    def flush() -> tuple[int, int]:
-        found = _count_motifs(codes, np.array(forward, dtype=np.int64), np.array(reverse, dtype=np.int64), counts)
-        forward.clear()
-        reverse.clear()
-        return found
-
-    with reference, pysam.AlignmentFile(str(path), "rc" if kind == "cram" else "rb", reference_filename=str(fasta)) as alignments:
-        for read, length in counted_fragments(alignments, path, options, qc):
-            name = read.reference_name
-            if name != contig_name:
-                found, bad = flush()
-                ends, skipped = ends + found, skipped + bad
-                contig_name = name
-                codes = _base_codes(reference.fetch(name)) if name in reference.references else None
-            if codes is None:
-                skipped += 1
-                continue
-            if length >= 0:  # a pair: the fragment spans [start, start + length)
-                forward.append(read.reference_start)
-                reverse.append(read.reference_start + length)
-            elif read.is_reverse:  # single-end: the read's own 5' end
-                reverse.append(read.reference_end)
-            else:
-                forward.append(read.reference_start)
-        if codes is not None:
-            found, bad = flush()
-            ends, skipped = ends + found, skipped + bad
-    return EndMotifs(counts, ends, skipped)
+def long_molecule_shares(counts: SampleCounts) -> dict:
+    """Shares of molecules above 1, 5 and 10 kb among all with a length, and the longest class seen."""
+    total = int(counts.fragment_lengths.sum())
+    edges, classes = counts.long_molecule_edges, counts.long_molecule_lengths
+    if total == 0:
+        return {"share_above_1000": None, "share_above_5000": None, "share_above_10000": None, "longest_class_bp": None}
+    exact = counts.fragment_lengths
+    above = lambda bp: int(exact[bp + 1:].sum()) if bp + 1 < exact.size - 1 else int(classes[edges > bp].sum())  # noqa: E731
+    seen = np.flatnonzero(classes)
+    return {"share_above_1000": above(1000) / total, "share_above_5000": above(5000) / total, "share_above_10000": above(10_000) / total,
+            "longest_class_bp": int(edges[seen[-1]]) if seen.size else None}
 
 
-SCHEMA_VERSION = "1.1"  # 1.1: mitochondrial, end_motifs.diversity_miller_madow
+def methylation_summary(molecules: np.ndarray, layout) -> tuple[dict, list[dict]]:
+    """Genome-wide, per size class and per bin CpG methylation of molecules (rows: bin, length,
+    calls, methylated); (summary, per-bin rows with calls)."""
+    calls, methylated = molecules[:, 2], molecules[:, 3]
+    total = int(calls.sum())
+    summary = {"molecules": int(molecules.shape[0]), "cpg_calls": total,
+               "cpg_methylated_fraction": float(methylated.sum() / total) if total else None,
+               "methylated_at_probability": METHYLATED_PROBABILITY, "by_size": []}
+    lengths = molecules[:, 1]
+    for i, low in enumerate(METHYLATION_SIZE_CLASSES):
+        high = METHYLATION_SIZE_CLASSES[i + 1] if i + 1 < len(METHYLATION_SIZE_CLASSES) else None
+        chosen = (lengths >= low) & ((lengths < high) if high else True)
+        n = int(calls[chosen].sum())
+        summary["by_size"].append({"from_bp": low, "below_bp": high, "molecules": int(chosen.sum()), "cpg_calls": n,
+                                   "cpg_methylated_fraction": float(methylated[chosen].sum() / n) if n else None})
+    binned = molecules[:, 0] >= 0
+    per_bin_calls = np.bincount(molecules[binned, 0], weights=calls[binned], minlength=layout.n_bins)
+    per_bin_methylated = np.bincount(molecules[binned, 0], weights=methylated[binned], minlength=layout.n_bins)
+    index, start, end = layout.bin_table()
+    rows = [{"chrom": layout.names[index[b]], "start": int(start[b]), "end": int(end[b]), "cpg_calls": int(per_bin_calls[b]),
+             "cpg_methylated": int(per_bin_methylated[b]), "fraction": float(per_bin_methylated[b] / per_bin_calls[b])}
+            for b in np.flatnonzero(per_bin_calls)]
+    return summary, rows
+
+
+def _mean(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, annotation: BinAnnotation | None = None,
-            annotation_path: str | None = None, window: int = 5_000_000, bin_size: int = 100_000, options=None) -> tuple[dict, dict]:
-    """Fragmentomics of one sample (counts file, WIG/TSV, BAM or CRAM): (result, tables)."""
-    from plasmacount.alignments import CountOptions, count_alignments
+            annotation_path: str | None = None, window: int = 5_000_000, bin_size: int = 100_000, options=None,
+            motif_length: int = DEFAULT_MOTIF_LENGTH, fragment_file: str | os.PathLike | None = None,
+            delfi_panel: dict | None = None, delfi_window_ratio: str = "sum", sites: list | None = None) -> tuple[dict, dict]:
+    """Fragmentomics of one sample (counts file, WIG/TSV, BAM, CRAM or fragment file): (result, tables).
+    Alignments are read once: counts, sizes, end motifs (with `fasta`), CpG methylation (MM/ML
+    tags) and, with `fragment_file`, the fragment file all come from the same pass."""
+    from plasmacount.alignments import CountOptions, ScanRequest, scan_alignments
     from plasmacount.counts import input_kind, load_counts
+    from plasmacount.fragment_files import count_fragment_file
 
     options = options or CountOptions()
     kind = input_kind(source)
     notes = []
-    if kind in ("bam", "cram"):
-        counts = count_alignments(source, bin_size=bin_size, annotation=annotation, annotation_path=annotation_path,
-                                  options=options, reference=fasta)
+    motifs = features = None
+    if kind in ("bam", "cram", "fragments"):
+        request = ScanRequest(motif_k=motif_length if fasta is not None else 0, fasta=fasta, fragment_file=fragment_file,
+                              methylation=kind != "fragments", keep_fragments=bool(sites))
+        if kind == "fragments":
+            if fragment_file is not None:
+                raise UsageError(f"{source} is a fragment file already; --fragments-out writes one from BAM/CRAM")
+            counts, features = count_fragment_file(source, bin_size, annotation, annotation_path, options, fasta, request=request)
+        else:
+            counts, features = scan_alignments(source, bin_size, annotation, annotation_path, options, fasta, request=request)
+        if fasta is not None:
+            motifs = EndMotifs(features.motif_counts, features.ends_counted, features.ends_skipped)
+        else:
+            notes.append("end motifs need the reference FASTA (--fasta)")
     else:
+        if fragment_file is not None:
+            raise UsageError(f"{source}: --fragments-out needs alignments (BAM/CRAM), not counts")
         counts = load_counts(source)
-    motifs = None
-    if kind in ("bam", "cram") and fasta is not None:
-        motifs = end_motifs(source, fasta, options)
-    elif kind in ("bam", "cram"):
-        notes.append("end motifs need the reference FASTA (--fasta)")
-    else:
-        notes.append("end motifs need alignments (BAM/CRAM) and the reference FASTA")
+        notes.append("end motifs need alignments (BAM/CRAM) or a fragment file, and the reference FASTA")
+        if sites:
+            raise UsageError(f"{source}: --intervals needs alignments (BAM/CRAM) or a fragment file, not counts")
     windows = None
     if counts.paired:
         windows = window_ratios(counts, window, annotation)
@@ -287,14 +284,51 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
                              "median_window_ratio": float(np.median(ratios)) if ratios else None,
                              "median_window_ratio_gc_corrected": float(np.median(corrected)) if corrected else None,
                              "gc_corrected": bool(corrected)},
-        "end_motifs": {"diversity": motifs.diversity if motifs else None,
+        "long_molecules": long_molecule_shares(counts),
+        "methylation": None,
+        "end_motifs": {"k": motifs.k if motifs else None, "diversity": motifs.diversity if motifs else None,
                        "diversity_miller_madow": motifs.diversity_miller_madow if motifs else None, "ends": motifs.ends if motifs else None,
-                       "top": [{"motif": MOTIFS[i], "frequency": float(motifs.frequencies[i])} for i in np.argsort(-motifs.counts, kind="stable")[:10]]
+                       "top": [{"motif": motifs.names[i], "frequency": float(motifs.frequencies[i])} for i in np.argsort(-motifs.counts, kind="stable")[:10]]
                        if motifs and motifs.ends else None},
         "other_contigs": others,
         "notes": notes,
     }
-    tables = {"histogram": counts.fragment_lengths if counts.paired else None, "windows": windows, "motifs": motifs}
+    site_rows = site_tracks = None
+    result["intervals"] = None
+    if sites:
+        from plasmacount import intervals
+
+        lengths = {c.name: c.length for c in counts.layout.contigs} | {o["name"]: o["length"] for o in counts.other_contigs}
+        grouped = intervals.by_contig(features.fragments, features.reference_names)
+        total = int(counts.counts.sum() + counts.other_counts.sum())
+        site_rows, site_tracks = intervals.site_features(grouped, sites, lengths, total)
+        if fasta is not None:
+            for row, site_counts in zip(site_rows, intervals.site_end_motifs(grouped, sites, fasta, motif_length)):
+                site_motifs = EndMotifs(site_counts, int(site_counts.sum()), 0)
+                row.update(motif_ends=site_motifs.ends, motif_diversity=site_motifs.diversity,
+                           motif_diversity_miller_madow=site_motifs.diversity_miller_madow, motif_counts=site_counts)
+        result["intervals"] = {"sites": len(site_rows), "interval_bp": intervals.INTERVAL_SIZE,
+                               "long_wps": intervals.LONG_WPS, "short_wps": intervals.SHORT_WPS,
+                               "mean_wps_long_centre": _mean([r["wps_long_centre"] for r in site_rows]),
+                               "mean_wps_long_adjusted_centre": _mean([r["wps_long_adjusted_centre"] for r in site_rows])}
+    delfi_profile = None
+    result["delfi"] = None
+    if counts.paired and annotation is not None and annotation.bin_size == delfi.BIN_SIZE \
+            and tuple(counts.short_range) == delfi.SHORT_RANGE and tuple(counts.long_range) == delfi.LONG_RANGE:
+        delfi_profile = delfi.profile(counts, annotation, delfi_window_ratio)
+        result["delfi"] = delfi.summary(delfi_profile, delfi_panel)
+    elif counts.paired:
+        notes.append("DELFI profile: needs a 100 kb bin annotation (--bins) and the default short/long ranges")
+    methylation_rows = None
+    if features is not None and features.molecules is not None and features.molecules.shape[0]:
+        result["methylation"], methylation_rows = methylation_summary(features.molecules, counts.layout)
+        result["methylation"]["unreadable_records"] = features.methylation_unreadable
+    tables = {"histogram": counts.fragment_lengths if counts.paired else None, "windows": windows, "motifs": motifs,
+              "long_molecules": (counts.long_molecule_edges, counts.long_molecule_lengths) if counts.long_molecule_lengths.any() else None,
+              "methylation": methylation_rows, "molecules": features.molecules if features is not None else None,
+              "layout": counts.layout, "delfi": delfi_profile, "sites": site_rows, "site_tracks": site_tracks,
+              "contig_lengths": {c.name: c.length for c in counts.layout.contigs} | {o["name"]: o["length"] for o in counts.other_contigs},
+              "delfi_features": delfi.feature_table(delfi_profile, result["mitochondrial"]["fraction"], delfi_panel) if delfi_profile else None}
     return result, tables
 
 
@@ -330,8 +364,70 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
             motifs = tables["motifs"]
             with atomic_output(path, "w") as stream:
                 stream.write("motif\tcount\tfrequency\n")
-                stream.writelines(f"{m}\t{int(c)}\t{f:.6f}\n" for m, c, f in zip(MOTIFS, motifs.counts, motifs.frequencies))
+                stream.writelines(f"{m}\t{int(c)}\t{f:.6f}\n" for m, c, f in zip(motifs.names, motifs.counts, motifs.frequencies))
             written.append(path)
+        if tables.get("sites"):
+            from plasmacount import intervals
+
+            columns = ["chrom", "start", "end", "name", "strand", "coverage", "coverage_per_million", "wps_long_centre",
+                       "wps_short_centre", "wps_long_adjusted_centre"]
+            if "motif_counts" in tables["sites"][0]:
+                columns += ["motif_ends", "motif_diversity", "motif_diversity_miller_madow"]
+                path = output / f"{name}.interval_end_motifs.tsv"
+                k = int(round(math.log(tables["sites"][0]["motif_counts"].size, 4)))
+                with atomic_output(path, "w") as stream:
+                    stream.write("\t".join(["chrom", "start", "end", "name"] + motif_names(k)) + "\n")
+                    stream.writelines("\t".join([r["chrom"], str(r["start"]), str(r["end"]), r["name"]] + [str(int(c)) for c in r["motif_counts"]])
+                                      + "\n" for r in tables["sites"])
+                written.append(path)
+            for suffix, rows, names in ((".intervals.tsv", tables["sites"], columns),
+                                        (".genes.tsv", intervals.gene_table(tables["sites"]),
+                                         ["name", "sites", "coverage", "coverage_per_million", "wps_long_centre", "wps_short_centre",
+                                          "wps_long_adjusted_centre"])):
+                path = output / f"{name}{suffix}"
+                with atomic_output(path, "w") as stream:
+                    stream.write("\t".join(names) + "\n")
+                    stream.writelines("\t".join(table_cell(row[c], ".5f") for c in names) + "\n" for row in rows)
+                written.append(path)
+            for track, pieces in tables["site_tracks"].items():
+                if pieces:
+                    written.append(intervals.write_track(output / f"{name}.{track}.bw", pieces, tables["contig_lengths"]))
+        if tables.get("delfi") is not None:
+            path = output / f"{name}.delfi.tsv"
+            with atomic_output(path, "w") as stream:
+                stream.write("chrom\tarm\tstart\tend\tbins\tshort_corrected\tlong_corrected\tratio\n")
+                for w in tables["delfi"].windows:
+                    cells = [w["chrom"], w["arm"], w["start"], w["end"], w["bins"], w["short"], w["long"], w["ratio"]]
+                    stream.write("\t".join(table_cell(c, ".6f") for c in cells) + "\n")
+            written.append(path)
+        if tables.get("long_molecules") is not None:
+            path = output / f"{name}.long_molecules.tsv"
+            edges, classes = tables["long_molecules"]
+            with atomic_output(path, "w") as stream:
+                stream.write("from_bp\tbelow_bp\tcount\n")
+                for i, (low, n) in enumerate(zip(edges, classes)):
+                    stream.write(f"{low}\t{edges[i + 1] if i + 1 < edges.size else '.'}\t{int(n)}\n")
+            written.append(path)
+        if tables.get("methylation"):
+            path = output / f"{name}.methylation.tsv"
+            with atomic_output(path, "w") as stream:
+                stream.write("chrom\tstart\tend\tcpg_calls\tcpg_methylated\tfraction\n")
+                stream.writelines(f"{r['chrom']}\t{r['start']}\t{r['end']}\t{r['cpg_calls']}\t{r['cpg_methylated']}\t{r['fraction']:.5f}\n"
+                                  for r in tables["methylation"])
+            written.append(path)
+    with_features = [(result, tables) for result, tables in results if tables.get("delfi_features")]
+    if with_features:
+        path = output / "delfi_features.tsv"
+        names = list(with_features[0][1]["delfi_features"])
+        with atomic_output(path, "w") as stream:
+            stream.write("\t".join(["sample"] + names) + "\n")
+            for result, tables in with_features:
+                row = tables["delfi_features"]
+                if list(row) != names:
+                    raise DataError(f"{result['sample']}: its DELFI windows differ from {with_features[0][0]['sample']}'s; "
+                                    "count every sample on one annotation")
+                stream.write("\t".join([result["sample"]] + [table_cell(row[n], ".6f") for n in names]) + "\n")
+        written.append(path)
     path = output / "fragments.tsv"
     columns = ["sample", "paired", "fragments", "mode", "median", "mean", "share_below_150", "share_above_250", "share_above_500",
                "share_above_1000", "periodicity_amplitude", "periodicity_period", "short_long_ratio", "motif_diversity",

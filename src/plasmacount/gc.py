@@ -59,3 +59,35 @@ def _local_linear(x: np.ndarray, y: np.ndarray, at: np.ndarray, span: float) -> 
         slope = (weight * (x - mx) * (y - my)).sum() / sxx if sxx > 0 else 0.0
         result[i] = my + slope * (point - mx)
     return result
+
+
+def loess(x: np.ndarray, y: np.ndarray, at: np.ndarray, span: float = 0.75, degree: int = 2) -> np.ndarray:
+    """Cleveland's loess (gaussian family, no robustness iterations), evaluated exactly at `at`:
+    at each point a least-squares polynomial of `degree` in x, weighted by the tricube of the
+    distance over the distance to the ceil(span * n)-th nearest x (span <= 1). The weighted
+    normal equations are solved for a block of points at once."""
+    x, y, at = (np.asarray(v, dtype=float) for v in (x, y, at))
+    k = min(x.size, max(degree + 1, int(np.ceil(span * x.size))))
+    result = np.empty(at.size)
+    block = max(1, 4_000_000 // max(x.size, 1))
+    powers = np.arange(2 * degree + 1)
+    for first in range(0, at.size, block):
+        points = at[first:first + block]
+        offset = x[None, :] - points[:, None]
+        distance = np.abs(offset)
+        radius = np.partition(distance, k - 1, axis=1)[:, k - 1:k]
+        radius = np.where(radius > 0, radius, 1e-12)
+        weight = np.clip(1 - (distance / radius) ** 3, 0, None) ** 3
+        # moments sum(w * offset^j) for j = 0..2 degree, and sum(w * y * offset^j) for j = 0..degree
+        moments, targets = [], []
+        term, weighted_y = weight, weight * y[None, :]
+        for j in powers:
+            moments.append(term.sum(axis=1))
+            if j <= degree:
+                targets.append(weighted_y.sum(axis=1))
+                weighted_y = weighted_y * offset
+            term = term * offset
+        moments, targets = np.stack(moments, axis=1), np.stack(targets, axis=1)
+        normal = np.stack([moments[:, j:j + degree + 1] for j in range(degree + 1)], axis=1)
+        result[first:first + block] = (np.linalg.pinv(normal) @ targets[:, :, None])[:, 0, 0]
+    return result

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from plasmacount import __version__
+from plasmacount.long_read_simulation import LongReadEffects, LongReadSample, write_long_read_bam
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAULT_SHORT_RANGE, SampleCounts
 from plasmacount.errors import UsageError
@@ -956,9 +957,10 @@ class SimulationRequest:
     prefix: str | None = None
     effects: LabEffects = field(default_factory=LabEffects)
     ebv: EbvDraws = field(default_factory=EbvDraws)
+    long_read_effects: LongReadEffects = field(default_factory=LongReadEffects)
 
 
-FORMATS = ("counts", "bam", "cram", "fastq")
+FORMATS = ("counts", "bam", "cram", "fastq", "long-bam")
 
 
 def run_simulation(request: SimulationRequest, progress: Callable[[int, int], None] | None = None) -> list[Path]:
@@ -967,7 +969,7 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {request.output_format!r}")
     if request.genome not in ("synthetic", "hg38"):
         raise UsageError(f"--genome must be synthetic or hg38, not {request.genome!r}")
-    if request.genome == "hg38" and request.output_format in ("cram", "fastq"):
+    if request.genome == "hg38" and request.output_format in ("cram", "fastq", "long-bam"):
         raise UsageError("--genome hg38 has no sequence here: use --format counts or bam, or --genome synthetic for CRAM/FASTQ")
     if not 0 < request.scale <= 1:
         raise UsageError(f"--scale must be in (0, 1], not {request.scale}")
@@ -1013,6 +1015,11 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
             paths.append(path)
         elif request.output_format == "fastq":
             paths.extend(write_fastq(output, design, model, genome, contig_lengths, request.seed, index))
+        elif request.output_format == "long-bam":
+            # Whole molecules with CpG methylation (long_read_simulation); --reads is their number.
+            sample = LongReadSample(design.sample, design.reads, design.fetal_fraction or 0.0, design.fetal_sex)
+            paths.append(write_long_read_bam(output / f"{design.sample}.bam", genome, sample, request.seed * 100_003 + index,
+                                             request.long_read_effects, level_seed=request.lab_seed))
         else:
             import pysam
 

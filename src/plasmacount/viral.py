@@ -516,7 +516,7 @@ def from_alignments(path: str | os.PathLike, virus: str | None, model: ScreenMod
     """Count the alignments, then re-read the viral contig for the W repeat and the viral MAPQ threshold."""
     import pysam
 
-    from plasmacount.alignments import (DEFAULT_MAX_PAIR_LENGTH, CountOptions, alignment_kind, count_alignments, pair_is_fragment,
+    from plasmacount.alignments import (DEFAULT_MAX_PAIR_LENGTH, CountOptions, alignment_kind, count_alignments, pair_is_fragment, stands_for_pair,
                                         prepare_cram_environment)
 
     path = Path(path)
@@ -537,8 +537,7 @@ def from_alignments(path: str | os.PathLike, virus: str | None, model: ScreenMod
                 # The counter's pair rule, so the viral fragments are the ones its host profile counts.
                 fragment, _ = pair_is_fragment(read.flag, read.reference_start, read.next_reference_start,
                                                read.next_reference_id == read.reference_id, read.template_length, DEFAULT_MAX_PAIR_LENGTH)
-                if not fragment or read.reference_start > read.next_reference_start or (
-                        read.reference_start == read.next_reference_start and not read.is_read1):
+                if not fragment or not stands_for_pair(read.flag, read.reference_start, read.next_reference_start):
                     continue
             in_repeat = is_ebv and EBV_W_REPEAT[0] <= read.reference_start < EBV_W_REPEAT[1]
             if in_repeat:

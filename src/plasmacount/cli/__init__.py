@@ -68,14 +68,56 @@ def add_fasta_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--reference", dest="fasta", action=_DeprecatedAlias, help=argparse.SUPPRESS)
 
 
-def add_max_length_option(parser: argparse.ArgumentParser) -> None:
-    """`--max-length`: the longest pair counted by its own geometry, without the aligner's flag."""
+CONVENTIONS = {
+    # plasmacount's own: the forward mate stands for a pair; facing pairs count up to --max-length.
+    "plasmacount": {"representative": "forward", "min_mapq": 20},
+    # FinaleToolkit's (and DELFI's fragment files): read 1 stands for the pair, the aligner's
+    # proper pairs only, MAPQ >= 30.
+    "finaletoolkit": {"representative": "read1", "min_mapq": 30, "max_pair_length": 0},
+}
+
+
+def length_range(text: str) -> tuple[int, int]:
+    """LOW-HIGH in bp (HIGH may be left out: LOW-)."""
+    try:
+        low, _, high = text.partition("-")
+        return int(low), int(high) if high else 1 << 62
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH in bp, e.g. 50-1000 or 50-, not {text!r}") from None
+
+
+def add_fragment_rule_options(parser: argparse.ArgumentParser) -> None:
+    """Which reads make a fragment: `--min-mapq`, `--max-length`, `--convention`, `--long-reads`."""
     from plasmacount.alignments import DEFAULT_MAX_PAIR_LENGTH
 
-    parser.add_argument("--max-length", type=number(int, 0), default=DEFAULT_MAX_PAIR_LENGTH, metavar="BP",
+    parser.add_argument("--min-mapq", type=number(int, 0, 255), default=None, metavar="Q",
+                        help="skip reads with mapping quality below Q (default 20; 30 with --convention finaletoolkit)")
+    parser.add_argument("--max-length", type=number(int, 0), default=None, metavar="BP",
                         help="pairs the aligner did not mark proper still count when they face each other on one contig "
                              f"within BP (default {DEFAULT_MAX_PAIR_LENGTH}); 0: the aligner's proper pairs only "
                              "(FinaleToolkit's and DELFI's convention)")
+    parser.add_argument("--convention", choices=sorted(CONVENTIONS), default="plasmacount",
+                        help="plasmacount (default: the forward mate stands for a pair, MAPQ >= 20) or finaletoolkit "
+                             "(read 1 stands for the pair, proper pairs only, MAPQ >= 30); --min-mapq and --max-length override")
+    parser.add_argument("--fragment-lengths", type=length_range, default=None, metavar="LOW-HIGH",
+                        help="count only fragments of known length LOW..HIGH bp (default: all; FinaleToolkit's end motifs use 50-)")
+    parser.add_argument("--long-reads", action="store_true",
+                        help="long-read data (nanopore, PacBio): a read without the paired flag is a whole molecule, "
+                             "its length its reference span")
+
+
+def fragment_rules(args: argparse.Namespace) -> dict:
+    """CountOptions keywords from the options of `add_fragment_rule_options`."""
+    from plasmacount.alignments import DEFAULT_MAX_PAIR_LENGTH
+
+    rules = {"max_pair_length": DEFAULT_MAX_PAIR_LENGTH, **CONVENTIONS[args.convention], "long_reads": args.long_reads}
+    if args.min_mapq is not None:
+        rules["min_mapq"] = args.min_mapq
+    if args.max_length is not None:
+        rules["max_pair_length"] = args.max_length
+    if args.fragment_lengths is not None:
+        rules["fragment_lengths"] = args.fragment_lengths
+    return rules
 
 
 class _DeprecatedAlias(argparse.Action):

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from plasmacount.cli import add_fasta_option, add_max_length_option, number
+from plasmacount.cli import add_fasta_option, add_fragment_rule_options, fragment_rules, number
 from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
@@ -26,7 +26,8 @@ plasmacount count sample02.cram --fasta GRCh38.fa --bins hg38.100kb.bins.npz -o 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="IN", help="coordinate-sorted, indexed BAM or CRAM; or counts as readCounter WIG or TSV (chrom start end count)")
+    parser.add_argument("input", metavar="IN", help="coordinate-sorted, indexed BAM or CRAM; a fragment file (.frag.gz); or counts as "
+                        "readCounter WIG or TSV (chrom start end count)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="counts file to write (plasmacount counts format, .npz)")
     parser.add_argument("--tsv", metavar="PATH", help="also write a per-bin table: chrom start end count (short long for paired-end)")
     bins = parser.add_mutually_exclusive_group()
@@ -34,39 +35,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bins.add_argument("--bins", metavar="ANNOTATION", help="bins of an annotation made by `plasmacount bins`")
     add_fasta_option(parser, "genome FASTA, for CRAM input")
     parser.add_argument("--sample", help="sample name (default: SM of the read group, else the file name)")
-    parser.add_argument("--min-mapq", type=number(int, 0, 255), default=20, metavar="Q", help="skip reads with mapping quality below Q (default 20)")
     parser.add_argument("--keep-duplicates", action="store_true", help="count duplicate-flagged reads (default: skip them)")
     parser.add_argument("--keep-qc-fail", action="store_true", help="count QC-fail-flagged reads (default: skip them)")
     parser.add_argument("--remove-unmarked-duplicates", action="store_true", help="skip fragments with the same position, strand (and length) as one already counted")
     parser.add_argument("--short-range", type=_range, default=(100, 150), metavar="LOW-HIGH", help="short fragment lengths counted per bin (default 100-150)")
     parser.add_argument("--long-range", type=_range, default=(151, 220), metavar="LOW-HIGH", help="long fragment lengths counted per bin (default 151-220)")
-    add_max_length_option(parser)
+    add_fragment_rule_options(parser)
+    parser.add_argument("--fragments-out", metavar="FRAG_GZ", help="also write the counted fragments as a FinaleToolkit/DELFI fragment "
+                        "file (chrom start end mapq strand; bgzip + tabix index); fragment files are read as input too")
     parser.add_argument("--threads", type=number(int, 1, 256), default=2, metavar="N", help="decompression threads (default 2)")
 
 
 def run(args: argparse.Namespace) -> None:
-    from plasmacount.alignments import CountOptions, count_alignments
+    from plasmacount.alignments import CountOptions, ScanRequest, scan_alignments
     from plasmacount.bins import BinAnnotation
     from plasmacount.counts import input_kind, load_counts
+    from plasmacount.fragment_files import count_fragment_file
     from plasmacount.progress import Progress
 
     source = Path(args.input)
     kind = input_kind(source)
     annotation = BinAnnotation.load(args.bins) if args.bins else None
-    if kind in ("bam", "cram"):
+    if args.fragments_out and kind not in ("bam", "cram"):
+        raise UsageError(f"--fragments-out writes the fragments of alignments; {source} is not a BAM or CRAM")
+    if kind in ("bam", "cram", "fragments"):
         options = CountOptions(
-            min_mapq=args.min_mapq,
+            **fragment_rules(args),
             skip_duplicates=not args.keep_duplicates,
             skip_qc_fail=not args.keep_qc_fail,
             remove_unmarked_duplicates=args.remove_unmarked_duplicates,
             short_range=args.short_range,
             long_range=args.long_range,
-            max_pair_length=args.max_length,
             threads=args.threads,
         )
-        counts = count_alignments(source, bin_size=args.bin_size or 100_000, annotation=annotation,
-                                  annotation_path=args.bins, options=options, reference=args.fasta, sample=args.sample,
-                                  progress=Progress(f"counting {source.name}", enabled=not args.quiet, interval=30.0))
+        if kind == "fragments":
+            counts, _ = count_fragment_file(source, args.bin_size or 100_000, annotation, args.bins, options, args.fasta, args.sample)
+        else:
+            counts, _ = scan_alignments(source, bin_size=args.bin_size or 100_000, annotation=annotation,
+                                        annotation_path=args.bins, options=options, reference=args.fasta, sample=args.sample,
+                                        progress=Progress(f"counting {source.name}", enabled=not args.quiet, interval=30.0),
+                                        request=ScanRequest(fragment_file=args.fragments_out))
     else:
         counts = load_counts(source)
         if args.sample:
@@ -94,5 +102,5 @@ def run(args: argparse.Namespace) -> None:
                 f"{counts.layout.n_bins:,}", f"{counts.bin_size:,}", " (paired-end)" if counts.paired else "")
     if qc.get("total"):
         logger.info("reads: %s total, %s mapped, %s duplicates, %s below MAPQ %d", f"{qc['total']:,}", f"{qc['mapped']:,}",
-                    f"{qc['duplicates']:,}", f"{qc['low_mapq']:,}", args.min_mapq)
+                    f"{qc.get('duplicates', 0):,}", f"{qc['low_mapq']:,}", counts.filters.get("min_mapq", 0))
 

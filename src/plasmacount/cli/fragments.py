@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from plasmacount.cli import add_fasta_option, add_max_length_option, number
+from plasmacount.errors import DataError, UsageError
+
+from plasmacount.cli import add_fasta_option, add_fragment_rule_options, fragment_rules, number
 
 logger = logging.getLogger("plasmacount")
 
@@ -15,20 +17,64 @@ plasmacount fragments sample01.bam --fasta GRCh38.fa --bins hg38.100kb.bins.npz 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="COUNTS_OR_BAM", help="counts files, WIG/TSV counts, or indexed BAM/CRAM")
+    parser.add_argument("inputs", nargs="+", metavar="COUNTS_OR_BAM", help="indexed BAM/CRAM, fragment files (.frag.gz), counts files or WIG/TSV counts")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.fragments.json, tables and fragments.tsv")
     add_fasta_option(parser, "genome FASTA: end motifs (and CRAM decoding)")
     parser.add_argument("--bins", metavar="ANNOTATION", help="bin annotation: GC-corrected short/long ratios (and the bins for BAM/CRAM)")
     parser.add_argument("--window", type=number(int, 1000), default=5_000_000, metavar="BP", help="window for short/long ratios (default 5000000)")
     parser.add_argument("--bin-size", type=number(int, 100), default=100_000, metavar="N", help="bins when counting BAM/CRAM without --bins (default 100000)")
-    parser.add_argument("--min-mapq", type=number(int, 0, 255), default=20, metavar="Q", help="skip reads with mapping quality below Q (default 20)")
-    add_max_length_option(parser)
+    parser.add_argument("--motif-length", type=number(int, 1, 12), default=4, metavar="K", help="end motifs of K bases (default 4)")
+    parser.add_argument("--fragment-files", action="store_true", help="also write OUTDIR/<sample>.frag.gz (FinaleToolkit/DELFI fragment "
+                        "file, bgzip + tabix) from each BAM/CRAM")
+    add_fragment_rule_options(parser)
+    parser.add_argument("--intervals", metavar="BED", help="sites (e.g. transcription start sites): coverage, long and short WPS, "
+                        "adjusted WPS and cleavage profile over 5 kb around each (TSV per site and per name, bigWig tracks)")
+    parser.add_argument("--delfi-panel", metavar="PANEL", help="DELFI: correlate each profile with this panel's median and z-score "
+                        "its arms (made by --make-delfi-panel)")
+    parser.add_argument("--make-delfi-panel", metavar="OUT", help="DELFI: write the median profile of the inputs (healthy donors) to OUT")
+    parser.add_argument("--delfi-window-ratio", choices=("sum", "mean"), default=None,
+                        help="a 5 Mb window's ratio: sum (its short over its long fragments, DELFI; default) or mean (of its "
+                             "100 kb ratios, FinaleToolkit; the default with --convention finaletoolkit)")
+    parser.add_argument("--methylation-reference", metavar="REF", help="fetal fraction from per-molecule CpG methylation against this "
+                        "reference (made by --learn-methylation-reference; same --bins)")
+    parser.add_argument("--learn-methylation-reference", metavar="OUT", help="learn a methylation reference from the inputs and write it "
+                        "to OUT (needs --known-fetal-fractions)")
+    parser.add_argument("--known-fetal-fractions", metavar="TSV", help="for --learn-methylation-reference: `sample  fetal_fraction` per "
+                        "input, 0 for a non-pregnant woman")
+
+
+def learn_methylation_reference(results: list, known: str | None, output: str) -> None:
+    from plasmacount.methylation import learn_reference
+
+    if not known:
+        raise UsageError("--learn-methylation-reference needs --known-fetal-fractions TSV (sample, fetal_fraction; 0 if not pregnant)")
+    fractions = {}
+    with open(known) as stream:
+        for line_number, line in enumerate(stream, 1):
+            fields = line.rstrip("\n").split("\t")
+            if line_number == 1 and fields[:2] == ["sample", "fetal_fraction"] or not line.strip():
+                continue
+            try:
+                fractions[fields[0]] = float(fields[1])
+            except (IndexError, ValueError):
+                raise DataError(f"{known}: line {line_number} is not `sample<TAB>fetal_fraction`") from None
+    panel = []
+    for result, tables in results:
+        if result["sample"] not in fractions:
+            raise DataError(f"{known}: no fetal fraction for sample {result['sample']}; list every input (0 if not pregnant)")
+        if tables["molecules"] is None or not tables["molecules"].shape[0]:
+            raise DataError(f"{result['sample']}: no CpG methylation calls (MM/ML tags) to learn from")
+        panel.append((tables["molecules"], fractions[result["sample"]]))
+    layouts = {tables["layout"] for _, tables in results}
+    if len(layouts) != 1:
+        raise UsageError("the samples were counted on different bins; pass one --bins ANNOTATION")
+    learn_reference(layouts.pop(), panel, source=f"{len(panel)} samples of {known}").save(output)
+    logger.info("methylation reference from %d samples written to %s", len(panel), output)
 
 
 def run(args: argparse.Namespace) -> None:
     from plasmacount.alignments import CountOptions
     from plasmacount.bins import BinAnnotation
-    from plasmacount.errors import UsageError
     from plasmacount.fragments import analyse, write_outputs
     from plasmacount.progress import Progress
 
@@ -36,10 +82,46 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError(f"--window must be a positive number of bases, not {args.window}")
     annotation = BinAnnotation.load(args.bins) if args.bins else None
     progress = Progress("fragmentomics", enabled=not args.quiet)
+    from pathlib import Path
+
+    from plasmacount.counts import input_kind, sample_name_from_path
+    from plasmacount.files import check_unique_samples, sample_file_stem
+
+    if args.fragment_files:  # named by input file: two inputs of one name would overwrite each other's
+        check_unique_samples([sample_name_from_path(source) for source in args.inputs])
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    from plasmacount import delfi
+
+    panel = delfi.load_panel(args.delfi_panel) if args.delfi_panel else None
+    from plasmacount.intervals import read_sites
+
+    sites = read_sites(args.intervals) if args.intervals else None
+    window_ratio = args.delfi_window_ratio or ("mean" if args.convention == "finaletoolkit" else "sum")
     results = []
     for i, source in enumerate(args.inputs):
-        results.append(analyse(source, args.fasta, annotation, args.bins, args.window, args.bin_size, CountOptions(min_mapq=args.min_mapq, max_pair_length=args.max_length)))
+        fragment_file = None
+        if args.fragment_files and input_kind(source) in ("bam", "cram"):
+            fragment_file = Path(args.output) / f"{sample_file_stem(sample_name_from_path(source))}.frag.gz"
+        results.append(analyse(source, args.fasta, annotation, args.bins, args.window, args.bin_size, CountOptions(**fragment_rules(args)),
+                               motif_length=args.motif_length, fragment_file=fragment_file, delfi_panel=panel, delfi_window_ratio=window_ratio,
+                               sites=sites))
         progress(i + 1, len(args.inputs))
+    if args.make_delfi_panel:
+        profiles = [tables["delfi"] for _, tables in results if tables["delfi"] is not None]
+        if len(profiles) < 2:
+            raise UsageError("--make-delfi-panel needs at least 2 paired-end samples counted on a 100 kb annotation (--bins)")
+        delfi.save_panel(delfi.panel_median(profiles), args.make_delfi_panel)
+        logger.info("DELFI panel of %d profiles written to %s", len(profiles), args.make_delfi_panel)
+    if args.learn_methylation_reference:
+        learn_methylation_reference(results, args.known_fetal_fractions, args.learn_methylation_reference)
+    if args.methylation_reference:
+        from plasmacount.methylation import MethylationReference, fetal_fraction
+
+        reference = MethylationReference.load(args.methylation_reference)
+        for result, tables in results:
+            if result["methylation"] is None:
+                raise DataError(f"{result['sample']}: no CpG methylation calls (MM/ML tags) to estimate the fetal fraction from")
+            result["methylation"]["fetal_fraction"] = fetal_fraction(tables["molecules"], reference, tables["layout"])
     write_outputs(results, args.output)
     for result, _ in results:
         size = result["size"]

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cancer: tumour fractions 0-30%%; healthy: non-pregnant donors; ebv: NPC screening (default nipt)")
     parser.add_argument("--samples", type=number(int, 1), default=10, metavar="N", help="number of samples (default 10)")
     parser.add_argument("--reads", type=read_count, default=10_000_000, metavar="N", help="mean counted fragments per sample, e.g. 10M (default)")
-    parser.add_argument("--format", dest="output_format", choices=FORMATS, default="counts", help="output: counts (fast), bam, cram or fastq (default counts)")
+    parser.add_argument("--format", dest="output_format", choices=FORMATS, default="counts", help="output: counts (fast), bam, cram, fastq, or long-bam: long-read "
+                        "whole molecules with CpG methylation (MM/ML), --reads molecules per sample (default counts)")
     parser.add_argument("--genome", choices=("synthetic", "hg38"), default="synthetic",
                         help="synthetic: scaled genome with a FASTA (needed for CRAM/FASTQ); hg38: real names and lengths (default synthetic)")
     parser.add_argument("--bins", metavar="ANNOTATION", help="with --genome hg38: real GC/mappability per bin (e.g. an imported QDNAseq table)")
@@ -59,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ebv-carrier-nucleosomal-share", type=number(float, 0.0, 1.0), default=0.0, metavar="F",
                         help="EBV cohort: each carrier's share of nucleosome-sized (NPC-like) viral DNA is drawn up to this "
                              "(default 0: carriers' viral DNA all short; pessimistic 0.5)")
+    parser.add_argument("--long-read-pessimistic", action="store_true",
+                        help="long-bam: placenta and blood methylation closer and noisier (see docs/simulation.md)")
     parser.add_argument("--threads", type=number(int, 1, 256), default=2, metavar="N", help="compression threads (default 2)")
 
 
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> None:
     from plasmacount.progress import Progress
     from plasmacount.simulation import SimulationRequest, run_simulation
 
+    from plasmacount.long_read_simulation import LongReadEffects
     from plasmacount.simulation import EbvDraws, LabEffects
 
     changes = {name: value for name, value in (("placental_pattern_sd", args.placental_pattern_sd), ("y_hotspot_share", args.y_hotspot_share))
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> None:
         scale=args.scale, bin_size=args.bin_size, bins=args.bins, fetal_fraction_median=args.fetal_fraction_median,
         threads=args.threads, prefix=args.prefix, effects=LabEffects(**changes),
         ebv=EbvDraws(npc_low_load_share=args.ebv_npc_low_load_share, carrier_nucleosomal_share_max=args.ebv_carrier_nucleosomal_share),
+        long_read_effects=LongReadEffects.pessimistic() if args.long_read_pessimistic else LongReadEffects(),
     )
     paths = run_simulation(request, progress=Progress("simulating samples", enabled=not args.quiet))
     logger.info("%d %s files and their truth (truth.tsv, truth.json) written to %s", len(paths), args.output_format, args.output)
