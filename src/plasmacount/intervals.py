@@ -261,27 +261,18 @@ def gene_table(rows: list[dict]) -> list[dict]:
 
 def write_track(path: str | os.PathLike, pieces: list[tuple[str, int, np.ndarray]], contig_lengths: dict[str, int]) -> Path:
     """Per-base values of the site windows as bigWig (where windows overlap, the first site's values)."""
-    import pyBigWig
+    from plasmacount.tracks import open_bigwig
 
     order = {name: i for i, name in enumerate(contig_lengths)}
     pieces = sorted(pieces, key=lambda piece: (order[piece[0]], piece[1]))
-    partial = Path(str(path) + ".part")
-    try:
-        handle = pyBigWig.open(str(partial), "w")
-        try:
-            handle.addHeader([(name, int(length)) for name, length in contig_lengths.items()])
-            covered: dict[str, int] = {}
-            for chrom, first, values in pieces:
-                skip = max(0, covered.get(chrom, 0) - first)
-                if skip >= values.size:
-                    continue
-                handle.addEntries(chrom, int(first + skip), values=np.ascontiguousarray(values[skip:], dtype=np.float64), span=1, step=1)
-                covered[chrom] = first + values.size
-        finally:
-            handle.close()
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with open_bigwig(path, list(contig_lengths.items())) as handle:
+        covered: dict[str, int] = {}
+        for chrom, first, values in pieces:
+            skip = max(0, covered.get(chrom, 0) - first)
+            if skip >= values.size:
+                continue
+            handle.addEntries(chrom, int(first + skip), values=np.ascontiguousarray(values[skip:], dtype=np.float64), span=1, step=1)
+            covered[chrom] = first + values.size
     return Path(path)
 
 

@@ -7,10 +7,12 @@ as zero, so that a browser shows a gap, not a false deletion.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -69,30 +71,37 @@ def read_bedgraph(path: str | os.PathLike) -> Profile:
     return Profile(chrom, np.array(start, dtype=np.int64), np.array(end, dtype=np.int64), np.array(value), lengths)
 
 
-def write_bigwig(path: str | os.PathLike, profile: Profile) -> Path:
-    """The same profile as bigWig (binary, indexed: what browsers stream from a server)."""
+@contextlib.contextmanager
+def open_bigwig(path: str | os.PathLike, contigs: list[tuple[str, int]]) -> Iterator:
+    """A pyBigWig writer with its header; the file appears at `path` only when the block succeeds
+    (pyBigWig writes by file name, so it is made beside the target and renamed when complete)."""
     import pyBigWig
 
-    profile = profile.finite()
-    contigs = [(name, int(length)) for name, length in profile.contig_lengths.items()]
     partial = Path(str(path) + ".part")
-    # pyBigWig writes by file name, so the file is made beside the target and renamed when complete.
     try:
         handle = pyBigWig.open(str(partial), "w")
         try:
-            handle.addHeader(contigs)
-            order = {name: i for i, (name, _) in enumerate(contigs)}
-            rank = np.array([order[name] for name in profile.chrom], dtype=np.int64)
-            rows = np.lexsort((profile.start, rank))
-            if rows.size:
-                chrom = np.asarray(profile.chrom, dtype=object)[rows].tolist()
-                handle.addEntries(chrom, profile.start[rows].astype(np.int64).tolist(), ends=profile.end[rows].astype(np.int64).tolist(),
-                                  values=profile.value[rows].astype(float).tolist())
+            handle.addHeader([(name, int(length)) for name, length in contigs])
+            yield handle
         finally:
             handle.close()
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_bigwig(path: str | os.PathLike, profile: Profile) -> Path:
+    """The same profile as bigWig (binary, indexed: what browsers stream from a server)."""
+    profile = profile.finite()
+    contigs = [(name, int(length)) for name, length in profile.contig_lengths.items()]
+    with open_bigwig(path, contigs) as handle:
+        order = {name: i for i, (name, _) in enumerate(contigs)}
+        rank = np.array([order[name] for name in profile.chrom], dtype=np.int64)
+        rows = np.lexsort((profile.start, rank))
+        if rows.size:
+            chrom = np.asarray(profile.chrom, dtype=object)[rows].tolist()
+            handle.addEntries(chrom, profile.start[rows].astype(np.int64).tolist(), ends=profile.end[rows].astype(np.int64).tolist(),
+                              values=profile.value[rows].astype(float).tolist())
     return Path(path)
 
 
