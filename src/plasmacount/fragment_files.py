@@ -4,11 +4,11 @@ A fragment file is BGZF-compressed, tabix-indexed text, one fragment per line, s
 and start: `chrom  start  end  mapq  strand` (0-based, half-open; MAPQ of the read that stood for
 the pair; the strand of read 1). FinaleToolkit reads and writes the same columns (and a BED6
 variant with a name column before the score, which is read too). plasmacount writes them
-from `count --fragments-out` and `fragments --fragments-out`, after every counting filter, and
+from `count --fragments-out` and `fragments --fragment-files`, after every counting filter, and
 reads them wherever it reads a BAM, so BAM -> fragment file -> counts equals BAM -> counts.
 
 Its header lines start with '#':
-  #plasmacount-fragments 1 ends=pairs representative=leftmost min_mapq=20 ...
+  #plasmacount-fragments 1 ends=pairs representative=forward min_mapq=20 ...
   #contigs chr1:248956422 chr2:242193529 ...
 `ends` says what a line is: `pairs` (a fragment from a read pair), `molecules` (a long read, a
 whole molecule) or `single` (a single-end read: its span is the read's, not the fragment's, so
