@@ -132,6 +132,45 @@ def test_fragment_files_round_trip(simulated, tmp_path, representative):
     assert strict.counts.sum() == sum(1 for row in rows if int(row[3]) >= 60 and row[0] in {c.name for c in direct.layout.contigs})
 
 
+def test_size_classes_by_midpoint_through_kernel_cram_and_fragment_file(simulated, tmp_path):
+    """DELFI's and FinaleToolkit's rule: a fragment's short/long tally goes to the bin of its midpoint
+    (start + end) // 2, while its count stays with its start; against pysam record by record."""
+    bam, fasta = simulated
+    options = CountOptions(representative="read1", max_pair_length=0, min_mapq=30, size_class_placement="midpoint")
+    frag = tmp_path / "sample.frag.gz"
+    kernel, _ = scan_alignments(bam, bin_size=10_000, options=options, request=ScanRequest(fragment_file=frag))
+    cram = tmp_path / "sample.cram"
+    pysam.view("-C", "-T", str(fasta), "-o", str(cram), str(bam), catch_stdout=False)
+    pysam.index(str(cram))
+    through_htslib, _ = scan_alignments(cram, bin_size=10_000, options=options, reference=fasta)
+    from_file, _ = count_fragment_file(frag, bin_size=10_000, options=options)
+    layout = kernel.layout
+    first = {c.name: c.first_bin for c in layout.contigs}
+    short = np.zeros(layout.n_bins, dtype=np.int64)
+    long_ = np.zeros(layout.n_bins, dtype=np.int64)
+    moved = 0
+    with pysam.AlignmentFile(str(bam)) as alignments:
+        for read in alignments.fetch(until_eof=True):
+            if (read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate
+                    or read.mapping_quality < 30 or not read.is_proper_pair or not read.is_read1 or read.template_length == 0
+                    or read.reference_name not in first):
+                continue
+            start = read.reference_start if read.template_length > 0 else read.reference_end + read.template_length
+            end = start + abs(read.template_length)
+            b = first[read.reference_name] + (start + end) // 2 // 10_000
+            moved += (start + end) // 2 // 10_000 != start // 10_000
+            length = end - start
+            short[b] += 100 <= length <= 150
+            long_[b] += 151 <= length <= 220
+    assert moved > 100 and long_.sum() > 5_000
+    for counts in (kernel, through_htslib, from_file):
+        assert np.array_equal(counts.short, short) and np.array_equal(counts.long, long_)
+        assert counts.filters["size_class_placement"] == "midpoint"
+    by_start, _ = scan_alignments(bam, bin_size=10_000, options=CountOptions(representative="read1", max_pair_length=0, min_mapq=30))
+    assert np.array_equal(by_start.counts, kernel.counts) and not np.array_equal(by_start.long, kernel.long)
+    assert by_start.long.sum() == kernel.long.sum()
+
+
 def test_single_end_fragment_files_keep_lengths_unknown(tmp_path):
     [single] = run_simulation(SimulationRequest(output=tmp_path / "se", cohort="euploid", samples=1, reads=20_000, scale=1 / 1000, seed=4,
                                                 output_format="bam"))

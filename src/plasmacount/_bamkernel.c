@@ -308,6 +308,7 @@ typedef struct {
     int long_reads;                  /* a read without the paired flag is a whole molecule */
     int text_input;                  /* the input is a fragment file, not a BAM */
     int text_lengths_known;          /* its lines are fragments (else single-end reads) */
+    int size_classes_by_midpoint;    /* short/long per bin by the fragment's midpoint (DELFI, FinaleToolkit), else its start */
     /* end motifs: k-mers read from an uncompressed, faidx-indexed FASTA held in a memory map */
     int motif_k;                     /* 0: no motifs */
     const uint8_t *fasta;
@@ -381,7 +382,7 @@ static inline void count_end_motif(walk_state *s, int64_t ref, int64_t start, in
     s->motif_tallies[0]++;
 }
 
-/* Where a counted fragment [start, end) goes: its bin (by start), the size tallies, its end
+/* Where a counted fragment [start, end) goes: its bin (by start; its size class by start or midpoint), the size tallies, its end
  * motifs, the fragment file. `length` is -1 when the fragment's length is unknown (a short
  * single-end read: only the read's own 5' end is a fragment end). */
 static void tally_fragment(walk_state *s, int64_t ref, int64_t start, int64_t end, int64_t length, int mapq,
@@ -420,8 +421,13 @@ static void tally_fragment(walk_state *s, int64_t ref, int64_t start, int64_t en
             qc[QC_COUNTED_PAIRS]++;
             int64_t h = length < s->hist_overflow ? length : s->hist_overflow;
             s->histogram[h]++;
-            if (length >= s->short_low && length <= s->short_high) s->short_counts[b]++;
-            if (length >= s->long_low && length <= s->long_high) s->long_counts[b]++;
+            int64_t sb = b;
+            if (s->size_classes_by_midpoint) {
+                sb = ((start + end) / 2) / s->bin_size;
+                sb = (sb < s->ref_bin_count[ref] ? sb : s->ref_bin_count[ref] - 1) + bin_offset;
+            }
+            if (length >= s->short_low && length <= s->short_high) s->short_counts[sb]++;
+            if (length >= s->long_low && length <= s->long_high) s->long_counts[sb]++;
         } else {
             qc[QC_COUNTED_SINGLE]++;
         }
@@ -826,7 +832,7 @@ static uint8_t *map_file(const char *path, size_t *size) {
  *           text_lengths_known, motif_k, fasta, fai, motif_counts, motif_tallies, long_edges,
  *           long_histogram, methylation, methylation_tallies, fragment_file, fragment_header,
  *           min_length, max_length,
- *           keep_fragments)
+ *           keep_fragments, size_classes_by_midpoint)
  *   -> (bytes of int64 rows (bin, length, calls, methylated) per molecule with CpG calls,
  *       bytes of int64 rows (reference, start, end, 2 MAPQ + read 1 reverse) per fragment if kept)
  * A BGZF fragment file is read instead of a BAM with text_input=1 (header_bytes 0).
@@ -841,7 +847,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
         "per_ref_counts", "qc", "ref_names", "read1_represents", "forward_represents", "long_reads", "text_input",
         "text_lengths_known", "motif_k", "fasta", "fai", "motif_counts", "motif_tallies",
         "long_edges", "long_histogram", "methylation", "methylation_tallies", "fragment_file",
-        "fragment_header", "min_length", "max_length", "keep_fragments", NULL};
+        "fragment_header", "min_length", "max_length", "keep_fragments", "size_classes_by_midpoint", NULL};
     const char *path;
     long long header_bytes, bin_size, short_low, short_high, long_low, long_high, hist_overflow;
     int n_threads, min_mapq, skip_duplicates, skip_qcfail, remove_unmarked;
@@ -855,8 +861,8 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
     const char *fasta_path = NULL, *fragment_path = NULL;
     Py_buffer fragment_header = {0};
     long long min_length = 0, max_length = -1;
-    int keep_fragments = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sLiOOOLiiiiLLLLLLOOOOOOOO|$OiiiiiizOOOOOiOzy*LLi", keywords,
+    int keep_fragments = 0, size_classes_by_midpoint = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sLiOOOLiiiiLLLLLLOOOOOOOO|$OiiiiiizOOOOOiOzy*LLii", keywords,
                           &path, &header_bytes, &n_threads,
                           &o_ref_bin_offset, &o_ref_bin_count, &o_ref_other_index, &bin_size,
                           &min_mapq, &skip_duplicates, &skip_qcfail, &remove_unmarked, &short_low,
@@ -865,7 +871,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
                           &o_ref_names, &read1_represents, &forward_represents, &long_reads, &text_input, &text_lengths_known,
                           &motif_k, &fasta_path, &o_fai, &o_motif_counts, &o_motif_tallies, &o_long_edges,
                           &o_long_hist, &methylation, &o_methylation_tallies, &fragment_path, &fragment_header,
-                          &min_length, &max_length, &keep_fragments))
+                          &min_length, &max_length, &keep_fragments, &size_classes_by_midpoint))
         return NULL;
     if (!p_deflate_decompress) {
         PyErr_SetString(PyExc_RuntimeError, "libdeflate functions were not registered");
@@ -998,6 +1004,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
     s.read1_represents = read1_represents;
     s.forward_represents = forward_represents;
     s.long_reads = long_reads;
+    s.size_classes_by_midpoint = size_classes_by_midpoint;
     s.text_input = text_input;
     s.text_lengths_known = text_lengths_known;
     s.motif_k = motif_k;

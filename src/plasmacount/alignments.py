@@ -100,6 +100,7 @@ class CountOptions:
     representative: str = "forward"
     long_reads: bool = False
     fragment_lengths: tuple[int, int] | None = None   # count only fragments of known length in [low, high]
+    size_class_placement: str = "start"   # a fragment's short/long tally goes to the bin of its start, or of its midpoint (DELFI)
     threads: int = 2
 
     def validate(self) -> None:
@@ -118,16 +119,22 @@ class CountOptions:
             raise UsageError(f"--fragment-lengths must be LOW-HIGH with 0 <= LOW <= HIGH, not {self.fragment_lengths}")
         if self.representative not in REPRESENTATIVES:
             raise UsageError(f"the mate that stands for a pair is one of {', '.join(REPRESENTATIVES)}, not {self.representative!r}")
+        if self.size_class_placement not in SIZE_CLASS_PLACEMENTS:
+            raise UsageError(f"a fragment's size class is placed by one of {', '.join(SIZE_CLASS_PLACEMENTS)}, not {self.size_class_placement!r}")
 
 
-def length_limits(options: CountOptions) -> dict:
-    """The kernel's min_length/max_length for `options.fragment_lengths` (max -1: none)."""
+def kernel_rules(options: CountOptions) -> dict:
+    """The kernel's min_length/max_length for `options.fragment_lengths` (max -1: none) and where
+    the short/long tallies go."""
     low, high = options.fragment_lengths or (0, -1)
-    return {"min_length": low, "max_length": high}
+    return {"min_length": low, "max_length": high, "size_classes_by_midpoint": int(options.size_class_placement == "midpoint")}
 
 
 # Which mate stands for a pair: its filters (MAPQ) apply, and it places the fragment.
 REPRESENTATIVES = ("forward", "leftmost", "read1")
+# Where a fragment's short/long tally goes: the counts always go by start; DELFI and FinaleToolkit
+# place size classes by the fragment's midpoint.
+SIZE_CLASS_PLACEMENTS = ("start", "midpoint")
 
 
 @dataclass(frozen=True)
@@ -425,7 +432,7 @@ def scan_alignments(
                     ref_names=tuple(name for name, _ in contigs), read1_represents=int(options.representative == "read1"),
                     forward_represents=int(options.representative == "forward"),
                     long_reads=int(options.long_reads), long_edges=result["long_edges"], long_histogram=result["long_histogram"],
-                    methylation=int(request.methylation), methylation_tallies=methylation_tallies, **length_limits(options),
+                    methylation=int(request.methylation), methylation_tallies=methylation_tallies, **kernel_rules(options),
                     keep_fragments=int(request.keep_fragments), **extras,
                 )
             except ValueError as error:
@@ -703,6 +710,7 @@ def _count_with_pysam(path: Path, kind: str, reference, plan: _Plan, contigs: li
         forward.clear()
         reverse.clear()
 
+    by_midpoint = options.size_class_placement == "midpoint"
     alignments = _open_cram(path, reference, None if (k or request.methylation) else _CRAM_REQUIRED_FIELDS) if kind == "cram" \
         else pysam.AlignmentFile(str(path), "rb")
     try:
@@ -748,10 +756,13 @@ def _count_with_pysam(path: Path, kind: str, reference, plan: _Plan, contigs: li
                     if length >= 0:
                         qc["counted_pairs"] += 1
                         histogram[min(length, overflow)] += 1
+                        size_bin = b
+                        if by_midpoint:
+                            size_bin = min((start + end) // 2 // bin_size, n_bins[ref] - 1) + offsets[ref]
                         if options.short_range[0] <= length <= options.short_range[1]:
-                            short[b] += 1
+                            short[size_bin] += 1
                         if options.long_range[0] <= length <= options.long_range[1]:
-                            long_[b] += 1
+                            long_[size_bin] += 1
                     else:
                         qc["counted_single"] += 1
                 elif other_index[ref] >= 0:

@@ -11,10 +11,13 @@ Cancer changes where and how finely plasma DNA is cut, which shows in the ratio 
 4. merge the remaining bins of each arm into windows of 50 bins (5 Mb): p arms from their
    start, q arms from their end, a last chunk of fewer than 50 bins left out;
 5. a window's ratio is its corrected short sum over its corrected long sum; FinaleToolkit
-   instead averages its 50 bins' ratios (`window_ratio="mean"`).
+   instead averages its 50 bins' ratios, each bin's short/long ratio GC-corrected on its own
+   (`window_ratio="mean"`).
 Differences to the published scripts, stated: the GC of a bin is the reference's (DELFI uses its
-fragments' mean GC), a fragment belongs to the bin of its start (DELFI and FinaleToolkit: of its
-midpoint), and loess is evaluated exactly (R's default interpolates on a kd-tree).
+fragments' mean GC), a fragment's size class goes to the bin of its start unless the counts were
+made with `size_class_placement="midpoint"` (DELFI's and FinaleToolkit's rule; `--convention
+finaletoolkit` selects it), and loess is evaluated exactly (R's default interpolates on a
+kd-tree; FinaleToolkit's smoother is Cappellari's robust loess on a 0.01 GC grid).
 
 Beside the windows: the genome-wide profile's correlation with a panel's median profile, arm z
 scores against the panel, and a classifier-ready feature table.
@@ -39,6 +42,7 @@ BLACKLIST_LIMIT = 0.5
 LOESS_SPAN = 0.75
 GC_GRID_STEP = 0.001
 WINDOW_RATIOS = ("sum", "mean")
+MINIMUM_BINS = 10   # a GC loess needs points; a small (test) genome may have bins and no 50-bin arm
 
 
 @dataclass
@@ -46,7 +50,7 @@ class DelfiProfile:
     """A sample's DELFI bins (after the filters) and 5 Mb windows."""
 
     sample: str
-    bins: dict          # chrom, start, end, arm, gc, short, long, short_corrected, long_corrected (arrays)
+    bins: dict          # chrom, start, end, arm, gc, short, long, ratio and their GC-corrected values (arrays)
     windows: list[dict]  # chrom, arm, start, end, bins, short, long, ratio (corrected sums)
     window_ratio: str = "sum"
     notes: list[str] = field(default_factory=list)
@@ -102,15 +106,39 @@ def profile(counts: SampleCounts, annotation: BinAnnotation, window_ratio: str =
         counts = counts.on_layout(layout)
     arm = arms(layout)
     keep = (arm != "") & (annotation.n_fraction == 0) & np.isfinite(annotation.gc) & (np.nan_to_num(annotation.blacklist) < BLACKLIST_LIMIT)
-    if keep.sum() < 3 * BINS_PER_WINDOW:
+    if keep.sum() < MINIMUM_BINS:
         raise DataError(f"{counts.sample}: only {int(keep.sum())} usable 100 kb bins on the autosomes; is this a human genome layout?")
     index, start, end = layout.bin_table()
     chosen = np.flatnonzero(keep)
     short, long_ = counts.short[chosen].astype(float), counts.long[chosen].astype(float)
     gc = annotation.gc[chosen]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(long_ > 0, short / long_, np.nan)
     bins = {"chrom": np.array(layout.names, dtype=object)[index[chosen]], "start": start[chosen], "end": end[chosen],
-            "arm": arm[chosen], "gc": gc, "short": short, "long": long_,
-            "short_corrected": gc_correct(short, gc), "long_corrected": gc_correct(long_, gc)}
+            "arm": arm[chosen], "gc": gc, "short": short, "long": long_, "ratio": ratio,
+            "short_corrected": gc_correct(short, gc), "long_corrected": gc_correct(long_, gc),
+            "ratio_corrected": _gc_correct_known(ratio, gc)}
+    windows = merge_windows(bins, window_ratio)
+    notes = [] if counts.filters.get("size_class_placement") == "midpoint" else \
+        ["short and long fragments are placed in bins by their start (DELFI and FinaleToolkit: by midpoint; --size-class-placement midpoint)"]
+    if not windows:
+        notes.append(f"no arm holds {BINS_PER_WINDOW} usable 100 kb bins: no 5 Mb windows (the 100 kb bins are in <sample>.delfi_bins.tsv)")
+    return DelfiProfile(counts.sample, bins, windows, window_ratio, notes)
+
+
+def _gc_correct_known(values: np.ndarray, gc: np.ndarray) -> np.ndarray:
+    """`gc_correct` over the finite values (a bin without long fragments has no ratio)."""
+    result = np.full(values.shape, np.nan)
+    known = np.isfinite(values)
+    if known.sum() > 3:
+        result[known] = gc_correct(values[known], gc[known])
+    return result
+
+
+def merge_windows(bins: dict, window_ratio: str = "sum") -> list[dict]:
+    """The 50-bin windows of each arm (p arms from their start, q arms from their end; a last
+    chunk of fewer than 50 bins left out) from bins in genome order with `arm`, `short_corrected`,
+    `long_corrected` and, for `window_ratio="mean"`, `ratio_corrected`."""
     windows = []
     for name in dict.fromkeys(bins["arm"]):
         members = np.flatnonzero(bins["arm"] == name)
@@ -123,12 +151,12 @@ def profile(counts: SampleCounts, annotation: BinAnnotation, window_ratio: str =
             if window_ratio == "sum":
                 ratio = float(s.sum() / l.sum()) if l.sum() > 0 else float("nan")
             else:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = float(np.nanmean(np.where(l > 0, s / l, np.nan)))
+                corrected = bins["ratio_corrected"][chunk]
+                ratio = float(np.nanmean(corrected)) if np.isfinite(corrected).any() else float("nan")
             windows.append({"chrom": bins["chrom"][chunk[0]], "arm": name, "start": int(bins["start"][chunk[0]]),
                             "end": int(bins["end"][chunk[-1]]), "bins": int(chunk.size), "short": float(s.sum()),
                             "long": float(l.sum()), "ratio": ratio})
-    return DelfiProfile(counts.sample, bins, windows, window_ratio)
+    return windows
 
 
 def panel_median(profiles: list[DelfiProfile]) -> dict:
@@ -157,7 +185,7 @@ def summary(profile: DelfiProfile, panel: dict | None = None) -> dict:
     ratios = profile.ratios
     result = {"windows": len(profile.windows), "bins": int(profile.bins["short"].size), "window_ratio": profile.window_ratio,
               "median_ratio": float(np.nanmedian(ratios)) if ratios.size else None,
-              "correlation_with_panel": None, "panel_samples": None}
+              "correlation_with_panel": None, "panel_samples": None, "notes": list(profile.notes)}
     if panel is not None:
         if [(w["arm"], w["start"]) for w in profile.windows] != panel["windows"]:
             raise DataError(f"{profile.sample}: its DELFI windows differ from the panel's; count on the panel's annotation")

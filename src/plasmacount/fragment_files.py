@@ -110,7 +110,7 @@ def count_fragment_file(path: str | os.PathLike, bin_size: int = 100_000, annota
     import numpy as np
 
     from plasmacount.alignments import (QC_FIELDS, CountOptions, ScanFeatures, ScanRequest, _load_kernel, _new_tallies, _plan,
-                                        length_limits)
+                                        kernel_rules)
     from plasmacount.counts import SampleCounts, sample_name_from_path
     from plasmacount.motifs import FastaIndex, check_motif_length
 
@@ -152,7 +152,7 @@ def count_fragment_file(path: str | os.PathLike, bin_size: int = 100_000, annota
             result["counts"], result["short"], result["long"], result["histogram"], result["other_counts"],
             result["other_histogram"], result["per_ref"], result["qc"], ref_names=tuple(name for name, _ in contigs), text_input=1,
             text_lengths_known=int(ends != "single"), long_reads=int(ends == "molecules"), long_edges=result["long_edges"],
-            long_histogram=result["long_histogram"], **length_limits(options), keep_fragments=int(request.keep_fragments), **extras,
+            long_histogram=result["long_histogram"], **kernel_rules(options), keep_fragments=int(request.keep_fragments), **extras,
         )
     except ValueError as error:
         message = str(error)
@@ -165,7 +165,8 @@ def count_fragment_file(path: str | os.PathLike, bin_size: int = 100_000, annota
     qc = {name: int(value) for name, value in zip(QC_FIELDS, result["qc"])}
     if qc["total"] == 0:
         raise DataError(f"{path}: holds no fragments")
-    filters = {"min_mapq": max(options.min_mapq, int(settings.get("min_mapq", 0))), "fragment_file": settings or "external"}
+    filters = {"min_mapq": max(options.min_mapq, int(settings.get("min_mapq", 0))), "fragment_file": settings or "external",
+               "size_class_placement": options.size_class_placement}
     counts = SampleCounts(
         sample=sample or sample_name_from_path(str(path).removesuffix(".frag.gz").removesuffix(".frag.bed.gz")),
         layout=plan.layout, counts=result["counts"], paired=qc["counted_pairs"] > 0, short=result["short"], long=result["long"],

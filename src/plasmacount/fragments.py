@@ -400,6 +400,14 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
                     cells = [w["chrom"], w["arm"], w["start"], w["end"], w["bins"], w["short"], w["long"], w["ratio"]]
                     stream.write("\t".join(table_cell(c, ".6f") for c in cells) + "\n")
             written.append(path)
+            path = output / f"{name}.delfi_bins.tsv"
+            columns = ("chrom", "start", "end", "arm", "gc", "short", "long", "ratio", "short_corrected", "long_corrected", "ratio_corrected")
+            bins = tables["delfi"].bins
+            with atomic_output(path, "w") as stream:
+                stream.write("\t".join(columns) + "\n")
+                for i in range(bins["start"].size):
+                    stream.write("\t".join(table_cell(bins[c][i], ".6f") for c in columns) + "\n")
+            written.append(path)
         if tables.get("long_molecules") is not None:
             path = output / f"{name}.long_molecules.tsv"
             edges, classes = tables["long_molecules"]

@@ -72,8 +72,8 @@ CONVENTIONS = {
     # plasmacount's own: the forward mate stands for a pair; facing pairs count up to --max-length.
     "plasmacount": {"representative": "forward", "min_mapq": 20},
     # FinaleToolkit's (and DELFI's fragment files): read 1 stands for the pair, the aligner's
-    # proper pairs only, MAPQ >= 30.
-    "finaletoolkit": {"representative": "read1", "min_mapq": 30, "max_pair_length": 0},
+    # proper pairs only, MAPQ >= 30, size classes by fragment midpoint.
+    "finaletoolkit": {"representative": "read1", "min_mapq": 30, "max_pair_length": 0, "size_class_placement": "midpoint"},
 }
 
 
@@ -98,9 +98,13 @@ def add_fragment_rule_options(parser: argparse.ArgumentParser) -> None:
                              "(FinaleToolkit's and DELFI's convention)")
     parser.add_argument("--convention", choices=sorted(CONVENTIONS), default="plasmacount",
                         help="plasmacount (default: the forward mate stands for a pair, MAPQ >= 20) or finaletoolkit "
-                             "(read 1 stands for the pair, proper pairs only, MAPQ >= 30); --min-mapq and --max-length override")
+                             "(read 1 stands for the pair, proper pairs only, MAPQ >= 30, size classes by midpoint); "
+                             "--min-mapq, --max-length and --size-class-placement override")
     parser.add_argument("--fragment-lengths", type=length_range, default=None, metavar="LOW-HIGH",
                         help="count only fragments of known length LOW..HIGH bp (default: all; FinaleToolkit's end motifs use 50-)")
+    parser.add_argument("--size-class-placement", choices=("start", "midpoint"), default=None,
+                        help="a fragment's short/long tally goes to the bin of its start (default) or of its midpoint "
+                             "(DELFI's and FinaleToolkit's rule; the default with --convention finaletoolkit)")
     parser.add_argument("--long-reads", action="store_true",
                         help="long-read data (nanopore, PacBio): a read without the paired flag is a whole molecule, "
                              "its length its reference span")
@@ -117,6 +121,8 @@ def fragment_rules(args: argparse.Namespace) -> dict:
         rules["max_pair_length"] = args.max_length
     if args.fragment_lengths is not None:
         rules["fragment_lengths"] = args.fragment_lengths
+    if args.size_class_placement is not None:
+        rules["size_class_placement"] = args.size_class_placement
     return rules
 
 
