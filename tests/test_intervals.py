@@ -101,6 +101,15 @@ def test_interval_features_through_fragments(tmp_path, run_cli):
     assert len(values) == 5000 and all(np.isfinite(values))
     result = json.loads((tmp_path / "out" / f"{stem}.fragments.json").read_text())
     assert result["intervals"]["sites"] == 3
+    # Coverage only: the same coverage column, no scores, no tracks.
+    assert run_cli("fragments", bam, "--intervals", bed, "--interval-features", "coverage", "-o", tmp_path / "cov").exit_code == 0
+    only = [line.split("\t") for line in (tmp_path / "cov" / f"{stem}.intervals.tsv").read_text().splitlines()]
+    assert only[0] == header[:len(only[0])]
+    assert [r[:6] for r in only[1:]] == [r[:6] for r in rows]
+    assert all(r[header.index("wps_long_centre")] == "NA" for r in only[1:])
+    assert not list((tmp_path / "cov").glob("*.bw"))
+    assert json.loads((tmp_path / "cov" / f"{stem}.fragments.json").read_text())["intervals"]["features"] == "coverage"
+    assert run_cli("fragments", bam, "--interval-features", "coverage", "-o", tmp_path / "none").exit_code == 2
     # A site on a contig the alignments lack is a data error.
     bed.write_text("chrUn\t10\t20\tX\n")
     assert run_cli("fragments", bam, "--intervals", bed, "-o", tmp_path / "bad").exit_code == 1

@@ -225,7 +225,8 @@ def _mean(values: list) -> float | None:
 def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, annotation: BinAnnotation | None = None,
             annotation_path: str | None = None, window: int = 5_000_000, bin_size: int = 100_000, options=None,
             motif_length: int = DEFAULT_MOTIF_LENGTH, fragment_file: str | os.PathLike | None = None,
-            delfi_panel: dict | None = None, delfi_window_ratio: str = "sum", sites: list | None = None) -> tuple[dict, dict]:
+            delfi_panel: dict | None = None, delfi_window_ratio: str = "sum", sites: list | None = None,
+            interval_features: str = "all") -> tuple[dict, dict]:
     """Fragmentomics of one sample (counts file, WIG/TSV, BAM, CRAM or fragment file): (result, tables).
     Alignments are read once: counts, sizes, end motifs (with `fasta`), CpG methylation (MM/ML
     tags) and, with `fragment_file`, the fragment file all come from the same pass."""
@@ -301,13 +302,13 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
         lengths = {c.name: c.length for c in counts.layout.contigs} | {o["name"]: o["length"] for o in counts.other_contigs}
         grouped = intervals.by_contig(features.fragments, features.reference_names)
         total = int(counts.counts.sum() + counts.other_counts.sum())
-        site_rows, site_tracks = intervals.site_features(grouped, sites, lengths, total)
+        site_rows, site_tracks = intervals.site_features(grouped, sites, lengths, total, features=interval_features)
         if fasta is not None:
             for row, site_counts in zip(site_rows, intervals.site_end_motifs(grouped, sites, fasta, motif_length)):
                 site_motifs = EndMotifs(site_counts, int(site_counts.sum()), 0)
                 row.update(motif_ends=site_motifs.ends, motif_diversity=site_motifs.diversity,
                            motif_diversity_miller_madow=site_motifs.diversity_miller_madow, motif_counts=site_counts)
-        result["intervals"] = {"sites": len(site_rows), "interval_bp": intervals.INTERVAL_SIZE,
+        result["intervals"] = {"sites": len(site_rows), "features": interval_features, "interval_bp": intervals.INTERVAL_SIZE,
                                "long_wps": intervals.LONG_WPS, "short_wps": intervals.SHORT_WPS,
                                "mean_wps_long_centre": _mean([r["wps_long_centre"] for r in site_rows]),
                                "mean_wps_long_adjusted_centre": _mean([r["wps_long_adjusted_centre"] for r in site_rows])}

@@ -38,6 +38,8 @@ INTERVAL_SIZE = 5000
 MEDIAN_WINDOW = 1000
 SAVGOL_WINDOW = 21
 SAVGOL_DEGREE = 2
+# "coverage" skips the per-base scores and tracks (a coverage table over many sites in about a counting pass)
+INTERVAL_FEATURES = ("all", "coverage")
 
 
 @dataclass(frozen=True)
@@ -212,9 +214,12 @@ def site_window(site: Site, contig_length: int, interval_size: int = INTERVAL_SI
 
 
 def site_features(fragments: dict[str, ContigFragments], sites: list[Site], contig_lengths: dict[str, int], total_fragments: int,
-                  interval_size: int = INTERVAL_SIZE) -> tuple[list[dict], dict[str, list[tuple[int, np.ndarray]]]]:
+                  interval_size: int = INTERVAL_SIZE, features: str = "all") -> tuple[list[dict], dict[str, list[tuple[int, np.ndarray]]]]:
     """Per site: coverage, mean long and short WPS and adjusted WPS around its midpoint; and the
-    per-base tracks (long WPS, adjusted long WPS, cleavage) per contig as (first position, values)."""
+    per-base tracks (long WPS, adjusted long WPS, cleavage) per contig as (first position, values).
+    With `features="coverage"` only the coverage (the WPS columns None, no tracks)."""
+    if features not in INTERVAL_FEATURES:
+        raise UsageError(f"interval features are one of {', '.join(INTERVAL_FEATURES)}, not {features!r}")
     rows, tracks = [], {"wps": [], "wps_adjusted": [], "cleavage": []}
     empty = ContigFragments(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
     for site in sites:
@@ -222,6 +227,11 @@ def site_features(fragments: dict[str, ContigFragments], sites: list[Site], cont
             raise DataError(f"interval {site.name} is on {site.chrom}, which the alignments do not have; check the BED's contig names")
         on = fragments.get(site.chrom, empty)
         coverage = on.midpoints_in(site.start, site.end)
+        if features == "coverage":
+            rows.append({"chrom": site.chrom, "start": site.start, "end": site.end, "name": site.name, "strand": site.strand,
+                         "coverage": coverage, "coverage_per_million": 1e6 * coverage / total_fragments if total_fragments else None,
+                         "wps_long_centre": None, "wps_short_centre": None, "wps_long_adjusted_centre": None})
+            continue
         first, last = site_window(site, contig_lengths[site.chrom], interval_size)
         centre = slice(max(0, (last - first) // 2 - LONG_WPS["window"] // 2), (last - first) // 2 + LONG_WPS["window"] // 2)
         long_scores = wps(on, first, last, **LONG_WPS)

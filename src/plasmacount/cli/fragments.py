@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_fragment_rule_options(parser)
     parser.add_argument("--intervals", metavar="BED", help="sites (e.g. transcription start sites): coverage, long and short WPS, "
                         "adjusted WPS and cleavage profile over 5 kb around each (TSV per site and per name, bigWig tracks)")
+    parser.add_argument("--interval-features", choices=("all", "coverage"), default="all",
+                        help="with --intervals: all (default) or coverage only (no WPS, cleavage or tracks; for many sites)")
     parser.add_argument("--delfi-panel", metavar="PANEL", help="DELFI: correlate each profile with this panel's median and z-score "
                         "its arms (made by --make-delfi-panel)")
     parser.add_argument("--make-delfi-panel", metavar="OUT", help="DELFI: write the median profile of the inputs (healthy donors) to OUT")
@@ -95,6 +97,8 @@ def run(args: argparse.Namespace) -> None:
     panel = delfi.load_panel(args.delfi_panel) if args.delfi_panel else None
     from plasmacount.intervals import read_sites
 
+    if args.interval_features != "all" and not args.intervals:
+        raise UsageError("--interval-features needs --intervals BED")
     sites = read_sites(args.intervals) if args.intervals else None
     window_ratio = args.delfi_window_ratio or ("mean" if args.convention == "finaletoolkit" else "sum")
     results = []
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> None:
             fragment_file = Path(args.output) / f"{sample_file_stem(sample_name_from_path(source))}.frag.gz"
         results.append(analyse(source, args.fasta, annotation, args.bins, args.window, args.bin_size, CountOptions(**fragment_rules(args)),
                                motif_length=args.motif_length, fragment_file=fragment_file, delfi_panel=panel, delfi_window_ratio=window_ratio,
-                               sites=sites))
+                               sites=sites, interval_features=args.interval_features))
         progress(i + 1, len(args.inputs))
     if args.make_delfi_panel:
         profiles = [tables["delfi"] for _, tables in results if tables["delfi"] is not None]
