@@ -214,6 +214,16 @@ def _compare(peer: dict, ours: dict, split: dict | None) -> dict:
     return result
 
 
+def _count_table(result: dict) -> list[str]:
+    return [
+        "| bins | fragments 100-220 bp, plasmacount | FinaleToolkit | bins that differ | differences explained by read 1 outside the bin | "
+        "plasmacount equal to an independent pysam count |",
+        "|---|---|---|---|---|---|",
+        f"| {result['bins']} | {result['ours']:,} | {result['peer']:,} | {result['differ']} | {result['explained']} of {result['bins']} bins | "
+        f"{result['independent_equal']} of {result['bins']} bins |",
+    ]
+
+
 def _chr1_bam(cram: Path, target: Path) -> None:
     """The CRAM's chr1 pairs as an indexed BAM whose header holds only chr1 at the 2bit genome's length:
     FinaleToolkit refuses an input with contigs its reference lacks, and the CRAM has no index."""
@@ -252,11 +262,7 @@ def cram_part(peer: Path, repo: Path, scratch: Path) -> tuple[list[str], dict]:
     lines = [
         "### B. REAL CRAM: FinaleToolkit's chr1:0-6 Mb plasma sample (hg19, 100 kb bins)",
         "",
-        "| bins | fragments 100-220 bp, plasmacount | FinaleToolkit | bins that differ | differences explained by read 1 outside the bin | "
-        "plasmacount equal to an independent pysam count |",
-        "|---|---|---|---|---|---|",
-        f"| {result['bins']} | {result['ours']:,} | {result['peer']:,} | {result['differ']} | {result['explained']} of {result['bins']} bins | "
-        f"{result['independent_equal']} of {result['bins']} bins |",
+        *_count_table(result),
         "",
         "FinaleToolkit refuses the CRAM as it is (no index beside it, and contigs its 10 Mb reference lacks), so both tools read "
         "its chr1 pairs written to a BAM with a chr1-only header; plasmacount's counts from the CRAM itself are "
@@ -297,11 +303,7 @@ def simulated_part(peer: Path, runs: int, scratch: Path) -> tuple[list[str], dic
     lines = [
         "### C. OWN SIMULATOR: 4 M-fragment paired-end BAM, synthetic genome (chromosomes at 1/200 of hg38, arms of fewer than 50 bins)",
         "",
-        "| bins | fragments 100-220 bp, plasmacount | FinaleToolkit | bins that differ | differences explained by read 1 outside the bin | "
-        "plasmacount equal to an independent pysam count |",
-        "|---|---|---|---|---|---|",
-        f"| {result['bins']} | {result['ours']:,} | {result['peer']:,} | {result['differ']} | {result['explained']} of {result['bins']} bins | "
-        f"{result['independent_equal']} of {result['bins']} bins |",
+        *_count_table(result),
         "",
         "| DELFI profile (100 kb bins, GC correction, 5 Mb merge) | seconds | FinaleToolkit / plasmacount |",
         "|---|---|---|",
