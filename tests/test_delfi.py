@@ -146,3 +146,11 @@ def test_delfi_through_the_fragments_command(tmp_path, run_cli):
     assert header[0] == "sample" and "mitochondrial_fraction" in header and any(h.startswith("z_") for h in header)
     rows = (tmp_path / "out" / "GRCh38_5.delfi.tsv").read_text().splitlines()
     assert len(rows) == 1 + result["delfi"]["windows"]
+    # The filtered 100 kb bins, raw and corrected: the windows are their 50-bin sums.
+    bins = [line.split("\t") for line in (tmp_path / "out" / "GRCh38_5.delfi_bins.tsv").read_text().splitlines()]
+    header, bins = bins[0], bins[1:]
+    assert header[:3] == ["chrom", "start", "end"] and len(bins) == result["delfi"]["bins"]
+    first = rows[1].split("\t")
+    members = [b for b in bins if b[header.index("arm")] == first[1] and int(first[2]) <= int(b[1]) < int(first[3])]
+    assert len(members) == int(first[4]) == delfi.BINS_PER_WINDOW
+    assert sum(float(b[header.index("short_corrected")]) for b in members) == pytest.approx(float(first[5]), rel=1e-5)

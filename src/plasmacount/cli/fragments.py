@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_fragment_rule_options(parser)
     parser.add_argument("--intervals", metavar="BED", help="sites (e.g. transcription start sites): coverage, long and short WPS, "
                         "adjusted WPS and cleavage profile over 5 kb around each (TSV per site and per name, bigWig tracks)")
-    parser.add_argument("--interval-features", choices=("all", "coverage"), default="all",
+    from plasmacount.intervals import INTERVAL_FEATURES
+
+    parser.add_argument("--interval-features", choices=INTERVAL_FEATURES, default="all",
                         help="with --intervals: all (default) or coverage only (no WPS, cleavage or tracks; for many sites)")
     parser.add_argument("--delfi-panel", metavar="PANEL", help="DELFI: correlate each profile with this panel's median and z-score "
                         "its arms (made by --make-delfi-panel)")
