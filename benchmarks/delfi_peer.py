@@ -328,6 +328,8 @@ def main() -> None:
         if SHARED.exists():
             part, _ = cram_part(peer, repo, scratch)
             lines += [""] + part
+        else:
+            lines += ["", f"### B. REAL CRAM: skipped ({SHARED} is not present)"]
         part, _ = simulated_part(peer, args.runs, scratch)
         lines += [""] + part
     lines += [
