@@ -227,20 +227,18 @@ def site_features(fragments: dict[str, ContigFragments], sites: list[Site], cont
             raise DataError(f"interval {site.name} is on {site.chrom}, which the alignments do not have; check the BED's contig names")
         on = fragments.get(site.chrom, empty)
         coverage = on.midpoints_in(site.start, site.end)
+        row = {"chrom": site.chrom, "start": site.start, "end": site.end, "name": site.name, "strand": site.strand,
+               "coverage": coverage, "coverage_per_million": 1e6 * coverage / total_fragments if total_fragments else None,
+               "wps_long_centre": None, "wps_short_centre": None, "wps_long_adjusted_centre": None}
+        rows.append(row)
         if features == "coverage":
-            rows.append({"chrom": site.chrom, "start": site.start, "end": site.end, "name": site.name, "strand": site.strand,
-                         "coverage": coverage, "coverage_per_million": 1e6 * coverage / total_fragments if total_fragments else None,
-                         "wps_long_centre": None, "wps_short_centre": None, "wps_long_adjusted_centre": None})
             continue
         first, last = site_window(site, contig_lengths[site.chrom], interval_size)
         centre = slice(max(0, (last - first) // 2 - LONG_WPS["window"] // 2), (last - first) // 2 + LONG_WPS["window"] // 2)
         long_scores = wps(on, first, last, **LONG_WPS)
         short_scores = wps(on, first, last, **SHORT_WPS)
-        row = {"chrom": site.chrom, "start": site.start, "end": site.end, "name": site.name, "strand": site.strand,
-               "coverage": coverage, "coverage_per_million": 1e6 * coverage / total_fragments if total_fragments else None,
-               "wps_long_centre": float(long_scores[centre].mean()) if long_scores.size else None,
-               "wps_short_centre": float(short_scores[centre].mean()) if short_scores.size else None,
-               "wps_long_adjusted_centre": None}
+        row["wps_long_centre"] = float(long_scores[centre].mean()) if long_scores.size else None
+        row["wps_short_centre"] = float(short_scores[centre].mean()) if short_scores.size else None
         if last - first > MEDIAN_WINDOW + SAVGOL_WINDOW:
             adjusted = adjusted_wps(long_scores)
             offset = MEDIAN_WINDOW // 2
@@ -249,7 +247,6 @@ def site_features(fragments: dict[str, ContigFragments], sites: list[Site], cont
             tracks["wps_adjusted"].append((site.chrom, first + offset, adjusted))
         tracks["wps"].append((site.chrom, first, long_scores.astype(float)))
         tracks["cleavage"].append((site.chrom, first, cleavage_profile(on, first, last)))
-        rows.append(row)
     return rows, tracks
 
 

@@ -88,7 +88,7 @@ def length_range(text: str) -> tuple[int, int]:
 
 def add_fragment_rule_options(parser: argparse.ArgumentParser) -> None:
     """Which reads make a fragment: `--min-mapq`, `--max-length`, `--convention`, `--long-reads`."""
-    from plasmacount.alignments import DEFAULT_MAX_PAIR_LENGTH
+    from plasmacount.alignments import DEFAULT_MAX_PAIR_LENGTH, SIZE_CLASS_PLACEMENTS
 
     parser.add_argument("--min-mapq", type=number(int, 0, 255), default=None, metavar="Q",
                         help="skip reads with mapping quality below Q (default 20; 30 with --convention finaletoolkit)")
@@ -102,7 +102,7 @@ def add_fragment_rule_options(parser: argparse.ArgumentParser) -> None:
                              "--min-mapq, --max-length and --size-class-placement override")
     parser.add_argument("--fragment-lengths", type=length_range, default=None, metavar="LOW-HIGH",
                         help="count only fragments of known length LOW..HIGH bp (default: all; FinaleToolkit's end motifs use 50-)")
-    parser.add_argument("--size-class-placement", choices=("start", "midpoint"), default=None,
+    parser.add_argument("--size-class-placement", choices=SIZE_CLASS_PLACEMENTS, default=None,
                         help="a fragment's short/long tally goes to the bin of its start (default) or of its midpoint "
                              "(DELFI's and FinaleToolkit's rule; the default with --convention finaletoolkit)")
     parser.add_argument("--long-reads", action="store_true",
