@@ -46,6 +46,7 @@ bins = pandas.read_csv(sys.argv[1], dtype={"contig": str})
 corrected = delfi_gc_correct(bins[["contig", "start", "stop", "arm", "short", "long", "gc", "num_frags", "ratio"]], 0.75, 8)
 corrected.to_csv(sys.argv[2], index=False)
 delfi_merge_bins(bins).to_csv(sys.argv[3], index=False)
+delfi_merge_bins(corrected).to_csv(sys.argv[4], index=False)
 """
 
 
@@ -91,7 +92,7 @@ def tables_part(repo: Path, peer_python: Path, scratch: Path) -> list[str]:
     table = read_table(hundred.decode())
     (scratch / "100kb.csv").write_bytes(hundred)
     subprocess.run([str(peer_python), "-c", PEER_TABLE_SCRIPT, str(scratch / "100kb.csv"), str(scratch / "peer_corrected.csv"),
-                    str(scratch / "peer_merged.csv")], check=True, capture_output=True)
+                    str(scratch / "peer_merged.csv"), str(scratch / "peer_own_merged.csv")], check=True, capture_output=True)
     peer_corrected = read_table((scratch / "peer_corrected.csv").read_text())
     peer_merged = read_table((scratch / "peer_merged.csv").read_text())
     gc = table["gc"]
@@ -153,7 +154,33 @@ def tables_part(repo: Path, peer_python: Path, scratch: Path) -> list[str]:
         f"| plasmacount, correction and merge from the raw columns | {chain_ratio.size} | - | - | "
         f"{_relative(chain_ratio, five['ratio_corrected']):.1e} | {np.corrcoef(chain_ratio, five['ratio_corrected'])[0, 1]:.6f} |",
     ]
+    lines += loess_1d_lines(table, peer_corrected, read_table((scratch / "peer_own_merged.csv").read_text()))
     return lines
+
+
+def loess_1d_lines(table: dict, peer_corrected: dict, peer_own_merged: dict) -> list[str]:
+    """plasmacount's `--delfi-gc-smoother loess_1d` (the user-installed `loess` package) against
+    FinaleToolkit's correction and its merge of its own corrected bins."""
+    from plasmacount import delfi
+
+    import importlib.util
+
+    if importlib.util.find_spec("loess") is None:
+        return ["", "(`--delfi-gc-smoother loess_1d` not measured: the `loess` package is not installed here.)"]
+    gc = table["gc"]
+    fitted = np.isfinite(table["ratio"]) & np.isfinite(table["short"]) & np.isfinite(table["long"]) & np.isfinite(gc)
+    corrected = {column: delfi.gc_correct_loess_1d(table[column], gc, fitted) for column in ("short", "long", "ratio")}
+    differences = {column: float(np.max(np.abs(corrected[column] - peer_corrected[f"{column}_corrected"])))
+                   for column in corrected}
+    bins = {"chrom": table["contig"], "start": table["start"].astype(int), "end": table["stop"].astype(int), "arm": table["arm"],
+            **{f"{column}_corrected": values for column, values in corrected.items()}}
+    merged = np.array([w["ratio"] for w in delfi.merge_windows(bins, "mean")])
+    return ["", "With `--delfi-gc-smoother loess_1d` (FinaleToolkit's smoother, Cappellari's `loess` package installed by the user; "
+            "its licence allows non-commercial use only, so plasmacount never requires it), on the same raw columns:", "",
+            "| | short | long | ratio | 5 Mb windows (mean of the corrected bin ratios) |", "|---|---|---|---|---|",
+            f"| largest absolute difference to FinaleToolkit's `delfi_gc_correct` / its merge of its own corrected bins | "
+            f"{differences['short']:.1e} | {differences['long']:.1e} | {differences['ratio']:.1e} | "
+            f"{float(np.max(np.abs(merged - peer_own_merged['ratio_corrected']))):.1e} ({merged.size} windows) |"]
 
 
 def _peer_bins(path: Path) -> dict[tuple[str, int], tuple[int, int]]:

@@ -154,3 +154,29 @@ def test_delfi_through_the_fragments_command(tmp_path, run_cli):
     members = [b for b in bins if b[header.index("arm")] == first[1] and int(first[2]) <= int(b[1]) < int(first[3])]
     assert len(members) == int(first[4]) == delfi.BINS_PER_WINDOW
     assert sum(float(b[header.index("short_corrected")]) for b in members) == pytest.approx(float(first[5]), rel=1e-5)
+
+
+def test_finaletoolkit_gc_smoother_is_optional_and_removes_the_gc_trend(monkeypatch):
+    counts, annotation = sample_on("GRCh37", seed=11)
+    import importlib.util
+
+    if importlib.util.find_spec("loess") is None:   # the `loess` package: non-commercial licence, never a requirement
+        with pytest.raises(delfi.UsageError, match="pip install loess"):
+            delfi.profile(counts, annotation, gc_smoother="loess_1d")
+        return
+    default, finaletoolkit = delfi.profile(counts, annotation), delfi.profile(counts, annotation, gc_smoother="loess_1d")
+    assert [(w["arm"], w["start"]) for w in default.windows] == [(w["arm"], w["start"]) for w in finaletoolkit.windows]
+    for column in ("short_corrected", "long_corrected", "ratio_corrected"):
+        assert abs(np.corrcoef(finaletoolkit.bins["gc"], finaletoolkit.bins[column])[0, 1]) < 0.05
+        # Two smoothers of one curve: close, not equal.
+        relative = np.abs(finaletoolkit.bins[column] - default.bins[column]) / np.abs(default.bins[column])
+        assert 0 < np.median(relative) < 0.02
+    assert delfi.summary(finaletoolkit)["gc_smoother"] == "loess_1d"
+    # Without the package the option is a usage error naming it.
+    import builtins
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name.startswith("loess") else real_import(name, *a, **k))
+    with pytest.raises(delfi.UsageError, match="pip install loess"):
+        delfi.profile(counts, annotation, gc_smoother="loess_1d")

@@ -113,3 +113,10 @@ def test_interval_features_through_fragments(tmp_path, run_cli):
     # A site on a contig the alignments lack is a data error.
     bed.write_text("chrUn\t10\t20\tX\n")
     assert run_cli("fragments", bam, "--intervals", bed, "-o", tmp_path / "bad").exit_code == 1
+
+
+@pytest.mark.parametrize("size", [21, 22, 101, 4000])
+@pytest.mark.parametrize("window, degree", [(21, 2), (11, 3), (5, 1)])
+def test_savitzky_golay_equals_scipys(size, window, degree):
+    values = np.random.default_rng(size + window).normal(size=size).cumsum()
+    np.testing.assert_allclose(intervals.savitzky_golay(values, window, degree), savgol_filter(values, window, degree), rtol=1e-9, atol=1e-9)

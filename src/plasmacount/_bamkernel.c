@@ -70,6 +70,8 @@ typedef struct {
     uint32_t *csize;  /* payload size */
     uint32_t *isize;  /* inflated size */
     uint32_t *crc;
+    uint32_t *skip;   /* inflated bytes dropped at the block's start (reading by index: a chunk starts inside it) */
+    uint32_t *keep;   /* inflated bytes kept after those (isize, unless a chunk ends inside the block) */
     size_t n;
 } block_table;
 
@@ -81,6 +83,7 @@ typedef struct {
     uint8_t *dest;
     int thread_index, n_threads;
     void *decompressor;
+    uint8_t *scratch;         /* BGZF_MAX_ISIZE bytes for a block kept only in part */
     int error;                /* 0 ok, 1 inflate failure, 2 crc mismatch, 3 size mismatch */
     size_t error_block;
 } inflate_job;
@@ -94,13 +97,17 @@ static void *inflate_worker(void *arg) {
         uint8_t *out = job->dest + job->dest_offset[k];
         uint32_t isize = job->blocks->isize[b];
         if (isize == 0) continue;
+        uint32_t skip = job->blocks->skip[b], keep = job->blocks->keep[b];
+        int partial = skip != 0 || keep != isize;
+        uint8_t *target = partial ? job->scratch : out;
         int rc = p_deflate_decompress(job->decompressor, job->file + job->blocks->offset[b],
-                                      job->blocks->csize[b], out, isize, &produced);
+                                      job->blocks->csize[b], target, isize, &produced);
         if (rc != 0) { job->error = 1; job->error_block = b; return NULL; }
         if (produced != isize) { job->error = 3; job->error_block = b; return NULL; }
-        if (p_crc32(0, out, isize) != job->blocks->crc[b]) {
+        if (p_crc32(0, target, isize) != job->blocks->crc[b]) {
             job->error = 2; job->error_block = b; return NULL;
         }
+        if (partial) memcpy(out, target + skip, keep);
     }
     return NULL;
 }
@@ -156,11 +163,57 @@ static int scan_blocks(const uint8_t *file, size_t size, size_t *pos_io, block_t
             return 3;
         }
         *last_was_eof = (table->isize[n] == 0);
+        table->skip[n] = 0;
+        table->keep[n] = table->isize[n];
         n++;
         pos += bsize;
     }
     table->n = n;
     *pos_io = pos;
+    return 0;
+}
+
+/* Reading by index: the chunks to read, as sorted, non-overlapping [begin, end) BGZF virtual
+ * offsets (compressed block offset << 16 | offset inside the inflated block), and where the
+ * scan is. The records of the chunks, laid end to end, are walked as one stream. */
+typedef struct {
+    const int64_t *chunks;
+    size_t n_chunks, next;    /* chunk being scanned */
+    size_t pos;               /* file offset of its next block */
+    int started;
+} chunk_scan;
+
+/* Scan up to `capacity` blocks of the chunks into `table`, each with the part of it they hold. */
+static int scan_chunk_blocks(const uint8_t *file, size_t size, chunk_scan *c, block_table *table,
+                             size_t capacity, char *message, size_t message_size) {
+    size_t n = 0;
+    int eof = 0;
+    while (n < capacity && c->next < c->n_chunks) {
+        uint64_t begin = (uint64_t)c->chunks[2 * c->next], end = (uint64_t)c->chunks[2 * c->next + 1];
+        size_t begin_block = (size_t)(begin >> 16), end_block = (size_t)(end >> 16);
+        uint32_t begin_in = (uint32_t)(begin & 0xffff), end_in = (uint32_t)(end & 0xffff);
+        if (!c->started) { c->pos = begin_block; c->started = 1; }
+        if (c->pos > end_block || (c->pos == end_block && end_in == 0) || c->pos >= size) {
+            c->next++; c->started = 0; continue;
+        }
+        size_t block = c->pos;
+        block_table one = {table->offset + n, table->csize + n, table->isize + n, table->crc + n,
+                           table->skip + n, table->keep + n, 0};
+        int rc = scan_blocks(file, size, &c->pos, &one, 1, &eof, message, message_size);
+        if (rc != 0) return rc;
+        if (one.n == 0) { c->next++; c->started = 0; continue; }
+        uint32_t isize = table->isize[n];
+        uint32_t skip = block == begin_block ? begin_in : 0;
+        uint32_t stop = block == end_block ? end_in : isize;
+        if (skip > isize || stop > isize || stop < skip) {
+            snprintf(message, message_size, "the index points outside the BGZF block at byte %zu (index stale?)", block);
+            return 3;
+        }
+        table->skip[n] = skip;
+        table->keep[n] = stop - skip;
+        n++;
+    }
+    table->n = n;
     return 0;
 }
 
@@ -847,7 +900,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
         "per_ref_counts", "qc", "ref_names", "read1_represents", "forward_represents", "long_reads", "text_input",
         "text_lengths_known", "motif_k", "fasta", "fai", "motif_counts", "motif_tallies",
         "long_edges", "long_histogram", "methylation", "methylation_tallies", "fragment_file",
-        "fragment_header", "min_length", "max_length", "keep_fragments", "size_classes_by_midpoint", NULL};
+        "fragment_header", "min_length", "max_length", "keep_fragments", "size_classes_by_midpoint", "chunks", NULL};
     const char *path;
     long long header_bytes, bin_size, short_low, short_high, long_low, long_high, hist_overflow;
     int n_threads, min_mapq, skip_duplicates, skip_qcfail, remove_unmarked;
@@ -855,14 +908,14 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
     PyObject *o_ref_bin_offset, *o_ref_bin_count, *o_ref_other_index, *o_counts, *o_short,
         *o_long, *o_hist, *o_other_counts, *o_other_hist, *o_per_ref, *o_qc;
     PyObject *o_ref_names = NULL, *o_fai = NULL, *o_motif_counts = NULL, *o_motif_tallies = NULL,
-             *o_long_edges = NULL, *o_long_hist = NULL, *o_methylation_tallies = NULL;
+             *o_long_edges = NULL, *o_long_hist = NULL, *o_methylation_tallies = NULL, *o_chunks = NULL;
     int read1_represents = 0, forward_represents = 0, long_reads = 0, text_input = 0, text_lengths_known = 1, motif_k = 0,
         methylation = 0;
     const char *fasta_path = NULL, *fragment_path = NULL;
     Py_buffer fragment_header = {0};
     long long min_length = 0, max_length = -1;
     int keep_fragments = 0, size_classes_by_midpoint = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sLiOOOLiiiiLLLLLLOOOOOOOO|$OiiiiiizOOOOOiOzy*LLii", keywords,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sLiOOOLiiiiLLLLLLOOOOOOOO|$OiiiiiizOOOOOiOzy*LLiiO", keywords,
                           &path, &header_bytes, &n_threads,
                           &o_ref_bin_offset, &o_ref_bin_count, &o_ref_other_index, &bin_size,
                           &min_mapq, &skip_duplicates, &skip_qcfail, &remove_unmarked, &short_low,
@@ -871,7 +924,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
                           &o_ref_names, &read1_represents, &forward_represents, &long_reads, &text_input, &text_lengths_known,
                           &motif_k, &fasta_path, &o_fai, &o_motif_counts, &o_motif_tallies, &o_long_edges,
                           &o_long_hist, &methylation, &o_methylation_tallies, &fragment_path, &fragment_header,
-                          &min_length, &max_length, &keep_fragments, &size_classes_by_midpoint))
+                          &min_length, &max_length, &keep_fragments, &size_classes_by_midpoint, &o_chunks))
         return NULL;
     if (!p_deflate_decompress) {
         PyErr_SetString(PyExc_RuntimeError, "libdeflate functions were not registered");
@@ -880,7 +933,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 64) n_threads = 64;
 
-    held_buffer bufs[18];
+    held_buffer bufs[19];
     memset(bufs, 0, sizeof(bufs));
     PyObject *result = NULL;
     uint8_t *file = MAP_FAILED;
@@ -933,6 +986,14 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
         if (!o_methylation_tallies) { PyErr_SetString(PyExc_ValueError, "methylation needs methylation_tallies"); goto done; }
         if (get_int64_buffer(o_methylation_tallies, &bufs[16], 4, 1, "methylation_tallies") < 0) goto done;
     }
+    chunk_scan chunks = {0};
+    if (o_chunks && o_chunks != Py_None) {
+        if (text_input) { PyErr_SetString(PyExc_ValueError, "chunks need a BAM, not text"); goto done; }
+        if (get_int64_buffer(o_chunks, &bufs[18], 0, 0, "chunks") < 0) goto done;
+        chunks.chunks = bufs[18].view.buf;
+        chunks.n_chunks = (size_t)(bufs[18].view.len / 16);
+    }
+    int by_index = chunks.chunks != NULL;
     if (fragment_path || text_input) {
         if (!o_ref_names || !PyTuple_Check(o_ref_names) || PyTuple_GET_SIZE(o_ref_names) != n_refs) {
             PyErr_SetString(PyExc_ValueError, "ref_names must be a tuple of one str per reference");
@@ -998,7 +1059,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
     s.counts = bufs[3].view.buf; s.short_counts = bufs[4].view.buf; s.long_counts = bufs[5].view.buf;
     s.histogram = bufs[6].view.buf; s.other_counts = bufs[7].view.buf;
     s.other_histogram = bufs[8].view.buf; s.per_ref_counts = bufs[9].view.buf; s.qc = bufs[10].view.buf;
-    s.skip_bytes = header_bytes;
+    s.skip_bytes = by_index ? 0 : header_bytes;   /* the chunks hold records only */
     s.previous_ref = -1; s.previous_pos = -1; s.dup_ref = -2; s.dup_pos = -2;
     s.error = message; s.error_size = sizeof(message);
     s.read1_represents = read1_represents;
@@ -1038,13 +1099,19 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
         tables[i].csize = malloc(WINDOW_BLOCKS * sizeof(uint32_t));
         tables[i].isize = malloc(WINDOW_BLOCKS * sizeof(uint32_t));
         tables[i].crc = malloc(WINDOW_BLOCKS * sizeof(uint32_t));
-        if (!buffer[i] || !dest_offset[i] || !tables[i].offset || !tables[i].csize || !tables[i].isize || !tables[i].crc) {
+        tables[i].skip = malloc(WINDOW_BLOCKS * sizeof(uint32_t));
+        tables[i].keep = malloc(WINDOW_BLOCKS * sizeof(uint32_t));
+        if (!buffer[i] || !dest_offset[i] || !tables[i].offset || !tables[i].csize || !tables[i].isize || !tables[i].crc
+            || !tables[i].skip || !tables[i].keep) {
             failed = 1; snprintf(message, sizeof(message), "out of memory");
         }
     }
+    uint8_t *scratch[64];
+    memset(scratch, 0, sizeof(scratch));
     for (int t = 0; t < n_threads && !failed; t++) {
         decompressors[t] = p_alloc_decompressor();
-        if (!decompressors[t]) { failed = 1; snprintf(message, sizeof(message), "out of memory"); }
+        scratch[t] = by_index ? malloc(BGZF_MAX_ISIZE) : NULL;
+        if (!decompressors[t] || (by_index && !scratch[t])) { failed = 1; snprintf(message, sizeof(message), "out of memory"); }
     }
     inflate_job jobs[64];
     pthread_t threads[64];
@@ -1057,16 +1124,18 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
      * Sets `have` to 0 when the file is exhausted. */
 #define START_WINDOW(slot_, have)                                                             \
     do {                                                                                      \
-        int rc_ = scan_blocks(file, file_size, &file_pos, &tables[slot_], WINDOW_BLOCKS,      \
-                              &last_was_eof, message, sizeof(message));                       \
+        int rc_ = by_index ? scan_chunk_blocks(file, file_size, &chunks, &tables[slot_],      \
+                                               WINDOW_BLOCKS, message, sizeof(message))        \
+                           : scan_blocks(file, file_size, &file_pos, &tables[slot_], WINDOW_BLOCKS, \
+                                         &last_was_eof, message, sizeof(message));              \
         if (rc_ != 0) { failed = 1; have = 0; break; }                                        \
         have = tables[slot_].n > 0;                                                           \
         if (!have) break;                                                                     \
-        window_end[slot_] = file_pos;                                                         \
+        window_end[slot_] = by_index ? chunks.pos : file_pos;                                 \
         size_t off_ = 0;                                                                      \
         for (size_t b_ = 0; b_ < tables[slot_].n; b_++) {                                     \
             dest_offset[slot_][b_] = off_;                                                    \
-            off_ += tables[slot_].isize[b_];                                                  \
+            off_ += tables[slot_].keep[b_];                                                   \
         }                                                                                     \
         window_bytes[slot_] = off_;                                                           \
         for (int t_ = 0; t_ < n_threads; t_++) {                                              \
@@ -1075,7 +1144,8 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
             jobs[t_].dest_offset = dest_offset[slot_];                                        \
             jobs[t_].dest = buffer[slot_] + CARRY_CAPACITY;                                   \
             jobs[t_].thread_index = t_; jobs[t_].n_threads = n_threads;                       \
-            jobs[t_].decompressor = decompressors[t_]; jobs[t_].error = 0;                    \
+            jobs[t_].decompressor = decompressors[t_]; jobs[t_].scratch = scratch[t_];        \
+            jobs[t_].error = 0;                                                               \
             if (pthread_create(&threads[t_], NULL, inflate_worker, &jobs[t_]) != 0) {         \
                 inflate_worker(&jobs[t_]);                                                    \
                 threads[t_] = 0;                                                              \
@@ -1129,7 +1199,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
         slot = 1 - slot;
     }
     for (int t = 0; t < running; t++) if (threads[t]) pthread_join(threads[t], NULL);
-    if (!failed && !last_was_eof) {
+    if (!failed && !by_index && !last_was_eof) {
         failed = 1;
         snprintf(message, sizeof(message), "the BGZF end-of-file marker is missing (file truncated)");
     }
@@ -1153,6 +1223,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
         failed = 1;
         snprintf(message, sizeof(message), "the file ends inside the BAM header (truncated)");
     }
+    for (int t = 0; t < 64; t++) free(scratch[t]);
     Py_END_ALLOW_THREADS
 #undef START_WINDOW
     if (failed) {
@@ -1165,7 +1236,7 @@ static PyObject *kernel_count_bam(PyObject *self, PyObject *args, PyObject *kwar
                            s.fragments.data ? (const char *)s.fragments.data : "", (Py_ssize_t)(s.fragments.n * sizeof(int64_t)));
 
 done:
-    for (int i = 0; i < 18; i++) if (bufs[i].held) PyBuffer_Release(&bufs[i].view);
+    for (int i = 0; i < 19; i++) if (bufs[i].held) PyBuffer_Release(&bufs[i].view);
     if (fragment_header.buf) PyBuffer_Release(&fragment_header);
     if (fragment_stream && fclose(fragment_stream) != 0 && result) {
         Py_DECREF(result); result = NULL;
@@ -1181,6 +1252,7 @@ done:
     for (int i = 0; i < 2; i++) { free(buffer[i]); free(dest_offset[i]); }
     for (int i = 0; i < 2; i++) {
         free(tables[i].offset); free(tables[i].csize); free(tables[i].isize); free(tables[i].crc);
+        free(tables[i].skip); free(tables[i].keep);
     }
     free(s.dup_keys);
     if (file != MAP_FAILED) munmap(file, file_size);

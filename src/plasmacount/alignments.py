@@ -130,6 +130,9 @@ def kernel_rules(options: CountOptions) -> dict:
     return {"min_length": low, "max_length": high, "size_classes_by_midpoint": int(options.size_class_placement == "midpoint")}
 
 
+# Reading by region, chunks are cut where reads of at most this span can no longer reach back
+# into the region (checked at each cut; see bam_index.region_chunks).
+LONGEST_SHORT_READ = 1000
 # Which mate stands for a pair: its filters (MAPQ) apply, and it places the fragment.
 REPRESENTATIVES = ("forward", "leftmost", "read1")
 # Where a fragment's short/long tally goes: the counts always go by start; DELFI and FinaleToolkit
@@ -146,6 +149,9 @@ class ScanRequest:
     fragment_file: str | os.PathLike | None = None   # write the counted fragments here (BGZF + tabix)
     methylation: bool = False             # CpG calls from MM/ML tags, per molecule
     keep_fragments: bool = False          # every counted fragment (for interval features)
+    # Read only the reads overlapping these (contig, begin, end) regions, through the index: the
+    # tallies then cover those reads alone (each read once, and possibly a few more nearby).
+    regions: tuple[tuple[str, int, int], ...] | None = None
 
 
 @dataclass
@@ -399,6 +405,7 @@ def scan_alignments(
     if sort_order is not None and sort_order != "coordinate":
         raise DataError(f"{path}: sorted by {sort_order}, not by coordinate; run `samtools sort -o sorted.bam {path}` and index it")
     plan = _plan(path, contigs, bin_size, annotation, annotation_path)
+    regions = _region_indices(path, request.regions, contigs) if request.regions is not None else None
     result = _new_tallies(plan, len(contigs), options)
     features = ScanFeatures(motif_k=request.motif_k)
     if request.motif_k:
@@ -419,6 +426,8 @@ def scan_alignments(
                               motif_counts=features.motif_counts, motif_tallies=motif_tallies)
             if fragment_temporary is not None:
                 extras.update(fragment_file=str(fragment_temporary), fragment_header=fragment_header.encode())
+            if regions is not None:
+                extras.update(chunks=_region_chunks(path, regions, len(contigs)))
             try:
                 if watcher:
                     watcher.start()
@@ -449,14 +458,14 @@ def scan_alignments(
                 features.molecules = np.frombuffer(molecules, dtype=np.int64).reshape(-1, 4).copy()
                 features.methylation_unreadable = int(methylation_tallies[3])
             if request.keep_fragments:
-                features.fragments = np.frombuffer(fragments, dtype=np.int64).reshape(-1, 4).copy()
+                features.fragments = np.frombuffer(fragments, dtype=np.int64).reshape(-1, 4)   # read-only: never changed in place
         else:
             _count_with_pysam(path, kind, reference, plan, contigs, options, request, fasta_index, result, features,
-                              fragment_temporary, fragment_header)
+                              fragment_temporary, fragment_header, regions)
             if progress:
                 progress(1, 1)
         qc = {name: int(value) for name, value in zip(QC_FIELDS, result["qc"])}
-        if qc["total"] == 0:
+        if qc["total"] == 0 and regions is None:
             raise DataError(f"{path}: contains no reads; check that the sequencing and alignment produced output")
         if fragment_temporary is not None:
             fragment_index = index_fragment_file(fragment_temporary)
@@ -484,6 +493,35 @@ def scan_alignments(
         long_molecule_lengths=result["long_histogram"],
     )
     return counts, features
+
+
+def _region_indices(path: Path, regions, contigs: list[tuple[str, int]]) -> list[tuple[int, int, int]]:
+    """Regions as (reference index, begin, end), clipped to their contig, sorted and merged."""
+    from plasmacount.bam_index import merge_regions
+
+    index_of = {name: i for i, (name, _) in enumerate(contigs)}
+    indexed = []
+    for contig, begin, end in regions:
+        if contig not in index_of:
+            raise DataError(f"{path}: has no contig {contig}; the regions must use the alignments' contig names")
+        indexed.append((index_of[contig], max(0, int(begin)), min(int(end), contigs[index_of[contig]][1])))
+    return merge_regions([r for r in indexed if r[2] > r[1]])
+
+
+def _region_chunks(path: Path, regions: list[tuple[int, int, int]], n_contigs: int) -> np.ndarray:
+    """The BAI chunks of the regions, for the kernel: a flat array of (begin, end) virtual offsets."""
+    from plasmacount.bam_index import cuts_hold, read_index, region_chunks
+
+    index_path = _index_path(path, "bam")
+    if index_path is None or index_path.suffix != ".bai":
+        raise DataError(f"{path}: reading by region needs a .bai index beside it (found {index_path}); run `samtools index {path}`")
+    index = read_index(index_path)
+    if len(index) != n_contigs:
+        raise DataError(f"{index_path}: indexes {len(index)} references, the BAM has {n_contigs}; re-create it with `samtools index {path}`")
+    chunks, cuts = region_chunks(index, regions, longest_read=LONGEST_SHORT_READ)
+    if cuts and not cuts_hold(path, cuts):   # a read longer than assumed: the chunks uncut are exact
+        chunks, _ = region_chunks(index, regions)
+    return np.ascontiguousarray(chunks.reshape(-1))
 
 
 def _fragment_ends(path: Path, kind: str, reference, options: CountOptions) -> str:
@@ -576,7 +614,7 @@ def _cram_header(path: Path, reference) -> tuple[list[tuple[str, int]], str | No
 _CRAM_REQUIRED_FIELDS = 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100
 
 
-def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict):
+def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict, regions: list[tuple[int, int, int]] | None = None):
     """The fragments the counting rules keep, one per counted read or pair, from a pysam file.
 
     Yields (read, start, end, length or -1 when unknown, read 1 on the reverse strand); tallies
@@ -586,7 +624,7 @@ def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict):
     seen_position, seen_keys = (-2, -2), set()
     read1 = options.representative == "read1"
     try:
-        for read in alignments.fetch(until_eof=True):
+        for read in _region_reads(alignments, regions) if regions is not None else alignments.fetch(until_eof=True):
             ref, pos, flag = read.reference_id, read.reference_start, read.flag
             order = (ref if ref >= 0 else 1 << 62, pos)
             if order < previous:
@@ -664,8 +702,21 @@ def methylation_calls(read) -> tuple[int, int]:
     return calls, methylated
 
 
+def _region_reads(alignments, regions: list[tuple[int, int, int]]):
+    """The reads overlapping sorted, disjoint regions, each once: a read the previous region of its
+    contig returned already (it starts before that region's end) is not returned again."""
+    previous_end = {}
+    for reference, begin, end in regions:
+        skip_before = previous_end.get(reference, -1)
+        for read in alignments.fetch(reference=alignments.get_reference_name(reference), start=begin, end=end):
+            if read.reference_start >= skip_before:
+                yield read
+        previous_end[reference] = end
+
+
 def _count_with_pysam(path: Path, kind: str, reference, plan: _Plan, contigs: list[tuple[str, int]], options: CountOptions,
-                      request: ScanRequest, fasta_index, result: dict, features: ScanFeatures, fragment_temporary, fragment_header: str) -> None:
+                      request: ScanRequest, fasta_index, result: dict, features: ScanFeatures, fragment_temporary, fragment_header: str,
+                      regions: list[tuple[int, int, int]] | None = None) -> None:
     """The counting pass through htslib (CRAM, or a BAM whose motifs come from a compressed FASTA)."""
     import pysam
 
@@ -715,7 +766,7 @@ def _count_with_pysam(path: Path, kind: str, reference, plan: _Plan, contigs: li
         else pysam.AlignmentFile(str(path), "rb")
     try:
         with alignments:
-            for read, start, end, length, read1_reverse in counted_fragments(alignments, path, options, qc):
+            for read, start, end, length, read1_reverse in counted_fragments(alignments, path, options, qc, regions):
                 ref = read.reference_id
                 per_ref[ref] += 1
                 if k:

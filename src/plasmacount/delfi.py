@@ -17,7 +17,11 @@ Differences to the published scripts, stated: the GC of a bin is the reference's
 fragments' mean GC), a fragment's size class goes to the bin of its start unless the counts were
 made with `size_class_placement="midpoint"` (DELFI's and FinaleToolkit's rule; `--convention
 finaletoolkit` selects it), and loess is evaluated exactly (R's default interpolates on a
-kd-tree; FinaleToolkit's smoother is Cappellari's robust loess on a 0.01 GC grid).
+kd-tree). FinaleToolkit smooths with Cappellari's `loess_1d` (the `loess` package) once, on a
+0.01 GC grid interpolated linearly, fitted on the bins that have a ratio; `gc_smoother=
+"loess_1d"` calls that package, if the user installed it, to give FinaleToolkit's numbers. Its
+licence allows non-commercial use only and no redistribution, so plasmacount neither ships,
+requires nor reimplements it, and DELFI's two-stage smoother stays the default.
 
 Beside the windows: the genome-wide profile's correlation with a panel's median profile, arm z
 scores against the panel, and a classifier-ready feature table.
@@ -42,6 +46,8 @@ BLACKLIST_LIMIT = 0.5
 LOESS_SPAN = 0.75
 GC_GRID_STEP = 0.001
 WINDOW_RATIOS = ("sum", "mean")
+GC_SMOOTHERS = ("delfi", "loess_1d")
+LOESS_1D_GRID_STEP = 0.01
 MINIMUM_BINS = 10   # a GC loess needs points; a small (test) genome may have bins and no 50-bin arm
 
 
@@ -54,6 +60,7 @@ class DelfiProfile:
     windows: list[dict]  # chrom, arm, start, end, bins, short, long, ratio (corrected sums)
     window_ratio: str = "sum"
     notes: list[str] = field(default_factory=list)
+    gc_smoother: str = "delfi"
 
     @property
     def ratios(self) -> np.ndarray:
@@ -91,10 +98,26 @@ def gc_correct(values: np.ndarray, gc: np.ndarray) -> np.ndarray:
     return values - predicted + np.median(values)
 
 
-def profile(counts: SampleCounts, annotation: BinAnnotation, window_ratio: str = "sum") -> DelfiProfile:
+def gc_correct_loess_1d(values: np.ndarray, gc: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """FinaleToolkit's correction: values minus Cappellari's loess_1d (degree 2, frac 0.75) of
+    the `fitted` bins on a 0.01 GC grid, interpolated linearly, plus their median."""
+    try:
+        from loess.loess_1d import loess_1d
+    except ImportError:
+        raise UsageError("the loess_1d GC smoother needs the `loess` package (pip install loess; its licence allows "
+                         "non-commercial use only), or use the default DELFI smoother") from None
+    x, y = gc[fitted], values[fitted]
+    grid = np.arange(x.min(), x.max() + LOESS_1D_GRID_STEP, LOESS_1D_GRID_STEP)
+    _, line, _ = loess_1d(x, y, xnew=grid, degree=2, frac=LOESS_SPAN)
+    return values - np.interp(gc, grid, line) + np.median(y)
+
+
+def profile(counts: SampleCounts, annotation: BinAnnotation, window_ratio: str = "sum", gc_smoother: str = "delfi") -> DelfiProfile:
     """The DELFI profile of a sample counted in 100 kb bins with short 100-150 and long 151-220 bp."""
     if window_ratio not in WINDOW_RATIOS:
         raise UsageError(f"the window ratio is 'sum' (DELFI) or 'mean' (FinaleToolkit), not {window_ratio!r}")
+    if gc_smoother not in GC_SMOOTHERS:
+        raise UsageError(f"the GC smoother is one of {', '.join(GC_SMOOTHERS)}, not {gc_smoother!r}")
     if not counts.paired:
         raise UsageError(f"{counts.sample}: DELFI needs paired-end data (fragment lengths)")
     if counts.bin_size != BIN_SIZE or annotation.bin_size != BIN_SIZE:
@@ -115,15 +138,21 @@ def profile(counts: SampleCounts, annotation: BinAnnotation, window_ratio: str =
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(long_ > 0, short / long_, np.nan)
     bins = {"chrom": np.array(layout.names, dtype=object)[index[chosen]], "start": start[chosen], "end": end[chosen],
-            "arm": arm[chosen], "gc": gc, "short": short, "long": long_, "ratio": ratio,
-            "short_corrected": gc_correct(short, gc), "long_corrected": gc_correct(long_, gc),
-            "ratio_corrected": _gc_correct_known(ratio, gc)}
+            "arm": arm[chosen], "gc": gc, "short": short, "long": long_, "ratio": ratio}
+    if gc_smoother == "delfi":
+        bins.update(short_corrected=gc_correct(short, gc), long_corrected=gc_correct(long_, gc), ratio_corrected=_gc_correct_known(ratio, gc))
+    else:
+        fitted = np.isfinite(ratio)   # FinaleToolkit fits every column on the bins with all values
+        if fitted.sum() < MINIMUM_BINS:
+            raise DataError(f"{counts.sample}: only {int(fitted.sum())} bins with long fragments to fit the GC curve on")
+        bins.update(short_corrected=gc_correct_loess_1d(short, gc, fitted), long_corrected=gc_correct_loess_1d(long_, gc, fitted),
+                    ratio_corrected=np.where(fitted, gc_correct_loess_1d(np.nan_to_num(ratio), gc, fitted), np.nan))
     windows = merge_windows(bins, window_ratio)
     notes = [] if counts.filters.get("size_class_placement") == "midpoint" else \
         ["short and long fragments are placed in bins by their start (DELFI and FinaleToolkit: by midpoint; --size-class-placement midpoint)"]
     if not windows:
         notes.append(f"no arm holds {BINS_PER_WINDOW} usable 100 kb bins: no 5 Mb windows (the 100 kb bins are in <sample>.delfi_bins.tsv)")
-    return DelfiProfile(counts.sample, bins, windows, window_ratio, notes)
+    return DelfiProfile(counts.sample, bins, windows, window_ratio, notes, gc_smoother)
 
 
 def _gc_correct_known(values: np.ndarray, gc: np.ndarray) -> np.ndarray:
@@ -184,6 +213,7 @@ def summary(profile: DelfiProfile, panel: dict | None = None) -> dict:
     """The profile's figures for the fragments JSON: windows, genome ratio, correlation with the panel."""
     ratios = profile.ratios
     result = {"windows": len(profile.windows), "bins": int(profile.bins["short"].size), "window_ratio": profile.window_ratio,
+              "gc_smoother": profile.gc_smoother,
               "median_ratio": float(np.nanmedian(ratios)) if ratios.size else None,
               "correlation_with_panel": None, "panel_samples": None, "notes": list(profile.notes)}
     if panel is not None:

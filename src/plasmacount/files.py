@@ -125,7 +125,9 @@ def table_cell(value: Any, float_format: str = ".4f") -> str:
     if value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
         return "NA"
     if isinstance(value, (float, np.floating)):
-        return format(float(value), float_format)
+        text = format(float(value), float_format)
+        # A value a rounding error below zero prints as -0.000: the same number as 0.000.
+        return text[1:] if text.startswith("-") and not text.strip("-0.") else text
     return str(value)
 
 

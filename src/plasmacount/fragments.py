@@ -225,7 +225,7 @@ def _mean(values: list) -> float | None:
 def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, annotation: BinAnnotation | None = None,
             annotation_path: str | None = None, window: int = 5_000_000, bin_size: int = 100_000, options=None,
             motif_length: int = DEFAULT_MOTIF_LENGTH, fragment_file: str | os.PathLike | None = None,
-            delfi_panel: dict | None = None, delfi_window_ratio: str = "sum", sites: list | None = None,
+            delfi_panel: dict | None = None, delfi_window_ratio: str = "sum", sites: list | None = None, delfi_gc_smoother: str = "delfi",
             interval_features: str = "all") -> tuple[dict, dict]:
     """Fragmentomics of one sample (counts file, WIG/TSV, BAM, CRAM or fragment file): (result, tables).
     Alignments are read once: counts, sizes, end motifs (with `fasta`), CpG methylation (MM/ML
@@ -297,26 +297,14 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
     site_rows = site_tracks = None
     result["intervals"] = None
     if sites:
-        from plasmacount import intervals
-
-        lengths = {c.name: c.length for c in counts.layout.contigs} | {o["name"]: o["length"] for o in counts.other_contigs}
-        grouped = intervals.by_contig(features.fragments, features.reference_names)
         total = int(counts.counts.sum() + counts.other_counts.sum())
-        site_rows, site_tracks = intervals.site_features(grouped, sites, lengths, total, features=interval_features)
-        if fasta is not None:
-            for row, site_counts in zip(site_rows, intervals.site_end_motifs(grouped, sites, fasta, motif_length)):
-                site_motifs = EndMotifs(site_counts, int(site_counts.sum()), 0)
-                row.update(motif_ends=site_motifs.ends, motif_diversity=site_motifs.diversity,
-                           motif_diversity_miller_madow=site_motifs.diversity_miller_madow, motif_counts=site_counts)
-        result["intervals"] = {"sites": len(site_rows), "features": interval_features, "interval_bp": intervals.INTERVAL_SIZE,
-                               "long_wps": intervals.LONG_WPS, "short_wps": intervals.SHORT_WPS,
-                               "mean_wps_long_centre": _mean([r["wps_long_centre"] for r in site_rows]),
-                               "mean_wps_long_adjusted_centre": _mean([r["wps_long_adjusted_centre"] for r in site_rows])}
+        result["intervals"], site_rows, site_tracks = _interval_features(features, _contig_lengths(counts), total, sites, fasta,
+                                                                         motif_length, interval_features)
     delfi_profile = None
     result["delfi"] = None
     if counts.paired and annotation is not None and annotation.bin_size == delfi.BIN_SIZE \
             and tuple(counts.short_range) == delfi.SHORT_RANGE and tuple(counts.long_range) == delfi.LONG_RANGE:
-        delfi_profile = delfi.profile(counts, annotation, delfi_window_ratio)
+        delfi_profile = delfi.profile(counts, annotation, delfi_window_ratio, delfi_gc_smoother)
         result["delfi"] = delfi.summary(delfi_profile, delfi_panel)
     elif counts.paired:
         notes.append("DELFI profile: needs a 100 kb bin annotation (--bins) and the default short/long ranges")
@@ -328,13 +316,96 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
               "long_molecules": (counts.long_molecule_edges, counts.long_molecule_lengths) if counts.long_molecule_lengths.any() else None,
               "methylation": methylation_rows, "molecules": features.molecules if features is not None else None,
               "layout": counts.layout, "delfi": delfi_profile, "sites": site_rows, "site_tracks": site_tracks,
-              "contig_lengths": {c.name: c.length for c in counts.layout.contigs} | {o["name"]: o["length"] for o in counts.other_contigs},
+              "contig_lengths": _contig_lengths(counts),
               "delfi_features": delfi.feature_table(delfi_profile, result["mitochondrial"]["fraction"], delfi_panel) if delfi_profile else None}
     return result, tables
 
 
+def _contig_lengths(counts: SampleCounts) -> dict[str, int]:
+    return {c.name: c.length for c in counts.layout.contigs} | {o["name"]: o["length"] for o in counts.other_contigs}
+
+
+def _interval_features(features, lengths: dict[str, int], total: int, sites: list, fasta, motif_length: int,
+                       interval_features: str) -> tuple[dict, list[dict], dict]:
+    """The per-site rows, tracks and their summary from the fragments a pass kept."""
+    from plasmacount import intervals
+
+    if interval_features == "coverage" and fasta is None:
+        grouped = intervals.midpoints_by_contig(features.fragments, features.reference_names)
+    else:
+        grouped = intervals.by_contig(features.fragments, features.reference_names)
+    site_rows, site_tracks = intervals.site_features(grouped, sites, lengths, total, features=interval_features)
+    if fasta is not None:
+        for row, site_counts in zip(site_rows, intervals.site_end_motifs(grouped, sites, fasta, motif_length)):
+            site_motifs = EndMotifs(site_counts, int(site_counts.sum()), 0)
+            row.update(motif_ends=site_motifs.ends, motif_diversity=site_motifs.diversity,
+                       motif_diversity_miller_madow=site_motifs.diversity_miller_madow, motif_counts=site_counts)
+    summary = {"sites": len(site_rows), "features": interval_features, "interval_bp": intervals.INTERVAL_SIZE,
+               "reads_without_fragment_length": int((features.fragments[:, 2] < 0).sum()),
+               "long_wps": intervals.LONG_WPS, "short_wps": intervals.SHORT_WPS,
+               "mean_wps_long_centre": _mean([r["wps_long_centre"] for r in site_rows]),
+               "mean_wps_long_adjusted_centre": _mean([r["wps_long_adjusted_centre"] for r in site_rows])}
+    return summary, site_rows, site_tracks
+
+
+# Reading by index (`analyse_intervals`), a pair is only seen if its representative read lies
+# near a site: fragments are taken up to this length when the rules set no bound of their own.
+INTERVALS_ONLY_LONGEST = 5000
+
+
+def analyse_intervals(source: str | os.PathLike, sites: list, fasta: str | os.PathLike | None = None, options=None,
+                      motif_length: int = DEFAULT_MOTIF_LENGTH, interval_features: str = "all") -> tuple[dict, dict]:
+    """The interval features of one indexed BAM/CRAM, reading only the reads near the sites
+    through the index: (result, tables) with the interval tables alone. The same rows as
+    `analyse` gives, except the coverage per million (it needs every fragment: None here).
+
+    The read that stands for a pair lies inside its fragment. A fragment counts in a site's
+    coverage when its midpoint lies in the site, so that read lies within half the fragment's
+    length of the site; it counts in the WPS and cleavage of the 5 kb window when it overlaps the
+    window, so within its length. The reads are taken from each site (or window) widened by that
+    much for the longest fragment counted: `options.fragment_lengths`' upper bound, else the
+    pair-geometry limit (`--max-length`), else INTERVALS_ONLY_LONGEST.
+    Pairs longer than that are not counted here (in a whole pass a proper pair of any length is),
+    which the result notes. Long-read molecules are reads of their own and are found whole."""
+    import dataclasses
+
+    from plasmacount import intervals
+    from plasmacount.alignments import CountOptions, ScanRequest, scan_alignments
+    from plasmacount.counts import input_kind
+
+    options = options or CountOptions()
+    kind = input_kind(source)
+    if kind not in ("bam", "cram"):
+        raise UsageError(f"{source}: --intervals-only reads an indexed BAM or CRAM; for {kind} input run without it")
+    longest = (options.fragment_lengths[1] if options.fragment_lengths is not None
+               else options.max_pair_length or INTERVALS_ONLY_LONGEST)
+    notes = [f"read through the index: only reads near the sites; pairs up to {longest} bp; no coverage per million"]
+    if not options.long_reads:
+        shortest = options.fragment_lengths[0] if options.fragment_lengths is not None else 0
+        options = dataclasses.replace(options, fragment_lengths=(shortest, longest))
+    regions = []
+    for site in sites:
+        if interval_features == "all":
+            middle = (site.start + site.end) // 2
+            first = min(site.start, middle - intervals.INTERVAL_SIZE // 2)
+            last = max(site.end, middle + intervals.INTERVAL_SIZE // 2 + 1)
+            regions.append((site.chrom, first - longest - 1, last + longest + 1))
+        else:
+            regions.append((site.chrom, site.start - longest // 2 - 1, site.end + longest // 2 + 1))
+    request = ScanRequest(motif_k=0, keep_fragments=True, regions=tuple(regions))
+    counts, features = scan_alignments(source, options=options, reference=fasta, request=request)
+    lengths = _contig_lengths(counts)
+    summary, site_rows, site_tracks = _interval_features(features, lengths, 0, sites, fasta, motif_length, interval_features)
+    result = {"schema_version": SCHEMA_VERSION, "scope": "intervals", "sample": counts.sample, "source": counts.source,
+              "paired": counts.paired, "reads_read": counts.qc["total"], "fragments_kept": int(features.fragments.shape[0]),
+              "intervals": summary, "notes": notes}
+    tables = {"sites": site_rows, "site_tracks": site_tracks, "contig_lengths": lengths}
+    return result, tables
+
+
 def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -> list[Path]:
-    """Per sample JSON, size histogram, windows and end motifs; a batch TSV."""
+    """Per sample JSON, size histogram, windows and end motifs; a batch TSV. A result of
+    `analyse_intervals` gets `<sample>.intervals.json` and its interval tables alone."""
     from plasmacount.files import atomic_output, check_unique_samples, sample_file_stem, table_cell, write_json
 
     check_unique_samples([r["sample"] for r, _ in results])
@@ -343,8 +414,9 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
     written = []
     for result, tables in results:
         name = sample_file_stem(result["sample"])
-        written.append(write_json(output / f"{name}.fragments.json", result))
-        if tables["histogram"] is not None:
+        whole = result.get("scope") != "intervals"
+        written.append(write_json(output / f"{name}.{'fragments' if whole else 'intervals'}.json", result))
+        if tables.get("histogram") is not None:
             path = output / f"{name}.size_histogram.tsv"
             histogram = tables["histogram"]
             with atomic_output(path, "w") as stream:
@@ -352,7 +424,7 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
                 stream.writelines(f"{length}\t{int(n)}\n" for length, n in enumerate(histogram[:-1]))
                 stream.write(f">{histogram.size - 2}\t{int(histogram[-1])}\n")
             written.append(path)
-        if tables["windows"]:
+        if tables.get("windows"):
             path = output / f"{name}.windows.tsv"
             with atomic_output(path, "w") as stream:
                 stream.write("chrom\tstart\tend\tshort\tlong\tratio\tratio_gc_corrected\tgc\n")
@@ -360,7 +432,7 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
                     cells = [w["chrom"], w["start"], w["end"], w["short"], w["long"], w["ratio"], w["ratio_gc_corrected"], w["gc"]]
                     stream.write("\t".join(table_cell(c, ".5f") for c in cells) + "\n")
             written.append(path)
-        if tables["motifs"] is not None:
+        if tables.get("motifs") is not None:
             path = output / f"{name}.end_motifs.tsv"
             motifs = tables["motifs"]
             with atomic_output(path, "w") as stream:
@@ -437,6 +509,9 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
                                     "count every sample on one annotation")
                 stream.write("\t".join([result["sample"]] + [table_cell(row[n], ".6f") for n in names]) + "\n")
         written.append(path)
+    results = [(result, tables) for result, tables in results if result.get("scope") != "intervals"]
+    if not results:
+        return written
     path = output / "fragments.tsv"
     columns = ["sample", "paired", "fragments", "mode", "median", "mean", "share_below_150", "share_above_250", "share_above_500",
                "share_above_1000", "periodicity_amplitude", "periodicity_period", "short_long_ratio", "motif_diversity",

@@ -23,6 +23,7 @@ Everything is computed with difference arrays over each site's window: O(fragmen
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from dataclasses import dataclass
@@ -119,8 +120,10 @@ class ContigFragments:
 
 
 def by_contig(fragments: np.ndarray, names: list[str]) -> dict[str, ContigFragments]:
-    """Fragments (rows: reference index, start, end, 2 MAPQ + reverse) grouped by contig name."""
+    """Fragments (rows: reference index, start, end, 2 MAPQ + reverse) grouped by contig name.
+    Reads of unknown fragment length (single-end, end -1) have no extent or midpoint: left out."""
     result = {}
+    fragments = fragments[fragments[:, 2] >= 0]
     # The counter emits fragments contig by contig, in the order of the records that stand for
     # them: each contig's block is sorted by start already or nearly (the read-1 rule), which a
     # stable sort (timsort) finishes in about one pass.
@@ -137,6 +140,30 @@ def by_contig(fragments: np.ndarray, names: list[str]) -> dict[str, ContigFragme
         part = part[order]
         result[names[int(part[0, 0])]] = ContigFragments(part[:, 1].copy(), part[:, 2].copy(), (part[:, 3] & 1).astype(bool))
     return result
+
+
+@dataclass
+class SortedMidpoints:
+    """One contig's fragment midpoints, sorted: all that coverage needs."""
+
+    midpoints: np.ndarray
+
+    def midpoints_in(self, first: int, last: int) -> int:
+        return int(np.searchsorted(self.midpoints, last, side="left") - np.searchsorted(self.midpoints, first, side="left"))
+
+
+def midpoints_by_contig(fragments: np.ndarray, names: list[str]) -> dict[str, SortedMidpoints]:
+    """The midpoints, floor((start + end) / 2), of fragments of known length, per contig name:
+    one sort of (reference, midpoint) keys instead of `by_contig`'s per-contig tables."""
+    keys = (fragments[:, 0] << 40) | ((fragments[:, 1] + fragments[:, 2]) >> 1)   # >> 1: floor, as // 2
+    known = fragments[:, 2] >= 0
+    if not known.all():
+        keys = keys[known]
+    keys.sort()
+    references = keys >> 40
+    boundaries = np.concatenate([[0], np.flatnonzero(references[1:] != references[:-1]) + 1, [keys.size]])
+    return {names[int(references[low])]: SortedMidpoints(keys[low:high] & ((1 << 40) - 1))
+            for low, high in zip(boundaries[:-1], boundaries[1:]) if high > low}
 
 
 def _add_range(diff: np.ndarray, first: np.ndarray, last: np.ndarray, value: int) -> None:
@@ -172,7 +199,6 @@ def adjusted_wps(scores: np.ndarray, median_window: int = MEDIAN_WINDOW, savgol_
     the medians of the first len - median_window windows, set against the scores from
     median_window / 2 on, so the result is median_window positions shorter."""
     from scipy.ndimage import rank_filter
-    from scipy.signal import savgol_filter
 
     n_windows = scores.size - median_window
     if n_windows <= savgol_window:
@@ -186,7 +212,32 @@ def adjusted_wps(scores: np.ndarray, median_window: int = MEDIAN_WINDOW, savgol_
     lower = rank_filter(values, rank=(median_window - 1) // 2, size=median_window, mode="nearest")
     running = ((upper + lower) / 2)[half:half + n_windows]
     adjusted = scores[half:scores.size - half].astype(float)[:n_windows] - running
-    return savgol_filter(adjusted, savgol_window, degree)
+    return savitzky_golay(adjusted, savgol_window, degree)
+
+
+@functools.lru_cache(maxsize=8)
+def _savitzky_golay_weights(window: int, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The least-squares polynomial weights: at the centre of a window, and at the positions of
+    the first and last half windows (a polynomial fitted to the first or last whole window)."""
+    half = window // 2
+    offsets = np.arange(-half, half + 1, dtype=float)
+    powers = np.vander(offsets, degree + 1, increasing=True)
+    fit = np.linalg.pinv(powers)            # polynomial coefficients from a window's values
+    return fit[0], powers[:half] @ fit, powers[half + 1:] @ fit
+
+
+def savitzky_golay(values: np.ndarray, window: int, degree: int) -> np.ndarray:
+    """The Savitzky-Golay filter with polynomial fits at the edges (scipy's savgol_filter, mode
+    "interp"), from weights computed once: importing scipy.signal costs about a second."""
+    if window % 2 == 0 or window <= degree or values.size < window:
+        raise UsageError(f"the Savitzky-Golay window must be odd, above the degree and at most the data's length, not {window}")
+    centre, left, right = _savitzky_golay_weights(window, degree)
+    half = window // 2
+    result = np.empty(values.size, dtype=float)
+    result[half:values.size - half] = np.correlate(values, centre, mode="valid")
+    result[:half] = left @ values[:window]
+    result[values.size - half:] = right @ values[values.size - window:]
+    return result
 
 
 def cleavage_profile(fragments: ContigFragments, first: int, last: int, lengths: tuple[int, int] | None = None) -> np.ndarray:
@@ -213,11 +264,12 @@ def site_window(site: Site, contig_length: int, interval_size: int = INTERVAL_SI
     return max(0, middle + int(round(-interval_size / 2))), min(middle + int(round(interval_size / 2)), contig_length)
 
 
-def site_features(fragments: dict[str, ContigFragments], sites: list[Site], contig_lengths: dict[str, int], total_fragments: int,
+def site_features(fragments: dict[str, ContigFragments] | dict[str, SortedMidpoints], sites: list[Site], contig_lengths: dict[str, int], total_fragments: int,
                   interval_size: int = INTERVAL_SIZE, features: str = "all") -> tuple[list[dict], dict[str, list[tuple[int, np.ndarray]]]]:
     """Per site: coverage, mean long and short WPS and adjusted WPS around its midpoint; and the
     per-base tracks (long WPS, adjusted long WPS, cleavage) per contig as (first position, values).
-    With `features="coverage"` only the coverage (the WPS columns None, no tracks)."""
+    With `features="coverage"` only the coverage (the WPS columns None, no tracks), for which
+    `midpoints_by_contig` is enough."""
     if features not in INTERVAL_FEATURES:
         raise UsageError(f"interval features are one of {', '.join(INTERVAL_FEATURES)}, not {features!r}")
     rows, tracks = [], {"wps": [], "wps_adjusted": [], "cleavage": []}
@@ -267,7 +319,8 @@ def gene_table(rows: list[dict]) -> list[dict]:
 
 
 def write_track(path: str | os.PathLike, pieces: list[tuple[str, int, np.ndarray]], contig_lengths: dict[str, int]) -> Path:
-    """Per-base values of the site windows as bigWig (where windows overlap, the first site's values)."""
+    """Per-base values of the site windows as bigWig (where windows overlap, the first site's
+    values), each run of equal values one entry."""
     from plasmacount.tracks import open_bigwig
 
     order = {name: i for i, name in enumerate(contig_lengths)}
@@ -278,7 +331,15 @@ def write_track(path: str | os.PathLike, pieces: list[tuple[str, int, np.ndarray
             skip = max(0, covered.get(chrom, 0) - first)
             if skip >= values.size:
                 continue
-            handle.addEntries(chrom, int(first + skip), values=np.ascontiguousarray(values[skip:], dtype=np.float64), span=1, step=1)
+            # Runs of equal values as one entry each: the same value at every base, and the
+            # scores, flat over most of a window, write (and their zoom levels build) several times faster.
+            kept = np.ascontiguousarray(values[skip:], dtype=np.float64)
+            change = np.flatnonzero(kept[1:] != kept[:-1]) + 1
+            starts = np.concatenate([[0], change])
+            ends = np.concatenate([change, [kept.size]])
+            offset = int(first + skip)
+            handle.addEntries([chrom] * starts.size, (starts + offset).astype(np.int64), ends=(ends + offset).astype(np.int64),
+                              values=kept[starts])
             covered[chrom] = first + values.size
     return Path(path)
 

@@ -33,12 +33,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--interval-features", choices=INTERVAL_FEATURES, default="all",
                         help="with --intervals: all (default) or coverage only (no WPS, cleavage or tracks; for many sites)")
+    parser.add_argument("--intervals-only", action="store_true",
+                        help="with --intervals: read only the reads near the sites through the BAM/CRAM index and write only "
+                             "<sample>.intervals.json and the interval tables (no genome-wide features, no coverage per million; "
+                             "pairs up to --max-length bp, 5000 with --max-length 0); quick for few sites on a large file")
     parser.add_argument("--delfi-panel", metavar="PANEL", help="DELFI: correlate each profile with this panel's median and z-score "
                         "its arms (made by --make-delfi-panel)")
     parser.add_argument("--make-delfi-panel", metavar="OUT", help="DELFI: write the median profile of the inputs (healthy donors) to OUT")
     parser.add_argument("--delfi-window-ratio", choices=("sum", "mean"), default=None,
                         help="a 5 Mb window's ratio: sum (its short over its long fragments, DELFI; default) or mean (of its "
                              "100 kb ratios, FinaleToolkit; the default with --convention finaletoolkit)")
+    from plasmacount.delfi import GC_SMOOTHERS
+
+    parser.add_argument("--delfi-gc-smoother", choices=GC_SMOOTHERS, default="delfi",
+                        help="DELFI's GC correction: delfi (its two-stage loess; default) or loess_1d (FinaleToolkit's: "
+                             "Cappellari's loess_1d on a 0.01 GC grid; needs `pip install loess`, free for non-commercial use only)")
     parser.add_argument("--methylation-reference", metavar="REF", help="fetal fraction from per-molecule CpG methylation against this "
                         "reference (made by --learn-methylation-reference; same --bins)")
     parser.add_argument("--learn-methylation-reference", metavar="OUT", help="learn a methylation reference from the inputs and write it "
@@ -102,7 +111,34 @@ def run(args: argparse.Namespace) -> None:
     if args.interval_features != "all" and not args.intervals:
         raise UsageError("--interval-features needs --intervals BED")
     sites = read_sites(args.intervals) if args.intervals else None
+    if args.intervals_only:
+        genome_wide = [flag for flag, given in (("--fragment-files", args.fragment_files), ("--delfi-panel", args.delfi_panel),
+                                                ("--make-delfi-panel", args.make_delfi_panel),
+                                                ("--methylation-reference", args.methylation_reference),
+                                                ("--learn-methylation-reference", args.learn_methylation_reference)) if given]
+        if not sites:
+            raise UsageError("--intervals-only needs --intervals BED")
+        if genome_wide:
+            raise UsageError(f"--intervals-only reads the sites alone; {', '.join(genome_wide)} need(s) the whole file: drop one of them")
+        from plasmacount.fragments import analyse_intervals
+
+        options = CountOptions(**fragment_rules(args))
+        results = []
+        for i, source in enumerate(args.inputs):
+            results.append(analyse_intervals(source, sites, args.fasta, options, args.motif_length, args.interval_features))
+            progress(i + 1, len(args.inputs))
+        write_outputs(results, args.output)
+        for result, _ in results:
+            logger.info("%s: %d reads read near %d sites, %d fragments kept", result["sample"], result["reads_read"],
+                        result["intervals"]["sites"], result["fragments_kept"])
+        return
     window_ratio = args.delfi_window_ratio or ("mean" if args.convention == "finaletoolkit" else "sum")
+    if args.delfi_gc_smoother == "loess_1d":
+        import importlib.util
+
+        if importlib.util.find_spec("loess") is None:
+            raise UsageError("--delfi-gc-smoother loess_1d needs the `loess` package (pip install loess; free for non-commercial "
+                             "use only); or leave the default DELFI smoother")
     results = []
     for i, source in enumerate(args.inputs):
         fragment_file = None
@@ -110,6 +146,7 @@ def run(args: argparse.Namespace) -> None:
             fragment_file = Path(args.output) / f"{sample_file_stem(sample_name_from_path(source))}.frag.gz"
         results.append(analyse(source, args.fasta, annotation, args.bins, args.window, args.bin_size, CountOptions(**fragment_rules(args)),
                                motif_length=args.motif_length, fragment_file=fragment_file, delfi_panel=panel, delfi_window_ratio=window_ratio,
+                               delfi_gc_smoother=args.delfi_gc_smoother,
                                sites=sites, interval_features=args.interval_features))
         progress(i + 1, len(args.inputs))
     if args.make_delfi_panel:
