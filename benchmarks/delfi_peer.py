@@ -369,7 +369,9 @@ def main() -> None:
         "the bin's start (or, on the reverse strand, starts after its end) is counted nowhere; the independent count (pysam, in "
         "this benchmark) splits each bin's fragments by that and finds every difference. The GC corrections differ by their "
         "smoothers: DELFI's R `loess` (kd-tree interpolation), FinaleToolkit's Cappellari `loess_1d` on a 0.01 GC grid, "
-        "plasmacount's exact two-stage loess on a 0.001 grid (tested against a brute-force loess in `tests/test_delfi.py`).",
+        "plasmacount's exact two-stage loess on a 0.001 grid (tested against a brute-force loess in `tests/test_delfi.py`); "
+        "with `--delfi-gc-smoother loess_1d` plasmacount calls the same `loess_1d` as FinaleToolkit and its corrections and "
+        "windows equal FinaleToolkit's (part A).",
     ]
     text = "\n".join(lines)
     print(text)

@@ -124,7 +124,7 @@ def _compare_tracks(peer: Path, ours: Path) -> tuple[int, int]:
         if chrom not in b.chroms() or not entries:
             continue
         block: list[tuple[int, int, float]] = []
-        for entry in entries + [(-1, -1, 0.0)]:
+        for entry in list(entries) + [(-1, -1, 0.0)]:
             if block and entry[0] != block[-1][1]:   # a contiguous block of the peer's entries ends
                 theirs = np.concatenate([np.full(end - start, value) for start, end, value in block])
                 mine = np.array(b.values(chrom, block[0][0], block[-1][1], numpy=True))

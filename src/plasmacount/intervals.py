@@ -320,7 +320,7 @@ def gene_table(rows: list[dict]) -> list[dict]:
 
 def write_track(path: str | os.PathLike, pieces: list[tuple[str, int, np.ndarray]], contig_lengths: dict[str, int]) -> Path:
     """Per-base values of the site windows as bigWig (where windows overlap, the first site's
-    values), each run of equal values one entry."""
+    values), each run of equal values one entry where runs are long."""
     from plasmacount.tracks import open_bigwig
 
     order = {name: i for i, name in enumerate(contig_lengths)}
@@ -335,11 +335,14 @@ def write_track(path: str | os.PathLike, pieces: list[tuple[str, int, np.ndarray
             # scores, flat over most of a window, write (and their zoom levels build) several times faster.
             kept = np.ascontiguousarray(values[skip:], dtype=np.float64)
             change = np.flatnonzero(kept[1:] != kept[:-1]) + 1
-            starts = np.concatenate([[0], change])
-            ends = np.concatenate([change, [kept.size]])
             offset = int(first + skip)
-            handle.addEntries([chrom] * starts.size, (starts + offset).astype(np.int64), ends=(ends + offset).astype(np.int64),
-                              values=kept[starts])
+            if change.size > kept.size // 4:   # dense data change almost every base: one value per base is cheaper
+                handle.addEntries(chrom, offset, values=kept, span=1, step=1)
+            else:
+                starts = np.concatenate([[0], change])
+                ends = np.concatenate([change, [kept.size]])
+                handle.addEntries([chrom] * starts.size, (starts + offset).astype(np.int64), ends=(ends + offset).astype(np.int64),
+                                  values=kept[starts])
             covered[chrom] = first + values.size
     return Path(path)
 
