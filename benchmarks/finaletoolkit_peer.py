@@ -312,7 +312,7 @@ def main() -> None:
         f"{seconds['sparse_ours_coverage_whole']:.2f}) | {seconds['sparse_peer_coverage']:.2f} | "
         f"{seconds['sparse_peer_coverage'] / seconds['sparse_ours_coverage']:.1f}x | as above |",
         "",
-        "Medians of the runs, interleaved, 2 cores, FinaleToolkit with its default single worker. Where the motif counts differ, "
+        f"Medians of {args.runs} interleaved run(s) per command, 2 cores, FinaleToolkit with its default single worker. Where the motif counts differ, "
         "FinaleToolkit counts more ends than there are fragments: its `end_motifs` splits each contig into windows and takes "
         "every read 1 that overlaps a window (pysam's fetch), so a read across a window edge is counted in both windows; "
         "its own `frag_generator` lists exactly plasmacount's fragments (the same multiset of start and end, checked on a "
@@ -329,7 +329,7 @@ def main() -> None:
         "tables alone; its rows equal the whole pass's (all but the coverage per million, which needs every fragment) "
         f"{'in both layouts, checked here' if whole_agrees else 'NOT in this run (see the tables)'}, and in the tests "
         "(`tests/test_bam_index.py`, BAM and CRAM, both conventions, long molecules). In the dense layout those reads are a "
-        "third of the file, so reading them costs about a whole pass; at low-pass density the whole pass is the slower "
+        "more than half of the file, so reading them costs nearly a whole pass; at low-pass density the whole pass is the slower "
         "way by far. Neither tool runs in less than its start-up: coverage of one site takes plasmacount "
         f"{seconds['ours_one']:.2f} s and FinaleToolkit {seconds['peer_one']:.2f} s "
         f"({seconds['peer_one'] / seconds['ours_one']:.1f}x), the floor of the ratio over a handful of sites.",
@@ -340,7 +340,7 @@ def main() -> None:
         sys.path.insert(0, str(HERE))
         from results import write_section
 
-        write_section("finaletoolkit", "## Fragmentomics beside FinaleToolkit\n\n" + text, "python benchmarks/finaletoolkit_peer.py --write")
+        write_section("finaletoolkit", "## Fragmentomics beside FinaleToolkit\n\n" + text, f"python benchmarks/finaletoolkit_peer.py --runs {args.runs} --write")
 
 
 if __name__ == "__main__":
