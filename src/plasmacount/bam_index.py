@@ -112,18 +112,21 @@ def region_chunks(index: list[ReferenceIndex], regions: list[tuple[int, int, int
             after = after[after > smallest]
             if after.size:
                 largest = int(after[0])
+        trimmed = False
         for number in overlapping_bins(begin, end):
             chunks = index[reference].chunks(number)
             if chunks is None:
                 continue
             chunks = chunks[chunks[:, 1] > smallest]
             if largest is not None and chunks.size and chunks[:, 1].max() > largest:
-                cuts.append((largest, reference, end))   # something of this bin is left unread: check the cut
+                trimmed = True   # something of this bin is left unread: the cut must be checked
                 chunks = chunks[chunks[:, 0] < largest]
                 np.minimum(chunks[:, 1], largest, out=chunks[:, 1])
             if chunks.size:
                 np.maximum(chunks[:, 0], smallest, out=chunks[:, 0])
                 pieces.append(chunks)
+        if trimmed:
+            cuts.append((largest, reference, end))
     if not pieces:
         return np.zeros((0, 2), dtype=np.int64), cuts
     chunks = np.concatenate(pieces)

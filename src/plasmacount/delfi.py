@@ -98,14 +98,20 @@ def gc_correct(values: np.ndarray, gc: np.ndarray) -> np.ndarray:
     return values - predicted + np.median(values)
 
 
-def gc_correct_loess_1d(values: np.ndarray, gc: np.ndarray, fitted: np.ndarray) -> np.ndarray:
-    """FinaleToolkit's correction: values minus Cappellari's loess_1d (degree 2, frac 0.75) of
-    the `fitted` bins on a 0.01 GC grid, interpolated linearly, plus their median."""
+def loess_1d_function():
+    """Cappellari's loess_1d from the user-installed `loess` package, or a usage error naming it."""
     try:
         from loess.loess_1d import loess_1d
     except ImportError:
         raise UsageError("the loess_1d GC smoother needs the `loess` package (pip install loess; its licence allows "
                          "non-commercial use only), or use the default DELFI smoother") from None
+    return loess_1d
+
+
+def gc_correct_loess_1d(values: np.ndarray, gc: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """FinaleToolkit's correction: values minus Cappellari's loess_1d (degree 2, frac 0.75) of
+    the `fitted` bins on a 0.01 GC grid, interpolated linearly, plus their median."""
+    loess_1d = loess_1d_function()
     x, y = gc[fitted], values[fitted]
     grid = np.arange(x.min(), x.max() + LOESS_1D_GRID_STEP, LOESS_1D_GRID_STEP)
     _, line, _ = loess_1d(x, y, xnew=grid, degree=2, frac=LOESS_SPAN)

@@ -161,7 +161,7 @@ def count_fragment_file(path: str | os.PathLike, bin_size: int = 100_000, annota
     features.ends_counted, features.ends_skipped = int(motif_tallies[0]), int(motif_tallies[1])
     features.reference_names = [name for name, _ in contigs]
     if request.keep_fragments:
-        features.fragments = np.frombuffer(fragments, dtype=np.int64).reshape(-1, 4).copy()
+        features.fragments = np.frombuffer(fragments, dtype=np.int64).reshape(-1, 4)   # read-only: never changed in place
     qc = {name: int(value) for name, value in zip(QC_FIELDS, result["qc"])}
     if qc["total"] == 0:
         raise DataError(f"{path}: holds no fragments")

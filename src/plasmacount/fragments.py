@@ -351,6 +351,7 @@ def _interval_features(features, lengths: dict[str, int], total: int, sites: lis
 # Reading by index (`analyse_intervals`), a pair is only seen if its representative read lies
 # near a site: fragments are taken up to this length when the rules set no bound of their own.
 INTERVALS_ONLY_LONGEST = 5000
+UNBOUNDED_CONTIG = 1 << 62
 
 
 def analyse_intervals(source: str | os.PathLike, sites: list, fasta: str | os.PathLike | None = None, options=None,
@@ -386,9 +387,9 @@ def analyse_intervals(source: str | os.PathLike, sites: list, fasta: str | os.Pa
     regions = []
     for site in sites:
         if interval_features == "all":
-            middle = (site.start + site.end) // 2
-            first = min(site.start, middle - intervals.INTERVAL_SIZE // 2)
-            last = max(site.end, middle + intervals.INTERVAL_SIZE // 2 + 1)
+            # The window unclipped (scan_alignments clips the regions to their contig).
+            window_first, window_last = intervals.site_window(site, UNBOUNDED_CONTIG)
+            first, last = min(site.start, window_first), max(site.end, window_last)
             regions.append((site.chrom, first - longest - 1, last + longest + 1))
         else:
             regions.append((site.chrom, site.start - longest // 2 - 1, site.end + longest // 2 + 1))

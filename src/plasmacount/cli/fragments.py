@@ -33,10 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--interval-features", choices=INTERVAL_FEATURES, default="all",
                         help="with --intervals: all (default) or coverage only (no WPS, cleavage or tracks; for many sites)")
+    from plasmacount.fragments import INTERVALS_ONLY_LONGEST
+
     parser.add_argument("--intervals-only", action="store_true",
                         help="with --intervals: read only the reads near the sites through the BAM/CRAM index and write only "
                              "<sample>.intervals.json and the interval tables (no genome-wide features, no coverage per million; "
-                             "pairs up to --max-length bp, 5000 with --max-length 0); quick for few sites on a large file")
+                             f"pairs up to --max-length bp, {INTERVALS_ONLY_LONGEST} with --max-length 0); quick for few sites "
+                             "on a large file")
     parser.add_argument("--delfi-panel", metavar="PANEL", help="DELFI: correlate each profile with this panel's median and z-score "
                         "its arms (made by --make-delfi-panel)")
     parser.add_argument("--make-delfi-panel", metavar="OUT", help="DELFI: write the median profile of the inputs (healthy donors) to OUT")
@@ -134,11 +137,7 @@ def run(args: argparse.Namespace) -> None:
         return
     window_ratio = args.delfi_window_ratio or ("mean" if args.convention == "finaletoolkit" else "sum")
     if args.delfi_gc_smoother == "loess_1d":
-        import importlib.util
-
-        if importlib.util.find_spec("loess") is None:
-            raise UsageError("--delfi-gc-smoother loess_1d needs the `loess` package (pip install loess; free for non-commercial "
-                             "use only); or leave the default DELFI smoother")
+        delfi.loess_1d_function()   # before the pass, not after it
     results = []
     for i, source in enumerate(args.inputs):
         fragment_file = None
