@@ -106,10 +106,12 @@ def finding(browser: TestClient, sample: int, key: str) -> dict:
 
 
 GET_PAGES = ["/", "/batches/1", "/batches/1/overview", "/samples/1", "/samples/1/report", "/search?q=case", "/export.csv",
-             "/samples/1/export.pdf", "/admin/users"]
+             "/samples/1/export.pdf", "/admin/users", "/samples/1/case_01_data/z_scores.tsv", "/batches/1/case_01.html",
+             "/batches/1/batch_data/samples.tsv"]
 GET_API = ["/api/batches", "/api/batches/1", "/api/samples/1", "/api/search?q=case", "/api/me"]
-POSTS = ["/findings/1", "/samples/1/comments", "/samples/1/signoff", "/batches/upload", "/admin/users", "/admin/users/1/role", "/logout"]
-POST_API = ["/api/findings/1", "/api/samples/1/comments", "/api/samples/1/signoff"]
+POSTS = ["/findings/1", "/samples/1/comments", "/samples/1/signoff", "/samples/1/confirm", "/batches/upload", "/admin/users",
+         "/admin/users/1/role", "/logout"]
+POST_API = ["/api/findings/1", "/api/samples/1/comments", "/api/samples/1/signoff", "/api/samples/1/confirm"]
 
 
 def test_every_route_needs_a_login(server):
@@ -144,8 +146,31 @@ def test_pages_and_api_for_a_logged_in_viewer(server):
     page = viewer.get(f"/samples/{case_03}").text
     assert "Trisomy 21" in page and "Audit trail" in page and 'action="/findings/' not in page  # no forms for a viewer
     assert viewer.get("/samples/9999").status_code == 404
-    # Stored reports are served sandboxed.
-    assert "sandbox" in viewer.get("/samples/1/report").headers["content-security-policy"]
+    # Stored reports are served sandboxed, with no script.
+    policy = viewer.get("/samples/1/report").headers["content-security-policy"]
+    assert "sandbox" in policy and "allow-scripts" not in policy and "script-src" not in policy
+
+
+def test_report_links_work_inside_the_app_and_no_page_nests_another(server):
+    viewer = client(server, "vic")
+    case_03 = sample_id(viewer, "case_03")
+    report = viewer.get(f"/samples/{case_03}/report").text
+    links = re.findall(r'href="(case_03_data/[^"]+)"', report)
+    assert len(links) >= 4
+    for link in links:
+        data = viewer.get(f"/samples/{case_03}/{link}")
+        assert data.status_code == 200 and "\t" in data.text.split("\n", 1)[0] and data.text.count("\n") > 1, link
+    assert viewer.get(f"/samples/{case_03}/case_03_data/missing.tsv").status_code == 404
+    overview = viewer.get("/batches/1/overview").text
+    data_links = re.findall(r'href="(batch_data/[^"]+)"', overview)
+    assert data_links and all(viewer.get(f"/batches/1/{link}").status_code == 200 for link in data_links)
+    moved = viewer.get("/batches/1/case_03.html")
+    assert moved.status_code == 303 and moved.headers["location"] == f"/samples/{case_03}"
+    assert viewer.get("/batches/1/nobody.html").status_code == 404
+    # The app's pages link to the reports instead of framing them, and the batch page has one table.
+    for path in ("/batches/1", f"/samples/{case_03}"):
+        assert "<iframe" not in viewer.get(path).text, path
+    assert viewer.get("/batches/1").text.count("<table") == 1
 
 
 def test_a_viewer_cannot_change_anything(server):
@@ -206,6 +231,11 @@ def test_review_sign_off_lock_and_exports(server):
     assert "case_03,rita," in exported and "Trisomy 21,positive,Verified" in exported and "case_01" not in exported
     pdf = reviewer.get(f"/samples/{case_03}/export.pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    if shutil.which("pdftotext"):
+        # The exported PDF is the report with its sign-off block filled in.
+        text = " ".join(subprocess.run(["pdftotext", "-", "-"], input=pdf.content, capture_output=True, check=True).stdout.decode().split())
+        assert "plasmacount report: case_03" in text and "Signed off by rita" in text and "Reviewed by rita" in text
+        assert "Trisomy 21 positive Verified" in text and "karyotype 47,XX,+21" in text and "Not yet reviewed" not in text
     assert reviewer.get(f"/samples/{sample_id(reviewer, 'case_04')}/export.pdf").status_code == 409
 
 
@@ -398,6 +428,63 @@ def test_browser_review_session(server, tmp_path):
             assert not [p for p in problems if "401" not in p], problems
             browser.close()
     assert (tmp_path / "review.png").stat().st_size > 10_000
+
+
+# Table cells whose content is wider or taller than the cell: text that would overlap its neighbour.
+OVERFLOWING_CELLS = """() => Array.from(document.querySelectorAll('td, th'))
+  .filter(c => c.scrollWidth > c.clientWidth + 1 || c.scrollHeight > c.clientHeight + 1).map(c => c.textContent.slice(0, 40))"""
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (`.ci/run` installs it)")
+def test_browser_report_links_bulk_confirmation_and_four_eyes(server, database, tmp_path):
+    """In a browser, on an app that keeps the four-eyes rule: a report's plot-data link opens inside
+    the app, one click confirms every automatic status, the reviewer who confirmed them cannot sign
+    the sample off alone, and a second reviewer can."""
+    playwright = pytest.importorskip("playwright.sync_api")
+
+    strict = create_app(database, four_eyes=True)
+    try:
+        with _served(strict) as base, playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+            def log_in_as(name: str) -> None:
+                page.goto(base + "/login")
+                page.fill("input[name=username]", name)
+                page.fill("input[name=password]", PASSWORDS[name])
+                page.keyboard.press("Enter")  # forms work from the keyboard
+                page.wait_for_url(base + "/")
+
+            log_in_as("ada")
+            page.click("text=prenatal")
+            # The batch page: its one table in the first screen, no cell whose text runs over.
+            assert page.locator("table").count() == 1 and page.locator("table").bounding_box()["y"] < 900
+            assert page.evaluate(OVERFLOWING_CELLS) == []
+            page.click("text=case_08")
+            sample_url = page.url
+            findings = page.locator("table").first.bounding_box()
+            assert findings["y"] < 900 and page.evaluate(OVERFLOWING_CELLS) == []
+            page.click("text=Open the report of case_08")
+            page.click("a[href$='z_scores.tsv']")
+            assert page.url.endswith("/case_08_data/z_scores.tsv") and page.locator("body").inner_text().startswith("chromosome\tz")
+            page.goto(sample_url)
+            colours = {status: page.locator(f".legend .status-{status}").evaluate("e => getComputedStyle(e).backgroundColor")
+                       for status in ("Normal", "Suspected", "Verified", "Failed")}
+            assert len(set(colours.values())) == 4, colours
+            page.click("text=/Confirm the \\d+ automatic statuses/")
+            assert page.locator("text=not yet reviewed").count() == 0 and page.locator("text=reviewed by ada").count() > 5
+            assert "confirm status" in page.locator("#audit").inner_text()
+            page.click("text=Sign off case_08")
+            assert "four-eyes rule" in page.content() and "Signed off by" not in page.content()
+            page.click("text=Log out")
+            log_in_as("rita")
+            page.goto(sample_url)
+            page.click("text=Sign off case_08")
+            assert "Signed off by rita" in page.content()
+            page.screenshot(path=str(tmp_path / "four_eyes.png"), full_page=True)
+            browser.close()
+    finally:
+        strict.state.factory.kw["bind"].dispose()
 
 
 def test_a_write_waiting_for_a_lock_does_not_freeze_the_server(server):
@@ -774,3 +861,54 @@ def test_no_bare_500s(server, demo_output, tmp_path):
     assert "filename*=UTF-8''" in pdf.headers["content-disposition"] and '"01"' not in pdf.headers["content-disposition"]
     exported = rita.get("/export.csv").text
     assert "\n\t" not in exported and ",\t" not in exported
+
+
+def _api(browser: TestClient, method: str, path: str, **body):
+    return browser.post(path, json=body, headers={"X-CSRF-Token": csrf_of(browser)}) if method == "post" else browser.get(path)
+
+
+def test_bulk_confirmation_is_one_step_audited_item_by_item(server, demo_output, tmp_path):
+    [sample] = _own_batch(server, demo_output, tmp_path, "bulk", 1)
+    rita = client(server, "rita")
+    before = rita.get(f"/api/samples/{sample}").json()
+    t21 = next(f for f in before["findings"] if f["key"] == "T21")
+    assert _api(rita, "post", f"/api/findings/{t21['id']}", status="Verified", version=t21["version"]).status_code == 200
+    # A page opened before that change confirms nothing.
+    assert _api(rita, "post", f"/api/samples/{sample}/confirm", version=before["version"]).status_code == 409
+    current = rita.get(f"/api/samples/{sample}").json()
+    assert "Confirm the" in rita.get(f"/samples/{sample}").text
+    assert _api(client(server, "vic"), "post", f"/api/samples/{sample}/confirm", version=current["version"]).status_code == 403
+    assert _api(rita, "post", f"/api/samples/{sample}/confirm", version=current["version"]).status_code == 200
+    after = rita.get(f"/api/samples/{sample}").json()
+    assert [f["status"] for f in after["findings"]] == [f["status"] for f in current["findings"]]
+    assert all(f["reviewed_by"] == "rita" for f in after["findings"])
+    confirmed = [a for a in after["audit"] if a["action"] == "confirm status"]
+    assert sorted(a["target"] for a in confirmed) == sorted(f["label"] for f in after["findings"] if f["key"] != "T21")
+    assert all(a["old"] == a["new"] and a["user"] == "rita" for a in confirmed)
+    assert "Confirm the" not in rita.get(f"/samples/{sample}").text  # nothing left to confirm
+
+
+def test_four_eyes_rule(server, database, demo_output, tmp_path):
+    first, second = _own_batch(server, demo_output, tmp_path, "foureyes", 2)
+    strict = create_app(database, four_eyes=True)
+    try:
+        rita, rob = (TestClient(strict, base_url="http://testserver", follow_redirects=False) for _ in range(2))
+        for browser, name in ((rita, "rita"), (rob, "rob")):
+            assert log_in(browser, name, PASSWORDS[name]).status_code == 303
+        # Reviewed and signed by one person only: refused, in the app's words.
+        version = rita.get(f"/api/samples/{first}").json()["version"]
+        assert _api(rita, "post", f"/api/samples/{first}/confirm", version=version).status_code == 200
+        version = rita.get(f"/api/samples/{first}").json()["version"]
+        refused = _api(rita, "post", f"/api/samples/{first}/signoff", version=version)
+        assert refused.status_code == 403 and "four-eyes" in refused.json()["detail"]
+        assert "Four-eyes rule" in rita.get(f"/samples/{first}").text
+        # Reviewed by rita, signed off by rob: accepted. Nobody reviewed: refused even so.
+        signed = _api(rob, "post", f"/api/samples/{first}/signoff", version=version)
+        assert signed.status_code == 200 and rob.get(f"/api/samples/{first}").json()["signed_off_by"] == "rob"
+        version = rob.get(f"/api/samples/{second}").json()["version"]
+        assert _api(rob, "post", f"/api/samples/{second}/signoff", version=version).status_code == 403
+        # Without the rule (the default app) one person may do both.
+        plain = client(server, "rob")
+        assert _api(plain, "post", f"/api/samples/{second}/signoff", version=version).status_code == 200
+    finally:
+        strict.state.factory.kw["bind"].dispose()

@@ -78,13 +78,16 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
     reference_path, nipt_summary = _prenatal(output, cohort, seed, say)
     _viral(output, seed, say)
     _tumor(output, seed, say)
-    say("writing reports (HTML, PDF, batch overviews, MultiQC files)")
-    from plasmacount.report import write_reports
+    from plasmacount.report import pdf_unavailable, write_reports
 
+    # A fresh machine may lack Pango, which the PDFs need; the demo then shows the HTML and says why.
+    missing = pdf_unavailable()
+    say("writing reports (HTML, PDF, batch overviews, MultiQC files)" if missing is None else
+        f"writing reports (HTML, batch overviews, MultiQC files; no PDF: {missing})")
     reports = output / "reports"
-    write_reports([output / "nipt"], reports / "prenatal")
-    write_reports([output / "tumor", output / "viral"], reports / "cancer")
-    write_reports([output / "fragments"], reports / "alignments")
+    write_reports([output / "nipt"], reports / "prenatal", pdf=missing is None)
+    write_reports([output / "tumor", output / "viral"], reports / "cancer", pdf=missing is None)
+    write_reports([output / "fragments"], reports / "alignments", pdf=missing is None)
     with open(reads_dir / "truth.tsv") as stream:
         truth = {row["sample"]: row for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "summary.tsv"

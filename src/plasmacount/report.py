@@ -1,19 +1,24 @@
-"""Reports people read: one self-contained page per sample (HTML and PDF), one overview per batch,
-and MultiQC custom-content files.
+"""Reports people read: one self-contained page per sample (HTML, and the same page printed to an
+A4 PDF), one overview per batch, and MultiQC custom-content files.
 
 A sample's report gathers whatever analyses ran on it (`nipt`, `tumor`, `viral`, `fragments`
-JSON, found by file name in the folders given) and shows them as plots with the numbers behind
-each call, a QC table and a plain-language summary that also says what the test cannot see at
-this fetal fraction and depth. Plots are matplotlib SVG inlined in the page, so a report opens
-with no network; the data behind every plot is written beside it as TSV. Same input, same
-bytes: SVG ids are salted with a fixed string and PDF/SVG dates are left out.
+JSON, found by file name in the folders given) and shows them, findings first, as plots with the
+numbers behind each call, a QC table, a plain-language summary, the method and the limits this
+sample's own numbers set, and a sign-off block. Pages are Jinja2 templates (`templates/`); the
+PDF is the same HTML printed by WeasyPrint. Plots are matplotlib SVG inlined in the page, so a
+report opens with no network; the data behind every plot is written beside it as TSV. Same
+input, same bytes: SVG ids are salted with a fixed string and no date but the report date is
+written.
 """
 from __future__ import annotations
 
-import html
+import datetime
+import functools
 import io
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -148,14 +153,14 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     # parse_math off: a '$' in a sample name or comment is text, not TeX to typeset (or fail on).
-    plt.rcParams.update({"text.parse_math": False, "svg.hashsalt": "plasmacount", "svg.fonttype": "path", "font.size": 9,
+    plt.rcParams.update({"text.parse_math": False, "svg.hashsalt": "plasmacount", "svg.fonttype": "none", "font.size": 9,
                          "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100})
     return plt
 
 
 def _svg(figure) -> str:
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight", dpi=200)
     text = buffer.getvalue()
     return text[text.index("<svg"):]
 
@@ -198,7 +203,9 @@ def profile_figure(profile: Profile, regions: list[dict], title: str, name: str,
     shown = _windowed(profile, window) if np.median(profile.end - profile.start) < window else profile.finite()
     x, offsets, ticks, labels, edges = _genome_axis(shown)
     figure, axis = plt.subplots(figsize=(11, 3.2))
-    axis.scatter(x, np.clip(shown.value, -1.5, 1.5), s=3, color="#555555", linewidths=0)
+    # Thousands of dots are drawn as one image inside the SVG (axes and text stay vector): the page
+    # stays small and prints in a second, not ten.
+    axis.scatter(x, np.clip(shown.value, -1.5, 1.5), s=3, color="#555555", linewidths=0, rasterized=True)
     for edge in edges[1:-1]:
         axis.axvline(edge, color="#dddddd", linewidth=0.6)
     axis.axhline(0, color="#999999", linewidth=0.8)
@@ -219,26 +226,80 @@ def profile_figure(profile: Profile, regions: list[dict], title: str, name: str,
     return Figure(name, title, _svg(figure), ["chrom", "start", "end", "log2_ratio"], rows, caption, figure)
 
 
+SEX_CHROMOSOME_EVENTS = {"X": ("45,X", "47,XXX", "47,XXY"), "Y": ("47,XXY", "47,XYY")}
+
+
+def region_figure(profile: Profile, region: dict, number: int, title: str, caption: str) -> Figure:
+    """One chromosome at full bin resolution around a finding: its bins, the called region shaded with
+    its own level, so that a 2 Mb deletion is seen as clearly as a trisomy."""
+    plt = _pyplot()
+    profile = profile.finite()
+    rows = np.flatnonzero(np.asarray(profile.chrom, dtype=object) == region["chrom"])
+    middle = (profile.start[rows] + profile.end[rows]) / 2e6
+    values = profile.value[rows]
+    inside = (profile.end[rows] > region["start"]) & (profile.start[rows] < region["end"])
+    colour = COLOURS.get(region["kind"], "#757575")
+    figure, axis = plt.subplots(figsize=(9, 2.6))
+    axis.axvspan(region["start"] / 1e6, region["end"] / 1e6, color=colour, alpha=0.12, linewidth=0)
+    axis.scatter(middle[~inside], np.clip(values[~inside], -1.5, 1.5), s=4, color="#757575", linewidths=0, rasterized=True)
+    axis.scatter(middle[inside], np.clip(values[inside], -1.5, 1.5), s=7, color=colour, linewidths=0, rasterized=True)
+    axis.plot([region["start"] / 1e6, region["end"] / 1e6], [region["log2_ratio"]] * 2, color=colour, linewidth=2.5, solid_capstyle="butt")
+    axis.axhline(0, color="#999999", linewidth=0.8)
+    axis.set_xlim(0, profile.contig_lengths.get(region["chrom"], float(profile.end[rows].max(initial=1))) / 1e6)
+    spread = float(np.nanquantile(np.abs(values), 0.995)) if values.size else 0.3
+    axis.set_ylim(-max(0.3, min(spread, 1.5), abs(region["log2_ratio"]) * 1.5), max(0.3, min(spread, 1.5), abs(region["log2_ratio"]) * 1.5))
+    axis.set_xlabel(f"{region['chrom']} position (Mb)")
+    axis.set_ylabel("log2 ratio")
+    axis.set_title(title, loc="left")
+    data = [[region["chrom"], int(s), int(e), round(float(v), 5), str(bool(i)).lower()]
+            for s, e, v, i in zip(profile.start[rows], profile.end[rows], values, inside)]
+    return Figure(f"region_{number}", title, _svg(figure), ["chrom", "start", "end", "log2_ratio", "in_region"], data, caption, figure)
+
+
+def _region_title(region: dict) -> str:
+    size = (region["end"] - region["start"]) / 1e6
+    what = {"gain": "gain", "loss": "loss"}.get(region["kind"], region["kind"])
+    return (f"{region.get('label') or what.capitalize()} of {size:.1f} Mb at {region['chrom']}:{region['start']:,}-{region['end']:,}"
+            + (f", {region['syndrome']} region" if region.get("syndrome") else "") + f", {region['bins']} bins")
+
+
 def z_figure(result: dict) -> Figure:
-    """Per-chromosome z-scores with the screening lines; positive calls in red."""
+    """Per-chromosome z-scores with the screening lines; chromosomes of positive calls in red. The
+    axis is set by the autosomes: chrX and chrY of a boy lie tens of z from a reference of mostly
+    girls' X doses by nature, so their bars are cut at the axis and labelled with their value."""
     plt = _pyplot()
     chromosomes = sorted(result["chromosomes"].items(), key=lambda item: _chromosome_order(item[0]))
     positives = {c["event"] for c in result["calls"] if c["result"] == "positive"}
     names = [name for name, _ in chromosomes]
-    z = [values["z"] for _, values in chromosomes]
-    colours = [COLOURS["fail"] if f"T{name_key(n)}" in positives else "#546e7a" for n in names]
+    z = [0.0 if values["z"] is None else float(values["z"]) for _, values in chromosomes]
+
+    def positive(name: str) -> bool:
+        key = name_key(name)
+        return f"T{key}" in positives or any(event in positives for event in SEX_CHROMOSOME_EVENTS.get(key, ()))
+
+    colours = [COLOURS["fail"] if positive(n) else "#546e7a" for n in names]
+    autosomal = [abs(v) for n, v in zip(names, z) if name_key(n) not in SEX_CHROMOSOME_EVENTS]
+    limit = max(2 * TRISOMY_Z, 1.15 * max(autosomal, default=0.0), *(1.15 * abs(v) for n, v in zip(names, z) if positive(n)))
+    drawn = [float(np.clip(v, -limit, limit)) for v in z]
     figure, axis = plt.subplots(figsize=(11, 2.8))
-    axis.bar(range(len(z)), [0 if v is None else v for v in z], color=colours)
+    axis.bar(range(len(z)), drawn, color=colours)
+    for i, (value, shown) in enumerate(zip(z, drawn)):
+        if value != shown:
+            axis.annotate(f"{value:.0f}", (i, shown), textcoords="offset points", xytext=(0, 3 if value > 0 else -9), ha="center", fontsize=7)
     for line in (-TRISOMY_Z, TRISOMY_Z):
         axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
     axis.axhline(0, color="#999999", linewidth=0.8)
+    axis.set_ylim(-1.12 * limit, 1.12 * limit)
     axis.set_xticks(range(len(z)), [n.removeprefix("chr") for n in names], fontsize=7)
     axis.set_ylabel("z-score")
     axis.set_title(f"Chromosome z-scores against the reference panel (dashed: |z| = {TRISOMY_Z:g}, the calling threshold)", loc="left")
-    rows = [[n, table_cell(v["z"], ".6f"), table_cell(v["ratio"], ".6f")] for n, v in chromosomes]
+    rows = [[n, table_cell(v["z"], ".6f"), table_cell(v["ratio"], ".6f"), round(d, 6), str(positive(n)).lower()]
+            for (n, v), d in zip(chromosomes, drawn)]
     caption = (f"A trisomy needs z >= {TRISOMY_Z:g}; when the fetal fraction is known the counts must also favour a trisomy at that "
-               "fetal fraction 100:1. Bins of segmental CNVs are left out of their chromosome's z. Red: chromosomes called positive.")
-    return Figure("z_scores", "Chromosome z-scores", _svg(figure), ["chromosome", "z", "ratio"], rows, caption, figure)
+               "fetal fraction 100:1. Bins of segmental CNVs are left out of their chromosome's z. Red: chromosomes of a positive call "
+               "(chrX for 45,X, 47,XXX and 47,XXY; chrY for 47,XXY and 47,XYY). Bars beyond the axis are cut and labelled with their "
+               "z: in a male pregnancy chrX and chrY lie far from the reference by nature (one X, and a Y).")
+    return Figure("z_scores", "Chromosome z-scores", _svg(figure), ["chromosome", "z", "ratio", "drawn_z", "positive"], rows, caption, figure)
 
 
 def arm_figure(result: dict) -> Figure:
@@ -265,7 +326,8 @@ def fetal_fraction_figure(result: dict) -> Figure:
     entries = [(method.replace("_", " "), v["estimate"], v.get("low"), v.get("high")) for method, v in sorted(ff["methods"].items())
                if v and v.get("estimate") is not None]
     sexes = result.get("sex_chromosomes") or {}
-    if result.get("fetal_sex") == "male" and sexes.get("y_fetal_fraction") is not None:
+    # The chrY dose is drawn once: from the methods when they hold it, else from the sex-chromosome model.
+    if result.get("fetal_sex") == "male" and sexes.get("y_fetal_fraction") is not None and not (ff["methods"].get("chrY") or {}).get("estimate"):
         y, sd = sexes["y_fetal_fraction"], sexes["y_sd"]
         entries.append(("chrY dose", y, y - 1.96 * sd, y + 1.96 * sd))
     if ff["estimate"] is not None:
@@ -547,6 +609,11 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
                     "kind": "gain" if c["type"] == "duplication" else "loss"} for c in nipt["cnvs"]]
         figures.append(profile_figure(profile, regions, "Genome-wide profile: log2 ratio to the reference (median per 1 Mb)",
                                       "nipt_profile", "Coloured bars: CNVs called (red duplication, blue deletion)."))
+        for number, (cnv, region) in enumerate(zip(nipt["cnvs"], regions), 1):
+            region = {**region, "label": cnv["type"].capitalize(), "syndrome": cnv["syndrome"], "bins": cnv["bins"]}
+            figures.append(region_figure(entry.profiles["nipt"], region, number, _region_title(region),
+                                         f"Every bin of {cnv['chrom']}; shaded and coloured: the called region, most likely "
+                                         f"{cnv['origin']} in origin (copy ratio {cnv['copy_ratio']:.3f}, z {cnv['z']:.1f})."))
     if nipt and nipt["chromosomes"]:
         figures.append(z_figure(nipt))
     if nipt and nipt["fetal_fraction"]["methods"]:
@@ -571,65 +638,75 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
         figures.append(profile_figure(entry.profiles["tumor"], regions,
                                       f"Copy number: tumour fraction {100 * tumor['tumor_fraction']:.1f} %, ploidy {tumor['ploidy']:.2f}",
                                       "tumor_profile", "Coloured bars: segments with a copy-number change (red gain, blue loss)."))
+        # The largest changes get a chromosome of their own; the rest are in the table and the genome plot.
+        changed = sorted((s for s in tumor["segments"] if s["event"] != "neutral"), key=lambda s: -abs(s["log2_ratio"]) * s["bins"])
+        for number, segment in enumerate(changed[:TUMOR_REGION_FIGURES], 1):
+            region = {"chrom": segment["chrom"], "start": segment["start"], "end": segment["end"], "log2_ratio": segment["log2_ratio"],
+                      "kind": segment["event"], "bins": segment["bins"], "label": f"Copy number {segment['copy_number']:g}"}
+            figures.append(region_figure(entry.profiles["tumor"], region, number, _region_title(region),
+                                         f"Every bin of {segment['chrom']}; shaded and coloured: the segment "
+                                         f"({'subclonal' if segment.get('subclonal') else 'clonal'}, log2 ratio {segment['log2_ratio']:.2f})."))
     if tumor and tumor.get("arms"):
         figures.append(arm_figure(tumor))
     return figures
 
 
-def summary_lines(entry: SampleResults) -> list[str]:
-    """The result in plain language, with what the test could not see."""
+def finding_lines(entry: SampleResults) -> list[str]:
+    """The findings, which lead the page: positives, CNVs, tumour DNA, a positive EBV screen, a failed sample."""
     lines = []
     nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
-    if nipt:
-        if nipt["qc"]["status"] == "fail":
-            lines.append("Prenatal test: no result. The sample failed quality control (" + "; ".join(nipt["qc"]["reasons"]) +
-                         "). A new blood sample is advised.")
-        else:
-            positives = [c for c in nipt["calls"] if c["result"] == "positive"]
-            no_calls = [c for c in nipt["calls"] if c["result"] == "no-call"]
-            ff = nipt["fetal_fraction"]["estimate"]
-            ff_text = f"{100 * ff:.1f} %" if ff is not None else "not determinable (calls made on the z-score alone)"
-            lines.append(f"Prenatal test: fetal sex {nipt['fetal_sex']}; fetal fraction {ff_text}.")
-            if positives:
-                lines.append("High risk: " + ", ".join(c["event"] for c in positives) + ". A screening result: confirm by diagnostic "
-                             "testing (amniocentesis or CVS) before any decision.")
-            else:
-                lines.append("Low risk for the trisomies and sex-chromosome aneuploidies tested.")
-            if nipt.get("pattern"):
-                lines.append(nipt["pattern"]["note"].capitalize() + ".")
-            for c in positives:
-                if c.get("note"):
-                    lines.append(f"{c['event']}: {c['note']}.")
-            for c in nipt["cnvs"]:
-                lines.append(f"{c['type'].capitalize()} of {c['size'] / 1e6:.1f} Mb on {c['chrom']} ({c['start']:,}-{c['end']:,}), "
-                             f"most likely {c['origin']} in origin" + (f"; region of {c['syndrome']}" if c["syndrome"] else "") + ".")
-            if no_calls:
-                lines.append("No call for " + ", ".join(c["event"] for c in no_calls[:6]) + (" and others" if len(no_calls) > 6 else "") +
-                             ": " + (no_calls[0]["reason"] or "evidence not conclusive") + ".")
-            limit = nipt.get("detection_limit") or {}
-            if limit:
-                parts = [f"{event} needs a fetal fraction of at least {100 * limit[key]:.1f} %"
-                         for event, key in (("T21", "minimum_fetal_fraction_T21"), ("T18", "minimum_fetal_fraction_T18"),
-                                            ("T13", "minimum_fetal_fraction_T13")) if limit.get(key) is not None]
-                power = round(100 * limit.get("cnv_power", 0.9))
-                if limit.get("smallest_fetal_deletion_bp"):
-                    parts.append(f"fetal deletions smaller than {limit['smallest_fetal_deletion_bp'] / 1e6:.1f} Mb are found with less than "
-                                 f"{power} % probability at this depth and fetal fraction")
-                regions = [f"{name} from {100 * region['minimum_fetal_fraction']:.0f} %"
-                           for name, region in (limit.get("syndrome_regions") or {}).items() if region.get("minimum_fetal_fraction")]
-                if regions:
-                    parts.append(f"syndrome deletions are found with {power} % probability at fetal fractions of: " + ", ".join(regions))
-                lines.append("Limits: " + "; ".join(parts) + ". Mosaicism confined to the placenta, maternal conditions and "
-                             "balanced rearrangements can give results that differ from the fetus.")
-    if viral:
+    if nipt and nipt["qc"]["status"] == "fail":
+        lines.append("Prenatal test: no result. The sample failed quality control (" + "; ".join(nipt["qc"]["reasons"]) +
+                     "). A new blood sample is advised.")
+    elif nipt:
+        positives = [c for c in nipt["calls"] if c["result"] == "positive"]
+        if positives:
+            lines.append("High risk: " + ", ".join(c["event"] for c in positives) + ". A screening result: confirm by diagnostic "
+                         "testing (amniocentesis or CVS) before any decision.")
+        for c in nipt["cnvs"]:
+            lines.append(f"{c['type'].capitalize()} of {c['size'] / 1e6:.1f} Mb on {c['chrom']} ({c['start']:,}-{c['end']:,})"
+                         + (f": region of {c['syndrome']}" if c["syndrome"] else "") + f"; most likely {c['origin']} in origin.")
+    if tumor and tumor["tumor_detected"]:
+        lines.append(f"Tumour DNA detected: tumour fraction {100 * tumor['tumor_fraction']:.1f} % "
+                     f"(95 % interval {100 * tumor['tumor_fraction_low']:.1f} to {100 * tumor['tumor_fraction_high']:.1f} %), ploidy "
+                     f"{tumor['ploidy']:.2f}; {sum(s['event'] != 'neutral' for s in tumor['segments'])} segments with a copy-number change.")
+    if viral and viral["screen"]["result"] == "positive":
+        lines.append(f"EBV screen positive: {viral['fragments']['unique']} fragments on {viral['virus']} "
+                     f"({viral['per_million']['value']:.2f} per million).")
+    return lines
+
+
+def summary_lines(entry: SampleResults) -> list[str]:
+    """The rest of the result in plain language, with the caveats this sample needs."""
+    lines = []
+    nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
+    if nipt and nipt["qc"]["status"] != "fail":
+        positives = [c for c in nipt["calls"] if c["result"] == "positive"]
+        no_calls = [c for c in nipt["calls"] if c["result"] == "no-call"]
+        fetal_fraction = nipt["fetal_fraction"]
+        ff = fetal_fraction["estimate"]
+        ff_text = (f"{100 * ff:.1f} % (95 % interval {_percent(fetal_fraction.get('low'))} to {_percent(fetal_fraction.get('high'))})"
+                   if ff is not None else "not determinable (calls made on the z-score alone)")
+        lines.append(f"Prenatal test: fetal sex {nipt['fetal_sex']}; fetal fraction {ff_text}.")
+        if not positives:
+            lines.append("Low risk for the trisomies and sex-chromosome aneuploidies tested.")
+        if nipt.get("pattern"):
+            lines.append(nipt["pattern"]["note"].capitalize() + ".")
+        for c in positives:
+            if c.get("note"):
+                lines.append(f"{c['event']}: {c['note']}.")
+        if no_calls:
+            lines.append("No call for " + ", ".join(c["event"] for c in no_calls[:6]) + (" and others" if len(no_calls) > 6 else "") +
+                         ": " + (no_calls[0]["reason"] or "evidence not conclusive") + ".")
+        caution = low_fetal_fraction_caution(nipt)
+        if caution:
+            lines.append(caution)
+    if viral and viral["screen"]["result"] != "positive":
         screen = viral["screen"]
         lines.append(f"EBV screen: {screen['result']}. {viral['fragments']['unique']} fragments on {viral['virus']} "
                      f"({viral['per_million']['value']:.2f} per million)." + (f" {screen.get('reason')}" if screen.get("reason") else ""))
     if tumor:
         if tumor["tumor_detected"]:
-            lines.append(f"Tumour DNA detected: tumour fraction {100 * tumor['tumor_fraction']:.1f} % "
-                         f"(95 % interval {100 * tumor['tumor_fraction_low']:.1f}-{100 * tumor['tumor_fraction_high']:.1f} %), ploidy "
-                         f"{tumor['ploidy']:.2f}.")
             others = [x for x in tumor.get("solutions", []) if not x.get("chosen")]
             if tumor.get("solutions_close") and others:
                 other = others[0]
@@ -638,9 +715,26 @@ def summary_lines(entry: SampleResults) -> list[str]:
         else:
             lines.append(f"No tumour-derived copy-number changes detected; the tumour fraction is at most "
                          f"{100 * tumor['tumor_fraction_high']:.1f} % (upper bound). Tumours without copy-number changes are not seen.")
-    if not lines:
+    if not lines and not finding_lines(entry):
         lines.append("Only fragment-size analysis was run on this sample; it makes no diagnostic call.")
     return lines
+
+
+def low_fetal_fraction_caution(nipt: dict) -> str | None:
+    """A warning when the fetal fraction may lie below what a trisomy needs at this depth: a negative
+    there is weaker than it reads."""
+    low = nipt["fetal_fraction"].get("low")
+    limit = nipt.get("detection_limit") or {}
+    if low is None:
+        return None
+    short = [(event, limit[key]) for event, key in (("T21", "minimum_fetal_fraction_T21"), ("T18", "minimum_fetal_fraction_T18"),
+                                                   ("T13", "minimum_fetal_fraction_T13")) if limit.get(key) is not None and low < limit[key]]
+    if not short:
+        return None
+    return (f"Caution: the fetal fraction's lower bound ({100 * low:.1f} %) is below what "
+            + ", ".join(f"{event} needs ({100 * value:.1f} %)" for event, value in short)
+            + "; a low-risk result for " + ("it" if len(short) == 1 else "them")
+            + " is less certain than usual. A new sample later in pregnancy carries more fetal DNA.")
 
 
 def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
@@ -671,10 +765,18 @@ def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
         rows.append(("tumour: noise scale", f"{tumor['noise_scale']:.4f}", "<= 0.1", "pass" if tumor["noise_scale"] <= 0.1 else "warn"))
     viral = entry.results.get("viral")
     if viral:
-        evaluable = viral["size"]["evaluable"]
-        rows.append(("viral size ratio evaluable", "yes" if evaluable else "no", "yes", "pass" if evaluable else "warn"))
+        # The size ratio matters only when the amount of viral DNA leaves the call open: a sample negative on
+        # the amount alone (no viral fragments, say) has nothing to warn about.
+        if viral["size"]["evaluable"]:
+            rows.append(("viral size ratio evaluable", "yes", "yes, or not needed", "pass"))
+        elif viral["screen"]["result"] == "negative":
+            rows.append(("viral size ratio evaluable", "not needed: negative on the amount of viral DNA", "yes, or not needed", "pass"))
+        else:
+            rows.append(("viral size ratio evaluable", "no", "yes, or not needed", "warn"))
     return rows
 
+
+TUMOR_REGION_FIGURES = 6  # the largest altered segments drawn on their own chromosome
 
 MAIN_FINDINGS = ("T21", "T18", "T13", "45,X", "47,XXX", "47,XXY", "47,XYY")
 
@@ -693,7 +795,7 @@ def call_rows(entry: SampleResults) -> list[list[str]]:
         sex_chromosome = c["event"] in MAIN_FINDINGS[3:]
         rows.append([c["event"], c["result"], "" if sex_chromosome else table_cell(c["z"], ".2f"),
                      table_cell(c["score"], ".3f") if sex_chromosome else table_cell(c["log_bayes_factor"], ".1f"),
-                     table_cell(c["minimum_fetal_fraction"], ".3f"), "; ".join(t for t in (c["reason"], c.get("note")) if t)])
+                     _percent(c["minimum_fetal_fraction"]), "; ".join(t for t in (c["reason"], c.get("note")) if t)])
     if quiet:
         rows.append([f"other trisomies ({len(quiet)})", "negative", "", "", "", ", ".join(quiet)])
     return rows
@@ -701,62 +803,77 @@ def call_rows(entry: SampleResults) -> list[list[str]]:
 
 # ----------------------------------------------------------------------------- writing
 
-STYLE = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#212121;line-height:1.4}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #e0e0e0;padding-bottom:3px}
-table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{border:1px solid #e0e0e0;padding:3px 8px;text-align:left}
-th{background:#f5f5f5}td.pass,span.pass{color:#2e7d32;font-weight:600}td.warn,span.warn{color:#ef6c00;font-weight:600}
-td.fail,span.fail,td.positive{color:#c62828;font-weight:600}.summary{background:#f7f9fc;border-left:4px solid #1565c0;padding:8px 14px}
-.figure{margin:10px 0 18px}.caption{font-size:12px;color:#616161}.meta{font-size:12px;color:#757575}
-.grid{display:flex;flex-wrap:wrap;gap:18px}a{color:#1565c0}svg{max-width:100%;height:auto}
-th.sortable{cursor:pointer}th.sortable:after{content:' \\2195';color:#9e9e9e}
-"""
+@dataclass(frozen=True)
+class SignOff:
+    """The outcome of a review, printed in a report's sign-off block (the review app's export fills it)."""
 
-SORT_SCRIPT = """
-document.querySelectorAll('table.sortable').forEach(function (table) {
-  table.querySelectorAll('th').forEach(function (header, column) {
-    header.classList.add('sortable');
-    header.addEventListener('click', function () {
-      var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      var ascending = header.getAttribute('data-order') !== 'ascending';
-      rows.sort(function (a, b) {
-        var x = a.cells[column].getAttribute('data-value') || a.cells[column].textContent;
-        var y = b.cells[column].getAttribute('data-value') || b.cells[column].textContent;
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var order = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-        return ascending ? order : -order;
-      });
-      rows.forEach(function (row) { body.appendChild(row); });
-      header.setAttribute('data-order', ascending ? 'ascending' : 'descending');
-    });
-  });
-});
-"""
+    signed_off_by: str
+    signed_off_at: str
+    reviewers: tuple[str, ...] = ()
+    findings: tuple[tuple[str, str, str, str], ...] = ()  # finding, automatic result, reviewed status, detail
+    comments: tuple[tuple[str, str, str], ...] = ()  # author, when, text
 
 
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+@dataclass(frozen=True)
+class ReportSettings:
+    """What a lab sets once for its reports: its name for the header, and the report date (None: the
+    date the results were written, so the same results give the same bytes on any day)."""
+
+    lab: str | None = None
+    report_date: str | None = None
 
 
-def _table(columns: list[str], rows: list[list], classes: list[list[str]] | None = None, sortable: bool = False) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
-    body = []
-    for i, row in enumerate(rows):
-        cells = []
-        for j, cell in enumerate(row):
-            css = classes[i][j] if classes and classes[i][j] else ""
-            cells.append(f"<td class=\"{css}\">{cell}</td>" if css else f"<td>{cell}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f"<table class=\"{'sortable' if sortable else ''}\"><thead><tr>{head}</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+@dataclass
+class TableSection:
+    """One titled table of the sample page."""
+
+    id: str
+    title: str
+    columns: list[str]
+    rows: list[list]
+    classes: list[list[str]] | None = None
 
 
-def _page(title: str, body: str, script: str = "") -> str:
-    tail = f"<script>{script}</script>" if script else ""
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-            "script-src 'unsafe-inline'; img-src data:\">"
-            f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>{body}{tail}</body></html>\n")
+@functools.lru_cache(maxsize=1)
+def _templates():
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("plasmacount", "templates"), autoescape=True,
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["css_string"] = _css_string
+    return environment
+
+
+@functools.lru_cache(maxsize=None)
+def _asset(name: str):
+    """A CSS or script file of the templates folder, inlined so that every page stands alone."""
+    from importlib.resources import files
+
+    from markupsafe import Markup
+
+    return Markup((files("plasmacount") / "templates" / name).read_text(encoding="utf-8"))
+
+
+def _css_string(value: object) -> str:
+    """A CSS string literal of any text: every character but letters, digits and spaces as a hex escape
+    (its trailing space ends the escape), so that no quote, backslash or `</style>` in a sample name
+    can end it."""
+    from markupsafe import Markup
+
+    text = "".join(c if c.isascii() and (c.isalnum() or c == " ") else f"\\{ord(c):06x} " for c in str(value))
+    return Markup(f'"{text}"')
+
+
+def _render(template: str, **context) -> str:
+    context.setdefault("style", _asset("report.css"))
+    context.setdefault("script", None)
+    return _templates().get_template(template).render(**context) + "\n"
+
+
+def results_date(entry: SampleResults) -> str:
+    """The UTC date the newest of a sample's result files was written."""
+    newest = max((path.stat().st_mtime for path in entry.sources), default=0.0)
+    return datetime.datetime.fromtimestamp(newest, datetime.timezone.utc).date().isoformat()
 
 
 def _write_table(path: Path, columns: list[str], rows: list[list]) -> Path:
@@ -767,57 +884,52 @@ def _write_table(path: Path, columns: list[str], rows: list[list]) -> Path:
     return path
 
 
-def _figures_html(figures: list[Figure], data_dir: Path, written: list[Path]) -> str:
-    """Each figure with its data table written to `data_dir` (added to `written`) and linked under it."""
-    parts = []
+def _figure_items(figures: list[Figure], data_dir: Path, written: list[Path]) -> list[dict]:
+    """Each figure for the template, with its data table written to `data_dir` (added to `written`)."""
+    from markupsafe import Markup
+
+    items = []
     for figure in figures:
         table = _write_table(data_dir / f"{figure.name}.tsv", figure.columns, figure.rows)
         written.append(table)
-        parts.append(_figure_html(figure, f"{data_dir.name}/{table.name}"))
-    return "".join(parts)
+        items.append({"name": figure.name, "title": figure.title, "svg": Markup(_unique_ids(figure.svg, figure.name)), "caption": figure.caption,
+                      "data_link": f"{data_dir.name}/{table.name}", "data_name": table.name})
+    return items
 
 
-def _figure_html(figure: Figure, data_link: str) -> str:
-    caption = f"<div class=\"caption\">{_e(figure.caption)} Data: <a href=\"{_e(data_link)}\">{_e(Path(data_link).name)}</a></div>"
-    return f"<div class=\"figure\">{figure.svg}{caption}</div>"
+def _percent(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{100 * value:.{digits}f} %"
 
 
-def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True) -> list[Path]:
-    """<sample>.html (self-contained), <sample>.pdf and <sample>_data/<plot>.tsv."""
-    plt = _pyplot()
-    data_dir = output / f"{sample_file_stem(entry.sample)}_data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    figures = sample_figures(entry)
-    parts = [f"<h1>plasmacount report: {_e(entry.sample)}</h1>",
-             f"<div class=\"meta\">Analyses: {_e(', '.join(entry.results))}. plasmacount {_e(__version__)}. "
-             f"Results from: {_e(', '.join(p.name for p in entry.sources))}.</div>",
-             "<h2>Summary</h2><div class=\"summary\">" + "".join(f"<p>{_e(line)}</p>" for line in summary_lines(entry)) + "</div>"]
+def table_sections(entry: SampleResults) -> list[TableSection]:
+    """The sample page's tables after the result: calls, CNVs, EBV, tumour, fragments."""
+    sections = []
     calls = call_rows(entry)
     if calls:
-        parts.append("<h2>Calls</h2>" + _table(["finding", "result", "z", "log Bayes factor (posterior for sex chromosomes)", "minimum FF", "note"],
-                                             [[_e(v) for v in row] for row in calls],
-                                             [["", "positive" if row[1] == "positive" else "warn" if row[1] == "no-call" else "", "", "", "", ""]
-                                              for row in calls]))
+        sections.append(TableSection("calls", "Calls", ["finding", "result", "z", "log Bayes factor (posterior for sex chromosomes)",
+                                                        "minimum fetal fraction", "note"], calls,
+                                     [["", "positive" if row[1] == "positive" else "warn" if row[1] == "no-call" else "", "", "", "", ""]
+                                      for row in calls]))
     nipt = entry.results.get("nipt")
     if nipt and nipt["cnvs"]:
-        columns = ["chrom", "start", "end", "size (Mb)", "type", "origin", "copy ratio", "z", "syndrome"]
         rows = [[c["chrom"], f"{c['start']:,}", f"{c['end']:,}", f"{c['size'] / 1e6:.2f}", c["type"], c["origin"], f"{c['copy_ratio']:.3f}",
                  f"{c['z']:.1f}", c["syndrome"] or ""] for c in nipt["cnvs"]]
-        parts.append("<h2>Copy-number variants</h2>" + _table(columns, [[_e(v) for v in r] for r in rows]))
+        sections.append(TableSection("cnvs", "Copy-number variants", ["chrom", "start", "end", "size (Mb)", "type", "origin", "copy ratio",
+                                                                       "z", "syndrome"], rows))
     viral = entry.results.get("viral")
     if viral:
         size = viral["size"]
-        rows = [["result", viral["screen"]["result"]], ["fragments on " + viral["virus"], f"{viral['fragments']['unique']} "
-                f"({viral['fragments']['low']:.1f}-{viral['fragments']['high']:.1f})"],
+        rows = [["result", viral["screen"]["result"]],
+                ["fragments on " + viral["virus"], f"{viral['fragments']['unique']} ({viral['fragments']['low']:.1f}-"
+                 f"{viral['fragments']['high']:.1f})"],
                 ["per million mapped", f"{viral['per_million']['value']:.3f}"],
                 ["size ratio (80-110 bp)", "not evaluable: " + (size["reason"] or "") if not size["evaluable"] else
                  f"{size['ratio']:.2f} ({size['low']:.2f}-{size['high']:.2f})"]]
-        parts.append("<h2>EBV screen</h2>" + _table(["measure", "value"], [[_e(a), _e(b)] for a, b in rows]))
+        sections.append(TableSection("ebv", "EBV screen", ["measure", "value"], rows))
     tumor = entry.results.get("tumor")
     if tumor:
-        rows = [["tumour fraction", f"{100 * tumor['tumor_fraction']:.1f} % ({100 * tumor['tumor_fraction_low']:.1f}-"
-                 f"{100 * tumor['tumor_fraction_high']:.1f} %)"], ["detected", "yes" if tumor["tumor_detected"] else "no"],
+        rows = [["tumour fraction", f"{_percent(tumor['tumor_fraction'])} (95 % interval {_percent(tumor['tumor_fraction_low'])} to "
+                 f"{_percent(tumor['tumor_fraction_high'])})"], ["detected", "yes" if tumor["tumor_detected"] else "no"],
                 ["ploidy", f"{tumor['ploidy']:.2f}"], ["CNA score", str(tumor["cna_score"])],
                 ["altered segments", str(sum(s["event"] != "neutral" for s in tumor["segments"]))]]
         if tumor.get("sex"):
@@ -825,57 +937,225 @@ def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True) ->
                                                                   if tumor.get("chrY_read_share") is not None else "")])
         for solution in tumor.get("solutions", []):
             rows.append([f"solution: baseline {solution['baseline_copy_number']}" + (" (chosen)" if solution.get("chosen") else ""),
-                         f"tumour fraction {100 * solution['tumor_fraction']:.1f} %, posterior {100 * solution['probability']:.1f} %"])
-        parts.append("<h2>Tumour fraction</h2>" + _table(["measure", "value"], [[_e(a), _e(b)] for a, b in rows]))
-    if figures:
-        parts.append("<h2>Plots</h2>" + _figures_html(figures, data_dir, written))
+                         f"tumour fraction {_percent(solution['tumor_fraction'])}, posterior {_percent(solution['probability'])}"])
+        sections.append(TableSection("tumour", "Tumour fraction", ["measure", "value"], rows))
+    fragments = entry.results.get("fragments")
+    if fragments:
+        sections.append(TableSection("fragments", "Fragments", ["measure", "value"], fragment_rows(fragments)))
+    return sections
+
+
+def fragment_rows(result: dict) -> list[list[str]]:
+    """The fragment numbers a reader looks for first: how many, their mode and median, the short share."""
+    size = result.get("size") or {}
+    low, high = result.get("short_range") or (100, 150)
+    rows = [["fragments", "NA" if size.get("fragments") is None else f"{size['fragments']:,}"],
+            ["mode / median / mean length", f"{table_cell(size.get('mode'))} / {table_cell(size.get('median'))} / "
+                                             f"{table_cell(size.get('mean'), '.1f')} bp"],
+            ["share below 150 bp", _percent(size.get("share_below_150"))],
+            ["share above 250 bp / 1 kb", f"{_percent(size.get('share_above_250'), 2)} / {_percent(size.get('share_above_1000'), 3)}"]]
+    if size.get("periodicity_period") is not None:
+        rows.append(["10 bp periodicity", f"period {size['periodicity_period']:.1f} bp, amplitude {size['periodicity_amplitude']:.3f}"])
+    ratio = result.get("short_long_ratio") or {}
+    if ratio.get("genome") is not None:
+        long_low, long_high = result.get("long_range") or (151, 220)
+        rows.append([f"short ({low}-{high} bp) / long ({long_low}-{long_high} bp)", f"{ratio['genome']:.3f}"])
+    motifs = result.get("end_motifs") or {}
+    if motifs.get("diversity") is not None:
+        ends = "" if motifs.get("ends") is None else f" ({motifs['ends']:,} ends)"
+        rows.append([f"end-motif diversity ({motifs.get('k', 4)}-mers)", f"{motifs['diversity']:.4f}{ends}"])
+    mitochondrial = result.get("mitochondrial") or {}
+    if mitochondrial.get("fraction") is not None:
+        rows.append(["mitochondrial share", _percent(mitochondrial["fraction"], 3)])
+    return rows
+
+
+def method_paragraphs(entry: SampleResults) -> list[str]:
+    """What was done and what it cannot see, from the numbers in the sample's own results."""
+    paragraphs = []
+    nipt = entry.results.get("nipt")
+    if nipt:
+        reference = nipt.get("reference") or {}
+        counted = nipt["qc"].get("counted_reads")
+        paragraphs.append(
+            "Prenatal test: cell-free DNA fragments counted"
+            + (f" ({counted:,})" if counted is not None else "")
+            + (f" in {reference['bin_size'] / 1e3:g} kb bins of {reference.get('build') or 'the reference genome'}" if reference.get("bin_size") else "")
+            + (f", compared with a reference of {reference['samples']} euploid pregnancies" if reference.get("samples") else "")
+            + ". Trisomies: the chromosome's z-score against that reference and, when the fetal fraction is known, a Bayes factor "
+            "for a trisomy at that fetal fraction. Sex chromosomes: the posterior of six karyotypes from the chrX and chrY doses. "
+            "Deletions and duplications: segments of the bin profile, fetal or maternal by the copy ratio expected at the fetal fraction.")
+        limits = detection_limit_text(nipt)
+        if limits:
+            paragraphs.append("Limits at this sample's depth and fetal fraction: " + limits + ".")
+        paragraphs.append("This is a screening test. Mosaicism confined to the placenta, a vanishing twin, maternal copy-number "
+                          "variants or tumours and balanced rearrangements can give results that differ from the fetus; "
+                          "a high-risk result must be confirmed by diagnostic testing (amniocentesis or CVS) before any decision.")
+    tumor = entry.results.get("tumor")
+    if tumor:
+        panel = tumor.get("panel_of_normals") or {}
+        paragraphs.append(
+            f"Tumour fraction: {tumor['bins_used']:,} bins of {tumor['bin_size'] / 1e6:g} Mb"
+            + (f" against a panel of {panel['samples']} healthy donors" if panel.get("samples") else " without a panel of normals")
+            + "; copy number by a hidden Markov model over tumour fraction and ploidy. The 95 % interval spans the solutions by "
+            "their posterior. Tumour DNA without copy-number changes, and tumour fractions below about "
+            f"{_percent(tumor['tumor_fraction_high'] if not tumor['tumor_detected'] else 0.03)}, are not seen.")
+    viral = entry.results.get("viral")
+    if viral:
+        paragraphs.append(f"EBV screen: fragments on {viral['virus']} counted among {viral['fragments']['total_mapped']:,} mapped fragments, "
+                          "with the share of 80-110 bp viral fragments against the host's. A screening result: a positive needs "
+                          "follow-up (retest, endoscopy), a negative does not exclude nasopharyngeal carcinoma.")
+    fragments = entry.results.get("fragments")
+    if fragments:
+        paragraphs.append("Fragmentomics: fragment lengths from each fragment's own ends; it makes no diagnostic call on its own.")
+    return paragraphs
+
+
+def detection_limit_text(nipt: dict) -> str:
+    """The smallest fetal fractions and CNV sizes this sample could show, as its JSON reports them."""
+    limit = nipt.get("detection_limit") or {}
+    parts = [f"{event} needs a fetal fraction of at least {100 * limit[key]:.1f} %"
+             for event, key in (("T21", "minimum_fetal_fraction_T21"), ("T18", "minimum_fetal_fraction_T18"),
+                                ("T13", "minimum_fetal_fraction_T13")) if limit.get(key) is not None]
+    power = round(100 * limit.get("cnv_power", 0.9))
+    if limit.get("smallest_fetal_deletion_bp"):
+        parts.append(f"fetal deletions smaller than {limit['smallest_fetal_deletion_bp'] / 1e6:.1f} Mb are found with less than "
+                     f"{power} % probability")
+    regions = [f"{name} from {100 * region['minimum_fetal_fraction']:.0f} %"
+               for name, region in (limit.get("syndrome_regions") or {}).items() if region.get("minimum_fetal_fraction")]
+    if regions:
+        parts.append(f"syndrome deletions are found with {power} % probability at fetal fractions of: " + ", ".join(regions))
+    return "; ".join(parts)
+
+
+def render_sample_page(entry: SampleResults, figures: list[dict], settings: ReportSettings = ReportSettings(),
+                       signoff: SignOff | None = None) -> str:
+    """The sample's page as HTML text: the same text is the HTML report and the source of the PDF."""
     qc = qc_rows(entry)
-    if qc:
-        parts.append("<h2>Quality control</h2>" + _table(["check", "value", "expected", "status"], [[_e(v) for v in r] for r in qc],
-                                                        [["", "", "", r[3]] for r in qc]))
+    written_on = results_date(entry)
+    return _render("sample.html", title=f"plasmacount: {entry.sample}", sample=entry.sample, lab=settings.lab,
+                   results_date=written_on, report_date=settings.report_date or written_on, version=__version__,
+                   analyses=", ".join(entry.results), sources=", ".join(p.name for p in entry.sources),
+                   findings=finding_lines(entry), summary=summary_lines(entry), sections=table_sections(entry), figures=figures,
+                   qc={"columns": ["check", "value", "expected", "status"], "rows": [list(r) for r in qc],
+                       "classes": [["", "", "", r[3]] for r in qc]} if qc else None,
+                   method=method_paragraphs(entry), signoff=signoff)
+
+
+def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True, settings: ReportSettings = ReportSettings()) -> list[Path]:
+    """<sample>.html (self-contained), <sample>.pdf (the same page, printed) and <sample>_data/<plot>.tsv."""
+    plt = _pyplot()
+    data_dir = output / f"{sample_file_stem(entry.sample)}_data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    figures = sample_figures(entry)
+    try:
+        text = render_sample_page(entry, _figure_items(figures, data_dir, written), settings)
+    finally:
+        for figure in figures:
+            plt.close(figure.figure)
     page = output / f"{sample_file_stem(entry.sample)}.html"
     with atomic_output(page, "w") as stream:
-        stream.write(_page(f"plasmacount: {entry.sample}", "".join(parts)))
+        stream.write(text)
     written.append(page)
     if pdf:
-        written.append(_write_pdf(output / f"{sample_file_stem(entry.sample)}.pdf", entry, figures, calls, qc))
-    for figure in figures:
-        plt.close(figure.figure)
+        path = output / f"{sample_file_stem(entry.sample)}.pdf"
+        with atomic_output(path, "wb") as stream:
+            stream.write(html_to_pdf(text, f"plasmacount report: {entry.sample}"))
+        written.append(path)
     return written
 
 
-def _write_pdf(path: Path, entry: SampleResults, figures: list[Figure], calls: list[list[str]], qc: list[tuple]) -> Path:
-    """The same page as a PDF: summary, calls and QC as text, then every plot."""
-    plt = _pyplot()
-    from matplotlib.backends.backend_pdf import PdfPages
-    import textwrap
+SIGN_OFF_BEGIN, SIGN_OFF_END = "<!-- sign-off begin -->", "<!-- sign-off end -->"
 
-    with atomic_output(path, "wb") as stream:
-        with PdfPages(stream, metadata={"CreationDate": None, "ModDate": None, "Producer": f"plasmacount {__version__}",
-                                        "Title": f"plasmacount report: {entry.sample}"}) as pdf:
-            page = plt.figure(figsize=(8.27, 11.69))
-            lines = [f"plasmacount report: {entry.sample}", ""]
-            for line in summary_lines(entry):
-                lines += textwrap.wrap(line, 100) + [""]
-            positives = [row for row in calls if row[1] != "negative"]
-            if calls:
-                lines.append(f"Calls ({len(calls) - len(positives)} negative not listed):" if positives else "Calls: all negative.")
-                lines += [f"  {row[0]}: {row[1]} (z {row[2]}, log LR {row[3]}) {row[5]}"[:110] for row in positives]
-                lines.append("")
-            if qc:
-                lines.append("Quality control:")
-                lines += [f"  {check}: {value} (expected {expected}) - {status}"[:110] for check, value, expected, status in qc]
-            page.text(0.06, 0.96, "\n".join(lines[:80]), va="top", ha="left", family="monospace", fontsize=7.5, parse_math=False)
-            pdf.savefig(page)
-            plt.close(page)
-            for figure in figures:
-                pdf.savefig(figure.figure, bbox_inches="tight")
-    return path
+
+def with_sign_off(page: str, signoff: SignOff) -> str:
+    """A sample page with its sign-off block filled in (the review app's export after sign-off)."""
+    start, end = page.find(SIGN_OFF_BEGIN), page.find(SIGN_OFF_END)
+    block = _templates().get_template("macros.html").module.sign_off(signoff)
+    if start < 0 or end < start:
+        # A page from before the sign-off block existed: the block goes at its end.
+        closing = page.rfind("</body>")
+        return page[:closing] + str(block) + page[closing:] if closing >= 0 else page + str(block)
+    return page[:start] + str(block) + page[end + len(SIGN_OFF_END):]
+
+
+def sign_off_page(sample: str, batch: str, signoff: SignOff) -> str:
+    """A page of the sign-off alone, for a sample imported without its report page."""
+    return _render("signoff.html", title=f"plasmacount: {sample}", sample=sample, batch=batch, version=__version__, signoff=signoff)
+
+
+PDF_NEEDS = "pip install weasyprint; apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core"
+
+
+def pdf_unavailable() -> str | None:
+    """Why PDFs cannot be printed on this machine (WeasyPrint or its Pango missing), or None."""
+    import importlib
+
+    try:
+        importlib.import_module("weasyprint")  # loading it is the test: Pango is found only then
+    except (ImportError, OSError) as error:
+        return f"WeasyPrint cannot load ({str(error).splitlines()[0][:120]}); {PDF_NEEDS}"
+    return None
+
+
+def html_to_pdf(page: str, title: str) -> bytes:
+    """A report page printed to A4 by WeasyPrint (its own CSS and SVG engine; no browser). Nothing
+    outside the page is fetched: a result may come from anyone, and a report must print offline."""
+    missing = pdf_unavailable()
+    if missing is not None:
+        raise DataError(f"PDF reports need {missing}, or write HTML only (report --no-pdf)")
+    import weasyprint
+
+    # Only the page's own inline images (rasterised dots inside an SVG) are fetched: data: URLs.
+    fetcher = weasyprint.URLFetcher(allowed_protocols={"data"})
+    # WeasyPrint logs what it skips; its warnings (SVG style properties it ignores) are noise here,
+    # but an error (a figure it could not draw) would leave a hole in the PDF, so it stops the report.
+    errors: list[str] = []
+    collector = _Collector(errors)
+    log = logging.getLogger("weasyprint")
+    level, propagate = log.level, log.propagate
+    log.setLevel(logging.ERROR)
+    log.propagate = False
+    log.addHandler(collector)
+    try:
+        document = weasyprint.HTML(string=page, url_fetcher=fetcher, base_url=None).render()
+        document.metadata.title = title
+        document.metadata.generator = f"plasmacount {__version__}"
+        document.metadata.created = document.metadata.modified = None
+        data = document.write_pdf()
+    finally:
+        log.removeHandler(collector)
+        log.setLevel(level)
+        log.propagate = propagate
+    if errors:
+        raise DataError(f"{title}: the PDF could not be drawn in full ({errors[0]}); write HTML only (report --no-pdf) and report this")
+    return data
+
+
+class _Collector(logging.Handler):
+    def __init__(self, messages: list[str]):
+        super().__init__(logging.ERROR)
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+ID_PATTERN = re.compile(r'(\bid="|xlink:href="#|\bhref="#|url\(#)([^")]+)')
+
+
+def _unique_ids(svg: str, prefix: str) -> str:
+    """An SVG whose ids (glyphs, clip paths, lines) carry the figure's name: matplotlib numbers them
+    from one in every figure, and a page holds several."""
+    return ID_PATTERN.sub(lambda match: f"{match.group(1)}{prefix}-{match.group(2)}", svg)
 
 
 def write_batch_overview(samples: list[SampleResults], output: Path, title: str = "plasmacount batch overview") -> list[Path]:
     """batch.html: every sample's calls and flags in a sortable table, and the batch plots."""
-    written = []
+    from markupsafe import Markup
+
+    written: list[Path] = []
     data_dir = output / "batch_data"
     data_dir.mkdir(parents=True, exist_ok=True)
     columns = ["sample", "QC", "fetal sex", "FF %", "z13", "z18", "z21", "zX", "positive", "no-call", "CNVs", "EBV", "tumour %", "flags"]
@@ -907,31 +1187,28 @@ def write_batch_overview(samples: list[SampleResults], output: Path, title: str 
                   positives or "-", (no_calls[:40] + "...") if len(no_calls) > 40 else (no_calls or "-"), cnvs or "-",
                   viral["screen"]["result"] if viral else "", f"{100 * tumor['tumor_fraction']:.1f}" if tumor else "", "; ".join(flags) or "-"]
         tsv_rows.append(values)
-        link = f"<a href=\"{_e(quote(sample_file_stem(entry.sample)))}.html\">{_e(entry.sample)}</a>"
-        rows.append([link] + [_e(v) for v in values[1:]])
+        link = Markup('<a href="{}.html">{}</a>').format(quote(sample_file_stem(entry.sample)), entry.sample)
+        rows.append([link] + values[1:])
         classes.append(["", qc_status, "", "", "", "", "", "", "positive" if positives else "", "", "positive" if cnvs else "",
                         "positive" if viral and viral["screen"]["result"] == "positive" else "", "", "warn" if flags else ""])
     written.append(_write_table(data_dir / "samples.tsv", columns, tsv_rows))
     # Columns no sample fills (prenatal columns in a cancer batch, say) are left off the page.
     shown = [j for j in range(len(columns)) if j == 0 or any(row[j] not in ("", "-") for row in tsv_rows)]
-    columns = [columns[j] for j in shown]
-    rows = [[row[j] for j in shown] for row in rows]
-    classes = [[row[j] for j in shown] for row in classes]
-    parts = [f"<h1>{_e(title)}</h1>", f"<div class=\"meta\">{len(samples)} samples; plasmacount {_e(__version__)}. "
-             "Click a column heading to sort; click a sample for its report.</div>",
-             "<h2>Samples</h2>", _table(columns, rows, classes, sortable=True)]
     candidates = (batch_strip_figure(samples), batch_fetal_fraction_figure(samples), batch_qc_figure(samples), batch_tumor_figure(samples),
                   batch_viral_figure(samples), batch_sizes_figure(samples))
     figures = [f for f in candidates if f]
-    if figures:
-        parts.append("<h2>Plots</h2><div class=\"grid\">" + _figures_html(figures, data_dir, written) + "</div>")
+    try:
+        text = _render("batch.html", title=title, samples=samples, version=__version__, columns=[columns[j] for j in shown],
+                       rows=[[row[j] for j in shown] for row in rows], classes=[[row[j] for j in shown] for row in classes],
+                       figures=_figure_items(figures, data_dir, written), script=_asset("sort.js"))
+    finally:
+        plt = _pyplot()
+        for figure in figures:
+            plt.close(figure.figure)
     page = output / "batch.html"
     with atomic_output(page, "w") as stream:
-        stream.write(_page(title, "".join(parts), SORT_SCRIPT))
+        stream.write(text)
     written.append(page)
-    plt = _pyplot()
-    for figure in figures:
-        plt.close(figure.figure)
     return written
 
 
@@ -984,7 +1261,7 @@ def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
 
 
 def write_reports(paths: list[str | os.PathLike], output: str | os.PathLike, pdf: bool = True,
-                  progress: Callable[[int, int], None] | None = None) -> list[Path]:
+                  progress: Callable[[int, int], None] | None = None, settings: ReportSettings = ReportSettings()) -> list[Path]:
     """Everything `plasmacount report` writes; returns the paths. The set is made in a staging
     folder beside `output` and moved in only when complete, so an interrupted run leaves the
     earlier reports (or nothing), never half a batch."""
@@ -999,7 +1276,7 @@ def write_reports(paths: list[str | os.PathLike], output: str | os.PathLike, pdf
         written = []
         for i, entry in enumerate(samples):
             with stage("report: sample pages"):
-                written += write_sample_report(entry, staging, pdf=pdf)
+                written += write_sample_report(entry, staging, pdf=pdf, settings=settings)
             if progress:
                 progress(i + 1, len(samples))
         with stage("report: batch overview"):

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; put TLS in front for others)")
     parser.add_argument("--port", type=number(int, 1, 65535), default=8000, help="port (default 8000)")
     parser.add_argument("--secure-cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
+    parser.add_argument("--four-eyes", action="store_true",
+                        help="the four-eyes rule: a sample can be signed off only when someone other than the signer has "
+                             "reviewed it (set or confirmed a status, or commented)")
     parser.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
                         help="trust X-Forwarded-For/-Proto only from these proxy addresses (comma-separated); by default no "
                              "header is trusted and the login rate limit keys on the connecting address")
@@ -40,5 +43,5 @@ def run(args: argparse.Namespace) -> None:
                 args.host, args.port, url.split("@")[-1])
     # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local process could then pick
     # the address the rate limit counts. Only an explicit proxy list turns the headers on.
-    uvicorn.run(create_app(url, secure_cookies=args.secure_cookies), host=args.host, port=args.port, log_level="warning",
+    uvicorn.run(create_app(url, secure_cookies=args.secure_cookies, four_eyes=args.four_eyes), host=args.host, port=args.port, log_level="warning",
                 proxy_headers=bool(args.forwarded_allow_ips), forwarded_allow_ips=args.forwarded_allow_ips or "")

@@ -33,15 +33,19 @@ UPLOAD_LIMIT = 200 * 1024 * 1024   # a zipped result folder
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 APP_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'self'"
 # Stored report pages run sandboxed: their own inline styles and sorter script, nothing else, no cookies.
-REPORT_POLICY = "sandbox allow-scripts; default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
+# A stored report may come from any upload: it runs no script at all (sandbox without allow-scripts)
+# and loads nothing. It keeps the app's origin so that its links (plot data, sample pages) are
+# same-site navigations that carry the SameSite=Strict session cookie.
+REPORT_POLICY = "sandbox allow-same-origin allow-downloads; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 class LoginRequired(Exception):
     pass
 
 
-def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
-    """The app on an upgraded database (run `database.upgrade` first)."""
+def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool = False) -> FastAPI:
+    """The app on an upgraded database (run `database.upgrade` first). `four_eyes`: nobody signs off
+    a sample that only they reviewed."""
     app = FastAPI(title="plasmacount review", docs_url=None, redoc_url=None, openapi_url=None)
     factory = session_factory(database_url)
     app.state.factory = factory
@@ -191,6 +195,37 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         batch = session.get(Batch, batch_id)
         return _stored_page(batch.overview_html if batch else None, "no overview for this batch")
 
+    @app.get("/batches/{batch_id}/{page_name}")
+    def batch_link(batch_id: int, page_name: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        """A sample link of the batch overview (`case_03.html`) leads to that sample's page in the app."""
+        from plasmacount.files import sample_file_stem
+
+        batch = session.get(Batch, batch_id)
+        stem = page_name.removesuffix(".html")
+        match = next((s for s in batch.samples if sample_file_stem(s.name) == stem), None) if batch and page_name.endswith(".html") else None
+        if match is None:
+            raise HTTPException(404, "no such sample in this batch")
+        return RedirectResponse(f"/samples/{match.id}", status_code=303)
+
+    @app.get("/batches/{batch_id}/{folder}/{name}")
+    def batch_data(batch_id: int, folder: str, name: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        return _report_file(session, batch_id, folder, name)
+
+    @app.get("/samples/{sample_id}/{folder}/{name}")
+    def sample_data(sample_id: int, folder: str, name: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        sample = session.get(Sample, sample_id)
+        if sample is None:
+            raise HTTPException(404, "no such sample")
+        return _report_file(session, sample.batch_id, folder, name)
+
+    @app.post("/samples/{sample_id}/confirm")
+    @app.post("/api/samples/{sample_id}/confirm")
+    async def confirm_submit(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+        values = await _values(request)
+        checked(request, record, values.get("csrf"))
+        return await run_in_threadpool(guarded, request, record, f"/samples/{sample_id}",
+                                       lambda: records.confirm_automatic(session, record.user, sample_id, _integer(values.get("version"))))
+
     @app.get("/samples/{sample_id}", response_class=HTMLResponse)
     def sample_page(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
         sample = session.get(Sample, sample_id)
@@ -198,7 +233,9 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
             raise HTTPException(404, "no such sample")
         trail = session.scalars(select(AuditEntry).where(AuditEntry.sample_id == sample_id).order_by(AuditEntry.id.desc())).all()
         return page(request, "sample.html", record, sample=sample, summary=_summary(sample), audit=trail,
-                    can_review=record.user.role in ("reviewer", "admin") and not sample.locked)
+                    can_review=record.user.role in ("reviewer", "admin") and not sample.locked,
+                    unreviewed=sum(f.updated_by is None for f in sample.findings), four_eyes=four_eyes,
+                    reviewers=records.reviewers_of(session, sample.id))
 
     @app.get("/samples/{sample_id}/report", response_class=HTMLResponse)
     def sample_report(sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
@@ -241,7 +278,7 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         values = await _values(request)
         checked(request, record, values.get("csrf"))
         return await run_in_threadpool(guarded, request, record, f"/samples/{sample_id}",
-                                       lambda: records.sign_off(session, record.user, sample_id, _integer(values.get("version"))))
+                                       lambda: records.sign_off(session, record.user, sample_id, _integer(values.get("version")), four_eyes))
 
     @app.post("/batches/upload")
     def upload(request: Request, archive: UploadFile = File(...), csrf: str = Form(None), record: LoginSession = Depends(login),
@@ -289,7 +326,7 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
             raise HTTPException(404, "no such sample")
         if not sample.locked:
             raise HTTPException(409, "only signed-off results are exported")
-        return Response(_result_pdf(sample), media_type="application/pdf",
+        return Response(_result_pdf(session, sample), media_type="application/pdf",
                         headers={"Content-Disposition": _attachment(f"{sample.name}.pdf")})
 
     # ------------------------------------------------------------------ users
@@ -355,7 +392,7 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         return {"id": sample.id, "name": sample.name, "batch": sample.batch.name, "version": sample.version,
                 "signed_off_by": sample.signed_off_by, "locked": sample.locked,
                 "findings": [{"id": f.id, "key": f.key, "label": f.label, "automatic": f.automatic, "detail": f.detail,
-                              "status": f.status, "version": f.version} for f in sample.findings],
+                              "status": f.status, "version": f.version, "reviewed_by": f.updated_by} for f in sample.findings],
                 "comments": [{"author": c.author, "at": c.at.isoformat(), "text": c.text} for c in sample.comments],
                 "audit": [{"at": a.at.isoformat(), "user": a.username, "action": a.action, "target": a.target, "old": a.old_value,
                            "new": a.new_value} for a in trail]}
@@ -369,6 +406,16 @@ def create_app(database_url: str, secure_cookies: bool = False) -> FastAPI:
         return {"username": record.user.username, "role": record.user.role, "csrf_token": record.csrf_token}
 
     return app
+
+
+def _report_file(session: Session, batch_id: int, folder: str, name: str) -> PlainTextResponse:
+    """A plot's data file kept at import (`case_03_data/z_scores.tsv`), shown as text."""
+    from plasmacount.review.database import ReportFile
+
+    found = session.scalar(select(ReportFile).where(ReportFile.batch_id == batch_id, ReportFile.path == f"{folder}/{name}"))
+    if found is None or not folder.endswith("_data"):
+        raise HTTPException(404, f"{folder}/{name} was not imported with this batch")
+    return PlainTextResponse(found.content, headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
 
 
 def _stored_page(page: str | None, missing: str) -> HTMLResponse:
@@ -466,24 +513,16 @@ def _safe_extract(stream, folder: Path, limit: int = 500 * 1024 * 1024) -> None:
         archive.extractall(folder)
 
 
-def _result_pdf(sample: Sample) -> bytes:
-    """A one-page PDF of a signed-off sample: its findings with statuses, comments and the sign-off."""
-    import matplotlib
+def _result_pdf(session: Session, sample: Sample) -> bytes:
+    """The sample's report printed to PDF with its sign-off block filled in: who reviewed, who signed
+    off and when, every finding with the status it was signed off with, and the comments."""
+    from plasmacount.report import SignOff, html_to_pdf, sign_off_page, with_sign_off
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    lines = [f"plasmacount result: {sample.name} (batch {sample.batch.name})", "",
-             f"Signed off by {sample.signed_off_by} at {sample.signed_off_at:%Y-%m-%d %H:%M} UTC", "", "Findings:"]
-    lines += [f"  {f.label}: {f.status} (automatic: {f.automatic}) {f.detail}"[:120] for f in sample.findings]
-    if sample.comments:
-        lines += ["", "Comments:"] + [f"  {c.author}, {c.at:%Y-%m-%d %H:%M}: {c.text}"[:120] for c in sample.comments]
-    buffer = io.BytesIO()
-    with PdfPages(buffer, metadata={"CreationDate": None, "ModDate": None}) as pdf:
-        figure = plt.figure(figsize=(8.27, 11.69))
-        # parse_math off: a '$' in a comment or a name is text, not TeX to typeset (or fail on).
-        figure.text(0.06, 0.96, "\n".join(lines[:90]), va="top", ha="left", family="monospace", fontsize=7.5, parse_math=False)
-        pdf.savefig(figure)
-        plt.close(figure)
-    return buffer.getvalue()
+    signoff = SignOff(
+        signed_off_by=sample.signed_off_by or "", signed_off_at=f"{sample.signed_off_at:%Y-%m-%d %H:%M} UTC",
+        reviewers=tuple(records.reviewers_of(session, sample.id)),
+        findings=tuple((f.label, f.automatic, f.status, f.detail) for f in sample.findings),
+        comments=tuple((c.author, f"{c.at:%Y-%m-%d %H:%M}", c.text) for c in sample.comments))
+    page = (with_sign_off(sample.report_html, signoff) if sample.report_html
+            else sign_off_page(sample.name, sample.batch.name, signoff))
+    return html_to_pdf(page, f"plasmacount report: {sample.name} (signed off)")

@@ -69,6 +69,17 @@ class Batch(Base):
     samples: Mapped[list["Sample"]] = relationship(back_populates="batch", order_by="Sample.name")
 
 
+class ReportFile(Base):
+    """A data file behind a report's plot (`case_03_data/z_scores.tsv`), kept so its link works in the app."""
+
+    __tablename__ = "report_files"
+    __table_args__ = (UniqueConstraint("batch_id", "path"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), nullable=False)
+    path: Mapped[str] = mapped_column(String(300), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+
+
 class Sample(Base):
     __tablename__ = "samples"
     __table_args__ = (UniqueConstraint("batch_id", "name"),)

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from plasmacount.errors import DataError, UsageError
 from plasmacount.report import collect
-from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Comment, Finding, LoginSession, Sample, User, begin_write, now
+from plasmacount.review.database import (ROLES, STATUSES, AuditEntry, Batch, Comment, Finding, LoginSession, ReportFile, Sample, User,
+                                         begin_write, now)
 
 MAIN_TRISOMIES = ("T21", "T18", "T13")
 SEX_CHROMOSOME_FINDINGS = ("45,X", "47,XXX", "47,XXY", "47,XYY")
@@ -44,6 +45,17 @@ class Forbidden(Exception):
 class ImportResult:
     batch: Batch
     created: bool
+
+
+REVIEW_ACTIONS = ("set status", "confirm status", "comment")
+
+
+def reviewers_of(session: Session, sample_id: int) -> list[str]:
+    """Who set or confirmed a status or commented on a sample, in the order they first did."""
+    names = session.scalars(select(AuditEntry.username).where(AuditEntry.sample_id == sample_id,
+                                                              AuditEntry.action.in_(REVIEW_ACTIONS))
+                            .order_by(AuditEntry.id)).all()
+    return list(dict.fromkeys(names))
 
 
 def audit(session: Session, username: str, action: str, *, batch_id: int | None = None, sample_id: int | None = None,
@@ -120,13 +132,18 @@ def import_batch(session: Session, folders: str | Path | list, username: str, na
     name = name or folder.resolve().name
     if session.scalar(select(Batch).where(Batch.name == name)) is not None:
         raise DataError(f"a different batch named {name!r} is already imported; import this one under another name")
-    reports = {}
+    reports: dict[str, str] = {}
+    data_files: dict[str, str] = {}
     for each in folders:
-        reports.update({key: page for key, page in _find_reports(each).items() if key not in reports})
+        pages, files = _find_reports(each)
+        reports.update({key: page for key, page in pages.items() if key not in reports})
+        data_files.update({key: text for key, text in files.items() if key not in data_files})
     batch = Batch(name=name, content_hash=content_hash, imported_at=now(), imported_by=username,
                   overview_html=reports.get("batch"))
     session.add(batch)
     session.flush()
+    for path, text in sorted(data_files.items()):
+        session.add(ReportFile(batch_id=batch.id, path=path, content=text))
     for entry in samples:
         sample = Sample(batch_id=batch.id, name=entry.sample, results=entry.results, report_html=reports.get(entry.sample), version=1)
         session.add(sample)
@@ -139,13 +156,27 @@ def import_batch(session: Session, folders: str | Path | list, username: str, na
     return ImportResult(batch, True)
 
 
-def _find_reports(folder: Path) -> dict[str, str]:
-    """HTML reports written by `plasmacount report` anywhere in the folder: sample -> page, 'batch' -> overview."""
-    pages = {}
+REPORT_DATA_LIMIT = 20 * 1024 * 1024  # bytes of plot data kept per batch; beyond it the links say the file was not kept
+
+
+def _find_reports(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """HTML reports written by `plasmacount report` anywhere in the folder (sample -> page, 'batch'
+    -> overview), and the plot data beside them (`<folder>_data/<file>.tsv` -> text)."""
+    pages: dict[str, str] = {}
     for page in sorted(folder.rglob("*.html")):
         key = "batch" if page.name == "batch.html" else page.stem
         pages.setdefault(key, page.read_text(errors="replace"))
-    return pages
+    files: dict[str, str] = {}
+    total = 0
+    for path in sorted(folder.rglob("*_data/*.tsv")):
+        key = f"{path.parent.name}/{path.name}"
+        if key in files or not path.is_file() or path.is_symlink() or len(key) > 300:
+            continue
+        total += path.stat().st_size
+        if total > REPORT_DATA_LIMIT:
+            break
+        files[key] = path.read_text(errors="replace")
+    return pages, files
 
 
 def _require(user: User, *roles: str) -> None:
@@ -225,9 +256,34 @@ def add_comment(session: Session, user: User, sample_id: int, text: str) -> Comm
     return comment
 
 
-def sign_off(session: Session, user: User, sample_id: int, expected_version: int) -> Sample:
-    """Sign the sample off and lock it, if it is as the reviewer last saw it."""
+def confirm_automatic(session: Session, user: User, sample_id: int, expected_version: int) -> int:
+    """Confirm, in one step, the status of every finding nobody has reviewed yet (it keeps the status
+    the analysis gave it), each confirmation in the audit trail; if the sample is as the reviewer
+    last saw it. Returns how many were confirmed."""
     sample = _open_sample(session, user, sample_id)
+    if sample.version != expected_version:
+        session.rollback()
+        raise Conflict(f"{sample.name} changed after you opened it; reload the page and check before confirming")
+    pending = [finding for finding in sample.findings if finding.updated_by is None]
+    for finding in pending:
+        session.execute(update(Finding).where(Finding.id == finding.id)
+                        .values(version=Finding.version + 1, updated_by=user.username, updated_at=now()))
+        audit(session, user.username, "confirm status", batch_id=sample.batch_id, sample_id=sample.id, target=finding.label,
+              old=finding.status, new=finding.status, details={"automatic": finding.automatic})
+    session.execute(update(Sample).where(Sample.id == sample.id).values(version=Sample.version + 1))
+    session.commit()
+    return len(pending)
+
+
+def sign_off(session: Session, user: User, sample_id: int, expected_version: int, four_eyes: bool = False) -> Sample:
+    """Sign the sample off and lock it, if it is as the reviewer last saw it. Under the four-eyes
+    rule someone other than the signer must have reviewed it (set or confirmed a status, or
+    commented)."""
+    sample = _open_sample(session, user, sample_id)
+    if four_eyes and not [name for name in reviewers_of(session, sample_id) if name != user.username]:
+        session.rollback()
+        raise Forbidden(f"four-eyes rule: {sample.name} has no review by anyone but {user.username}; "
+                        "another reviewer must review it before you sign it off")
     changed = session.execute(update(Sample).where(Sample.id == sample_id, Sample.version == expected_version, Sample.signed_off_at.is_(None))
                               .values(signed_off_by=user.username, signed_off_at=now(), version=Sample.version + 1))
     if changed.rowcount != 1:
