@@ -115,6 +115,8 @@ def test_limits_and_percentages_come_from_the_sample(demo_output):
         text = " ".join(html.unescape(re.sub("<[^>]+>", " ", (prenatal / f"case_{case:02d}.html").read_text())).split())
         limit = result["detection_limit"]
         assert f"T21 needs a fetal fraction of at least {100 * limit['minimum_fetal_fraction_T21']:.1f} %" in text
+        # The page claims no CNV sensitivity beyond what was benchmarked (deletions of 3 Mb and more).
+        assert "fetal deletions were benchmarked from 3 Mb up (BENCHMARKS.md), none smaller" in text and "0.5 Mb" not in text
         low = result["fetal_fraction"]["low"]
         short = low is not None and low < limit["minimum_fetal_fraction_T21"]
         assert ("Caution: the fetal fraction's lower bound" in text) == short, case
@@ -262,3 +264,23 @@ def test_pages_in_chromium_show_the_finding_first_with_no_overlapping_text_or_em
                 page.close()
         finally:
             browser.close()
+
+
+def test_the_lab_names_itself_and_its_samples_in_the_header(demo_output, tmp_path, run_cli):
+    info = tmp_path / "info.tsv"
+    info.write_text("sample\tpatient_id\tcollection_date\tgestational_age\ncase_03\tP-0042 <b>\t2026-11-28\t12+3\n")
+    result = run_cli("report", demo_output / "nipt", "-o", tmp_path / "out", "--lab", "Lab of Tests", "--sample-info", info,
+                     "--report-date", "2026-12-24", "--no-pdf")
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "out" / "case_03.html").read_text()
+    assert '<th scope="row">patient id</th><td colspan="3">P-0042 &lt;b&gt;</td>' in page
+    assert '<th scope="row">gestational age</th><td colspan="3">12+3</td>' in page
+    assert "<td>2026-12-24</td>" in page and "<td>Lab of Tests</td>" in page
+    assert "P-0042" not in (tmp_path / "out" / "case_01.html").read_text()
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("name\tpatient\nx\ty\n")
+    result = run_cli("report", demo_output / "nipt", "-o", tmp_path / "bad", "--sample-info", bad, "--no-pdf")
+    assert result.exit_code == 1 and "no 'sample' column" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+    result = run_cli("report", demo_output / "nipt", "-o", tmp_path / "bad", "--report-date", "24.12.2026", "--no-pdf")
+    assert result.exit_code == 2 and "YYYY-MM-DD" in result.stderr

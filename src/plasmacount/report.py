@@ -777,6 +777,7 @@ def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
 
 
 TUMOR_REGION_FIGURES = 6  # the largest altered segments drawn on their own chromosome
+SMALLEST_BENCHMARKED_CNV_BP = 3_000_000  # the smallest fetal deletion in benchmarks/nipt_accuracy.py
 
 MAIN_FINDINGS = ("T21", "T18", "T13", "45,X", "47,XXX", "47,XXY", "47,XYY")
 
@@ -821,6 +822,33 @@ class ReportSettings:
 
     lab: str | None = None
     report_date: str | None = None
+    sample_info: dict[str, dict[str, str]] = field(default_factory=dict)  # sample -> field -> value, for the header
+
+
+def read_sample_info(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """A lab's table of what it knows about each sample (patient or request ID, collection date,
+    gestational age, referrer: any columns beside `sample`), printed in each report's header."""
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream, delimiter="\t")
+            rows = list(reader)
+            columns = [column.strip() for column in reader.fieldnames or []]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{path}: cannot read the sample table ({error}); give a tab-separated UTF-8 file") from None
+    if "sample" not in columns:
+        raise DataError(f"{path}: no 'sample' column; the first line must name the columns, tab-separated, one of them 'sample'")
+    info: dict[str, dict[str, str]] = {}
+    for number, row in enumerate(rows, 2):
+        name = next(((value or "").strip() for column, value in row.items() if column is not None and column.strip() == "sample"), "")
+        if None in row:
+            raise DataError(f"{path} line {number}: more cells than the header has columns")
+        if not name or name in info:
+            raise DataError(f"{path} line {number}: " + ("no sample name" if not name else f"sample {name!r} a second time"))
+        info[name] = {column.strip(): (value or "").strip() for column, value in row.items() if column.strip() != "sample"}
+    return info
 
 
 @dataclass
@@ -987,7 +1015,9 @@ def method_paragraphs(entry: SampleResults) -> list[str]:
             "Deletions and duplications: segments of the bin profile, fetal or maternal by the copy ratio expected at the fetal fraction.")
         limits = detection_limit_text(nipt)
         if limits:
-            paragraphs.append("Limits at this sample's depth and fetal fraction: " + limits + ".")
+            paragraphs.append("Limits at this sample's depth and fetal fraction: " + limits + ". These are computed by the model "
+                              "from this sample's counts and noise; on simulated pregnancies fetal deletions were benchmarked from "
+                              f"{SMALLEST_BENCHMARKED_CNV_BP / 1e6:g} Mb up (BENCHMARKS.md), none smaller.")
         paragraphs.append("This is a screening test. Mosaicism confined to the placenta, a vanishing twin, maternal copy-number "
                           "variants or tumours and balanced rearrangements can give results that differ from the fetus; "
                           "a high-risk result must be confirmed by diagnostic testing (amniocentesis or CVS) before any decision.")
@@ -1034,6 +1064,7 @@ def render_sample_page(entry: SampleResults, figures: list[dict], settings: Repo
     qc = qc_rows(entry)
     written_on = results_date(entry)
     return _render("sample.html", title=f"plasmacount: {entry.sample}", sample=entry.sample, lab=settings.lab,
+                   sample_info=settings.sample_info.get(entry.sample, {}),
                    results_date=written_on, report_date=settings.report_date or written_on, version=__version__,
                    analyses=", ".join(entry.results), sources=", ".join(p.name for p in entry.sources),
                    findings=finding_lines(entry), summary=summary_lines(entry), sections=table_sections(entry), figures=figures,

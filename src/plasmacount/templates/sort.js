@@ -1,7 +1,8 @@
 document.querySelectorAll('table.sortable').forEach(function (table) {
   table.querySelectorAll('th').forEach(function (header, column) {
     header.classList.add('sortable');
-    header.addEventListener('click', function () {
+    header.tabIndex = 0;  // reachable with Tab, sorted with Enter or Space as with a click
+    function sort() {
       var body = table.tBodies[0];
       var rows = Array.prototype.slice.call(body.rows);
       var ascending = header.getAttribute('data-order') !== 'ascending';
@@ -14,6 +15,11 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
       });
       rows.forEach(function (row) { body.appendChild(row); });
       header.setAttribute('data-order', ascending ? 'ascending' : 'descending');
+      header.setAttribute('aria-sort', ascending ? 'ascending' : 'descending');
+    }
+    header.addEventListener('click', sort);
+    header.addEventListener('keydown', function (event) {
+      if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); sort(); }
     });
   });
 });
