@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from plasmacount.errors import PlasmacountError
+from plasmacount.files import sample_file_stem
 from plasmacount.review import records, security
-from plasmacount.review.database import ROLES, STATUSES, AuditEntry, Batch, Finding, LoginSession, Sample, User, session_factory
+from plasmacount.review.database import (ROLES, STATUSES, AuditEntry, Batch, Finding, LoginSession, ReportFile, Sample, User,
+                                         session_factory)
 
 COOKIE = "plasmacount_session"
 LOGIN_COOKIE = "plasmacount_login"
@@ -32,7 +34,6 @@ BODY_LIMIT = 1024 * 1024           # forms and JSON: a comment, a status
 UPLOAD_LIMIT = 200 * 1024 * 1024   # a zipped result folder
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 APP_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'self'"
-# Stored report pages run sandboxed: their own inline styles and sorter script, nothing else, no cookies.
 # A stored report may come from any upload: it runs no script at all (sandbox without allow-scripts)
 # and loads nothing. It keeps the app's origin so that its links (plot data, sample pages) are
 # same-site navigations that carry the SameSite=Strict session cookie.
@@ -198,8 +199,6 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
     @app.get("/batches/{batch_id}/{page_name}")
     def batch_link(batch_id: int, page_name: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
         """A sample link of the batch overview (`case_03.html`) leads to that sample's page in the app."""
-        from plasmacount.files import sample_file_stem
-
         batch = session.get(Batch, batch_id)
         stem = page_name.removesuffix(".html")
         match = next((s for s in batch.samples if sample_file_stem(s.name) == stem), None) if batch and page_name.endswith(".html") else None
@@ -410,8 +409,6 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
 
 def _report_file(session: Session, batch_id: int, folder: str, name: str) -> PlainTextResponse:
     """A plot's data file kept at import (`case_03_data/z_scores.tsv`), shown as text."""
-    from plasmacount.review.database import ReportFile
-
     found = session.scalar(select(ReportFile).where(ReportFile.batch_id == batch_id, ReportFile.path == f"{folder}/{name}"))
     if found is None or not folder.endswith("_data"):
         raise HTTPException(404, f"{folder}/{name} was not imported with this batch")
