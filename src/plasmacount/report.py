@@ -715,7 +715,7 @@ def summary_lines(entry: SampleResults) -> list[str]:
         else:
             lines.append(f"No tumour-derived copy-number changes detected; the tumour fraction is at most "
                          f"{100 * tumor['tumor_fraction_high']:.1f} % (upper bound). Tumours without copy-number changes are not seen.")
-    if not lines and not finding_lines(entry):
+    if not (nipt or tumor or viral):
         lines.append("Only fragment-size analysis was run on this sample; it makes no diagnostic call.")
     return lines
 
@@ -727,8 +727,7 @@ def low_fetal_fraction_caution(nipt: dict) -> str | None:
     limit = nipt.get("detection_limit") or {}
     if low is None:
         return None
-    short = [(event, limit[key]) for event, key in (("T21", "minimum_fetal_fraction_T21"), ("T18", "minimum_fetal_fraction_T18"),
-                                                   ("T13", "minimum_fetal_fraction_T13")) if limit.get(key) is not None and low < limit[key]]
+    short = [(event, limit[key]) for event, key in TRISOMY_LIMITS if limit.get(key) is not None and low < limit[key]]
     if not short:
         return None
     return (f"Caution: the fetal fraction's lower bound ({100 * low:.1f} %) is below what "
@@ -776,6 +775,8 @@ def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+# The detection_limit keys of the smallest fetal fraction each main trisomy needs.
+TRISOMY_LIMITS = tuple((event, f"minimum_fetal_fraction_{event}") for event in ("T21", "T18", "T13"))
 TUMOR_REGION_FIGURES = 6  # the largest altered segments drawn on their own chromosome
 SMALLEST_BENCHMARKED_CNV_BP = 3_000_000  # the smallest fetal deletion in benchmarks/nipt_accuracy.py
 
@@ -1045,8 +1046,7 @@ def detection_limit_text(nipt: dict) -> str:
     """The smallest fetal fractions and CNV sizes this sample could show, as its JSON reports them."""
     limit = nipt.get("detection_limit") or {}
     parts = [f"{event} needs a fetal fraction of at least {100 * limit[key]:.1f} %"
-             for event, key in (("T21", "minimum_fetal_fraction_T21"), ("T18", "minimum_fetal_fraction_T18"),
-                                ("T13", "minimum_fetal_fraction_T13")) if limit.get(key) is not None]
+             for event, key in TRISOMY_LIMITS if limit.get(key) is not None]
     power = round(100 * limit.get("cnv_power", 0.9))
     if limit.get("smallest_fetal_deletion_bp"):
         parts.append(f"fetal deletions smaller than {limit['smallest_fetal_deletion_bp'] / 1e6:.1f} Mb are found with less than "

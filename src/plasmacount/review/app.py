@@ -409,8 +409,9 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
 
 def _report_file(session: Session, batch_id: int, folder: str, name: str) -> PlainTextResponse:
     """A plot's data file kept at import (`case_03_data/z_scores.tsv`), shown as text."""
-    found = session.scalar(select(ReportFile).where(ReportFile.batch_id == batch_id, ReportFile.path == f"{folder}/{name}"))
-    if found is None or not folder.endswith("_data"):
+    found = (session.scalar(select(ReportFile).where(ReportFile.batch_id == batch_id, ReportFile.path == f"{folder}/{name}"))
+             if folder.endswith("_data") else None)
+    if found is None:
         raise HTTPException(404, f"{folder}/{name} was not imported with this batch")
     return PlainTextResponse(found.content, headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
 
