@@ -10,7 +10,7 @@ import pytest
 from plasmacount.bins import import_annotations
 from plasmacount.counts import import_wig
 from plasmacount.simulation import GenomeModel, design_cohort, simulate_counts
-from plasmacount.tumor import CLONAL_STATES, NormalPanel, analyse, build_panel, initial_weights, jump_weights
+from plasmacount.tumor import CLONAL_STATES, SUBCLONAL, SUBCLONE_FRACTIONS, NormalPanel, analyse, build_panel, initial_weights, jump_weights
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,14 @@ def test_state_changes_have_the_same_make_up_for_every_baseline():
     assert after_doubling[0] == pytest.approx(clonal[2][3] / 2, rel=0.02)
     assert clonal[4][7] < after_doubling[0] / 10
     assert initial[0, CLONAL_STATES.index(2)] == initial[2, CLONAL_STATES.index(4)]
+    # Subclonal changes take the same near steps: one copy from a diploid genome, one or two after
+    # doubling (each half as likely), with the same total weight per direction.
+    subclonal = {int(b): dict(zip(SUBCLONAL, row[len(CLONAL_STATES):])) for b, row in zip(baselines, weights)}
+    share = SUBCLONE_FRACTIONS[3]
+    assert subclonal[4][(1, share)] == pytest.approx(subclonal[4][(2, share)])
+    assert subclonal[4][(-2, share)] == pytest.approx(subclonal[2][(-1, share)] / 2, rel=0.02)
+    assert subclonal[2][(2, share)] < subclonal[2][(1, share)] / 10
+    assert sum(subclonal[2].values()) == pytest.approx(sum(subclonal[4].values()), rel=0.02)
 
 
 def test_panel_round_trip_and_bad_input(lab, tmp_path, run_cli):

@@ -36,8 +36,9 @@ whose changes are even is a diploid one at a higher purity, and its odd changes 
 changes in half of the tumour cells. So every baseline gets state changes of the same make-up
 (`jump_weights`): a change returns to the baseline or goes to a near copy number (one copy from
 a diploid genome; one or two after doubling, each half as likely), rarely further (down to no
-copy at all), or to a subclonal state (one copy off the baseline in 20, 30, ..., 80 % of tumour
-cells; about one change in five). Chromosomes start at the baseline with the same probability
+copy at all), or to a subclonal state (the same near copy numbers in 20, 30, ..., 80 % of tumour
+cells; about one change in five: after doubling a subclone may lose or gain two copies as the
+clone may, which a diploid reading would otherwise explain better). Chromosomes start at the baseline with the same probability
 whatever the baseline (`initial_weights`). Genome doubling has its prior (about 30 % of
 tumours), a near-triploid baseline 10 %, and the tumour fraction a Beta(1, 3) prior. With a
 panel of normals the fit runs twice: the second time the panel's shared patterns and the
@@ -86,7 +87,9 @@ PANEL_FORMAT = "plasmacount-tumor-panel"
 DEGREES_OF_FREEDOM_RANGE = (2.1, 4.0)
 SELF_TRANSITION = 0.9999
 CLONAL_STATES = (0, 1, 2, 3, 4, 5, 6, 7, 8)  # 0: both copies lost in the tumour (homozygous deletion)
-SUBCLONAL_STEPS = (-1, 1)  # subclonal states: baseline -1 / +1 copy in a share of tumour cells
+# Subclonal states: the baseline -2 .. +2 copies in a share of tumour cells. Two-copy steps are
+# near changes after genome doubling only (`jump_weights`), as for the clonal states.
+SUBCLONAL_STEPS = (-2, -1, 1, 2)
 TUMOR_FRACTIONS = np.round(np.concatenate([[0.0], np.arange(0.005, 0.05, 0.005), np.arange(0.05, 0.3, 0.01), np.arange(0.3, 0.92, 0.02)]), 4)
 BASELINES = (2, 3, 4)  # the tumour's most common copy number (4 after genome doubling)
 # Prior share of each baseline: genome doubling in about 30 % of solid tumours (Bielski et al.,
@@ -378,8 +381,8 @@ SUBCLONAL = [(step, fraction) for fraction in SUBCLONE_FRACTIONS for step in SUB
 def _state_means(tumour_fraction: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """Natural-log ratio of every state (last axis) for every grid point (first axis), relative to
     the baseline state (the data are centred on their median, which is the baseline's level).
-    States: clonal copy numbers 1-8, then one copy below/above the baseline in 20-80 % of
-    the tumour cells (each subclonal event can take its own share)."""
+    States: clonal copy numbers 0-8, then the baseline -2 .. +2 copies in 20-80 % of the tumour
+    cells (each subclonal event can take its own share)."""
     purity = tumour_fraction[:, None]
     normal = 1 - purity
     average = purity * baseline[:, None] + 2 * normal
@@ -406,14 +409,18 @@ def jump_weights(baseline: np.ndarray) -> np.ndarray:
     one or of two of the four copies are both common, so that each costs log 2 more than a
     diploid change (there are twice as many choices). Copy numbers beyond fall by e^-JUMP_COST
     per copy, and subclonal states share SUBCLONAL_EVENT_WEIGHT per direction (about one change
-    in five subclonal). Every baseline's rows have the same make-up, so that none is favoured by
+    in five subclonal) over the same near steps. Every baseline's rows have the same make-up, so that none is favoured by
     the normalisation alone: the choice of baseline rests on the data, BASELINE_LOG_PRIOR and
     these per-change costs."""
     clonal = np.array(CLONAL_STATES, dtype=float)[None, :]
     steps = np.abs(clonal - baseline[:, None])
     near = np.floor(baseline / 2)[:, None]
     clonal_weight = np.where(steps == 0, 0.0, np.where(steps <= near, 1.0, np.exp(-JUMP_COST * (steps - near)))) / near
-    subclonal_weight = np.full((baseline.size, len(SUBCLONAL)), 2 * SUBCLONAL_EVENT_WEIGHT / len(SUBCLONAL))
+    # A subclonal change moves the same near copy numbers in a share of the tumour cells: per
+    # direction SUBCLONAL_EVENT_WEIGHT, split over the near steps and the shares.
+    subclonal_steps = np.abs(np.array([step for step, _ in SUBCLONAL], dtype=float))[None, :]
+    subclonal_weight = np.where(subclonal_steps <= near, 1.0, np.exp(-JUMP_COST * (subclonal_steps - near))) / near
+    subclonal_weight = subclonal_weight * SUBCLONAL_EVENT_WEIGHT / len(SUBCLONE_FRACTIONS)
     weights = np.concatenate([clonal_weight, subclonal_weight], axis=1)
     weights *= (1 - RETURN_SHARE) / weights.sum(axis=1, keepdims=True)
     return np.where(_baseline_states(baseline), RETURN_SHARE, weights)
