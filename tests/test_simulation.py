@@ -272,3 +272,30 @@ def test_pessimistic_ebv_draws_make_npc_and_carriers_overlap():
     assert abs(observed_short - expected[80:111].sum()) < 0.02
     with pytest.raises(UsageError):
         EbvDraws(npc_low_load_share=1.5)
+
+
+def test_healthy_arm_shifts_knob():
+    """Pessimistic lab effects shift each healthy sample's arms as a whole, GC-rich arms most;
+    the default lab has no such shifts."""
+    from plasmacount.simulation import PESSIMISTIC_TUMOR_EFFECTS
+
+    default = GenomeModel.hg38_layout(1_000_000, seed=4)
+    shifted = GenomeModel.hg38_layout(1_000_000, seed=4, effects=PESSIMISTIC_TUMOR_EFFECTS)
+    assert default.arm_shift_sd is None
+    layout = default.layout
+    keys = np.array([name_key(c.name) for c in layout.contigs])[layout.bin_table()[0]]
+    mappable = (default.mappable > 0) & (shifted.mappable > 0)
+    arm_of = shifted.arm_of_bin
+    shifts = []
+    for design in design_cohort("healthy", 60, 10_000_000, seed=4):
+        ratio = np.log2(expected_counts(design, shifted)[0][mappable] / expected_counts(design, default)[0][mappable])
+        arms = arm_of[mappable]
+        # One shift per arm: constant within every arm.
+        for arm in np.unique(arms)[:10]:
+            np.testing.assert_allclose(ratio[arms == arm], ratio[arms == arm][0], atol=1e-9)
+        shifts.append({arm: ratio[arms == arm][0] for arm in np.unique(arms)})
+    def spread(chrom):
+        arm = int(arm_of[np.flatnonzero(keys == chrom)[-1]])
+        return float(np.std([s[arm] - np.median(list(s.values())) for s in shifts]))
+    assert spread("19") > 3 * spread("4")
+    assert 0.002 < spread("4") < 0.008

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -371,10 +372,38 @@ class LabEffects:
     # Per-bin stickiness shared by every sample (lognormal SD) and the batch factors' amplitude.
     stickiness_sd: float = 0.05
     batch_factor_sd: float = 0.03
+    # Healthy plasma's whole-arm shifts: each sample moves each chromosome arm by a normal draw
+    # of this SD (log2) on an arm of average GC, rising with the arm's GC (1 + 85 x its GC above
+    # 41 %: about 7 times on chr19 and chr22). ichorCNA's real HD_ULP donors show about 0.003 on
+    # typical arms and 0.02 on 19p and 22q (benchmarks/tumor_real.py); 0 by default, which no
+    # real lab has, and PESSIMISTIC_TUMOR_EFFECTS sets 0.004.
+    healthy_arm_shift_sd: float = 0.0
 
 
 PESSIMISTIC_EFFECTS = LabEffects(placental_pattern_sd=0.0, y_hotspot_share=0.05)
 STRONG_PLACENTAL_EFFECTS = LabEffects(placental_pattern_sd=0.15)
+PESSIMISTIC_TUMOR_EFFECTS = LabEffects(healthy_arm_shift_sd=0.004)
+ARM_SHIFT_GC_SLOPE = 85.0  # how much more GC-rich arms shift: per unit of GC above ARM_SHIFT_GC_FLOOR
+ARM_SHIFT_GC_FLOOR = 0.41
+
+
+def _arm_shifts(layout: Layout, gc: np.ndarray, scale: float, sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each bin's chromosome arm (p/q split at the hg38 centromere, else mid-contig) and that
+    arm's shift SD, rising with the arm's mean GC."""
+    arm_of_bin = np.zeros(layout.n_bins, dtype=np.int64)
+    arm_sd = np.zeros(layout.n_bins)
+    first, arm = 0, 0
+    for contig in layout.contigs:
+        centromere = HG38_CENTROMERES[contig.name] * scale if contig.name in HG38_CENTROMERES else contig.length / 2
+        starts = np.arange(contig.n_bins) * layout.bin_size
+        for part in (starts < centromere, starts >= centromere):
+            here = first + np.flatnonzero(part)
+            if here.size:
+                arm_of_bin[here] = arm
+                arm_sd[here] = sd * (1 + ARM_SHIFT_GC_SLOPE * max(0.0, float(np.mean(gc[here])) - ARM_SHIFT_GC_FLOOR))
+                arm += 1
+        first += contig.n_bins
+    return arm_of_bin, arm_sd
 
 
 def smooth_pattern(rng: np.random.Generator, n_bins: int) -> np.ndarray:
@@ -411,6 +440,9 @@ class GenomeModel:
     y_homology: np.ndarray  # where mis-mapped reads land on chrY (sums to 1 over chrY bins)
     scale: float
     other_contigs: list[tuple[str, int]]
+    # Healthy whole-arm shifts (LabEffects.healthy_arm_shift_sd): each bin's arm and that arm's SD (log2).
+    arm_of_bin: np.ndarray | None = None
+    arm_shift_sd: np.ndarray | None = None
 
     @classmethod
     def build(cls, layout: Layout, gc: np.ndarray, mappable: np.ndarray, scale: float, seed: int,
@@ -434,7 +466,10 @@ class GenomeModel:
             homology[homologous] = 0.97 * rng.lognormal(0, 0.5, homologous.sum())
             homology[homologous] *= 0.97 / homology[homologous].sum()
             homology[on_y] += 0.03 / on_y.sum()
-        return cls(layout, gc, mappable, stickiness, np.array(loadings), placental, homology, scale, other_contigs)
+        arm_of_bin, arm_shift_sd = None, None
+        if effects.healthy_arm_shift_sd > 0:
+            arm_of_bin, arm_shift_sd = _arm_shifts(layout, gc, scale, effects.healthy_arm_shift_sd)
+        return cls(layout, gc, mappable, stickiness, np.array(loadings), placental, homology, scale, other_contigs, arm_of_bin, arm_shift_sd)
 
     def annotation(self) -> BinAnnotation:
         """The bins' GC and mappability as an annotation file would hold them."""
@@ -551,6 +586,12 @@ def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarra
     weight = model.stickiness * model.mappable * gc_bias * batch
     if design.library_bias:
         weight = weight * np.exp(design.library_bias * library_pattern(design, model))
+    if model.arm_shift_sd is not None:
+        # Drawn from the sample's own draws (name, GC bias, batch scores): samples of two cohorts
+        # that share a name do not share their arm shifts.
+        identity = repr((design.sample, design.gc_slope, design.gc_curvature, tuple(design.batch_scores))).encode()
+        arm_rng = np.random.default_rng([zlib.crc32(identity), 0, 13])
+        weight = weight * np.exp2(arm_rng.normal(0.0, 1.0, int(model.arm_of_bin.max()) + 1)[model.arm_of_bin] * model.arm_shift_sd)
     mu = weight * dosage
     # Female chrY background: reads of other chromosomes mis-mapped onto chrY.
     keys = np.array([name_key(c.name) for c in model.layout.contigs])
