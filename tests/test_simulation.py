@@ -294,6 +294,7 @@ def test_healthy_arm_shifts_knob():
         for arm in np.unique(arms)[:10]:
             np.testing.assert_allclose(ratio[arms == arm], ratio[arms == arm][0], atol=1e-9)
         shifts.append({arm: ratio[arms == arm][0] for arm in np.unique(arms)})
+
     def spread(chrom):
         arm = int(arm_of[np.flatnonzero(keys == chrom)[-1]])
         return float(np.std([s[arm] - np.median(list(s.values())) for s in shifts]))

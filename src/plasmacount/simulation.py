@@ -375,8 +375,8 @@ class LabEffects:
     # Healthy plasma's whole-arm shifts: each sample moves each chromosome arm by a normal draw
     # of this SD (log2) on an arm of average GC, rising with the arm's GC (1 + 85 x its GC above
     # 41 %: about 7 times on chr19 and chr22). ichorCNA's real HD_ULP donors show about 0.003 on
-    # typical arms and 0.02 on 19p and 22q (benchmarks/tumor_real.py); 0 by default, which no
-    # real lab has, and PESSIMISTIC_TUMOR_EFFECTS sets 0.004.
+    # typical arms and 0.02 on 19p and 22q (their panel's `NormalPanel.arm_sd`); 0 by default,
+    # which no real lab has, and PESSIMISTIC_TUMOR_EFFECTS sets 0.004.
     healthy_arm_shift_sd: float = 0.0
 
 

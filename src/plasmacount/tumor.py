@@ -38,8 +38,8 @@ changes in half of the tumour cells. So every baseline gets state changes of the
 a diploid genome; one or two after doubling, each half as likely), rarely further (down to no
 copy at all), or to a subclonal state (the same near copy numbers in 20, 30, ..., 80 % of tumour
 cells; about one change in five: after doubling a subclone may lose or gain two copies as the
-clone may, which a diploid reading would otherwise explain better). Chromosomes start at the baseline with the same probability
-whatever the baseline (`initial_weights`). Genome doubling has its prior (about 30 % of
+clone may, which a diploid reading would otherwise explain better). Chromosomes start at the
+baseline with the same probability whatever the baseline (`initial_weights`). Genome doubling has its prior (about 30 % of
 tumours), a near-triploid baseline 10 %, and the tumour fraction a Beta(1, 3) prior. With a
 panel of normals the fit runs twice: the second time the panel's shared patterns and the
 centring are fitted on the bins the first fit put at the baseline only, so that large tumour
@@ -409,9 +409,9 @@ def jump_weights(baseline: np.ndarray) -> np.ndarray:
     one or of two of the four copies are both common, so that each costs log 2 more than a
     diploid change (there are twice as many choices). Copy numbers beyond fall by e^-JUMP_COST
     per copy, and subclonal states share SUBCLONAL_EVENT_WEIGHT per direction (about one change
-    in five subclonal) over the same near steps. Every baseline's rows have the same make-up, so that none is favoured by
-    the normalisation alone: the choice of baseline rests on the data, BASELINE_LOG_PRIOR and
-    these per-change costs."""
+    in five subclonal) over the same near steps. Every baseline's rows have the same make-up, so
+    that none is favoured by the normalisation alone: the choice of baseline rests on the data,
+    BASELINE_LOG_PRIOR and these per-change costs."""
     clonal = np.array(CLONAL_STATES, dtype=float)[None, :]
     steps = np.abs(clonal - baseline[:, None])
     near = np.floor(baseline / 2)[:, None]
