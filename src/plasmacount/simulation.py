@@ -392,17 +392,16 @@ def _arm_shifts(layout: Layout, gc: np.ndarray, scale: float, sd: float) -> tupl
     arm's shift SD, rising with the arm's mean GC."""
     arm_of_bin = np.zeros(layout.n_bins, dtype=np.int64)
     arm_sd = np.zeros(layout.n_bins)
-    first, arm = 0, 0
+    arm = 0
     for contig in layout.contigs:
         centromere = HG38_CENTROMERES[contig.name] * scale if contig.name in HG38_CENTROMERES else contig.length / 2
         starts = np.arange(contig.n_bins) * layout.bin_size
         for part in (starts < centromere, starts >= centromere):
-            here = first + np.flatnonzero(part)
+            here = contig.first_bin + np.flatnonzero(part)
             if here.size:
                 arm_of_bin[here] = arm
                 arm_sd[here] = sd * (1 + ARM_SHIFT_GC_SLOPE * max(0.0, float(np.mean(gc[here])) - ARM_SHIFT_GC_FLOOR))
                 arm += 1
-        first += contig.n_bins
     return arm_of_bin, arm_sd
 
 
