@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import httpx2 as httpx  # the HTTP client the test extra installs (Starlette's TestClient uses it too)
+import httpx2 as httpx  # the HTTP client of the bench extra (Starlette's TestClient uses it too)
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent

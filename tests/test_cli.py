@@ -140,3 +140,28 @@ def test_numbers_that_make_no_sense_stop_at_the_command_line(tmp_path, run_cli):
         assert result.exit_code == 2, arguments
         assert option in result.stderr.splitlines()[-1] and "Traceback" not in result.stderr, result.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_analysis_install_works_without_the_review_extra(tmp_path):
+    """`pip install plasmacount` has no web stack: every analysis module imports and runs without
+    it, and the review commands say in one line which extra to install."""
+    blocked = ["fastapi", "uvicorn", "sqlalchemy", "alembic", "argon2", "multipart"]
+    program = f"""
+import importlib, pkgutil, sys
+for name in {blocked!r}:
+    sys.modules[name] = None
+import plasmacount
+for module in pkgutil.walk_packages(plasmacount.__path__, "plasmacount."):
+    if not module.name.startswith("plasmacount.review"):
+        importlib.import_module(module.name)
+from plasmacount.cli import main
+main(sys.argv[1:])
+"""
+    simulate = subprocess.run([sys.executable, "-c", program, "--quiet", "simulate", "-o", str(tmp_path), "--samples", "2",
+                               "--reads", "100k", "--scale", "0.002"], capture_output=True, text=True)
+    assert simulate.returncode == 0, simulate.stderr
+    for command in (["serve"], ["user", "disable", "ada"], ["import", str(tmp_path), "--name", "x"]):
+        result = subprocess.run([sys.executable, "-c", program, *command, "--database", str(tmp_path / "r.sqlite")],
+                                capture_output=True, text=True)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "pip install 'plasmacount[review]'" in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from plasmacount.cli.serve import DEFAULT_DATABASE
+from plasmacount.cli.serve import DEFAULT_DATABASE, require_review_app
 from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    require_review_app()
     from plasmacount.report import collect
     from plasmacount.review.database import database_url, session_factory, upgrade
     from plasmacount.review.records import import_batch

@@ -6,6 +6,7 @@ import logging
 import os
 
 from plasmacount.cli import number
+from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
 DEFAULT_DATABASE = "plasmacount-review.sqlite"
@@ -31,7 +32,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "header is trusted and the login rate limit keys on the connecting address")
 
 
+def require_review_app() -> None:
+    """Stop with one line when the review extra (web server and database) is not installed."""
+    # The web stack is an extra so that an analysis install stays lean; the commands that need it
+    # say how to get it instead of failing on an import deep inside.
+    try:
+        import alembic  # noqa: F401
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise UsageError(f"the review app needs the 'review' extra ({error.name} is missing): "
+                         "pip install 'plasmacount[review]'") from None
+
+
 def run(args: argparse.Namespace) -> None:
+    require_review_app()
     import uvicorn
 
     from plasmacount.review.app import create_app

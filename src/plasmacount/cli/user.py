@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from plasmacount.cli.serve import DEFAULT_DATABASE
+from plasmacount.cli.serve import DEFAULT_DATABASE, require_review_app
 from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
@@ -46,6 +46,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
+    require_review_app()
     from sqlalchemy import select
 
     from plasmacount.review import records
