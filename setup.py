@@ -1,4 +1,5 @@
 """Build the compiled kernels (BAM counting, segmentation); everything else lives in pyproject.toml."""
+
 from setuptools import Extension, setup
 
 setup(

@@ -8,6 +8,7 @@ child's maximum resident set size (os.wait4). Results go to BENCHMARKS.md betwee
 
     python benchmarks/count_speed.py [--reads 10M] [--paired] [--runs 5] [--write]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,9 @@ def run_measured(command: list[str]) -> tuple[float, float]:
     elapsed = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({process.returncode}): {' '.join(command)}\n{process.stderr.read().decode()}")
+        raise SystemExit(
+            f"benchmark command failed ({process.returncode}): {' '.join(command)}\n{process.stderr.read().decode()}"
+        )
     return elapsed, usage.ru_maxrss / 1024
 
 
@@ -42,8 +45,26 @@ def make_bam(directory: Path, reads: str, paired: bool) -> Path:
     name = f"{'pe' if paired else 'se'}{reads}"
     bam = directory / name / "bench_0001.bam"
     if not bam.exists():
-        command = PLASMACOUNT + ["--quiet", "simulate", "-o", str(directory / name), "--cohort", "euploid", "--samples", "1",
-                                 "--reads", reads, "--genome", "hg38", "--format", "bam", "--seed", "1", "--prefix", "bench"]
+        command = PLASMACOUNT + [
+            "--quiet",
+            "simulate",
+            "-o",
+            str(directory / name),
+            "--cohort",
+            "euploid",
+            "--samples",
+            "1",
+            "--reads",
+            reads,
+            "--genome",
+            "hg38",
+            "--format",
+            "bam",
+            "--seed",
+            "1",
+            "--prefix",
+            "bench",
+        ]
         if paired:
             command.append("--paired")
         subprocess.run(command, check=True)
@@ -66,12 +87,22 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp())
     tools = {
         "bgzip -@2 -dc (decompression floor)": ["bgzip", "-@2", "-dc", str(bam)],
-        "plasmacount count (2 threads)": PLASMACOUNT + ["--quiet", "count", str(bam), "-o", str(scratch / "c.npz"), "--threads", "2"],
+        "plasmacount count (2 threads)": PLASMACOUNT
+        + ["--quiet", "count", str(bam), "-o", str(scratch / "c.npz"), "--threads", "2"],
         "samtools view -@2 -c -q 20 -F 1024": ["samtools", "view", "-@2", "-c", "-q", "20", "-F", "1024", str(bam)],
     }
     if not args.skip_mosdepth and shutil.which("mosdepth"):
-        tools["mosdepth -n --fast-mode --by 100000 -Q 20"] = ["mosdepth", "-n", "--fast-mode", "--by", "100000", "-Q", "20",
-                                                              str(scratch / "m"), str(bam)]
+        tools["mosdepth -n --fast-mode --by 100000 -Q 20"] = [
+            "mosdepth",
+            "-n",
+            "--fast-mode",
+            "--by",
+            "100000",
+            "-Q",
+            "20",
+            str(scratch / "m"),
+            str(bam),
+        ]
     times: dict[str, list[float]] = {name: [] for name in tools}
     memory: dict[str, float] = {name: 0.0 for name in tools}
     for name, command in tools.items():  # warm the page cache
@@ -99,7 +130,11 @@ def main() -> None:
     if any(n.startswith("mosdepth") for n in tools):
         mosdepth = statistics.median(next(times[n] for n in tools if n.startswith("mosdepth")))
         summary += f"; mosdepth / plasmacount = **{mosdepth / ours:.1f}x** (target >= 10x)"
-    lines += ["", summary + f"; plasmacount peak memory {memory['plasmacount count (2 threads)']:.0f} MB (target < 1 GB).", ""]
+    lines += [
+        "",
+        summary + f"; plasmacount peak memory {memory['plasmacount count (2 threads)']:.0f} MB (target < 1 GB).",
+        "",
+    ]
     report = "\n".join(lines)
     print(report)
     if args.write:
@@ -110,7 +145,9 @@ def write_results(key: str, report: str, args) -> None:
     from results import write_section
 
     command = f"python benchmarks/count_speed.py --reads {args.reads}{' --paired' if args.paired else ''} --runs {args.runs} --write"
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+    )
     write_section(key, report + f"\nMachine: {machine}.", command)
 
 

@@ -17,6 +17,7 @@ C. The OWN SIMULATOR's 4 M-fragment paired-end BAM (`command_speed.py`) with its
 
     python benchmarks/delfi_peer.py [--runs 3] [--finaletoolkit-repo DIR] [--write]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,22 +92,47 @@ def tables_part(repo: Path, peer_python: Path, scratch: Path) -> list[str]:
     five = read_table(repository_file(repo, f"{TABLES}/test_delfi_5mb.csv").decode())
     table = read_table(hundred.decode())
     (scratch / "100kb.csv").write_bytes(hundred)
-    subprocess.run([str(peer_python), "-c", PEER_TABLE_SCRIPT, str(scratch / "100kb.csv"), str(scratch / "peer_corrected.csv"),
-                    str(scratch / "peer_merged.csv"), str(scratch / "peer_own_merged.csv")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(peer_python),
+            "-c",
+            PEER_TABLE_SCRIPT,
+            str(scratch / "100kb.csv"),
+            str(scratch / "peer_corrected.csv"),
+            str(scratch / "peer_merged.csv"),
+            str(scratch / "peer_own_merged.csv"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     peer_corrected = read_table((scratch / "peer_corrected.csv").read_text())
     peer_merged = read_table((scratch / "peer_merged.csv").read_text())
     gc = table["gc"]
     rows = []
     for column in ("short", "long", "ratio"):
-        ours, theirs, published = delfi.gc_correct(table[column], gc), peer_corrected[f"{column}_corrected"], table[f"{column}_corrected"]
-        rows.append(f"| {column} | {_scaled(ours, published)} | {np.corrcoef(ours, published)[0, 1]:.4f} | {_scaled(theirs, published)} | "
-                    f"{np.corrcoef(theirs, published)[0, 1]:.4f} | {_scaled(ours, theirs)} | {np.corrcoef(ours, theirs)[0, 1]:.4f} | "
-                    f"{np.median(table[column]):.4g} / {np.median(published):.4g} |")
-    bins = {"chrom": table["contig"], "start": table["start"].astype(int), "end": table["stop"].astype(int), "arm": table["arm"],
-            "short_corrected": table["short_corrected"], "long_corrected": table["long_corrected"],
-            "ratio_corrected": table["ratio_corrected"]}
+        ours, theirs, published = (
+            delfi.gc_correct(table[column], gc),
+            peer_corrected[f"{column}_corrected"],
+            table[f"{column}_corrected"],
+        )
+        rows.append(
+            f"| {column} | {_scaled(ours, published)} | {np.corrcoef(ours, published)[0, 1]:.4f} | {_scaled(theirs, published)} | "
+            f"{np.corrcoef(theirs, published)[0, 1]:.4f} | {_scaled(ours, theirs)} | {np.corrcoef(ours, theirs)[0, 1]:.4f} | "
+            f"{np.median(table[column]):.4g} / {np.median(published):.4g} |"
+        )
+    bins = {
+        "chrom": table["contig"],
+        "start": table["start"].astype(int),
+        "end": table["stop"].astype(int),
+        "arm": table["arm"],
+        "short_corrected": table["short_corrected"],
+        "long_corrected": table["long_corrected"],
+        "ratio_corrected": table["ratio_corrected"],
+    }
     merged = delfi.merge_windows(bins, "mean")
-    same_windows = [(w["start"], w["end"]) for w in merged] == list(zip(five["start"].astype(int), five["stop"].astype(int)))
+    same_windows = [(w["start"], w["end"]) for w in merged] == list(
+        zip(five["start"].astype(int), five["stop"].astype(int))
+    )
     ours_ratio = np.array([w["ratio"] for w in merged])
     ours_short = np.array([w["short"] for w in merged])
     ours_long = np.array([w["long"] for w in merged])
@@ -114,8 +140,12 @@ def tables_part(repo: Path, peer_python: Path, scratch: Path) -> list[str]:
     summed = delfi.merge_windows(bins, "sum")
     sum_ratio = np.array([w["ratio"] for w in summed])
     # The whole chain from the raw columns: plasmacount's correction, then its merge.
-    chain = dict(bins, short_corrected=delfi.gc_correct(table["short"], gc), long_corrected=delfi.gc_correct(table["long"], gc),
-                 ratio_corrected=delfi.gc_correct(table["ratio"], gc))
+    chain = dict(
+        bins,
+        short_corrected=delfi.gc_correct(table["short"], gc),
+        long_corrected=delfi.gc_correct(table["long"], gc),
+        ratio_corrected=delfi.gc_correct(table["ratio"], gc),
+    )
     chain_ratio = np.array([w["ratio"] for w in delfi.merge_windows(chain, "mean")])
     lines = [
         "### A. REAL tables: FinaleToolkit's DELFI test data (hg19, one plasma sample, DELFI's own scripts' output)",
@@ -170,17 +200,28 @@ def loess_1d_lines(table: dict, peer_corrected: dict, peer_own_merged: dict) -> 
     gc = table["gc"]
     fitted = np.isfinite(table["ratio"]) & np.isfinite(table["short"]) & np.isfinite(table["long"]) & np.isfinite(gc)
     corrected = {column: delfi.gc_correct_loess_1d(table[column], gc, fitted) for column in ("short", "long", "ratio")}
-    differences = {column: float(np.max(np.abs(corrected[column] - peer_corrected[f"{column}_corrected"])))
-                   for column in corrected}
-    bins = {"chrom": table["contig"], "start": table["start"].astype(int), "end": table["stop"].astype(int), "arm": table["arm"],
-            **{f"{column}_corrected": values for column, values in corrected.items()}}
+    differences = {
+        column: float(np.max(np.abs(corrected[column] - peer_corrected[f"{column}_corrected"]))) for column in corrected
+    }
+    bins = {
+        "chrom": table["contig"],
+        "start": table["start"].astype(int),
+        "end": table["stop"].astype(int),
+        "arm": table["arm"],
+        **{f"{column}_corrected": values for column, values in corrected.items()},
+    }
     merged = np.array([w["ratio"] for w in delfi.merge_windows(bins, "mean")])
-    return ["", "With `--delfi-gc-smoother loess_1d` (FinaleToolkit's smoother, Cappellari's `loess` package installed by the user; "
-            "its licence allows non-commercial use only, so plasmacount never requires it), on the same raw columns:", "",
-            "| | short | long | ratio | 5 Mb windows (mean of the corrected bin ratios) |", "|---|---|---|---|---|",
-            f"| largest absolute difference to FinaleToolkit's `delfi_gc_correct` / its merge of its own corrected bins | "
-            f"{differences['short']:.1e} | {differences['long']:.1e} | {differences['ratio']:.1e} | "
-            f"{float(np.max(np.abs(merged - peer_own_merged['ratio_corrected']))):.1e} ({merged.size} windows) |"]
+    return [
+        "",
+        "With `--delfi-gc-smoother loess_1d` (FinaleToolkit's smoother, Cappellari's `loess` package installed by the user; "
+        "its licence allows non-commercial use only, so plasmacount never requires it), on the same raw columns:",
+        "",
+        "| | short | long | ratio | 5 Mb windows (mean of the corrected bin ratios) |",
+        "|---|---|---|---|---|",
+        f"| largest absolute difference to FinaleToolkit's `delfi_gc_correct` / its merge of its own corrected bins | "
+        f"{differences['short']:.1e} | {differences['long']:.1e} | {differences['ratio']:.1e} | "
+        f"{float(np.max(np.abs(merged - peer_own_merged['ratio_corrected']))):.1e} ({merged.size} windows) |",
+    ]
 
 
 def _peer_bins(path: Path) -> dict[tuple[str, int], tuple[int, int]]:
@@ -212,8 +253,16 @@ def edge_split(alignment_path: Path, bin_size: int = 100_000) -> dict[tuple[str,
     result: dict[tuple[str, int], list[int]] = {}
     with pysam.AlignmentFile(str(alignment_path)) as alignments:
         for read in alignments.fetch(until_eof=True):
-            if not read.is_read1 or not read.is_proper_pair or read.is_secondary or read.is_supplementary or read.is_unmapped \
-                    or read.mapping_quality < 30 or read.is_duplicate or read.is_qcfail:
+            if (
+                not read.is_read1
+                or not read.is_proper_pair
+                or read.is_secondary
+                or read.is_supplementary
+                or read.is_unmapped
+                or read.mapping_quality < 30
+                or read.is_duplicate
+                or read.is_qcfail
+            ):
                 continue
             length = abs(read.template_length)
             if not 100 <= length <= 220:
@@ -232,11 +281,17 @@ def edge_split(alignment_path: Path, bin_size: int = 100_000) -> dict[tuple[str,
 def _compare(peer: dict, ours: dict, split: dict | None) -> dict:
     keys = sorted(peer)
     differ = [k for k in keys if peer[k] != ours.get(k, (0, 0))]
-    result = {"bins": len(keys), "differ": len(differ), "ours": sum(sum(ours.get(k, (0, 0))) for k in keys),
-              "peer": sum(sum(peer[k]) for k in keys)}
+    result = {
+        "bins": len(keys),
+        "differ": len(differ),
+        "ours": sum(sum(ours.get(k, (0, 0))) for k in keys),
+        "peer": sum(sum(peer[k]) for k in keys),
+    }
     if split is not None:
         # Every difference is a fragment whose read 1 lies outside its midpoint's bin.
-        result["explained"] = sum(1 for k in keys if sum(ours.get(k, (0, 0))) - sum(peer[k]) == split.get(k, [0, 0, 0])[2])
+        result["explained"] = sum(
+            1 for k in keys if sum(ours.get(k, (0, 0))) - sum(peer[k]) == split.get(k, [0, 0, 0])[2]
+        )
         result["independent_equal"] = sum(1 for k in keys if tuple(split.get(k, [0, 0, 0])[:2]) == ours.get(k, (0, 0)))
     return result
 
@@ -276,12 +331,38 @@ def cram_part(peer: Path, repo: Path, scratch: Path) -> tuple[list[str], dict]:
     _chr1_bam(cram, bam)
     (scratch / "chr1.sizes").write_text("chr1\t6000000\n")
     (scratch / "chr1.bins.bed").write_text("".join(f"chr1\t{s}\t{s + 100_000}\n" for s in range(0, 6_000_000, 100_000)))
-    subprocess.run([str(peer), "delfi", str(bam), str(scratch / "chr1.sizes"), str(twobit), str(scratch / "chr1.bins.bed"),
-                    "--no-gc-correct", "--no-remove-nocov", "--no-merge-bins", "-o", str(scratch / "cram_peer.tsv")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(peer),
+            "delfi",
+            str(bam),
+            str(scratch / "chr1.sizes"),
+            str(twobit),
+            str(scratch / "chr1.bins.bed"),
+            "--no-gc-correct",
+            "--no-remove-nocov",
+            "--no-merge-bins",
+            "-o",
+            str(scratch / "cram_peer.tsv"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     for source, name in ((bam, "bam"), (cram, "cram")):
-        subprocess.run(PLASMACOUNT + ["count", str(source), "--bin-size", "100000", "--convention", "finaletoolkit",
-                                      "-o", str(scratch / f"{name}.counts.npz")], check=True)
+        subprocess.run(
+            PLASMACOUNT
+            + [
+                "count",
+                str(source),
+                "--bin-size",
+                "100000",
+                "--convention",
+                "finaletoolkit",
+                "-o",
+                str(scratch / f"{name}.counts.npz"),
+            ],
+            check=True,
+        )
     peer_bins = _peer_bins(scratch / "cram_peer.tsv")
     ours = _our_bins(scratch / "bam.counts.npz")
     same_as_cram = all(ours[k] == _our_bins(scratch / "cram.counts.npz")[k] for k in peer_bins)
@@ -304,26 +385,71 @@ def simulated_part(peer: Path, runs: int, scratch: Path) -> tuple[list[str], dic
 
     bam, fasta = bench_bam()
     annotation_path = scratch / "bins.npz"
-    subprocess.run(PLASMACOUNT + ["bins", "--fasta", str(fasta), "--bin-size", "100000", "-o", str(annotation_path)], check=True)
+    subprocess.run(
+        PLASMACOUNT + ["bins", "--fasta", str(fasta), "--bin-size", "100000", "-o", str(annotation_path)], check=True
+    )
     layout = BinAnnotation.load(annotation_path).layout
     autosomes = [c for c in layout.contigs if name_key(c.name) in AUTOSOME_KEYS]
     (scratch / "autosomes.sizes").write_text("".join(f"{c.name}\t{c.length}\n" for c in autosomes))
-    (scratch / "bins.bed").write_text("".join(f"{c.name}\t{i * 100_000}\t{min((i + 1) * 100_000, c.length)}\n"
-                                              for c in autosomes for i in range(c.n_bins)))
+    (scratch / "bins.bed").write_text(
+        "".join(
+            f"{c.name}\t{i * 100_000}\t{min((i + 1) * 100_000, c.length)}\n" for c in autosomes for i in range(c.n_bins)
+        )
+    )
     centromeres = centromere_regions(layout)
-    (scratch / "gaps.bed").write_text("".join(f"{c.name}\t{centromeres[name_key(c.name)][0]}\t{centromeres[name_key(c.name)][1]}\tcentromere\n"
-                                              for c in autosomes))
-    ours = PLASMACOUNT + ["fragments", str(bam), "--bins", str(annotation_path), "--convention", "finaletoolkit", "-o", str(scratch / "ours")]
-    peer_command = [str(peer), "delfi", str(bam), str(scratch / "autosomes.sizes"), str(fasta), str(scratch / "bins.bed"),
-                    "-g", str(scratch / "gaps.bed"), "--no-remove-nocov"]
-    commands = {"ours": ours,
-                "peer_1": peer_command + ["-t", "1", "-o", str(scratch / "peer_merged.tsv")],
-                "peer_2": peer_command + ["-t", "2", "-o", str(scratch / "peer_merged_2.tsv")]}
+    (scratch / "gaps.bed").write_text(
+        "".join(
+            f"{c.name}\t{centromeres[name_key(c.name)][0]}\t{centromeres[name_key(c.name)][1]}\tcentromere\n"
+            for c in autosomes
+        )
+    )
+    ours = PLASMACOUNT + [
+        "fragments",
+        str(bam),
+        "--bins",
+        str(annotation_path),
+        "--convention",
+        "finaletoolkit",
+        "-o",
+        str(scratch / "ours"),
+    ]
+    peer_command = [
+        str(peer),
+        "delfi",
+        str(bam),
+        str(scratch / "autosomes.sizes"),
+        str(fasta),
+        str(scratch / "bins.bed"),
+        "-g",
+        str(scratch / "gaps.bed"),
+        "--no-remove-nocov",
+    ]
+    commands = {
+        "ours": ours,
+        "peer_1": peer_command + ["-t", "1", "-o", str(scratch / "peer_merged.tsv")],
+        "peer_2": peer_command + ["-t", "2", "-o", str(scratch / "peer_merged_2.tsv")],
+    }
     seconds = timed(commands, runs)
-    subprocess.run(peer_command[:-1] + ["--no-remove-nocov", "--no-gc-correct", "--no-merge-bins", "-o", str(scratch / "peer_bins.tsv")],
-                   check=True, capture_output=True)
-    subprocess.run(PLASMACOUNT + ["count", str(bam), "--bins", str(annotation_path), "--convention", "finaletoolkit",
-                                  "-o", str(scratch / "bench.counts.npz")], check=True)
+    subprocess.run(
+        peer_command[:-1]
+        + ["--no-remove-nocov", "--no-gc-correct", "--no-merge-bins", "-o", str(scratch / "peer_bins.tsv")],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        PLASMACOUNT
+        + [
+            "count",
+            str(bam),
+            "--bins",
+            str(annotation_path),
+            "--convention",
+            "finaletoolkit",
+            "-o",
+            str(scratch / "bench.counts.npz"),
+        ],
+        check=True,
+    )
     result = _compare(_peer_bins(scratch / "peer_bins.tsv"), _our_bins(scratch / "bench.counts.npz"), edge_split(bam))
     summary = json.loads((scratch / "ours" / "bench_0001.fragments.json").read_text())["delfi"]
     result.update(seconds=seconds, bins_in_profile=summary["bins"])
@@ -344,7 +470,9 @@ def simulated_part(peer: Path, runs: int, scratch: Path) -> tuple[list[str], dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--finaletoolkit-repo", help="a clone (or bare git directory) of FinaleToolkit holding commit " + COMMIT)
+    parser.add_argument(
+        "--finaletoolkit-repo", help="a clone (or bare git directory) of FinaleToolkit holding commit " + COMMIT
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     peer = finaletoolkit()

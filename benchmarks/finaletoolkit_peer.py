@@ -19,6 +19,7 @@ count by count and every difference is explained (by reading FinaleToolkit's cod
 
     python benchmarks/finaletoolkit_peer.py [--runs 3] [--write]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,28 @@ def bench_bam() -> tuple[Path, Path]:
     reads = DATA / "commands" / "reads"
     bam = reads / "bench_0001.bam"
     if not bam.exists():
-        subprocess.run(PLASMACOUNT + ["simulate", "--cohort", "ebv", "--samples", "1", "--reads", "4M", "--paired", "--format", "bam",
-                                      "-o", str(reads), "--prefix", "bench", "--seed", "5"], check=True)
+        subprocess.run(
+            PLASMACOUNT
+            + [
+                "simulate",
+                "--cohort",
+                "ebv",
+                "--samples",
+                "1",
+                "--reads",
+                "4M",
+                "--paired",
+                "--format",
+                "bam",
+                "-o",
+                str(reads),
+                "--prefix",
+                "bench",
+                "--seed",
+                "5",
+            ],
+            check=True,
+        )
     return bam, reads / "genome" / "genome.fa"
 
 
@@ -95,8 +116,13 @@ def _sites(bam: Path, n: int, spacing: int = 6000) -> list[tuple[str, int]]:
         step = max(1, mapped // (8 * n))  # more candidates than sites: some fall within `spacing` of the last one
         result = []
         for i, read in enumerate(alignments.fetch(until_eof=True)):
-            if i % step == 0 and read.reference_name and read.reference_name.removeprefix("chr").isdigit() and read.is_proper_pair \
-                    and read.template_length > 0:
+            if (
+                i % step == 0
+                and read.reference_name
+                and read.reference_name.removeprefix("chr").isdigit()
+                and read.is_proper_pair
+                and read.template_length > 0
+            ):
                 middle = read.reference_start + read.template_length // 2
                 if not result or result[-1][0] != read.reference_name or middle - result[-1][1] > spacing:
                     result.append((read.reference_name, middle))
@@ -125,7 +151,7 @@ def _compare_tracks(peer: Path, ours: Path) -> tuple[int, int]:
             continue
         block: list[tuple[int, int, float]] = []
         for entry in list(entries) + [(-1, -1, 0.0)]:
-            if block and entry[0] != block[-1][1]:   # a contiguous block of the peer's entries ends
+            if block and entry[0] != block[-1][1]:  # a contiguous block of the peer's entries ends
                 theirs = np.concatenate([np.full(end - start, value) for start, end, value in block])
                 mine = np.array(b.values(chrom, block[0][0], block[-1][1], numpy=True))
                 common = np.isfinite(mine)
@@ -150,7 +176,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sites", type=int, default=1000, help="sites for the interval features (default 1000)")
-    parser.add_argument("--coverage-sites", type=int, default=5000, help="1 kb sites for the coverage-only rows (default 5000)")
+    parser.add_argument(
+        "--coverage-sites", type=int, default=5000, help="1 kb sites for the coverage-only rows (default 5000)"
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     peer = finaletoolkit()
@@ -160,10 +188,32 @@ def main() -> None:
         ours = PLASMACOUNT + ["fragments", str(bam), "--convention", "finaletoolkit", "-o", str(out / "ours")]
         commands = {
             "ours_sizes": ours,
-            "peer_sizes": [str(peer), "frag-length-bins", str(bam), "-q", "30", "--bin-size", "1", "-o", str(out / "lengths.tsv")],
+            "peer_sizes": [
+                str(peer),
+                "frag-length-bins",
+                str(bam),
+                "-q",
+                "30",
+                "--bin-size",
+                "1",
+                "-o",
+                str(out / "lengths.tsv"),
+            ],
             "ours_motifs": ours[:-1] + [str(out / "ours_motifs"), "--fasta", str(fasta), "--fragment-lengths", "50-"],
-            "peer_motifs": [str(peer), "end-motifs", str(bam), str(fasta), "-k", "4", "-q", "30", "--min-length", "50",
-                            "-o", str(out / "motifs.tsv")],
+            "peer_motifs": [
+                str(peer),
+                "end-motifs",
+                str(bam),
+                str(fasta),
+                "-k",
+                "4",
+                "-q",
+                "30",
+                "--min-length",
+                "50",
+                "-o",
+                str(out / "motifs.tsv"),
+            ],
         }
         # Sites: fragment midpoints spread over the genome (a BED of 1 bp sites, and of 1 kb sites for coverage).
         sites, wide, windows = out / "sites.bed", out / "wide.bed", out / "windows.bed"
@@ -175,83 +225,251 @@ def main() -> None:
         from plasmacount.intervals import Site, site_window
 
         lengths = dict(_contig_lengths(bam))
-        windows.write_text("".join(f"{c}\t{a}\t{b}\n" for c, a, b in
-                                   ((c, *site_window(Site(c, m, m + 1, "", "+"), lengths[c])) for c, m in site_rows)))
-        commands["ours_intervals"] = ours[:-1] + [str(out / "ours_sites"), "--intervals", str(sites), "--intervals-only"]
-        commands["peer_wps"] = [str(peer), "wps", str(bam), str(sites), "--chrom-sizes", str(sizes), "-q", "30", "-o", str(out / "wps.bw")]
-        commands["peer_cleavage"] = [str(peer), "cleavage-profile", str(bam), str(windows), str(sizes), "-q", "30", "-o",
-                                     str(out / "cleavage.bw")]
-        commands["ours_coverage"] = ours[:-1] + [str(out / "ours_wide"), "--intervals", str(wide), "--interval-features", "coverage",
-                                                 "--intervals-only"]
-        commands["ours_coverage_whole"] = ours[:-1] + [str(out / "ours_wide_whole"), "--intervals", str(wide), "--interval-features",
-                                                       "coverage"]
-        commands["peer_coverage"] = [str(peer), "coverage", str(bam), str(wide), "-q", "30", "-o", str(out / "coverage.bed")]
+        windows.write_text(
+            "".join(
+                f"{c}\t{a}\t{b}\n"
+                for c, a, b in ((c, *site_window(Site(c, m, m + 1, "", "+"), lengths[c])) for c, m in site_rows)
+            )
+        )
+        commands["ours_intervals"] = ours[:-1] + [
+            str(out / "ours_sites"),
+            "--intervals",
+            str(sites),
+            "--intervals-only",
+        ]
+        commands["peer_wps"] = [
+            str(peer),
+            "wps",
+            str(bam),
+            str(sites),
+            "--chrom-sizes",
+            str(sizes),
+            "-q",
+            "30",
+            "-o",
+            str(out / "wps.bw"),
+        ]
+        commands["peer_cleavage"] = [
+            str(peer),
+            "cleavage-profile",
+            str(bam),
+            str(windows),
+            str(sizes),
+            "-q",
+            "30",
+            "-o",
+            str(out / "cleavage.bw"),
+        ]
+        commands["ours_coverage"] = ours[:-1] + [
+            str(out / "ours_wide"),
+            "--intervals",
+            str(wide),
+            "--interval-features",
+            "coverage",
+            "--intervals-only",
+        ]
+        commands["ours_coverage_whole"] = ours[:-1] + [
+            str(out / "ours_wide_whole"),
+            "--intervals",
+            str(wide),
+            "--interval-features",
+            "coverage",
+        ]
+        commands["peer_coverage"] = [
+            str(peer),
+            "coverage",
+            str(bam),
+            str(wide),
+            "-q",
+            "30",
+            "-o",
+            str(out / "coverage.bed"),
+        ]
         many, many_rows = out / "many.bed", _sites(bam, args.coverage_sites, spacing=1000)
         many.write_text("".join(f"{c}\t{max(0, m - 500)}\t{m + 500}\tsite{i}\n" for i, (c, m) in enumerate(many_rows)))
-        commands["ours_coverage_many"] = ours[:-1] + [str(out / "ours_many"), "--intervals", str(many), "--interval-features", "coverage"]
-        commands["peer_coverage_many"] = [str(peer), "coverage", str(bam), str(many), "-q", "30", "-o", str(out / "coverage_many.bed")]
+        commands["ours_coverage_many"] = ours[:-1] + [
+            str(out / "ours_many"),
+            "--intervals",
+            str(many),
+            "--interval-features",
+            "coverage",
+        ]
+        commands["peer_coverage_many"] = [
+            str(peer),
+            "coverage",
+            str(bam),
+            str(many),
+            "-q",
+            "30",
+            "-o",
+            str(out / "coverage_many.bed"),
+        ]
         # The same fragments at the density of low-pass data on a genome of human size.
         sparse = stretched_bam(bam)
         sparse_sites = _sites(sparse, args.sites)
         sparse_lengths = dict(_contig_lengths(sparse))
         (out / "sparse.sizes").write_text("".join(f"{name}\t{length}\n" for name, length in _contig_lengths(sparse)))
-        (out / "sparse_sites.bed").write_text("".join(f"{c}\t{m}\t{m + 1}\tsite{i}\t0\t+\n" for i, (c, m) in enumerate(sparse_sites)))
-        (out / "sparse_wide.bed").write_text("".join(f"{c}\t{max(0, m - 500)}\t{m + 500}\tsite{i}\n" for i, (c, m) in enumerate(sparse_sites)))
-        (out / "sparse_windows.bed").write_text("".join(f"{c}\t{a}\t{b}\n" for c, a, b in
-                                                        ((c, *site_window(Site(c, m, m + 1, "", "+"), sparse_lengths[c])) for c, m in sparse_sites)))
+        (out / "sparse_sites.bed").write_text(
+            "".join(f"{c}\t{m}\t{m + 1}\tsite{i}\t0\t+\n" for i, (c, m) in enumerate(sparse_sites))
+        )
+        (out / "sparse_wide.bed").write_text(
+            "".join(f"{c}\t{max(0, m - 500)}\t{m + 500}\tsite{i}\n" for i, (c, m) in enumerate(sparse_sites))
+        )
+        (out / "sparse_windows.bed").write_text(
+            "".join(
+                f"{c}\t{a}\t{b}\n"
+                for c, a, b in (
+                    (c, *site_window(Site(c, m, m + 1, "", "+"), sparse_lengths[c])) for c, m in sparse_sites
+                )
+            )
+        )
         sparse_ours = PLASMACOUNT + ["fragments", str(sparse), "--convention", "finaletoolkit", "--intervals-only"]
-        commands["sparse_ours_intervals"] = sparse_ours + ["-o", str(out / "sparse_sites"), "--intervals", str(out / "sparse_sites.bed")]
-        commands["sparse_ours_coverage"] = sparse_ours + ["-o", str(out / "sparse_wide"), "--intervals", str(out / "sparse_wide.bed"),
-                                                          "--interval-features", "coverage"]
-        commands["sparse_ours_coverage_whole"] = PLASMACOUNT + ["fragments", str(sparse), "--convention", "finaletoolkit", "-o",
-                                                                str(out / "sparse_wide_whole"), "--intervals", str(out / "sparse_wide.bed"),
-                                                                "--interval-features", "coverage"]
-        commands["sparse_peer_wps"] = [str(peer), "wps", str(sparse), str(out / "sparse_sites.bed"), "--chrom-sizes", str(out / "sparse.sizes"),
-                                       "-q", "30", "-o", str(out / "sparse_wps.bw")]
-        commands["sparse_peer_cleavage"] = [str(peer), "cleavage-profile", str(sparse), str(out / "sparse_windows.bed"),
-                                            str(out / "sparse.sizes"), "-q", "30", "-o", str(out / "sparse_cleavage.bw")]
-        commands["sparse_peer_coverage"] = [str(peer), "coverage", str(sparse), str(out / "sparse_wide.bed"), "-q", "30", "-o",
-                                            str(out / "sparse_coverage.bed")]
+        commands["sparse_ours_intervals"] = sparse_ours + [
+            "-o",
+            str(out / "sparse_sites"),
+            "--intervals",
+            str(out / "sparse_sites.bed"),
+        ]
+        commands["sparse_ours_coverage"] = sparse_ours + [
+            "-o",
+            str(out / "sparse_wide"),
+            "--intervals",
+            str(out / "sparse_wide.bed"),
+            "--interval-features",
+            "coverage",
+        ]
+        commands["sparse_ours_coverage_whole"] = PLASMACOUNT + [
+            "fragments",
+            str(sparse),
+            "--convention",
+            "finaletoolkit",
+            "-o",
+            str(out / "sparse_wide_whole"),
+            "--intervals",
+            str(out / "sparse_wide.bed"),
+            "--interval-features",
+            "coverage",
+        ]
+        commands["sparse_peer_wps"] = [
+            str(peer),
+            "wps",
+            str(sparse),
+            str(out / "sparse_sites.bed"),
+            "--chrom-sizes",
+            str(out / "sparse.sizes"),
+            "-q",
+            "30",
+            "-o",
+            str(out / "sparse_wps.bw"),
+        ]
+        commands["sparse_peer_cleavage"] = [
+            str(peer),
+            "cleavage-profile",
+            str(sparse),
+            str(out / "sparse_windows.bed"),
+            str(out / "sparse.sizes"),
+            "-q",
+            "30",
+            "-o",
+            str(out / "sparse_cleavage.bw"),
+        ]
+        commands["sparse_peer_coverage"] = [
+            str(peer),
+            "coverage",
+            str(sparse),
+            str(out / "sparse_wide.bed"),
+            "-q",
+            "30",
+            "-o",
+            str(out / "sparse_coverage.bed"),
+        ]
         (out / "one.bed").write_text((out / "sparse_wide.bed").read_text().splitlines()[0] + "\n")
-        commands["ours_one"] = sparse_ours + ["-o", str(out / "one"), "--intervals", str(out / "one.bed"), "--interval-features", "coverage"]
-        commands["peer_one"] = [str(peer), "coverage", str(sparse), str(out / "one.bed"), "-q", "30", "-o", str(out / "one.cov.bed")]
+        commands["ours_one"] = sparse_ours + [
+            "-o",
+            str(out / "one"),
+            "--intervals",
+            str(out / "one.bed"),
+            "--interval-features",
+            "coverage",
+        ]
+        commands["peer_one"] = [
+            str(peer),
+            "coverage",
+            str(sparse),
+            str(out / "one.bed"),
+            "-q",
+            "30",
+            "-o",
+            str(out / "one.cov.bed"),
+        ]
         seconds = timed(commands, args.runs)
         start = time.perf_counter()
-        subprocess.run([str(peer), "adjust-wps", str(out / "wps.bw"), str(sites), str(sizes), "-o", str(out / "adjusted.bw")],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(peer), "adjust-wps", str(out / "wps.bw"), str(sites), str(sizes), "-o", str(out / "adjusted.bw")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         seconds["peer_adjust"] = time.perf_counter() - start
         start = time.perf_counter()
-        subprocess.run([str(peer), "adjust-wps", str(out / "sparse_wps.bw"), str(out / "sparse_sites.bed"), str(out / "sparse.sizes"),
-                        "-o", str(out / "sparse_adjusted.bw")], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                str(peer),
+                "adjust-wps",
+                str(out / "sparse_wps.bw"),
+                str(out / "sparse_sites.bed"),
+                str(out / "sparse.sizes"),
+                "-o",
+                str(out / "sparse_adjusted.bw"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         seconds["sparse_peer_adjust"] = time.perf_counter() - start
         wps_agreement = _compare_tracks(out / "wps.bw", out / "ours_sites" / "bench_0001.wps.bw")
         adjusted_agreement = _compare_tracks(out / "adjusted.bw", out / "ours_sites" / "bench_0001.wps_adjusted.bw")
         cleavage_agreement = _compare_tracks(out / "cleavage.bw", out / "ours_sites" / "bench_0001.cleavage.bw")
+
         def coverages(peer_file: Path, ours_folder: Path) -> tuple[list[float], list[int]]:
             [table] = ours_folder.glob("*.intervals.tsv")
-            return ([float(line.split("\t")[4]) for line in peer_file.read_text().splitlines() if line],
-                    [int(line.split("\t")[5]) for line in table.read_text().splitlines()[1:]])
+            return (
+                [float(line.split("\t")[4]) for line in peer_file.read_text().splitlines() if line],
+                [int(line.split("\t")[5]) for line in table.read_text().splitlines()[1:]],
+            )
 
         def same_rows(a: Path, b: Path) -> bool:
             """Whether two interval tables agree but for the coverage per million (None reading by index)."""
             [x], [y] = a.glob("*.intervals.tsv"), b.glob("*.intervals.tsv")
+
             def cut(path: Path) -> list[list[str]]:
                 return [row[:6] + row[7:] for row in (line.split("\t") for line in path.read_text().splitlines())]
+
             return cut(x) == cut(y)
 
-        whole_agrees = same_rows(out / "ours_wide", out / "ours_wide_whole") and \
-            same_rows(out / "sparse_wide", out / "sparse_wide_whole")
+        whole_agrees = same_rows(out / "ours_wide", out / "ours_wide_whole") and same_rows(
+            out / "sparse_wide", out / "sparse_wide_whole"
+        )
         sparse_wps = _compare_tracks(out / "sparse_wps.bw", out / "sparse_sites" / "bench_0001.wps.bw")
-        sparse_adjusted = _compare_tracks(out / "sparse_adjusted.bw", out / "sparse_sites" / "bench_0001.wps_adjusted.bw")
+        sparse_adjusted = _compare_tracks(
+            out / "sparse_adjusted.bw", out / "sparse_sites" / "bench_0001.wps_adjusted.bw"
+        )
         sparse_cleavage = _compare_tracks(out / "sparse_cleavage.bw", out / "sparse_sites" / "bench_0001.cleavage.bw")
         sparse_peer_coverage, sparse_our_coverage = coverages(out / "sparse_coverage.bed", out / "sparse_wide")
         sparse_ours = seconds["sparse_ours_intervals"] + seconds["sparse_ours_coverage"]
-        sparse_peer = seconds["sparse_peer_coverage"] + seconds["sparse_peer_wps"] + seconds["sparse_peer_adjust"] + seconds["sparse_peer_cleavage"]
+        sparse_peer = (
+            seconds["sparse_peer_coverage"]
+            + seconds["sparse_peer_wps"]
+            + seconds["sparse_peer_adjust"]
+            + seconds["sparse_peer_cleavage"]
+        )
 
         peer_coverage, our_coverage = coverages(out / "coverage.bed", out / "ours_wide")
         peer_many, our_many = coverages(out / "coverage_many.bed", out / "ours_many")
         ours_intervals = seconds["ours_intervals"] + seconds["ours_coverage"]
-        peer_intervals = seconds["peer_coverage"] + seconds["peer_wps"] + seconds["peer_adjust"] + seconds["peer_cleavage"]
+        peer_intervals = (
+            seconds["peer_coverage"] + seconds["peer_wps"] + seconds["peer_adjust"] + seconds["peer_cleavage"]
+        )
         # Sizes: FinaleToolkit's bins (min max count) pool every contig; plasmacount keeps the binned
         # chromosomes' histogram apart from each other contig's (chrM, chrEBV), so both are added here.
         from plasmacount.alignments import CountOptions, count_alignments
@@ -269,11 +487,17 @@ def main() -> None:
         for line in (out / "ours_motifs" / "bench_0001.end_motifs.tsv").read_text().splitlines()[1:]:
             motif, count, _ = line.split("\t")
             ours_counts[motif] = int(count)
-        peer_frequencies = {line.split("\t")[0]: float(line.split("\t")[1]) for line in (out / "motifs.tsv").read_text().splitlines()
-                            if line and not line.startswith(("motif", "#"))}
+        peer_frequencies = {
+            line.split("\t")[0]: float(line.split("\t")[1])
+            for line in (out / "motifs.tsv").read_text().splitlines()
+            if line and not line.startswith(("motif", "#"))
+        }
         ours_total = sum(ours_counts.values())
-        peer_total = next(n for n in range(ours_total - 2000, ours_total + 2000)
-                          if all(abs(f * n - round(f * n)) < 1e-3 for f in peer_frequencies.values()))
+        peer_total = next(
+            n
+            for n in range(ours_total - 2000, ours_total + 2000)
+            if all(abs(f * n - round(f * n)) < 1e-3 for f in peer_frequencies.values())
+        )
         motif_differences = sum(abs(ours_counts[m] - round(peer_frequencies[m] * peer_total)) for m in ours_counts)
         largest_frequency_difference = max(abs(ours_counts[m] / ours_total - peer_frequencies[m]) for m in ours_counts)
     lines = [
@@ -340,7 +564,11 @@ def main() -> None:
         sys.path.insert(0, str(HERE))
         from results import write_section
 
-        write_section("finaletoolkit", "## Fragmentomics beside FinaleToolkit\n\n" + text, f"python benchmarks/finaletoolkit_peer.py --runs {args.runs} --write")
+        write_section(
+            "finaletoolkit",
+            "## Fragmentomics beside FinaleToolkit\n\n" + text,
+            f"python benchmarks/finaletoolkit_peer.py --runs {args.runs} --write",
+        )
 
 
 if __name__ == "__main__":

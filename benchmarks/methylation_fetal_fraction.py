@@ -9,6 +9,7 @@ molecules that came from the placenta, read from the simulated read names.
 
     python benchmarks/methylation_fetal_fraction.py [--tests 12] [--molecules 20000] [--speed-molecules 1000000] [--write]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +42,19 @@ def autosomal_placental_share(bam: Path) -> float:
     return fetal / total
 
 
-def cohort(directory: Path, genome, effects: LongReadEffects, molecules: int, tests: int, train_seed: int, test_seed: int) -> dict:
+def cohort(
+    directory: Path, genome, effects: LongReadEffects, molecules: int, tests: int, train_seed: int, test_seed: int
+) -> dict:
     annotation = genome.annotation()
     options = CountOptions(long_reads=True)
 
     def molecules_of(name: str, n: int, fraction: float, sex: str | None, seed: int):
-        bam = write_long_read_bam(directory / f"{name}.bam", genome, LongReadSample(name, n, fraction, sex), seed, effects)
-        counts, features = scan_alignments(bam, annotation=annotation, options=options, request=ScanRequest(methylation=True))
+        bam = write_long_read_bam(
+            directory / f"{name}.bam", genome, LongReadSample(name, n, fraction, sex), seed, effects
+        )
+        counts, features = scan_alignments(
+            bam, annotation=annotation, options=options, request=ScanRequest(methylation=True)
+        )
         return bam, counts, features.molecules
 
     rng = np.random.default_rng(train_seed)
@@ -56,8 +63,13 @@ def cohort(directory: Path, genome, effects: LongReadEffects, molecules: int, te
         _, counts, rows = molecules_of(f"blood{i}", molecules // 2, 0.0, None, train_seed * 1000 + i)
         panel.append((rows, 0.0))
     for i in range(6):
-        bam, counts, rows = molecules_of(f"panel{i}", molecules // 2, float(rng.uniform(0.04, 0.2)), ("male", "female")[i % 2],
-                                         train_seed * 1000 + 100 + i)
+        bam, counts, rows = molecules_of(
+            f"panel{i}",
+            molecules // 2,
+            float(rng.uniform(0.04, 0.2)),
+            ("male", "female")[i % 2],
+            train_seed * 1000 + 100 + i,
+        )
         panel.append((rows, autosomal_placental_share(bam)))
     reference = learn_reference(counts.layout, panel, source="simulated panel")
     rng = np.random.default_rng(test_seed)
@@ -72,14 +84,35 @@ def cohort(directory: Path, genome, effects: LongReadEffects, molecules: int, te
         covered += result["interval"][0] <= truth <= result["interval"][1]
         rows_out.append((sex, truth, result["estimate"]))
     errors = np.array(errors)
-    by_sex = {sex: float(np.mean([abs(e) for (s, _, _), e in zip(rows_out, errors) if s == sex])) for sex in ("female", "male")}
-    return {"mae": float(np.mean(np.abs(errors))), "max": float(np.max(np.abs(errors))), "bias": float(np.mean(errors)),
-            "covered": covered, "tests": tests, "by_sex": by_sex}
+    by_sex = {
+        sex: float(np.mean([abs(e) for (s, _, _), e in zip(rows_out, errors) if s == sex]))
+        for sex in ("female", "male")
+    }
+    return {
+        "mae": float(np.mean(np.abs(errors))),
+        "max": float(np.max(np.abs(errors))),
+        "bias": float(np.mean(errors)),
+        "covered": covered,
+        "tests": tests,
+        "by_sex": by_sex,
+    }
 
 
 def speed(directory: Path, genome, molecules: int, runs: int = 3) -> tuple[float, float]:
-    bam = write_long_read_bam(directory / "speed.bam", genome, LongReadSample("speed", molecules, 0.1, "male"), 7, LongReadEffects())
-    ours = [sys.executable, "-m", "plasmacount", "--quiet", "count", str(bam), "--long-reads", "-o", str(directory / "speed.counts.npz")]
+    bam = write_long_read_bam(
+        directory / "speed.bam", genome, LongReadSample("speed", molecules, 0.1, "male"), 7, LongReadEffects()
+    )
+    ours = [
+        sys.executable,
+        "-m",
+        "plasmacount",
+        "--quiet",
+        "count",
+        str(bam),
+        "--long-reads",
+        "-o",
+        str(directory / "speed.counts.npz"),
+    ]
     peer = ["samtools", "view", "-@2", "-c", str(bam)]
     times = {"ours": [], "peer": []}
     for _ in range(runs):
@@ -99,31 +132,45 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     genome = make_genome(scale=1 / 1000, seed=3, bin_size=100_000)
-    lines = ["Data: the project's OWN SIMULATOR (long-read BAMs with MM/ML tags, synthetic genome at 1/1000, 100 kb bins). "
-             f"Reference learnt on 4 non-pregnant women and 6 pregnancies of known fetal fraction ({args.molecules // 2:,} molecules each, "
-             f"seed {args.seeds[0]}); tested on {args.tests} pregnancies, half of each fetal sex ({args.molecules:,} molecules each, "
-             f"seed {args.seeds[1]}, drawn after the method was fixed). Truth: the share of autosomal molecules from the placenta.", "",
-             "| simulator setting | MAE (points) | largest error | mean error | female / male MAE | 95 % intervals hold the truth |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "Data: the project's OWN SIMULATOR (long-read BAMs with MM/ML tags, synthetic genome at 1/1000, 100 kb bins). "
+        f"Reference learnt on 4 non-pregnant women and 6 pregnancies of known fetal fraction ({args.molecules // 2:,} molecules each, "
+        f"seed {args.seeds[0]}); tested on {args.tests} pregnancies, half of each fetal sex ({args.molecules:,} molecules each, "
+        f"seed {args.seeds[1]}, drawn after the method was fixed). Truth: the share of autosomal molecules from the placenta.",
+        "",
+        "| simulator setting | MAE (points) | largest error | mean error | female / male MAE | 95 % intervals hold the truth |",
+        "|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory() as scratch:
-        for label, effects in (("default", LongReadEffects()), ("pessimistic (LongReadEffects.pessimistic)", LongReadEffects.pessimistic())):
+        for label, effects in (
+            ("default", LongReadEffects()),
+            ("pessimistic (LongReadEffects.pessimistic)", LongReadEffects.pessimistic()),
+        ):
             directory = Path(scratch) / label.split()[0]
             directory.mkdir()
             r = cohort(directory, genome, effects, args.molecules, args.tests, *args.seeds)
-            lines.append(f"| {label} | {100 * r['mae']:.2f} | {100 * r['max']:.2f} | {100 * r['bias']:+.2f} | "
-                         f"{100 * r['by_sex']['female']:.2f} / {100 * r['by_sex']['male']:.2f} | {r['covered']} of {r['tests']} |")
+            lines.append(
+                f"| {label} | {100 * r['mae']:.2f} | {100 * r['max']:.2f} | {100 * r['bias']:+.2f} | "
+                f"{100 * r['by_sex']['female']:.2f} / {100 * r['by_sex']['male']:.2f} | {r['covered']} of {r['tests']} |"
+            )
             shutil.rmtree(directory)
         ours, peer = speed(Path(scratch), genome, args.speed_molecules)
-    lines += ["", f"Counting a {args.speed_molecules:,}-molecule long-read BAM (`count --long-reads`: lengths, bins, log-spaced "
-              f"classes): {ours:.2f} s; `samtools view -@2 -c` on it: {peer:.2f} s ({ours / peer:.2f}x; medians of 3, 2 cores)."]
+    lines += [
+        "",
+        f"Counting a {args.speed_molecules:,}-molecule long-read BAM (`count --long-reads`: lengths, bins, log-spaced "
+        f"classes): {ours:.2f} s; `samtools view -@2 -c` on it: {peer:.2f} s ({ours / peer:.2f}x; medians of 3, 2 cores).",
+    ]
     text = "\n".join(lines)
     print(text)
     if args.write:
         sys.path.insert(0, str(HERE))
         from results import write_section
 
-        write_section("methylation", "## Long molecules: fetal fraction from methylation, counting speed\n\n" + text,
-                      "python benchmarks/methylation_fetal_fraction.py --write")
+        write_section(
+            "methylation",
+            "## Long molecules: fetal fraction from methylation, counting speed\n\n" + text,
+            "python benchmarks/methylation_fetal_fraction.py --write",
+        )
 
 
 if __name__ == "__main__":

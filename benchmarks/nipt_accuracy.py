@@ -23,6 +23,7 @@ timing of `reference` and `nipt` is `benchmarks/nipt_speed.py` (run it on a quie
 
     python benchmarks/nipt_accuracy.py [--quick] [--write]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,10 @@ def annotation_and_source(scratch: Path):
 
 
 def designs(n, reads, seed, paired, background, cohort="euploid"):
-    return [dataclasses.replace(d, chrY_background=d.chrY_background * background)
-            for d in design_cohort(cohort, n, reads, seed=seed, paired=paired, prefix=f"s{seed}")]
+    return [
+        dataclasses.replace(d, chrY_background=d.chrY_background * background)
+        for d in design_cohort(cohort, n, reads, seed=seed, paired=paired, prefix=f"s{seed}")
+    ]
 
 
 def call_of(result, event):
@@ -86,7 +89,10 @@ class Lab:
         self.reference = None
 
     def build(self, n=200, seed=101):
-        panel = [simulate_counts(d, self.model, seed, i) for i, d in enumerate(designs(n, 10_000_000, seed, self.paired, self.background))]
+        panel = [
+            simulate_counts(d, self.model, seed, i)
+            for i, d in enumerate(designs(n, 10_000_000, seed, self.paired, self.background))
+        ]
         start = time.perf_counter()
         self.reference = build_reference(panel, self.annotation)
         return time.perf_counter() - start
@@ -110,8 +116,10 @@ def fetal_fraction_summary(pairs) -> str:
     values = np.array([(f["estimate"], truth) for f, truth in known])
     covered = sum(f["low"] <= truth <= f["high"] for f, truth in known)
     r = np.corrcoef(values.T)[0, 1] if len(known) > 2 else float("nan")
-    return (f"{len(known)} of {len(pairs)} determinable; MAE {100 * np.mean(np.abs(values[:, 0] - values[:, 1])):.2f} points, r {r:.3f}, "
-            f"95 % interval holds the truth in {percent(covered, len(known))}")
+    return (
+        f"{len(known)} of {len(pairs)} determinable; MAE {100 * np.mean(np.abs(values[:, 0] - values[:, 1])):.2f} points, r {r:.3f}, "
+        f"95 % interval holds the truth in {percent(covered, len(known))}"
+    )
 
 
 def euploid_rows(lab, reads, n, seed, label):
@@ -124,7 +132,11 @@ def euploid_rows(lab, reads, n, seed, label):
     cnvs = sum(len(r["cnvs"]) for r, _ in at4)
     sex_right = sum(r["fetal_sex"] == d.fetal_sex for r, d in at4)
     inconclusive = sum(r["fetal_sex"] == "inconclusive" for r, _ in at4)
-    male_results = [(r["fetal_fraction"], d.fetal_fraction) for r, d in at4 if d.fetal_sex == "male" and r["fetal_fraction"]["estimate"] is not None]
+    male_results = [
+        (r["fetal_fraction"], d.fetal_fraction)
+        for r, d in at4
+        if d.fetal_sex == "male" and r["fetal_fraction"]["estimate"] is not None
+    ]
     male = np.array([(f["estimate"], truth) for f, truth in male_results])
     male_covered = sum(f["low"] <= truth <= f["high"] for f, truth in male_results)
     females = [(r, d) for r, d in at4 if d.fetal_sex == "female"]
@@ -137,8 +149,12 @@ def euploid_rows(lab, reads, n, seed, label):
                 break
     top = "; ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]) or "-"
     total = len(at4)
-    male_mae = (f"{100 * np.mean(np.abs(male[:, 0] - male[:, 1])):.2f} points (r {np.corrcoef(male.T)[0, 1]:.3f}; 95 % interval holds the "
-                f"truth in {percent(male_covered, len(male_results))})" if len(male) > 2 else "-")
+    male_mae = (
+        f"{100 * np.mean(np.abs(male[:, 0] - male[:, 1])):.2f} points (r {np.corrcoef(male.T)[0, 1]:.3f}; 95 % interval holds the "
+        f"truth in {percent(male_covered, len(male_results))})"
+        if len(male) > 2
+        else "-"
+    )
     return [
         f"| {label}: samples at FF >= 4 % | {total} | |",
         f"| {label}: samples with any no-call | {no_call} ({percent(no_call, total)}); reasons: {top} | {'<= 2 %' if reads >= 10_000_000 else '<= 5 %'} |",
@@ -157,17 +173,27 @@ def trisomy_rows(lab, n, seed):
     cells = []
     reasons = []
     for j, event in enumerate(TRISOMIES):
-        calls = [next(c for c in lab.run(with_finding(d, event, population_ff_at_least(rng, 0.04)), seed, 1000 * j + i)["calls"]
-                      if c["event"] == event) for i, d in enumerate(base[j * n:(j + 1) * n])]
+        calls = [
+            next(
+                c
+                for c in lab.run(with_finding(d, event, population_ff_at_least(rng, 0.04)), seed, 1000 * j + i)["calls"]
+                if c["event"] == event
+            )
+            for i, d in enumerate(base[j * n : (j + 1) * n])
+        ]
         outcomes = [c["result"] for c in calls]
         reasons += [c["reason"].split(":")[0][:60] for c in calls if c["result"] == "no-call"]
-        cells.append(f"{event} {sum(o == 'positive' for o in outcomes)}/{len(outcomes)} ({sum(o == 'no-call' for o in outcomes)} no-call)")
+        cells.append(
+            f"{event} {sum(o == 'positive' for o in outcomes)}/{len(outcomes)} ({sum(o == 'no-call' for o in outcomes)} no-call)"
+        )
     if reasons:
         cells.append("no-call reasons: " + ", ".join(sorted(set(reasons))))
     base3 = designs(n, 3_000_000, seed + 1, lab.paired, lab.background)
     outcomes = [call_of(lab.run(with_finding(d, "T21", 0.10), seed + 1, i), "T21") for i, d in enumerate(base3)]
-    return [f"| trisomies at 10 M, FF >= 4 % (population draw) | {'; '.join(cells)} | >= 99 % |",
-            f"| T21 at 3 M, FF 10 % | {sum(o == 'positive' for o in outcomes)}/{len(outcomes)} | all |"]
+    return [
+        f"| trisomies at 10 M, FF >= 4 % (population draw) | {'; '.join(cells)} | >= 99 % |",
+        f"| T21 at 3 M, FF 10 % | {sum(o == 'positive' for o in outcomes)}/{len(outcomes)} | all |",
+    ]
 
 
 def maternal_rows(lab, n, seed):
@@ -182,14 +208,33 @@ def maternal_rows(lab, n, seed):
         start = int(rng.uniform(low, lengths[chrom] - size - 1e6))
         inherited = bool(rng.random() < 0.5)
         cn = 3 if rng.random() < 0.8 else 1
-        design = dataclasses.replace(d, events=[{"type": "cnv", "origin": "maternal", "chrom": chrom, "start": start, "end": start + size,
-                                                 "fetal_cn": cn if inherited else 2, "maternal_cn": cn, "name": None}])
+        design = dataclasses.replace(
+            d,
+            events=[
+                {
+                    "type": "cnv",
+                    "origin": "maternal",
+                    "chrom": chrom,
+                    "start": start,
+                    "end": start + size,
+                    "fetal_cn": cn if inherited else 2,
+                    "maternal_cn": cn,
+                    "name": None,
+                }
+            ],
+        )
         result = lab.run(design, seed, i)
         trisomy_calls += call_of(result, f"T{chrom[3:]}") == "positive"
-        hits = [c for c in result["cnvs"] if c["chrom"].replace("chr", "") == chrom[3:] and c["start"] < start + size and c["end"] > start]
+        hits = [
+            c
+            for c in result["cnvs"]
+            if c["chrom"].replace("chr", "") == chrom[3:] and c["start"] < start + size and c["end"] > start
+        ]
         labelled += bool(hits) and hits[0]["origin"] == "maternal"
-    return [f"| maternal 2-5 Mb CNVs on chr13/18/21 (80 % duplications; half inherited) | trisomy called {trisomy_calls}/{n}; "
-            f"CNV found and labelled maternal {labelled}/{n} ({percent(labelled, n)}) | no trisomy call; >= 95 % labelled |"]
+    return [
+        f"| maternal 2-5 Mb CNVs on chr13/18/21 (80 % duplications; half inherited) | trisomy called {trisomy_calls}/{n}; "
+        f"CNV found and labelled maternal {labelled}/{n} ({percent(labelled, n)}) | no trisomy call; >= 95 % labelled |"
+    ]
 
 
 def passing_with_findings(results):
@@ -202,28 +247,57 @@ def bias_rows(lab, n, seed):
     rows = []
     base = designs(n, 10_000_000, seed, lab.paired, lab.background)
     for bias in (0.005, 0.02):
-        results = [lab.run(dataclasses.replace(d, library_bias=bias, library_bias_seed=seed * 1000 + i), seed, i) for i, d in enumerate(base)]
+        results = [
+            lab.run(dataclasses.replace(d, library_bias=bias, library_bias_seed=seed * 1000 + i), seed, i)
+            for i, d in enumerate(base)
+        ]
         passing, bad = passing_with_findings(results)
         flagged = len(results) - len(passing)
-        rows.append(f"| library bias {100 * bias:.1f} % the panel never saw | QC flags {flagged}/{n} ({percent(flagged, n)}); of the "
-                    f"{len(passing)} passing, {bad} with a positive call or a CNV | "
-                    f"{'no positive or CNV when QC passes' if bias < 0.01 else '>= 95 % flagged'} |")
+        rows.append(
+            f"| library bias {100 * bias:.1f} % the panel never saw | QC flags {flagged}/{n} ({percent(flagged, n)}); of the "
+            f"{len(passing)} passing, {bad} with a positive call or a CNV | "
+            f"{'no positive or CNV when QC passes' if bias < 0.01 else '>= 95 % flagged'} |"
+        )
     # A new bias that follows bin properties: what the within-sample correction is for.
     spread = {}
     covariates = lab.reference.model.covariates
-    for label, bias, corrected in (("no bias", 0.0, True), ("with the within-sample correction", 0.02, True), ("without it", 0.02, False)):
+    for label, bias, corrected in (
+        ("no bias", 0.0, True),
+        ("with the within-sample correction", 0.02, True),
+        ("without it", 0.02, False),
+    ):
         lab.reference.model.covariates = covariates if corrected else None
         try:
-            results = [lab.run(dataclasses.replace(d, library_bias=bias, library_bias_seed=seed * 1000 + i, library_bias_kind="bin_features"), seed, i)
-                       for i, d in enumerate(base[: max(5, n // 2)])]
+            results = [
+                lab.run(
+                    dataclasses.replace(
+                        d, library_bias=bias, library_bias_seed=seed * 1000 + i, library_bias_kind="bin_features"
+                    ),
+                    seed,
+                    i,
+                )
+                for i, d in enumerate(base[: max(5, n // 2)])
+            ]
         finally:
             lab.reference.model.covariates = covariates
-        z = np.array([v["z"] for r in results for k, v in r["chromosomes"].items() if not k.endswith(("X", "Y")) and v["z"] is not None])
+        z = np.array(
+            [
+                v["z"]
+                for r in results
+                for k, v in r["chromosomes"].items()
+                if not k.endswith(("X", "Y")) and v["z"] is not None
+            ]
+        )
         passing, bad = passing_with_findings(results)
-        spread[label] = (f"{label}: autosomal z SD {np.std(z):.2f}, abs(z) >= 3 in {int((abs(z) >= 3).sum())} of {z.size}; QC flags "
-                         f"{len(results) - len(passing)}/{len(results)}; of the {len(passing)} passing, {bad} with a positive call or a CNV")
-    rows.append("| library bias 2 % following bin properties (mappability, GC x mappability) the panel never saw, same samples | "
-                + "; ".join(spread.values()) + " | z as without bias |")
+        spread[label] = (
+            f"{label}: autosomal z SD {np.std(z):.2f}, abs(z) >= 3 in {int((abs(z) >= 3).sum())} of {z.size}; QC flags "
+            f"{len(results) - len(passing)}/{len(results)}; of the {len(passing)} passing, {bad} with a positive call or a CNV"
+        )
+    rows.append(
+        "| library bias 2 % following bin properties (mappability, GC x mappability) the panel never saw, same samples | "
+        + "; ".join(spread.values())
+        + " | z as without bias |"
+    )
     return rows
 
 
@@ -232,28 +306,52 @@ def sca_and_cnv_rows(lab, n, seed):
     base = designs(n * 4, 10_000_000, seed, lab.paired, lab.background)
     cells = []
     for j, event in enumerate(SCA):
-        outcomes = [call_of(lab.run(with_finding(d, event, float(rng.uniform(0.08, 0.20))), seed, 1000 * j + i), event)
-                    for i, d in enumerate(base[j * n:(j + 1) * n])]
-        cells.append(f"{event} {sum(o == 'positive' for o in outcomes)}/{len(outcomes)} ({sum(o == 'no-call' for o in outcomes)} nc)")
+        outcomes = [
+            call_of(lab.run(with_finding(d, event, float(rng.uniform(0.08, 0.20))), seed, 1000 * j + i), event)
+            for i, d in enumerate(base[j * n : (j + 1) * n])
+        ]
+        cells.append(
+            f"{event} {sum(o == 'positive' for o in outcomes)}/{len(outcomes)} ({sum(o == 'no-call' for o in outcomes)} nc)"
+        )
     rows = [f"| sex-chromosome aneuploidies, FF 8-20 % | {'; '.join(cells)} | |"]
     base = designs(n * 3, 10_000_000, seed + 1, lab.paired, lab.background)
     cells = []
     for j, size in enumerate((3_000_000, 5_000_000, 10_000_000)):
         found = fetal = 0
-        for i, d in enumerate(base[j * n:(j + 1) * n]):
+        for i, d in enumerate(base[j * n : (j + 1) * n]):
             while True:  # a stretch of well-behaved bins (not a centromere or a gap)
                 chrom = f"chr{int(rng.integers(1, 13))}"
                 start = int(rng.uniform(20e6, 100e6))
                 contig = lab.annotation.layout.contig(chrom)
                 bins = slice(contig.first_bin + start // 100_000, contig.first_bin + (start + size) // 100_000)
-                good = np.isfinite(lab.annotation.gc[bins]) & (np.nan_to_num(lab.annotation.mappability[bins], nan=1.0) >= 0.5)
+                good = np.isfinite(lab.annotation.gc[bins]) & (
+                    np.nan_to_num(lab.annotation.mappability[bins], nan=1.0) >= 0.5
+                )
                 if good.mean() >= 0.9:
                     break
             ff = float(rng.uniform(0.10, 0.20))
-            design = dataclasses.replace(d, fetal_fraction=ff, events=[{"type": "cnv", "origin": "fetal", "chrom": chrom, "start": start,
-                                                                        "end": start + size, "fetal_cn": 1, "maternal_cn": 2, "name": None}])
+            design = dataclasses.replace(
+                d,
+                fetal_fraction=ff,
+                events=[
+                    {
+                        "type": "cnv",
+                        "origin": "fetal",
+                        "chrom": chrom,
+                        "start": start,
+                        "end": start + size,
+                        "fetal_cn": 1,
+                        "maternal_cn": 2,
+                        "name": None,
+                    }
+                ],
+            )
             result = lab.run(design, seed + 1, 1000 * j + i)
-            hits = [c for c in result["cnvs"] if c["chrom"].replace("chr", "") == chrom[3:] and c["start"] < start + size and c["end"] > start]
+            hits = [
+                c
+                for c in result["cnvs"]
+                if c["chrom"].replace("chr", "") == chrom[3:] and c["start"] < start + size and c["end"] > start
+            ]
             found += bool(hits)
             fetal += bool(hits) and hits[0]["origin"] == "fetal"
         cells.append(f"{size // 1_000_000} Mb {found}/{n} ({fetal} labelled fetal)")
@@ -270,18 +368,28 @@ def main() -> None:
     n = lambda k: max(5, int(k * scale))  # noqa: E731
     scratch = Path(tempfile.mkdtemp())
     annotation, annotation_path, source = annotation_and_source(scratch)
-    lines = [f"Data: the project's OWN SIMULATOR ({source}; lab seed {LAB_SEED}). References: 200 euploid pregnancies at 10 M reads. "
-             "Test cohorts drawn with seeds 1103-1110, after the settings were fixed on seeds 103-110.", ""]
+    lines = [
+        f"Data: the project's OWN SIMULATOR ({source}; lab seed {LAB_SEED}). References: 200 euploid pregnancies at 10 M reads. "
+        "Test cohorts drawn with seeds 1103-1110, after the settings were fixed on seeds 103-110.",
+        "",
+    ]
     for name, (effects, paired, background) in SETTINGS.items():
         lab = Lab(annotation, effects, paired, background)
         seconds = lab.build()
         qc = lab.reference.metadata["qc"]
-        skill = ", ".join(f"{k} r {v['cv_r']:.2f}{' (used)' if v['used'] else ''}" for k, v in qc["fetal_fraction_skill"].items() if v)
-        lines += [f"### {name.capitalize()} lab: {'paired-end' if paired else 'single-end'}, placental pattern SD "
-                  f"{100 * effects.placental_pattern_sd:.0f} %, chrY background in {100 * effects.y_hotspot_share:.0f} % of chrY bins x {background:g}", "",
-                  f"Reference built in {seconds:.1f} s (in memory): QC {qc['status']}; {qc['female_samples']} female / {qc['male_samples']} male "
-                  f"pregnancies found (truth: the panel's design); sex-independent FF skill: {skill or 'none trained'}.", "",
-                  "| measure | value | target |", "|---|---|---|"]
+        skill = ", ".join(
+            f"{k} r {v['cv_r']:.2f}{' (used)' if v['used'] else ''}" for k, v in qc["fetal_fraction_skill"].items() if v
+        )
+        lines += [
+            f"### {name.capitalize()} lab: {'paired-end' if paired else 'single-end'}, placental pattern SD "
+            f"{100 * effects.placental_pattern_sd:.0f} %, chrY background in {100 * effects.y_hotspot_share:.0f} % of chrY bins x {background:g}",
+            "",
+            f"Reference built in {seconds:.1f} s (in memory): QC {qc['status']}; {qc['female_samples']} female / {qc['male_samples']} male "
+            f"pregnancies found (truth: the panel's design); sex-independent FF skill: {skill or 'none trained'}.",
+            "",
+            "| measure | value | target |",
+            "|---|---|---|",
+        ]
         lines += euploid_rows(lab, 10_000_000, n(1000), 1103, "euploid 10 M")
         lines += euploid_rows(lab, 3_000_000, n(400), 1104, "euploid 3 M")
         lines += trisomy_rows(lab, n(100), 1105)
@@ -294,17 +402,26 @@ def main() -> None:
     strong.build()
     skill = strong.reference.metadata["qc"]["fetal_fraction_skill"]["bin_profile"]
     cohort = [d for d in designs(n(300), 10_000_000, 1110, False, 1.0) if d.fetal_sex == "female"]
-    text = fetal_fraction_summary([(strong.run(d, 1110, i)["fetal_fraction"], d.fetal_fraction) for i, d in enumerate(cohort)])
-    lines += ["### Strong placental pattern (SD 15 %, single-end): female fetal fraction from the bin profile", "",
-              f"Panel cross-validated r {skill['cv_r']:.3f}, RMSE {100 * skill['cv_rmse']:.2f} points. Female pregnancies at 10 M: {text} "
-              "(target r >= 0.9). The default and pessimistic labs above show what is left without such a pattern.", ""]
+    text = fetal_fraction_summary(
+        [(strong.run(d, 1110, i)["fetal_fraction"], d.fetal_fraction) for i, d in enumerate(cohort)]
+    )
+    lines += [
+        "### Strong placental pattern (SD 15 %, single-end): female fetal fraction from the bin profile",
+        "",
+        f"Panel cross-validated r {skill['cv_r']:.3f}, RMSE {100 * skill['cv_rmse']:.2f} points. Female pregnancies at 10 M: {text} "
+        "(target r >= 0.9). The default and pessimistic labs above show what is left without such a pattern.",
+        "",
+    ]
     report = "\n".join(lines)
     print(report)
     if args.write:
         from results import write_section
 
-        write_section("nipt", "## Prenatal testing accuracy (`plasmacount reference` + `nipt`)\n\n" + report,
-                      f"python benchmarks/nipt_accuracy.py{' --quick' if args.quick else ''} --write")
+        write_section(
+            "nipt",
+            "## Prenatal testing accuracy (`plasmacount reference` + `nipt`)\n\n" + report,
+            f"python benchmarks/nipt_accuracy.py{' --quick' if args.quick else ''} --write",
+        )
 
 
 if __name__ == "__main__":

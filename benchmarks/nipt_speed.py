@@ -5,6 +5,7 @@ Targets (issue 11): each <= 60 s on 2 cores. Run on a quiet machine: timings are
 
     python benchmarks/nipt_speed.py [--write]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,15 +40,22 @@ def timing(lab, scratch: Path, annotation_path: Path) -> list[str]:
         batch.append(str(path))
     cli = [sys.executable, "-m", "plasmacount", "--quiet"]
     start = time.perf_counter()
-    subprocess.run(cli + ["reference", *panel, "--bins", str(annotation_path), "-o", str(scratch / "ref.npz")], check=True)
+    subprocess.run(
+        cli + ["reference", *panel, "--bins", str(annotation_path), "-o", str(scratch / "ref.npz")], check=True
+    )
     reference_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    subprocess.run(cli + ["nipt", *batch, "--reference", str(scratch / "ref.npz"), "-o", str(scratch / "out")], check=True)
+    subprocess.run(
+        cli + ["nipt", *batch, "--reference", str(scratch / "ref.npz"), "-o", str(scratch / "out")], check=True
+    )
     nipt_seconds = time.perf_counter() - start
     qc = Reference.load(scratch / "ref.npz").metadata["qc"]
-    return [f"Timing (2 cores, command line, pessimistic lab): `reference` on 200 samples {reference_seconds:.1f} s (target <= 60 s); "
-            f"`nipt` on 96 samples {nipt_seconds:.1f} s (target <= 60 s). That reference's QC: {qc['status']} "
-            f"({'; '.join(qc['reasons']) or 'no reasons'}).", ""]
+    return [
+        f"Timing (2 cores, command line, pessimistic lab): `reference` on 200 samples {reference_seconds:.1f} s (target <= 60 s); "
+        f"`nipt` on 96 samples {nipt_seconds:.1f} s (target <= 60 s). That reference's QC: {qc['status']} "
+        f"({'; '.join(qc['reasons']) or 'no reasons'}).",
+        "",
+    ]
 
 
 def main() -> None:
@@ -57,14 +65,19 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp())
     annotation, annotation_path, source = annotation_and_source(scratch)
     lab = Lab(annotation, *SETTINGS["pessimistic"])
-    lines = [f"Data: the project's OWN SIMULATOR ({source}), pessimistic lab.", ""] + timing(lab, scratch, annotation_path)
+    lines = [f"Data: the project's OWN SIMULATOR ({source}), pessimistic lab.", ""] + timing(
+        lab, scratch, annotation_path
+    )
     report = "\n".join(lines)
     print(report)
     if args.write:
         from results import write_section
 
-        write_section("nipt-speed", "## Prenatal testing speed (`plasmacount reference` + `nipt`)\n\n" + report,
-                      "python benchmarks/nipt_speed.py --write")
+        write_section(
+            "nipt-speed",
+            "## Prenatal testing speed (`plasmacount reference` + `nipt`)\n\n" + report,
+            "python benchmarks/nipt_speed.py --write",
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ the GC correction removes what GC moves, not an accuracy figure.
 
     python benchmarks/nipter_real.py [--write]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,12 @@ def measure(data: Path = DATA) -> dict:
     # Usable bins: known GC, reads in every sample, not far from the typical bin (repeats, gaps).
     typical = np.median(counts[:, autosomal], axis=1, keepdims=True)
     relative = counts / typical
-    use = np.isfinite(gc) & (counts > 0).all(axis=0) & (np.median(relative, axis=0) > 0.3) & (np.median(relative, axis=0) < 3)
+    use = (
+        np.isfinite(gc)
+        & (counts > 0).all(axis=0)
+        & (np.median(relative, axis=0) > 0.3)
+        & (np.median(relative, axis=0) < 3)
+    )
     median_profile = np.median(relative[: len(EUPLOID)], axis=0)
     corrected = []
     for row in counts:
@@ -78,8 +84,18 @@ def measure(data: Path = DATA) -> dict:
 
     raw_z, raw_cv, raw_loo = z_table(raw_shares)
     gc_z, gc_cv, gc_loo = z_table(corrected_shares)
-    return {"names": names, "reads": counts.sum(axis=1), "usable": int(use.sum()), "bins": layout.n_bins, "raw_z": raw_z, "raw_cv": raw_cv,
-            "raw_loo": raw_loo, "gc_z": gc_z, "gc_cv": gc_cv, "gc_loo": gc_loo}
+    return {
+        "names": names,
+        "reads": counts.sum(axis=1),
+        "usable": int(use.sum()),
+        "bins": layout.n_bins,
+        "raw_z": raw_z,
+        "raw_cv": raw_cv,
+        "raw_loo": raw_loo,
+        "gc_z": gc_z,
+        "gc_cv": gc_cv,
+        "gc_loo": gc_loo,
+    }
 
 
 def main() -> None:
@@ -90,16 +106,28 @@ def main() -> None:
         sys.exit(f"{DATA} is not present: this benchmark needs the shared real data")
     m = measure()
     names, counts_total = m["names"], m["reads"]
-    raw_z, raw_cv, raw_loo, gc_z, gc_cv, gc_loo = m["raw_z"], m["raw_cv"], m["raw_loo"], m["gc_z"], m["gc_cv"], m["gc_loo"]
+    raw_z, raw_cv, raw_loo, gc_z, gc_cv, gc_loo = (
+        m["raw_z"],
+        m["raw_cv"],
+        m["raw_loo"],
+        m["gc_z"],
+        m["gc_cv"],
+        m["gc_loo"],
+    )
     reads = ", ".join(f"{name} {counts_total[i] / 1e6:.1f} M" for i, name in enumerate(names))
     lines = [
         "Data: REAL (NIPTeR package samples, GRCh37, 50 kb bins; "
-        f"{m['usable']:,} of {m['bins']:,} bins usable). Reads: {reads}.", "",
-        f"`{TRISOMY}` (trisomy 21) against the four euploid samples, z of each chromosome's share of autosomal reads:", "",
-        "| chromosome | raw z | GC-corrected z | euploid CV raw | euploid CV GC-corrected |", "|---|---|---|---|---|",
+        f"{m['usable']:,} of {m['bins']:,} bins usable). Reads: {reads}.",
+        "",
+        f"`{TRISOMY}` (trisomy 21) against the four euploid samples, z of each chromosome's share of autosomal reads:",
+        "",
+        "| chromosome | raw z | GC-corrected z | euploid CV raw | euploid CV GC-corrected |",
+        "|---|---|---|---|---|",
     ]
     for key in ("13", "18", "21"):
-        lines.append(f"| chr{key} | {raw_z[key]:+.1f} | {gc_z[key]:+.1f} | {100 * raw_cv[key]:.2f} % | {100 * gc_cv[key]:.2f} % |")
+        lines.append(
+            f"| chr{key} | {raw_z[key]:+.1f} | {gc_z[key]:+.1f} | {100 * raw_cv[key]:.2f} % | {100 * gc_cv[key]:.2f} % |"
+        )
     others = [k for k in AUTOSOMES if k not in ("13", "18", "21")]
     lines += [
         f"| other 19 autosomes, largest abs(z) | {max(abs(raw_z[k]) for k in others):.1f} | {max(abs(gc_z[k]) for k in others):.1f} | | |",
@@ -114,8 +142,11 @@ def main() -> None:
     if args.write:
         from results import write_section
 
-        write_section("nipter_real", "## Real NIPT samples (NIPTeR): trisomy 21 against euploid\n\n" + report,
-                      "python benchmarks/nipter_real.py --write")
+        write_section(
+            "nipter_real",
+            "## Real NIPT samples (NIPTeR): trisomy 21 against euploid\n\n" + report,
+            "python benchmarks/nipter_real.py --write",
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Writing a benchmark's latest results into its own marked section of BENCHMARKS.md."""
+
 from __future__ import annotations
 
 import time
@@ -13,7 +14,7 @@ def write_section(key: str, body: str, command: str) -> None:
     begin, end = f"<!-- {key} begin -->", f"<!-- {key} end -->"
     block = f"{begin}\n{body}\nCommand: `{command}` ({time.strftime('%Y-%m-%d')}).\n{end}"
     if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)

@@ -11,6 +11,7 @@ update). Errors are any other status code or a failed request.
 
     python benchmarks/review_load.py [--clients 50] [--seconds 30] [--database URL] [--write]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def client_loop(index: int, base: str, deadline: float, samples: list[int], log: dict, lock: threading.Lock, seed: int) -> None:
+def client_loop(
+    index: int, base: str, deadline: float, samples: list[int], log: dict, lock: threading.Lock, seed: int
+) -> None:
     rng = random.Random(seed * 1000 + index)
     with httpx.Client(base_url=base, follow_redirects=False, timeout=60) as http:
+
         def timed(kind: str, method: str, url: str, **kwargs):
             start = time.perf_counter()
             try:
@@ -58,15 +62,23 @@ def client_loop(index: int, base: str, deadline: float, samples: list[int], log:
 
         form = http.get("/login").text  # the login form's CSRF token (double-submitted with its cookie)
         login_token = re.search(r'name="login_csrf" value="([^"]+)"', form).group(1)
-        response = timed("login", "POST", "/login", data={"username": f"reviewer{index}", "password": PASSWORD, "next": "/",
-                                                          "login_csrf": login_token})
+        response = timed(
+            "login",
+            "POST",
+            "/login",
+            data={"username": f"reviewer{index}", "password": PASSWORD, "next": "/", "login_csrf": login_token},
+        )
         if response is None or response.status_code != 303:
             with lock:
                 log["errors"].append(f"login {index}: {None if response is None else response.status_code}")
             return
         token = http.get("/api/me").json()["csrf_token"]
         while time.perf_counter() < deadline:
-            for kind, url in (("batches page", "/"), ("batch page", "/batches/1"), ("sample page", f"/samples/{rng.choice(samples)}")):
+            for kind, url in (
+                ("batches page", "/"),
+                ("batch page", "/batches/1"),
+                ("sample page", f"/samples/{rng.choice(samples)}"),
+            ):
                 response = timed(kind, "GET", url)
                 if response is not None and response.status_code != 200:
                     with lock:
@@ -78,8 +90,13 @@ def client_loop(index: int, base: str, deadline: float, samples: list[int], log:
                     continue
                 found = rng.choice(detail.json()["findings"][:3] + detail.json()["findings"][-4:])
                 status = rng.choice([s for s in STATUSES if s != found["status"]])
-                response = timed("status change", "POST", f"/api/findings/{found['id']}",
-                                 json={"status": status, "version": found["version"]}, headers={"X-CSRF-Token": token})
+                response = timed(
+                    "status change",
+                    "POST",
+                    f"/api/findings/{found['id']}",
+                    json={"status": status, "version": found["version"]},
+                    headers={"X-CSRF-Token": token},
+                )
                 if response is None:
                     continue
                 with lock:
@@ -88,7 +105,9 @@ def client_loop(index: int, base: str, deadline: float, samples: list[int], log:
                     elif response.status_code == 409:
                         log["conflicts"] += 1
                     else:
-                        log["errors"].append(f"status change {found['id']}: {response.status_code} {response.text[:200]}")
+                        log["errors"].append(
+                            f"status change {found['id']}: {response.status_code} {response.text[:200]}"
+                        )
 
 
 def main() -> None:
@@ -114,15 +133,20 @@ def main() -> None:
         from plasmacount.review.database import User, now
 
         for i in range(args.clients):
-            session.add(User(username=f"reviewer{i}", password_hash=hashed, role="reviewer", active=True, created_at=now()))
+            session.add(
+                User(username=f"reviewer{i}", password_hash=hashed, role="reviewer", active=True, created_at=now())
+            )
         session.commit()
         create_user(session, "loadadmin", PASSWORD, "admin", "load test")
         batch = import_batch(session, [DEMO / "nipt", DEMO / "reports" / "prenatal"], "load test", "prenatal").batch
         samples = [s.id for s in batch.samples]
     factory.kw["bind"].dispose()
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "plasmacount", "--quiet", "serve", "--database", url, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "plasmacount", "--quiet", "serve", "--database", url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -133,7 +157,10 @@ def main() -> None:
     log = {"latency": defaultdict(list), "errors": [], "accepted": [], "conflicts": 0}
     lock = threading.Lock()
     deadline = time.perf_counter() + args.seconds
-    threads = [threading.Thread(target=client_loop, args=(i, base, deadline, samples, log, lock, 7)) for i in range(args.clients)]
+    threads = [
+        threading.Thread(target=client_loop, args=(i, base, deadline, samples, log, lock, 7))
+        for i in range(args.clients)
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -164,19 +191,28 @@ def main() -> None:
         lost.append(f"audit has {audited} status changes, clients were told of {len(log['accepted'])}")
     every = [t for values in log["latency"].values() for t in values]
     backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    lines = [f"{args.clients} clients on loopback for {args.seconds:.0f} s against `plasmacount serve` ({backend}, one process); "
-             f"{len(every):,} requests ({len(every) / elapsed:.0f} per second).", "",
-             "| request | count | p50 (ms) | p95 (ms) |", "|---|---|---|---|"]
+    lines = [
+        f"{args.clients} clients on loopback for {args.seconds:.0f} s against `plasmacount serve` ({backend}, one process); "
+        f"{len(every):,} requests ({len(every) / elapsed:.0f} per second).",
+        "",
+        "| request | count | p50 (ms) | p95 (ms) |",
+        "|---|---|---|---|",
+    ]
     for kind in ("login", "batches page", "batch page", "sample page", "sample API", "status change"):
         values = log["latency"].get(kind, [])
         if values:
             quantiles = statistics.quantiles(values, n=20)
-            lines.append(f"| {kind} | {len(values):,} | {1000 * statistics.median(values):.0f} | {1000 * quantiles[18]:.0f} |")
+            lines.append(
+                f"| {kind} | {len(values):,} | {1000 * statistics.median(values):.0f} | {1000 * quantiles[18]:.0f} |"
+            )
     quantiles = statistics.quantiles(every, n=20)
     lines.append(f"| all | {len(every):,} | {1000 * statistics.median(every):.0f} | {1000 * quantiles[18]:.0f} |")
-    lines += ["", f"Errors: {len(log['errors'])}. Status changes accepted: {len(log['accepted']):,}; refused as conflicts (409, "
-              f"another reviewer changed the finding first): {log['conflicts']:,}. Lost updates: {len(lost)} (database versions, "
-              "statuses and audit entries checked against every accepted change)."]
+    lines += [
+        "",
+        f"Errors: {len(log['errors'])}. Status changes accepted: {len(log['accepted']):,}; refused as conflicts (409, "
+        f"another reviewer changed the finding first): {log['conflicts']:,}. Lost updates: {len(lost)} (database versions, "
+        "statuses and audit entries checked against every accepted change).",
+    ]
     report = "\n".join(lines)
     print(report)
     for problem in (log["errors"] + lost)[:20]:
@@ -184,8 +220,11 @@ def main() -> None:
     if args.write:
         from results import write_section
 
-        write_section("review" if backend == "SQLite" else "review-postgresql", f"## Review app under load ({backend})\n\n" + report,
-                      "python benchmarks/review_load.py --write" + (" --database URL" if args.database else ""))
+        write_section(
+            "review" if backend == "SQLite" else "review-postgresql",
+            f"## Review app under load ({backend})\n\n" + report,
+            "python benchmarks/review_load.py --write" + (" --database URL" if args.database else ""),
+        )
     scratch.cleanup()
     if log["errors"] or lost:
         sys.exit(1)

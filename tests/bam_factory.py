@@ -1,4 +1,5 @@
 """Small BAM/CRAM files for tests, written with pysam: random flags, positions, MAPQ and TLEN."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pysam
 
-CONTIGS = [("chr1", 2_000_000), ("chr2", 1_500_000), ("chrX", 800_000), ("chrY", 300_000), ("chrM", 16_569), ("chrEBV", 171_823)]
+CONTIGS = [
+    ("chr1", 2_000_000),
+    ("chr2", 1_500_000),
+    ("chrX", 800_000),
+    ("chrY", 300_000),
+    ("chrM", 16_569),
+    ("chrEBV", 171_823),
+]
 
 
 def header(contigs=CONTIGS, sort_order: str | None = "coordinate") -> dict:
@@ -33,27 +41,60 @@ def random_records(seed: int, n: int, paired: bool, contigs=CONTIGS, unplaced: i
         mate_pos = pos if u < 0.05 else pos + tlen - 50 if u < 0.55 else max(0, pos - tlen + 50)
         mate_ref = ref if rng.random() < 0.95 else int(rng.integers(len(contigs)))
         signed = tlen if mate_pos >= pos else -tlen
-        records.append({"flag": flag, "ref": ref, "pos": pos, "mapq": int(rng.choice([0, 1, 5, 19, 20, 21, 30, 37, 60, 255])),
-                        "mate_ref": mate_ref if flag & 0x1 else -1, "mate_pos": mate_pos if flag & 0x1 else -1,
-                        "tlen": signed if flag & 0x1 else 0, "name": f"q{i}"})
+        records.append(
+            {
+                "flag": flag,
+                "ref": ref,
+                "pos": pos,
+                "mapq": int(rng.choice([0, 1, 5, 19, 20, 21, 30, 37, 60, 255])),
+                "mate_ref": mate_ref if flag & 0x1 else -1,
+                "mate_pos": mate_pos if flag & 0x1 else -1,
+                "tlen": signed if flag & 0x1 else 0,
+                "name": f"q{i}",
+            }
+        )
     # Fragment pairs at identical positions, to exercise the tie rule and duplicate removal.
     for i in range(200):
         ref, pos = int(rng.integers(2)), int(rng.integers(0, 100_000))
         flag1 = (0x1 | 0x2 | 0x20 | 0x40) if paired else 0
         for copy in range(2):
-            records.append({"flag": flag1, "ref": ref, "pos": pos, "mapq": 60, "mate_ref": ref if paired else -1,
-                            "mate_pos": pos + (0 if copy else 120) if paired else -1, "tlen": 170 if paired else 0, "name": f"d{i}_{copy}"})
+            records.append(
+                {
+                    "flag": flag1,
+                    "ref": ref,
+                    "pos": pos,
+                    "mapq": 60,
+                    "mate_ref": ref if paired else -1,
+                    "mate_pos": pos + (0 if copy else 120) if paired else -1,
+                    "tlen": 170 if paired else 0,
+                    "name": f"d{i}_{copy}",
+                }
+            )
             if paired:
-                records.append({"flag": 0x1 | 0x2 | 0x10 | 0x80, "ref": ref, "pos": pos + (0 if copy else 120), "mapq": 60, "mate_ref": ref,
-                                "mate_pos": pos, "tlen": -170, "name": f"d{i}_{copy}"})
+                records.append(
+                    {
+                        "flag": 0x1 | 0x2 | 0x10 | 0x80,
+                        "ref": ref,
+                        "pos": pos + (0 if copy else 120),
+                        "mapq": 60,
+                        "mate_ref": ref,
+                        "mate_pos": pos,
+                        "tlen": -170,
+                        "name": f"d{i}_{copy}",
+                    }
+                )
     records.sort(key=lambda r: (r["ref"], r["pos"]))
     for i in range(unplaced):
         flag = 0x4 | ((0x1 | 0x8 | 0x40) if paired else 0)
-        records.append({"flag": flag, "ref": -1, "pos": -1, "mapq": 0, "mate_ref": -1, "mate_pos": -1, "tlen": 0, "name": f"u{i}"})
+        records.append(
+            {"flag": flag, "ref": -1, "pos": -1, "mapq": 0, "mate_ref": -1, "mate_pos": -1, "tlen": 0, "name": f"u{i}"}
+        )
     return records
 
 
-def write_bam(path: Path, records: list[dict], contigs=CONTIGS, sort_order: str | None = "coordinate", index: bool = True) -> Path:
+def write_bam(
+    path: Path, records: list[dict], contigs=CONTIGS, sort_order: str | None = "coordinate", index: bool = True
+) -> Path:
     with pysam.AlignmentFile(str(path), "wb", header=header(contigs, sort_order)) as out:
         for r in records:
             a = pysam.AlignedSegment(out.header)

@@ -1,4 +1,5 @@
 """Shared fixtures: the real data folder (tests skip without it) and a CLI runner."""
+
 from __future__ import annotations
 
 import logging

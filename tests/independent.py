@@ -2,6 +2,7 @@
 
 It shares no code with plasmacount's counters; tests compare the two bin by bin.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -10,9 +11,21 @@ import numpy as np
 import pysam
 
 
-def count_with_pysam(path, bin_size: int, binned: list[str], min_mapq: int = 20, skip_duplicates: bool = True,
-                     skip_qc_fail: bool = True, remove_unmarked: bool = False, reference=None, longest: int = 5000,
-                     short=(100, 150), long=(151, 220), max_pair_length: int = 5000, representative: str = "forward"):
+def count_with_pysam(
+    path,
+    bin_size: int,
+    binned: list[str],
+    min_mapq: int = 20,
+    skip_duplicates: bool = True,
+    skip_qc_fail: bool = True,
+    remove_unmarked: bool = False,
+    reference=None,
+    longest: int = 5000,
+    short=(100, 150),
+    long=(151, 220),
+    max_pair_length: int = 5000,
+    representative: str = "forward",
+):
     mode = "rc" if str(path).endswith(".cram") else "rb"
     bins: Counter = Counter()
     short_bins: Counter = Counter()
@@ -70,7 +83,14 @@ def count_with_pysam(path, bin_size: int, binned: list[str], min_mapq: int = 20,
                 other[contig] += 1
                 if length is not None:
                     other_lengths[(contig, capped)] += 1
-    return {"bins": bins, "short": short_bins, "long": long_bins, "lengths": lengths, "other": other, "other_lengths": other_lengths}
+    return {
+        "bins": bins,
+        "short": short_bins,
+        "long": long_bins,
+        "lengths": lengths,
+        "other": other,
+        "other_lengths": other_lengths,
+    }
 
 
 def faces_its_mate(read, max_pair_length: int) -> bool:
@@ -79,8 +99,11 @@ def faces_its_mate(read, max_pair_length: int) -> bool:
     1..max_pair_length."""
     if read.is_reverse == read.mate_is_reverse:
         return False
-    forward_start, reverse_start = ((read.next_reference_start, read.reference_start) if read.is_reverse
-                                    else (read.reference_start, read.next_reference_start))
+    forward_start, reverse_start = (
+        (read.next_reference_start, read.reference_start)
+        if read.is_reverse
+        else (read.reference_start, read.next_reference_start)
+    )
     return forward_start <= reverse_start and 0 < abs(read.template_length) <= max_pair_length
 
 

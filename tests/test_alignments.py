@@ -1,4 +1,5 @@
 """Counting BAM and CRAM: bin by bin equal to an independent pysam count and to samtools."""
+
 from __future__ import annotations
 
 import os
@@ -30,17 +31,29 @@ def assert_same(counts, independent):
 
 
 @pytest.mark.parametrize("paired", [False, True])
-@pytest.mark.parametrize("options", [
-    CountOptions(),
-    CountOptions(min_mapq=0, skip_duplicates=False, skip_qc_fail=False),
-    CountOptions(min_mapq=30, remove_unmarked_duplicates=True, threads=1),
-    CountOptions(min_mapq=1, short_range=(90, 150), long_range=(151, 300), threads=3),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        CountOptions(),
+        CountOptions(min_mapq=0, skip_duplicates=False, skip_qc_fail=False),
+        CountOptions(min_mapq=30, remove_unmarked_duplicates=True, threads=1),
+        CountOptions(min_mapq=1, short_range=(90, 150), long_range=(151, 300), threads=3),
+    ],
+)
 def test_random_flags_match_independent_count(tmp_path, paired, options):
     bam = write_bam(tmp_path / "random.bam", random_records(seed=7 if paired else 8, n=12_000, paired=paired))
     counts = count_alignments(bam, bin_size=50_000, options=options)
-    independent = count_with_pysam(bam, 50_000, BINNED, options.min_mapq, options.skip_duplicates, options.skip_qc_fail,
-                                   options.remove_unmarked_duplicates, short=options.short_range, long=options.long_range)
+    independent = count_with_pysam(
+        bam,
+        50_000,
+        BINNED,
+        options.min_mapq,
+        options.skip_duplicates,
+        options.skip_qc_fail,
+        options.remove_unmarked_duplicates,
+        short=options.short_range,
+        long=options.long_range,
+    )
     assert counts.counts.sum() > 100
     assert counts.paired == (paired and counts.qc["counted_pairs"] > 0)
     assert_same(counts, independent)
@@ -53,8 +66,14 @@ def test_counts_match_samtools_per_contig(tmp_path):
     bam = write_bam(tmp_path / "se.bam", random_records(seed=3, n=8_000, paired=False))
     counts = count_alignments(bam, bin_size=100_000)
     for name, _ in CONTIGS:
-        expected = int(subprocess.run(["samtools", "view", "-c", "-q", "20", "-F", "0xF04", str(bam), name],
-                                      capture_output=True, text=True, check=True).stdout)
+        expected = int(
+            subprocess.run(
+                ["samtools", "view", "-c", "-q", "20", "-F", "0xF04", str(bam), name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         assert counts.per_contig_counts.get(name, 0) == expected, name
     paired = write_bam(tmp_path / "pe.bam", random_records(seed=4, n=8_000, paired=True))
     counts = count_alignments(paired, bin_size=100_000)
@@ -62,13 +81,25 @@ def test_counts_match_samtools_per_contig(tmp_path):
         # Unpaired reads count as single-end; pairs through their forward mate, or for pairs on one
         # strand through the leftmost mate (read 1 on a tie). A pair not marked proper counts when
         # its reads face each other within 5,000 bp.
-        facing = ('(!flag.reverse != !flag.mreverse && ((!flag.reverse && pos <= mpos) || (flag.reverse && mpos <= pos)) '
-                  '&& tlen != 0 && tlen <= 5000 && tlen >= -5000)')
-        representative = ('((!flag.reverse != !flag.mreverse && !flag.reverse) '
-                          '|| (!flag.reverse == !flag.mreverse && (pos < mpos || (pos == mpos && flag.read1))))')
-        expression = (f'!flag.paired || ((flag.proper_pair || {facing}) && !flag.munmap && rnext == rname && {representative})')
-        expected = int(subprocess.run(["samtools", "view", "-c", "-q", "20", "-F", "0xF04", "-e", expression, str(paired), name],
-                                      capture_output=True, text=True, check=True).stdout)
+        facing = (
+            "(!flag.reverse != !flag.mreverse && ((!flag.reverse && pos <= mpos) || (flag.reverse && mpos <= pos)) "
+            "&& tlen != 0 && tlen <= 5000 && tlen >= -5000)"
+        )
+        representative = (
+            "((!flag.reverse != !flag.mreverse && !flag.reverse) "
+            "|| (!flag.reverse == !flag.mreverse && (pos < mpos || (pos == mpos && flag.read1))))"
+        )
+        expression = (
+            f"!flag.paired || ((flag.proper_pair || {facing}) && !flag.munmap && rnext == rname && {representative})"
+        )
+        expected = int(
+            subprocess.run(
+                ["samtools", "view", "-c", "-q", "20", "-F", "0xF04", "-e", expression, str(paired), name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         assert counts.per_contig_counts.get(name, 0) == expected, name
 
 
@@ -107,17 +138,33 @@ def test_cram_without_its_reference_is_one_line(tmp_path):
     reference.rename(tmp_path / "moved.fa")
     environment = dict(os.environ, REF_PATH="/nonexistent/%s", REF_CACHE="/nonexistent/%s")
     for extra in ([], ["--fasta", str(bam)]):
-        result = subprocess.run([sys.executable, "-m", "plasmacount", "--quiet", "count", str(cram), *extra, "-o", str(tmp_path / "x.npz")],
-                                capture_output=True, text=True, env=environment)
+        result = subprocess.run(
+            [sys.executable, "-m", "plasmacount", "--quiet", "count", str(cram), *extra, "-o", str(tmp_path / "x.npz")],
+            capture_output=True,
+            text=True,
+            env=environment,
+        )
         assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-        assert "cannot decode the CRAM" in result.stderr and str(reference) in result.stderr and "--fasta" in result.stderr
+        assert (
+            "cannot decode the CRAM" in result.stderr and str(reference) in result.stderr and "--fasta" in result.stderr
+        )
         assert not (tmp_path / "x.npz").exists()
 
 
 def test_simulated_bam_spanning_many_windows(tmp_path):
     """A BAM of many 8 MB windows: records split across windows must be counted once."""
-    [bam] = run_simulation(SimulationRequest(output=tmp_path, cohort="nipt", samples=1, reads=120_000, paired=True,
-                                             output_format="bam", scale=1 / 1000, seed=5))
+    [bam] = run_simulation(
+        SimulationRequest(
+            output=tmp_path,
+            cohort="nipt",
+            samples=1,
+            reads=120_000,
+            paired=True,
+            output_format="bam",
+            scale=1 / 1000,
+            seed=5,
+        )
+    )
     one = count_alignments(bam, bin_size=20_000, options=CountOptions(threads=1))
     two = count_alignments(bam, bin_size=20_000, options=CountOptions(threads=2))
     np.testing.assert_array_equal(one.counts, two.counts)
@@ -132,25 +179,49 @@ def test_pairs_beyond_the_proper_pair_limit_count_by_their_geometry(tmp_path):
     the aligner's proper pairs only. Checked against the independent count, BAM and CRAM."""
     records = []
     shapes = [  # (flag of the leftmost read, flag of its mate, length, counted by its geometry)
-        (0x1 | 0x20 | 0x40, 0x1 | 0x10 | 0x80, 600, True),      # forward then reverse: a long molecule
+        (0x1 | 0x20 | 0x40, 0x1 | 0x10 | 0x80, 600, True),  # forward then reverse: a long molecule
         (0x1 | 0x20 | 0x40, 0x1 | 0x10 | 0x80, 4_800, True),
-        (0x1 | 0x20 | 0x40, 0x1 | 0x10 | 0x80, 5_200, False),   # beyond 5,000 bp
-        (0x1 | 0x10 | 0x40, 0x1 | 0x20 | 0x80, 600, False),     # reverse then forward: facing away
-        (0x1 | 0x40, 0x1 | 0x80, 600, False),                   # both forward
+        (0x1 | 0x20 | 0x40, 0x1 | 0x10 | 0x80, 5_200, False),  # beyond 5,000 bp
+        (0x1 | 0x10 | 0x40, 0x1 | 0x20 | 0x80, 600, False),  # reverse then forward: facing away
+        (0x1 | 0x40, 0x1 | 0x80, 600, False),  # both forward
         (0x1 | 0x2 | 0x20 | 0x40, 0x1 | 0x2 | 0x10 | 0x80, 170, False),  # proper: counted anyway
     ]
     for i in range(300):
         first, second, length, geometric = shapes[i % len(shapes)]
         pos = 1_000 + 5_000 * i
-        records.append({"flag": first, "ref": 0, "pos": pos, "mapq": 60, "mate_ref": 0, "mate_pos": pos + length - 50,
-                        "tlen": length, "name": f"p{i}"})
-        records.append({"flag": second, "ref": 0, "pos": pos + length - 50, "mapq": 60, "mate_ref": 0, "mate_pos": pos,
-                        "tlen": -length, "name": f"p{i}"})
+        records.append(
+            {
+                "flag": first,
+                "ref": 0,
+                "pos": pos,
+                "mapq": 60,
+                "mate_ref": 0,
+                "mate_pos": pos + length - 50,
+                "tlen": length,
+                "name": f"p{i}",
+            }
+        )
+        records.append(
+            {
+                "flag": second,
+                "ref": 0,
+                "pos": pos + length - 50,
+                "mapq": 60,
+                "mate_ref": 0,
+                "mate_pos": pos,
+                "tlen": -length,
+                "name": f"p{i}",
+            }
+        )
     records.sort(key=lambda r: (r["ref"], r["pos"]))
     bam = write_bam(tmp_path / "long.bam", records)
     counts = count_alignments(bam, bin_size=100_000)
     assert counts.qc["pairs_by_geometry"] == 100 and counts.qc["counted_pairs"] == 150
-    assert counts.fragment_lengths[600] == 50 and counts.fragment_lengths[4_800] == 50 and counts.fragment_lengths[170] == 50
+    assert (
+        counts.fragment_lengths[600] == 50
+        and counts.fragment_lengths[4_800] == 50
+        and counts.fragment_lengths[170] == 50
+    )
     assert_same(counts, count_with_pysam(bam, 100_000, BINNED))
     proper_only = count_alignments(bam, bin_size=100_000, options=CountOptions(max_pair_length=0))
     assert proper_only.qc["counted_pairs"] == 50 and proper_only.qc["pairs_by_geometry"] == 0

@@ -1,4 +1,5 @@
 """Bad input: a one-line error naming the file and the fix, exit code 1, and no output left behind."""
+
 from __future__ import annotations
 
 import gzip
@@ -40,9 +41,13 @@ def test_missing_index(tmp_path, run_cli):
 
 
 def test_unsorted_header(tmp_path, run_cli):
-    bam = write_bam(tmp_path / "unsorted.bam", random_records(seed=1, n=500, paired=False), sort_order="queryname", index=False)
-    shutil.copy(write_bam(tmp_path / "other.bam", random_records(seed=1, n=500, paired=False)).with_suffix(".bam.bai"),
-                tmp_path / "unsorted.bam.bai")
+    bam = write_bam(
+        tmp_path / "unsorted.bam", random_records(seed=1, n=500, paired=False), sort_order="queryname", index=False
+    )
+    shutil.copy(
+        write_bam(tmp_path / "other.bam", random_records(seed=1, n=500, paired=False)).with_suffix(".bam.bai"),
+        tmp_path / "unsorted.bam.bai",
+    )
     out = tmp_path / "out.npz"
     assert_clean_failure(run_cli("count", bam, "-o", out), out, "unsorted.bam", "samtools sort")
 
@@ -52,10 +57,14 @@ def test_unsorted_records(tmp_path, run_cli):
     records = random_records(seed=2, n=2000, paired=False, unplaced=0)
     records.reverse()
     bam = write_bam(tmp_path / "shuffled.bam", records, index=False)
-    shutil.copy(write_bam(tmp_path / "other.bam", random_records(seed=1, n=500, paired=False)).with_suffix(".bam.bai"),
-                tmp_path / "shuffled.bam.bai")
+    shutil.copy(
+        write_bam(tmp_path / "other.bam", random_records(seed=1, n=500, paired=False)).with_suffix(".bam.bai"),
+        tmp_path / "shuffled.bam.bai",
+    )
     out = tmp_path / "out.npz"
-    assert_clean_failure(run_cli("count", bam, "-o", out), out, "shuffled.bam", "not coordinate-sorted", "samtools sort")
+    assert_clean_failure(
+        run_cli("count", bam, "-o", out), out, "shuffled.bam", "not coordinate-sorted", "samtools sort"
+    )
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.999, 0.02])
@@ -105,7 +114,9 @@ def test_cram_without_reference(tmp_path, run_cli):
     reference = write_reference(tmp_path / "ref.fa")
     bam = write_bam(tmp_path / "pe.bam", random_records(seed=3, n=500, paired=False))
     cram = tmp_path / "noref.cram"
-    pysam.view("-C", "-T", str(reference), "--output-fmt-option", "embed_ref=0", "-o", str(cram), str(bam), catch_stdout=False)
+    pysam.view(
+        "-C", "-T", str(reference), "--output-fmt-option", "embed_ref=0", "-o", str(cram), str(bam), catch_stdout=False
+    )
     pysam.index(str(cram))
     # Make the reference unreachable: moved away, so neither the header's UR nor a cache finds it.
     reference.rename(tmp_path / "moved.fa")
@@ -119,7 +130,9 @@ def test_cram_without_reference(tmp_path, run_cli):
 
 def test_contigs_do_not_match_annotation(tmp_path, run_cli, good_bam):
     hg19_like = tmp_path / "hg19.tsv"
-    hg19_like.write_text("chrom\tstart\tend\tcount\n" + "".join(f"chr1\t{i * 100000}\t{(i + 1) * 100000}\t5\n" for i in range(25)))
+    hg19_like.write_text(
+        "chrom\tstart\tend\tcount\n" + "".join(f"chr1\t{i * 100000}\t{(i + 1) * 100000}\t5\n" for i in range(25))
+    )
     annotation = tmp_path / "bins.npz"
     # An annotation whose chr1 has another length (another build).
     from plasmacount.bins import BinAnnotation
@@ -130,7 +143,9 @@ def test_contigs_do_not_match_annotation(tmp_path, run_cli, good_bam):
     nan = np.full(layout.n_bins, np.nan)
     BinAnnotation(layout, nan, nan, nan, nan).save(annotation)
     out = tmp_path / "out.npz"
-    assert_clean_failure(run_cli("count", good_bam, "--bins", annotation, "-o", out), out, "good.bam", "chr1", "builds differ")
+    assert_clean_failure(
+        run_cli("count", good_bam, "--bins", annotation, "-o", out), out, "good.bam", "chr1", "builds differ"
+    )
     # No shared contig names at all.
     layout = Layout.from_lengths([("scaffold_1", 2_500_000)], 100_000)
     nan = np.full(layout.n_bins, np.nan)
@@ -138,12 +153,15 @@ def test_contigs_do_not_match_annotation(tmp_path, run_cli, good_bam):
     assert_clean_failure(run_cli("count", good_bam, "--bins", annotation, "-o", out), out, "good.bam", "chr1")
 
 
-@pytest.mark.parametrize("content, words", [
-    ("fixedStep chrom=1 start=1 step=1000 span=1000\n5\n6\nabc\n", ["line 4", "not a number"]),
-    ("7\nfixedStep chrom=1 start=1 step=1000 span=1000\n5\n", ["line 1", "before any fixedStep"]),
-    ("fixedStep chrom=1 start=1 step=1000 span=1000\n5\n-3\n", ["negative"]),
-    ("fixedStep chrom=1 start=5 step=1000 span=1000\n5\n", ["start at 1"]),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("fixedStep chrom=1 start=1 step=1000 span=1000\n5\n6\nabc\n", ["line 4", "not a number"]),
+        ("7\nfixedStep chrom=1 start=1 step=1000 span=1000\n5\n", ["line 1", "before any fixedStep"]),
+        ("fixedStep chrom=1 start=1 step=1000 span=1000\n5\n-3\n", ["negative"]),
+        ("fixedStep chrom=1 start=5 step=1000 span=1000\n5\n", ["start at 1"]),
+    ],
+)
 def test_corrupt_wig(tmp_path, run_cli, content, words):
     wig = tmp_path / "bad.wig"
     wig.write_text(content)
@@ -151,13 +169,16 @@ def test_corrupt_wig(tmp_path, run_cli, content, words):
     assert_clean_failure(run_cli("count", wig, "-o", out), out, "bad.wig", *words)
 
 
-@pytest.mark.parametrize("content, words", [
-    ("chrom\tstart\tend\tcount\nchr1\t0\t100\t5\nchr1\t100\t200\tx\n", ["line 3", "non-integer"]),
-    ("chrom\tstart\tend\tcount\nchr1\t0\t100\t5\nchr1\t200\t300\t7\n", ["not contiguous"]),
-    ("chrom\tstart\tend\tcount\nchr1\t0\t100\n", ["line 2", "columns"]),
-    ("chr1\t0\t100\t5\n", ["header"]),
-    ("chrom\tstart\tend\tcount\nchr1\t0\t100\t-4\n", ["negative"]),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("chrom\tstart\tend\tcount\nchr1\t0\t100\t5\nchr1\t100\t200\tx\n", ["line 3", "non-integer"]),
+        ("chrom\tstart\tend\tcount\nchr1\t0\t100\t5\nchr1\t200\t300\t7\n", ["not contiguous"]),
+        ("chrom\tstart\tend\tcount\nchr1\t0\t100\n", ["line 2", "columns"]),
+        ("chr1\t0\t100\t5\n", ["header"]),
+        ("chrom\tstart\tend\tcount\nchr1\t0\t100\t-4\n", ["negative"]),
+    ],
+)
 def test_corrupt_tsv(tmp_path, run_cli, content, words):
     tsv = tmp_path / "bad.tsv"
     tsv.write_text(content)
@@ -167,7 +188,9 @@ def test_corrupt_tsv(tmp_path, run_cli, content, words):
 
 def test_truncated_gzip_tsv(tmp_path, run_cli):
     tsv = tmp_path / "bad.tsv.gz"
-    data = gzip.compress(b"chrom\tstart\tend\tcount\n" + b"".join(b"chr1\t%d\t%d\t5\n" % (i * 100, i * 100 + 100) for i in range(5000)))
+    data = gzip.compress(
+        b"chrom\tstart\tend\tcount\n" + b"".join(b"chr1\t%d\t%d\t5\n" % (i * 100, i * 100 + 100) for i in range(5000))
+    )
     tsv.write_bytes(data[: len(data) // 2])
     out = tmp_path / "out.npz"
     assert_clean_failure(run_cli("count", tsv, "-o", out), out, "bad.tsv.gz")
@@ -180,12 +203,15 @@ def test_corrupt_counts_file(tmp_path, run_cli):
     assert_clean_failure(run_cli("count", fake, "-o", out), out, "fake.npz")
 
 
-@pytest.mark.parametrize("args, words", [
-    (["count", "x.bam", "-o", "o.npz", "--min-mapq", "300"], ["--min-mapq"]),
-    (["count", "x.bam", "-o", "o.npz", "--short-range", "abc"], ["--short-range"]),
-    (["count", "x.bam"], ["-o"]),
-    (["frobnicate"], ["invalid choice"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["count", "x.bam", "-o", "o.npz", "--min-mapq", "300"], ["--min-mapq"]),
+        (["count", "x.bam", "-o", "o.npz", "--short-range", "abc"], ["--short-range"]),
+        (["count", "x.bam"], ["-o"]),
+        (["frobnicate"], ["invalid choice"]),
+    ],
+)
 def test_usage_errors_exit_2(tmp_path, run_cli, args, words, good_bam):
     args = [str(good_bam) if a == "x.bam" else str(tmp_path / a) if a == "o.npz" else a for a in args]
     result = run_cli(*args)
@@ -212,7 +238,9 @@ def test_debug_shows_traceback(tmp_path, run_cli):
 def test_count_leaves_no_counts_file_when_its_table_cannot_be_written(tmp_path, run_cli):
     """`count --tsv` into a missing folder: one line naming the table, and no .npz left behind."""
     source = tmp_path / "in.tsv"
-    source.write_text("chrom\tstart\tend\tcount\n" + "".join(f"chr1\t{i * 100000}\t{(i + 1) * 100000}\t{10 + i}\n" for i in range(30)))
+    source.write_text(
+        "chrom\tstart\tend\tcount\n" + "".join(f"chr1\t{i * 100000}\t{(i + 1) * 100000}\t{10 + i}\n" for i in range(30))
+    )
     out = tmp_path / "out.counts.npz"
     result = run_cli("count", source, "-o", out, "--tsv", tmp_path / "missing" / "table.tsv")
     assert result.exit_code == 1 and "table.tsv" in result.stderr and result.stderr.count("\n") == 1
@@ -222,7 +250,9 @@ def test_count_leaves_no_counts_file_when_its_table_cannot_be_written(tmp_path, 
 def test_a_write_failure_names_the_file_asked_for(tmp_path, run_cli):
     """A folder where the output should go: the message names it, not a hidden temporary file."""
     source = tmp_path / "in.tsv"
-    source.write_text("chrom\tstart\tend\tcount\n" + "".join(f"chr1\t{i * 100000}\t{(i + 1) * 100000}\t5\n" for i in range(30)))
+    source.write_text(
+        "chrom\tstart\tend\tcount\n" + "".join(f"chr1\t{i * 100000}\t{(i + 1) * 100000}\t5\n" for i in range(30))
+    )
     (tmp_path / "taken.npz").mkdir()
     result = run_cli("count", source, "-o", tmp_path / "taken.npz")
     assert result.exit_code == 1 and "taken.npz" in result.stderr and ".tmp" not in result.stderr

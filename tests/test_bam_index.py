@@ -1,6 +1,7 @@
 """Reading by region through the BAM index: the chunks hold every read of a region (checked
 against the virtual offsets htslib reports while reading the whole file), and `fragments
 --intervals-only` gives the rows of a whole pass."""
+
 from __future__ import annotations
 
 import json
@@ -65,15 +66,21 @@ def test_region_chunks_hold_every_read_overlapping_the_region(tmp_path, kind):
         whole_chunks, _ = bam_index.region_chunks(index, regions)
         holds = bam_index.cuts_hold(path, cuts)
         failed_cuts += not holds
-        overlapping = [offset for offset, ref, start, end in reads if any(ref == r and start < e and end > b for r, b, e in regions)]
+        overlapping = [
+            offset
+            for offset, ref, start, end in reads
+            if any(ref == r and start < e and end > b for r, b, e in regions)
+        ]
         for chunks in (whole_chunks, cut_chunks) if holds else (whole_chunks,):
-            assert np.all(chunks[1:, 0] > chunks[:-1, 1]) and np.all(chunks[:, 1] > chunks[:, 0])   # sorted, disjoint
+            assert np.all(chunks[1:, 0] > chunks[:-1, 1]) and np.all(chunks[:, 1] > chunks[:, 0])  # sorted, disjoint
             assert all(covered(chunks, offset) for offset in overlapping)
-        if not holds:   # the check is not idle: some cut falls on a read of its region
+        if not holds:  # the check is not idle: some cut falls on a read of its region
             at = {offset: (ref, start) for offset, ref, start, _ in reads}
-            assert any(at[offset][0] == ref and at[offset][1] < end and offset in overlapping for offset, ref, end in cuts)
+            assert any(
+                at[offset][0] == ref and at[offset][1] < end and offset in overlapping for offset, ref, end in cuts
+            )
     if kind == "long molecules":
-        assert failed_cuts > 0   # molecules of up to 36 kb reach past the 1 kb bound: the check catches it
+        assert failed_cuts > 0  # molecules of up to 36 kb reach past the 1 kb bound: the check catches it
     else:
         assert failed_cuts == 0
 
@@ -96,35 +103,55 @@ def test_intervals_only_equals_the_whole_pass(tmp_path, run_cli, convention, fea
     for i in range(60):
         name, length = CONTIGS[int(rng.integers(3))]
         start = int(rng.choice([0, length - 1, int(rng.integers(0, length - 1))]))
-        lines.append(f"{name}\t{start}\t{min(length, start + int(rng.choice([1, 500, 3000, 40_000, 250_000])))}\tsite{i % 40}\t0\t+\n")
+        lines.append(
+            f"{name}\t{start}\t{min(length, start + int(rng.choice([1, 500, 3000, 40_000, 250_000])))}\tsite{i % 40}\t0\t+\n"
+        )
     bed = tmp_path / "sites.bed"
     bed.write_text("".join(lines))
     # Proper pairs longer than 5 kb exist here: both readings count up to 5 kb, as --intervals-only must.
-    common = ["--intervals", bed, "--interval-features", features, "--convention", convention, "--fragment-lengths", "0-5000", *extra]
+    common = [
+        "--intervals",
+        bed,
+        "--interval-features",
+        features,
+        "--convention",
+        convention,
+        "--fragment-lengths",
+        "0-5000",
+        *extra,
+    ]
     assert run_cli("fragments", source, "-o", tmp_path / "whole", *common).exit_code == 0
     assert run_cli("fragments", source, "-o", tmp_path / "only", "--intervals-only", *common).exit_code == 0
-    [table] = (tmp_path / "whole").glob("*.intervals.tsv")   # a CRAM's sample is named by its file
+    [table] = (tmp_path / "whole").glob("*.intervals.tsv")  # a CRAM's sample is named by its file
     stem = table.name.removesuffix(".intervals.tsv")
     whole = [line.split("\t") for line in (tmp_path / "whole" / f"{stem}.intervals.tsv").read_text().splitlines()]
     only = [line.split("\t") for line in (tmp_path / "only" / f"{stem}.intervals.tsv").read_text().splitlines()]
     per_million = whole[0].index("coverage_per_million")
     assert len(whole) == len(only) == 61
-    assert [r[:per_million] + r[per_million + 1:] for r in whole] == [r[:per_million] + r[per_million + 1:] for r in only]
+    assert [r[:per_million] + r[per_million + 1 :] for r in whole] == [
+        r[:per_million] + r[per_million + 1 :] for r in only
+    ]
     assert sum(int(r[whole[0].index("coverage")]) for r in whole[1:]) > 100
     assert all(r[per_million] == "NA" for r in only[1:])
-    assert (tmp_path / "whole" / f"{stem}.genes.tsv").read_text().splitlines()[0] == \
-        (tmp_path / "only" / f"{stem}.genes.tsv").read_text().splitlines()[0]
-    if kind == "cram":   # the per-site end motifs (the FASTA is given) too
-        assert (tmp_path / "whole" / f"{stem}.interval_end_motifs.tsv").read_text() == \
-            (tmp_path / "only" / f"{stem}.interval_end_motifs.tsv").read_text()
+    assert (tmp_path / "whole" / f"{stem}.genes.tsv").read_text().splitlines()[0] == (
+        tmp_path / "only" / f"{stem}.genes.tsv"
+    ).read_text().splitlines()[0]
+    if kind == "cram":  # the per-site end motifs (the FASTA is given) too
+        assert (tmp_path / "whole" / f"{stem}.interval_end_motifs.tsv").read_text() == (
+            tmp_path / "only" / f"{stem}.interval_end_motifs.tsv"
+        ).read_text()
     if features == "all":
         import pyBigWig
 
         for track in ("wps", "wps_adjusted", "cleavage"):
-            with pyBigWig.open(str(tmp_path / "whole" / f"{stem}.{track}.bw")) as a, \
-                    pyBigWig.open(str(tmp_path / "only" / f"{stem}.{track}.bw")) as b:
+            with (
+                pyBigWig.open(str(tmp_path / "whole" / f"{stem}.{track}.bw")) as a,
+                pyBigWig.open(str(tmp_path / "only" / f"{stem}.{track}.bw")) as b,
+            ):
                 for name, length in list(a.chroms().items())[:3]:
-                    assert np.array_equal(np.nan_to_num(a.values(name, 0, length)), np.nan_to_num(b.values(name, 0, length)))
+                    assert np.array_equal(
+                        np.nan_to_num(a.values(name, 0, length)), np.nan_to_num(b.values(name, 0, length))
+                    )
     result = json.loads((tmp_path / "only" / f"{stem}.intervals.json").read_text())
     assert result["scope"] == "intervals" and result["intervals"]["sites"] == 60
     assert not (tmp_path / "only" / "fragments.tsv").exists() and not list((tmp_path / "only").glob("*.fragments.json"))
@@ -141,11 +168,15 @@ def test_intervals_only_long_molecules_and_refusals(tmp_path, run_cli):
     # Sites at the ends of molecules, where a cut at 1 kb would lose them.
     bed = tmp_path / "sites.bed"
     name = {i: n for i, (n, _) in enumerate(CONTIGS)}
-    bed.write_text("".join(f"{name[ref]}\t{max(0, end - 300)}\t{end}\tm{i}\n" for i, (_, ref, _, end) in enumerate(reads[::60])))
+    bed.write_text(
+        "".join(f"{name[ref]}\t{max(0, end - 300)}\t{end}\tm{i}\n" for i, (_, ref, _, end) in enumerate(reads[::60]))
+    )
     for features in ("coverage", "all"):
         common = ["--intervals", bed, "--long-reads", "--interval-features", features]
         assert run_cli("fragments", bam, "-o", tmp_path / f"whole_{features}", *common).exit_code == 0
-        assert run_cli("fragments", bam, "-o", tmp_path / f"only_{features}", "--intervals-only", *common).exit_code == 0
+        assert (
+            run_cli("fragments", bam, "-o", tmp_path / f"only_{features}", "--intervals-only", *common).exit_code == 0
+        )
         whole = (tmp_path / f"whole_{features}" / "long.intervals.tsv").read_text().splitlines()
         only = (tmp_path / f"only_{features}" / "long.intervals.tsv").read_text().splitlines()
         assert [r.split("\t")[:6] for r in whole] == [r.split("\t")[:6] for r in only]

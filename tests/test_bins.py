@@ -1,4 +1,5 @@
 """Bin annotations: GC/N/blacklist from a FASTA against a direct count; imports of QDNAseq and ichorCNA files."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,7 +55,10 @@ def test_fasta_gc_n_and_blacklist(tmp_path):
 
 def test_fasta_annotation_via_cli_is_deterministic(tmp_path, run_cli):
     rng = np.random.default_rng(1)
-    fasta = write_fasta(tmp_path / "ref.fa", [("1", np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, 9000)].tobytes().decode())])
+    fasta = write_fasta(
+        tmp_path / "ref.fa",
+        [("1", np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, 9000)].tobytes().decode())],
+    )
     assert run_cli("bins", "--fasta", fasta, "--bin-size", "1000", "-o", tmp_path / "a.npz").exit_code == 0
     assert run_cli("bins", "--fasta", fasta, "--bin-size", "1000", "-o", tmp_path / "b.npz").exit_code == 0
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
@@ -113,13 +117,19 @@ def test_import_qdnaseq_values(shared_data):
 
 
 def test_import_ichorcna_wigs(shared_data):
-    annotation = import_annotations([shared_data / "ichorcna" / "gc_hg19_1000kb.wig", shared_data / "ichorcna" / "map_hg19_1000kb.wig"])
+    annotation = import_annotations(
+        [shared_data / "ichorcna" / "gc_hg19_1000kb.wig", shared_data / "ichorcna" / "map_hg19_1000kb.wig"]
+    )
     assert annotation.layout.build == "GRCh37"
     assert annotation.layout.n_bins == 3113
     assert np.isnan(annotation.gc).sum() > 0  # -1 in the WIG means unknown
     assert np.nanmax(annotation.mappability) <= 1.0
     # Mixing builds is refused.
     with pytest.raises(DataError, match="builds differ"):
-        import_annotations([shared_data / "ichorcna" / "gc_hg19_1000kb.wig", shared_data / "ichorcna" / "map_hg38_1000kb.wig"])
+        import_annotations(
+            [shared_data / "ichorcna" / "gc_hg19_1000kb.wig", shared_data / "ichorcna" / "map_hg38_1000kb.wig"]
+        )
     with pytest.raises(DataError, match="bin size"):
-        import_annotations([shared_data / "ichorcna" / "gc_hg19_1000kb.wig", shared_data / "ichorcna" / "gc_hg19_500kb.wig"])
+        import_annotations(
+            [shared_data / "ichorcna" / "gc_hg19_1000kb.wig", shared_data / "ichorcna" / "gc_hg19_500kb.wig"]
+        )

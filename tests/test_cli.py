@@ -1,4 +1,5 @@
 """The command line: version, help, the installed script, the demo, progress display."""
+
 from __future__ import annotations
 
 import csv
@@ -24,7 +25,9 @@ def test_every_subcommand_help_lists_its_options_and_an_example():
     from plasmacount.cli import SUBCOMMANDS
 
     for command in SUBCOMMANDS:
-        result = subprocess.run([sys.executable, "-m", "plasmacount", command, "--help"], capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "plasmacount", command, "--help"], capture_output=True, text=True
+        )
         assert result.returncode == 0, command
         text = result.stdout
         assert "-o" in text or command in ("serve", "user", "import", "demo"), command
@@ -45,7 +48,11 @@ def test_installed_script_and_module():
         result = subprocess.run(command, capture_output=True, text=True)
         assert result.returncode == 0
         assert __version__ in result.stdout + result.stderr
-    result = subprocess.run([sys.executable, "-m", "plasmacount", "count", "/nonexistent.bam", "-o", "/tmp/x.npz"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "plasmacount", "count", "/nonexistent.bam", "-o", "/tmp/x.npz"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
 
@@ -112,9 +119,21 @@ def test_progress_bar_on_terminal_and_log_lines_elsewhere(caplog):
 def test_verbose_prints_stage_timings_and_count_reports_progress(tmp_path, run_cli):
     from plasmacount.simulation import SimulationRequest, run_simulation
 
-    [bam] = run_simulation(SimulationRequest(output=tmp_path / "reads", cohort="euploid", samples=1, reads=50_000, seed=2, paired=True,
-                                             output_format="bam", prefix="p"))
-    result = run_cli("--verbose", "count", bam, "--bins", tmp_path / "reads" / "genome" / "bins.npz", "-o", tmp_path / "p.npz")
+    [bam] = run_simulation(
+        SimulationRequest(
+            output=tmp_path / "reads",
+            cohort="euploid",
+            samples=1,
+            reads=50_000,
+            seed=2,
+            paired=True,
+            output_format="bam",
+            prefix="p",
+        )
+    )
+    result = run_cli(
+        "--verbose", "count", bam, "--bins", tmp_path / "reads" / "genome" / "bins.npz", "-o", tmp_path / "p.npz"
+    )
     assert result.exit_code == 0, result.stderr
     # Not a terminal: the progress of counting is a log line with the record total from the index.
     assert re.search(r"counting p_0001\.bam: (\d+) of \1 done", result.stderr)
@@ -128,8 +147,23 @@ def test_numbers_that_make_no_sense_stop_at_the_command_line(tmp_path, run_cli):
     called CNVs: each now stops with exit code 2, one line naming the option, and no output."""
     cases = [
         (["count", tmp_path / "x.bam", "-o", tmp_path / "x.npz", "--bin-size", "0"], "--bin-size"),
-        (["reference", tmp_path / "a.npz", "--bins", tmp_path / "b.npz", "-o", tmp_path / "r.npz", "--components", "-1"], "--components"),
-        (["nipt", tmp_path / "a.npz", "--reference", tmp_path / "r.npz", "-o", tmp_path / "out", "--cnv-z", "-3"], "--cnv-z"),
+        (
+            [
+                "reference",
+                tmp_path / "a.npz",
+                "--bins",
+                tmp_path / "b.npz",
+                "-o",
+                tmp_path / "r.npz",
+                "--components",
+                "-1",
+            ],
+            "--components",
+        ),
+        (
+            ["nipt", tmp_path / "a.npz", "--reference", tmp_path / "r.npz", "-o", tmp_path / "out", "--cnv-z", "-3"],
+            "--cnv-z",
+        ),
         (["count", tmp_path / "x.bam", "-o", tmp_path / "x.npz", "--min-mapq", "300"], "--min-mapq"),
         (["simulate", "-o", tmp_path / "sim", "--scale", "0"], "--scale"),
         (["fragments", tmp_path / "x.bam", "-o", tmp_path / "f", "--window", "abc"], "--window"),
@@ -157,11 +191,33 @@ for module in pkgutil.walk_packages(plasmacount.__path__, "plasmacount."):
 from plasmacount.cli import main
 main(sys.argv[1:])
 """
-    simulate = subprocess.run([sys.executable, "-c", program, "--quiet", "simulate", "-o", str(tmp_path), "--samples", "2",
-                               "--reads", "100k", "--scale", "0.002"], capture_output=True, text=True)
+    simulate = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            program,
+            "--quiet",
+            "simulate",
+            "-o",
+            str(tmp_path),
+            "--samples",
+            "2",
+            "--reads",
+            "100k",
+            "--scale",
+            "0.002",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert simulate.returncode == 0, simulate.stderr
     for command in (["serve"], ["user", "disable", "ada"], ["import", str(tmp_path), "--name", "x"]):
-        result = subprocess.run([sys.executable, "-c", program, *command, "--database", str(tmp_path / "r.sqlite")],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", program, *command, "--database", str(tmp_path / "r.sqlite")],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 2, (command, result.stderr)
-        assert "pip install 'plasmacount[review]'" in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
+        assert "pip install 'plasmacount[review]'" in result.stderr and result.stderr.strip().count("\n") == 0, (
+            result.stderr
+        )

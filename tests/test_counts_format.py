@@ -1,4 +1,5 @@
 """The counts file: round trips, byte-for-byte determinism, TSV export/import, WIG import."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,10 @@ def test_round_trip_and_determinism(tmp_path, run_cli):
 
 def test_single_end_tsv_header(tmp_path, run_cli):
     bam = write_bam(tmp_path / "a.bam", random_records(seed=4, n=2000, paired=False))
-    assert run_cli("count", bam, "-o", tmp_path / "a.npz", "--tsv", tmp_path / "a.tsv", "--bin-size", "250000").exit_code == 0
+    assert (
+        run_cli("count", bam, "-o", tmp_path / "a.npz", "--tsv", tmp_path / "a.tsv", "--bin-size", "250000").exit_code
+        == 0
+    )
     lines = (tmp_path / "a.tsv").read_text().splitlines()
     assert lines[0] == "chrom\tstart\tend\tcount"
     assert lines[1].split("\t")[:3] == ["chr1", "0", "250000"]
@@ -51,12 +55,26 @@ def test_real_wig_import(shared_data, tmp_path, run_cli):
     assert counts.counts.sum() == sum(values)
     assert counts.bin_size == 1_000_000
     assert counts.layout.names[:2] == ["1", "2"]
-    assert run_cli("bins", "--import", shared_data / "ichorcna" / "gc_hg19_1000kb.wig", shared_data / "ichorcna" / "map_hg19_1000kb.wig",
-                   "-o", tmp_path / "bins.npz").exit_code == 0
+    assert (
+        run_cli(
+            "bins",
+            "--import",
+            shared_data / "ichorcna" / "gc_hg19_1000kb.wig",
+            shared_data / "ichorcna" / "map_hg19_1000kb.wig",
+            "-o",
+            tmp_path / "bins.npz",
+        ).exit_code
+        == 0
+    )
     assert run_cli("count", wig, "--bins", tmp_path / "bins.npz", "-o", tmp_path / "mbc.npz").exit_code == 0
     assert SampleCounts.load(tmp_path / "mbc.npz").counts.sum() == sum(values)
     # An hg19 WIG against hg38 bins is refused as a build mismatch.
-    assert run_cli("bins", "--import", shared_data / "ichorcna" / "gc_hg38_1000kb.wig", "-o", tmp_path / "hg38.npz").exit_code == 0
+    assert (
+        run_cli(
+            "bins", "--import", shared_data / "ichorcna" / "gc_hg38_1000kb.wig", "-o", tmp_path / "hg38.npz"
+        ).exit_code
+        == 0
+    )
     result = run_cli("count", wig, "--bins", tmp_path / "hg38.npz", "-o", tmp_path / "bad.npz")
     assert result.exit_code == 1 and "builds differ" in result.stderr
     assert not (tmp_path / "bad.npz").exists()

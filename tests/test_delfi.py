@@ -1,5 +1,6 @@
 """DELFI as published (Cristiano et al. 2019) against an independent implementation written from the
 method's description, on the hg19 and hg38 layouts; and through `plasmacount fragments`."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,30 @@ from plasmacount.counts import SampleCounts
 from plasmacount.genome import CENTROMERE_REGIONS, HG38_LENGTHS, Layout
 
 GRCH37_LENGTHS = {
-    "1": 249250621, "2": 243199373, "3": 198022430, "4": 191154276, "5": 180915260, "6": 171115067, "7": 159138663,
-    "8": 146364022, "9": 141213431, "10": 135534747, "11": 135006516, "12": 133851895, "13": 115169878, "14": 107349540,
-    "15": 102531392, "16": 90354753, "17": 81195210, "18": 78077248, "19": 59128983, "20": 63025520, "21": 48129895,
-    "22": 51304566, "X": 155270560, "Y": 59373566,
+    "1": 249250621,
+    "2": 243199373,
+    "3": 198022430,
+    "4": 191154276,
+    "5": 180915260,
+    "6": 171115067,
+    "7": 159138663,
+    "8": 146364022,
+    "9": 141213431,
+    "10": 135534747,
+    "11": 135006516,
+    "12": 133851895,
+    "13": 115169878,
+    "14": 107349540,
+    "15": 102531392,
+    "16": 90354753,
+    "17": 81195210,
+    "18": 78077248,
+    "19": 59128983,
+    "20": 63025520,
+    "21": 48129895,
+    "22": 51304566,
+    "X": 155270560,
+    "Y": 59373566,
 }
 
 
@@ -24,15 +45,23 @@ def sample_on(build: str, seed: int):
     lengths = HG38_LENGTHS.items() if build == "GRCh38" else GRCH37_LENGTHS.items()
     layout = Layout.from_lengths(lengths, 100_000)
     rng = np.random.default_rng(seed)
-    gc = np.clip(0.41 + np.cumsum(rng.normal(0, 0.01, layout.n_bins)) * 0.1 + rng.normal(0, 0.03, layout.n_bins), 0.3, 0.65)
+    gc = np.clip(
+        0.41 + np.cumsum(rng.normal(0, 0.01, layout.n_bins)) * 0.1 + rng.normal(0, 0.03, layout.n_bins), 0.3, 0.65
+    )
     n_fraction = np.where(rng.random(layout.n_bins) < 0.03, 0.2, 0.0)
     blacklist = np.where(rng.random(layout.n_bins) < 0.02, rng.choice([0.3, 0.7], layout.n_bins), 0.0)
     annotation = BinAnnotation(layout, gc, n_fraction, np.ones(layout.n_bins), blacklist)
     bias = 1 + 3 * (gc - 0.45) - 20 * (gc - 0.45) ** 2
     short = rng.poisson(60 * np.clip(bias, 0.2, None))
     long_ = rng.poisson(250 * np.clip(1 + 1.5 * (gc - 0.45), 0.2, None))
-    counts = SampleCounts(sample=f"{build}_{seed}", layout=layout, counts=short + long_ + rng.poisson(20, layout.n_bins), paired=True,
-                          short=short, long=long_)
+    counts = SampleCounts(
+        sample=f"{build}_{seed}",
+        layout=layout,
+        counts=short + long_ + rng.poisson(20, layout.n_bins),
+        paired=True,
+        short=short,
+        long=long_,
+    )
     return counts, annotation
 
 
@@ -78,7 +107,7 @@ def independent_delfi(counts, annotation, build):
         members = [i for i, r in enumerate(rows) if r[0] == arm]
         if arm.endswith("q"):
             members = members[::-1]
-        chunks = [members[i:i + 50] for i in range(0, len(members), 50)]
+        chunks = [members[i : i + 50] for i in range(0, len(members), 50)]
         chunks = [sorted(c) for c in chunks if len(c) == 50]
         if arm.endswith("q"):
             chunks = chunks[::-1]
@@ -104,7 +133,11 @@ def test_delfi_equals_an_independent_implementation(build):
     grid = np.arange(gc.min(), gc.max() + 0.0005, 0.001)
     corrected = ratio - direct_loess(grid, direct_loess(gc, ratio, grid), gc) + np.median(ratio)
     for window in (mean.windows[0], mean.windows[-1]):
-        chosen = (result.bins["arm"] == window["arm"]) & (result.bins["start"] >= window["start"]) & (result.bins["start"] < window["end"])
+        chosen = (
+            (result.bins["arm"] == window["arm"])
+            & (result.bins["start"] >= window["start"])
+            & (result.bins["start"] < window["end"])
+        )
         assert chosen.sum() == 50
         assert window["ratio"] == pytest.approx(np.mean(corrected[chosen]), rel=1e-9)
 
@@ -119,13 +152,17 @@ def test_delfi_panel_correlation_and_features(tmp_path):
     test = delfi.profile(sample_on("GRCh38", 9)[0], annotation)
     summary = delfi.summary(test, loaded)
     known = np.isfinite(test.ratios)
-    assert summary["correlation_with_panel"] == pytest.approx(np.corrcoef(test.ratios[known], panel["ratio"][known])[0, 1])
+    assert summary["correlation_with_panel"] == pytest.approx(
+        np.corrcoef(test.ratios[known], panel["ratio"][known])[0, 1]
+    )
     features = delfi.feature_table(test, 0.002, loaded)
     assert sum(name.startswith("ratio_") for name in features) == len(test.windows)
     assert features["mitochondrial_fraction"] == 0.002
     mean, sd = loaded["arm_ratio"]["1p"]
     arm_windows = [w for w in test.windows if w["arm"] == "1p"]
-    assert features["z_1p"] == pytest.approx((sum(w["short"] for w in arm_windows) / sum(w["long"] for w in arm_windows) - mean) / sd)
+    assert features["z_1p"] == pytest.approx(
+        (sum(w["short"] for w in arm_windows) / sum(w["long"] for w in arm_windows) - mean) / sd
+    )
 
 
 def test_delfi_through_the_fragments_command(tmp_path, run_cli):
@@ -135,10 +172,32 @@ def test_delfi_through_the_fragments_command(tmp_path, run_cli):
         sample, _ = sample_on("GRCh38", seed)
         sample.save(tmp_path / f"s{seed}.counts.npz")
     inputs = [tmp_path / f"s{seed}.counts.npz" for seed in (5, 6, 7)]
-    assert run_cli("fragments", *inputs, "--bins", tmp_path / "bins.npz", "-o", tmp_path / "panel",
-                   "--make-delfi-panel", tmp_path / "panel.npz").exit_code == 0
-    assert run_cli("fragments", inputs[0], "--bins", tmp_path / "bins.npz", "-o", tmp_path / "out",
-                   "--delfi-panel", tmp_path / "panel.npz").exit_code == 0
+    assert (
+        run_cli(
+            "fragments",
+            *inputs,
+            "--bins",
+            tmp_path / "bins.npz",
+            "-o",
+            tmp_path / "panel",
+            "--make-delfi-panel",
+            tmp_path / "panel.npz",
+        ).exit_code
+        == 0
+    )
+    assert (
+        run_cli(
+            "fragments",
+            inputs[0],
+            "--bins",
+            tmp_path / "bins.npz",
+            "-o",
+            tmp_path / "out",
+            "--delfi-panel",
+            tmp_path / "panel.npz",
+        ).exit_code
+        == 0
+    )
     result = json.loads((tmp_path / "out" / "GRCh38_5.fragments.json").read_text())
     assert result["delfi"]["windows"] == len(delfi.profile(counts, annotation).windows)
     assert result["delfi"]["correlation_with_panel"] > 0.3
@@ -160,11 +219,14 @@ def test_finaletoolkit_gc_smoother_is_optional_and_removes_the_gc_trend(monkeypa
     counts, annotation = sample_on("GRCh37", seed=11)
     import importlib.util
 
-    if importlib.util.find_spec("loess") is None:   # the `loess` package: non-commercial licence, never a requirement
+    if importlib.util.find_spec("loess") is None:  # the `loess` package: non-commercial licence, never a requirement
         with pytest.raises(delfi.UsageError, match="pip install loess"):
             delfi.profile(counts, annotation, gc_smoother="loess_1d")
         return
-    default, finaletoolkit = delfi.profile(counts, annotation), delfi.profile(counts, annotation, gc_smoother="loess_1d")
+    default, finaletoolkit = (
+        delfi.profile(counts, annotation),
+        delfi.profile(counts, annotation, gc_smoother="loess_1d"),
+    )
     assert [(w["arm"], w["start"]) for w in default.windows] == [(w["arm"], w["start"]) for w in finaletoolkit.windows]
     for column in ("short_corrected", "long_corrected", "ratio_corrected"):
         assert abs(np.corrcoef(finaletoolkit.bins["gc"], finaletoolkit.bins[column])[0, 1]) < 0.05
@@ -176,7 +238,12 @@ def test_finaletoolkit_gc_smoother_is_optional_and_removes_the_gc_trend(monkeypa
     import builtins
 
     real_import = builtins.__import__
-    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
-                        if name.startswith("loess") else real_import(name, *a, **k))
+    monkeypatch.setattr(
+        builtins,
+        "__import__",
+        lambda name, *a, **k: (
+            (_ for _ in ()).throw(ImportError(name)) if name.startswith("loess") else real_import(name, *a, **k)
+        ),
+    )
     with pytest.raises(delfi.UsageError, match="pip install loess"):
         delfi.profile(counts, annotation, gc_smoother="loess_1d")

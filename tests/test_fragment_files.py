@@ -1,5 +1,6 @@
 """One pass over alignments: end motifs of any length, fragment files, long molecules and CpG methylation,
 each against an independent computation (pysam record by record) or the field's own files."""
+
 from __future__ import annotations
 
 import array
@@ -23,8 +24,18 @@ COMPLEMENT = str.maketrans("ACGT", "TGCA")
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     directory = tmp_path_factory.mktemp("one-pass")
-    [bam] = run_simulation(SimulationRequest(output=directory, cohort="ebv", samples=1, reads=20_000, paired=True,
-                                             output_format="bam", scale=1 / 1000, seed=5))
+    [bam] = run_simulation(
+        SimulationRequest(
+            output=directory,
+            cohort="ebv",
+            samples=1,
+            reads=20_000,
+            paired=True,
+            output_format="bam",
+            scale=1 / 1000,
+            seed=5,
+        )
+    )
     return bam, directory / "genome" / "genome.fa"
 
 
@@ -34,9 +45,18 @@ def independent_motifs(bam, fasta, k: int, representative: str, min_mapq: int = 
     reference = pysam.FastaFile(str(fasta))
     with pysam.AlignmentFile(str(bam)) as alignments:
         for read in alignments.fetch(until_eof=True):
-            if (read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate
-                    or read.mapping_quality < min_mapq or not read.is_paired or read.mate_is_unmapped
-                    or read.next_reference_id != read.reference_id or not read.is_proper_pair):
+            if (
+                read.is_unmapped
+                or read.is_secondary
+                or read.is_supplementary
+                or read.is_qcfail
+                or read.is_duplicate
+                or read.mapping_quality < min_mapq
+                or not read.is_paired
+                or read.mate_is_unmapped
+                or read.next_reference_id != read.reference_id
+                or not read.is_proper_pair
+            ):
                 continue
             if representative == "read1":
                 if not read.is_read1 or read.template_length == 0:
@@ -47,8 +67,10 @@ def independent_motifs(bam, fasta, k: int, representative: str, min_mapq: int = 
                 if read.is_reverse == read.mate_is_reverse or read.is_reverse:
                     continue
                 start, end = read.reference_start, read.reference_start + abs(read.template_length)
-            for motif in (reference.fetch(read.reference_name, start, start + k).upper(),
-                          reference.fetch(read.reference_name, max(end - k, 0), end).upper()[::-1].translate(COMPLEMENT)):
+            for motif in (
+                reference.fetch(read.reference_name, start, start + k).upper(),
+                reference.fetch(read.reference_name, max(end - k, 0), end).upper()[::-1].translate(COMPLEMENT),
+            ):
                 if motif in expected:
                     expected[motif] += 1
     return expected
@@ -88,8 +110,18 @@ def test_single_end_reads_give_their_own_five_prime_end(tmp_path):
     rng = np.random.default_rng(2)
     for i in range(3000):
         ref = int(rng.integers(2))
-        records.append({"flag": 16 if i % 2 else 0, "ref": ref, "pos": int(rng.integers(0, CONTIGS[ref][1] - 500)), "mapq": 60,
-                        "mate_ref": -1, "mate_pos": -1, "tlen": 0, "name": f"s{i}"})
+        records.append(
+            {
+                "flag": 16 if i % 2 else 0,
+                "ref": ref,
+                "pos": int(rng.integers(0, CONTIGS[ref][1] - 500)),
+                "mapq": 60,
+                "mate_ref": -1,
+                "mate_pos": -1,
+                "tlen": 0,
+                "name": f"s{i}",
+            }
+        )
     records.sort(key=lambda r: (r["ref"], r["pos"]))
     bam = write_bam(tmp_path / "se.bam", records)
     _, features = scan_alignments(bam, request=ScanRequest(motif_k=4, fasta=reference))
@@ -98,7 +130,11 @@ def test_single_end_reads_give_their_own_five_prime_end(tmp_path):
     with pysam.AlignmentFile(str(bam)) as alignments:
         for read in alignments.fetch(until_eof=True):
             if read.is_reverse:
-                motif = fasta.fetch(read.reference_name, read.reference_end - 4, read.reference_end).upper()[::-1].translate(COMPLEMENT)
+                motif = (
+                    fasta.fetch(read.reference_name, read.reference_end - 4, read.reference_end)
+                    .upper()[::-1]
+                    .translate(COMPLEMENT)
+                )
             else:
                 motif = fasta.fetch(read.reference_name, read.reference_start, read.reference_start + 4).upper()
             if motif in expected:
@@ -115,7 +151,15 @@ def test_fragment_files_round_trip(simulated, tmp_path, representative):
     direct, _ = scan_alignments(bam, options=options, request=ScanRequest(fragment_file=frag))
     assert (tmp_path / "sample.frag.gz.tbi").exists()
     back, _ = count_fragment_file(frag, options=options)
-    for name in ("counts", "short", "long", "fragment_lengths", "other_counts", "other_fragment_lengths", "long_molecule_lengths"):
+    for name in (
+        "counts",
+        "short",
+        "long",
+        "fragment_lengths",
+        "other_counts",
+        "other_fragment_lengths",
+        "long_molecule_lengths",
+    ):
         assert np.array_equal(getattr(direct, name), getattr(back, name)), name
     assert back.paired and back.layout == direct.layout
     # Sorted and indexed: tabix finds every fragment of a region, and only those.
@@ -129,7 +173,9 @@ def test_fragment_files_round_trip(simulated, tmp_path, representative):
     assert all(a[1] <= b[1] for a, b in zip(starts, starts[1:]) if a[0] == b[0])
     # A filter raised when reading applies to the MAPQ column.
     strict, _ = count_fragment_file(frag, options=CountOptions(min_mapq=60))
-    assert strict.counts.sum() == sum(1 for row in rows if int(row[3]) >= 60 and row[0] in {c.name for c in direct.layout.contigs})
+    assert strict.counts.sum() == sum(
+        1 for row in rows if int(row[3]) >= 60 and row[0] in {c.name for c in direct.layout.contigs}
+    )
 
 
 def test_size_classes_by_midpoint_through_kernel_cram_and_fragment_file(simulated, tmp_path):
@@ -151,9 +197,18 @@ def test_size_classes_by_midpoint_through_kernel_cram_and_fragment_file(simulate
     moved = 0
     with pysam.AlignmentFile(str(bam)) as alignments:
         for read in alignments.fetch(until_eof=True):
-            if (read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate
-                    or read.mapping_quality < 30 or not read.is_proper_pair or not read.is_read1 or read.template_length == 0
-                    or read.reference_name not in first):
+            if (
+                read.is_unmapped
+                or read.is_secondary
+                or read.is_supplementary
+                or read.is_qcfail
+                or read.is_duplicate
+                or read.mapping_quality < 30
+                or not read.is_proper_pair
+                or not read.is_read1
+                or read.template_length == 0
+                or read.reference_name not in first
+            ):
                 continue
             start = read.reference_start if read.template_length > 0 else read.reference_end + read.template_length
             end = start + abs(read.template_length)
@@ -166,14 +221,25 @@ def test_size_classes_by_midpoint_through_kernel_cram_and_fragment_file(simulate
     for counts in (kernel, through_htslib, from_file):
         assert np.array_equal(counts.short, short) and np.array_equal(counts.long, long_)
         assert counts.filters["size_class_placement"] == "midpoint"
-    by_start, _ = scan_alignments(bam, bin_size=10_000, options=CountOptions(representative="read1", max_pair_length=0, min_mapq=30))
+    by_start, _ = scan_alignments(
+        bam, bin_size=10_000, options=CountOptions(representative="read1", max_pair_length=0, min_mapq=30)
+    )
     assert np.array_equal(by_start.counts, kernel.counts) and not np.array_equal(by_start.long, kernel.long)
     assert by_start.long.sum() == kernel.long.sum()
 
 
 def test_single_end_fragment_files_keep_lengths_unknown(tmp_path):
-    [single] = run_simulation(SimulationRequest(output=tmp_path / "se", cohort="euploid", samples=1, reads=20_000, scale=1 / 1000, seed=4,
-                                                output_format="bam"))
+    [single] = run_simulation(
+        SimulationRequest(
+            output=tmp_path / "se",
+            cohort="euploid",
+            samples=1,
+            reads=20_000,
+            scale=1 / 1000,
+            seed=4,
+            output_format="bam",
+        )
+    )
     frag = tmp_path / "se.frag.gz"
     direct, _ = scan_alignments(single, request=ScanRequest(fragment_file=frag))
     back, _ = count_fragment_file(frag)
@@ -187,8 +253,21 @@ def test_real_fragments_equal_the_finaledb_fragment_file(shared_data, tmp_path, 
     shutil.copy(shared_data / "finaletoolkit" / "hg19.chr1.6Mb.cram", cram)
     pysam.index(str(cram))
     frag = tmp_path / "real.frag.gz"
-    assert run_cli("count", cram, "-o", tmp_path / "real.counts.npz", "--min-mapq", "30", "--max-length", "0",
-                   "--fragments-out", frag).exit_code == 0
+    assert (
+        run_cli(
+            "count",
+            cram,
+            "-o",
+            tmp_path / "real.counts.npz",
+            "--min-mapq",
+            "30",
+            "--max-length",
+            "0",
+            "--fragments-out",
+            frag,
+        ).exit_code
+        == 0
+    )
     with gzip.open(frag, "rt") as stream:
         ours = sorted(tuple(line.split("\t")[:4]) for line in stream if not line.startswith("#"))
     with gzip.open(shared_data / "finaletoolkit" / "Jan28_2020-1.hg19.chr1_0-6Mb.frag.bed.gz", "rt") as stream:
@@ -209,8 +288,11 @@ def long_read_bam(path, n: int, seed: int) -> list[dict]:
     rows = []
     for i in range(n):
         ref = int(rng.integers(3))
-        span_a, span_b, span_c = (int(x) for x in rng.integers(30, 4000, size=3)) if rng.random() < 0.7 else \
-            (int(x) for x in rng.integers(1000, 12_000, size=3))
+        span_a, span_b, span_c = (
+            (int(x) for x in rng.integers(30, 4000, size=3))
+            if rng.random() < 0.7
+            else (int(x) for x in rng.integers(1000, 12_000, size=3))
+        )
         deletion, insertion = int(rng.integers(1, 20)), int(rng.integers(1, 20))
         span = span_a + deletion + span_b + span_c
         pos = int(rng.integers(0, CONTIGS[ref][1] - span - 1))
@@ -222,7 +304,9 @@ def long_read_bam(path, n: int, seed: int) -> list[dict]:
             sequence = "".join(rng.choice(list("ACGT"), size=length))
             original = sequence[::-1].translate(COMPLEMENT) if reverse else sequence
             cytosines = [j for j, base in enumerate(original) if base == "C"]
-            listed = sorted(rng.choice(len(cytosines), size=min(len(cytosines), int(rng.integers(0, 60))), replace=False).tolist())
+            listed = sorted(
+                rng.choice(len(cytosines), size=min(len(cytosines), int(rng.integers(0, 60))), replace=False).tolist()
+            )
             deltas, previous = [], -1
             for c in listed:
                 deltas.append(c - previous - 1)
@@ -230,7 +314,13 @@ def long_read_bam(path, n: int, seed: int) -> list[dict]:
             both = rng.random() < 0.3
             probabilities = rng.integers(0, 256, size=len(listed) * (2 if both else 1))
             a = pysam.AlignedSegment(out.header)
-            a.query_name, a.flag, a.reference_id, a.reference_start, a.mapping_quality = f"m{i}", 16 if reverse else 0, ref, pos, 60
+            a.query_name, a.flag, a.reference_id, a.reference_start, a.mapping_quality = (
+                f"m{i}",
+                16 if reverse else 0,
+                ref,
+                pos,
+                60,
+            )
             a.cigartuples = [(0, span_a), (2, deletion), (0, span_b), (1, insertion), (0, span_c)]
             a.query_sequence = sequence
             if listed:
@@ -238,8 +328,15 @@ def long_read_bam(path, n: int, seed: int) -> list[dict]:
                 a.set_tag("ML", array.array("B", probabilities.tolist()))
             out.write(a)
             methylation = probabilities[1::2] if both else probabilities
-            truth.append({"ref": ref, "pos": pos, "length": span_a + deletion + span_b + span_c, "calls": len(listed),
-                          "methylated": int((methylation >= 128).sum())})
+            truth.append(
+                {
+                    "ref": ref,
+                    "pos": pos,
+                    "length": span_a + deletion + span_b + span_c,
+                    "calls": len(listed),
+                    "methylated": int((methylation >= 128).sum()),
+                }
+            )
     pysam.index(str(path))
     return truth
 
@@ -264,8 +361,10 @@ def test_long_reads_are_whole_molecules_with_their_methylation(tmp_path, run_cli
     assert np.array_equal(counts.fragment_lengths, exact)
     edges = counts.long_molecule_edges
     long_lengths = lengths[lengths > 5000]
-    assert np.array_equal(counts.long_molecule_lengths, np.bincount(np.searchsorted(edges, long_lengths, side="right") - 1,
-                                                                    minlength=edges.size))
+    assert np.array_equal(
+        counts.long_molecule_lengths,
+        np.bincount(np.searchsorted(edges, long_lengths, side="right") - 1, minlength=edges.size),
+    )
     assert counts.long_molecule_lengths.sum() == (lengths > 5000).sum() > 100
     assert features.molecules[:, 2].sum() == calls == sum(t["calls"] for t in truth) > 10_000
     assert features.molecules[:, 3].sum() == methylated == sum(t["methylated"] for t in truth)
@@ -275,8 +374,9 @@ def test_long_reads_are_whole_molecules_with_their_methylation(tmp_path, run_cli
     cram = tmp_path / "long.cram"
     pysam.view("-C", "-T", str(reference), "-o", str(cram), str(bam), catch_stdout=False)
     pysam.index(str(cram))
-    from_cram, cram_features = scan_alignments(cram, bin_size=100_000, options=options, reference=reference,
-                                               request=ScanRequest(methylation=True))
+    from_cram, cram_features = scan_alignments(
+        cram, bin_size=100_000, options=options, reference=reference, request=ScanRequest(methylation=True)
+    )
     assert np.array_equal(from_cram.fragment_lengths, counts.fragment_lengths)
     assert np.array_equal(np.sort(cram_features.molecules, axis=0), np.sort(features.molecules, axis=0))
     # Without --long-reads the same reads are single-end reads: counted, with no length.
@@ -303,29 +403,77 @@ def test_fetal_fraction_from_methylation_of_long_molecules(tmp_path, run_cli):
     import json
 
     simulate = lambda out, cohort, n, molecules, seed: run_cli(  # noqa: E731
-        "simulate", "-o", tmp_path / out, "--cohort", cohort, "--samples", n, "--reads", molecules, "--format", "long-bam",
-        "--scale", "0.001", "--bin-size", "100000", "--seed", seed)
+        "simulate",
+        "-o",
+        tmp_path / out,
+        "--cohort",
+        cohort,
+        "--samples",
+        n,
+        "--reads",
+        molecules,
+        "--format",
+        "long-bam",
+        "--scale",
+        "0.001",
+        "--bin-size",
+        "100000",
+        "--seed",
+        seed,
+    )
     assert simulate("blood", "healthy", 2, 8000, 11).exit_code == 0
     assert simulate("panel", "euploid", 3, 8000, 12).exit_code == 0
     assert simulate("test", "euploid", 2, 15000, 13).exit_code == 0
 
     def placental_share(bam):
         with pysam.AlignmentFile(str(bam)) as alignments:
-            origins = [read.query_name.endswith("_P") for read in alignments.fetch(until_eof=True)
-                       if read.reference_name.removeprefix("chr").isdigit()]
+            origins = [
+                read.query_name.endswith("_P")
+                for read in alignments.fetch(until_eof=True)
+                if read.reference_name.removeprefix("chr").isdigit()
+            ]
         return sum(origins) / len(origins)
 
     known = tmp_path / "known.tsv"
-    rows = ["sample\tfetal_fraction"] + [f"{bam.stem}\t0" for bam in sorted((tmp_path / "blood").glob("*.bam"))] + [
-        f"{bam.stem}\t{placental_share(bam):.4f}" for bam in sorted((tmp_path / "panel").glob("*.bam"))]
+    rows = (
+        ["sample\tfetal_fraction"]
+        + [f"{bam.stem}\t0" for bam in sorted((tmp_path / "blood").glob("*.bam"))]
+        + [f"{bam.stem}\t{placental_share(bam):.4f}" for bam in sorted((tmp_path / "panel").glob("*.bam"))]
+    )
     known.write_text("\n".join(rows) + "\n")
     bins = tmp_path / "blood" / "genome" / "bins.npz"
     inputs = sorted((tmp_path / "blood").glob("*.bam")) + sorted((tmp_path / "panel").glob("*.bam"))
-    assert run_cli("fragments", *inputs, "--long-reads", "--bins", bins, "-o", tmp_path / "learn",
-                   "--learn-methylation-reference", tmp_path / "reference.npz", "--known-fetal-fractions", known).exit_code == 0
+    assert (
+        run_cli(
+            "fragments",
+            *inputs,
+            "--long-reads",
+            "--bins",
+            bins,
+            "-o",
+            tmp_path / "learn",
+            "--learn-methylation-reference",
+            tmp_path / "reference.npz",
+            "--known-fetal-fractions",
+            known,
+        ).exit_code
+        == 0
+    )
     tests = sorted((tmp_path / "test").glob("*.bam"))
-    assert run_cli("fragments", *tests, "--long-reads", "--bins", bins, "-o", tmp_path / "estimates",
-                   "--methylation-reference", tmp_path / "reference.npz").exit_code == 0
+    assert (
+        run_cli(
+            "fragments",
+            *tests,
+            "--long-reads",
+            "--bins",
+            bins,
+            "-o",
+            tmp_path / "estimates",
+            "--methylation-reference",
+            tmp_path / "reference.npz",
+        ).exit_code
+        == 0
+    )
     sexes = set()
     for bam in tests:
         result = json.loads((tmp_path / "estimates" / f"{bam.stem}.fragments.json").read_text())
@@ -337,5 +485,15 @@ def test_fetal_fraction_from_methylation_of_long_molecules(tmp_path, run_cli):
             sexes.add(any(read.reference_name == "chrY" for read in alignments.fetch("chrY")))
     assert sexes == {True, False}  # one male and one female fetus
     # Learning without the fractions is a usage error.
-    assert run_cli("fragments", *inputs[:1], "--long-reads", "-o", tmp_path / "x", "--learn-methylation-reference",
-                   tmp_path / "r2.npz").exit_code == 2
+    assert (
+        run_cli(
+            "fragments",
+            *inputs[:1],
+            "--long-reads",
+            "-o",
+            tmp_path / "x",
+            "--learn-methylation-reference",
+            tmp_path / "r2.npz",
+        ).exit_code
+        == 2
+    )

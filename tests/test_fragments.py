@@ -1,4 +1,5 @@
 """Fragmentomics against independent computations: size histogram, periodicity, windows, end motifs."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,18 @@ from plasmacount.simulation import SimulationRequest, fragment_length_distributi
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     directory = tmp_path_factory.mktemp("fragments")
-    [bam] = run_simulation(SimulationRequest(output=directory, cohort="ebv", samples=1, reads=30_000, paired=True,
-                                             output_format="bam", scale=1 / 1000, seed=3))
+    [bam] = run_simulation(
+        SimulationRequest(
+            output=directory,
+            cohort="ebv",
+            samples=1,
+            reads=30_000,
+            paired=True,
+            output_format="bam",
+            scale=1 / 1000,
+            seed=3,
+        )
+    )
     return bam, directory / "genome" / "genome.fa", directory / "genome" / "bins.npz"
 
 
@@ -34,18 +45,35 @@ def test_real_cram_size_profile(shared_data, tmp_path, run_cli):
     expected = np.zeros(5002, dtype=np.int64)
     with pysam.AlignmentFile(str(cram)) as alignments:
         for read in alignments.fetch(until_eof=True):
-            if (read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate
-                    or read.mapping_quality < 30 or not read.is_paired or read.mate_is_unmapped
-                    or read.next_reference_id != read.reference_id or not (read.is_proper_pair or faces_its_mate(read, 5000))):
+            if (
+                read.is_unmapped
+                or read.is_secondary
+                or read.is_supplementary
+                or read.is_qcfail
+                or read.is_duplicate
+                or read.mapping_quality < 30
+                or not read.is_paired
+                or read.mate_is_unmapped
+                or read.next_reference_id != read.reference_id
+                or not (read.is_proper_pair or faces_its_mate(read, 5000))
+            ):
                 continue
-            if (not read.is_reverse) if read.is_reverse != read.mate_is_reverse else (
-                    read.reference_start < read.next_reference_start or (read.reference_start == read.next_reference_start and read.is_read1)):
+            if (
+                (not read.is_reverse)
+                if read.is_reverse != read.mate_is_reverse
+                else (
+                    read.reference_start < read.next_reference_start
+                    or (read.reference_start == read.next_reference_start and read.is_read1)
+                )
+            ):
                 expected[min(abs(read.template_length), 5001)] += 1
     rows = (tmp_path / "out" / "real.size_histogram.tsv").read_text().splitlines()[1:]
     observed = np.array([int(line.split("\t")[1]) for line in rows])
     np.testing.assert_array_equal(observed, expected)
     assert 166 <= result["size"]["mode"] <= 168
-    assert result["size"]["fragments"] == 42_934 + 6_212  # the aligner's proper pairs, and the longer ones facing each other
+    assert (
+        result["size"]["fragments"] == 42_934 + 6_212
+    )  # the aligner's proper pairs, and the longer ones facing each other
     # FinaleToolkit's convention (the aligner's proper pairs only) gives FinaleToolkit's own figures.
     assert run_cli("fragments", cram, "-o", tmp_path / "proper", "--min-mapq", "30", "--max-length", "0").exit_code == 0
     result = json.loads((tmp_path / "proper" / "real.fragments.json").read_text())
@@ -72,7 +100,9 @@ def forward_mate_or_leftmost(read) -> bool:
     """The mate a pair is counted through: the forward one, or for same-strand pairs the leftmost."""
     if read.is_reverse != read.mate_is_reverse:
         return not read.is_reverse
-    return read.reference_start < read.next_reference_start or (read.reference_start == read.next_reference_start and read.is_read1)
+    return read.reference_start < read.next_reference_start or (
+        read.reference_start == read.next_reference_start and read.is_read1
+    )
 
 
 def test_end_motifs_match_independent_count(simulated):
@@ -83,14 +113,25 @@ def test_end_motifs_match_independent_count(simulated):
     expected = dict.fromkeys(MOTIFS, 0)
     with pysam.AlignmentFile(str(bam)) as alignments:
         for read in alignments.fetch(until_eof=True):
-            if (read.is_unmapped or read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate
-                    or read.mapping_quality < 20 or read.mate_is_unmapped or read.next_reference_id != read.reference_id
-                    or not (read.is_proper_pair or faces_its_mate(read, 5000)) or not forward_mate_or_leftmost(read)):
+            if (
+                read.is_unmapped
+                or read.is_secondary
+                or read.is_supplementary
+                or read.is_qcfail
+                or read.is_duplicate
+                or read.mapping_quality < 20
+                or read.mate_is_unmapped
+                or read.next_reference_id != read.reference_id
+                or not (read.is_proper_pair or faces_its_mate(read, 5000))
+                or not forward_mate_or_leftmost(read)
+            ):
                 continue
             start = read.reference_start
             end = start + abs(read.template_length)
-            for motif in (reference.fetch(read.reference_name, start, start + 4).upper(),
-                          reference.fetch(read.reference_name, end - 4, end).upper()[::-1].translate(complement)):
+            for motif in (
+                reference.fetch(read.reference_name, start, start + 4).upper(),
+                reference.fetch(read.reference_name, end - 4, end).upper()[::-1].translate(complement),
+            ):
                 if motif in expected:
                     expected[motif] += 1
     assert motifs.ends == sum(expected.values()) > 10_000
@@ -106,17 +147,27 @@ def test_windows_and_bad_input(simulated, tmp_path, run_cli):
     from plasmacount.alignments import count_alignments
 
     counts = count_alignments(bam, annotation=annotation)
-    assert sum(w["short"] for w in windows) == counts.short.sum() and sum(w["long"] for w in windows) == counts.long.sum()
+    assert (
+        sum(w["short"] for w in windows) == counts.short.sum() and sum(w["long"] for w in windows) == counts.long.sum()
+    )
     assert all(w["chrom"] != "chrEBV" for w in windows)
     assert all(w["end"] - w["start"] <= 50_000 for w in windows)
     assert result["short_long_ratio"]["gc_corrected"] and result["end_motifs"]["diversity"] is not None
-    assert result["other_contigs"]["chrM"]["fragments"] == counts.other_counts[[o["name"] for o in counts.other_contigs].index("chrM")]
+    assert (
+        result["other_contigs"]["chrM"]["fragments"]
+        == counts.other_counts[[o["name"] for o in counts.other_contigs].index("chrM")]
+    )
     # Mitochondrial share against an independent count (pysam, record by record).
     independent = count_with_pysam(bam, annotation.bin_size, [c.name for c in counts.layout.contigs])
     chr_m, nuclear = independent["other"]["chrM"], sum(independent["bins"].values())
-    assert result["mitochondrial"] == {"fragments": chr_m, "fraction": pytest.approx(chr_m / (chr_m + nuclear))} and chr_m > 0
+    assert (
+        result["mitochondrial"] == {"fragments": chr_m, "fraction": pytest.approx(chr_m / (chr_m + nuclear))}
+        and chr_m > 0
+    )
     # Single-end data: no size criteria, said so.
-    [single] = run_simulation(SimulationRequest(output=tmp_path / "se", cohort="euploid", samples=1, reads=20_000, scale=1 / 1000, seed=4))
+    [single] = run_simulation(
+        SimulationRequest(output=tmp_path / "se", cohort="euploid", samples=1, reads=20_000, scale=1 / 1000, seed=4)
+    )
     result, tables = analyse(single)
     assert result["size"]["mode"] is None and tables["windows"] is None
     assert any("single-end" in note for note in result["notes"])

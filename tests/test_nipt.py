@@ -1,4 +1,5 @@
 """Prenatal testing against simulated truth: reference, calls, fetal sex and fraction, CNVs, outputs, bad input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,10 @@ READS = 6_000_000
 def lab():
     model = GenomeModel.hg38_layout(BIN, seed=5)
     annotation = model.annotation()
-    panel = [simulate_counts(d, model, 40, i) for i, d in enumerate(design_cohort("euploid", 40, READS, seed=40, paired=True, prefix="ref"))]
+    panel = [
+        simulate_counts(d, model, 40, i)
+        for i, d in enumerate(design_cohort("euploid", 40, READS, seed=40, paired=True, prefix="ref"))
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         reference = build_reference(panel, annotation)
@@ -36,8 +40,13 @@ def lab():
 
 def designed(model, event=None, ff=0.12, sex="female", seed=7, index=0, cnv=None):
     [design] = design_cohort("euploid", 1, READS, seed=seed + index, paired=True, prefix=f"t{index}")
-    design = dataclasses.replace(design, fetal_fraction=ff, fetal_sex=sex, fetal_karyotype="46,XY" if sex == "male" else "46,XX",
-                                 sample=f"case_{index}")
+    design = dataclasses.replace(
+        design,
+        fetal_fraction=ff,
+        fetal_sex=sex,
+        fetal_karyotype="46,XY" if sex == "male" else "46,XX",
+        sample=f"case_{index}",
+    )
     if event and event.startswith("T"):
         design.events = [{"type": "trisomy", "origin": "fetal", "chrom": f"chr{event[1:]}", "fetal_cn": 3}]
     elif event:
@@ -60,7 +69,9 @@ def test_reference_model(lab):
     assert len(truth_sexes) == 40
     chromosomes = reference.metadata["chromosomes"]
     for key in ("13", "18", "21"):
-        assert chromosomes[key]["cv"] < 2.0 * chromosomes[key]["poisson_cv"]  # a small panel; the benchmark measures 200
+        assert (
+            chromosomes[key]["cv"] < 2.0 * chromosomes[key]["poisson_cv"]
+        )  # a small panel; the benchmark measures 200
     assert reference.metadata["plasmacount_version"] if "plasmacount_version" in reference.metadata else True
 
 
@@ -83,7 +94,9 @@ def test_euploid_sex_and_fetal_fraction(lab, sex):
         result = analyse_sample(sample, reference)
         assert result["fetal_sex"] == sex
         assert abs(result["fetal_fraction"]["estimate"] - ff) < 0.02
-        assert result["fetal_fraction"]["low"] <= result["fetal_fraction"]["estimate"] <= result["fetal_fraction"]["high"]
+        assert (
+            result["fetal_fraction"]["low"] <= result["fetal_fraction"]["estimate"] <= result["fetal_fraction"]["high"]
+        )
         assert all(c["result"] != "positive" for c in result["calls"])
         assert call(result, "T21")["result"] == "negative"
         assert result["qc"]["status"] in ("pass", "warn")
@@ -128,14 +141,32 @@ def test_sex_chromosome_aneuploidies(lab, karyotype):
 
 def test_fetal_and_maternal_cnvs(lab):
     model, _, _, reference = lab
-    fetal = {"type": "cnv", "origin": "fetal", "chrom": "chr4", "start": 0, "end": 20_000_000, "fetal_cn": 1, "maternal_cn": 2, "name": None}
+    fetal = {
+        "type": "cnv",
+        "origin": "fetal",
+        "chrom": "chr4",
+        "start": 0,
+        "end": 20_000_000,
+        "fetal_cn": 1,
+        "maternal_cn": 2,
+        "name": None,
+    }
     sample, _ = designed(model, ff=0.22, index=50, cnv=fetal)
     result = analyse_sample(sample, reference)
     hits = [c for c in result["cnvs"] if c["chrom"] == "chr4"]
     assert hits and hits[0]["type"] == "deletion" and hits[0]["origin"] == "fetal"
     assert hits[0]["start"] < 5_000_000 and 15_000_000 < hits[0]["end"] <= 21_000_000
     assert hits[0]["syndrome"] == "Wolf-Hirschhorn (4p16.3)"
-    maternal = {"type": "cnv", "origin": "maternal", "chrom": "chr7", "start": 60_000_000, "end": 70_000_000, "fetal_cn": 3, "maternal_cn": 3, "name": None}
+    maternal = {
+        "type": "cnv",
+        "origin": "maternal",
+        "chrom": "chr7",
+        "start": 60_000_000,
+        "end": 70_000_000,
+        "fetal_cn": 3,
+        "maternal_cn": 3,
+        "name": None,
+    }
     sample, _ = designed(model, ff=0.10, index=51, cnv=maternal)
     result = analyse_sample(sample, reference)
     hits = [c for c in result["cnvs"] if c["chrom"] == "chr7"]
@@ -146,7 +177,9 @@ def test_fetal_and_maternal_cnvs(lab):
     regions = limit["syndrome_regions"]
     # At 1 Mb bins DiGeorge (2.6 Mb) is too small to test; a longer region needs less fetal DNA.
     assert regions["DiGeorge (22q11.2)"]["minimum_fetal_fraction"] is None and regions["DiGeorge (22q11.2)"]["bins"] < 5
-    limits = sorted((r["bins"], r["minimum_fetal_fraction"]) for r in regions.values() if r["minimum_fetal_fraction"] is not None)
+    limits = sorted(
+        (r["bins"], r["minimum_fetal_fraction"]) for r in regions.values() if r["minimum_fetal_fraction"] is not None
+    )
     assert len(limits) >= 2 and all(0 < f <= 1 for _, f in limits) and limits[-1][1] < limits[0][1]
 
 
@@ -154,9 +187,20 @@ def test_result_schema_and_outputs(lab, tmp_path):
     import pysam
 
     model, _, _, reference = lab
-    cnv = {"type": "cnv", "origin": "fetal", "chrom": "chr5", "start": 0, "end": 15_000_000, "fetal_cn": 3, "maternal_cn": 2, "name": None}
-    results = [analyse_sample(designed(model, ff=0.2, index=60, cnv=cnv)[0], reference),
-               analyse_sample(designed(model, "T21", index=61)[0], reference)]
+    cnv = {
+        "type": "cnv",
+        "origin": "fetal",
+        "chrom": "chr5",
+        "start": 0,
+        "end": 15_000_000,
+        "fetal_cn": 3,
+        "maternal_cn": 2,
+        "name": None,
+    }
+    results = [
+        analyse_sample(designed(model, ff=0.2, index=60, cnv=cnv)[0], reference),
+        analyse_sample(designed(model, "T21", index=61)[0], reference),
+    ]
     write_results(results, tmp_path)
     for result in results:
         data = json.loads((tmp_path / f"{result['sample']}.nipt.json").read_text())
@@ -194,7 +238,9 @@ def test_bad_samples_become_no_calls(lab):
     assert result["qc"]["status"] == "fail" and "bin" in result["qc"]["reasons"][0]
     assert all(c["result"] == "no-call" and "reference mismatch" in c["reason"] for c in result["calls"])
     # Another build (chr1 of another length).
-    layout = Layout.from_lengths([(c.name, c.length + (3_000_000 if c.name == "chr1" else 0)) for c in reference.layout.contigs], BIN)
+    layout = Layout.from_lengths(
+        [(c.name, c.length + (3_000_000 if c.name == "chr1" else 0)) for c in reference.layout.contigs], BIN
+    )
     counts = SampleCounts(sample="other_build", layout=layout, counts=np.full(layout.n_bins, 100))
     result = analyse_sample(counts, reference)
     assert result["qc"]["status"] == "fail" and "builds differ" in result["qc"]["reasons"][0]
@@ -206,10 +252,14 @@ def test_reference_refuses_bad_panels(lab):
         build_reference(panel[:10], annotation)
     females = [s for s in panel if s.counts[-60:].sum() < np.median([p.counts[-60:].sum() for p in panel])]
     model = GenomeModel.hg38_layout(BIN, seed=5)
-    only_female = [simulate_counts(dataclasses.replace(d, fetal_sex="female", fetal_karyotype="46,XX"), model, 41, i)
-                   for i, d in enumerate(design_cohort("euploid", 25, READS, seed=41, paired=True, prefix="f"))]
-    only_male = [simulate_counts(dataclasses.replace(d, fetal_sex="male", fetal_karyotype="46,XY"), model, 42, i)
-                 for i, d in enumerate(design_cohort("euploid", 25, READS, seed=42, paired=True, prefix="m"))]
+    only_female = [
+        simulate_counts(dataclasses.replace(d, fetal_sex="female", fetal_karyotype="46,XX"), model, 41, i)
+        for i, d in enumerate(design_cohort("euploid", 25, READS, seed=41, paired=True, prefix="f"))
+    ]
+    only_male = [
+        simulate_counts(dataclasses.replace(d, fetal_sex="male", fetal_karyotype="46,XY"), model, 42, i)
+        for i, d in enumerate(design_cohort("euploid", 25, READS, seed=42, paired=True, prefix="m"))
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(DataError, match="0 male"):
@@ -234,18 +284,42 @@ def test_cli_reference_and_nipt(lab, tmp_path, run_cli):
     case, _ = designed(model, "T18", ff=0.15, index=70)
     case.save(tmp_path / "case.counts.npz")
     for out in ("a", "b"):
-        result = run_cli("nipt", tmp_path / "case.counts.npz", "--reference", tmp_path / "ref.npz", "-o", tmp_path / out)
+        result = run_cli(
+            "nipt", tmp_path / "case.counts.npz", "--reference", tmp_path / "ref.npz", "-o", tmp_path / out
+        )
         assert result.exit_code == 0, result.stderr
     assert (tmp_path / "a" / "case_70.nipt.json").read_bytes() == (tmp_path / "b" / "case_70.nipt.json").read_bytes()
     assert json.loads((tmp_path / "a" / "case_70.nipt.json").read_text())["calls"][1]["event"] == "T18"
     # --bins is accepted as in `reference`, and only checked: the same annotation passes, another refused.
-    result = run_cli("nipt", tmp_path / "case.counts.npz", "--reference", tmp_path / "ref.npz", "--bins", tmp_path / "bins.npz", "-o", tmp_path / "c")
+    result = run_cli(
+        "nipt",
+        tmp_path / "case.counts.npz",
+        "--reference",
+        tmp_path / "ref.npz",
+        "--bins",
+        tmp_path / "bins.npz",
+        "-o",
+        tmp_path / "c",
+    )
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "c" / "case_70.nipt.json").read_bytes() == (tmp_path / "a" / "case_70.nipt.json").read_bytes()
     other = dataclasses.replace(annotation, gc=annotation.gc + 0.01)
     other.save(tmp_path / "other.bins.npz")
-    result = run_cli("nipt", tmp_path / "case.counts.npz", "--reference", tmp_path / "ref.npz", "--bins", tmp_path / "other.bins.npz", "-o", tmp_path / "d")
-    assert result.exit_code == 2 and "not the annotation the reference was made with" in result.stderr and not (tmp_path / "d").exists()
+    result = run_cli(
+        "nipt",
+        tmp_path / "case.counts.npz",
+        "--reference",
+        tmp_path / "ref.npz",
+        "--bins",
+        tmp_path / "other.bins.npz",
+        "-o",
+        tmp_path / "d",
+    )
+    assert (
+        result.exit_code == 2
+        and "not the annotation the reference was made with" in result.stderr
+        and not (tmp_path / "d").exists()
+    )
     result = run_cli("reference", *paths[:5], "--bins", tmp_path / "bins.npz", "-o", tmp_path / "small.npz")
     assert result.exit_code == 2 and "at least 20" in result.stderr and not (tmp_path / "small.npz").exists()
 
@@ -289,13 +363,20 @@ def test_trisomy_decision_rules():
     # Far more excess than a fetal fraction of 2 % explains: still called, with a note.
     large = aneuploidy.call_trisomy(score, posterior(0.02, 0.002), None)
     assert large["result"] == "positive" and "larger than" in large["note"]
-    assert aneuploidy.call_trisomy({**score, "z": 0.3, "ratio": 1.001}, posterior(0.10, 0.01), None)["result"] == "negative"
+    assert (
+        aneuploidy.call_trisomy({**score, "z": 0.3, "ratio": 1.001}, posterior(0.10, 0.01), None)["result"]
+        == "negative"
+    )
     low = aneuploidy.call_trisomy({**score, "z": 1.0, "ratio": 1.003}, posterior(0.015, 0.002), None)
     assert low["result"] == "no-call" and "below" in low["reason"]
     assert aneuploidy.call_trisomy(score, posterior(0.05, 0.003), "sample QC failed")["result"] == "no-call"
     # Fetal fraction not determinable: the fixed z threshold decides, and the limit is stated.
     unknown = aneuploidy.call_trisomy({**score, "z": 3.4}, None, None)
-    assert unknown["result"] == "negative" and unknown["minimum_fetal_fraction"] > 0 and "would have been seen" in unknown["note"]
+    assert (
+        unknown["result"] == "negative"
+        and unknown["minimum_fetal_fraction"] > 0
+        and "would have been seen" in unknown["note"]
+    )
     assert aneuploidy.call_trisomy({**score, "z": 3.6}, None, None)["result"] == "positive"
 
 
@@ -307,10 +388,14 @@ def test_bayes_factor_matches_numerical_integration():
     density = lambda f: stats.lognorm.pdf(f, 0.6, scale=0.10) * stats.norm.pdf(0.06, f, 0.015)  # noqa: E731
     normaliser = integrate.quad(density, 0.002, 0.5, points=[0.06])[0]
     assert posterior.median == pytest.approx(
-        next(q for q in np.linspace(0.002, 0.5, 20001) if integrate.quad(density, 0.002, q)[0] >= 0.5 * normaliser), abs=2e-3)
+        next(q for q in np.linspace(0.002, 0.5, 20001) if integrate.quad(density, 0.002, q)[0] >= 0.5 * normaliser),
+        abs=2e-3,
+    )
     for deviation, sd in ((0.0, 0.003), (0.02, 0.003), (0.035, 0.004), (0.01, 0.006)):
         ratio = lambda f: stats.norm.pdf(deviation, f / 2, sd) / stats.norm.pdf(deviation, 0, sd)  # noqa: E731
-        expected = math.log(integrate.quad(lambda f: density(f) * ratio(f), 0.002, 0.5, points=[0.06], limit=200)[0] / normaliser)
+        expected = math.log(
+            integrate.quad(lambda f: density(f) * ratio(f), 0.002, 0.5, points=[0.06], limit=200)[0] / normaliser
+        )
         assert aneuploidy.log_bayes_factor(deviation, sd, 1.0, posterior) == pytest.approx(expected, abs=0.02)
 
 
@@ -333,8 +418,10 @@ def pessimistic_lab():
 
     model = GenomeModel.hg38_layout(BIN, seed=6, effects=LabEffects(placental_pattern_sd=0.0, y_hotspot_share=0.03))
     annotation = model.annotation()
-    designs = [dataclasses.replace(d, chrY_background=d.chrY_background * 3)
-               for d in design_cohort("euploid", 60, READS, seed=60, paired=False, prefix="pess")]
+    designs = [
+        dataclasses.replace(d, chrY_background=d.chrY_background * 3)
+        for d in design_cohort("euploid", 60, READS, seed=60, paired=False, prefix="pess")
+    ]
     panel = [simulate_counts(d, model, 60, i) for i, d in enumerate(designs)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -344,8 +431,14 @@ def pessimistic_lab():
 
 def single_end(model, event=None, ff=0.10, sex="female", index=0, events=None, **changes):
     [design] = design_cohort("euploid", 1, READS, seed=90 + index, paired=False, prefix=f"p{index}")
-    design = dataclasses.replace(design, fetal_fraction=ff, fetal_sex=sex, fetal_karyotype="46,XY" if sex == "male" else "46,XX",
-                                 sample=f"pess_{index}", **changes)
+    design = dataclasses.replace(
+        design,
+        fetal_fraction=ff,
+        fetal_sex=sex,
+        fetal_karyotype="46,XY" if sex == "male" else "46,XX",
+        sample=f"pess_{index}",
+        **changes,
+    )
     if event:
         design.events = [{"type": "trisomy", "origin": "fetal", "chrom": f"chr{event[1:]}", "fetal_cn": 3}]
     if events:
@@ -368,7 +461,9 @@ def test_female_fetal_fraction_not_determinable_calls_on_z(pessimistic_lab):
     euploid = analyse_sample(single_end(model, index=1), reference)
     assert euploid["fetal_fraction"]["estimate"] is None and not euploid["fetal_fraction"]["determinable"]
     assert euploid["fetal_fraction"]["methods"]["bin_profile"]["reason"].startswith("no skill")
-    assert all(c["result"] == "negative" for c in euploid["calls"]), [c for c in euploid["calls"] if c["result"] != "negative"]
+    assert all(c["result"] == "negative" for c in euploid["calls"]), [
+        c for c in euploid["calls"] if c["result"] != "negative"
+    ]
     trisomy = analyse_sample(single_end(model, "T21", ff=0.08, index=2), reference)
     assert call(trisomy, "T21")["result"] == "positive" and "z alone" in call(trisomy, "T21")["note"]
     male = analyse_sample(single_end(model, sex="male", ff=0.08, index=3), reference)
@@ -377,8 +472,18 @@ def test_female_fetal_fraction_not_determinable_calls_on_z(pessimistic_lab):
 
 def test_maternal_duplication_is_masked_from_its_chromosome(pessimistic_lab):
     model, _, reference = pessimistic_lab
-    duplication = [{"type": "cnv", "origin": "maternal", "chrom": "chr21", "start": 25_000_000, "end": 30_000_000,
-                    "fetal_cn": 2, "maternal_cn": 3, "name": None}]
+    duplication = [
+        {
+            "type": "cnv",
+            "origin": "maternal",
+            "chrom": "chr21",
+            "start": 25_000_000,
+            "end": 30_000_000,
+            "fetal_cn": 2,
+            "maternal_cn": 3,
+            "name": None,
+        }
+    ]
     result = analyse_sample(single_end(model, sex="male", index=4, events=duplication), reference)
     assert call(result, "T21")["result"] == "negative"
     hits = [c for c in result["cnvs"] if c["chrom"] == "chr21"]
@@ -389,8 +494,19 @@ def test_maternal_duplication_is_masked_from_its_chromosome(pessimistic_lab):
 
 def test_gains_and_losses_on_many_chromosomes_are_a_pattern(pessimistic_lab):
     model, _, reference = pessimistic_lab
-    events = [{"type": "cnv", "origin": "fetal", "chrom": chrom, "start": 40_000_000, "end": 70_000_000, "fetal_cn": cn,
-               "maternal_cn": 2, "name": None} for chrom, cn in (("chr2", 1), ("chr5", 3), ("chr8", 3), ("chr11", 1))]
+    events = [
+        {
+            "type": "cnv",
+            "origin": "fetal",
+            "chrom": chrom,
+            "start": 40_000_000,
+            "end": 70_000_000,
+            "fetal_cn": cn,
+            "maternal_cn": 2,
+            "name": None,
+        }
+        for chrom, cn in (("chr2", 1), ("chr5", 3), ("chr8", 3), ("chr11", 1))
+    ]
     events.append({"type": "trisomy", "origin": "fetal", "chrom": "chr13", "fetal_cn": 3})
     result = analyse_sample(single_end(model, sex="male", ff=0.15, index=5, events=events), reference)
     assert result["pattern"] is not None and len(result["pattern"]["chromosomes"]) >= 3
@@ -401,7 +517,10 @@ def test_library_bias_the_panel_never_saw_is_flagged(pessimistic_lab):
     model, _, reference = pessimistic_lab
     for index in range(6, 9):
         result = analyse_sample(single_end(model, index=index, library_bias=0.02, library_bias_seed=index), reference)
-        assert result["qc"]["status"] in ("warn", "fail") and max(result["qc"]["chromosome_z_inflation"], result["qc"]["window_z_inflation"]) > 1.3
+        assert (
+            result["qc"]["status"] in ("warn", "fail")
+            and max(result["qc"]["chromosome_z_inflation"], result["qc"]["window_z_inflation"]) > 1.3
+        )
         assert not [c for c in result["calls"] if c["result"] == "positive"] and not result["cnvs"]
 
 
@@ -425,10 +544,16 @@ def test_plain_gc_table_import(tmp_path):
     from plasmacount.bins import import_annotations
 
     table = tmp_path / "gc.tsv"
-    table.write_text("chrom\tstart\tend\tgc_percent\n1\t0\t50000\t40.0\n1\t50000\t100000\tNA\n1\t100000\t130000\t55.5\n2\t0\t50000\t61.0\n")
+    table.write_text(
+        "chrom\tstart\tend\tgc_percent\n1\t0\t50000\t40.0\n1\t50000\t100000\tNA\n1\t100000\t130000\t55.5\n2\t0\t50000\t61.0\n"
+    )
     annotation = import_annotations([table])
     assert annotation.bin_size == 50_000 and [c.name for c in annotation.layout.contigs] == ["1", "2"]
-    assert annotation.gc[0] == pytest.approx(0.40) and np.isnan(annotation.gc[1]) and annotation.gc[2] == pytest.approx(0.555)
+    assert (
+        annotation.gc[0] == pytest.approx(0.40)
+        and np.isnan(annotation.gc[1])
+        and annotation.gc[2] == pytest.approx(0.555)
+    )
     assert annotation.n_fraction[1] == 1.0 and annotation.n_fraction[0] == 0.0
     bad = tmp_path / "bad.tsv"
     bad.write_text("chrom\tstart\tend\tgc_percent\n1\t0\t50000\t140.0\n")
@@ -442,8 +567,15 @@ def test_batch_qc_sees_a_shift_no_sample_shows_alone():
     rng = np.random.default_rng(12)
 
     def results(shift):
-        return [{"qc": {"status": "pass"}, "chromosomes": {f"chr{k}": {"z": float(rng.normal(shift if k == 18 else 0.0, 1.0))}
-                                                          for k in range(1, 23)}} for _ in range(48)]
+        return [
+            {
+                "qc": {"status": "pass"},
+                "chromosomes": {
+                    f"chr{k}": {"z": float(rng.normal(shift if k == 18 else 0.0, 1.0))} for k in range(1, 23)
+                },
+            }
+            for _ in range(48)
+        ]
 
     assert batch_qc(results(0.0))["status"] == "pass"
     shifted = batch_qc(results(1.2))  # each sample's chr18 z is ordinary; together they are not
@@ -478,8 +610,12 @@ def test_within_sample_correction_removes_a_new_bias_that_follows_bin_properties
     correlations = {True: [], False: []}
     z = {True: [], False: []}
     for index in range(20, 24):
-        sample = single_end(model, index=index, library_bias=0.05, library_bias_seed=index, library_bias_kind="bin_features")
-        design = dataclasses.replace(design_cohort("euploid", 1, READS, seed=1)[0], library_bias_seed=index, library_bias_kind="bin_features")
+        sample = single_end(
+            model, index=index, library_bias=0.05, library_bias_seed=index, library_bias_kind="bin_features"
+        )
+        design = dataclasses.replace(
+            design_cohort("euploid", 1, READS, seed=1)[0], library_bias_seed=index, library_bias_kind="bin_features"
+        )
         pattern = library_pattern(design, model)
         assert abs(pattern.std() - 1) < 1e-6 and abs(pattern.mean()) < 1e-6
         for corrected in (True, False):

@@ -1,5 +1,6 @@
 """Reports and the files other tools read: HTML in a real browser, PDF, plot data, VCF/tabix,
 bedGraph/bigWig, SEG, MultiQC custom content, determinism and bad input."""
+
 from __future__ import annotations
 
 import csv
@@ -31,7 +32,7 @@ def test_demo_ends_with_reports(demo_output):
         assert page.exists() and (prenatal / f"case_{case:02d}.pdf").exists()
         text = page.read_text()
         # Self-contained: plots inline, no script or stylesheet fetched from elsewhere.
-        assert text.count("<svg") >= 4 and "src=\"http" not in text and "href=\"http" not in text
+        assert text.count("<svg") >= 4 and 'src="http' not in text and 'href="http' not in text
     assert "High risk: T21" in (prenatal / "case_03.html").read_text()
     assert "Low risk" in (prenatal / "case_01.html").read_text()
     assert "DiGeorge" in (prenatal / "case_07.html").read_text()
@@ -51,8 +52,11 @@ def test_plot_data_matches_the_results(demo_output):
     profile = read_bedgraph(demo_output / "nipt" / "case_03.nipt.bedgraph")
     shown = _rows(prenatal / "case_03_data" / "nipt_profile.tsv")
     first = shown[10]
-    inside = [v for c, s, v in zip(profile.chrom, profile.start, profile.value) if c == first["chrom"]
-              and int(first["start"]) <= s < int(first["end"])]
+    inside = [
+        v
+        for c, s, v in zip(profile.chrom, profile.start, profile.value)
+        if c == first["chrom"] and int(first["start"]) <= s < int(first["end"])
+    ]
     assert float(first["log2_ratio"]) == pytest.approx(float(np.median(inside)), abs=1e-4)
     sizes = _rows(prenatal / "case_03_data" / "fragment_sizes.tsv")
     assert sum(int(r["fragments"]) for r in sizes) == sum(result["fragment_sizes"]["histogram_0_600"])
@@ -74,17 +78,32 @@ def test_reports_are_byte_for_byte_repeatable(demo_output, tmp_path):
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`.ci/run` installs it)")
 def test_reports_open_in_headless_chromium(demo_output, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
-    pages = [demo_output / "reports" / "prenatal" / "batch.html", demo_output / "reports" / "prenatal" / "case_07.html",
-             demo_output / "reports" / "cancer" / "batch.html", demo_output / "reports" / "cancer" / "patient_0002.html",
-             demo_output / "reports" / "alignments" / "pregnancy_0001.html"]
+    pages = [
+        demo_output / "reports" / "prenatal" / "batch.html",
+        demo_output / "reports" / "prenatal" / "case_07.html",
+        demo_output / "reports" / "cancer" / "batch.html",
+        demo_output / "reports" / "cancer" / "patient_0002.html",
+        demo_output / "reports" / "alignments" / "pregnancy_0001.html",
+    ]
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                                                         "--disable-component-update", "--disable-sync"])
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             for path in pages:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 problems, requests = [], []
-                page.on("console", lambda message: problems.append(message.text) if message.type in ("error", "warning") else None)
+                page.on(
+                    "console",
+                    lambda message: problems.append(message.text) if message.type in ("error", "warning") else None,
+                )
                 page.on("pageerror", lambda error: problems.append(str(error)))
                 page.on("request", lambda request: requests.append(request.url))
                 page.goto(path.as_uri())
@@ -98,11 +117,15 @@ def test_reports_open_in_headless_chromium(demo_output, tmp_path):
                     header = page.locator("th", has_text=label)
                     column = [text.strip() for text in page.locator("thead th").all_inner_texts()].index(label)
                     header.click()
-                    values = [v for v in page.locator(f"tbody tr td:nth-child({column + 1})").all_inner_texts() if v.strip()]
+                    values = [
+                        v for v in page.locator(f"tbody tr td:nth-child({column + 1})").all_inner_texts() if v.strip()
+                    ]
                     assert [float(v) for v in values] == sorted(float(v) for v in values)
                     header.focus()  # the second sort from the keyboard
                     page.keyboard.press("Enter")
-                    values = [v for v in page.locator(f"tbody tr td:nth-child({column + 1})").all_inner_texts() if v.strip()]
+                    values = [
+                        v for v in page.locator(f"tbody tr td:nth-child({column + 1})").all_inner_texts() if v.strip()
+                    ]
                     assert [float(v) for v in values] == sorted((float(v) for v in values), reverse=True)
                 page.screenshot(path=str(tmp_path / f"{path.parent.name}_{path.stem}.png"), full_page=True)
                 page.close()
@@ -141,7 +164,10 @@ def test_bigwig_bedgraph_and_seg(demo_output):
     seg = _rows(demo_output / "nipt" / "case_07.nipt.seg")
     assert list(seg[0]) == ["ID", "chrom", "loc.start", "loc.end", "num.mark", "seg.mean"]
     # The 22q11.2 deletion shows as its own segment with a negative mean.
-    assert any(r["chrom"] == "chr22" and float(r["seg.mean"]) < -0.05 and 18_000_000 < int(r["loc.start"]) < 20_000_000 for r in seg)
+    assert any(
+        r["chrom"] == "chr22" and float(r["seg.mean"]) < -0.05 and 18_000_000 < int(r["loc.start"]) < 20_000_000
+        for r in seg
+    )
     tumor = _rows(demo_output / "tumor" / "tumor.seg")
     assert list(tumor[0]) == ["ID", "chrom", "loc.start", "loc.end", "num.mark", "seg.mean"]
     assert (demo_output / "tumor" / "patient_0001.tumor.bw").exists()
@@ -150,11 +176,21 @@ def test_bigwig_bedgraph_and_seg(demo_output):
 def test_multiqc_shows_plasmacount_sections(demo_output, tmp_path):
     pytest.importorskip("multiqc")
     target = tmp_path / "multiqc"
-    run = subprocess.run([sys.executable, "-m", "multiqc", str(demo_output / "reports"), "-o", str(target), "--no-ansi", "--quiet"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "multiqc", str(demo_output / "reports"), "-o", str(target), "--no-ansi", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     page = (target / "multiqc_report.html").read_text()
-    for section in ("plasmacount_nipt", "plasmacount_tumor", "plasmacount_viral", "plasmacount_fragments", "plasmacount_counts"):
+    for section in (
+        "plasmacount_nipt",
+        "plasmacount_tumor",
+        "plasmacount_viral",
+        "plasmacount_fragments",
+        "plasmacount_counts",
+    ):
         assert section in page, section
     data = json.loads((target / "multiqc_data" / "multiqc_data.json").read_text())
     assert "case_03" in json.dumps(data)
@@ -164,7 +200,11 @@ def test_bad_input(tmp_path, run_cli):
     empty = tmp_path / "empty"
     empty.mkdir()
     result = run_cli("report", empty, "-o", tmp_path / "out")
-    assert result.exit_code == 2 and "no plasmacount results" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.exit_code == 2
+        and "no plasmacount results" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "x.nipt.json").write_text("{not json")
@@ -184,8 +224,18 @@ def test_failed_and_single_end_results_still_report(tmp_path, run_cli):
     results = tmp_path / "results"
     results.mkdir()
     (results / "failed.nipt.json").write_text(json.dumps(_failed_result("failed", "reference mismatch: bins differ")))
-    paths = run_simulation(SimulationRequest(output=tmp_path / "ebv", cohort="ebv", samples=2, reads=1_000_000, seed=3,
-                                             output_format="counts", genome="hg38", prefix="single"))
+    paths = run_simulation(
+        SimulationRequest(
+            output=tmp_path / "ebv",
+            cohort="ebv",
+            samples=2,
+            reads=1_000_000,
+            seed=3,
+            output_format="counts",
+            genome="hg38",
+            prefix="single",
+        )
+    )
     write_outputs([from_counts(load_counts(p), None, ScreenModel(), str(p)) for p in paths], results, ScreenModel())
     result = run_cli("report", results, "-o", tmp_path / "reports")
     assert result.exit_code == 0, result.stderr
@@ -199,7 +249,9 @@ def test_an_interrupted_report_leaves_no_half_set(demo_output, tmp_path, monkeyp
     import plasmacount.report as report
 
     write_reports([demo_output / "nipt"], tmp_path / "out", pdf=False)
-    before = sorted((p.relative_to(tmp_path / "out"), p.read_bytes()) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    before = sorted(
+        (p.relative_to(tmp_path / "out"), p.read_bytes()) for p in (tmp_path / "out").rglob("*") if p.is_file()
+    )
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
@@ -207,7 +259,9 @@ def test_an_interrupted_report_leaves_no_half_set(demo_output, tmp_path, monkeyp
     monkeypatch.setattr(report, "write_batch_overview", broken)
     with pytest.raises(OSError):
         write_reports([demo_output / "nipt"], tmp_path / "out", pdf=False)
-    after = sorted((p.relative_to(tmp_path / "out"), p.read_bytes()) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    after = sorted(
+        (p.relative_to(tmp_path / "out"), p.read_bytes()) for p in (tmp_path / "out").rglob("*") if p.is_file()
+    )
     assert after == before and [p.name for p in tmp_path.iterdir()] == ["out"]
     with pytest.raises(OSError):
         write_reports([demo_output / "nipt"], tmp_path / "fresh", pdf=False)

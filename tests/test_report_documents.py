@@ -2,6 +2,7 @@
 split over pages, read back with poppler's pdftotext/pdfinfo/pdffonts), what the pages say and draw
 (the finding first, a zoom on every CNV, the defects found by a clinical reader), and the same page
 in headless Chromium (no overlapping text, no empty plot, the finding in the first screen)."""
+
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,9 @@ from plasmacount.errors import DataError
 from plasmacount.report import SignOff, html_to_pdf, with_sign_off
 
 POPPLER = shutil.which("pdftotext") and shutil.which("pdfinfo") and shutil.which("pdffonts")
-needs_poppler = pytest.mark.skipif(not POPPLER, reason="poppler-utils (pdftotext, pdfinfo, pdffonts) not installed (`.ci/run` installs it)")
+needs_poppler = pytest.mark.skipif(
+    not POPPLER, reason="poppler-utils (pdftotext, pdfinfo, pdffonts) not installed (`.ci/run` installs it)"
+)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 A4_POINTS = (595.276, 841.89)
 
@@ -35,21 +38,39 @@ def _pages(pdf: Path) -> list[str]:
 
 
 def _page_sizes(pdf: Path) -> list[tuple[float, float]]:
-    count = int(re.search(r"Pages:\s+(\d+)", subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout).group(1))
-    info = subprocess.run(["pdfinfo", "-f", "1", "-l", str(count), str(pdf)], capture_output=True, text=True, check=True).stdout
+    count = int(
+        re.search(
+            r"Pages:\s+(\d+)", subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True).stdout
+        ).group(1)
+    )
+    info = subprocess.run(
+        ["pdfinfo", "-f", "1", "-l", str(count), str(pdf)], capture_output=True, text=True, check=True
+    ).stdout
     return [(float(w), float(h)) for w, h in re.findall(r"Page\s+\d+ size:\s+([\d.]+) x ([\d.]+) pts", info)]
 
 
 def _figure_titles(page: Path) -> dict[str, str]:
     """Data file name -> the figure's heading, read from the HTML page."""
     text = page.read_text()
-    return {data: " ".join(html.unescape(re.sub("<[^>]+>", "", title)).split())
-            for title, data in re.findall(r'<figure class="figure"[^>]*>\s*<h3>(.*?)</h3>.*?Data: <a href="[^"]*">([^<]+)</a>', text, flags=re.S)}
+    return {
+        data: " ".join(html.unescape(re.sub("<[^>]+>", "", title)).split())
+        for title, data in re.findall(
+            r'<figure class="figure"[^>]*>\s*<h3>(.*?)</h3>.*?Data: <a href="[^"]*">([^<]+)</a>', text, flags=re.S
+        )
+    }
 
 
 @needs_poppler
-@pytest.mark.parametrize("folder, sample", [("prenatal", "case_03"), ("prenatal", "case_07"), ("cancer", "patient_0002"),
-                                            ("cancer", "screen_0001"), ("alignments", "pregnancy_0001")])
+@pytest.mark.parametrize(
+    "folder, sample",
+    [
+        ("prenatal", "case_03"),
+        ("prenatal", "case_07"),
+        ("cancer", "patient_0002"),
+        ("cancer", "screen_0001"),
+        ("alignments", "pregnancy_0001"),
+    ],
+)
 def test_pdf_is_an_a4_document_with_header_sign_off_and_whole_figures(demo_output, folder, sample):
     pdf = demo_output / "reports" / folder / f"{sample}.pdf"
     sizes = _page_sizes(pdf)
@@ -59,7 +80,10 @@ def test_pdf_is_an_a4_document_with_header_sign_off_and_whole_figures(demo_outpu
     for number, text in enumerate(pages, 1):
         # The header and footer of every page: sample, laboratory, report date, version, page count.
         assert f"plasmacount report: {sample} | laboratory:" in text, (number, text[:200])
-        assert re.search(r"report date \d{4}-\d{2}-\d{2} \| plasmacount \d", text) and f"page {number} of {len(pages)}" in text
+        assert (
+            re.search(r"report date \d{4}-\d{2}-\d{2} \| plasmacount \d", text)
+            and f"page {number} of {len(pages)}" in text
+        )
     whole = " ".join(pages)
     assert "Review and sign-off" in whole and "Reviewed by" in whole and "Signed off by" in whole
     assert whole.index("Result") < whole.index("Method and limits") < whole.index("Review and sign-off")
@@ -76,15 +100,25 @@ def test_pdf_is_an_a4_document_with_header_sign_off_and_whole_figures(demo_outpu
 @needs_poppler
 def test_sign_off_block_is_filled_on_export(demo_output, tmp_path):
     page = (demo_output / "reports" / "prenatal" / "case_03.html").read_text()
-    record = SignOff("rita", "2026-12-03 10:15 UTC", ("rob", "rita"), (("Trisomy 21", "positive", "Verified", "z 9.1"),),
-                     (("rob", "2026-12-03 09:58", 'looks "clear" <b>to me</b>'),))
+    record = SignOff(
+        "rita",
+        "2026-12-03 10:15 UTC",
+        ("rob", "rita"),
+        (("Trisomy 21", "positive", "Verified", "z 9.1"),),
+        (("rob", "2026-12-03 09:58", 'looks "clear" <b>to me</b>'),),
+    )
     filled = with_sign_off(page, record)
     assert filled.count("sign-off begin") == 1 and "Not yet reviewed" not in filled and "<b>to me" not in filled
     pdf = tmp_path / "signed.pdf"
     pdf.write_bytes(html_to_pdf(filled, "signed"))
     whole = " ".join(_pages(pdf))
-    for text in ("Reviewed by rob, rita", "Signed off by rita", "Signed off at 2026-12-03 10:15 UTC", "Trisomy 21 positive Verified",
-                 'looks "clear" <b>to me</b>'):
+    for text in (
+        "Reviewed by rob, rita",
+        "Signed off by rita",
+        "Signed off at 2026-12-03 10:15 UTC",
+        "Trisomy 21 positive Verified",
+        'looks "clear" <b>to me</b>',
+    ):
         assert text in whole, text
 
 
@@ -94,12 +128,14 @@ def test_the_finding_leads_the_page_and_every_cnv_has_its_chromosome(demo_output
     [cnv] = json.loads((demo_output / "nipt" / "case_07.nipt.json").read_text())["cnvs"]
     findings = page.index('<div class="findings">')
     assert findings < page.index('<div class="summary">') < page.index("<h2>Calls</h2>")
-    headline = page[findings:page.index("</div>", findings)]
+    headline = page[findings : page.index("</div>", findings)]
     assert "Deletion of 2.5 Mb on chr22" in headline and "DiGeorge (22q11.2)" in headline
     rows = _rows(prenatal / "case_07_data" / "region_1.tsv")
     assert {r["chrom"] for r in rows} == {"chr22"}
     inside = [r for r in rows if r["in_region"] == "true"]
-    assert len(inside) == cnv["bins"] and int(inside[0]["start"]) == cnv["start"] and int(inside[-1]["end"]) == cnv["end"]
+    assert (
+        len(inside) == cnv["bins"] and int(inside[0]["start"]) == cnv["start"] and int(inside[-1]["end"]) == cnv["end"]
+    )
     assert "DiGeorge (22q11.2) region, 25 bins" in _figure_titles(prenatal / "case_07.html")["region_1.tsv"]
     # A euploid page has no findings block; a tumour page gets its largest segments zoomed.
     assert '<div class="findings">' not in (prenatal / "case_01.html").read_text()
@@ -116,13 +152,19 @@ def test_limits_and_percentages_come_from_the_sample(demo_output):
         limit = result["detection_limit"]
         assert f"T21 needs a fetal fraction of at least {100 * limit['minimum_fetal_fraction_T21']:.1f} %" in text
         # The page claims no CNV sensitivity beyond what was benchmarked (deletions of 3 Mb and more).
-        assert "fetal deletions were benchmarked from 3 Mb up (BENCHMARKS.md), none smaller" in text and "0.5 Mb" not in text
+        assert (
+            "fetal deletions were benchmarked from 3 Mb up (BENCHMARKS.md), none smaller" in text
+            and "0.5 Mb" not in text
+        )
         low = result["fetal_fraction"]["low"]
         short = low is not None and low < limit["minimum_fetal_fraction_T21"]
         assert ("Caution: the fetal fraction's lower bound" in text) == short, case
         # Minimum fetal fractions in the calls table are percentages, as everywhere else on the page.
         t21 = next(c for c in result["calls"] if c["event"] == "T21")
-        assert f"{100 * t21['minimum_fetal_fraction']:.1f} %" in text and f"{t21['minimum_fetal_fraction']:.3f}" not in text
+        assert (
+            f"{100 * t21['minimum_fetal_fraction']:.1f} %" in text
+            and f"{t21['minimum_fetal_fraction']:.3f}" not in text
+        )
     # The low-fetal-fraction pregnancy of the demo (true 3 %) is the one that needs the caution.
     assert "Caution: the fetal fraction&#39;s lower bound" in (prenatal / "case_08.html").read_text()
 
@@ -165,7 +207,11 @@ def test_tumour_pages_show_real_intervals_and_a_flat_chrx_for_women(demo_output)
         assert high - low >= 0.05 and f"(95 % interval {low:.1f} % to {high:.1f} %)" in page, path.name
         if result["sex"] == "female":
             # chrX of a woman is drawn where her other chromosomes are, not a copy above them.
-            chrx = [float(r["log2_ratio"]) for r in _rows(cancer / f"{result['sample']}_data" / "tumor_profile.tsv") if r["chrom"] == "chrX"]
+            chrx = [
+                float(r["log2_ratio"])
+                for r in _rows(cancer / f"{result['sample']}_data" / "tumor_profile.tsv")
+                if r["chrom"] == "chrX"
+            ]
             assert chrx and abs(sorted(chrx)[len(chrx) // 2]) < 0.2, path.name
 
 
@@ -182,7 +228,9 @@ def test_a_report_never_fetches_or_breaks_on_what_a_result_says(demo_output, tmp
     folder = tmp_path / "results"
     folder.mkdir()
     (folder / "odd.nipt.json").write_text(json.dumps(result))
-    written = write_reports([folder], tmp_path / "out", settings=ReportSettings(lab='Lab "A" } @page {', report_date="2026-12-24"))
+    written = write_reports(
+        [folder], tmp_path / "out", settings=ReportSettings(lab='Lab "A" } @page {', report_date="2026-12-24")
+    )
     page = next(p for p in written if p.suffix == ".html" and p.name != "batch.html").read_text()
     assert "<script>alert" not in page and "2026-12-24" in page
     # Nothing outside the page is fetched: a page that asks is refused in one line, not half printed.
@@ -190,8 +238,9 @@ def test_a_report_never_fetches_or_breaks_on_what_a_result_says(demo_output, tmp
         html_to_pdf('<html><body><img src="http://127.0.0.1:9/x.png"><p>offline</p></body></html>', "t")
     if POPPLER:
         text = " ".join(_pages(next(p for p in written if p.suffix == ".pdf")))
-        assert f"plasmacount report: {name} | laboratory: Lab \"A\" }} @page {{" in text and "report date 2026-12-24" in text
-
+        assert (
+            f'plasmacount report: {name} | laboratory: Lab "A" }} @page {{' in text and "report date 2026-12-24" in text
+        )
 
 
 # Text boxes of every SVG text element in each figure, and how much of each figure is not white.
@@ -211,7 +260,7 @@ FIGURE_SCRIPT = """
 def _overlaps(texts: list[dict], tolerance: float = 1.0) -> list[tuple[str, str]]:
     found = []
     for i, a in enumerate(texts):
-        for b in texts[i + 1:]:
+        for b in texts[i + 1 :]:
             width = min(a["right"], b["right"]) - max(a["left"], b["left"])
             height = min(a["bottom"], b["bottom"]) - max(a["top"], b["top"])
             if width > tolerance and height > tolerance:
@@ -233,15 +282,20 @@ def _ink(png: bytes) -> float:
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`.ci/run` installs it)")
 def test_pages_in_chromium_show_the_finding_first_with_no_overlapping_text_or_empty_plot(demo_output, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
-    screens = [path for path in sorted((demo_output / "viral").glob("*.viral.json"))
-               if json.loads(path.read_text())["screen"]["result"] == "positive"]
+    screens = [
+        path
+        for path in sorted((demo_output / "viral").glob("*.viral.json"))
+        if json.loads(path.read_text())["screen"]["result"] == "positive"
+    ]
     assert screens, "the demo has an EBV-positive screen"
     reports = demo_output / "reports"
-    pages = {"T21": (reports / "prenatal" / "case_03.html", "High risk: T21"),
-             "45,X": (reports / "prenatal" / "case_06.html", "High risk: 45,X"),
-             "22q11.2 deletion": (reports / "prenatal" / "case_07.html", "DiGeorge (22q11.2)"),
-             "tumour": (reports / "cancer" / "patient_0002.html", "Tumour DNA detected"),
-             "EBV": (reports / "cancer" / screens[0].name.replace(".viral.json", ".html"), "EBV screen positive")}
+    pages = {
+        "T21": (reports / "prenatal" / "case_03.html", "High risk: T21"),
+        "45,X": (reports / "prenatal" / "case_06.html", "High risk: 45,X"),
+        "22q11.2 deletion": (reports / "prenatal" / "case_07.html", "DiGeorge (22q11.2)"),
+        "tumour": (reports / "cancer" / "patient_0002.html", "Tumour DNA detected"),
+        "EBV": (reports / "cancer" / screens[0].name.replace(".viral.json", ".html"), "EBV screen positive"),
+    }
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         try:
@@ -255,7 +309,10 @@ def test_pages_in_chromium_show_the_finding_first_with_no_overlapping_text_or_em
                 figures = page.evaluate(FIGURE_SCRIPT)
                 assert figures, label
                 for figure in figures:
-                    assert figure["width"] > 200 and figure["height"] > 100 and not figure["overflow"], (label, figure["id"])
+                    assert figure["width"] > 200 and figure["height"] > 100 and not figure["overflow"], (
+                        label,
+                        figure["id"],
+                    )
                     assert len(figure["texts"]) >= 3, (label, figure["id"])
                     assert _overlaps(figure["texts"]) == [], (label, figure["id"], _overlaps(figure["texts"]))
                     ink = _ink(page.locator(f"#{figure['id']} svg").screenshot())
@@ -269,8 +326,19 @@ def test_pages_in_chromium_show_the_finding_first_with_no_overlapping_text_or_em
 def test_the_lab_names_itself_and_its_samples_in_the_header(demo_output, tmp_path, run_cli):
     info = tmp_path / "info.tsv"
     info.write_text("sample\tpatient_id\tcollection_date\tgestational_age\ncase_03\tP-0042 <b>\t2026-11-28\t12+3\n")
-    result = run_cli("report", demo_output / "nipt", "-o", tmp_path / "out", "--lab", "Lab of Tests", "--sample-info", info,
-                     "--report-date", "2026-12-24", "--no-pdf")
+    result = run_cli(
+        "report",
+        demo_output / "nipt",
+        "-o",
+        tmp_path / "out",
+        "--lab",
+        "Lab of Tests",
+        "--sample-info",
+        info,
+        "--report-date",
+        "2026-12-24",
+        "--no-pdf",
+    )
     assert result.exit_code == 0, result.stderr
     page = (tmp_path / "out" / "case_03.html").read_text()
     assert '<th scope="row">patient id</th><td colspan="3">P-0042 &lt;b&gt;</td>' in page
@@ -280,7 +348,9 @@ def test_the_lab_names_itself_and_its_samples_in_the_header(demo_output, tmp_pat
     bad = tmp_path / "bad.tsv"
     bad.write_text("name\tpatient\nx\ty\n")
     result = run_cli("report", demo_output / "nipt", "-o", tmp_path / "bad", "--sample-info", bad, "--no-pdf")
-    assert result.exit_code == 1 and "no 'sample' column" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.exit_code == 1 and "no 'sample' column" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    )
     assert not (tmp_path / "bad").exists()
     result = run_cli("report", demo_output / "nipt", "-o", tmp_path / "bad", "--report-date", "24.12.2026", "--no-pdf")
     assert result.exit_code == 2 and "YYYY-MM-DD" in result.stderr

@@ -1,5 +1,6 @@
 """The review app: every route, logins and roles, CSRF, locking, audit, injection, import, on
 SQLite and (when $PLASMACOUNT_TEST_POSTGRES names a server, as `.ci/run` does) on PostgreSQL."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,12 @@ from plasmacount.review.database import session_factory, upgrade  # noqa: E402
 from plasmacount.review.records import create_user, import_batch  # noqa: E402
 
 POSTGRES = os.environ.get("PLASMACOUNT_TEST_POSTGRES")
-PASSWORDS = {"ada": "admin-password-1", "rita": "reviewer-password-1", "rob": "reviewer-password-2", "vic": "viewer-password-1"}
+PASSWORDS = {
+    "ada": "admin-password-1",
+    "rita": "reviewer-password-1",
+    "rob": "reviewer-password-2",
+    "vic": "viewer-password-1",
+}
 HOSTILE = "x'); DROP TABLE samples;--<script>alert('pwned')</script>"
 
 
@@ -105,12 +111,31 @@ def finding(browser: TestClient, sample: int, key: str) -> dict:
     return next(f for f in browser.get(f"/api/samples/{sample}").json()["findings"] if f["key"] == key)
 
 
-GET_PAGES = ["/", "/batches/1", "/batches/1/overview", "/samples/1", "/samples/1/report", "/search?q=case", "/export.csv",
-             "/samples/1/export.pdf", "/admin/users", "/samples/1/case_01_data/z_scores.tsv", "/batches/1/case_01.html",
-             "/batches/1/batch_data/samples.tsv"]
+GET_PAGES = [
+    "/",
+    "/batches/1",
+    "/batches/1/overview",
+    "/samples/1",
+    "/samples/1/report",
+    "/search?q=case",
+    "/export.csv",
+    "/samples/1/export.pdf",
+    "/admin/users",
+    "/samples/1/case_01_data/z_scores.tsv",
+    "/batches/1/case_01.html",
+    "/batches/1/batch_data/samples.tsv",
+]
 GET_API = ["/api/batches", "/api/batches/1", "/api/samples/1", "/api/search?q=case", "/api/me"]
-POSTS = ["/findings/1", "/samples/1/comments", "/samples/1/signoff", "/samples/1/confirm", "/batches/upload", "/admin/users",
-         "/admin/users/1/role", "/logout"]
+POSTS = [
+    "/findings/1",
+    "/samples/1/comments",
+    "/samples/1/signoff",
+    "/samples/1/confirm",
+    "/batches/upload",
+    "/admin/users",
+    "/admin/users/1/role",
+    "/logout",
+]
 POST_API = ["/api/findings/1", "/api/samples/1/comments", "/api/samples/1/signoff", "/api/samples/1/confirm"]
 
 
@@ -130,7 +155,15 @@ def test_every_route_needs_a_login(server):
 
 def test_pages_and_api_for_a_logged_in_viewer(server):
     viewer = client(server, "vic")
-    for path in ["/", "/batches/1", "/batches/1/overview", "/samples/1", "/samples/1/report", "/search?q=case", "/export.csv"]:
+    for path in [
+        "/",
+        "/batches/1",
+        "/batches/1/overview",
+        "/samples/1",
+        "/samples/1/report",
+        "/search?q=case",
+        "/export.csv",
+    ]:
         assert viewer.get(path).status_code == 200, path
     assert viewer.get("/admin/users").status_code == 403
     batches = viewer.get("/api/batches").json()
@@ -179,12 +212,31 @@ def test_a_viewer_cannot_change_anything(server):
     case_01 = sample_id(viewer, "case_01")
     before = viewer.get(f"/api/samples/{case_01}").json()
     t21 = finding(viewer, case_01, "T21")
-    assert viewer.post(f"/api/findings/{t21['id']}", json={"status": "Verified", "version": t21["version"]},
-                       headers={"X-CSRF-Token": token}).status_code == 403
-    assert viewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"], "csrf": token}).status_code == 403
+    assert (
+        viewer.post(
+            f"/api/findings/{t21['id']}",
+            json={"status": "Verified", "version": t21["version"]},
+            headers={"X-CSRF-Token": token},
+        ).status_code
+        == 403
+    )
+    assert (
+        viewer.post(
+            f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"], "csrf": token}
+        ).status_code
+        == 403
+    )
     assert viewer.post(f"/samples/{case_01}/comments", data={"text": "hello", "csrf": token}).status_code == 403
-    assert viewer.post(f"/samples/{case_01}/signoff", data={"version": before["version"], "csrf": token}).status_code == 403
-    assert viewer.post("/admin/users", data={"username": "eve", "password": "eve-password-1", "role": "admin", "csrf": token}).status_code == 403
+    assert (
+        viewer.post(f"/samples/{case_01}/signoff", data={"version": before["version"], "csrf": token}).status_code
+        == 403
+    )
+    assert (
+        viewer.post(
+            "/admin/users", data={"username": "eve", "password": "eve-password-1", "role": "admin", "csrf": token}
+        ).status_code
+        == 403
+    )
     assert viewer.post("/admin/users/4/role", data={"role": "admin", "csrf": token}).status_code == 403
     assert viewer.get(f"/api/samples/{case_01}").json() == before
 
@@ -193,12 +245,27 @@ def test_csrf_token_missing_or_wrong_is_refused(server):
     reviewer = client(server, "rita")
     case_02 = sample_id(reviewer, "case_02")
     t21 = finding(reviewer, case_02, "T21")
-    assert reviewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"]}).status_code == 403
-    assert reviewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"], "csrf": "wrong"}).status_code == 403
-    assert reviewer.post(f"/api/findings/{t21['id']}", json={"status": "Verified", "version": t21["version"]}).status_code == 403
+    assert (
+        reviewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"]}).status_code
+        == 403
+    )
+    assert (
+        reviewer.post(
+            f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"], "csrf": "wrong"}
+        ).status_code
+        == 403
+    )
+    assert (
+        reviewer.post(f"/api/findings/{t21['id']}", json={"status": "Verified", "version": t21["version"]}).status_code
+        == 403
+    )
     other = client(server, "rob")  # another session's token is not this session's
-    assert reviewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"],
-                                                          "csrf": csrf_of(other)}).status_code == 403
+    assert (
+        reviewer.post(
+            f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"], "csrf": csrf_of(other)}
+        ).status_code
+        == 403
+    )
     assert reviewer.post("/logout").status_code == 403
     assert finding(reviewer, case_02, "T21")["status"] == "Normal"
 
@@ -208,23 +275,44 @@ def test_review_sign_off_lock_and_exports(server):
     token = csrf_of(reviewer)
     case_03 = sample_id(reviewer, "case_03")
     t21 = finding(reviewer, case_03, "T21")
-    response = reviewer.post(f"/findings/{t21['id']}", data={"status": "Verified", "version": t21["version"], "comment": "karyotype 47,XX,+21",
-                                                             "csrf": token})
+    response = reviewer.post(
+        f"/findings/{t21['id']}",
+        data={"status": "Verified", "version": t21["version"], "comment": "karyotype 47,XX,+21", "csrf": token},
+    )
     assert response.status_code == 303 and response.headers["location"] == f"/samples/{case_03}"
     detail = reviewer.get(f"/api/samples/{case_03}").json()
     assert finding(reviewer, case_03, "T21")["status"] == "Verified"
     entry = next(a for a in detail["audit"] if a["action"] == "set status")
-    assert (entry["user"], entry["target"], entry["old"], entry["new"]) == ("rita", "Trisomy 21", "Suspected", "Verified")
+    assert (entry["user"], entry["target"], entry["old"], entry["new"]) == (
+        "rita",
+        "Trisomy 21",
+        "Suspected",
+        "Verified",
+    )
     assert detail["comments"][-1]["text"] == "karyotype 47,XX,+21"
-    assert reviewer.post(f"/samples/{case_03}/signoff", data={"version": detail["version"], "csrf": token}).status_code == 303
+    assert (
+        reviewer.post(f"/samples/{case_03}/signoff", data={"version": detail["version"], "csrf": token}).status_code
+        == 303
+    )
     detail = reviewer.get(f"/api/samples/{case_03}").json()
     assert detail["locked"] and detail["signed_off_by"] == "rita" and detail["audit"][-1]["action"] == "sign off"
     # Locked: no reviewer (nor admin) can change it any more.
     t18 = finding(reviewer, case_03, "T18")
-    assert reviewer.post(f"/findings/{t18['id']}", data={"status": "Suspected", "version": t18["version"], "csrf": token}).status_code == 423
+    assert (
+        reviewer.post(
+            f"/findings/{t18['id']}", data={"status": "Suspected", "version": t18["version"], "csrf": token}
+        ).status_code
+        == 423
+    )
     admin = client(server, "ada")
-    assert admin.post(f"/api/findings/{t18['id']}", json={"status": "Suspected", "version": t18["version"]},
-                      headers={"X-CSRF-Token": csrf_of(admin)}).status_code == 423
+    assert (
+        admin.post(
+            f"/api/findings/{t18['id']}",
+            json={"status": "Suspected", "version": t18["version"]},
+            headers={"X-CSRF-Token": csrf_of(admin)},
+        ).status_code
+        == 423
+    )
     assert reviewer.post(f"/samples/{case_03}/comments", data={"text": "late", "csrf": token}).status_code == 423
     assert finding(reviewer, case_03, "T18")["status"] == "Normal"
     exported = reviewer.get("/export.csv").text
@@ -233,9 +321,15 @@ def test_review_sign_off_lock_and_exports(server):
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     if shutil.which("pdftotext"):
         # The exported PDF is the report with its sign-off block filled in.
-        text = " ".join(subprocess.run(["pdftotext", "-", "-"], input=pdf.content, capture_output=True, check=True).stdout.decode().split())
+        text = " ".join(
+            subprocess.run(["pdftotext", "-", "-"], input=pdf.content, capture_output=True, check=True)
+            .stdout.decode()
+            .split()
+        )
         assert "plasmacount report: case_03" in text and "Signed off by rita" in text and "Reviewed by rita" in text
-        assert "Trisomy 21 positive Verified" in text and "karyotype 47,XX,+21" in text and "Not yet reviewed" not in text
+        assert (
+            "Trisomy 21 positive Verified" in text and "karyotype 47,XX,+21" in text and "Not yet reviewed" not in text
+        )
     assert reviewer.get(f"/samples/{sample_id(reviewer, 'case_04')}/export.pdf").status_code == 409
 
 
@@ -244,17 +338,35 @@ def test_two_reviewers_never_overwrite_each_other(server):
     case_05 = sample_id(rita, "case_05")
     seen_by_rita = finding(rita, case_05, "T13")
     seen_by_rob = finding(rob, case_05, "T13")
-    assert rita.post(f"/api/findings/{seen_by_rita['id']}", json={"status": "Probable", "version": seen_by_rita["version"]},
-                     headers={"X-CSRF-Token": csrf_of(rita)}).status_code == 200
-    late = rob.post(f"/findings/{seen_by_rob['id']}", data={"status": "False positive", "version": seen_by_rob["version"], "csrf": csrf_of(rob)})
+    assert (
+        rita.post(
+            f"/api/findings/{seen_by_rita['id']}",
+            json={"status": "Probable", "version": seen_by_rita["version"]},
+            headers={"X-CSRF-Token": csrf_of(rita)},
+        ).status_code
+        == 200
+    )
+    late = rob.post(
+        f"/findings/{seen_by_rob['id']}",
+        data={"status": "False positive", "version": seen_by_rob["version"], "csrf": csrf_of(rob)},
+    )
     assert late.status_code == 409
     assert "changed by rita" in late.text and "reload" in late.text
     assert finding(rob, case_05, "T13")["status"] == "Probable"
     # Signing off a page that is out of date is refused the same way.
     stale = rob.get(f"/api/samples/{case_05}").json()["version"]
     t21 = finding(rita, case_05, "T21")
-    rita.post(f"/api/findings/{t21['id']}", json={"status": "Normal", "version": t21["version"]}, headers={"X-CSRF-Token": csrf_of(rita)})
-    assert rob.post(f"/api/samples/{case_05}/signoff", json={"version": stale}, headers={"X-CSRF-Token": csrf_of(rob)}).status_code == 409
+    rita.post(
+        f"/api/findings/{t21['id']}",
+        json={"status": "Normal", "version": t21["version"]},
+        headers={"X-CSRF-Token": csrf_of(rita)},
+    )
+    assert (
+        rob.post(
+            f"/api/samples/{case_05}/signoff", json={"version": stale}, headers={"X-CSRF-Token": csrf_of(rob)}
+        ).status_code
+        == 409
+    )
 
 
 def test_injection_strings_are_stored_and_shown_harmlessly(server):
@@ -268,7 +380,9 @@ def test_injection_strings_are_stored_and_shown_harmlessly(server):
     assert detail["comments"][-1]["text"] == comment
     page = reviewer.get(f"/samples/{hostile}").text
     assert "<script>alert" not in page and "<img src=x" not in page
-    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert (
+        "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    )
     found = reviewer.get("/search", params={"q": "DROP TABLE"}).text
     assert "&lt;script&gt;" in found and "<script>alert" not in found
     assert reviewer.get("/search", params={"q": "%"}).status_code == 200  # a wildcard is a literal character
@@ -296,15 +410,35 @@ def test_admin_manages_users_and_every_change_is_audited(server):
     admin = client(server, "ada")
     token = csrf_of(admin)
     assert admin.get("/admin/users").status_code == 200
-    assert admin.post("/admin/users", data={"username": "nina", "password": "nina-password-1", "role": "viewer", "csrf": token}).status_code == 303
-    assert admin.post("/admin/users", data={"username": "nina", "password": "nina-password-1", "role": "viewer", "csrf": token}).status_code == 400
-    assert admin.post("/admin/users", data={"username": "short", "password": "short", "role": "viewer", "csrf": token}).status_code == 400
+    assert (
+        admin.post(
+            "/admin/users", data={"username": "nina", "password": "nina-password-1", "role": "viewer", "csrf": token}
+        ).status_code
+        == 303
+    )
+    assert (
+        admin.post(
+            "/admin/users", data={"username": "nina", "password": "nina-password-1", "role": "viewer", "csrf": token}
+        ).status_code
+        == 400
+    )
+    assert (
+        admin.post(
+            "/admin/users", data={"username": "short", "password": "short", "role": "viewer", "csrf": token}
+        ).status_code
+        == 400
+    )
     _, factory = server
     with factory() as session:
         nina = session.execute(text("SELECT id FROM users WHERE username = 'nina'")).scalar()
         assert admin.post(f"/admin/users/{nina}/role", data={"role": "reviewer", "csrf": token}).status_code == 303
-        rows = session.execute(text("SELECT action, target, old_value, new_value FROM audit WHERE target = 'nina' ORDER BY id")).all()
-    assert [tuple(r) for r in rows] == [("create user", "nina", None, "viewer"), ("set role", "nina", "viewer", "reviewer")]
+        rows = session.execute(
+            text("SELECT action, target, old_value, new_value FROM audit WHERE target = 'nina' ORDER BY id")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("create user", "nina", None, "viewer"),
+        ("set role", "nina", "viewer", "reviewer"),
+    ]
     nina_client = TestClient(server[0], follow_redirects=False)
     assert log_in(nina_client, "nina", "nina-password-1", "/").status_code == 303
 
@@ -318,7 +452,9 @@ def test_audit_trail_is_append_only(server):
         dialect = session.get_bind().dialect.name
         statements = ["UPDATE audit SET username = 'mallory'", "DELETE FROM audit"]
         if dialect == "sqlite":  # REPLACE deletes the old row without firing DELETE triggers
-            statements.append(f"INSERT OR REPLACE INTO audit (id, at, username, action, target) VALUES ({first}, '2020-01-01', 'mallory', 'x', '')")
+            statements.append(
+                f"INSERT OR REPLACE INTO audit (id, at, username, action, target) VALUES ({first}, '2020-01-01', 'mallory', 'x', '')"
+            )
         if dialect == "postgresql":  # TRUNCATE fires no row triggers
             statements.append("TRUNCATE audit")
         for statement in statements:
@@ -337,17 +473,26 @@ def test_upload_and_logout(server, demo_output, tmp_path):
             bundle.write(path, f"tumor/{path.name}")
     viewer = client(server, "vic")
     with open(archive, "rb") as stream:
-        assert viewer.post("/batches/upload", data={"csrf": csrf_of(viewer)}, files={"archive": ("tumour_batch.zip", stream)}).status_code == 403
+        assert (
+            viewer.post(
+                "/batches/upload", data={"csrf": csrf_of(viewer)}, files={"archive": ("tumour_batch.zip", stream)}
+            ).status_code
+            == 403
+        )
     reviewer = client(server, "rita")
     with open(archive, "rb") as stream:
-        response = reviewer.post("/batches/upload", data={"csrf": csrf_of(reviewer)}, files={"archive": ("tumour_batch.zip", stream)})
+        response = reviewer.post(
+            "/batches/upload", data={"csrf": csrf_of(reviewer)}, files={"archive": ("tumour_batch.zip", stream)}
+        )
     assert response.status_code == 303
     batch = int(response.headers["location"].rsplit("/", 1)[1])
     samples = reviewer.get(f"/api/batches/{batch}").json()["samples"]
     assert [s["name"] for s in samples] == ["patient_0001", "patient_0002", "patient_0003"]
     assert finding(reviewer, samples[1]["id"], "tumour fraction")["label"] == "Tumour fraction"
     with open(archive, "rb") as stream:  # the same upload again: the same batch
-        again = reviewer.post("/batches/upload", data={"csrf": csrf_of(reviewer)}, files={"archive": ("tumour_batch.zip", stream)})
+        again = reviewer.post(
+            "/batches/upload", data={"csrf": csrf_of(reviewer)}, files={"archive": ("tumour_batch.zip", stream)}
+        )
     assert again.headers["location"] == response.headers["location"]
     bad = reviewer.post("/batches/upload", data={"csrf": csrf_of(reviewer)}, files={"archive": ("x.zip", b"not a zip")})
     assert bad.status_code == 400
@@ -394,15 +539,19 @@ def _served(app):
         thread.join(timeout=10)
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (`.ci/run` installs it)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (`.ci/run` installs it)"
+)
 def test_browser_review_session(server, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
 
     app, _ = server
     with _served(app) as base:
         with playwright.sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=shutil.which("chromium"),
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = driver.chromium.launch(
+                executable_path=shutil.which("chromium"),
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             problems = []
             page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
@@ -435,7 +584,9 @@ OVERFLOWING_CELLS = """() => Array.from(document.querySelectorAll('td, th'))
   .filter(c => c.scrollWidth > c.clientWidth + 1 || c.scrollHeight > c.clientHeight + 1).map(c => c.textContent.slice(0, 40))"""
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (`.ci/run` installs it)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (`.ci/run` installs it)"
+)
 def test_browser_report_links_bulk_confirmation_and_four_eyes(server, database, tmp_path):
     """In a browser, on an app that keeps the four-eyes rule: a report's plot-data link opens inside
     the app, one click confirms every automatic status, the reviewer who confirmed them cannot sign
@@ -445,7 +596,9 @@ def test_browser_report_links_bulk_confirmation_and_four_eyes(server, database, 
     strict = create_app(database, four_eyes=True)
     try:
         with _served(strict) as base, playwright.sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
+            browser = driver.chromium.launch(
+                executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"]
+            )
             page = browser.new_page(viewport={"width": 1280, "height": 900})
 
             def log_in_as(name: str) -> None:
@@ -466,13 +619,19 @@ def test_browser_report_links_bulk_confirmation_and_four_eyes(server, database, 
             assert findings["y"] < 900 and page.evaluate(OVERFLOWING_CELLS) == []
             page.click("text=Open the report of case_08")
             page.click("a[href$='z_scores.tsv']")
-            assert page.url.endswith("/case_08_data/z_scores.tsv") and page.locator("body").inner_text().startswith("chromosome\tz")
+            assert page.url.endswith("/case_08_data/z_scores.tsv") and page.locator("body").inner_text().startswith(
+                "chromosome\tz"
+            )
             page.goto(sample_url)
-            colours = {status: page.locator(f".legend .status-{status}").evaluate("e => getComputedStyle(e).backgroundColor")
-                       for status in ("Normal", "Suspected", "Verified", "Failed")}
+            colours = {
+                status: page.locator(f".legend .status-{status}").evaluate("e => getComputedStyle(e).backgroundColor")
+                for status in ("Normal", "Suspected", "Verified", "Failed")
+            }
             assert len(set(colours.values())) == 4, colours
             page.click("text=/Confirm the \\d+ automatic statuses/")
-            assert page.locator("text=not yet reviewed").count() == 0 and page.locator("text=reviewed by ada").count() > 5
+            assert (
+                page.locator("text=not yet reviewed").count() == 0 and page.locator("text=reviewed by ada").count() > 5
+            )
             assert "confirm status" in page.locator("#audit").inner_text()
             page.click("text=Sign off case_08")
             assert "four-eyes rule" in page.content() and "Signed off by" not in page.content()
@@ -511,7 +670,11 @@ def test_a_write_waiting_for_a_lock_does_not_freeze_the_server(server):
 
             def comment() -> None:
                 with httpx.Client(base_url=base, cookies=http.cookies, timeout=60) as writer:
-                    response = writer.post("/api/samples/1/comments", json={"text": "written after the lock"}, headers={"X-CSRF-Token": csrf})
+                    response = writer.post(
+                        "/api/samples/1/comments",
+                        json={"text": "written after the lock"},
+                        headers={"X-CSRF-Token": csrf},
+                    )
                     outcome["status"] = response.status_code
                     outcome["answered_while_locked"] = holder.in_transaction()
 
@@ -541,7 +704,9 @@ def test_a_write_waiting_for_a_lock_does_not_freeze_the_server(server):
 def test_user_command(tmp_path, run_cli, monkeypatch):
     database = tmp_path / "users.sqlite"
     monkeypatch.setenv("FIRST_PASSWORD", "first-admin-password")
-    result = run_cli("user", "add", "ada", "--role", "admin", "--password-env", "FIRST_PASSWORD", "--database", database)
+    result = run_cli(
+        "user", "add", "ada", "--role", "admin", "--password-env", "FIRST_PASSWORD", "--database", database
+    )
     assert result.exit_code == 0, result.stderr
     again = run_cli("user", "add", "ada", "--role", "admin", "--password-env", "FIRST_PASSWORD", "--database", database)
     assert again.exit_code == 2 and "exists already" in again.stderr
@@ -608,7 +773,9 @@ def test_many_reviewers_behind_one_address_log_in_at_once_but_guesses_stop(serve
     names = [f"crowd{index:02d}" for index in range(30)]
     with factory() as session:
         hashed = security.hash_password("crowd-password-1")
-        session.add_all(User(username=name, password_hash=hashed, role="viewer", active=True, created_at=now()) for name in names)
+        session.add_all(
+            User(username=name, password_hash=hashed, role="viewer", active=True, created_at=now()) for name in names
+        )
         session.commit()
 
     def attempt(name: str, password: str) -> str:
@@ -623,7 +790,9 @@ def test_many_reviewers_behind_one_address_log_in_at_once_but_guesses_stop(serve
             outcomes = list(pool.map(attempt, names, ["crowd-password-1"] * len(names)))
         assert outcomes == ["in"] * len(names)
         sprayed = [attempt(name, "wrong password") for name in names]  # one guess per name, one address
-        assert sprayed == ["refused"] * security.ADDRESS_FAILED_LOGIN_LIMIT + ["limited"] * (len(names) - security.ADDRESS_FAILED_LOGIN_LIMIT)
+        assert sprayed == ["refused"] * security.ADDRESS_FAILED_LOGIN_LIMIT + ["limited"] * (
+            len(names) - security.ADDRESS_FAILED_LOGIN_LIMIT
+        )
         assert attempt("crowd00", "crowd-password-1") == "limited"  # the address stays shut, right password or not
         with factory() as session:  # from another address the name itself is not shut
             assert security.authenticate(session, "crowd00", "crowd-password-1", "10.0.0.10") is not None
@@ -644,13 +813,22 @@ def test_a_hash_of_older_parameters_verifies_and_is_renewed_at_login(server):
 
     _, factory = server
     with factory() as session:
-        session.add(User(username="elder", password_hash=PasswordHasher(time_cost=3, memory_cost=65536, parallelism=4).hash("elder-password-1"),
-                         role="viewer", active=True, created_at=now()))
+        session.add(
+            User(
+                username="elder",
+                password_hash=PasswordHasher(time_cost=3, memory_cost=65536, parallelism=4).hash("elder-password-1"),
+                role="viewer",
+                active=True,
+                created_at=now(),
+            )
+        )
         session.commit()
     try:
         with factory() as session:
             assert security.authenticate(session, "elder", "elder-password-1", "10.0.0.11") is not None
-            assert session.scalar(text("SELECT password_hash FROM users WHERE username = 'elder'")).startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+            assert session.scalar(text("SELECT password_hash FROM users WHERE username = 'elder'")).startswith(
+                "$argon2id$v=19$m=19456,t=2,p=1$"
+            )
             assert security.authenticate(session, "elder", "elder-password-1", "10.0.0.11") is not None
     finally:
         with factory() as session:
@@ -690,13 +868,19 @@ def test_two_server_processes_never_change_a_signed_off_sample(server, database,
 
     ids = _own_batch(server, demo_output, tmp_path, "race", 6)
     arguments = [database, None, ",".join(map(str, ids))]
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, arguments[0], role, arguments[2]]) for role in ("edit", "sign")]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", WORKER, arguments[0], role, arguments[2]]) for role in ("edit", "sign")
+    ]
     for worker in workers:
         assert worker.wait(timeout=300) == 0
     _, factory = server
     with factory() as session:
         for sample_id in ids:
-            rows = session.execute(text("SELECT action FROM audit WHERE sample_id = :s ORDER BY id"), {"s": sample_id}).scalars().all()
+            rows = (
+                session.execute(text("SELECT action FROM audit WHERE sample_id = :s ORDER BY id"), {"s": sample_id})
+                .scalars()
+                .all()
+            )
             assert "sign off" in rows, rows
             assert rows[-1] == "sign off" and rows.count("sign off") == 1, rows
 
@@ -705,11 +889,26 @@ def test_a_comment_makes_an_older_page_stale_for_sign_off(server, demo_output, t
     [sample] = _own_batch(server, demo_output, tmp_path, "stale", 1)
     rita, rob = client(server, "rita"), client(server, "rob")
     seen = rob.get(f"/api/samples/{sample}").json()["version"]
-    assert rita.post(f"/samples/{sample}/comments", data={"text": "DO NOT SIGN OFF: repeat the library", "csrf": csrf_of(rita)}).status_code == 303
-    assert rob.post(f"/api/samples/{sample}/signoff", json={"version": seen}, headers={"X-CSRF-Token": csrf_of(rob)}).status_code == 409
+    assert (
+        rita.post(
+            f"/samples/{sample}/comments", data={"text": "DO NOT SIGN OFF: repeat the library", "csrf": csrf_of(rita)}
+        ).status_code
+        == 303
+    )
+    assert (
+        rob.post(
+            f"/api/samples/{sample}/signoff", json={"version": seen}, headers={"X-CSRF-Token": csrf_of(rob)}
+        ).status_code
+        == 409
+    )
     fresh = rob.get(f"/api/samples/{sample}").json()["version"]
     assert fresh > seen
-    assert rob.post(f"/api/samples/{sample}/signoff", json={"version": fresh}, headers={"X-CSRF-Token": csrf_of(rob)}).status_code == 200
+    assert (
+        rob.post(
+            f"/api/samples/{sample}/signoff", json={"version": fresh}, headers={"X-CSRF-Token": csrf_of(rob)}
+        ).status_code
+        == 200
+    )
 
 
 def test_serve_trusts_no_forwarded_header_unless_asked(monkeypatch, tmp_path, run_cli):
@@ -719,7 +918,10 @@ def test_serve_trusts_no_forwarded_header_unless_asked(monkeypatch, tmp_path, ru
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
     assert run_cli("--quiet", "serve", "--database", tmp_path / "a.sqlite").exit_code == 0
     assert seen["proxy_headers"] is False and seen["forwarded_allow_ips"] == ""
-    assert run_cli("--quiet", "serve", "--database", tmp_path / "b.sqlite", "--forwarded-allow-ips", "10.1.2.3").exit_code == 0
+    assert (
+        run_cli("--quiet", "serve", "--database", tmp_path / "b.sqlite", "--forwarded-allow-ips", "10.1.2.3").exit_code
+        == 0
+    )
     assert seen["proxy_headers"] is True and seen["forwarded_allow_ips"] == "10.1.2.3"
     result = run_cli("serve", "--database", tmp_path / "c.sqlite", "--port", "99999")
     assert result.exit_code == 2 and "--port" in result.stderr
@@ -731,8 +933,13 @@ def test_access_can_be_removed_and_an_admin_always_remains(tmp_path, run_cli, mo
     database = tmp_path / "access.sqlite"
     monkeypatch.setenv("ADA", "admin-password-1")
     monkeypatch.setenv("BOB", "reviewer-password-9")
-    assert run_cli("user", "add", "ada", "--role", "admin", "--password-env", "ADA", "--database", database).exit_code == 0
-    assert run_cli("user", "add", "bob", "--role", "reviewer", "--password-env", "BOB", "--database", database).exit_code == 0
+    assert (
+        run_cli("user", "add", "ada", "--role", "admin", "--password-env", "ADA", "--database", database).exit_code == 0
+    )
+    assert (
+        run_cli("user", "add", "bob", "--role", "reviewer", "--password-env", "BOB", "--database", database).exit_code
+        == 0
+    )
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     no_terminal = run_cli("user", "add", "cy", "--database", database)
     assert no_terminal.exit_code == 2 and "--password-env" in no_terminal.stderr
@@ -753,7 +960,12 @@ def test_access_can_be_removed_and_an_admin_always_remains(tmp_path, run_cli, mo
     assert ada.post(f"/admin/users/{ids['bob']}/sessions", data={"csrf": token}).status_code == 303
     assert bob.get("/api/me").status_code in (401, 303)
     assert log_in(bob, "bob", "reviewer-password-9", "/").status_code == 303
-    assert ada.post(f"/admin/users/{ids['bob']}/password", data={"password": "a-new-password-7", "csrf": token}).status_code == 303
+    assert (
+        ada.post(
+            f"/admin/users/{ids['bob']}/password", data={"password": "a-new-password-7", "csrf": token}
+        ).status_code
+        == 303
+    )
     assert bob.get("/api/me").status_code in (401, 303)
     assert log_in(bob, "bob", "reviewer-password-9", "/").status_code == 401
     assert log_in(bob, "bob", "a-new-password-7", "/").status_code == 303
@@ -780,7 +992,9 @@ def test_bodies_and_comments_have_limits(server, demo_output, tmp_path):
     long = rita.post(f"/api/samples/{sample}/comments", json={"text": "y" * 10_001}, headers={"X-CSRF-Token": token})
     assert long.status_code == 400 and "10,000" in long.text
     assert rita.get(f"/api/samples/{sample}").json()["comments"] == []
-    lying = rita.post("/batches/upload", headers={"Content-Length": str(300 * 1024 * 1024), "X-CSRF-Token": token}, content=b"")
+    lying = rita.post(
+        "/batches/upload", headers={"Content-Length": str(300 * 1024 * 1024), "X-CSRF-Token": token}, content=b""
+    )
     assert lying.status_code == 413
 
 
@@ -792,12 +1006,20 @@ def test_database_problems_are_one_line(tmp_path, run_cli, monkeypatch):
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
     (tmp_path / "folder").mkdir()
     monkeypatch.setenv("PW", "a-long-password-1")
-    cases = [png, tmp_path / "folder", tmp_path / "missing" / "db.sqlite", "nosuchdialect://x", "postgresql+psycopg://u:secret@127.0.0.1:1/db"]
+    cases = [
+        png,
+        tmp_path / "folder",
+        tmp_path / "missing" / "db.sqlite",
+        "nosuchdialect://x",
+        "postgresql+psycopg://u:secret@127.0.0.1:1/db",
+    ]
     for database in cases:
         for arguments in (["user", "add", "ada", "--password-env", "PW"], ["serve"]):
             result = run_cli(*arguments, "--database", database)
             assert result.exit_code in (1, 2), (arguments, database)
-            assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and "secret" not in result.stderr, result.stderr
+            assert (
+                result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and "secret" not in result.stderr
+            ), result.stderr
     fresh = tmp_path / "fresh.sqlite"
     assert run_cli("import", tmp_path / "folder", "--database", fresh).exit_code == 2
     assert not fresh.exists()
@@ -806,9 +1028,13 @@ def test_database_problems_are_one_line(tmp_path, run_cli, monkeypatch):
 def test_login_needs_the_login_forms_token(server):
     """Login CSRF: a POST /login without the token the login page set (another site's form) is refused."""
     browser = client(server)
-    assert browser.post("/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "/"}).status_code == 403
+    assert (
+        browser.post("/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "/"}).status_code == 403
+    )
     browser.get("/login")
-    forged = browser.post("/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "/", "login_csrf": "guessed"})
+    forged = browser.post(
+        "/login", data={"username": "vic", "password": PASSWORDS["vic"], "next": "/", "login_csrf": "guessed"}
+    )
     assert forged.status_code == 403 and "plasmacount_session" not in forged.headers.get("set-cookie", "")
     assert log_in(browser, "vic", PASSWORDS["vic"]).status_code == 303
 
@@ -826,13 +1052,20 @@ def test_no_bare_500s(server, demo_output, tmp_path):
         archive.writestr("x.nipt.json", json.dumps({"sample": "x", "calls": "not a list"}))
     for name in ("..", "/", "x" * 300 + ".zip", "a\\\\b.zip"):
         with open(broken, "rb") as stream:
-            response = rita.post("/batches/upload", files={"archive": (name, stream, "application/zip")}, data={"csrf": token})
+            response = rita.post(
+                "/batches/upload", files={"archive": (name, stream, "application/zip")}, data={"csrf": token}
+            )
         assert response.status_code in (303, 400), (name, response.status_code)
         assert "/tmp" not in response.text, response.text
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"PK\x03\x04" + b"\x00" * 60)
     with open(garbage, "rb") as stream:
-        assert rita.post("/batches/upload", files={"archive": ("g.zip", stream, "application/zip")}, data={"csrf": token}).status_code == 400
+        assert (
+            rita.post(
+                "/batches/upload", files={"archive": ("g.zip", stream, "application/zip")}, data={"csrf": token}
+            ).status_code
+            == 400
+        )
     result = (demo_output / "nipt" / "case_03.nipt.json").read_bytes()
     deflate64 = io.BytesIO()  # a stored member relabelled as method 9, as Windows writes Deflate64
     with zipfile.ZipFile(deflate64, "w", zipfile.ZIP_STORED) as archive:
@@ -840,31 +1073,54 @@ def test_no_bare_500s(server, demo_output, tmp_path):
     raw = bytearray(deflate64.getvalue())
     for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
         start = raw.index(signature)
-        raw[start + offset:start + offset + 2] = (9).to_bytes(2, "little")
+        raw[start + offset : start + offset + 2] = (9).to_bytes(2, "little")
     uploads = {"deflate64.zip": (bytes(raw), "compressed with Deflate64")}
     if shutil.which("zip"):
         (tmp_path / "secret").mkdir()
         (tmp_path / "secret" / "case_03.nipt.json").write_bytes(result)
-        subprocess.run(["zip", "-q", "-e", "-P", "a-password", "-r", str(tmp_path / "secret.zip"), "case_03.nipt.json"],
-                       cwd=tmp_path / "secret", check=True)
+        subprocess.run(
+            ["zip", "-q", "-e", "-P", "a-password", "-r", str(tmp_path / "secret.zip"), "case_03.nipt.json"],
+            cwd=tmp_path / "secret",
+            check=True,
+        )
         uploads["secret.zip"] = ((tmp_path / "secret.zip").read_bytes(), "is encrypted")
     for name, (content, reason) in uploads.items():
-        response = rita.post("/batches/upload", files={"archive": (name, content, "application/zip")}, data={"csrf": token})
-        assert response.status_code == 400 and reason in response.text and "case_03.nipt.json" in response.text, response.text
+        response = rita.post(
+            "/batches/upload", files={"archive": (name, content, "application/zip")}, data={"csrf": token}
+        )
+        assert response.status_code == 400 and reason in response.text and "case_03.nipt.json" in response.text, (
+            response.text
+        )
         assert "/tmp" not in response.text
     [sample] = _own_batch(server, demo_output, tmp_path, 'Łódź_"01"', 1)
-    assert rita.post(f"/samples/{sample}/comments", data={"text": r"$\undefinedcommand$ and $x^", "csrf": token}).status_code == 303
+    assert (
+        rita.post(
+            f"/samples/{sample}/comments", data={"text": r"$\undefinedcommand$ and $x^", "csrf": token}
+        ).status_code
+        == 303
+    )
     version = rita.get(f"/api/samples/{sample}").json()["version"]
-    assert rita.post(f"/api/samples/{sample}/signoff", json={"version": version}, headers={"X-CSRF-Token": token}).status_code == 200
+    assert (
+        rita.post(
+            f"/api/samples/{sample}/signoff", json={"version": version}, headers={"X-CSRF-Token": token}
+        ).status_code
+        == 200
+    )
     pdf = rita.get(f"/samples/{sample}/export.pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-    assert "filename*=UTF-8''" in pdf.headers["content-disposition"] and '"01"' not in pdf.headers["content-disposition"]
+    assert (
+        "filename*=UTF-8''" in pdf.headers["content-disposition"] and '"01"' not in pdf.headers["content-disposition"]
+    )
     exported = rita.get("/export.csv").text
     assert "\n\t" not in exported and ",\t" not in exported
 
 
 def _api(browser: TestClient, method: str, path: str, **body):
-    return browser.post(path, json=body, headers={"X-CSRF-Token": csrf_of(browser)}) if method == "post" else browser.get(path)
+    return (
+        browser.post(path, json=body, headers={"X-CSRF-Token": csrf_of(browser)})
+        if method == "post"
+        else browser.get(path)
+    )
 
 
 def test_bulk_confirmation_is_one_step_audited_item_by_item(server, demo_output, tmp_path):
@@ -872,12 +1128,17 @@ def test_bulk_confirmation_is_one_step_audited_item_by_item(server, demo_output,
     rita = client(server, "rita")
     before = rita.get(f"/api/samples/{sample}").json()
     t21 = next(f for f in before["findings"] if f["key"] == "T21")
-    assert _api(rita, "post", f"/api/findings/{t21['id']}", status="Verified", version=t21["version"]).status_code == 200
+    assert (
+        _api(rita, "post", f"/api/findings/{t21['id']}", status="Verified", version=t21["version"]).status_code == 200
+    )
     # A page opened before that change confirms nothing.
     assert _api(rita, "post", f"/api/samples/{sample}/confirm", version=before["version"]).status_code == 409
     current = rita.get(f"/api/samples/{sample}").json()
     assert "Confirm the" in rita.get(f"/samples/{sample}").text
-    assert _api(client(server, "vic"), "post", f"/api/samples/{sample}/confirm", version=current["version"]).status_code == 403
+    assert (
+        _api(client(server, "vic"), "post", f"/api/samples/{sample}/confirm", version=current["version"]).status_code
+        == 403
+    )
     assert _api(rita, "post", f"/api/samples/{sample}/confirm", version=current["version"]).status_code == 200
     after = rita.get(f"/api/samples/{sample}").json()
     assert [f["status"] for f in after["findings"]] == [f["status"] for f in current["findings"]]

@@ -1,4 +1,5 @@
 """Sample names never choose where a file is written: one safe-name rule for every output."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,13 @@ def test_safe_names_stay_and_unsafe_ones_become_distinct_plain_stems():
     stems = [sample_file_stem(name) for name in HOSTILE + ("a_b", "x" * 300)]
     assert len(set(stems)) == len(stems)
     for stem in stems:
-        assert "/" not in stem and ".." not in stem and not stem.startswith((".", "-")) and len(stem) <= 100 and stem.isprintable()
+        assert (
+            "/" not in stem
+            and ".." not in stem
+            and not stem.startswith((".", "-"))
+            and len(stem) <= 100
+            and stem.isprintable()
+        )
     assert sample_file_stem("a/b") != sample_file_stem("a_b")
 
 
@@ -46,8 +53,14 @@ def test_path_like_sample_names_never_write_outside_the_output(name, demo_output
     ebv = sorted((demo_output / "ebv").glob("*.counts.npz"))[0]
     runs = {
         "nipt": ["nipt", renamed(batch, "nipt"), "--reference", demo_output / "reference.npz"],
-        "tumor": ["tumor", renamed(patient, "tumor"), "--panel", demo_output / "tumor_panel.npz",
-                  "--bins", demo_output / "healthy" / "genome" / "bins.npz"],
+        "tumor": [
+            "tumor",
+            renamed(patient, "tumor"),
+            "--panel",
+            demo_output / "tumor_panel.npz",
+            "--bins",
+            demo_output / "healthy" / "genome" / "bins.npz",
+        ],
         "viral": ["viral", renamed(ebv, "viral")],
         "fragments": ["fragments", renamed(batch, "fragments")],
     }
@@ -85,7 +98,18 @@ def test_a_result_may_only_name_files_in_its_own_folder(tmp_path):
     (tmp_path / "outside.bedgraph").write_text("track\n")
     (folder / "link.bedgraph").symlink_to(tmp_path / "outside.bedgraph")
     assert sibling_file(result, "s.nipt.bedgraph") == (folder / "s.nipt.bedgraph").resolve()
-    for name in ("/dev/zero", "/etc/passwd", "../outside.bedgraph", "link.bedgraph", "..", "", None, 7, ["x"], "missing.bedgraph"):
+    for name in (
+        "/dev/zero",
+        "/etc/passwd",
+        "../outside.bedgraph",
+        "link.bedgraph",
+        "..",
+        "",
+        None,
+        7,
+        ["x"],
+        "missing.bedgraph",
+    ):
         assert sibling_file(result, name) is None, name
 
 
@@ -95,8 +119,20 @@ def test_two_samples_with_one_name_are_refused(analysis, demo_output, tmp_path, 
     first, second = sorted((demo_output / source).glob("*.counts.npz"))[:2]
     twin = tmp_path / "twin.counts.npz"
     dataclasses.replace(SampleCounts.load(second), sample=SampleCounts.load(first).sample).save(twin)
-    extra = {"nipt": ["--reference", demo_output / "reference.npz"], "tumor": ["--panel", demo_output / "tumor_panel.npz", "--bins", demo_output / "healthy" / "genome" / "bins.npz"]}.get(analysis, [])
+    extra = {
+        "nipt": ["--reference", demo_output / "reference.npz"],
+        "tumor": [
+            "--panel",
+            demo_output / "tumor_panel.npz",
+            "--bins",
+            demo_output / "healthy" / "genome" / "bins.npz",
+        ],
+    }.get(analysis, [])
     out = tmp_path / "out"
     result = run_cli(analysis, first, twin, *extra, "-o", out)
-    assert result.exit_code == 1 and ("repeat" in result.stderr or "twice" in result.stderr) and result.stderr.count("ERROR") == 1
+    assert (
+        result.exit_code == 1
+        and ("repeat" in result.stderr or "twice" in result.stderr)
+        and result.stderr.count("ERROR") == 1
+    )
     assert not out.exists() or not any(out.iterdir())

@@ -1,4 +1,5 @@
 """The simulator against its own truth: dosages, fetal fraction on chrY, overdispersion, reads that map back."""
+
 from __future__ import annotations
 
 import csv
@@ -16,7 +17,13 @@ from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.genome import name_key
 from plasmacount.simulation import (
-    GenomeModel, SampleDesign, SimulationRequest, _gamma_poisson, design_cohort, expected_counts, fragment_length_distribution,
+    GenomeModel,
+    SampleDesign,
+    SimulationRequest,
+    _gamma_poisson,
+    design_cohort,
+    expected_counts,
+    fragment_length_distribution,
     run_simulation,
 )
 from plasmacount.synthetic_genome import make_genome
@@ -39,14 +46,27 @@ def chromosome_sums(values, layout):
 
 
 def base_design(**changes) -> SampleDesign:
-    design = SampleDesign(sample="s", cohort="nipt", reads=1_000_000, paired=False, read_length=50, sex="female",
-                          fetal_fraction=0.1, fetal_sex="female", fetal_karyotype="46,XX", chrY_background=0.0, batch_scores=[0, 0, 0])
+    design = SampleDesign(
+        sample="s",
+        cohort="nipt",
+        reads=1_000_000,
+        paired=False,
+        read_length=50,
+        sex="female",
+        fetal_fraction=0.1,
+        fetal_sex="female",
+        fetal_karyotype="46,XX",
+        chrY_background=0.0,
+        batch_scores=[0, 0, 0],
+    )
     return dataclasses.replace(design, **changes)
 
 
 def test_trisomy_raises_dosage_by_half_the_fetal_fraction(model):
     euploid, _ = expected_counts(base_design(), model)
-    t21 = base_design(events=[{"type": "trisomy", "origin": "fetal", "chrom": "chr21", "fetal_cn": 3}], findings=["T21"])
+    t21 = base_design(
+        events=[{"type": "trisomy", "origin": "fetal", "chrom": "chr21", "fetal_cn": 3}], findings=["T21"]
+    )
     trisomic, shares = expected_counts(t21, model)
     e, t = chromosome_sums(euploid, model.layout), chromosome_sums(trisomic, model.layout)
     total_e, total_t = sum(v for k, v in e.items() if k != "chr21"), sum(v for k, v in t.items() if k != "chr21")
@@ -59,8 +79,17 @@ def test_trisomy_raises_dosage_by_half_the_fetal_fraction(model):
 
 def test_male_fetus_chrY_gives_the_fetal_fraction(model):
     pregnancy, _ = expected_counts(base_design(fetal_sex="male", fetal_karyotype="46,XY", fetal_fraction=0.08), model)
-    adult = SampleDesign(sample="m", cohort="healthy", reads=1_000_000, paired=False, read_length=50, sex="male",
-                         tumor_fraction=0.0, chrY_background=0.0, batch_scores=[0, 0, 0])
+    adult = SampleDesign(
+        sample="m",
+        cohort="healthy",
+        reads=1_000_000,
+        paired=False,
+        read_length=50,
+        sex="male",
+        tumor_fraction=0.0,
+        chrY_background=0.0,
+        batch_scores=[0, 0, 0],
+    )
     male, _ = expected_counts(adult, model)
     p, m = chromosome_sums(pregnancy, model.layout), chromosome_sums(male, model.layout)
     autosomes = lambda d: sum(v for k, v in d.items() if name_key(k) not in ("X", "Y"))  # noqa: E731
@@ -132,8 +161,18 @@ def test_count_level_cohort_is_deterministic_and_truthful(tmp_path):
 
 
 def test_bam_counts_follow_truth(tmp_path):
-    paths = run_simulation(SimulationRequest(output=tmp_path, cohort="ebv", samples=12, reads=150_000, paired=True,
-                                             output_format="bam", scale=1 / 1000, seed=4))
+    paths = run_simulation(
+        SimulationRequest(
+            output=tmp_path,
+            cohort="ebv",
+            samples=12,
+            reads=150_000,
+            paired=True,
+            output_format="bam",
+            scale=1 / 1000,
+            seed=4,
+        )
+    )
     annotation_path = tmp_path / "genome" / "bins.npz"
     annotation = BinAnnotation.load(annotation_path)
     truth = {row["sample"]: row for row in read_truth(tmp_path / "truth.tsv")}
@@ -153,10 +192,22 @@ def test_bam_counts_follow_truth(tmp_path):
 
 
 def test_tumour_copy_numbers(model):
-    design = SampleDesign(sample="c", cohort="cancer", reads=1_000_000, paired=False, read_length=50, sex="female",
-                          tumor_fraction=0.2, tumor_genome_doubled=True, chrY_background=0.0, batch_scores=[0, 0, 0],
-                          events=[{"chrom": "chr8", "start": 0, "end": 10**9, "tumour_cn": 6, "clonal_fraction": 1.0},
-                                  {"chrom": "chr3", "start": 0, "end": 10**9, "tumour_cn": 2, "clonal_fraction": 0.5}])
+    design = SampleDesign(
+        sample="c",
+        cohort="cancer",
+        reads=1_000_000,
+        paired=False,
+        read_length=50,
+        sex="female",
+        tumor_fraction=0.2,
+        tumor_genome_doubled=True,
+        chrY_background=0.0,
+        batch_scores=[0, 0, 0],
+        events=[
+            {"chrom": "chr8", "start": 0, "end": 10**9, "tumour_cn": 6, "clonal_fraction": 1.0},
+            {"chrom": "chr3", "start": 0, "end": 10**9, "tumour_cn": 2, "clonal_fraction": 0.5},
+        ],
+    )
     from plasmacount.simulation import copy_numbers
 
     tumour = copy_numbers(design, model)["tumour"]
@@ -193,11 +244,16 @@ def test_cram_and_fastq_outputs(tmp_path):
 def test_fastq_maps_back_with_bwa(tmp_path):
     if shutil.which("bwa") is None:
         pytest.skip("bwa not installed")
-    [fastq] = run_simulation(SimulationRequest(output=tmp_path, cohort="euploid", samples=1, reads=20_000, output_format="fastq",
-                                               scale=1 / 1000, seed=8))
+    [fastq] = run_simulation(
+        SimulationRequest(
+            output=tmp_path, cohort="euploid", samples=1, reads=20_000, output_format="fastq", scale=1 / 1000, seed=8
+        )
+    )
     genome = tmp_path / "genome" / "genome.fa"
     subprocess.run(["bwa", "index", str(genome)], check=True, capture_output=True)
-    sam = subprocess.run(["bwa", "mem", "-t", "2", str(genome), str(fastq)], check=True, capture_output=True, text=True).stdout
+    sam = subprocess.run(
+        ["bwa", "mem", "-t", "2", str(genome), str(fastq)], check=True, capture_output=True, text=True
+    ).stdout
     records = [line.split("\t") for line in sam.splitlines() if not line.startswith("@")]
     primary = [r for r in records if not int(r[1]) & 0x900]
     mapped = [r for r in primary if not int(r[1]) & 0x4]
@@ -225,6 +281,7 @@ def test_lab_effects_are_knobs_recorded_in_the_truth(tmp_path, run_cli):
     assert 0.12 < np.std(np.log(strong.placental_effect)) < 0.18
     # Only the knob changes: every other per-bin effect of the lab is the same draw.
     assert np.array_equal(off.stickiness, strong.stickiness) and np.array_equal(off.y_homology, strong.y_homology)
+
     def hot_bins(model):
         on_y = model.y_homology > 0
         return int((model.y_homology > 2 * 0.03 / on_y.sum()).sum())
@@ -233,8 +290,25 @@ def test_lab_effects_are_knobs_recorded_in_the_truth(tmp_path, run_cli):
     usual = GenomeModel.hg38_layout(100_000, seed=4)
     assert 0 < hot_bins(few) < 0.5 * hot_bins(usual)
     assert GenomeModel.hg38_layout(100_000, seed=4).y_homology.sum() == pytest.approx(1.0)
-    result = run_cli("simulate", "-o", tmp_path / "sim", "--cohort", "euploid", "--samples", "2", "--reads", "20k", "--genome", "hg38",
-                     "--bin-size", "1000000", "--placental-pattern-sd", "0", "--chrY-hotspot-share", "0.05")
+    result = run_cli(
+        "simulate",
+        "-o",
+        tmp_path / "sim",
+        "--cohort",
+        "euploid",
+        "--samples",
+        "2",
+        "--reads",
+        "20k",
+        "--genome",
+        "hg38",
+        "--bin-size",
+        "1000000",
+        "--placental-pattern-sd",
+        "0",
+        "--chrY-hotspot-share",
+        "0.05",
+    )
     assert result.exit_code == 0, result.stderr
     settings = json.loads((tmp_path / "sim" / "truth.json").read_text())["settings"]
     assert settings["effects"]["placental_pattern_sd"] == 0.0 and settings["effects"]["y_hotspot_share"] == 0.05
@@ -267,7 +341,9 @@ def test_pessimistic_ebv_draws_make_npc_and_carriers_overlap():
     counts = simulate_counts(carrier, model, 4, 0)
     row = [o["name"] for o in counts.other_contigs].index("chrEBV")
     histogram = counts.other_fragment_lengths[row]
-    expected = carrier.ebv_nucleosomal_share * fragment_length_distribution("ebv_tumour") + (1 - carrier.ebv_nucleosomal_share) * fragment_length_distribution("ebv_carrier")
+    expected = carrier.ebv_nucleosomal_share * fragment_length_distribution("ebv_tumour") + (
+        1 - carrier.ebv_nucleosomal_share
+    ) * fragment_length_distribution("ebv_carrier")
     observed_short = histogram[80:111].sum() / histogram.sum()
     assert abs(observed_short - expected[80:111].sum()) < 0.02
     with pytest.raises(UsageError):
@@ -298,5 +374,6 @@ def test_healthy_arm_shifts_knob():
     def spread(chrom):
         arm = int(arm_of[np.flatnonzero(keys == chrom)[-1]])
         return float(np.std([s[arm] - np.median(list(s.values())) for s in shifts]))
+
     assert spread("19") > 3 * spread("4")
     assert 0.002 < spread("4") < 0.008

@@ -1,4 +1,5 @@
 """Tumour fraction: real ichorCNA data, simulated healthy and cancer plasma, panels of normals, outputs."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,24 @@ import pytest
 from plasmacount.bins import import_annotations
 from plasmacount.counts import import_wig
 from plasmacount.simulation import GenomeModel, design_cohort, simulate_counts
-from plasmacount.tumor import CLONAL_STATES, SUBCLONAL, SUBCLONE_FRACTIONS, NormalPanel, analyse, build_panel, initial_weights, jump_weights
+from plasmacount.tumor import (
+    CLONAL_STATES,
+    SUBCLONAL,
+    SUBCLONE_FRACTIONS,
+    NormalPanel,
+    analyse,
+    build_panel,
+    initial_weights,
+    jump_weights,
+)
 
 
 @pytest.fixture(scope="module")
 def lab():
     model = GenomeModel.hg38_layout(1_000_000, seed=8)
-    healthy = [simulate_counts(d, model, 80, i) for i, d in enumerate(design_cohort("healthy", 16, 10_000_000, seed=80))]
+    healthy = [
+        simulate_counts(d, model, 80, i) for i, d in enumerate(design_cohort("healthy", 16, 10_000_000, seed=80))
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         panel = build_panel(healthy, model.annotation())
@@ -27,7 +39,10 @@ def test_real_mbc315_matches_ichorcna(shared_data, tmp_path, run_cli):
     data = shared_data / "ichorcna"
     annotation = import_annotations([data / "gc_hg19_1000kb.wig", data / "map_hg19_1000kb.wig"])
     sample = import_wig(data / "MBC_315.ctDNA.reads.wig")
-    for panel in (None, NormalPanel.load(data / "HD_ULP_PoN_1Mb_median_normAutosome_mapScoreFiltered_median.tsv.gz", sample.layout)):
+    for panel in (
+        None,
+        NormalPanel.load(data / "HD_ULP_PoN_1Mb_median_normAutosome_mapScoreFiltered_median.tsv.gz", sample.layout),
+    ):
         result = analyse(sample, annotation, panel)
         # ichorCNA's published fit of this sample: tumour fraction 0.255-0.27, ploidy 1.90.
         assert 0.24 <= result["tumor_fraction"] <= 0.29 and result["tumor_detected"]
@@ -35,8 +50,17 @@ def test_real_mbc315_matches_ichorcna(shared_data, tmp_path, run_cli):
         assert result["tumor_fraction_low"] <= result["tumor_fraction"] <= result["tumor_fraction_high"]
     # Both time points through the command line.
     annotation.save(tmp_path / "hg19.npz")
-    result = run_cli("tumor", data / "MBC_315.ctDNA.reads.wig", data / "MBC_315_T2.ctDNA.reads.wig", "--bins", tmp_path / "hg19.npz",
-                     "--panel", data / "HD_ULP_PoN_1Mb_median_normAutosome_mapScoreFiltered_median.tsv.gz", "-o", tmp_path / "out")
+    result = run_cli(
+        "tumor",
+        data / "MBC_315.ctDNA.reads.wig",
+        data / "MBC_315_T2.ctDNA.reads.wig",
+        "--bins",
+        tmp_path / "hg19.npz",
+        "--panel",
+        data / "HD_ULP_PoN_1Mb_median_normAutosome_mapScoreFiltered_median.tsv.gz",
+        "-o",
+        tmp_path / "out",
+    )
     assert result.exit_code == 0, result.stderr
     rows = (tmp_path / "out" / "tumor.tsv").read_text().splitlines()
     assert len(rows) == 3
@@ -59,12 +83,29 @@ def test_diploid_tumour_fraction_recovered(lab):
     model, panel = lab
     [design] = design_cohort("cancer", 1, 10_000_000, seed=5)
     for tf in (0.08, 0.2):
-        events = [{"type": "cnv", "origin": "tumour", "chrom": c, "start": s, "end": e, "tumour_cn": cn, "clonal_fraction": 1.0, "name": n}
-                  for c, s, e, cn, n in (("chr1", 125_000_000, 248_000_000, 3, "1q gain"), ("chr8", 46_000_000, 145_000_000, 3, "8q gain"),
-                                         ("chr16", 37_000_000, 90_000_000, 1, "16q loss"), ("chr3", 0, 90_000_000, 1, "3p loss"))]
+        events = [
+            {
+                "type": "cnv",
+                "origin": "tumour",
+                "chrom": c,
+                "start": s,
+                "end": e,
+                "tumour_cn": cn,
+                "clonal_fraction": 1.0,
+                "name": n,
+            }
+            for c, s, e, cn, n in (
+                ("chr1", 125_000_000, 248_000_000, 3, "1q gain"),
+                ("chr8", 46_000_000, 145_000_000, 3, "8q gain"),
+                ("chr16", 37_000_000, 90_000_000, 1, "16q loss"),
+                ("chr3", 0, 90_000_000, 1, "3p loss"),
+            )
+        ]
         import dataclasses
 
-        case = dataclasses.replace(design, tumor_fraction=tf, tumor_genome_doubled=False, events=events, sample=f"tf{tf}")
+        case = dataclasses.replace(
+            design, tumor_fraction=tf, tumor_genome_doubled=False, events=events, sample=f"tf{tf}"
+        )
         result = analyse(simulate_counts(case, model, 5, int(tf * 100)), model.annotation(), panel)
         assert result["tumor_detected"]
         assert abs(result["tumor_fraction"] - tf) <= 0.03
@@ -80,15 +121,34 @@ def test_genome_doubled_tumour_read_as_doubled(lab):
 
     model, panel = lab
     [design] = design_cohort("cancer", 1, 10_000_000, seed=5)
-    events = [{"type": "cnv", "origin": "tumour", "chrom": c, "start": s, "end": e, "tumour_cn": cn, "clonal_fraction": 1.0, "name": n}
-              for c, s, e, cn, n in (("chr5", 0, 48_000_000, 5, "5p gain"), ("chr4", 0, 190_000_000, 2, "4 loss"),
-                                     ("chr18", 18_000_000, 80_000_000, 3, "18q loss"), ("chr6", 0, 59_000_000, 6, "6p gain"))]
+    events = [
+        {
+            "type": "cnv",
+            "origin": "tumour",
+            "chrom": c,
+            "start": s,
+            "end": e,
+            "tumour_cn": cn,
+            "clonal_fraction": 1.0,
+            "name": n,
+        }
+        for c, s, e, cn, n in (
+            ("chr5", 0, 48_000_000, 5, "5p gain"),
+            ("chr4", 0, 190_000_000, 2, "4 loss"),
+            ("chr18", 18_000_000, 80_000_000, 3, "18q loss"),
+            ("chr6", 0, 59_000_000, 6, "6p gain"),
+        )
+    ]
     case = dataclasses.replace(design, tumor_fraction=0.10, tumor_genome_doubled=True, events=events, sample="doubled")
     result = analyse(simulate_counts(case, model, 5, 2), model.annotation(), panel)
     assert result["tumor_detected"]
     assert result["ploidy"] == pytest.approx(4.0, abs=0.3)
     assert abs(result["tumor_fraction"] - 0.10) <= 0.02
-    clonal = {s["chrom"]: s["copy_number"] for s in result["segments"] if s["bins"] > 30 and s["event"] != "neutral" and not s["subclonal"]}
+    clonal = {
+        s["chrom"]: s["copy_number"]
+        for s in result["segments"]
+        if s["bins"] > 30 and s["event"] != "neutral" and not s["subclonal"]
+    }
     assert clonal == {"chr4": 2, "chr5": 5, "chr6": 6, "chr18": 3}
 
 
@@ -108,7 +168,7 @@ def test_state_changes_have_the_same_make_up_for_every_baseline():
     assert initial[0, CLONAL_STATES.index(2)] == initial[2, CLONAL_STATES.index(4)]
     # Subclonal changes take the same near steps: one copy from a diploid genome, one or two after
     # doubling (each half as likely), with the same total weight per direction.
-    subclonal = {int(b): dict(zip(SUBCLONAL, row[len(CLONAL_STATES):])) for b, row in zip(baselines, weights)}
+    subclonal = {int(b): dict(zip(SUBCLONAL, row[len(CLONAL_STATES) :])) for b, row in zip(baselines, weights)}
     share = SUBCLONE_FRACTIONS[3]
     assert subclonal[4][(1, share)] == pytest.approx(subclonal[4][(2, share)])
     assert subclonal[4][(-2, share)] == pytest.approx(subclonal[2][(-1, share)] / 2, rel=0.02)
@@ -126,13 +186,28 @@ def test_panel_round_trip_and_bad_input(lab, tmp_path, run_cli):
     simulate_counts(design, model, 9, 0).save(tmp_path / "s.npz")
     model.annotation().save(tmp_path / "bins.npz")
     other = GenomeModel.hg38_layout(500_000, seed=8)
-    build_panel([simulate_counts(d, other, 9, i) for i, d in enumerate(design_cohort("healthy", 4, 1_000_000, seed=9))],
-                other.annotation()).save(tmp_path / "pon500.npz")
-    result = run_cli("tumor", tmp_path / "s.npz", "--bins", tmp_path / "bins.npz", "--panel", tmp_path / "pon500.npz", "-o", tmp_path / "o")
+    build_panel(
+        [simulate_counts(d, other, 9, i) for i, d in enumerate(design_cohort("healthy", 4, 1_000_000, seed=9))],
+        other.annotation(),
+    ).save(tmp_path / "pon500.npz")
+    result = run_cli(
+        "tumor",
+        tmp_path / "s.npz",
+        "--bins",
+        tmp_path / "bins.npz",
+        "--panel",
+        tmp_path / "pon500.npz",
+        "-o",
+        tmp_path / "o",
+    )
     assert result.exit_code == 1 and "bp bins" in result.stderr
-    result = run_cli("tumor", tmp_path / "s.npz", "--bins", tmp_path / "bins.npz", "--make-panel", "-o", tmp_path / "one.npz")
+    result = run_cli(
+        "tumor", tmp_path / "s.npz", "--bins", tmp_path / "bins.npz", "--make-panel", "-o", tmp_path / "one.npz"
+    )
     assert result.exit_code == 2 and "at least 3" in result.stderr
-    result = run_cli("tumor", tmp_path / "s.npz", "--bins", tmp_path / "bins.npz", "--size-select", "-o", tmp_path / "o2")
+    result = run_cli(
+        "tumor", tmp_path / "s.npz", "--bins", tmp_path / "bins.npz", "--size-select", "-o", tmp_path / "o2"
+    )
     assert result.exit_code == 2 and "paired-end" in result.stderr
 
 
@@ -177,7 +252,9 @@ def test_intervals_are_never_zero_wide(lab):
             assert result["tumor_fraction_low"] < result["tumor_fraction"] < result["tumor_fraction_high"]
             assert sum(s["probability"] for s in result["solutions"]) == pytest.approx(1.0)
             [chosen] = [s for s in result["solutions"] if s["chosen"]]
-            assert chosen["baseline_copy_number"] == result["baseline_copy_number"] and chosen["tumor_fraction"] == pytest.approx(result["tumor_fraction"], abs=1e-4)
+            assert chosen["baseline_copy_number"] == result["baseline_copy_number"] and chosen[
+                "tumor_fraction"
+            ] == pytest.approx(result["tumor_fraction"], abs=1e-4)
 
 
 def test_sex_and_chrX_of_women_and_men(lab):
@@ -187,7 +264,9 @@ def test_sex_and_chrX_of_women_and_men(lab):
     model, panel = lab
     [design] = design_cohort("healthy", 1, 10_000_000, seed=14)
     for sex in ("female", "male"):
-        result = analyse(simulate_counts(dataclasses.replace(design, sex=sex, sample=sex), model, 14, 0), model.annotation(), panel)
+        result = analyse(
+            simulate_counts(dataclasses.replace(design, sex=sex, sample=sex), model, 14, 0), model.annotation(), panel
+        )
         profile = result["profile"]
         on_x = np.array([name == "chrX" for name in profile.chrom]) & np.isfinite(profile.value)
         assert result["sex"] == sex and abs(float(np.median(profile.value[on_x]))) < 0.05
@@ -202,10 +281,28 @@ def test_centromeres_are_masked_and_a_homozygous_deletion_has_copy_number_zero(l
 
     model, panel = lab
     [design] = design_cohort("cancer", 1, 10_000_000, seed=15)
-    events = [{"type": "cnv", "origin": "tumour", "chrom": "chr9", "start": 70_000_000, "end": 90_000_000, "tumour_cn": 0,
-               "clonal_fraction": 1.0, "name": "9q deletion of both copies"},
-              {"type": "cnv", "origin": "tumour", "chrom": "chr8", "start": 46_000_000, "end": 145_000_000, "tumour_cn": 3,
-               "clonal_fraction": 1.0, "name": "8q gain"}]
+    events = [
+        {
+            "type": "cnv",
+            "origin": "tumour",
+            "chrom": "chr9",
+            "start": 70_000_000,
+            "end": 90_000_000,
+            "tumour_cn": 0,
+            "clonal_fraction": 1.0,
+            "name": "9q deletion of both copies",
+        },
+        {
+            "type": "cnv",
+            "origin": "tumour",
+            "chrom": "chr8",
+            "start": 46_000_000,
+            "end": 145_000_000,
+            "tumour_cn": 3,
+            "clonal_fraction": 1.0,
+            "name": "8q gain",
+        },
+    ]
     case = dataclasses.replace(design, tumor_fraction=0.5, tumor_genome_doubled=False, events=events, sample="homd")
     result = analyse(simulate_counts(case, model, 15, 0), model.annotation(), panel)
     assert result["tumor_detected"] and result["bins_masked_centromere"] > 0
@@ -227,7 +324,9 @@ def test_degrees_of_freedom_follow_the_tails_of_the_noise():
     breaks[::300] = True
     wide = (2.1, 30.0)
     assert tail_degrees_of_freedom(rng.normal(0, 0.1, 3000), breaks, wide) > 15
-    assert tail_degrees_of_freedom(rng.normal(0, 0.1, 3000), breaks) == pytest.approx(DEGREES_OF_FREEDOM_RANGE[1], abs=0.01)
+    assert tail_degrees_of_freedom(rng.normal(0, 0.1, 3000), breaks) == pytest.approx(
+        DEGREES_OF_FREEDOM_RANGE[1], abs=0.01
+    )
     heavy = rng.standard_t(3, 3000) * 0.1
     nu = tail_degrees_of_freedom(heavy, breaks, wide)
     differences = np.diff(heavy)[~breaks[1:]] / np.sqrt(2)

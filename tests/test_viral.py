@@ -1,4 +1,5 @@
 """The EBV screen: amounts with exact intervals, size ratio, two-criterion result, training, bad input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,8 +58,12 @@ def test_single_end_uses_the_count_only(model):
 
 def test_no_viral_contig_names_what_is_there(run_cli, tmp_path):
     layout = Layout.from_lengths([("chr1", 1_000_000)], 100_000)
-    counts = SampleCounts(sample="x", layout=layout, counts=np.ones(layout.n_bins, dtype=np.int64),
-                          other_contigs=[{"name": "chrM", "length": 16569}, {"name": "chrUn_1", "length": 5000}])
+    counts = SampleCounts(
+        sample="x",
+        layout=layout,
+        counts=np.ones(layout.n_bins, dtype=np.int64),
+        other_contigs=[{"name": "chrM", "length": 16569}, {"name": "chrUn_1", "length": 5000}],
+    )
     with pytest.raises(DataError, match="chrM, chrUn_1"):
         from_counts(counts, None, ScreenModel(), "x.npz")
     counts.save(tmp_path / "x.npz")
@@ -69,8 +74,12 @@ def test_no_viral_contig_names_what_is_there(run_cli, tmp_path):
 
 
 def test_training_and_reuse(model, tmp_path, run_cli):
-    samples = [ebv_sample(model, status, expected, index=10 + i) for i, (status, expected) in
-               enumerate([("npc", 60), ("npc", 900), ("carrier", 20), ("negative", 0), ("carrier", 12), ("npc", 15)])]
+    samples = [
+        ebv_sample(model, status, expected, index=10 + i)
+        for i, (status, expected) in enumerate(
+            [("npc", 60), ("npc", 900), ("carrier", 20), ("negative", 0), ("carrier", 12), ("npc", 15)]
+        )
+    ]
     paths = []
     for sample in samples:
         path = tmp_path / f"{sample.sample}.counts.npz"
@@ -80,11 +89,16 @@ def test_training_and_reuse(model, tmp_path, run_cli):
     labels.write_text("sample\tlabel\n" + "".join(f"{s.sample}\t{s.sample.split('_')[0]}\n" for s in samples))
     assert run_cli("viral", *paths, "-o", tmp_path / "train", "--train", labels).exit_code == 0
     learnt = json.loads((tmp_path / "train" / "viral_model.json").read_text())
-    assert "learnt from 3 labelled NPC" in learnt["source"] and learnt["specificity"] == 0.95 and learnt["threshold"] >= 0
+    assert (
+        "learnt from 3 labelled NPC" in learnt["source"] and learnt["specificity"] == 0.95 and learnt["threshold"] >= 0
+    )
     for sample in samples:
         result = json.loads((tmp_path / "train" / f"{sample.sample}.viral.json").read_text())
         assert (result["screen"]["result"] == "positive") == sample.sample.startswith("npc")
-    assert run_cli("viral", *paths, "-o", tmp_path / "again", "--model", tmp_path / "train" / "viral_model.json").exit_code == 0
+    assert (
+        run_cli("viral", *paths, "-o", tmp_path / "again", "--model", tmp_path / "train" / "viral_model.json").exit_code
+        == 0
+    )
     assert (tmp_path / "again" / "viral.tsv").read_text() == (tmp_path / "train" / "viral.tsv").read_text()
     assert run_cli("viral", *paths, "-o", tmp_path / "x", "--model", labels, "--train", labels).exit_code == 2
 
@@ -102,12 +116,24 @@ def test_alignments_count_the_w_repeat_apart(tmp_path):
     unique = w_repeat = 0
     with pysam.AlignmentFile(str(bam)) as alignments:
         for read in alignments.fetch("chrEBV"):
-            if read.is_secondary or read.is_supplementary or read.is_qcfail or read.is_duplicate or read.mate_is_unmapped:
+            if (
+                read.is_secondary
+                or read.is_supplementary
+                or read.is_qcfail
+                or read.is_duplicate
+                or read.mate_is_unmapped
+            ):
                 continue
             if read.next_reference_id != read.reference_id or not (read.is_proper_pair or faces_its_mate(read, 5000)):
                 continue
-            if read.is_reverse if read.is_reverse != read.mate_is_reverse else (read.reference_start > read.next_reference_start or (
-                    read.reference_start == read.next_reference_start and not read.is_read1)):
+            if (
+                read.is_reverse
+                if read.is_reverse != read.mate_is_reverse
+                else (
+                    read.reference_start > read.next_reference_start
+                    or (read.reference_start == read.next_reference_start and not read.is_read1)
+                )
+            ):
                 continue
             if EBV_W_REPEAT[0] <= read.reference_start < EBV_W_REPEAT[1]:
                 w_repeat += 1
@@ -122,8 +148,8 @@ def test_a_size_ratio_from_a_few_fragments_weighs_little():
     from plasmacount.viral import size_log_likelihood_ratio
 
     model = ScreenModel()
-    few = size_log_likelihood_ratio(3, 3, 0.06, model)          # all 3 short: a ratio of 17, yet modest evidence
-    many = size_log_likelihood_ratio(100, 300, 0.06, model)     # a third short of 300: clearly carrier-like
+    few = size_log_likelihood_ratio(3, 3, 0.06, model)  # all 3 short: a ratio of 17, yet modest evidence
+    many = size_log_likelihood_ratio(100, 300, 0.06, model)  # a third short of 300: clearly carrier-like
     npc_like = size_log_likelihood_ratio(18, 300, 0.06, model)  # the host's share: clearly NPC-like
     assert -4 < few < 0 and many < -10 and npc_like > 3 and abs(size_log_likelihood_ratio(1, 3, 0.06, model)) < 1
 
@@ -150,15 +176,28 @@ def test_not_evaluable_is_not_negative_and_a_retest_decides(model, tmp_path, run
     carrier = from_counts(ebv_sample(model, "carrier", 25, index=21), None, ScreenModel(), "carrier")
     assert apply_retest(json.loads(json.dumps(npc)), npc)["screen"]["reason"] == "persistently positive (both draws)"
     transient = apply_retest(json.loads(json.dumps(carrier)), npc)["screen"]
-    assert transient["result"] == "negative" and transient["reason"].startswith("transient") and transient["retest"]["previous_result"] == "positive"
+    assert (
+        transient["result"] == "negative"
+        and transient["reason"].startswith("transient")
+        and transient["retest"]["previous_result"] == "positive"
+    )
     # Through the command line: the first draw's results as --previous.
     ebv_sample(model, "npc", 400, index=20).save(tmp_path / "npc_20.counts.npz")
     assert run_cli("viral", tmp_path / "npc_20.counts.npz", "-o", tmp_path / "first").exit_code == 0
-    result = run_cli("viral", tmp_path / "npc_20.counts.npz", "-o", tmp_path / "second", "--previous", tmp_path / "first" / "npc_20.viral.json")
+    result = run_cli(
+        "viral",
+        tmp_path / "npc_20.counts.npz",
+        "-o",
+        tmp_path / "second",
+        "--previous",
+        tmp_path / "first" / "npc_20.viral.json",
+    )
     assert result.exit_code == 0
     second = json.loads((tmp_path / "second" / "npc_20.viral.json").read_text())
     assert second["screen"]["result"] == "positive" and second["screen"]["retest"]["previous_result"] == "positive"
-    result = run_cli("viral", tmp_path / "npc_20.counts.npz", "-o", tmp_path / "third", "--previous", tmp_path / "npc_20.counts.npz")
+    result = run_cli(
+        "viral", tmp_path / "npc_20.counts.npz", "-o", tmp_path / "third", "--previous", tmp_path / "npc_20.counts.npz"
+    )
     assert result.exit_code == 1 and "not a <sample>.viral.json" in result.stderr
 
 
@@ -169,7 +208,9 @@ def test_a_learnt_size_model_weighs_every_fragment_length(tmp_path):
     from plasmacount.viral import SIZE_WINDOWS, load_model, window_size_log_likelihood_ratio
 
     host = np.array([0.01, 0.06, 0.15, 0.78])
-    model = dataclasses.replace(ScreenModel(), npc_window_ratios=(0.1, 0.3, 1.0, 1.08), carrier_window_ratios=(8.0, 5.5, 1.6, 0.4))
+    model = dataclasses.replace(
+        ScreenModel(), npc_window_ratios=(0.1, 0.3, 1.0, 1.08), carrier_window_ratios=(8.0, 5.5, 1.6, 0.4)
+    )
     npc_like = window_size_log_likelihood_ratio(np.array([0, 1, 3, 16]), host, model)
     carrier_like = window_size_log_likelihood_ratio(np.array([2, 7, 5, 6]), host, model)
     assert npc_like > 4 and carrier_like < -4
@@ -199,12 +240,21 @@ def test_each_class_spread_is_learnt_by_maximum_likelihood():
     counts, alpha = np.array([1, 4, 9, 26]), np.array([0.4, 2.5, 3.0, 12.0])
     coefficient = special.gammaln(counts.sum() + 1) - special.gammaln(counts + 1).sum()
     assert _log_dirichlet_multinomial(counts, alpha) + coefficient == pytest.approx(
-        stats.dirichlet_multinomial.logpmf(counts, alpha, counts.sum()), abs=1e-9)
+        stats.dirichlet_multinomial.logpmf(counts, alpha, counts.sum()), abs=1e-9
+    )
     rng = np.random.default_rng(8)
     shape = _window_alpha(host, ratios, 1.0)
-    people = [{"paired": True, "size": {"viral_fragments_by_window": rng.multinomial(40, rng.dirichlet(30 * shape)).tolist(),
-                                        "autosomal_share_by_window": host.tolist(), "viral_fragments_with_length": 40}}
-              for _ in range(300)]
+    people = [
+        {
+            "paired": True,
+            "size": {
+                "viral_fragments_by_window": rng.multinomial(40, rng.dirichlet(30 * shape)).tolist(),
+                "autosomal_share_by_window": host.tolist(),
+                "viral_fragments_with_length": 40,
+            },
+        }
+        for _ in range(300)
+    ]
     assert 22 < _window_concentration(people, ratios) < 40
     assert _window_concentration(people[:2], ratios) is None
 
@@ -215,7 +265,9 @@ def test_the_learnt_line_comes_from_carriers_left_out(model, tmp_path):
     from plasmacount.viral import learn_model, load_model
 
     designs = design_cohort("ebv", 160, 10_000_000, seed=31, paired=True)
-    results = [from_counts(simulate_counts(d, model, 500 + i, i), None, ScreenModel(), d.sample) for i, d in enumerate(designs)]
+    results = [
+        from_counts(simulate_counts(d, model, 500 + i, i), None, ScreenModel(), d.sample) for i, d in enumerate(designs)
+    ]
     labels = {d.sample: d.ebv_status for d in designs}
     learnt = learn_model(results, labels, 0.9)
     assert "out-of-fold scores, 5 folds" in learnt.source and learnt.threshold >= 0
@@ -242,7 +294,11 @@ def test_the_line_shows_the_stated_specificity_with_confidence():
     line, reached = specificity_line(scores, 0.95)
     k = int((scores >= line).sum())
     assert reached and 0 < k < 10  # the plain 95 % quantile would let 10 through
-    assert stats.beta.ppf(SPECIFICITY_CONFIDENCE, k + 1, 200 - k) <= 0.05 < stats.beta.ppf(SPECIFICITY_CONFIDENCE, k + 2, 200 - k - 1)
+    assert (
+        stats.beta.ppf(SPECIFICITY_CONFIDENCE, k + 1, 200 - k)
+        <= 0.05
+        < stats.beta.ppf(SPECIFICITY_CONFIDENCE, k + 2, 200 - k - 1)
+    )
     line, reached = specificity_line(scores[:30], 0.95)
     assert not reached and line > scores[:30].max()
     assert specificity_line(np.full(200, -5.0), 0.95) == (0.0, True)  # never below 0

@@ -1,5 +1,6 @@
 """The Snakemake workflow end to end (simulated FASTQ -> alignment -> counts -> reference -> nipt,
 viral, tumor, fragments -> reports -> MultiQC), its lint, and sample-sheet checks."""
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,14 @@ needs_tools = pytest.mark.skipif(not TOOLS, reason="bwa, samtools and snakemake 
 
 def _snakemake(directory: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([str(BIN / "snakemake"), "-s", str(WORKFLOW), "--configfile", "config.yaml", *args], cwd=directory,
-                          capture_output=True, text=True, env=environment, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(WORKFLOW), "--configfile", "config.yaml", *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+    )
 
 
 def _sheet(path: Path, rows: list[list[str]]) -> None:
@@ -38,16 +45,41 @@ def _sheet(path: Path, rows: list[list[str]]) -> None:
 def project(tmp_path_factory) -> Path:
     """A lab folder: 24 earlier pregnancies as counts (the reference), 3 new ones as FASTQ."""
     folder = tmp_path_factory.mktemp("workflow")
-    run_simulation(SimulationRequest(output=folder / "earlier", cohort="euploid", samples=24, reads=300_000, seed=1, paired=True,
-                                     output_format="counts", prefix="earlier"))
-    run_simulation(SimulationRequest(output=folder / "reads", cohort="nipt", samples=3, reads=600_000, seed=3, paired=True,
-                                     output_format="fastq", prefix="case"))
-    rows = [[f"case_{i:04d}", f"reads/case_{i:04d}_R1.fastq.gz", f"reads/case_{i:04d}_R2.fastq.gz", "", "test"] for i in (1, 2, 3)]
+    run_simulation(
+        SimulationRequest(
+            output=folder / "earlier",
+            cohort="euploid",
+            samples=24,
+            reads=300_000,
+            seed=1,
+            paired=True,
+            output_format="counts",
+            prefix="earlier",
+        )
+    )
+    run_simulation(
+        SimulationRequest(
+            output=folder / "reads",
+            cohort="nipt",
+            samples=3,
+            reads=600_000,
+            seed=3,
+            paired=True,
+            output_format="fastq",
+            prefix="case",
+        )
+    )
+    rows = [
+        [f"case_{i:04d}", f"reads/case_{i:04d}_R1.fastq.gz", f"reads/case_{i:04d}_R2.fastq.gz", "", "test"]
+        for i in (1, 2, 3)
+    ]
     rows += [[f"earlier_{i:04d}", "", "", f"earlier/earlier_{i:04d}.counts.npz", "reference"] for i in range(1, 25)]
     _sheet(folder / "samples.tsv", rows)
-    (folder / "config.yaml").write_text("samples: samples.tsv\noutdir: results\n"
-                                        "genome: {fasta: reads/genome/genome.fa, bins: reads/genome/bins.npz}\n"
-                                        "align: {threads: 2}\nanalyses: [nipt, viral, tumor, fragments]\n")
+    (folder / "config.yaml").write_text(
+        "samples: samples.tsv\noutdir: results\n"
+        "genome: {fasta: reads/genome/genome.fa, bins: reads/genome/bins.npz}\n"
+        "align: {threads: 2}\nanalyses: [nipt, viral, tumor, fragments]\n"
+    )
     return folder
 
 
@@ -103,7 +135,11 @@ def test_bad_sample_sheet_fails_before_any_job(project, tmp_path, problem):
     assert run.returncode != 0
     message = run.stdout + run.stderr
     assert "row 3" in message
-    assert ("case_0009_R1.fastq.gz" in message and "not found" in message) if problem == "missing" else "appears twice" in message
+    assert (
+        ("case_0009_R1.fastq.gz" in message and "not found" in message)
+        if problem == "missing"
+        else "appears twice" in message
+    )
     assert not (tmp_path / "results").exists()
 
 

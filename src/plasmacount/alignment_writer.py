@@ -5,6 +5,7 @@ same size and a whole batch of records is one NumPy structured array written as 
 BAM stream is cut into BGZF blocks and compressed with libdeflate on worker threads. Index
 and CRAM conversion are left to htslib (through pysam).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,13 +47,27 @@ def reg2bin(start: np.ndarray, end: np.ndarray) -> np.ndarray:
 
 
 def record_dtype(read_length: int, n_cigar: int, tag_bytes: int) -> np.dtype:
-    return np.dtype([
-        ("block_size", "<i4"), ("ref", "<i4"), ("pos", "<i4"), ("l_read_name", "u1"), ("mapq", "u1"),
-        ("bin", "<u2"), ("n_cigar", "<u2"), ("flag", "<u2"), ("l_seq", "<i4"), ("next_ref", "<i4"),
-        ("next_pos", "<i4"), ("tlen", "<i4"), ("name", f"S{NAME_LENGTH}"),
-        ("cigar", "<u4", (n_cigar,)), ("seq", "u1", ((read_length + 1) // 2,)), ("qual", "u1", (read_length,)),
-        ("tags", "u1", (tag_bytes,)),
-    ])
+    return np.dtype(
+        [
+            ("block_size", "<i4"),
+            ("ref", "<i4"),
+            ("pos", "<i4"),
+            ("l_read_name", "u1"),
+            ("mapq", "u1"),
+            ("bin", "<u2"),
+            ("n_cigar", "<u2"),
+            ("flag", "<u2"),
+            ("l_seq", "<i4"),
+            ("next_ref", "<i4"),
+            ("next_pos", "<i4"),
+            ("tlen", "<i4"),
+            ("name", f"S{NAME_LENGTH}"),
+            ("cigar", "<u4", (n_cigar,)),
+            ("seq", "u1", ((read_length + 1) // 2,)),
+            ("qual", "u1", (read_length,)),
+            ("tags", "u1", (tag_bytes,)),
+        ]
+    )
 
 
 def read_names(indices: np.ndarray) -> np.ndarray:
@@ -89,7 +104,14 @@ def _tags(read_group: str, mismatches: np.ndarray, n: int) -> np.ndarray:
 class BamWriter:
     """Stream of BAM bytes compressed into BGZF blocks on `threads` threads; written atomically."""
 
-    def __init__(self, path: str | os.PathLike, header_text: str, contigs: Sequence[tuple[str, int]], threads: int = 2, level: int = 4):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        header_text: str,
+        contigs: Sequence[tuple[str, int]],
+        threads: int = 2,
+        level: int = 4,
+    ):
         self.path = Path(path)
         self._context = atomic_output(self.path, "wb")
         self._stream = self._context.__enter__()
@@ -106,8 +128,12 @@ class BamWriter:
     def _compress(self, data: bytes) -> bytes:
         payload = deflate.deflate_compress(data, self._level)
         size = len(payload) + 25
-        return (b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x06\x00BC\x02\x00" + struct.pack("<H", size)
-                + payload + struct.pack("<II", deflate.crc32(data), len(data)))
+        return (
+            b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x06\x00BC\x02\x00"
+            + struct.pack("<H", size)
+            + payload
+            + struct.pack("<II", deflate.crc32(data), len(data))
+        )
 
     def write(self, data: bytes) -> None:
         self._pending += data
@@ -115,7 +141,9 @@ class BamWriter:
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
-        n_blocks = len(self._pending) // BGZF_BLOCK_INPUT + (1 if final and len(self._pending) % BGZF_BLOCK_INPUT else 0)
+        n_blocks = len(self._pending) // BGZF_BLOCK_INPUT + (
+            1 if final and len(self._pending) % BGZF_BLOCK_INPUT else 0
+        )
         view = memoryview(bytes(self._pending))
         chunks = [view[i * BGZF_BLOCK_INPUT : (i + 1) * BGZF_BLOCK_INPUT] for i in range(n_blocks)]
         for block in self._pool.map(lambda chunk: self._compress(chunk.tobytes()), chunks):
@@ -134,9 +162,18 @@ class BamWriter:
 
 
 def mapped_records(
-    ref: np.ndarray, pos: np.ndarray, flag: np.ndarray, mapq: np.ndarray, next_ref: np.ndarray,
-    next_pos: np.ndarray, tlen: np.ndarray, names: np.ndarray, bases: np.ndarray, qualities: np.ndarray,
-    mismatches: np.ndarray, read_group: str,
+    ref: np.ndarray,
+    pos: np.ndarray,
+    flag: np.ndarray,
+    mapq: np.ndarray,
+    next_ref: np.ndarray,
+    next_pos: np.ndarray,
+    tlen: np.ndarray,
+    names: np.ndarray,
+    bases: np.ndarray,
+    qualities: np.ndarray,
+    mismatches: np.ndarray,
+    read_group: str,
 ) -> np.ndarray:
     """BAM records (a structured array; `.tobytes()` is the BAM stream) of placed reads with one
     M CIGAR operation; `bases` are forward-strand ASCII."""
@@ -161,7 +198,9 @@ def mapped_records(
     return records
 
 
-def unplaced_records(flag: np.ndarray, names: np.ndarray, bases: np.ndarray, qualities: np.ndarray, read_group: str) -> bytes:
+def unplaced_records(
+    flag: np.ndarray, names: np.ndarray, bases: np.ndarray, qualities: np.ndarray, read_group: str
+) -> bytes:
     """BAM records of unmapped reads without a position (sorted last)."""
     n, read_length = bases.shape
     prefix = np.frombuffer(b"RGZ" + read_group.encode() + b"\0", dtype=np.uint8)
@@ -188,7 +227,9 @@ def fastq_records(names: np.ndarray, bases: np.ndarray, qualities: np.ndarray, s
     text = np.empty((n, width), dtype=np.uint8)
     text[:, 0] = ord("@")
     full_names = np.char.add(names, suffix) if suffix else names
-    text[:, 1 : 1 + name_width] = np.frombuffer(full_names.astype(f"S{name_width}").tobytes(), dtype=np.uint8).reshape(n, name_width)
+    text[:, 1 : 1 + name_width] = np.frombuffer(full_names.astype(f"S{name_width}").tobytes(), dtype=np.uint8).reshape(
+        n, name_width
+    )
     p = 1 + name_width
     text[:, p] = ord("\n")
     text[:, p + 1 : p + 1 + read_length] = bases

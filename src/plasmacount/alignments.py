@@ -20,6 +20,7 @@ Counting rules (the same for BAM and CRAM, and documented in `docs/counts-format
 - with `remove_unmarked_duplicates`, a fragment with the same contig, position, strand (and,
   for pairs, length) as one already counted is skipped, for data without duplicate marking.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,14 @@ from typing import Callable
 import numpy as np
 
 from plasmacount.bins import BinAnnotation
-from plasmacount.counts import (DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAULT_SHORT_RANGE, SampleCounts, long_molecule_edges,
-                                sample_name_from_path)
+from plasmacount.counts import (
+    DEFAULT_LONG_RANGE,
+    DEFAULT_LONGEST_LENGTH,
+    DEFAULT_SHORT_RANGE,
+    SampleCounts,
+    long_molecule_edges,
+    sample_name_from_path,
+)
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import atomic_path
 from plasmacount.fragment_files import fragment_file_header, index_fragment_file
@@ -47,9 +54,24 @@ from plasmacount.genome import Layout, check_compatible, is_binned_chromosome
 from plasmacount.motifs import FastaIndex, base_codes, check_motif_length, count_end_kmers
 
 QC_FIELDS = (
-    "total", "unmapped", "secondary", "supplementary", "mapped", "qc_fail", "duplicates",
-    "low_mapq", "paired_reads", "improper_pairs", "second_mates", "unmarked_duplicates",
-    "counted", "counted_pairs", "counted_single", "outside_bins", "pairs_by_geometry", "outside_lengths",
+    "total",
+    "unmapped",
+    "secondary",
+    "supplementary",
+    "mapped",
+    "qc_fail",
+    "duplicates",
+    "low_mapq",
+    "paired_reads",
+    "improper_pairs",
+    "second_mates",
+    "unmarked_duplicates",
+    "counted",
+    "counted_pairs",
+    "counted_single",
+    "outside_bins",
+    "pairs_by_geometry",
+    "outside_lengths",
 )
 
 # Pairs the aligner did not mark proper still count when they face each other on one contig
@@ -59,8 +81,9 @@ QC_FIELDS = (
 DEFAULT_MAX_PAIR_LENGTH = 5000
 
 
-def pair_is_fragment(flag: int, position: int, mate_position: int, same_contig: bool, template_length: int,
-                     max_pair_length: int) -> tuple[bool, bool]:
+def pair_is_fragment(
+    flag: int, position: int, mate_position: int, same_contig: bool, template_length: int, max_pair_length: int
+) -> tuple[bool, bool]:
     """(counts as a fragment, only by its geometry) for a paired read: its mate mapped on the same
     contig, and the aligner marked the pair proper or the reads face each other (the leftmost
     forward, the other reverse) with 0 < |TLEN| <= max_pair_length. Both mates of a pair get the
@@ -99,8 +122,10 @@ class CountOptions:
     max_pair_length: int = DEFAULT_MAX_PAIR_LENGTH
     representative: str = "forward"
     long_reads: bool = False
-    fragment_lengths: tuple[int, int] | None = None   # count only fragments of known length in [low, high]
-    size_class_placement: str = "start"   # a fragment's short/long tally goes to the bin of its start, or of its midpoint (DELFI)
+    fragment_lengths: tuple[int, int] | None = None  # count only fragments of known length in [low, high]
+    size_class_placement: str = (
+        "start"  # a fragment's short/long tally goes to the bin of its start, or of its midpoint (DELFI)
+    )
     threads: int = 2
 
     def validate(self) -> None:
@@ -112,22 +137,32 @@ class CountOptions:
         if self.longest_length < 1000:
             raise UsageError("the fragment-length histogram must reach at least 1000 bp")
         if self.max_pair_length < 0:
-            raise UsageError(f"--max-length must be 0 (the aligner's proper pairs only) or more, not {self.max_pair_length}")
+            raise UsageError(
+                f"--max-length must be 0 (the aligner's proper pairs only) or more, not {self.max_pair_length}"
+            )
         if self.threads < 1:
             raise UsageError(f"--threads must be at least 1, not {self.threads}")
         if self.fragment_lengths is not None and not 0 <= self.fragment_lengths[0] <= self.fragment_lengths[1]:
             raise UsageError(f"--fragment-lengths must be LOW-HIGH with 0 <= LOW <= HIGH, not {self.fragment_lengths}")
         if self.representative not in REPRESENTATIVES:
-            raise UsageError(f"the mate that stands for a pair is one of {', '.join(REPRESENTATIVES)}, not {self.representative!r}")
+            raise UsageError(
+                f"the mate that stands for a pair is one of {', '.join(REPRESENTATIVES)}, not {self.representative!r}"
+            )
         if self.size_class_placement not in SIZE_CLASS_PLACEMENTS:
-            raise UsageError(f"a fragment's size class is placed by one of {', '.join(SIZE_CLASS_PLACEMENTS)}, not {self.size_class_placement!r}")
+            raise UsageError(
+                f"a fragment's size class is placed by one of {', '.join(SIZE_CLASS_PLACEMENTS)}, not {self.size_class_placement!r}"
+            )
 
 
 def kernel_rules(options: CountOptions) -> dict:
     """The kernel's min_length/max_length for `options.fragment_lengths` (max -1: none) and where
     the short/long tallies go."""
     low, high = options.fragment_lengths or (0, -1)
-    return {"min_length": low, "max_length": high, "size_classes_by_midpoint": int(options.size_class_placement == "midpoint")}
+    return {
+        "min_length": low,
+        "max_length": high,
+        "size_classes_by_midpoint": int(options.size_class_placement == "midpoint"),
+    }
 
 
 # Reading by region, chunks are cut where reads of at most this span can no longer reach back
@@ -144,11 +179,11 @@ SIZE_CLASS_PLACEMENTS = ("start", "midpoint")
 class ScanRequest:
     """What a pass over the alignments gathers beside the counts."""
 
-    motif_k: int = 0                      # end motifs of this length (0: none); needs `fasta`
+    motif_k: int = 0  # end motifs of this length (0: none); needs `fasta`
     fasta: str | os.PathLike | None = None
-    fragment_file: str | os.PathLike | None = None   # write the counted fragments here (BGZF + tabix)
-    methylation: bool = False             # CpG calls from MM/ML tags, per molecule
-    keep_fragments: bool = False          # every counted fragment (for interval features)
+    fragment_file: str | os.PathLike | None = None  # write the counted fragments here (BGZF + tabix)
+    methylation: bool = False  # CpG calls from MM/ML tags, per molecule
+    keep_fragments: bool = False  # every counted fragment (for interval features)
     # Read only the reads overlapping these (contig, begin, end) regions, through the index: the
     # tallies then cover those reads alone (each read once, and possibly a few more nearby).
     regions: tuple[tuple[str, int, int], ...] | None = None
@@ -159,12 +194,12 @@ class ScanFeatures:
     """What a pass gathered beside the counts (see `ScanRequest`)."""
 
     motif_k: int = 0
-    motif_counts: np.ndarray | None = None    # 4^k counts, index sum(code * 4^(k-1-i)), A=0 C=1 G=2 T=3
+    motif_counts: np.ndarray | None = None  # 4^k counts, index sum(code * 4^(k-1-i)), A=0 C=1 G=2 T=3
     ends_counted: int = 0
-    ends_skipped: int = 0                     # k-mer off the contig or with a base other than ACGT
-    molecules: np.ndarray | None = None       # rows (global bin or -1, length or -1, calls, methylated)
-    methylation_unreadable: int = 0           # records whose MM/ML tags do not fit together
-    fragments: np.ndarray | None = None       # rows (reference index, start, end, 2 MAPQ + read 1 reverse)
+    ends_skipped: int = 0  # k-mer off the contig or with a base other than ACGT
+    molecules: np.ndarray | None = None  # rows (global bin or -1, length or -1, calls, methylated)
+    methylation_unreadable: int = 0  # records whose MM/ML tags do not fit together
+    fragments: np.ndarray | None = None  # rows (reference index, start, end, 2 MAPQ + read 1 reverse)
     reference_names: list[str] | None = None  # the names of those reference indices
 
 
@@ -208,10 +243,13 @@ def read_bam_header(path: Path) -> BamHeader:
     """Parse the header at the start of a BAM's decompressed stream."""
     try:
         with gzip.open(path, "rb") as stream:
+
             def take(n: int) -> bytes:
                 data = stream.read(n)
                 if len(data) != n:
-                    raise DataError(f"{path}: the file ends inside the BAM header (truncated); re-create or re-download it")
+                    raise DataError(
+                        f"{path}: the file ends inside the BAM header (truncated); re-create or re-download it"
+                    )
                 return data
 
             if take(4) != b"BAM\x01":
@@ -278,7 +316,13 @@ class _Plan:
     other_contigs: list[dict]
 
 
-def _plan(path: Path, contigs: list[tuple[str, int]], bin_size: int, annotation: BinAnnotation | None, annotation_path: str | None) -> _Plan:
+def _plan(
+    path: Path,
+    contigs: list[tuple[str, int]],
+    bin_size: int,
+    annotation: BinAnnotation | None,
+    annotation_path: str | None,
+) -> _Plan:
     if not contigs:
         raise DataError(f"{path}: the header lists no reference sequences; the file was not aligned")
     if annotation is not None:
@@ -288,7 +332,9 @@ def _plan(path: Path, contigs: list[tuple[str, int]], bin_size: int, annotation:
         binned = [(name, length) for name, length in contigs if is_binned_chromosome(name)]
         if not binned:
             names = ", ".join(name for name, _ in contigs[:8])
-            raise DataError(f"{path}: no chromosomes named chr1..chr22/X/Y or 1..22/X/Y among its contigs ({names}); pass --bins ANNOTATION")
+            raise DataError(
+                f"{path}: no chromosomes named chr1..chr22/X/Y or 1..22/X/Y among its contigs ({names}); pass --bins ANNOTATION"
+            )
         layout = Layout.from_lengths(binned, bin_size)
     offsets = np.full(len(contigs), -1, dtype=np.int64)
     bin_counts = np.zeros(len(contigs), dtype=np.int64)
@@ -390,7 +436,9 @@ def scan_alignments(
     kind = alignment_kind(path)
     if _index_path(path, kind) is None:
         tool = "samtools index"
-        raise DataError(f"{path}: no index ({'.bai/.csi' if kind == 'bam' else '.crai'}) beside the file; run `{tool} {path}`")
+        raise DataError(
+            f"{path}: no index ({'.bai/.csi' if kind == 'bam' else '.crai'}) beside the file; run `{tool} {path}`"
+        )
     fasta_index = None
     if request.motif_k:
         check_motif_length(request.motif_k)
@@ -403,15 +451,20 @@ def scan_alignments(
     else:
         contigs, sort_order = _cram_header(path, reference)
     if sort_order is not None and sort_order != "coordinate":
-        raise DataError(f"{path}: sorted by {sort_order}, not by coordinate; run `samtools sort -o sorted.bam {path}` and index it")
+        raise DataError(
+            f"{path}: sorted by {sort_order}, not by coordinate; run `samtools sort -o sorted.bam {path}` and index it"
+        )
     plan = _plan(path, contigs, bin_size, annotation, annotation_path)
     regions = _region_indices(path, request.regions, contigs) if request.regions is not None else None
     result = _new_tallies(plan, len(contigs), options)
     features = ScanFeatures(motif_k=request.motif_k)
     if request.motif_k:
-        features.motif_counts = np.zeros(4 ** request.motif_k, dtype=np.int64)
-    fragment_header = fragment_file_header(contigs, options, _fragment_ends(path, kind, reference, options)) \
-        if request.fragment_file else ""
+        features.motif_counts = np.zeros(4**request.motif_k, dtype=np.int64)
+    fragment_header = (
+        fragment_file_header(contigs, options, _fragment_ends(path, kind, reference, options))
+        if request.fragment_file
+        else ""
+    )
     fragment_index = None
     watcher = _ProgressWatcher(path, result["qc"], progress) if progress else None
     with contextlib.ExitStack() as stack:
@@ -422,8 +475,13 @@ def scan_alignments(
             methylation_tallies = np.zeros(4, dtype=np.int64)
             extras = {}
             if request.motif_k:
-                extras.update(motif_k=request.motif_k, fasta=str(fasta_index.path), fai=fasta_index.table([c for c, _ in contigs]),
-                              motif_counts=features.motif_counts, motif_tallies=motif_tallies)
+                extras.update(
+                    motif_k=request.motif_k,
+                    fasta=str(fasta_index.path),
+                    fai=fasta_index.table([c for c, _ in contigs]),
+                    motif_counts=features.motif_counts,
+                    motif_tallies=motif_tallies,
+                )
             if fragment_temporary is not None:
                 extras.update(fragment_file=str(fragment_temporary), fragment_header=fragment_header.encode())
             if regions is not None:
@@ -432,21 +490,50 @@ def scan_alignments(
                 if watcher:
                     watcher.start()
                 molecules, fragments = kernel.count_bam(
-                    str(path), header.size, options.threads, plan.ref_bin_offset, plan.ref_bin_count, plan.ref_other_index,
-                    plan.layout.bin_size, options.min_mapq, int(options.skip_duplicates), int(options.skip_qc_fail),
-                    int(options.remove_unmarked_duplicates), options.short_range[0], options.short_range[1],
-                    options.long_range[0], options.long_range[1], options.longest_length + 1, options.max_pair_length,
-                    result["counts"], result["short"], result["long"], result["histogram"], result["other_counts"],
-                    result["other_histogram"], result["per_ref"], result["qc"],
-                    ref_names=tuple(name for name, _ in contigs), read1_represents=int(options.representative == "read1"),
+                    str(path),
+                    header.size,
+                    options.threads,
+                    plan.ref_bin_offset,
+                    plan.ref_bin_count,
+                    plan.ref_other_index,
+                    plan.layout.bin_size,
+                    options.min_mapq,
+                    int(options.skip_duplicates),
+                    int(options.skip_qc_fail),
+                    int(options.remove_unmarked_duplicates),
+                    options.short_range[0],
+                    options.short_range[1],
+                    options.long_range[0],
+                    options.long_range[1],
+                    options.longest_length + 1,
+                    options.max_pair_length,
+                    result["counts"],
+                    result["short"],
+                    result["long"],
+                    result["histogram"],
+                    result["other_counts"],
+                    result["other_histogram"],
+                    result["per_ref"],
+                    result["qc"],
+                    ref_names=tuple(name for name, _ in contigs),
+                    read1_represents=int(options.representative == "read1"),
                     forward_represents=int(options.representative == "forward"),
-                    long_reads=int(options.long_reads), long_edges=result["long_edges"], long_histogram=result["long_histogram"],
-                    methylation=int(request.methylation), methylation_tallies=methylation_tallies, **kernel_rules(options),
-                    keep_fragments=int(request.keep_fragments), **extras,
+                    long_reads=int(options.long_reads),
+                    long_edges=result["long_edges"],
+                    long_histogram=result["long_histogram"],
+                    methylation=int(request.methylation),
+                    methylation_tallies=methylation_tallies,
+                    **kernel_rules(options),
+                    keep_fragments=int(request.keep_fragments),
+                    **extras,
                 )
             except ValueError as error:
                 message = str(error)
-                fix = "run `samtools sort` and `samtools index`" if "sorted" in message else "re-create or re-download the file"
+                fix = (
+                    "run `samtools sort` and `samtools index`"
+                    if "sorted" in message
+                    else "re-create or re-download the file"
+                )
                 raise DataError(f"{path}: {message}; {fix}") from None
             finally:
                 if watcher:
@@ -458,10 +545,25 @@ def scan_alignments(
                 features.molecules = np.frombuffer(molecules, dtype=np.int64).reshape(-1, 4).copy()
                 features.methylation_unreadable = int(methylation_tallies[3])
             if request.keep_fragments:
-                features.fragments = np.frombuffer(fragments, dtype=np.int64).reshape(-1, 4)   # read-only: never changed in place
+                features.fragments = np.frombuffer(fragments, dtype=np.int64).reshape(
+                    -1, 4
+                )  # read-only: never changed in place
         else:
-            _count_with_pysam(path, kind, reference, plan, contigs, options, request, fasta_index, result, features,
-                              fragment_temporary, fragment_header, regions)
+            _count_with_pysam(
+                path,
+                kind,
+                reference,
+                plan,
+                contigs,
+                options,
+                request,
+                fasta_index,
+                result,
+                features,
+                fragment_temporary,
+                fragment_header,
+                regions,
+            )
             if progress:
                 progress(1, 1)
         qc = {name: int(value) for name, value in zip(QC_FIELDS, result["qc"])}
@@ -473,7 +575,9 @@ def scan_alignments(
         os.replace(fragment_index, str(request.fragment_file) + ".tbi")
     features.reference_names = [name for name, _ in contigs]
     counts = SampleCounts(
-        sample=sample or _sample_from_header(path, header.text if kind == "bam" else None) or sample_name_from_path(path),
+        sample=sample
+        or _sample_from_header(path, header.text if kind == "bam" else None)
+        or sample_name_from_path(path),
         layout=plan.layout,
         counts=result["counts"],
         paired=qc["counted_pairs"] > 0,
@@ -514,12 +618,16 @@ def _region_chunks(path: Path, regions: list[tuple[int, int, int]], n_contigs: i
 
     index_path = _index_path(path, "bam")
     if index_path is None or index_path.suffix != ".bai":
-        raise DataError(f"{path}: reading by region needs a .bai index beside it (found {index_path}); run `samtools index {path}`")
+        raise DataError(
+            f"{path}: reading by region needs a .bai index beside it (found {index_path}); run `samtools index {path}`"
+        )
     index = read_index(index_path)
     if len(index) != n_contigs:
-        raise DataError(f"{index_path}: indexes {len(index)} references, the BAM has {n_contigs}; re-create it with `samtools index {path}`")
+        raise DataError(
+            f"{index_path}: indexes {len(index)} references, the BAM has {n_contigs}; re-create it with `samtools index {path}`"
+        )
     chunks, cuts = region_chunks(index, regions, longest_read=LONGEST_SHORT_READ)
-    if cuts and not cuts_hold(path, cuts):   # a read longer than assumed: the chunks uncut are exact
+    if cuts and not cuts_hold(path, cuts):  # a read longer than assumed: the chunks uncut are exact
         chunks, _ = region_chunks(index, regions)
     return np.ascontiguousarray(chunks.reshape(-1))
 
@@ -532,8 +640,14 @@ def _fragment_ends(path: Path, kind: str, reference, options: CountOptions) -> s
 
     if options.long_reads:
         return "molecules"
-    with _htslib_silenced(), (_open_cram(path, reference, _CRAM_REQUIRED_FIELDS) if kind == "cram"
-                              else pysam.AlignmentFile(str(path), "rb")) as alignments:
+    with (
+        _htslib_silenced(),
+        (
+            _open_cram(path, reference, _CRAM_REQUIRED_FIELDS)
+            if kind == "cram"
+            else pysam.AlignmentFile(str(path), "rb")
+        ) as alignments,
+    ):
         for n, read in enumerate(alignments.fetch(until_eof=True)):
             if read.is_paired:
                 return "pairs"
@@ -567,7 +681,9 @@ def _open_cram(path: Path, reference, required_fields: int | None = None):
     if reference is not None and not Path(reference).exists():
         raise DataError(f"{reference}: reference FASTA not found; check --fasta")
     try:
-        return pysam.AlignmentFile(str(path), "rc", reference_filename=str(reference) if reference else None, format_options=options)
+        return pysam.AlignmentFile(
+            str(path), "rc", reference_filename=str(reference) if reference else None, format_options=options
+        )
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: cannot open as CRAM ({error}); check the file and --fasta") from error
 
@@ -605,8 +721,14 @@ def _cram_header(path: Path, reference) -> tuple[list[tuple[str, int]], str | No
         except (OSError, ValueError) as error:
             named = next((item["UR"] for item in header.get("SQ", []) if item.get("UR")), None)
             hint = f" (its header names {named})" if named else ""
-            given = f"{reference} is not the FASTA it was written against" if reference else "it needs the FASTA it was written against"
-            raise DataError(f"{path}: cannot decode the CRAM: {given}{hint}; pass that FASTA with --fasta FASTA") from error
+            given = (
+                f"{reference} is not the FASTA it was written against"
+                if reference
+                else "it needs the FASTA it was written against"
+            )
+            raise DataError(
+                f"{path}: cannot decode the CRAM: {given}{hint}; pass that FASTA with --fasta FASTA"
+            ) from error
     return contigs, header.get("HD", {}).get("SO")
 
 
@@ -614,7 +736,9 @@ def _cram_header(path: Path, reference) -> tuple[list[tuple[str, int]], str | No
 _CRAM_REQUIRED_FIELDS = 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100
 
 
-def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict, regions: list[tuple[int, int, int]] | None = None):
+def counted_fragments(
+    alignments, path: Path, options: CountOptions, qc: dict, regions: list[tuple[int, int, int]] | None = None
+):
     """The fragments the counting rules keep, one per counted read or pair, from a pysam file.
 
     Yields (read, start, end, length or -1 when unknown, read 1 on the reverse strand); tallies
@@ -628,7 +752,9 @@ def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict, r
             ref, pos, flag = read.reference_id, read.reference_start, read.flag
             order = (ref if ref >= 0 else 1 << 62, pos)
             if order < previous:
-                raise DataError(f"{path}: records are not coordinate-sorted (record {qc['total'] + 1}); run `samtools sort` and index")
+                raise DataError(
+                    f"{path}: records are not coordinate-sorted (record {qc['total'] + 1}); run `samtools sort` and index"
+                )
             previous = order
             qc["total"] += 1
             if flag & 0x4 or ref < 0:
@@ -658,7 +784,9 @@ def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict, r
                 qc["paired_reads"] += 1
                 mate = read.next_reference_start
                 tlen = read.template_length
-                fragment, by_geometry = pair_is_fragment(flag, pos, mate, read.next_reference_id == ref, tlen, options.max_pair_length)
+                fragment, by_geometry = pair_is_fragment(
+                    flag, pos, mate, read.next_reference_id == ref, tlen, options.max_pair_length
+                )
                 if not fragment:
                     qc["improper_pairs"] += 1
                     continue
@@ -675,7 +803,11 @@ def counted_fragments(alignments, path: Path, options: CountOptions, qc: dict, r
                     read1_reverse = bool(flag & 0x20)
             elif options.long_reads:
                 length = end - pos
-            if length >= 0 and options.fragment_lengths and not options.fragment_lengths[0] <= length <= options.fragment_lengths[1]:
+            if (
+                length >= 0
+                and options.fragment_lengths
+                and not options.fragment_lengths[0] <= length <= options.fragment_lengths[1]
+            ):
                 qc["outside_lengths"] += 1
                 continue
             if options.remove_unmarked_duplicates:
@@ -714,9 +846,21 @@ def _region_reads(alignments, regions: list[tuple[int, int, int]]):
         previous_end[reference] = end
 
 
-def _count_with_pysam(path: Path, kind: str, reference, plan: _Plan, contigs: list[tuple[str, int]], options: CountOptions,
-                      request: ScanRequest, fasta_index, result: dict, features: ScanFeatures, fragment_temporary, fragment_header: str,
-                      regions: list[tuple[int, int, int]] | None = None) -> None:
+def _count_with_pysam(
+    path: Path,
+    kind: str,
+    reference,
+    plan: _Plan,
+    contigs: list[tuple[str, int]],
+    options: CountOptions,
+    request: ScanRequest,
+    fasta_index,
+    result: dict,
+    features: ScanFeatures,
+    fragment_temporary,
+    fragment_header: str,
+    regions: list[tuple[int, int, int]] | None = None,
+) -> None:
     """The counting pass through htslib (CRAM, or a BAM whose motifs come from a compressed FASTA)."""
     import pysam
 
@@ -726,7 +870,11 @@ def _count_with_pysam(path: Path, kind: str, reference, plan: _Plan, contigs: li
     edges, long_histogram = result["long_edges"], result["long_histogram"]
     overflow = options.longest_length + 1
     bin_size = plan.layout.bin_size
-    offsets, n_bins, other_index = plan.ref_bin_offset.tolist(), plan.ref_bin_count.tolist(), plan.ref_other_index.tolist()
+    offsets, n_bins, other_index = (
+        plan.ref_bin_offset.tolist(),
+        plan.ref_bin_count.tolist(),
+        plan.ref_other_index.tolist(),
+    )
     k = request.motif_k
     fasta = pysam.FastaFile(str(fasta_index.path)) if k else None
     forward: list[int] = []
@@ -747,13 +895,16 @@ def _count_with_pysam(path: Path, kind: str, reference, plan: _Plan, contigs: li
         if held:
             name = contigs[line_contig][0]
             held.sort()
-            text.writelines(f"{name}\t{start}\t{end}\t{mapq}\t{'-' if reverse else '+'}\n" for start, end, mapq, reverse in held)
+            text.writelines(
+                f"{name}\t{start}\t{end}\t{mapq}\t{'-' if reverse else '+'}\n" for start, end, mapq, reverse in held
+            )
             held.clear()
 
     def flush_motifs() -> None:
         if codes is not None:
-            found, skipped = count_end_kmers(codes, np.array(forward, dtype=np.int64), np.array(reverse, dtype=np.int64), k,
-                                             features.motif_counts)
+            found, skipped = count_end_kmers(
+                codes, np.array(forward, dtype=np.int64), np.array(reverse, dtype=np.int64), k, features.motif_counts
+            )
             features.ends_counted += found
             features.ends_skipped += skipped
         else:
@@ -762,8 +913,11 @@ def _count_with_pysam(path: Path, kind: str, reference, plan: _Plan, contigs: li
         reverse.clear()
 
     by_midpoint = options.size_class_placement == "midpoint"
-    alignments = _open_cram(path, reference, None if (k or request.methylation) else _CRAM_REQUIRED_FIELDS) if kind == "cram" \
+    alignments = (
+        _open_cram(path, reference, None if (k or request.methylation) else _CRAM_REQUIRED_FIELDS)
+        if kind == "cram"
         else pysam.AlignmentFile(str(path), "rb")
+    )
     try:
         with alignments:
             for read, start, end, length, read1_reverse in counted_fragments(alignments, path, options, qc, regions):

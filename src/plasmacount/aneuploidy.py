@@ -28,6 +28,7 @@ The call:
 The limit (`minimum_fetal_fraction`) is the fetal fraction at which a trisomy reaches
 Z_POSITIVE with NEGATIVE_POWER probability at this sample's noise.
 """
+
 from __future__ import annotations
 
 import functools
@@ -118,9 +119,19 @@ def fit_chromosome_nulls(profiles, female: np.ndarray) -> dict:
         mean = float(np.mean(values)) if values.size else 1.0
         sd = float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
         systematic = max(0.0, sd**2 - float(np.mean(counting))) if values.size > 1 else 0.0
-        poisson_cv = float(np.median(np.sqrt([poisson_variance(profiles[i].chromosome_counts, key) for i in rows]))) if rows else float("nan")
-        stats[key] = {"mean": mean, "sd": sd, "cv": sd / mean if mean else float("nan"), "poisson_cv": poisson_cv,
-                      "systematic_variance": systematic, "n": int(values.size)}
+        poisson_cv = (
+            float(np.median(np.sqrt([poisson_variance(profiles[i].chromosome_counts, key) for i in rows])))
+            if rows
+            else float("nan")
+        )
+        stats[key] = {
+            "mean": mean,
+            "sd": sd,
+            "cv": sd / mean if mean else float("nan"),
+            "poisson_cv": poisson_cv,
+            "systematic_variance": systematic,
+            "n": int(values.size),
+        }
     stats["dispersion_median"] = float(np.nanmedian(dispersion))
     return stats
 
@@ -210,30 +221,42 @@ def call_trisomy(score: dict, posterior: FetalFractionPosterior | None, no_call_
     if posterior is None:
         excess = (ratio - score["reference_mean"]) / score["reference_mean"]
         if z >= Z_POSITIVE and excess < LOWEST_FETAL_FRACTION / 2:
-            return {**result, "result": "no-call",
-                    "reason": f"z {z:.1f} but an excess of {100 * excess:.2f} % is less than a trisomy at fetal fraction "
-                              f"{100 * LOWEST_FETAL_FRACTION:.0f} % gives (a maternal or library effect?)"}
+            return {
+                **result,
+                "result": "no-call",
+                "reason": f"z {z:.1f} but an excess of {100 * excess:.2f} % is less than a trisomy at fetal fraction "
+                f"{100 * LOWEST_FETAL_FRACTION:.0f} % gives (a maternal or library effect?)",
+            }
         if z >= Z_POSITIVE:
             return {**result, "result": "positive", "note": "fetal fraction not determinable: called on z alone"}
-        return {**result, "result": "negative",
-                "note": f"fetal fraction not determinable: a trisomy at fetal fraction >= {100 * minimum:.1f} % would have been seen"}
+        return {
+            **result,
+            "result": "negative",
+            "note": f"fetal fraction not determinable: a trisomy at fetal fraction >= {100 * minimum:.1f} % would have been seen",
+        }
     deviation = ratio - score["reference_mean"]
     log_bf = log_bayes_factor(deviation, sd, score["reference_mean"], posterior)
     result["log_bayes_factor"] = log_bf
     if z >= Z_POSITIVE and log_bf >= LOG_BAYES_FACTOR:
         high = posterior.quantile(0.975)
         if (deviation / score["reference_mean"] - high / 2) / sd > 4:
-            result["note"] = (f"excess {100 * deviation / score['reference_mean']:.2f} % is larger than fetal fraction "
-                              f"<= {100 * high:.1f} % explains: consider maternal or mosaic causes")
+            result["note"] = (
+                f"excess {100 * deviation / score['reference_mean']:.2f} % is larger than fetal fraction "
+                f"<= {100 * high:.1f} % explains: consider maternal or mosaic causes"
+            )
         return {**result, "result": "positive"}
     if z < Z_POSITIVE and (log_bf <= -LOG_BAYES_FACTOR or (posterior.median >= minimum and log_bf < 0)):
         return {**result, "result": "negative"}
     if z < Z_POSITIVE and log_bf >= 0:
-        reason = (f"borderline: z {z:.1f} is below the threshold but the counts favour a trisomy at this fetal fraction "
-                  f"({math.exp(min(log_bf, 700)):.0f}:1)")
+        reason = (
+            f"borderline: z {z:.1f} is below the threshold but the counts favour a trisomy at this fetal fraction "
+            f"({math.exp(min(log_bf, 700)):.0f}:1)"
+        )
     elif z < Z_POSITIVE:
-        reason = (f"fetal fraction {100 * posterior.median:.1f} % below this sample's minimum {100 * minimum:.1f} % "
-                  "for its depth and noise")
+        reason = (
+            f"fetal fraction {100 * posterior.median:.1f} % below this sample's minimum {100 * minimum:.1f} % "
+            "for its depth and noise"
+        )
     else:
         reason = f"z {z:.1f} above the threshold but the fetal fraction ({100 * posterior.median:.1f} %) does not support a trisomy"
     return {**result, "result": "no-call", "reason": reason}

@@ -8,6 +8,7 @@ smallest bin that holds it), and a linear index: per 16 kb window the smallest v
 a read overlapping it. Reading only what overlaps a few regions then costs a few blocks per
 region instead of a pass over the whole file; this is how `fragments --intervals-only` reads.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,16 +20,22 @@ import numpy as np
 
 from plasmacount.errors import DataError
 
-LINEAR_SHIFT = 14            # the linear index's windows are 16 kb
-METADATA_BIN = 37450         # htslib's pseudo-bin of mapped/unmapped tallies, not reads
-BIN_LEVELS = ((1, 26), (9, 23), (73, 20), (585, 17), (4681, 14))   # first bin of each level below the root, and its shift
+LINEAR_SHIFT = 14  # the linear index's windows are 16 kb
+METADATA_BIN = 37450  # htslib's pseudo-bin of mapped/unmapped tallies, not reads
+BIN_LEVELS = (
+    (1, 26),
+    (9, 23),
+    (73, 20),
+    (585, 17),
+    (4681, 14),
+)  # first bin of each level below the root, and its shift
 
 
 @dataclass(frozen=True)
 class ReferenceIndex:
-    data: bytes                             # the index file, whose chunk lists are read when asked for
-    bins: dict[int, tuple[int, int]]        # bin -> (byte offset of its chunks, number of chunks)
-    linear: np.ndarray                      # per 16 kb window, the smallest virtual offset of a read overlapping it
+    data: bytes  # the index file, whose chunk lists are read when asked for
+    bins: dict[int, tuple[int, int]]  # bin -> (byte offset of its chunks, number of chunks)
+    linear: np.ndarray  # per 16 kb window, the smallest virtual offset of a read overlapping it
 
     def chunks(self, number: int) -> np.ndarray | None:
         """The bin's chunks, rows (begin, end) of virtual offsets."""
@@ -81,8 +88,9 @@ def read_index(path: str | os.PathLike) -> list[ReferenceIndex]:
     return references
 
 
-def region_chunks(index: list[ReferenceIndex], regions: list[tuple[int, int, int]],
-                  longest_read: int | None = None) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+def region_chunks(
+    index: list[ReferenceIndex], regions: list[tuple[int, int, int]], longest_read: int | None = None
+) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """The chunks holding every read that overlaps one of `regions` (reference index, begin, end):
     rows (begin, end) of virtual offsets, sorted and disjoint, so each read is read once; and the
     cuts made by `longest_read`, (virtual offset, reference, region end), to be checked.
@@ -101,14 +109,14 @@ def region_chunks(index: list[ReferenceIndex], regions: list[tuple[int, int, int
             continue
         linear = index[reference].linear
         # Empty windows hold 0 in some indexes: no read overlaps them, they bound nothing.
-        inside = linear[begin >> LINEAR_SHIFT:((end - 1) >> LINEAR_SHIFT) + 1]
+        inside = linear[begin >> LINEAR_SHIFT : ((end - 1) >> LINEAR_SHIFT) + 1]
         inside = inside[inside > 0]
         if linear.size and not inside.size and (end - 1) >> LINEAR_SHIFT < linear.size:
-            continue   # the index knows these windows and no read overlaps them
+            continue  # the index knows these windows and no read overlaps them
         smallest = int(inside.min()) if inside.size else 0
         largest = None
         if longest_read is not None:
-            after = linear[((end - 1 + longest_read) >> LINEAR_SHIFT) + 1:]
+            after = linear[((end - 1 + longest_read) >> LINEAR_SHIFT) + 1 :]
             after = after[after > smallest]
             if after.size:
                 largest = int(after[0])
@@ -119,7 +127,7 @@ def region_chunks(index: list[ReferenceIndex], regions: list[tuple[int, int, int
                 continue
             chunks = chunks[chunks[:, 1] > smallest]
             if largest is not None and chunks.size and chunks[:, 1].max() > largest:
-                trimmed = True   # something of this bin is left unread: the cut must be checked
+                trimmed = True  # something of this bin is left unread: the cut must be checked
                 chunks = chunks[chunks[:, 0] < largest]
                 np.minimum(chunks[:, 1], largest, out=chunks[:, 1])
             if chunks.size:

@@ -11,6 +11,7 @@ File format ("plasmacount-bins", version 1): an archive (see `files`) with `meta
 (bin size, contigs, build, sources) and float64 arrays `gc`, `n_fraction`, `mappability`,
 `blacklist`, each one value per bin in layout order, fractions between 0 and 1.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -48,8 +49,11 @@ class BinAnnotation:
 
     def merged(self, factor: int) -> "BinAnnotation":
         """The annotation of bins `factor` times as large (each property averaged over its bins)."""
-        return BinAnnotation(self.layout.coarser(factor), *(self.layout.merge(getattr(self, name), factor, "mean") for name in FIELDS),
-                             sources=self.sources + [f"merged x{factor}"])
+        return BinAnnotation(
+            self.layout.coarser(factor),
+            *(self.layout.merge(getattr(self, name), factor, "mean") for name in FIELDS),
+            sources=self.sources + [f"merged x{factor}"],
+        )
 
     def on_layout(self, layout: Layout) -> "BinAnnotation":
         """The annotation's values in `layout`'s bin order (contigs matched by name key; NaN where absent)."""
@@ -61,7 +65,9 @@ class BinAnnotation:
                 source = self.layout.contig(contig.name)
                 n = min(source.n_bins, contig.n_bins)
                 for name, target in values.items():
-                    target[contig.first_bin : contig.first_bin + n] = getattr(self, name)[source.first_bin : source.first_bin + n]
+                    target[contig.first_bin : contig.first_bin + n] = getattr(self, name)[
+                        source.first_bin : source.first_bin + n
+                    ]
         return BinAnnotation(layout, *(values[name] for name in FIELDS), sources=self.sources)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -81,7 +87,9 @@ class BinAnnotation:
         layout = Layout.from_json(metadata["layout"])
         for name in FIELDS:
             if name not in arrays or arrays[name].shape != (layout.n_bins,):
-                raise DataError(f"{path}: bin annotation lacks a valid {name!r} array; recreate it with `plasmacount bins`")
+                raise DataError(
+                    f"{path}: bin annotation lacks a valid {name!r} array; recreate it with `plasmacount bins`"
+                )
         return cls(layout, *(arrays[name] for name in FIELDS), sources=list(metadata.get("sources", [])))
 
 
@@ -107,11 +115,15 @@ def annotate_fasta(
     try:
         reference = pysam.FastaFile(str(path))
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read as FASTA ({error}); index it with `samtools faidx {path}` or fix the file") from error
+        raise DataError(
+            f"{path}: cannot read as FASTA ({error}); index it with `samtools faidx {path}` or fix the file"
+        ) from error
     with reference:
         names = [n for n, l in zip(reference.references, reference.lengths) if all_contigs or is_binned_chromosome(n)]
         if not names:
-            raise DataError(f"{path}: no chromosomes named like chr1..chr22/X/Y (or 1..22/X/Y); pass --all-contigs to bin every contig")
+            raise DataError(
+                f"{path}: no chromosomes named like chr1..chr22/X/Y (or 1..22/X/Y); pass --all-contigs to bin every contig"
+            )
         lengths = [reference.get_reference_length(n) for n in names]
         layout = Layout.from_lengths(zip(names, lengths), bin_size)
         gc = np.full(layout.n_bins, np.nan)
@@ -171,7 +183,9 @@ def read_bed(path: str | os.PathLike) -> list[tuple[str, int, int]]:
             try:
                 start, end = int(fields[1]), int(fields[2])
             except (IndexError, ValueError):
-                raise DataError(f"{path}: line {number} is not BED (chrom, start, end separated by tabs); fix or remove it") from None
+                raise DataError(
+                    f"{path}: line {number} is not BED (chrom, start, end separated by tabs); fix or remove it"
+                ) from None
             if end < start or start < 0:
                 raise DataError(f"{path}: line {number} has end before start; fix the interval")
             intervals.append((fields[0], start, end))
@@ -233,15 +247,23 @@ def import_annotations(paths: Sequence[str | os.PathLike]) -> BinAnnotation:
     combined = {name: np.full(layout.n_bins, np.nan) for name in FIELDS}
     for path, other, fields in tables:
         if other.bin_size != layout.bin_size:
-            raise DataError(f"{path}: bin size {other.bin_size:,} differs from {layout.bin_size:,} in {base_path}; import files of one bin size")
+            raise DataError(
+                f"{path}: bin size {other.bin_size:,} differs from {layout.bin_size:,} in {base_path}; import files of one bin size"
+            )
         index = _bin_index_into(layout, other, path, base_path)
         for name, values in fields.items():
             target = combined[name]
             keep = ~np.isnan(values)
             unknown = np.isnan(target[index[keep]])
             target[index[keep][unknown]] = values[keep][unknown]
-    return BinAnnotation(layout, combined["gc"], combined["n_fraction"], combined["mappability"], combined["blacklist"],
-                         sources=[f"import:{Path(p).name}" for p in paths])
+    return BinAnnotation(
+        layout,
+        combined["gc"],
+        combined["n_fraction"],
+        combined["mappability"],
+        combined["blacklist"],
+        sources=[f"import:{Path(p).name}" for p in paths],
+    )
 
 
 def _bin_index_into(layout: Layout, other: Layout, path, base_path) -> np.ndarray:
@@ -285,21 +307,33 @@ def read_gc_table(path: str | os.PathLike) -> tuple[Layout, dict[str, np.ndarray
             for number, line in enumerate(stream, 2):
                 fields = line.rstrip("\n").split("\t")
                 if len(fields) < 4:
-                    raise DataError(f"{path}: line {number} has {len(fields)} columns, expected 4; the table is corrupt, re-create it")
+                    raise DataError(
+                        f"{path}: line {number} has {len(fields)} columns, expected 4; the table is corrupt, re-create it"
+                    )
                 try:
                     start, end = int(fields[1]), int(fields[2])
-                    gc = float("nan") if fields[3] in ("NA", "", "nan") else float(fields[3]) / (100.0 if percent else 1.0)
+                    gc = (
+                        float("nan")
+                        if fields[3] in ("NA", "", "nan")
+                        else float(fields[3]) / (100.0 if percent else 1.0)
+                    )
                 except ValueError:
-                    raise DataError(f"{path}: line {number} has a non-numeric value; the table is corrupt, re-create it") from None
+                    raise DataError(
+                        f"{path}: line {number} has a non-numeric value; the table is corrupt, re-create it"
+                    ) from None
                 if not (np.isnan(gc) or 0.0 <= gc <= 1.0):
-                    raise DataError(f"{path}: line {number}: GC {fields[3]} is outside 0-{100 if percent else 1}; check the column's unit")
+                    raise DataError(
+                        f"{path}: line {number}: GC {fields[3]} is outside 0-{100 if percent else 1}; check the column's unit"
+                    )
                 rows.setdefault(fields[0], []).append((start, end, gc))
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error}); check the file") from error
     if not rows:
         raise DataError(f"{path}: GC table has no rows")
     bin_size = contiguous_bin_size(rows, path, "table")
-    layout = Layout.from_lengths(((chrom, values[-1][1]) for chrom, values in rows.items()), bin_size, length_exact=False)
+    layout = Layout.from_lengths(
+        ((chrom, values[-1][1]) for chrom, values in rows.items()), bin_size, length_exact=False
+    )
     gc = np.array([g for values in rows.values() for _, _, g in values])
     return layout, {"gc": gc, "n_fraction": np.where(np.isnan(gc), 1.0, 0.0)}
 
@@ -322,7 +356,9 @@ def _wig_kind(path: Path) -> str:
         return "mappability"
     if "gc" in name:
         return "gc"
-    raise UsageError(f"{path}: cannot tell whether this WIG holds GC or mappability; put 'gc' or 'map' in its file name")
+    raise UsageError(
+        f"{path}: cannot tell whether this WIG holds GC or mappability; put 'gc' or 'map' in its file name"
+    )
 
 
 def read_fixed_step_wig(path: str | os.PathLike) -> tuple[Layout, np.ndarray]:
@@ -348,20 +384,28 @@ def read_fixed_step_wig(path: str | os.PathLike) -> tuple[Layout, np.ndarray]:
                         chrom, start, this_step = fields["chrom"], int(fields["start"]), int(fields["step"])
                         span = int(fields.get("span", this_step))
                     except (KeyError, ValueError):
-                        raise DataError(f"{path}: line {number}: fixedStep line needs chrom=, start= and step=") from None
+                        raise DataError(
+                            f"{path}: line {number}: fixedStep line needs chrom=, start= and step="
+                        ) from None
                     if start != 1 or span != this_step or (step is not None and this_step != step):
-                        raise DataError(f"{path}: line {number}: bins must start at 1 with one step and span throughout")
+                        raise DataError(
+                            f"{path}: line {number}: bins must start at 1 with one step and span throughout"
+                        )
                     step = this_step
                     if any(name_key(c) == name_key(chrom) for c, _ in contigs):
                         raise DataError(f"{path}: line {number}: contig {chrom} appears twice")
                     contigs.append((chrom, []))
                     continue
                 if not contigs:
-                    raise DataError(f"{path}: line {number}: value before any fixedStep line; the WIG is corrupt, re-create it")
+                    raise DataError(
+                        f"{path}: line {number}: value before any fixedStep line; the WIG is corrupt, re-create it"
+                    )
                 try:
                     contigs[-1][1].append(float(line))
                 except ValueError:
-                    raise DataError(f"{path}: line {number}: {line[:30]!r} is not a number; the WIG is corrupt, re-create it") from None
+                    raise DataError(
+                        f"{path}: line {number}: {line[:30]!r} is not a number; the WIG is corrupt, re-create it"
+                    ) from None
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error}); check the file") from error
     if not contigs or step is None:
@@ -388,11 +432,17 @@ def read_qdnaseq_bins(path: str | os.PathLike) -> tuple[Layout, dict[str, np.nda
             for number, line in enumerate(stream, 2):
                 fields = [f.strip('"') for f in line.rstrip("\n").split("\t")]
                 if len(fields) < len(header):
-                    raise DataError(f"{path}: line {number} has {len(fields)} columns, expected {len(header)}; the table is corrupt, re-create it")
+                    raise DataError(
+                        f"{path}: line {number} has {len(fields)} columns, expected {len(header)}; the table is corrupt, re-create it"
+                    )
                 try:
-                    values = [float(fields[column[name]]) if fields[column[name]] != "NA" else np.nan for name in required[1:]]
+                    values = [
+                        float(fields[column[name]]) if fields[column[name]] != "NA" else np.nan for name in required[1:]
+                    ]
                 except ValueError:
-                    raise DataError(f"{path}: line {number} has a non-numeric value; the table is corrupt, re-create it") from None
+                    raise DataError(
+                        f"{path}: line {number} has a non-numeric value; the table is corrupt, re-create it"
+                    ) from None
                 rows.setdefault(fields[column["chromosome"]], []).append(values)
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error}); check the file") from error
@@ -400,11 +450,15 @@ def read_qdnaseq_bins(path: str | os.PathLike) -> tuple[Layout, dict[str, np.nda
         raise DataError(f"{path}: QDNAseq bin table has no rows")
     first = next(iter(rows.values()))
     bin_size = int(first[0][1] - first[0][0] + 1)
-    layout = Layout.from_lengths(((chrom, int(values[-1][1])) for chrom, values in rows.items()), bin_size, length_exact=False)
+    layout = Layout.from_lengths(
+        ((chrom, int(values[-1][1])) for chrom, values in rows.items()), bin_size, length_exact=False
+    )
     table = np.array([v for values in rows.values() for v in values])
     for contig in layout.contigs:
         if contig.n_bins != len(rows[contig.name]):
-            raise DataError(f"{path}: contig {contig.name} has gaps or uneven bins; expected {contig.n_bins} bins of {bin_size:,} bp")
+            raise DataError(
+                f"{path}: contig {contig.name} has gaps or uneven bins; expected {contig.n_bins} bins of {bin_size:,} bp"
+            )
     fields = {
         "n_fraction": 1.0 - table[:, 2] / 100.0,
         "gc": table[:, 3] / 100.0,

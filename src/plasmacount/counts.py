@@ -18,6 +18,7 @@ and int64 arrays:
 `metadata.qc` holds the read tallies; `metadata.per_contig_counts` the counted fragments by contig.
 Minor versions add keys; a major version change means older readers must refuse the file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,8 +40,8 @@ FORMAT_VERSION = "1.1"  # 1.1: long_molecule_edges, long_molecule_lengths
 DEFAULT_SHORT_RANGE = (100, 150)
 DEFAULT_LONG_RANGE = (151, 220)
 DEFAULT_LONGEST_LENGTH = 5000  # histogram covers 0..5000 bp, then one overflow bucket
-LONGEST_MOLECULE_CLASS = 100_000    # long molecules are classed up to 100 kb, then one open class
-LONG_CLASSES_PER_DECADE = 20        # 12 % wide classes, with edges at 10, 20, 50 (about) and 100 kb
+LONGEST_MOLECULE_CLASS = 100_000  # long molecules are classed up to 100 kb, then one open class
+LONG_CLASSES_PER_DECADE = 20  # 12 % wide classes, with edges at 10, 20, 50 (about) and 100 kb
 
 
 def long_molecule_edges(longest_length: int = DEFAULT_LONGEST_LENGTH) -> np.ndarray:
@@ -48,7 +49,9 @@ def long_molecule_edges(longest_length: int = DEFAULT_LONGEST_LENGTH) -> np.ndar
     docstring): the first just above the exact range, then just above 1 kb x 10^(i/20) (so the
     classes from 10,001 bp on hold the molecules above 10 kb), up to the open class above 100 kb."""
     low = longest_length + 1
-    grid = 1 + np.round(1000 * 10 ** (np.arange(0, 2 * LONG_CLASSES_PER_DECADE + 1) / LONG_CLASSES_PER_DECADE)).astype(np.int64)
+    grid = 1 + np.round(1000 * 10 ** (np.arange(0, 2 * LONG_CLASSES_PER_DECADE + 1) / LONG_CLASSES_PER_DECADE)).astype(
+        np.int64
+    )
     return np.concatenate([[low], grid[(grid > 1.05 * low) & (grid <= LONGEST_MOLECULE_CLASS + 1)]]).astype(np.int64)
 
 
@@ -90,7 +93,9 @@ class SampleCounts:
         if self.other_counts is None:
             self.other_counts = np.zeros(len(self.other_contigs), dtype=np.int64)
         if self.other_fragment_lengths is None:
-            self.other_fragment_lengths = np.zeros((len(self.other_contigs), self.fragment_lengths.size), dtype=np.int64)
+            self.other_fragment_lengths = np.zeros(
+                (len(self.other_contigs), self.fragment_lengths.size), dtype=np.int64
+            )
         if self.long_molecule_edges is None or self.long_molecule_lengths is None:
             self.long_molecule_edges = long_molecule_edges(self.fragment_lengths.size - 2)
             self.long_molecule_lengths = np.zeros(self.long_molecule_edges.size, dtype=np.int64)
@@ -103,20 +108,26 @@ class SampleCounts:
         """The same sample counted in bins `factor` times as large."""
         layout = self.layout
         as_int = lambda values: np.rint(layout.merge(values, factor)).astype(np.int64)  # noqa: E731
-        return dataclasses.replace(self, layout=layout.coarser(factor), counts=as_int(self.counts), short=as_int(self.short),
-                                   long=as_int(self.long), per_contig_counts=dict(self.per_contig_counts))
+        return dataclasses.replace(
+            self,
+            layout=layout.coarser(factor),
+            counts=as_int(self.counts),
+            short=as_int(self.short),
+            long=as_int(self.long),
+            per_contig_counts=dict(self.per_contig_counts),
+        )
 
     def chromosome_counts(self) -> dict[str, int]:
         """Counted fragments per binned contig."""
-        return {
-            c.name: int(self.counts[c.first_bin : c.first_bin + c.n_bins].sum()) for c in self.layout.contigs
-        }
+        return {c.name: int(self.counts[c.first_bin : c.first_bin + c.n_bins].sum()) for c in self.layout.contigs}
 
     def on_layout(self, layout: Layout) -> "SampleCounts":
         """The same counts laid over another layout of the same bin size (contigs matched by
         name key, so `1` fills `chr1`); bins of contigs this sample lacks are zero."""
         if layout.bin_size != self.layout.bin_size:
-            raise DataError(f"{self.sample}: counted in {self.bin_size:,} bp bins, not {layout.bin_size:,} bp; recount with matching bins")
+            raise DataError(
+                f"{self.sample}: counted in {self.bin_size:,} bp bins, not {layout.bin_size:,} bp; recount with matching bins"
+            )
         arrays = {name: np.zeros(layout.n_bins, dtype=np.int64) for name in ("counts", "short", "long")}
         for contig in layout.contigs:
             if not self.layout.has(contig.name):
@@ -124,13 +135,28 @@ class SampleCounts:
             mine = self.layout.contig(contig.name)
             n = min(mine.n_bins, contig.n_bins)
             for name, target in arrays.items():
-                target[contig.first_bin : contig.first_bin + n] = getattr(self, name)[mine.first_bin : mine.first_bin + n]
+                target[contig.first_bin : contig.first_bin + n] = getattr(self, name)[
+                    mine.first_bin : mine.first_bin + n
+                ]
         return SampleCounts(
-            sample=self.sample, layout=layout, counts=arrays["counts"], paired=self.paired, short=arrays["short"],
-            long=arrays["long"], fragment_lengths=self.fragment_lengths, other_contigs=self.other_contigs,
-            other_counts=self.other_counts, other_fragment_lengths=self.other_fragment_lengths, short_range=self.short_range,
-            long_range=self.long_range, qc=dict(self.qc), per_contig_counts=dict(self.per_contig_counts), source=dict(self.source),
-            filters=dict(self.filters), long_molecule_edges=self.long_molecule_edges, long_molecule_lengths=self.long_molecule_lengths,
+            sample=self.sample,
+            layout=layout,
+            counts=arrays["counts"],
+            paired=self.paired,
+            short=arrays["short"],
+            long=arrays["long"],
+            fragment_lengths=self.fragment_lengths,
+            other_contigs=self.other_contigs,
+            other_counts=self.other_counts,
+            other_fragment_lengths=self.other_fragment_lengths,
+            short_range=self.short_range,
+            long_range=self.long_range,
+            qc=dict(self.qc),
+            per_contig_counts=dict(self.per_contig_counts),
+            source=dict(self.source),
+            filters=dict(self.filters),
+            long_molecule_edges=self.long_molecule_edges,
+            long_molecule_lengths=self.long_molecule_lengths,
         )
 
     def save(self, path: str | os.PathLike) -> None:
@@ -248,13 +274,19 @@ def import_tsv(path: str | os.PathLike, sample: str | None = None) -> SampleCoun
             for number, line in enumerate(stream, 2):
                 fields = line.rstrip("\n").split("\t")
                 if len(fields) < len(header):
-                    raise DataError(f"{path}: line {number} has {len(fields)} columns, expected {len(header)}; the TSV is corrupt, re-create it")
+                    raise DataError(
+                        f"{path}: line {number} has {len(fields)} columns, expected {len(header)}; the TSV is corrupt, re-create it"
+                    )
                 try:
                     values = [int(x) for x in fields[1:4]] + ([int(fields[4]), int(fields[5])] if has_sizes else [0, 0])
                 except ValueError:
-                    raise DataError(f"{path}: line {number} has a non-integer value; the TSV is corrupt, re-create it") from None
+                    raise DataError(
+                        f"{path}: line {number} has a non-integer value; the TSV is corrupt, re-create it"
+                    ) from None
                 if values[2] < 0 or values[1] <= values[0]:
-                    raise DataError(f"{path}: line {number} has a negative count or an empty interval; the TSV is corrupt, re-create it")
+                    raise DataError(
+                        f"{path}: line {number} has a negative count or an empty interval; the TSV is corrupt, re-create it"
+                    )
                 per_contig.setdefault(fields[0], []).append(tuple(values))
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error}); check the file") from error

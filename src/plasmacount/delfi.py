@@ -26,6 +26,7 @@ requires nor reimplements it, and DELFI's two-stage smoother stays the default.
 Beside the windows: the genome-wide profile's correlation with a panel's median profile, arm z
 scores against the panel, and a classifier-ready feature table.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ GC_GRID_STEP = 0.001
 WINDOW_RATIOS = ("sum", "mean")
 GC_SMOOTHERS = ("delfi", "loess_1d")
 LOESS_1D_GRID_STEP = 0.01
-MINIMUM_BINS = 10   # a GC loess needs points; a small (test) genome may have bins and no 50-bin arm
+MINIMUM_BINS = 10  # a GC loess needs points; a small (test) genome may have bins and no 50-bin arm
 
 
 @dataclass
@@ -56,7 +57,7 @@ class DelfiProfile:
     """A sample's DELFI bins (after the filters) and 5 Mb windows."""
 
     sample: str
-    bins: dict          # chrom, start, end, arm, gc, short, long, ratio and their GC-corrected values (arrays)
+    bins: dict  # chrom, start, end, arm, gc, short, long, ratio and their GC-corrected values (arrays)
     windows: list[dict]  # chrom, arm, start, end, bins, short, long, ratio (corrected sums)
     window_ratio: str = "sum"
     notes: list[str] = field(default_factory=list)
@@ -103,8 +104,10 @@ def loess_1d_function():
     try:
         from loess.loess_1d import loess_1d
     except ImportError:
-        raise UsageError("the loess_1d GC smoother needs the `loess` package (pip install loess; its licence allows "
-                         "non-commercial use only), or use the default DELFI smoother") from None
+        raise UsageError(
+            "the loess_1d GC smoother needs the `loess` package (pip install loess; its licence allows "
+            "non-commercial use only), or use the default DELFI smoother"
+        ) from None
     return loess_1d
 
 
@@ -118,7 +121,9 @@ def gc_correct_loess_1d(values: np.ndarray, gc: np.ndarray, fitted: np.ndarray) 
     return values - np.interp(gc, grid, line) + np.median(y)
 
 
-def profile(counts: SampleCounts, annotation: BinAnnotation, window_ratio: str = "sum", gc_smoother: str = "delfi") -> DelfiProfile:
+def profile(
+    counts: SampleCounts, annotation: BinAnnotation, window_ratio: str = "sum", gc_smoother: str = "delfi"
+) -> DelfiProfile:
     """The DELFI profile of a sample counted in 100 kb bins with short 100-150 and long 151-220 bp."""
     if window_ratio not in WINDOW_RATIOS:
         raise UsageError(f"the window ratio is 'sum' (DELFI) or 'mean' (FinaleToolkit), not {window_ratio!r}")
@@ -129,35 +134,68 @@ def profile(counts: SampleCounts, annotation: BinAnnotation, window_ratio: str =
     if counts.bin_size != BIN_SIZE or annotation.bin_size != BIN_SIZE:
         raise UsageError(f"{counts.sample}: DELFI is defined on 100 kb bins; count with a 100 kb annotation (--bins)")
     if tuple(counts.short_range) != SHORT_RANGE or tuple(counts.long_range) != LONG_RANGE:
-        raise UsageError(f"{counts.sample}: DELFI needs short 100-150 and long 151-220 bp; count with the default --short-range/--long-range")
+        raise UsageError(
+            f"{counts.sample}: DELFI needs short 100-150 and long 151-220 bp; count with the default --short-range/--long-range"
+        )
     layout = annotation.layout
     if counts.layout != layout:
         counts = counts.on_layout(layout)
     arm = arms(layout)
-    keep = (arm != "") & (annotation.n_fraction == 0) & np.isfinite(annotation.gc) & (np.nan_to_num(annotation.blacklist) < BLACKLIST_LIMIT)
+    keep = (
+        (arm != "")
+        & (annotation.n_fraction == 0)
+        & np.isfinite(annotation.gc)
+        & (np.nan_to_num(annotation.blacklist) < BLACKLIST_LIMIT)
+    )
     if keep.sum() < MINIMUM_BINS:
-        raise DataError(f"{counts.sample}: only {int(keep.sum())} usable 100 kb bins on the autosomes; is this a human genome layout?")
+        raise DataError(
+            f"{counts.sample}: only {int(keep.sum())} usable 100 kb bins on the autosomes; is this a human genome layout?"
+        )
     index, start, end = layout.bin_table()
     chosen = np.flatnonzero(keep)
     short, long_ = counts.short[chosen].astype(float), counts.long[chosen].astype(float)
     gc = annotation.gc[chosen]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(long_ > 0, short / long_, np.nan)
-    bins = {"chrom": np.array(layout.names, dtype=object)[index[chosen]], "start": start[chosen], "end": end[chosen],
-            "arm": arm[chosen], "gc": gc, "short": short, "long": long_, "ratio": ratio}
+    bins = {
+        "chrom": np.array(layout.names, dtype=object)[index[chosen]],
+        "start": start[chosen],
+        "end": end[chosen],
+        "arm": arm[chosen],
+        "gc": gc,
+        "short": short,
+        "long": long_,
+        "ratio": ratio,
+    }
     if gc_smoother == "delfi":
-        bins.update(short_corrected=gc_correct(short, gc), long_corrected=gc_correct(long_, gc), ratio_corrected=_gc_correct_known(ratio, gc))
+        bins.update(
+            short_corrected=gc_correct(short, gc),
+            long_corrected=gc_correct(long_, gc),
+            ratio_corrected=_gc_correct_known(ratio, gc),
+        )
     else:
-        fitted = np.isfinite(ratio)   # FinaleToolkit fits every column on the bins with all values
+        fitted = np.isfinite(ratio)  # FinaleToolkit fits every column on the bins with all values
         if fitted.sum() < MINIMUM_BINS:
-            raise DataError(f"{counts.sample}: only {int(fitted.sum())} bins with long fragments to fit the GC curve on")
-        bins.update(short_corrected=gc_correct_loess_1d(short, gc, fitted), long_corrected=gc_correct_loess_1d(long_, gc, fitted),
-                    ratio_corrected=np.where(fitted, gc_correct_loess_1d(np.nan_to_num(ratio), gc, fitted), np.nan))
+            raise DataError(
+                f"{counts.sample}: only {int(fitted.sum())} bins with long fragments to fit the GC curve on"
+            )
+        bins.update(
+            short_corrected=gc_correct_loess_1d(short, gc, fitted),
+            long_corrected=gc_correct_loess_1d(long_, gc, fitted),
+            ratio_corrected=np.where(fitted, gc_correct_loess_1d(np.nan_to_num(ratio), gc, fitted), np.nan),
+        )
     windows = merge_windows(bins, window_ratio)
-    notes = [] if counts.filters.get("size_class_placement") == "midpoint" else \
-        ["short and long fragments are placed in bins by their start (DELFI and FinaleToolkit: by midpoint; --size-class-placement midpoint)"]
+    notes = (
+        []
+        if counts.filters.get("size_class_placement") == "midpoint"
+        else [
+            "short and long fragments are placed in bins by their start (DELFI and FinaleToolkit: by midpoint; --size-class-placement midpoint)"
+        ]
+    )
     if not windows:
-        notes.append(f"no arm holds {BINS_PER_WINDOW} usable 100 kb bins: no 5 Mb windows (the 100 kb bins are in <sample>.delfi_bins.tsv)")
+        notes.append(
+            f"no arm holds {BINS_PER_WINDOW} usable 100 kb bins: no 5 Mb windows (the 100 kb bins are in <sample>.delfi_bins.tsv)"
+        )
     return DelfiProfile(counts.sample, bins, windows, window_ratio, notes, gc_smoother)
 
 
@@ -177,8 +215,11 @@ def merge_windows(bins: dict, window_ratio: str = "sum") -> list[dict]:
     windows = []
     for name in dict.fromkeys(bins["arm"]):
         members = np.flatnonzero(bins["arm"] == name)
-        chunks = [members[i:i + BINS_PER_WINDOW] for i in range(0, members.size, BINS_PER_WINDOW)] if name.endswith("p") else \
-            [members[max(0, i - BINS_PER_WINDOW):i] for i in range(members.size, 0, -BINS_PER_WINDOW)][::-1]
+        chunks = (
+            [members[i : i + BINS_PER_WINDOW] for i in range(0, members.size, BINS_PER_WINDOW)]
+            if name.endswith("p")
+            else [members[max(0, i - BINS_PER_WINDOW) : i] for i in range(members.size, 0, -BINS_PER_WINDOW)][::-1]
+        )
         for chunk in chunks:
             if chunk.size < BINS_PER_WINDOW:
                 continue
@@ -188,9 +229,18 @@ def merge_windows(bins: dict, window_ratio: str = "sum") -> list[dict]:
             else:
                 corrected = bins["ratio_corrected"][chunk]
                 ratio = float(np.nanmean(corrected)) if np.isfinite(corrected).any() else float("nan")
-            windows.append({"chrom": bins["chrom"][chunk[0]], "arm": name, "start": int(bins["start"][chunk[0]]),
-                            "end": int(bins["end"][chunk[-1]]), "bins": int(chunk.size), "short": float(s.sum()),
-                            "long": float(l.sum()), "ratio": ratio})
+            windows.append(
+                {
+                    "chrom": bins["chrom"][chunk[0]],
+                    "arm": name,
+                    "start": int(bins["start"][chunk[0]]),
+                    "end": int(bins["end"][chunk[-1]]),
+                    "bins": int(chunk.size),
+                    "short": float(s.sum()),
+                    "long": float(l.sum()),
+                    "ratio": ratio,
+                }
+            )
     return windows
 
 
@@ -200,14 +250,21 @@ def panel_median(profiles: list[DelfiProfile]) -> dict:
     keys = [(w["arm"], w["start"]) for w in profiles[0].windows]
     for other in profiles[1:]:
         if [(w["arm"], w["start"]) for w in other.windows] != keys:
-            raise DataError(f"{other.sample}: its DELFI windows differ from {profiles[0].sample}'s; count every sample on one annotation")
+            raise DataError(
+                f"{other.sample}: its DELFI windows differ from {profiles[0].sample}'s; count every sample on one annotation"
+            )
     ratios = np.array([p.ratios for p in profiles])
     arm_ratio = {}
     for arm in dict.fromkeys(w["arm"] for w in profiles[0].windows):
         values = [_arm_ratio(p, arm) for p in profiles]
         arm_ratio[arm] = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"))
-    return {"windows": keys, "ratio": np.median(ratios, axis=0), "coverage": np.median([p.coverage for p in profiles], axis=0),
-            "arm_ratio": arm_ratio, "samples": len(profiles)}
+    return {
+        "windows": keys,
+        "ratio": np.median(ratios, axis=0),
+        "coverage": np.median([p.coverage for p in profiles], axis=0),
+        "arm_ratio": arm_ratio,
+        "samples": len(profiles),
+    }
 
 
 def _arm_ratio(profile: DelfiProfile, arm: str) -> float:
@@ -218,20 +275,30 @@ def _arm_ratio(profile: DelfiProfile, arm: str) -> float:
 def summary(profile: DelfiProfile, panel: dict | None = None) -> dict:
     """The profile's figures for the fragments JSON: windows, genome ratio, correlation with the panel."""
     ratios = profile.ratios
-    result = {"windows": len(profile.windows), "bins": int(profile.bins["short"].size), "window_ratio": profile.window_ratio,
-              "gc_smoother": profile.gc_smoother,
-              "median_ratio": float(np.nanmedian(ratios)) if ratios.size else None,
-              "correlation_with_panel": None, "panel_samples": None, "notes": list(profile.notes)}
+    result = {
+        "windows": len(profile.windows),
+        "bins": int(profile.bins["short"].size),
+        "window_ratio": profile.window_ratio,
+        "gc_smoother": profile.gc_smoother,
+        "median_ratio": float(np.nanmedian(ratios)) if ratios.size else None,
+        "correlation_with_panel": None,
+        "panel_samples": None,
+        "notes": list(profile.notes),
+    }
     if panel is not None:
         if [(w["arm"], w["start"]) for w in profile.windows] != panel["windows"]:
-            raise DataError(f"{profile.sample}: its DELFI windows differ from the panel's; count on the panel's annotation")
+            raise DataError(
+                f"{profile.sample}: its DELFI windows differ from the panel's; count on the panel's annotation"
+            )
         known = np.isfinite(ratios) & np.isfinite(panel["ratio"])
         result["correlation_with_panel"] = float(np.corrcoef(ratios[known], panel["ratio"][known])[0, 1])
         result["panel_samples"] = panel["samples"]
     return result
 
 
-def feature_table(profile: DelfiProfile, mitochondrial_fraction: float | None, panel: dict | None = None) -> dict[str, float | None]:
+def feature_table(
+    profile: DelfiProfile, mitochondrial_fraction: float | None, panel: dict | None = None
+) -> dict[str, float | None]:
     """One row of classifier-ready features: the window ratios and coverages (`ratio_<arm>_<start>`,
     `coverage_<arm>_<start>`), arm z scores against the panel (`z_<arm>`), the mitochondrial fraction."""
     row: dict[str, float | None] = {}
@@ -254,8 +321,13 @@ PANEL_FORMAT = "plasmacount-delfi-panel"
 def save_panel(panel: dict, path) -> None:
     from plasmacount.files import write_archive
 
-    metadata = {"format": PANEL_FORMAT, "format_version": "1.0", "windows": [list(key) for key in panel["windows"]],
-                "arm_ratio": {arm: list(values) for arm, values in panel["arm_ratio"].items()}, "samples": panel["samples"]}
+    metadata = {
+        "format": PANEL_FORMAT,
+        "format_version": "1.0",
+        "windows": [list(key) for key in panel["windows"]],
+        "arm_ratio": {arm: list(values) for arm, values in panel["arm_ratio"].items()},
+        "samples": panel["samples"],
+    }
     write_archive(path, metadata, {"ratio": panel["ratio"], "coverage": panel["coverage"]})
 
 
@@ -263,5 +335,10 @@ def load_panel(path) -> dict:
     from plasmacount.files import read_archive
 
     metadata, arrays = read_archive(path, PANEL_FORMAT, 1)
-    return {"windows": [tuple(key) for key in metadata["windows"]], "ratio": arrays["ratio"], "coverage": arrays["coverage"],
-            "arm_ratio": {arm: tuple(values) for arm, values in metadata["arm_ratio"].items()}, "samples": metadata["samples"]}
+    return {
+        "windows": [tuple(key) for key in metadata["windows"]],
+        "ratio": arrays["ratio"],
+        "coverage": arrays["coverage"],
+        "arm_ratio": {arm: tuple(values) for arm, values in metadata["arm_ratio"].items()},
+        "samples": metadata["samples"],
+    }

@@ -12,6 +12,7 @@
    prenatal batch (`reports/prenatal/batch.html`), the cancer cohorts (`reports/cancer/`) and
    the fragmentomics of the BAMs (`reports/alignments/`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,12 +26,24 @@ from plasmacount.alignments import CountOptions, count_alignments
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.files import atomic_output, write_json
-from plasmacount.simulation import GenomeModel, SimulationRequest, design_cohort, run_simulation, simulate_counts, with_finding
+from plasmacount.simulation import (
+    GenomeModel,
+    SimulationRequest,
+    design_cohort,
+    run_simulation,
+    simulate_counts,
+    with_finding,
+)
 
 DEMO_CASES = [  # (finding, fetal fraction, fetal sex, fragments)
-    (None, 0.08, "female", 10_000_000), (None, 0.12, "male", 10_000_000), ("T21", 0.09, "female", 10_000_000),
-    ("T18", 0.11, "male", 10_000_000), ("T13", 0.07, "female", 10_000_000), ("45,X", 0.12, "female", 10_000_000),
-    ("del:DiGeorge (22q11.2)", 0.20, "male", 20_000_000), (None, 0.03, "female", 10_000_000),
+    (None, 0.08, "female", 10_000_000),
+    (None, 0.12, "male", 10_000_000),
+    ("T21", 0.09, "female", 10_000_000),
+    ("T18", 0.11, "male", 10_000_000),
+    ("T13", 0.07, "female", 10_000_000),
+    ("45,X", 0.12, "female", 10_000_000),
+    ("del:DiGeorge (22q11.2)", 0.20, "male", 20_000_000),
+    (None, 0.03, "female", 10_000_000),
 ]
 
 
@@ -45,16 +58,33 @@ class DemoResult:
     nipt_summary: Path
 
 
-def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_samples: int = 4, cohort_samples: int = 60,
-             progress: Callable[[str], None] | None = None) -> DemoResult:
+def run_demo(
+    output: str | Path,
+    seed: int = 1,
+    reads: int = 200_000,
+    bam_samples: int = 4,
+    cohort_samples: int = 60,
+    progress: Callable[[str], None] | None = None,
+) -> DemoResult:
     """Run the demonstration into `output` (created if needed)."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda message: None)
     say(f"simulating {bam_samples} paired-end pregnancies as BAM ({reads:,} fragments each)")
     reads_dir = output / "alignments"
-    bams = run_simulation(SimulationRequest(output=reads_dir, cohort="nipt", samples=bam_samples, reads=reads, seed=seed,
-                                            paired=True, output_format="bam", scale=1 / 1000, prefix="pregnancy"))
+    bams = run_simulation(
+        SimulationRequest(
+            output=reads_dir,
+            cohort="nipt",
+            samples=bam_samples,
+            reads=reads,
+            seed=seed,
+            paired=True,
+            output_format="bam",
+            scale=1 / 1000,
+            prefix="pregnancy",
+        )
+    )
     annotation_path = reads_dir / "genome" / "bins.npz"
     annotation = BinAnnotation.load(annotation_path)
     counts_dir = output / "counts"
@@ -62,7 +92,9 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
     counted = []
     for bam in bams:
         say(f"counting {bam.name}")
-        sample_counts = count_alignments(bam, annotation=annotation, annotation_path=str(annotation_path), options=CountOptions())
+        sample_counts = count_alignments(
+            bam, annotation=annotation, annotation_path=str(annotation_path), options=CountOptions()
+        )
         path = counts_dir / f"{sample_counts.sample}.counts.npz"
         sample_counts.save(path)
         sample_counts.write_tsv(counts_dir / f"{sample_counts.sample}.counts.tsv")
@@ -71,10 +103,23 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
     from plasmacount.fragments import analyse, write_outputs
 
     fasta = reads_dir / "genome" / "genome.fa"
-    write_outputs([analyse(bam, fasta, annotation, str(annotation_path), window=50_000) for bam in bams], output / "fragments")
+    write_outputs(
+        [analyse(bam, fasta, annotation, str(annotation_path), window=50_000) for bam in bams], output / "fragments"
+    )
     say(f"simulating a panel of {cohort_samples} euploid pregnancies (hg38 bins, 10 M fragments each)")
-    cohort = run_simulation(SimulationRequest(output=output / "panel", cohort="euploid", samples=cohort_samples, reads=10_000_000,
-                                              seed=seed, paired=True, output_format="counts", genome="hg38", prefix="panel"))
+    cohort = run_simulation(
+        SimulationRequest(
+            output=output / "panel",
+            cohort="euploid",
+            samples=cohort_samples,
+            reads=10_000_000,
+            seed=seed,
+            paired=True,
+            output_format="counts",
+            genome="hg38",
+            prefix="panel",
+        )
+    )
     reference_path, nipt_summary = _prenatal(output, cohort, seed, say)
     _viral(output, seed, say)
     _tumor(output, seed, say)
@@ -82,8 +127,11 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
 
     # A fresh machine may lack Pango, which the PDFs need; the demo then shows the HTML and says why.
     missing = pdf_unavailable()
-    say("writing reports (HTML, PDF, batch overviews, MultiQC files)" if missing is None else
-        f"writing reports (HTML, batch overviews, MultiQC files; no PDF: {missing})")
+    say(
+        "writing reports (HTML, PDF, batch overviews, MultiQC files)"
+        if missing is None
+        else f"writing reports (HTML, batch overviews, MultiQC files; no PDF: {missing})"
+    )
     reports = output / "reports"
     write_reports([output / "nipt"], reports / "prenatal", pdf=missing is None)
     write_reports([output / "tumor", output / "viral"], reports / "cancer", pdf=missing is None)
@@ -92,18 +140,31 @@ def run_demo(output: str | Path, seed: int = 1, reads: int = 200_000, bam_sample
         truth = {row["sample"]: row for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "summary.tsv"
     with atomic_output(summary, "w") as stream:
-        stream.write("sample\tfetal_sex\tfetal_fraction\tfindings\treads\tcounted\tduplicates\tlow_mapq\tmode_bp\tshort_fraction\tchrEBV\n")
+        stream.write(
+            "sample\tfetal_sex\tfetal_fraction\tfindings\treads\tcounted\tduplicates\tlow_mapq\tmode_bp\tshort_fraction\tchrEBV\n"
+        )
         for path in counted:
             c = SampleCounts.load(path)
             histogram = c.fragment_lengths
             short_fraction = histogram[:150].sum() / max(histogram.sum(), 1)
             ebv = dict(zip((o["name"] for o in c.other_contigs), c.other_counts.tolist())).get("chrEBV", 0)
             t = truth[c.sample]
-            stream.write(f"{c.sample}\t{t['fetal_sex']}\t{t['fetal_fraction']}\t{t['findings'] or '-'}\t{c.qc['total']}\t{c.qc['counted']}\t"
-                         f"{c.qc['duplicates']}\t{c.qc['low_mapq']}\t{int(np.argmax(histogram))}\t{short_fraction:.3f}\t{ebv}\n")
-    write_json(output / "demo.json", {"bams": [str(p) for p in bams], "counts": [str(p) for p in counted], "panel": [str(p) for p in cohort],
-                                      "summary": str(summary), "reference": str(reference_path), "nipt": str(nipt_summary),
-                                      "reports": str(reports)})
+            stream.write(
+                f"{c.sample}\t{t['fetal_sex']}\t{t['fetal_fraction']}\t{t['findings'] or '-'}\t{c.qc['total']}\t{c.qc['counted']}\t"
+                f"{c.qc['duplicates']}\t{c.qc['low_mapq']}\t{int(np.argmax(histogram))}\t{short_fraction:.3f}\t{ebv}\n"
+            )
+    write_json(
+        output / "demo.json",
+        {
+            "bams": [str(p) for p in bams],
+            "counts": [str(p) for p in counted],
+            "panel": [str(p) for p in cohort],
+            "summary": str(summary),
+            "reference": str(reference_path),
+            "nipt": str(nipt_summary),
+            "reports": str(reports),
+        },
+    )
     return DemoResult(output, bams, counted, cohort, summary, reference_path, nipt_summary)
 
 
@@ -113,10 +174,32 @@ def _tumor(output: Path, seed: int, say: Callable[[str], None]) -> Path:
     from plasmacount.tumor import analyse, build_panel, write_outputs
 
     say("simulating healthy donors and cancer patients (1 Mb bins) and estimating tumour fractions")
-    healthy = run_simulation(SimulationRequest(output=output / "healthy", cohort="healthy", samples=16, reads=10_000_000, seed=seed + 3,
-                                               output_format="counts", genome="hg38", bin_size=1_000_000, prefix="donor"))
-    patients = run_simulation(SimulationRequest(output=output / "patients", cohort="cancer", samples=12, reads=10_000_000, seed=seed + 4,
-                                                output_format="counts", genome="hg38", bin_size=1_000_000, prefix="patient"))
+    healthy = run_simulation(
+        SimulationRequest(
+            output=output / "healthy",
+            cohort="healthy",
+            samples=16,
+            reads=10_000_000,
+            seed=seed + 3,
+            output_format="counts",
+            genome="hg38",
+            bin_size=1_000_000,
+            prefix="donor",
+        )
+    )
+    patients = run_simulation(
+        SimulationRequest(
+            output=output / "patients",
+            cohort="cancer",
+            samples=12,
+            reads=10_000_000,
+            seed=seed + 4,
+            output_format="counts",
+            genome="hg38",
+            bin_size=1_000_000,
+            prefix="patient",
+        )
+    )
     annotation = BinAnnotation.load(output / "healthy" / "genome" / "bins.npz")
     panel = build_panel([load_counts(path) for path in healthy], annotation)
     panel.save(output / "tumor_panel.npz")
@@ -129,8 +212,10 @@ def _tumor(output: Path, seed: int, say: Callable[[str], None]) -> Path:
         stream.write("sample\ttrue_tumor_fraction\ttrue_ploidy\ttumor_fraction\tlow\thigh\tploidy\tcna_score\n")
         for r in results:
             t = truth[r["sample"]]
-            stream.write(f"{r['sample']}\t{t['tumor_fraction']}\t{t['tumor_ploidy']}\t{r['tumor_fraction']:.3f}\t{r['tumor_fraction_low']:.3f}\t"
-                         f"{r['tumor_fraction_high']:.3f}\t{r['ploidy']:.2f}\t{r['cna_score']}\n")
+            stream.write(
+                f"{r['sample']}\t{t['tumor_fraction']}\t{t['tumor_ploidy']}\t{r['tumor_fraction']:.3f}\t{r['tumor_fraction_low']:.3f}\t"
+                f"{r['tumor_fraction_high']:.3f}\t{r['ploidy']:.2f}\t{r['cna_score']}\n"
+            )
     return summary
 
 
@@ -141,13 +226,37 @@ def _viral(output: Path, seed: int, say: Callable[[str], None]) -> Path:
     from plasmacount.viral import ScreenModel, from_counts, learn_model, write_outputs
 
     say("simulating 150 labelled men to train the EBV screen, and 30 more to screen")
-    training = run_simulation(SimulationRequest(output=output / "ebv_training", cohort="ebv", samples=150, reads=10_000_000, seed=seed + 3,
-                                                paired=True, output_format="counts", genome="hg38", prefix="train"))
+    training = run_simulation(
+        SimulationRequest(
+            output=output / "ebv_training",
+            cohort="ebv",
+            samples=150,
+            reads=10_000_000,
+            seed=seed + 3,
+            paired=True,
+            output_format="counts",
+            genome="hg38",
+            prefix="train",
+        )
+    )
     with open(output / "ebv_training" / "truth.tsv") as stream:
         labels = {row["sample"]: row["ebv_status"] for row in csv.DictReader(stream, delimiter="\t")}
-    model = learn_model([from_counts(load_counts(path), None, ScreenModel(), str(path)) for path in training], labels, 0.95)
-    paths = run_simulation(SimulationRequest(output=output / "ebv", cohort="ebv", samples=30, reads=10_000_000, seed=seed + 2,
-                                             paired=True, output_format="counts", genome="hg38", prefix="screen"))
+    model = learn_model(
+        [from_counts(load_counts(path), None, ScreenModel(), str(path)) for path in training], labels, 0.95
+    )
+    paths = run_simulation(
+        SimulationRequest(
+            output=output / "ebv",
+            cohort="ebv",
+            samples=30,
+            reads=10_000_000,
+            seed=seed + 2,
+            paired=True,
+            output_format="counts",
+            genome="hg38",
+            prefix="screen",
+        )
+    )
     results = [from_counts(load_counts(path), None, model, str(path)) for path in paths]
     write_outputs(results, output / "viral", model)
     with open(output / "ebv" / "truth.tsv") as stream:
@@ -157,8 +266,10 @@ def _viral(output: Path, seed: int, say: Callable[[str], None]) -> Path:
         stream.write("sample\ttruth\tebv_fragments\tsize_ratio\tscreen\n")
         for result in results:
             ratio = result["size"]["ratio"]
-            stream.write(f"{result['sample']}\t{truth[result['sample']]}\t{result['fragments']['unique']}\t"
-                         f"{'NA' if ratio is None else f'{ratio:.2f}'}\t{result['screen']['result']}\n")
+            stream.write(
+                f"{result['sample']}\t{truth[result['sample']]}\t{result['fragments']['unique']}\t"
+                f"{'NA' if ratio is None else f'{ratio:.2f}'}\t{result['screen']['result']}\n"
+            )
     return summary
 
 
@@ -191,13 +302,23 @@ def _prenatal(output: Path, panel: list[Path], seed: int, say: Callable[[str], N
     results = run_batch(paths, reference, output / "nipt")
     summary = output / "nipt" / "summary.tsv"
     with atomic_output(summary, "w") as stream:
-        stream.write("sample\ttruth\ttrue_fetal_fraction\ttrue_fetal_sex\tfetal_sex\tfetal_fraction\tpositive\tno_call\tcnvs\n")
+        stream.write(
+            "sample\ttruth\ttrue_fetal_fraction\ttrue_fetal_sex\tfetal_sex\tfetal_fraction\tpositive\tno_call\tcnvs\n"
+        )
         for result in results:
             finding, ff, sex = truth[result["sample"]]
             positives = ",".join(c["event"] for c in result["calls"] if c["result"] == "positive") or "-"
             no_calls = ",".join(c["event"] for c in result["calls"] if c["result"] == "no-call") or "-"
-            cnvs = ",".join(f"{c['type']} {c['chrom']}:{c['start']}-{c['end']} {c['origin']} {c['syndrome'] or ''}".strip() for c in result["cnvs"]) or "-"
+            cnvs = (
+                ",".join(
+                    f"{c['type']} {c['chrom']}:{c['start']}-{c['end']} {c['origin']} {c['syndrome'] or ''}".strip()
+                    for c in result["cnvs"]
+                )
+                or "-"
+            )
             estimate = result["fetal_fraction"]["estimate"]
-            stream.write(f"{result['sample']}\t{finding}\t{ff:.3f}\t{sex}\t{result['fetal_sex']}\t"
-                         f"{'NA' if estimate is None else f'{estimate:.3f}'}\t{positives}\t{no_calls}\t{cnvs}\n")
+            stream.write(
+                f"{result['sample']}\t{finding}\t{ff:.3f}\t{sex}\t{result['fetal_sex']}\t"
+                f"{'NA' if estimate is None else f'{estimate:.3f}'}\t{positives}\t{no_calls}\t{cnvs}\n"
+            )
     return reference_path, summary

@@ -20,6 +20,7 @@ estimate that does not track the truth would only look precise. In real labs wit
 bin-profile estimator rarely has such skill (PREFACE: r 0.49-0.64 in-house); fragment sizes
 (paired-end) usually do.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,7 @@ import math
 import numpy as np
 
 SIZE_WINDOWS = [(low, low + 10) for low in range(90, 250, 10)]
-SKILL_MIN_R = 0.8           # cross-validated correlation with chrY fetal fraction on the panel
+SKILL_MIN_R = 0.8  # cross-validated correlation with chrY fetal fraction on the panel
 INDEPENDENT_METHODS = ("fragment_size", "bin_profile")
 
 
@@ -65,8 +66,15 @@ def _ridge_fit(features: np.ndarray, labels: np.ndarray, folds: int = 10) -> dic
     weights = _solve(standard, labels, penalty)
     predicted = labels - errors
     r = float(np.corrcoef(predicted, labels)[0, 1]) if np.std(predicted) > 0 else 0.0
-    return {"mean": mean.tolist(), "scale": scale.tolist(), "weights": weights.tolist(), "penalty": penalty,
-            "cv_rmse": rmse, "cv_r": r, "n_training": int(n)}
+    return {
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "weights": weights.tolist(),
+        "penalty": penalty,
+        "cv_rmse": rmse,
+        "cv_r": r,
+        "n_training": int(n),
+    }
 
 
 def _solve(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
@@ -82,8 +90,9 @@ def _ridge_predict(model: dict, features: np.ndarray) -> float:
     return float(weights[0] + standard @ weights[1:])
 
 
-def profile_cross_validation(block_logs: np.ndarray, labels: np.ndarray, male: np.ndarray, n_components: int, penalty: float,
-                             folds: int = 10) -> dict:
+def profile_cross_validation(
+    block_logs: np.ndarray, labels: np.ndarray, male: np.ndarray, n_components: int, penalty: float, folds: int = 10
+) -> dict:
     """Cross-validated error of the bin-profile estimator with the principal components refitted
     in every fold (on all training pregnancies, as the reference does), so a held-out sample's
     scores are those of a new sample. `block_logs`: panel x autosomal block log ratios."""
@@ -106,12 +115,22 @@ def profile_cross_validation(block_logs: np.ndarray, labels: np.ndarray, male: n
         predicted[test] = weights[0] + ((scores_test - mean) / scale) @ weights[1:]
     usable = male & np.isfinite(predicted)
     errors = labels[usable] - predicted[usable]
-    r = float(np.corrcoef(predicted[usable], labels[usable])[0, 1]) if usable.sum() > 2 and np.std(predicted[usable]) > 0 else 0.0
+    r = (
+        float(np.corrcoef(predicted[usable], labels[usable])[0, 1])
+        if usable.sum() > 2 and np.std(predicted[usable]) > 0
+        else 0.0
+    )
     return {"cv_rmse": float(np.sqrt(np.mean(errors**2))) if errors.size else float("inf"), "cv_r": r}
 
 
-def fit_models(samples, scores: np.ndarray, sex_model: dict, x_ratios: np.ndarray, x_mean: float,
-               block_logs: np.ndarray | None = None) -> dict:
+def fit_models(
+    samples,
+    scores: np.ndarray,
+    sex_model: dict,
+    x_ratios: np.ndarray,
+    x_mean: float,
+    block_logs: np.ndarray | None = None,
+) -> dict:
     """Y calibration and the size and profile regressions, trained on the panel's male pregnancies
     (`scores`: each panel sample's principal-component scores under the final model;
     `block_logs`, when given, lets the profile regression's skill be cross-validated with the
@@ -166,8 +185,13 @@ def estimate(sample, profile, reference, y_fraction: float, y_sd: float, sex: st
         if model is None:
             continue
         if not skilled(model):
-            withheld[name] = {"estimate": None, "low": None, "high": None, "sd": None,
-                              "reason": f"no skill on the panel (cross-validated r {model['cv_r']:.2f} < {SKILL_MIN_R})"}
+            withheld[name] = {
+                "estimate": None,
+                "low": None,
+                "high": None,
+                "sd": None,
+                "reason": f"no skill on the panel (cross-validated r {model['cv_r']:.2f} < {SKILL_MIN_R})",
+            }
         elif name == "fragment_size" and sample.paired:
             features = size_features(sample.fragment_lengths)
             if features is not None:
@@ -193,5 +217,9 @@ def estimate(sample, profile, reference, y_fraction: float, y_sd: float, sex: st
 
 
 def interval(value: float, sd: float) -> dict:
-    return {"estimate": float(np.clip(value, 0.0, 1.0)), "low": float(np.clip(value - 1.96 * sd, 0.0, 1.0)),
-            "high": float(np.clip(value + 1.96 * sd, 0.0, 1.0)), "sd": float(sd)}
+    return {
+        "estimate": float(np.clip(value, 0.0, 1.0)),
+        "low": float(np.clip(value - 1.96 * sd, 0.0, 1.0)),
+        "high": float(np.clip(value + 1.96 * sd, 0.0, 1.0)),
+        "sd": float(sd),
+    }

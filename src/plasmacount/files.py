@@ -8,6 +8,7 @@ plus a `metadata.json` member: readable with `numpy.load(path)` and any JSON par
 The archive is written with fixed timestamps and member order so that the same content gives
 the same bytes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,7 +42,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=directory)
         os.close(handle)
     except OSError as error:
-        raise DataError(f"{destination}: cannot write in {directory} ({error.strerror or error}); check the folder's permissions and free space") from None
+        raise DataError(
+            f"{destination}: cannot write in {directory} ({error.strerror or error}); check the folder's permissions and free space"
+        ) from None
     try:
         yield Path(temporary)
         os.chmod(temporary, 0o644)
@@ -51,7 +54,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(temporary)
         # The message names the file the user asked for, not the hidden temporary beside it.
         if error.filename in (temporary, None) or str(error.filename) == str(temporary):
-            raise DataError(f"{destination}: writing failed ({error.strerror or error}); check free space and permissions") from None
+            raise DataError(
+                f"{destination}: writing failed ({error.strerror or error}); check free space and permissions"
+            ) from None
         raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -80,10 +85,16 @@ def sample_file_stem(sample: str) -> str:
 
     name = str(sample)
     allowed = lambda c: c.isalnum() or c in "._+-"  # noqa: E731
-    if (name and len(name) <= SAFE_NAME_LENGTH and all(allowed(c) for c in name) and name[0] not in ".-"
-            and ".." not in name and name.isprintable()):
+    if (
+        name
+        and len(name) <= SAFE_NAME_LENGTH
+        and all(allowed(c) for c in name)
+        and name[0] not in ".-"
+        and ".." not in name
+        and name.isprintable()
+    ):
         return name
-    stem = "".join(c if allowed(c) and c.isprintable() else "_" for c in name)[:SAFE_NAME_LENGTH - 9].lstrip(".-")
+    stem = "".join(c if allowed(c) and c.isprintable() else "_" for c in name)[: SAFE_NAME_LENGTH - 9].lstrip(".-")
     stem = re.sub(r"\.{2,}", "_", stem) or "sample"
     return f"{stem}-{hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
@@ -98,7 +109,9 @@ def check_unique_samples(names: list[str]) -> None:
         seen.add(name)
     if repeated:
         shown = ", ".join(repr(n) for n in repeated[:5])
-        raise DataError(f"sample names repeat in this batch: {shown}; give each sample its own name (count --sample, or the read group's SM)")
+        raise DataError(
+            f"sample names repeat in this batch: {shown}; give each sample its own name (count --sample, or the read group's SM)"
+        )
 
 
 def json_safe(value: Any) -> Any:
@@ -157,7 +170,9 @@ def write_archive(path: str | os.PathLike, metadata: Mapping[str, Any], arrays: 
                 archive.writestr(info, buffer.getvalue())
 
 
-def read_archive(path: str | os.PathLike, expected_format: str, supported_major: int) -> tuple[dict, dict[str, np.ndarray]]:
+def read_archive(
+    path: str | os.PathLike, expected_format: str, supported_major: int
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Read an archive written by `write_archive`, checking its format name and major version."""
     path = Path(path)
     if not path.exists():
@@ -175,9 +190,7 @@ def read_archive(path: str | os.PathLike, expected_format: str, supported_major:
             f"{path}: not a readable plasmacount {expected_format} file ({error}); recreate it with plasmacount"
         ) from error
     if metadata.get("format") != expected_format:
-        raise DataError(
-            f"{path}: this is a {metadata.get('format', 'unknown')!r} file, not a {expected_format!r} file"
-        )
+        raise DataError(f"{path}: this is a {metadata.get('format', 'unknown')!r} file, not a {expected_format!r} file")
     major = int(str(metadata.get("format_version", "0")).split(".")[0])
     if major != supported_major:
         raise DataError(

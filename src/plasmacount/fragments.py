@@ -11,6 +11,7 @@ some viral DNA is shorter. From a sample's counts (or alignments) this module re
   score (normalised Shannon entropy of the 256 motif frequencies; plug-in, and with the
   Miller-Madow bias correction), which needs alignments and the reference FASTA.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,18 @@ MOTIFS = motif_names(DEFAULT_MOTIF_LENGTH)
 def size_statistics(histogram: np.ndarray) -> dict:
     """Summary of a fragment-length histogram (index = length in bp, last entry = longer)."""
     total = int(histogram.sum())
-    keys = ("fragments", "mode", "median", "mean", "share_below_150", "share_above_250", "share_above_500",
-            "share_above_1000", "periodicity_amplitude", "periodicity_period")
+    keys = (
+        "fragments",
+        "mode",
+        "median",
+        "mean",
+        "share_below_150",
+        "share_above_250",
+        "share_above_500",
+        "share_above_1000",
+        "periodicity_amplitude",
+        "periodicity_period",
+    )
     if total == 0:
         return dict.fromkeys(keys) | {"fragments": 0}
     lengths = np.arange(histogram.size)
@@ -85,7 +96,9 @@ def window_ratios(counts: SampleCounts, window: int = 5_000_000, annotation: Bin
     gc = None
     if annotation is not None:
         if annotation.bin_size != layout.bin_size:
-            raise UsageError(f"the annotation has {annotation.bin_size:,} bp bins but {counts.sample} {layout.bin_size:,} bp")
+            raise UsageError(
+                f"the annotation has {annotation.bin_size:,} bp bins but {counts.sample} {layout.bin_size:,} bp"
+            )
         gc = counts.on_layout(annotation.layout) if annotation.layout != layout else counts
         layout = gc.layout
         short_bins, long_bins, gc_bins = gc.short, gc.long, annotation.gc
@@ -98,10 +111,16 @@ def window_ratios(counts: SampleCounts, window: int = 5_000_000, annotation: Bin
         for first in range(0, contig.n_bins, per_window):
             span = slice(contig.first_bin + first, contig.first_bin + min(first + per_window, contig.n_bins))
             known = np.isfinite(gc_bins[span])
-            rows.append({"chrom": contig.name, "start": first * layout.bin_size,
-                         "end": min((first + per_window) * layout.bin_size, contig.length),
-                         "short": int(short_bins[span].sum()), "long": int(long_bins[span].sum()),
-                         "gc": float(np.mean(gc_bins[span][known])) if known.any() else float("nan")})
+            rows.append(
+                {
+                    "chrom": contig.name,
+                    "start": first * layout.bin_size,
+                    "end": min((first + per_window) * layout.bin_size, contig.length),
+                    "short": int(short_bins[span].sum()),
+                    "long": int(long_bins[span].sum()),
+                    "gc": float(np.mean(gc_bins[span][known])) if known.any() else float("nan"),
+                }
+            )
     short = np.array([r["short"] for r in rows], dtype=float)
     long_ = np.array([r["long"] for r in rows], dtype=float)
     window_gc = np.array([r["gc"] for r in rows])
@@ -161,12 +180,16 @@ class EndMotifs:
         return float(self.diversity + (seen - 1) / (2 * total) / math.log(self.counts.size))
 
 
-def end_motifs(path: str | os.PathLike, fasta: str | os.PathLike, options=None, k: int = DEFAULT_MOTIF_LENGTH) -> EndMotifs:
+def end_motifs(
+    path: str | os.PathLike, fasta: str | os.PathLike, options=None, k: int = DEFAULT_MOTIF_LENGTH
+) -> EndMotifs:
     """k-mer end motifs of the fragments the counting rules keep (both ends of a pair), from the
     same pass that counts them (see `motifs` for the definitions)."""
     from plasmacount.alignments import CountOptions, ScanRequest, scan_alignments
 
-    _, features = scan_alignments(path, options=options or CountOptions(), reference=fasta, request=ScanRequest(motif_k=k, fasta=fasta))
+    _, features = scan_alignments(
+        path, options=options or CountOptions(), reference=fasta, request=ScanRequest(motif_k=k, fasta=fasta)
+    )
     return EndMotifs(features.motif_counts, features.ends_counted, features.ends_skipped)
 
 
@@ -186,10 +209,14 @@ def long_molecule_shares(counts: SampleCounts) -> dict:
     if total == 0:
         return {"share_above_1000": None, "share_above_5000": None, "share_above_10000": None, "longest_class_bp": None}
     exact = counts.fragment_lengths
-    above = lambda bp: int(exact[bp + 1:].sum()) if bp + 1 < exact.size - 1 else int(classes[edges > bp].sum())  # noqa: E731
+    above = lambda bp: int(exact[bp + 1 :].sum()) if bp + 1 < exact.size - 1 else int(classes[edges > bp].sum())  # noqa: E731
     seen = np.flatnonzero(classes)
-    return {"share_above_1000": above(1000) / total, "share_above_5000": above(5000) / total, "share_above_10000": above(10_000) / total,
-            "longest_class_bp": int(edges[seen[-1]]) if seen.size else None}
+    return {
+        "share_above_1000": above(1000) / total,
+        "share_above_5000": above(5000) / total,
+        "share_above_10000": above(10_000) / total,
+        "longest_class_bp": int(edges[seen[-1]]) if seen.size else None,
+    }
 
 
 def methylation_summary(molecules: np.ndarray, layout) -> tuple[dict, list[dict]]:
@@ -197,23 +224,42 @@ def methylation_summary(molecules: np.ndarray, layout) -> tuple[dict, list[dict]
     calls, methylated); (summary, per-bin rows with calls)."""
     calls, methylated = molecules[:, 2], molecules[:, 3]
     total = int(calls.sum())
-    summary = {"molecules": int(molecules.shape[0]), "cpg_calls": total,
-               "cpg_methylated_fraction": float(methylated.sum() / total) if total else None,
-               "methylated_at_probability": METHYLATED_PROBABILITY, "by_size": []}
+    summary = {
+        "molecules": int(molecules.shape[0]),
+        "cpg_calls": total,
+        "cpg_methylated_fraction": float(methylated.sum() / total) if total else None,
+        "methylated_at_probability": METHYLATED_PROBABILITY,
+        "by_size": [],
+    }
     lengths = molecules[:, 1]
     for i, low in enumerate(METHYLATION_SIZE_CLASSES):
         high = METHYLATION_SIZE_CLASSES[i + 1] if i + 1 < len(METHYLATION_SIZE_CLASSES) else None
         chosen = (lengths >= low) & ((lengths < high) if high else True)
         n = int(calls[chosen].sum())
-        summary["by_size"].append({"from_bp": low, "below_bp": high, "molecules": int(chosen.sum()), "cpg_calls": n,
-                                   "cpg_methylated_fraction": float(methylated[chosen].sum() / n) if n else None})
+        summary["by_size"].append(
+            {
+                "from_bp": low,
+                "below_bp": high,
+                "molecules": int(chosen.sum()),
+                "cpg_calls": n,
+                "cpg_methylated_fraction": float(methylated[chosen].sum() / n) if n else None,
+            }
+        )
     binned = molecules[:, 0] >= 0
     per_bin_calls = np.bincount(molecules[binned, 0], weights=calls[binned], minlength=layout.n_bins)
     per_bin_methylated = np.bincount(molecules[binned, 0], weights=methylated[binned], minlength=layout.n_bins)
     index, start, end = layout.bin_table()
-    rows = [{"chrom": layout.names[index[b]], "start": int(start[b]), "end": int(end[b]), "cpg_calls": int(per_bin_calls[b]),
-             "cpg_methylated": int(per_bin_methylated[b]), "fraction": float(per_bin_methylated[b] / per_bin_calls[b])}
-            for b in np.flatnonzero(per_bin_calls)]
+    rows = [
+        {
+            "chrom": layout.names[index[b]],
+            "start": int(start[b]),
+            "end": int(end[b]),
+            "cpg_calls": int(per_bin_calls[b]),
+            "cpg_methylated": int(per_bin_methylated[b]),
+            "fraction": float(per_bin_methylated[b] / per_bin_calls[b]),
+        }
+        for b in np.flatnonzero(per_bin_calls)
+    ]
     return summary, rows
 
 
@@ -222,11 +268,22 @@ def _mean(values: list) -> float | None:
     return float(np.mean(known)) if known else None
 
 
-def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, annotation: BinAnnotation | None = None,
-            annotation_path: str | None = None, window: int = 5_000_000, bin_size: int = 100_000, options=None,
-            motif_length: int = DEFAULT_MOTIF_LENGTH, fragment_file: str | os.PathLike | None = None,
-            delfi_panel: dict | None = None, delfi_window_ratio: str = "sum", sites: list | None = None, delfi_gc_smoother: str = "delfi",
-            interval_features: str = "all") -> tuple[dict, dict]:
+def analyse(
+    source: str | os.PathLike,
+    fasta: str | os.PathLike | None = None,
+    annotation: BinAnnotation | None = None,
+    annotation_path: str | None = None,
+    window: int = 5_000_000,
+    bin_size: int = 100_000,
+    options=None,
+    motif_length: int = DEFAULT_MOTIF_LENGTH,
+    fragment_file: str | os.PathLike | None = None,
+    delfi_panel: dict | None = None,
+    delfi_window_ratio: str = "sum",
+    sites: list | None = None,
+    delfi_gc_smoother: str = "delfi",
+    interval_features: str = "all",
+) -> tuple[dict, dict]:
     """Fragmentomics of one sample (counts file, WIG/TSV, BAM, CRAM or fragment file): (result, tables).
     Alignments are read once: counts, sizes, end motifs (with `fasta`), CpG methylation (MM/ML
     tags) and, with `fragment_file`, the fragment file all come from the same pass."""
@@ -239,14 +296,23 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
     notes = []
     motifs = features = None
     if kind in ("bam", "cram", "fragments"):
-        request = ScanRequest(motif_k=motif_length if fasta is not None else 0, fasta=fasta, fragment_file=fragment_file,
-                              methylation=kind != "fragments", keep_fragments=bool(sites))
+        request = ScanRequest(
+            motif_k=motif_length if fasta is not None else 0,
+            fasta=fasta,
+            fragment_file=fragment_file,
+            methylation=kind != "fragments",
+            keep_fragments=bool(sites),
+        )
         if kind == "fragments":
             if fragment_file is not None:
                 raise UsageError(f"{source} is a fragment file already; --fragments-out writes one from BAM/CRAM")
-            counts, features = count_fragment_file(source, bin_size, annotation, annotation_path, options, fasta, request=request)
+            counts, features = count_fragment_file(
+                source, bin_size, annotation, annotation_path, options, fasta, request=request
+            )
         else:
-            counts, features = scan_alignments(source, bin_size, annotation, annotation_path, options, fasta, request=request)
+            counts, features = scan_alignments(
+                source, bin_size, annotation, annotation_path, options, fasta, request=request
+            )
         if fasta is not None:
             motifs = EndMotifs(features.motif_counts, features.ends_counted, features.ends_skipped)
         else:
@@ -263,34 +329,59 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
         windows = window_ratios(counts, window, annotation)
     else:
         notes.append("single-end data: no fragment lengths, so no size statistics or short/long ratios")
-    statistics = size_statistics(counts.fragment_lengths) if counts.paired else size_statistics(np.zeros(2, dtype=np.int64))
+    statistics = (
+        size_statistics(counts.fragment_lengths) if counts.paired else size_statistics(np.zeros(2, dtype=np.int64))
+    )
     ratios = [w["ratio"] for w in windows or [] if w["ratio"] is not None]
     corrected = [w["ratio_gc_corrected"] for w in windows or [] if w["ratio_gc_corrected"] is not None]
     others = {}
     for row, contig in enumerate(counts.other_contigs):
         if counts.other_counts[row]:
-            others[contig["name"]] = {"fragments": int(counts.other_counts[row]),
-                                      "size": size_statistics(counts.other_fragment_lengths[row]) if counts.paired else None}
+            others[contig["name"]] = {
+                "fragments": int(counts.other_counts[row]),
+                "size": size_statistics(counts.other_fragment_lengths[row]) if counts.paired else None,
+            }
     # Mitochondrial DNA share: a feature of fragmentomic classifiers (cancer plasma carries more).
-    mitochondrial = sum(int(counts.other_counts[row]) for row, contig in enumerate(counts.other_contigs) if name_key(contig["name"]) == "M")
+    mitochondrial = sum(
+        int(counts.other_counts[row])
+        for row, contig in enumerate(counts.other_contigs)
+        if name_key(contig["name"]) == "M"
+    )
     nuclear = int(counts.counts.sum())
     result = {
-        "schema_version": SCHEMA_VERSION, "sample": counts.sample, "source": counts.source, "paired": counts.paired,
+        "schema_version": SCHEMA_VERSION,
+        "sample": counts.sample,
+        "source": counts.source,
+        "paired": counts.paired,
         "size": statistics,
-        "mitochondrial": {"fragments": mitochondrial,
-                          "fraction": mitochondrial / (mitochondrial + nuclear) if mitochondrial + nuclear else None},
-        "short_range": list(counts.short_range), "long_range": list(counts.long_range),
-        "short_long_ratio": {"genome": float(counts.short.sum() / counts.long.sum()) if counts.long.sum() else None,
-                             "windows": len(windows) if windows else 0, "window_bp": window,
-                             "median_window_ratio": float(np.median(ratios)) if ratios else None,
-                             "median_window_ratio_gc_corrected": float(np.median(corrected)) if corrected else None,
-                             "gc_corrected": bool(corrected)},
+        "mitochondrial": {
+            "fragments": mitochondrial,
+            "fraction": mitochondrial / (mitochondrial + nuclear) if mitochondrial + nuclear else None,
+        },
+        "short_range": list(counts.short_range),
+        "long_range": list(counts.long_range),
+        "short_long_ratio": {
+            "genome": float(counts.short.sum() / counts.long.sum()) if counts.long.sum() else None,
+            "windows": len(windows) if windows else 0,
+            "window_bp": window,
+            "median_window_ratio": float(np.median(ratios)) if ratios else None,
+            "median_window_ratio_gc_corrected": float(np.median(corrected)) if corrected else None,
+            "gc_corrected": bool(corrected),
+        },
         "long_molecules": long_molecule_shares(counts),
         "methylation": None,
-        "end_motifs": {"k": motifs.k if motifs else None, "diversity": motifs.diversity if motifs else None,
-                       "diversity_miller_madow": motifs.diversity_miller_madow if motifs else None, "ends": motifs.ends if motifs else None,
-                       "top": [{"motif": motifs.names[i], "frequency": float(motifs.frequencies[i])} for i in np.argsort(-motifs.counts, kind="stable")[:10]]
-                       if motifs and motifs.ends else None},
+        "end_motifs": {
+            "k": motifs.k if motifs else None,
+            "diversity": motifs.diversity if motifs else None,
+            "diversity_miller_madow": motifs.diversity_miller_madow if motifs else None,
+            "ends": motifs.ends if motifs else None,
+            "top": [
+                {"motif": motifs.names[i], "frequency": float(motifs.frequencies[i])}
+                for i in np.argsort(-motifs.counts, kind="stable")[:10]
+            ]
+            if motifs and motifs.ends
+            else None,
+        },
         "other_contigs": others,
         "notes": notes,
     }
@@ -298,12 +389,18 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
     result["intervals"] = None
     if sites:
         total = int(counts.counts.sum() + counts.other_counts.sum())
-        result["intervals"], site_rows, site_tracks = _interval_features(features, _contig_lengths(counts), total, sites, fasta,
-                                                                         motif_length, interval_features)
+        result["intervals"], site_rows, site_tracks = _interval_features(
+            features, _contig_lengths(counts), total, sites, fasta, motif_length, interval_features
+        )
     delfi_profile = None
     result["delfi"] = None
-    if counts.paired and annotation is not None and annotation.bin_size == delfi.BIN_SIZE \
-            and tuple(counts.short_range) == delfi.SHORT_RANGE and tuple(counts.long_range) == delfi.LONG_RANGE:
+    if (
+        counts.paired
+        and annotation is not None
+        and annotation.bin_size == delfi.BIN_SIZE
+        and tuple(counts.short_range) == delfi.SHORT_RANGE
+        and tuple(counts.long_range) == delfi.LONG_RANGE
+    ):
         delfi_profile = delfi.profile(counts, annotation, delfi_window_ratio, delfi_gc_smoother)
         result["delfi"] = delfi.summary(delfi_profile, delfi_panel)
     elif counts.paired:
@@ -312,12 +409,24 @@ def analyse(source: str | os.PathLike, fasta: str | os.PathLike | None = None, a
     if features is not None and features.molecules is not None and features.molecules.shape[0]:
         result["methylation"], methylation_rows = methylation_summary(features.molecules, counts.layout)
         result["methylation"]["unreadable_records"] = features.methylation_unreadable
-    tables = {"histogram": counts.fragment_lengths if counts.paired else None, "windows": windows, "motifs": motifs,
-              "long_molecules": (counts.long_molecule_edges, counts.long_molecule_lengths) if counts.long_molecule_lengths.any() else None,
-              "methylation": methylation_rows, "molecules": features.molecules if features is not None else None,
-              "layout": counts.layout, "delfi": delfi_profile, "sites": site_rows, "site_tracks": site_tracks,
-              "contig_lengths": _contig_lengths(counts),
-              "delfi_features": delfi.feature_table(delfi_profile, result["mitochondrial"]["fraction"], delfi_panel) if delfi_profile else None}
+    tables = {
+        "histogram": counts.fragment_lengths if counts.paired else None,
+        "windows": windows,
+        "motifs": motifs,
+        "long_molecules": (counts.long_molecule_edges, counts.long_molecule_lengths)
+        if counts.long_molecule_lengths.any()
+        else None,
+        "methylation": methylation_rows,
+        "molecules": features.molecules if features is not None else None,
+        "layout": counts.layout,
+        "delfi": delfi_profile,
+        "sites": site_rows,
+        "site_tracks": site_tracks,
+        "contig_lengths": _contig_lengths(counts),
+        "delfi_features": delfi.feature_table(delfi_profile, result["mitochondrial"]["fraction"], delfi_panel)
+        if delfi_profile
+        else None,
+    }
     return result, tables
 
 
@@ -325,8 +434,9 @@ def _contig_lengths(counts: SampleCounts) -> dict[str, int]:
     return {c.name: c.length for c in counts.layout.contigs} | {o["name"]: o["length"] for o in counts.other_contigs}
 
 
-def _interval_features(features, lengths: dict[str, int], total: int, sites: list, fasta, motif_length: int,
-                       interval_features: str) -> tuple[dict, list[dict], dict]:
+def _interval_features(
+    features, lengths: dict[str, int], total: int, sites: list, fasta, motif_length: int, interval_features: str
+) -> tuple[dict, list[dict], dict]:
     """The per-site rows, tracks and their summary from the fragments a pass kept."""
     from plasmacount import intervals
 
@@ -338,13 +448,22 @@ def _interval_features(features, lengths: dict[str, int], total: int, sites: lis
     if fasta is not None:
         for row, site_counts in zip(site_rows, intervals.site_end_motifs(grouped, sites, fasta, motif_length)):
             site_motifs = EndMotifs(site_counts, int(site_counts.sum()), 0)
-            row.update(motif_ends=site_motifs.ends, motif_diversity=site_motifs.diversity,
-                       motif_diversity_miller_madow=site_motifs.diversity_miller_madow, motif_counts=site_counts)
-    summary = {"sites": len(site_rows), "features": interval_features, "interval_bp": intervals.INTERVAL_SIZE,
-               "reads_without_fragment_length": int((features.fragments[:, 2] < 0).sum()),
-               "long_wps": intervals.LONG_WPS, "short_wps": intervals.SHORT_WPS,
-               "mean_wps_long_centre": _mean([r["wps_long_centre"] for r in site_rows]),
-               "mean_wps_long_adjusted_centre": _mean([r["wps_long_adjusted_centre"] for r in site_rows])}
+            row.update(
+                motif_ends=site_motifs.ends,
+                motif_diversity=site_motifs.diversity,
+                motif_diversity_miller_madow=site_motifs.diversity_miller_madow,
+                motif_counts=site_counts,
+            )
+    summary = {
+        "sites": len(site_rows),
+        "features": interval_features,
+        "interval_bp": intervals.INTERVAL_SIZE,
+        "reads_without_fragment_length": int((features.fragments[:, 2] < 0).sum()),
+        "long_wps": intervals.LONG_WPS,
+        "short_wps": intervals.SHORT_WPS,
+        "mean_wps_long_centre": _mean([r["wps_long_centre"] for r in site_rows]),
+        "mean_wps_long_adjusted_centre": _mean([r["wps_long_adjusted_centre"] for r in site_rows]),
+    }
     return summary, site_rows, site_tracks
 
 
@@ -354,8 +473,14 @@ INTERVALS_ONLY_LONGEST = 5000
 UNBOUNDED_CONTIG = 1 << 62
 
 
-def analyse_intervals(source: str | os.PathLike, sites: list, fasta: str | os.PathLike | None = None, options=None,
-                      motif_length: int = DEFAULT_MOTIF_LENGTH, interval_features: str = "all") -> tuple[dict, dict]:
+def analyse_intervals(
+    source: str | os.PathLike,
+    sites: list,
+    fasta: str | os.PathLike | None = None,
+    options=None,
+    motif_length: int = DEFAULT_MOTIF_LENGTH,
+    interval_features: str = "all",
+) -> tuple[dict, dict]:
     """The interval features of one indexed BAM/CRAM, reading only the reads near the sites
     through the index: (result, tables) with the interval tables alone. The same rows as
     `analyse` gives, except the coverage per million (it needs every fragment: None here).
@@ -378,8 +503,11 @@ def analyse_intervals(source: str | os.PathLike, sites: list, fasta: str | os.Pa
     kind = input_kind(source)
     if kind not in ("bam", "cram"):
         raise UsageError(f"{source}: --intervals-only reads an indexed BAM or CRAM; for {kind} input run without it")
-    longest = (options.fragment_lengths[1] if options.fragment_lengths is not None
-               else options.max_pair_length or INTERVALS_ONLY_LONGEST)
+    longest = (
+        options.fragment_lengths[1]
+        if options.fragment_lengths is not None
+        else options.max_pair_length or INTERVALS_ONLY_LONGEST
+    )
     notes = [f"read through the index: only reads near the sites; pairs up to {longest} bp; no coverage per million"]
     if not options.long_reads:
         shortest = options.fragment_lengths[0] if options.fragment_lengths is not None else 0
@@ -396,10 +524,20 @@ def analyse_intervals(source: str | os.PathLike, sites: list, fasta: str | os.Pa
     request = ScanRequest(motif_k=0, keep_fragments=True, regions=tuple(regions))
     counts, features = scan_alignments(source, options=options, reference=fasta, request=request)
     lengths = _contig_lengths(counts)
-    summary, site_rows, site_tracks = _interval_features(features, lengths, 0, sites, fasta, motif_length, interval_features)
-    result = {"schema_version": SCHEMA_VERSION, "scope": "intervals", "sample": counts.sample, "source": counts.source,
-              "paired": counts.paired, "reads_read": counts.qc["total"], "fragments_kept": int(features.fragments.shape[0]),
-              "intervals": summary, "notes": notes}
+    summary, site_rows, site_tracks = _interval_features(
+        features, lengths, 0, sites, fasta, motif_length, interval_features
+    )
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "scope": "intervals",
+        "sample": counts.sample,
+        "source": counts.source,
+        "paired": counts.paired,
+        "reads_read": counts.qc["total"],
+        "fragments_kept": int(features.fragments.shape[0]),
+        "intervals": summary,
+        "notes": notes,
+    }
     tables = {"sites": site_rows, "site_tracks": site_tracks, "contig_lengths": lengths}
     return result, tables
 
@@ -430,7 +568,16 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
             with atomic_output(path, "w") as stream:
                 stream.write("chrom\tstart\tend\tshort\tlong\tratio\tratio_gc_corrected\tgc\n")
                 for w in tables["windows"]:
-                    cells = [w["chrom"], w["start"], w["end"], w["short"], w["long"], w["ratio"], w["ratio_gc_corrected"], w["gc"]]
+                    cells = [
+                        w["chrom"],
+                        w["start"],
+                        w["end"],
+                        w["short"],
+                        w["long"],
+                        w["ratio"],
+                        w["ratio_gc_corrected"],
+                        w["gc"],
+                    ]
                     stream.write("\t".join(table_cell(c, ".5f") for c in cells) + "\n")
             written.append(path)
         if tables.get("motifs") is not None:
@@ -438,26 +585,56 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
             motifs = tables["motifs"]
             with atomic_output(path, "w") as stream:
                 stream.write("motif\tcount\tfrequency\n")
-                stream.writelines(f"{m}\t{int(c)}\t{f:.6f}\n" for m, c, f in zip(motifs.names, motifs.counts, motifs.frequencies))
+                stream.writelines(
+                    f"{m}\t{int(c)}\t{f:.6f}\n" for m, c, f in zip(motifs.names, motifs.counts, motifs.frequencies)
+                )
             written.append(path)
         if tables.get("sites"):
             from plasmacount import intervals
 
-            columns = ["chrom", "start", "end", "name", "strand", "coverage", "coverage_per_million", "wps_long_centre",
-                       "wps_short_centre", "wps_long_adjusted_centre"]
+            columns = [
+                "chrom",
+                "start",
+                "end",
+                "name",
+                "strand",
+                "coverage",
+                "coverage_per_million",
+                "wps_long_centre",
+                "wps_short_centre",
+                "wps_long_adjusted_centre",
+            ]
             if "motif_counts" in tables["sites"][0]:
                 columns += ["motif_ends", "motif_diversity", "motif_diversity_miller_madow"]
                 path = output / f"{name}.interval_end_motifs.tsv"
                 k = int(round(math.log(tables["sites"][0]["motif_counts"].size, 4)))
                 with atomic_output(path, "w") as stream:
                     stream.write("\t".join(["chrom", "start", "end", "name"] + motif_names(k)) + "\n")
-                    stream.writelines("\t".join([r["chrom"], str(r["start"]), str(r["end"]), r["name"]] + [str(int(c)) for c in r["motif_counts"]])
-                                      + "\n" for r in tables["sites"])
+                    stream.writelines(
+                        "\t".join(
+                            [r["chrom"], str(r["start"]), str(r["end"]), r["name"]]
+                            + [str(int(c)) for c in r["motif_counts"]]
+                        )
+                        + "\n"
+                        for r in tables["sites"]
+                    )
                 written.append(path)
-            for suffix, rows, names in ((".intervals.tsv", tables["sites"], columns),
-                                        (".genes.tsv", intervals.gene_table(tables["sites"]),
-                                         ["name", "sites", "coverage", "coverage_per_million", "wps_long_centre", "wps_short_centre",
-                                          "wps_long_adjusted_centre"])):
+            for suffix, rows, names in (
+                (".intervals.tsv", tables["sites"], columns),
+                (
+                    ".genes.tsv",
+                    intervals.gene_table(tables["sites"]),
+                    [
+                        "name",
+                        "sites",
+                        "coverage",
+                        "coverage_per_million",
+                        "wps_long_centre",
+                        "wps_short_centre",
+                        "wps_long_adjusted_centre",
+                    ],
+                ),
+            ):
                 path = output / f"{name}{suffix}"
                 with atomic_output(path, "w") as stream:
                     stream.write("\t".join(names) + "\n")
@@ -465,7 +642,9 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
                 written.append(path)
             for track, pieces in tables["site_tracks"].items():
                 if pieces:
-                    written.append(intervals.write_track(output / f"{name}.{track}.bw", pieces, tables["contig_lengths"]))
+                    written.append(
+                        intervals.write_track(output / f"{name}.{track}.bw", pieces, tables["contig_lengths"])
+                    )
         if tables.get("delfi") is not None:
             path = output / f"{name}.delfi.tsv"
             with atomic_output(path, "w") as stream:
@@ -475,7 +654,19 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
                     stream.write("\t".join(table_cell(c, ".6f") for c in cells) + "\n")
             written.append(path)
             path = output / f"{name}.delfi_bins.tsv"
-            columns = ("chrom", "start", "end", "arm", "gc", "short", "long", "ratio", "short_corrected", "long_corrected", "ratio_corrected")
+            columns = (
+                "chrom",
+                "start",
+                "end",
+                "arm",
+                "gc",
+                "short",
+                "long",
+                "ratio",
+                "short_corrected",
+                "long_corrected",
+                "ratio_corrected",
+            )
             bins = tables["delfi"].bins
             with atomic_output(path, "w") as stream:
                 stream.write("\t".join(columns) + "\n")
@@ -494,8 +685,10 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
             path = output / f"{name}.methylation.tsv"
             with atomic_output(path, "w") as stream:
                 stream.write("chrom\tstart\tend\tcpg_calls\tcpg_methylated\tfraction\n")
-                stream.writelines(f"{r['chrom']}\t{r['start']}\t{r['end']}\t{r['cpg_calls']}\t{r['cpg_methylated']}\t{r['fraction']:.5f}\n"
-                                  for r in tables["methylation"])
+                stream.writelines(
+                    f"{r['chrom']}\t{r['start']}\t{r['end']}\t{r['cpg_calls']}\t{r['cpg_methylated']}\t{r['fraction']:.5f}\n"
+                    for r in tables["methylation"]
+                )
             written.append(path)
     with_features = [(result, tables) for result, tables in results if tables.get("delfi_features")]
     if with_features:
@@ -506,24 +699,48 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
             for result, tables in with_features:
                 row = tables["delfi_features"]
                 if list(row) != names:
-                    raise DataError(f"{result['sample']}: its DELFI windows differ from {with_features[0][0]['sample']}'s; "
-                                    "count every sample on one annotation")
+                    raise DataError(
+                        f"{result['sample']}: its DELFI windows differ from {with_features[0][0]['sample']}'s; "
+                        "count every sample on one annotation"
+                    )
                 stream.write("\t".join([result["sample"]] + [table_cell(row[n], ".6f") for n in names]) + "\n")
         written.append(path)
     results = [(result, tables) for result, tables in results if result.get("scope") != "intervals"]
     if not results:
         return written
     path = output / "fragments.tsv"
-    columns = ["sample", "paired", "fragments", "mode", "median", "mean", "share_below_150", "share_above_250", "share_above_500",
-               "share_above_1000", "periodicity_amplitude", "periodicity_period", "short_long_ratio", "motif_diversity",
-               "motif_diversity_miller_madow", "mitochondrial_fraction"]
+    columns = [
+        "sample",
+        "paired",
+        "fragments",
+        "mode",
+        "median",
+        "mean",
+        "share_below_150",
+        "share_above_250",
+        "share_above_500",
+        "share_above_1000",
+        "periodicity_amplitude",
+        "periodicity_period",
+        "short_long_ratio",
+        "motif_diversity",
+        "motif_diversity_miller_madow",
+        "mitochondrial_fraction",
+    ]
     with atomic_output(path, "w") as stream:
         stream.write("\t".join(columns) + "\n")
         for result, _ in results:
             size = result["size"]
-            values = [result["sample"], str(result["paired"]).lower()] + [size[k] for k in columns[2:12]] + [
-                result["short_long_ratio"]["genome"], result["end_motifs"]["diversity"], result["end_motifs"]["diversity_miller_madow"],
-                result["mitochondrial"]["fraction"]]
+            values = (
+                [result["sample"], str(result["paired"]).lower()]
+                + [size[k] for k in columns[2:12]]
+                + [
+                    result["short_long_ratio"]["genome"],
+                    result["end_motifs"]["diversity"],
+                    result["end_motifs"]["diversity_miller_madow"],
+                    result["mitochondrial"]["fraction"],
+                ]
+            )
             stream.write("\t".join(table_cell(v, ".5f") for v in values) + "\n")
     written.append(path)
     return written

@@ -5,6 +5,7 @@ The correction fits, per sample, a smooth curve of normalised coverage against b
 to aneuploid or CNV bins) and divides every bin by the curve at its GC. The residual of the
 strata around the curve is a QC measure of how well the curve explains the bias.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,9 +19,9 @@ class GcCurve:
 
     strata_gc: np.ndarray
     strata_coverage: np.ndarray
-    fitted: np.ndarray          # curve at the strata
-    factors: np.ndarray         # curve at every bin (NaN where GC is unknown)
-    residual: float             # RMS of strata medians around the curve (relative)
+    fitted: np.ndarray  # curve at the strata
+    factors: np.ndarray  # curve at every bin (NaN where GC is unknown)
+    residual: float  # RMS of strata medians around the curve (relative)
 
 
 def fit_gc_curve(counts: np.ndarray, gc: np.ndarray, use: np.ndarray, n_strata: int = 40, span: float = 0.3) -> GcCurve:
@@ -72,10 +73,10 @@ def loess(x: np.ndarray, y: np.ndarray, at: np.ndarray, span: float = 0.75, degr
     block = max(1, 4_000_000 // max(x.size, 1))
     powers = np.arange(2 * degree + 1)
     for first in range(0, at.size, block):
-        points = at[first:first + block]
+        points = at[first : first + block]
         offset = x[None, :] - points[:, None]
         distance = np.abs(offset)
-        radius = np.partition(distance, k - 1, axis=1)[:, k - 1:k]
+        radius = np.partition(distance, k - 1, axis=1)[:, k - 1 : k]
         radius = np.where(radius > 0, radius, 1e-12)
         weight = np.clip(1 - (distance / radius) ** 3, 0, None) ** 3
         # moments sum(w * offset^j) for j = 0..2 degree, and sum(w * y * offset^j) for j = 0..degree
@@ -88,6 +89,6 @@ def loess(x: np.ndarray, y: np.ndarray, at: np.ndarray, span: float = 0.75, degr
                 weighted_y = weighted_y * offset
             term = term * offset
         moments, targets = np.stack(moments, axis=1), np.stack(targets, axis=1)
-        normal = np.stack([moments[:, j:j + degree + 1] for j in range(degree + 1)], axis=1)
-        result[first:first + block] = (np.linalg.pinv(normal) @ targets[:, :, None])[:, 0, 0]
+        normal = np.stack([moments[:, j : j + degree + 1] for j in range(degree + 1)], axis=1)
+        result[first : first + block] = (np.linalg.pinv(normal) @ targets[:, :, None])[:, 0, 0]
     return result

@@ -21,6 +21,7 @@ fragments the counting rules keep:
   gene-level table (sites with the same name, e.g. a gene's transcription start sites, averaged).
 Everything is computed with difference arrays over each site's window: O(fragments + bases).
 """
+
 from __future__ import annotations
 
 import functools
@@ -66,7 +67,9 @@ def read_sites(path: str | os.PathLike) -> list[Site]:
                 try:
                     start, end = int(fields[1]), int(fields[2])
                 except (IndexError, ValueError):
-                    raise DataError(f"{path}: line {number} is not BED (chrom, start, end, ...); fix or remove it") from None
+                    raise DataError(
+                        f"{path}: line {number} is not BED (chrom, start, end, ...); fix or remove it"
+                    ) from None
                 if end <= start or start < 0:
                     raise DataError(f"{path}: line {number} has an empty or negative interval ({start}-{end})")
                 name = fields[3] if len(fields) > 3 and fields[3] else f"{fields[0]}:{start}-{end}"
@@ -97,7 +100,9 @@ class ContigFragments:
         """Fragments whose midpoint, floor((start + end) / 2), lies in [first, last)."""
         if self._midpoints is None:
             self._midpoints = np.sort((self.start + self.end) // 2)
-        return int(np.searchsorted(self._midpoints, last, side="left") - np.searchsorted(self._midpoints, first, side="left"))
+        return int(
+            np.searchsorted(self._midpoints, last, side="left") - np.searchsorted(self._midpoints, first, side="left")
+        )
 
     def midpoint_mask(self, first: int, last: int) -> tuple[slice, np.ndarray]:
         """(a slice of the fragments, which of them have their midpoint in [first, last))."""
@@ -106,7 +111,9 @@ class ContigFragments:
         middle = (self.start[low:high] + self.end[low:high]) // 2
         return slice(low, high), (middle >= first) & (middle < last)
 
-    def overlapping(self, first: int, last: int, lengths: tuple[int, int] | None = None, margin: int = 0) -> "ContigFragments":
+    def overlapping(
+        self, first: int, last: int, lengths: tuple[int, int] | None = None, margin: int = 0
+    ) -> "ContigFragments":
         """Fragments that may touch [first - margin, last + margin), with a length in `lengths`."""
         # A fragment starting before first - margin - longest may still reach; lengths bound that reach.
         longest = self.longest
@@ -138,7 +145,9 @@ def by_contig(fragments: np.ndarray, names: list[str]) -> dict[str, ContigFragme
         part = fragments[low:high]
         order = np.argsort(part[:, 1], kind="stable")
         part = part[order]
-        result[names[int(part[0, 0])]] = ContigFragments(part[:, 1].copy(), part[:, 2].copy(), (part[:, 3] & 1).astype(bool))
+        result[names[int(part[0, 0])]] = ContigFragments(
+            part[:, 1].copy(), part[:, 2].copy(), (part[:, 3] & 1).astype(bool)
+        )
     return result
 
 
@@ -149,21 +158,26 @@ class SortedMidpoints:
     midpoints: np.ndarray
 
     def midpoints_in(self, first: int, last: int) -> int:
-        return int(np.searchsorted(self.midpoints, last, side="left") - np.searchsorted(self.midpoints, first, side="left"))
+        return int(
+            np.searchsorted(self.midpoints, last, side="left") - np.searchsorted(self.midpoints, first, side="left")
+        )
 
 
 def midpoints_by_contig(fragments: np.ndarray, names: list[str]) -> dict[str, SortedMidpoints]:
     """The midpoints, floor((start + end) / 2), of fragments of known length, per contig name:
     one sort of (reference, midpoint) keys instead of `by_contig`'s per-contig tables."""
-    keys = (fragments[:, 0] << 40) | ((fragments[:, 1] + fragments[:, 2]) >> 1)   # >> 1: floor, as // 2
+    keys = (fragments[:, 0] << 40) | ((fragments[:, 1] + fragments[:, 2]) >> 1)  # >> 1: floor, as // 2
     known = fragments[:, 2] >= 0
     if not known.all():
         keys = keys[known]
     keys.sort()
     references = keys >> 40
     boundaries = np.concatenate([[0], np.flatnonzero(references[1:] != references[:-1]) + 1, [keys.size]])
-    return {names[int(references[low])]: SortedMidpoints(keys[low:high] & ((1 << 40) - 1))
-            for low, high in zip(boundaries[:-1], boundaries[1:]) if high > low}
+    return {
+        names[int(references[low])]: SortedMidpoints(keys[low:high] & ((1 << 40) - 1))
+        for low, high in zip(boundaries[:-1], boundaries[1:])
+        if high > low
+    }
 
 
 def _add_range(diff: np.ndarray, first: np.ndarray, last: np.ndarray, value: int) -> None:
@@ -180,7 +194,7 @@ def wps(fragments: ContigFragments, first: int, last: int, window: int, lengths:
     chosen = fragments.overlapping(first, last, lengths, margin=window)
     n = last - first
     before, after = int(round(window * 0.5)), int(round(window * 0.5 - 1))
-    s, e = chosen.start - first, chosen.end - first   # positions relative to `first`
+    s, e = chosen.start - first, chosen.end - first  # positions relative to `first`
     diff = np.zeros(n + 1, dtype=np.int64)
     # Spanning: s < p - before and e > p + after, i.e. p in [s + before + 1, e - after - 1].
     _add_range(diff, s + before + 1, e - after - 1, 1)
@@ -193,8 +207,12 @@ def wps(fragments: ContigFragments, first: int, last: int, window: int, lengths:
     return np.cumsum(diff[:-1])
 
 
-def adjusted_wps(scores: np.ndarray, median_window: int = MEDIAN_WINDOW, savgol_window: int = SAVGOL_WINDOW,
-                 degree: int = SAVGOL_DEGREE) -> np.ndarray:
+def adjusted_wps(
+    scores: np.ndarray,
+    median_window: int = MEDIAN_WINDOW,
+    savgol_window: int = SAVGOL_WINDOW,
+    degree: int = SAVGOL_DEGREE,
+) -> np.ndarray:
     """Scores minus their running median, smoothed by Savitzky-Golay (FinaleToolkit's adjust-wps):
     the medians of the first len - median_window windows, set against the scores from
     median_window / 2 on, so the result is median_window positions shorter."""
@@ -202,16 +220,18 @@ def adjusted_wps(scores: np.ndarray, median_window: int = MEDIAN_WINDOW, savgol_
 
     n_windows = scores.size - median_window
     if n_windows <= savgol_window:
-        raise UsageError(f"the WPS window ({scores.size} bp) must be longer than the median window ({median_window} bp) "
-                         f"plus the Savitzky-Golay window ({savgol_window} bp)")
+        raise UsageError(
+            f"the WPS window ({scores.size} bp) must be longer than the median window ({median_window} bp) "
+            f"plus the Savitzky-Golay window ({savgol_window} bp)"
+        )
     # The median of window i (scores i .. i + median_window - 1): the mean of its two middle ranks
     # (numpy's median for an even count), from scipy's rank filters, whose window at j + half starts at j.
     values = scores.astype(float)
     half = median_window // 2
     upper = rank_filter(values, rank=half, size=median_window, mode="nearest")
     lower = rank_filter(values, rank=(median_window - 1) // 2, size=median_window, mode="nearest")
-    running = ((upper + lower) / 2)[half:half + n_windows]
-    adjusted = scores[half:scores.size - half].astype(float)[:n_windows] - running
+    running = ((upper + lower) / 2)[half : half + n_windows]
+    adjusted = scores[half : scores.size - half].astype(float)[:n_windows] - running
     return savitzky_golay(adjusted, savgol_window, degree)
 
 
@@ -222,25 +242,29 @@ def _savitzky_golay_weights(window: int, degree: int) -> tuple[np.ndarray, np.nd
     half = window // 2
     offsets = np.arange(-half, half + 1, dtype=float)
     powers = np.vander(offsets, degree + 1, increasing=True)
-    fit = np.linalg.pinv(powers)            # polynomial coefficients from a window's values
-    return fit[0], powers[:half] @ fit, powers[half + 1:] @ fit
+    fit = np.linalg.pinv(powers)  # polynomial coefficients from a window's values
+    return fit[0], powers[:half] @ fit, powers[half + 1 :] @ fit
 
 
 def savitzky_golay(values: np.ndarray, window: int, degree: int) -> np.ndarray:
     """The Savitzky-Golay filter with polynomial fits at the edges (scipy's savgol_filter, mode
     "interp"), from weights computed once: importing scipy.signal costs about a second."""
     if window % 2 == 0 or window <= degree or values.size < window:
-        raise UsageError(f"the Savitzky-Golay window must be odd, above the degree and at most the data's length, not {window}")
+        raise UsageError(
+            f"the Savitzky-Golay window must be odd, above the degree and at most the data's length, not {window}"
+        )
     centre, left, right = _savitzky_golay_weights(window, degree)
     half = window // 2
     result = np.empty(values.size, dtype=float)
-    result[half:values.size - half] = np.correlate(values, centre, mode="valid")
+    result[half : values.size - half] = np.correlate(values, centre, mode="valid")
     result[:half] = left @ values[:window]
-    result[values.size - half:] = right @ values[values.size - window:]
+    result[values.size - half :] = right @ values[values.size - window :]
     return result
 
 
-def cleavage_profile(fragments: ContigFragments, first: int, last: int, lengths: tuple[int, int] | None = None) -> np.ndarray:
+def cleavage_profile(
+    fragments: ContigFragments, first: int, last: int, lengths: tuple[int, int] | None = None
+) -> np.ndarray:
     """Fragment ends over covering fragments (%) at each position first..last - 1 (see the module docstring)."""
     chosen = fragments.overlapping(first, last, lengths)
     n = last - first
@@ -264,8 +288,14 @@ def site_window(site: Site, contig_length: int, interval_size: int = INTERVAL_SI
     return max(0, middle + int(round(-interval_size / 2))), min(middle + int(round(interval_size / 2)), contig_length)
 
 
-def site_features(fragments: dict[str, ContigFragments] | dict[str, SortedMidpoints], sites: list[Site], contig_lengths: dict[str, int], total_fragments: int,
-                  interval_size: int = INTERVAL_SIZE, features: str = "all") -> tuple[list[dict], dict[str, list[tuple[int, np.ndarray]]]]:
+def site_features(
+    fragments: dict[str, ContigFragments] | dict[str, SortedMidpoints],
+    sites: list[Site],
+    contig_lengths: dict[str, int],
+    total_fragments: int,
+    interval_size: int = INTERVAL_SIZE,
+    features: str = "all",
+) -> tuple[list[dict], dict[str, list[tuple[int, np.ndarray]]]]:
     """Per site: coverage, mean long and short WPS and adjusted WPS around its midpoint; and the
     per-base tracks (long WPS, adjusted long WPS, cleavage) per contig as (first position, values).
     With `features="coverage"` only the coverage (the WPS columns None, no tracks), for which
@@ -276,17 +306,30 @@ def site_features(fragments: dict[str, ContigFragments] | dict[str, SortedMidpoi
     empty = ContigFragments(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
     for site in sites:
         if site.chrom not in contig_lengths:
-            raise DataError(f"interval {site.name} is on {site.chrom}, which the alignments do not have; check the BED's contig names")
+            raise DataError(
+                f"interval {site.name} is on {site.chrom}, which the alignments do not have; check the BED's contig names"
+            )
         on = fragments.get(site.chrom, empty)
         coverage = on.midpoints_in(site.start, site.end)
-        row = {"chrom": site.chrom, "start": site.start, "end": site.end, "name": site.name, "strand": site.strand,
-               "coverage": coverage, "coverage_per_million": 1e6 * coverage / total_fragments if total_fragments else None,
-               "wps_long_centre": None, "wps_short_centre": None, "wps_long_adjusted_centre": None}
+        row = {
+            "chrom": site.chrom,
+            "start": site.start,
+            "end": site.end,
+            "name": site.name,
+            "strand": site.strand,
+            "coverage": coverage,
+            "coverage_per_million": 1e6 * coverage / total_fragments if total_fragments else None,
+            "wps_long_centre": None,
+            "wps_short_centre": None,
+            "wps_long_adjusted_centre": None,
+        }
         rows.append(row)
         if features == "coverage":
             continue
         first, last = site_window(site, contig_lengths[site.chrom], interval_size)
-        centre = slice(max(0, (last - first) // 2 - LONG_WPS["window"] // 2), (last - first) // 2 + LONG_WPS["window"] // 2)
+        centre = slice(
+            max(0, (last - first) // 2 - LONG_WPS["window"] // 2), (last - first) // 2 + LONG_WPS["window"] // 2
+        )
         long_scores = wps(on, first, last, **LONG_WPS)
         short_scores = wps(on, first, last, **SHORT_WPS)
         row["wps_long_centre"] = float(long_scores[centre].mean()) if long_scores.size else None
@@ -309,16 +352,28 @@ def gene_table(rows: list[dict]) -> list[dict]:
         groups.setdefault(row["name"], []).append(row)
     table = []
     for name, members in groups.items():
+
         def mean(key: str) -> float | None:
             values = [m[key] for m in members if m[key] is not None]
             return float(np.mean(values)) if values else None
-        table.append({"name": name, "sites": len(members), "coverage": sum(m["coverage"] for m in members),
-                      "coverage_per_million": mean("coverage_per_million"), "wps_long_centre": mean("wps_long_centre"),
-                      "wps_short_centre": mean("wps_short_centre"), "wps_long_adjusted_centre": mean("wps_long_adjusted_centre")})
+
+        table.append(
+            {
+                "name": name,
+                "sites": len(members),
+                "coverage": sum(m["coverage"] for m in members),
+                "coverage_per_million": mean("coverage_per_million"),
+                "wps_long_centre": mean("wps_long_centre"),
+                "wps_short_centre": mean("wps_short_centre"),
+                "wps_long_adjusted_centre": mean("wps_long_adjusted_centre"),
+            }
+        )
     return table
 
 
-def write_track(path: str | os.PathLike, pieces: list[tuple[str, int, np.ndarray]], contig_lengths: dict[str, int]) -> Path:
+def write_track(
+    path: str | os.PathLike, pieces: list[tuple[str, int, np.ndarray]], contig_lengths: dict[str, int]
+) -> Path:
     """Per-base values of the site windows as bigWig (where windows overlap, the first site's
     values), each run of equal values one entry where runs are long."""
     from plasmacount.tracks import open_bigwig
@@ -336,13 +391,17 @@ def write_track(path: str | os.PathLike, pieces: list[tuple[str, int, np.ndarray
             kept = np.ascontiguousarray(values[skip:], dtype=np.float64)
             change = np.flatnonzero(kept[1:] != kept[:-1]) + 1
             offset = int(first + skip)
-            if change.size > kept.size // 4:   # dense data change almost every base: one value per base is cheaper
+            if change.size > kept.size // 4:  # dense data change almost every base: one value per base is cheaper
                 handle.addEntries(chrom, offset, values=kept, span=1, step=1)
             else:
                 starts = np.concatenate([[0], change])
                 ends = np.concatenate([change, [kept.size]])
-                handle.addEntries([chrom] * starts.size, (starts + offset).astype(np.int64), ends=(ends + offset).astype(np.int64),
-                                  values=kept[starts])
+                handle.addEntries(
+                    [chrom] * starts.size,
+                    (starts + offset).astype(np.int64),
+                    ends=(ends + offset).astype(np.int64),
+                    values=kept[starts],
+                )
             covered[chrom] = first + values.size
     return Path(path)
 
@@ -359,13 +418,15 @@ def site_end_motifs(fragments: dict[str, ContigFragments], sites: list[Site], fa
     empty = ContigFragments(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
     with pysam.FastaFile(str(fasta)) as reference:
         for site in sites:
-            counts = np.zeros(4 ** k, dtype=np.int64)
+            counts = np.zeros(4**k, dtype=np.int64)
             on = fragments.get(site.chrom, empty)
             near, inside = on.midpoint_mask(site.start, site.end)
             if inside.any():
                 if site.chrom not in codes_of:
                     if site.chrom not in reference.references:
-                        raise DataError(f"{fasta}: has no {site.chrom}, where interval {site.name} lies; pass the FASTA the data were aligned to")
+                        raise DataError(
+                            f"{fasta}: has no {site.chrom}, where interval {site.name} lies; pass the FASTA the data were aligned to"
+                        )
                     codes_of = {site.chrom: base_codes(reference.fetch(site.chrom))}  # one contig held at a time
                 count_end_kmers(codes_of[site.chrom], on.start[near][inside], on.end[near][inside], k, counts)
             result.append(counts)

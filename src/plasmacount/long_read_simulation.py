@@ -20,6 +20,7 @@ the default; docs/simulation.md gives their sources:
 - calls: a methylated CpG reads as methylated with probability 1 - `call_error` (and the other
   way round), with an ML probability drawn on the called side of 128.
 """
+
 from __future__ import annotations
 
 import array
@@ -67,8 +68,8 @@ class LongReadSample:
 
     sample: str
     molecules: int
-    fetal_fraction: float   # share of molecules from the placenta (0: not pregnant)
-    fetal_sex: str | None   # "male", "female", or None when not pregnant
+    fetal_fraction: float  # share of molecules from the placenta (0: not pregnant)
+    fetal_sex: str | None  # "male", "female", or None when not pregnant
 
 
 def region_levels(genome: SyntheticGenome, seed: int, effects: LongReadEffects) -> tuple[np.ndarray, np.ndarray]:
@@ -77,18 +78,28 @@ def region_levels(genome: SyntheticGenome, seed: int, effects: LongReadEffects) 
     layout = genome.layout()
     rng = np.random.default_rng(seed)
     blood = np.clip(rng.normal(effects.blood_level, effects.blood_region_sd, layout.n_bins), 0.02, 0.98)
-    placenta = np.clip(blood + effects.placental_offset + rng.normal(0, effects.placental_region_sd, layout.n_bins), 0.02, 0.98)
+    placenta = np.clip(
+        blood + effects.placental_offset + rng.normal(0, effects.placental_region_sd, layout.n_bins), 0.02, 0.98
+    )
     return blood, placenta
 
 
-def _lengths(rng: np.random.Generator, n: int, peak: float, long_share: float, long_median: float, effects: LongReadEffects) -> np.ndarray:
+def _lengths(
+    rng: np.random.Generator, n: int, peak: float, long_share: float, long_median: float, effects: LongReadEffects
+) -> np.ndarray:
     long_ = rng.random(n) < long_share
     lengths = np.where(long_, np.exp(rng.normal(np.log(long_median), effects.long_sigma, n)), rng.normal(peak, 15, n))
     return np.clip(np.round(lengths), 60, effects.longest).astype(np.int64)
 
 
-def write_long_read_bam(path: str | os.PathLike, genome: SyntheticGenome, sample: LongReadSample, seed: int,
-                        effects: LongReadEffects = LongReadEffects(), level_seed: int = 1) -> Path:
+def write_long_read_bam(
+    path: str | os.PathLike,
+    genome: SyntheticGenome,
+    sample: LongReadSample,
+    seed: int,
+    effects: LongReadEffects = LongReadEffects(),
+    level_seed: int = 1,
+) -> Path:
     """A coordinate-sorted, indexed BAM of `sample.molecules` whole molecules with MM/ML tags."""
     import pysam
 
@@ -97,6 +108,7 @@ def write_long_read_bam(path: str | os.PathLike, genome: SyntheticGenome, sample
     blood, placenta = region_levels(genome, level_seed, effects)
     names = [n for n in genome.names if name_key(n) not in ("M", "EBV")]
     lengths_of = {n: genome.sequence(n).size for n in names}
+
     # Dosage per origin: the mother is XX; the fetus XY or XX.
     def weights(fetal: bool) -> np.ndarray:
         result = []
@@ -119,22 +131,30 @@ def write_long_read_bam(path: str | os.PathLike, genome: SyntheticGenome, sample
         if n == 0:
             continue
         contig = rng.choice(len(names), size=n, p=weights(is_fetal))
-        length = _lengths(rng, n, effects.placental_peak if is_fetal else effects.maternal_peak,
-                          effects.placental_long_share if is_fetal else effects.maternal_long_share,
-                          effects.placental_long_median if is_fetal else effects.maternal_long_median, effects)
+        length = _lengths(
+            rng,
+            n,
+            effects.placental_peak if is_fetal else effects.maternal_peak,
+            effects.placental_long_share if is_fetal else effects.maternal_long_share,
+            effects.placental_long_median if is_fetal else effects.maternal_long_median,
+            effects,
+        )
         for c, L in zip(contig.tolist(), length.tolist()):
             size = lengths_of[names[c]]
             L = min(L, size - 1)
             records.append((c, int(rng.integers(0, size - L)), L, is_fetal))
     records.sort()
-    header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": n, "LN": s} for n, s in zip(genome.names, genome.lengths)],
-              "RG": [{"ID": "long", "SM": sample.sample, "PL": "ONT"}]}
+    header = {
+        "HD": {"VN": "1.6", "SO": "coordinate"},
+        "SQ": [{"SN": n, "LN": s} for n, s in zip(genome.names, genome.lengths)],
+        "RG": [{"ID": "long", "SM": sample.sample, "PL": "ONT"}],
+    }
     tid = {n: i for i, n in enumerate(genome.names)}
     with atomic_path(path) as temporary:
         with pysam.AlignmentFile(str(temporary), "wb", header=header) as out:
             for i, (c, start, L, is_fetal) in enumerate(records):
                 name = names[c]
-                sequence = genome.sequence(name)[start:start + L].tobytes()
+                sequence = genome.sequence(name)[start : start + L].tobytes()
                 reverse = bool(rng.random() < 0.5)
                 original = sequence.translate(COMPLEMENT)[::-1] if reverse else sequence
                 # CpG sites: the C of each CG in the molecule's own read orientation.
@@ -148,7 +168,7 @@ def write_long_read_bam(path: str | os.PathLike, genome: SyntheticGenome, sample
                     methylated = rng.random(cpg.size) < own
                     called = methylated ^ (rng.random(cpg.size) < effects.call_error)
                     ml = np.where(called, rng.integers(160, 256, cpg.size), rng.integers(0, 96, cpg.size))
-                    rank = np.cumsum(cytosine) - 1          # index of each C among the read's Cs
+                    rank = np.cumsum(cytosine) - 1  # index of each C among the read's Cs
                     listed = rank[cpg]
                     deltas = np.diff(np.concatenate([[-1], listed])) - 1
                     mm = "C+m?," + ",".join(map(str, deltas.tolist())) + ";"

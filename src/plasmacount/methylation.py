@@ -17,6 +17,7 @@ The reference (`MethylationReference`) is learnt from a panel: non-pregnant wome
 k_M; pregnancies with known fetal fractions give P_b and k_P: P_b is M_b moved by one panel-wide
 offset on the logit scale, fitted by maximum likelihood together with k_P.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,7 @@ FORMAT = "plasmacount-methylation-reference"
 FORMAT_VERSION = "1.0"
 CONCENTRATIONS = np.geomspace(1.0, 2000.0, 80)  # grid for the beta-binomial concentrations
 CHI2_95 = 3.841458820694124
-MINIMUM_MOLECULES = 50      # fewer molecules with calls: no estimate
+MINIMUM_MOLECULES = 50  # fewer molecules with calls: no estimate
 
 
 @dataclass(frozen=True)
@@ -42,22 +43,34 @@ class MethylationReference:
     """Methylation levels of blood (maternal) and placenta per bin, and the scatter of molecules."""
 
     layout: Layout
-    maternal: np.ndarray         # per bin, NaN where the panel had no calls
+    maternal: np.ndarray  # per bin, NaN where the panel had no calls
     placental: np.ndarray
     maternal_concentration: float
     placental_concentration: float
     source: str
 
     def save(self, path: str | os.PathLike) -> None:
-        metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "layout": self.layout.to_json(), "source": self.source,
-                    "maternal_concentration": self.maternal_concentration, "placental_concentration": self.placental_concentration}
+        metadata = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "layout": self.layout.to_json(),
+            "source": self.source,
+            "maternal_concentration": self.maternal_concentration,
+            "placental_concentration": self.placental_concentration,
+        }
         write_archive(path, metadata, {"maternal": self.maternal, "placental": self.placental})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MethylationReference":
         metadata, arrays = read_archive(path, FORMAT, 1)
-        return cls(Layout.from_json(metadata["layout"]), arrays["maternal"], arrays["placental"],
-                   float(metadata["maternal_concentration"]), float(metadata["placental_concentration"]), metadata["source"])
+        return cls(
+            Layout.from_json(metadata["layout"]),
+            arrays["maternal"],
+            arrays["placental"],
+            float(metadata["maternal_concentration"]),
+            float(metadata["placental_concentration"]),
+            metadata["source"],
+        )
 
 
 def _log_beta_binomial(m: np.ndarray, n: np.ndarray, level: np.ndarray, concentration: float) -> np.ndarray:
@@ -70,7 +83,7 @@ def _autosomal_bins(layout: Layout) -> np.ndarray:
     keep = np.zeros(layout.n_bins, dtype=bool)
     for contig in layout.contigs:
         if name_key(contig.name) in AUTOSOME_KEYS:
-            keep[contig.first_bin:contig.first_bin + contig.n_bins] = True
+            keep[contig.first_bin : contig.first_bin + contig.n_bins] = True
     return keep
 
 
@@ -86,7 +99,9 @@ def _best_concentration(m: np.ndarray, n: np.ndarray, level: np.ndarray) -> floa
     return float(CONCENTRATIONS[int(np.argmax(totals))])
 
 
-def _shrunk_levels(rows: np.ndarray, calls: np.ndarray, methylated: np.ndarray, overall: float, concentration: float) -> np.ndarray:
+def _shrunk_levels(
+    rows: np.ndarray, calls: np.ndarray, methylated: np.ndarray, overall: float, concentration: float
+) -> np.ndarray:
     """Each bin's level, its own share of methylated calls shrunk towards the genome-wide level by
     empirical Bayes: a bin with few calls (small bins, a shallow panel) says little about itself.
     The sampling variance of a bin's share counts the molecules' own scatter (their concentration):
@@ -94,21 +109,25 @@ def _shrunk_levels(rows: np.ndarray, calls: np.ndarray, methylated: np.ndarray, 
     squares = np.bincount(rows[:, 0], weights=rows[:, 2].astype(float) ** 2, minlength=calls.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = methylated / calls
-        sampling = overall * (1 - overall) * (calls + squares * (1 / (concentration + 1))) / calls ** 2
+        sampling = overall * (1 - overall) * (calls + squares * (1 / (concentration + 1))) / calls**2
     seen = calls > 0
     between = max(float(np.var(share[seen]) - np.mean(sampling[seen])), 1e-6) if seen.sum() > 1 else 1e-6
     weight = np.where(seen, between / (between + sampling), 0.0)
     return np.where(seen, overall + weight * (np.nan_to_num(share) - overall), overall)
 
 
-def learn_reference(layout: Layout, samples: list[tuple[np.ndarray, float]], source: str = "panel") -> MethylationReference:
+def learn_reference(
+    layout: Layout, samples: list[tuple[np.ndarray, float]], source: str = "panel"
+) -> MethylationReference:
     """A reference from a panel: (molecule rows, known fetal fraction) per sample; a fraction of 0
     marks a non-pregnant woman (blood only). Needs at least one of each kind."""
     keep = _autosomal_bins(layout)
     blood = [_usable(rows, keep) for rows, fraction in samples if fraction == 0]
     pregnant = [(_usable(rows, keep), fraction) for rows, fraction in samples if fraction > 0]
     if not blood or not pregnant:
-        raise UsageError("a methylation reference needs non-pregnant samples (fetal fraction 0) and pregnancies with known fetal fractions")
+        raise UsageError(
+            "a methylation reference needs non-pregnant samples (fetal fraction 0) and pregnancies with known fetal fractions"
+        )
     if any(not 0 < fraction < 1 for _, fraction in pregnant):
         raise UsageError("known fetal fractions must lie between 0 and 1")
     pooled = np.concatenate(blood)
@@ -116,7 +135,9 @@ def learn_reference(layout: Layout, samples: list[tuple[np.ndarray, float]], sou
     methylated = np.bincount(pooled[:, 0], weights=pooled[:, 3], minlength=layout.n_bins)
     overall = methylated.sum() / max(calls.sum(), 1)
     maternal_concentration = _best_concentration(pooled[:, 3], pooled[:, 2], np.full(pooled.shape[0], overall))
-    maternal = np.where(keep & (calls > 0), _shrunk_levels(pooled, calls, methylated, overall, maternal_concentration), np.nan)
+    maternal = np.where(
+        keep & (calls > 0), _shrunk_levels(pooled, calls, methylated, overall, maternal_concentration), np.nan
+    )
     maternal_concentration = _best_concentration(pooled[:, 3], pooled[:, 2], maternal[pooled[:, 0]])
     rows = np.concatenate([r for r, _ in pregnant])
     fractions = np.concatenate([np.full(r.shape[0], f) for r, f in pregnant])
@@ -135,8 +156,12 @@ def learn_reference(layout: Layout, samples: list[tuple[np.ndarray, float]], sou
     # maximum likelihood (EM alone crawls when the two tissues overlap, as they do molecule by molecule).
     best = (-np.inf, 0.0, 0.0)
     for concentration in CONCENTRATIONS[::4]:
-        fit = optimize.minimize_scalar(lambda d: -mixture(special.expit(logit_blood + d), concentration), bounds=(-4.0, 4.0),
-                                       method="bounded", options={"xatol": 1e-4})
+        fit = optimize.minimize_scalar(
+            lambda d: -mixture(special.expit(logit_blood + d), concentration),
+            bounds=(-4.0, 4.0),
+            method="bounded",
+            options={"xatol": 1e-4},
+        )
         if -fit.fun > best[0]:
             best = (-float(fit.fun), float(fit.x), float(concentration))
     _, offset, placental_concentration = best
@@ -144,19 +169,33 @@ def learn_reference(layout: Layout, samples: list[tuple[np.ndarray, float]], sou
     # with shrinkage) drifted towards blood on simulated panels and made estimates worse, so the
     # reference keeps the panel-wide offset: regions where placenta deviates from it are not modelled.
     placental = np.where(np.isfinite(maternal), np.clip(special.expit(logit_blood + offset), 0.01, 0.99), np.nan)
-    return MethylationReference(layout, maternal, placental, maternal_concentration, placental_concentration,
-                                f"{source}: {len(blood)} non-pregnant, {len(pregnant)} pregnancies with known fetal fractions")
+    return MethylationReference(
+        layout,
+        maternal,
+        placental,
+        maternal_concentration,
+        placental_concentration,
+        f"{source}: {len(blood)} non-pregnant, {len(pregnant)} pregnancies with known fetal fractions",
+    )
 
 
 def fetal_fraction(molecules: np.ndarray, reference: MethylationReference, layout: Layout) -> dict:
     """The fetal fraction of one sample's molecules (rows: bin, length, calls, methylated) with its
     95 % likelihood interval; `estimate` None (and a reason) when too few molecules have calls."""
     if layout != reference.layout:
-        raise DataError("the methylation reference was learnt on other bins; count with the reference's --bins or learn one on these")
+        raise DataError(
+            "the methylation reference was learnt on other bins; count with the reference's --bins or learn one on these"
+        )
     keep = _autosomal_bins(layout) & np.isfinite(reference.maternal) & np.isfinite(reference.placental)
     rows = _usable(molecules, keep)
-    result = {"estimate": None, "interval": None, "molecules": int(rows.shape[0]), "cpg_calls": int(rows[:, 2].sum()),
-              "method": "per-molecule beta-binomial mixture of placental and blood methylation", "reference": reference.source}
+    result = {
+        "estimate": None,
+        "interval": None,
+        "molecules": int(rows.shape[0]),
+        "cpg_calls": int(rows[:, 2].sum()),
+        "method": "per-molecule beta-binomial mixture of placental and blood methylation",
+        "reference": reference.source,
+    }
     if rows.shape[0] < MINIMUM_MOLECULES:
         result["reason"] = f"{rows.shape[0]} autosomal molecules with CpG calls (at least {MINIMUM_MOLECULES} needed)"
         return result
@@ -168,7 +207,9 @@ def fetal_fraction(molecules: np.ndarray, reference: MethylationReference, layou
         return float(np.logaddexp(fetal + math.log(f), blood + math.log1p(-f)).sum())
 
     low, high = 1e-6, 1 - 1e-6
-    best = optimize.minimize_scalar(lambda f: -log_likelihood(f), bounds=(low, high), method="bounded", options={"xatol": 1e-6})
+    best = optimize.minimize_scalar(
+        lambda f: -log_likelihood(f), bounds=(low, high), method="bounded", options={"xatol": 1e-6}
+    )
     f_hat, top = float(best.x), -float(best.fun)
     limit = top - CHI2_95 / 2
     lower = low if log_likelihood(low) >= limit else optimize.brentq(lambda f: log_likelihood(f) - limit, low, f_hat)

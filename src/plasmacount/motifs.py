@@ -10,6 +10,7 @@ G=2, T=3, so the index order is the alphabetical order of the motifs.
 The reference is read through its faidx index from an uncompressed FASTA (a memory map in the
 compiled counter; `samtools faidx` makes the index); a bgzip-compressed FASTA is read with pysam.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -60,7 +61,9 @@ class FastaIndex:
                 try:
                     contigs[fields[0]] = (int(fields[1]), int(fields[2]), int(fields[3]), int(fields[4]))
                 except (IndexError, ValueError):
-                    raise DataError(f"{index}: line {number} is not a faidx line; re-create it with `samtools faidx {path}`") from None
+                    raise DataError(
+                        f"{index}: line {number} is not a faidx line; re-create it with `samtools faidx {path}`"
+                    ) from None
         return cls(path, contigs, compressed)
 
     def table(self, names: list[str]) -> np.ndarray:
@@ -84,7 +87,9 @@ def base_codes(sequence: str) -> np.ndarray:
     return _BASE_CODE[np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)]
 
 
-def count_end_kmers(codes: np.ndarray, forward: np.ndarray, reverse: np.ndarray, k: int, counts: np.ndarray) -> tuple[int, int]:
+def count_end_kmers(
+    codes: np.ndarray, forward: np.ndarray, reverse: np.ndarray, k: int, counts: np.ndarray
+) -> tuple[int, int]:
     """Add the k-mers at forward-strand starts and (reverse-complemented) before reverse-strand
     ends of one contig (`codes`) to `counts`; returns (ends counted, ends skipped)."""
     weights = 4 ** np.arange(k - 1, -1, -1, dtype=np.int64)

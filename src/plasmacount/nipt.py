@@ -11,6 +11,7 @@ no-call states its reason.
 Result schema ("nipt", version 1.0; `docs/nipt-schema.md`): keys are always present, null
 when not applicable.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ from plasmacount.workers import map_in_processes
 SCHEMA_VERSION = "2.0"
 NAMED_TRISOMIES = {"21": "T21", "18": "T18", "13": "T13"}
 CNV_Z_THRESHOLD = 5.0
-CNV_POWER = 0.9            # the CNV limits stated are sizes / fetal fractions seen with this probability
+CNV_POWER = 0.9  # the CNV limits stated are sizes / fetal fractions seen with this probability
 MINIMUM_READS = 500_000
 WARN_READS = 3_000_000
 # Chromosome z spread (over the untested autosomes, `aneuploidy.z_inflation`; 1 in 100 panel-like
@@ -91,13 +92,28 @@ class WindowSpread:
 
         A limit is the larger of the fixed one and 1 + k x the sampling SD of a MAD spread over that
         many windows (1.16 / sqrt(n); k 3 to warn, 6 to fail): fewer windows measure it less precisely."""
-        return [f"{size // 1_000_000} Mb window z spread {value:.2f}x the panel's"
-                for size, value in sorted(self.relative.items())
-                if value > max(WINDOW_INFLATION_LIMITS[size][level], 1 + (3, 6)[level] * 1.16 / math.sqrt(max(self.windows.get(size, 1), 1)))]
+        return [
+            f"{size // 1_000_000} Mb window z spread {value:.2f}x the panel's"
+            for size, value in sorted(self.relative.items())
+            if value
+            > max(
+                WINDOW_INFLATION_LIMITS[size][level],
+                1 + (3, 6)[level] * 1.16 / math.sqrt(max(self.windows.get(size, 1), 1)),
+            )
+        ]
 
 
-def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict, dispersion: float, inflation: float,
-        spread: "WindowSpread", distance: float, distance_limit: float) -> dict:
+def _qc(
+    sample: SampleCounts,
+    profile,
+    scores: dict,
+    counts_by_chromosome: dict,
+    dispersion: float,
+    inflation: float,
+    spread: "WindowSpread",
+    distance: float,
+    distance_limit: float,
+) -> dict:
     counted = int(sample.counts.sum())
     chr21 = scores["21"]
     poisson_cv = math.sqrt(aneuploidy.poisson_variance(counts_by_chromosome, "21"))
@@ -117,10 +133,14 @@ def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict,
         elif dispersion > 1.6:
             reasons_warn.append(f"bin-to-bin variance {dispersion:.2f}x counting noise")
     if np.isfinite(distance) and distance > distance_limit:
-        reasons_warn.append(f"normalisation-space distance {distance:.2f} is beyond the panel's "
-                            f"(99th percentile x {DISTANCE_FACTOR:g} = {distance_limit:.2f})")
+        reasons_warn.append(
+            f"normalisation-space distance {distance:.2f} is beyond the panel's "
+            f"(99th percentile x {DISTANCE_FACTOR:g} = {distance_limit:.2f})"
+        )
     if inflation > INFLATION_FAIL:
-        reasons_fail.append(f"chromosome z spread {inflation:.2f}x the panel's: the sample does not match the reference")
+        reasons_fail.append(
+            f"chromosome z spread {inflation:.2f}x the panel's: the sample does not match the reference"
+        )
     elif inflation > INFLATION_WARN:
         reasons_warn.append(f"chromosome z spread {inflation:.2f}x the panel's")
     failing = spread.beyond_limits(1)
@@ -133,31 +153,79 @@ def _qc(sample: SampleCounts, profile, scores: dict, counts_by_chromosome: dict,
     elif np.isfinite(excess) and excess > 1.5:
         reasons_warn.append(f"chr21 CV {100 * chr21['sd']:.3f} % is {excess:.1f}x its counting limit")
     status = "fail" if reasons_fail else "warn" if reasons_warn else "pass"
-    return {"status": status, "reasons": reasons_fail + reasons_warn, "counted_reads": counted, "gc_residual": residual,
-            "bin_variance_ratio": dispersion, "chromosome_z_inflation": inflation,
-            "window_z_inflation": max(spread.relative.values()) if spread.relative else 1.0,
-            "window_z_inflation_by_size": {str(size): value for size, value in sorted(spread.relative.items())},
-            "panel_distance": distance, "chr21_cv": chr21["sd"], "chr21_poisson_cv": poisson_cv}
+    return {
+        "status": status,
+        "reasons": reasons_fail + reasons_warn,
+        "counted_reads": counted,
+        "gc_residual": residual,
+        "bin_variance_ratio": dispersion,
+        "chromosome_z_inflation": inflation,
+        "window_z_inflation": max(spread.relative.values()) if spread.relative else 1.0,
+        "window_z_inflation_by_size": {str(size): value for size, value in sorted(spread.relative.items())},
+        "panel_distance": distance,
+        "chr21_cv": chr21["sd"],
+        "chr21_poisson_cv": poisson_cv,
+    }
 
 
-ALL_EVENTS = (["T21", "T18", "T13"] + [f"T{k}" for k in AUTOSOME_KEYS if k not in NAMED_TRISOMIES]
-              + ["45,X", "47,XXX", "47,XXY", "47,XYY"])
+ALL_EVENTS = (
+    ["T21", "T18", "T13"]
+    + [f"T{k}" for k in AUTOSOME_KEYS if k not in NAMED_TRISOMIES]
+    + ["45,X", "47,XXX", "47,XXY", "47,XYY"]
+)
 
 
 def _failed_result(sample_name: str, reason: str, source: dict | None = None) -> dict:
     """A result with every call a no-call (reference mismatch, unreadable sample)."""
     return {
-        "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample_name, "source": source,
+        "schema_version": SCHEMA_VERSION,
+        "plasmacount_version": __version__,
+        "sample": sample_name,
+        "source": source,
         "reference": None,
-        "qc": {"status": "fail", "reasons": [reason], "counted_reads": None, "gc_residual": None, "bin_variance_ratio": None,
-               "chromosome_z_inflation": None, "window_z_inflation": None, "window_z_inflation_by_size": None, "panel_distance": None,
-               "chr21_cv": None, "chr21_poisson_cv": None},
-        "fetal_sex": "inconclusive", "fetal_sex_detail": {"chrY_z": None, "chrY_dose": None},
-        "fetal_fraction": {"estimate": None, "low": None, "high": None, "determinable": False, "methods": {}, "note": None},
+        "qc": {
+            "status": "fail",
+            "reasons": [reason],
+            "counted_reads": None,
+            "gc_residual": None,
+            "bin_variance_ratio": None,
+            "chromosome_z_inflation": None,
+            "window_z_inflation": None,
+            "window_z_inflation_by_size": None,
+            "panel_distance": None,
+            "chr21_cv": None,
+            "chr21_poisson_cv": None,
+        },
+        "fetal_sex": "inconclusive",
+        "fetal_sex_detail": {"chrY_z": None, "chrY_dose": None},
+        "fetal_fraction": {
+            "estimate": None,
+            "low": None,
+            "high": None,
+            "determinable": False,
+            "methods": {},
+            "note": None,
+        },
         "chromosomes": {},
-        "calls": [{"event": event, "result": "no-call", "score": None, "z": None, "log_bayes_factor": None,
-                   "minimum_fetal_fraction": None, "reason": reason, "note": None} for event in ALL_EVENTS],
-        "sex_chromosomes": None, "cnvs": [], "pattern": None, "detection_limit": None, "fragment_sizes": None, "profile": None,
+        "calls": [
+            {
+                "event": event,
+                "result": "no-call",
+                "score": None,
+                "z": None,
+                "log_bayes_factor": None,
+                "minimum_fetal_fraction": None,
+                "reason": reason,
+                "note": None,
+            }
+            for event in ALL_EVENTS
+        ],
+        "sex_chromosomes": None,
+        "cnvs": [],
+        "pattern": None,
+        "detection_limit": None,
+        "fragment_sizes": None,
+        "profile": None,
     }
 
 
@@ -173,7 +241,9 @@ def _scale(reference: Reference) -> float:
 
 
 @ignore_empty_bins
-def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOptions = NiptOptions(), where: str | None = None) -> dict:
+def analyse_sample(
+    sample: SampleCounts, reference: Reference, options: NiptOptions = NiptOptions(), where: str | None = None
+) -> dict:
     """The full prenatal result of one sample (see the module docstring)."""
     try:
         reference.check_sample(sample, where or sample.sample)
@@ -186,12 +256,16 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     names = _chromosome_names(sample)
     dispersion = aneuploidy.noise_dispersion(profile, profile.autosomal)
     # A whole-chromosome aneuploidy must not steer the principal-component correction of the rest.
-    first_scores = aneuploidy.score_chromosomes(profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion)
+    first_scores = aneuploidy.score_chromosomes(
+        profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion
+    )
     aneuploid = aneuploidy.beyond_threshold(first_scores)
     if aneuploid:
         profile = model.normalise(counts, aneuploid)
         dispersion = aneuploidy.noise_dispersion(profile, profile.autosomal)
-        first_scores = aneuploidy.score_chromosomes(profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion)
+        first_scores = aneuploidy.score_chromosomes(
+            profile.chromosome_ratio, profile.chromosome_counts, reference, dispersion
+        )
 
     # Fetal sex and the chrY dose.
     sex_model = reference.metadata["sex_model"]
@@ -206,8 +280,9 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     y_sd = math.hypot(calibration * 2 * dose_sd, 0.05 * max(y_fraction, 0.0))
 
     # Fetal fraction.
-    ff = fetal_fraction.estimate(sample, profile, reference, y_fraction, y_sd, sex["sex"], profile.chromosome_ratio["X"],
-                                 first_scores["X"]["sd"])
+    ff = fetal_fraction.estimate(
+        sample, profile, reference, y_fraction, y_sd, sex["sex"], profile.chromosome_ratio["X"], first_scores["X"]["sd"]
+    )
     combined = ff["combined"]
     independent = ff["sex_independent"]
     ff_note = None
@@ -220,10 +295,14 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
             combined = fetal_fraction.interval(independent[0], independent[1])
             ff_note = "chrY dose disagrees with the sex-independent estimate; chrY left out"
     if combined is None:
-        ff_note = ("not determinable: female or inconclusive fetal sex and no sex-independent estimator with skill on this "
-                   "reference; calls decided on z alone")
+        ff_note = (
+            "not determinable: female or inconclusive fetal sex and no sex-independent estimator with skill on this "
+            "reference; calls decided on z alone"
+        )
     ff_value = combined["estimate"] if combined else None
-    posterior = aneuploidy.FetalFractionPosterior.from_estimate(combined["estimate"], combined["sd"]) if combined else None
+    posterior = (
+        aneuploidy.FetalFractionPosterior.from_estimate(combined["estimate"], combined["sd"]) if combined else None
+    )
 
     # Segmental CNVs first: a CNV's bins must not count towards its chromosome's test.
     cnvs, cnv_bins, spread = _cnvs(profile, reference, keys, names, counts.sum(), ff_value, sex["sex"], options)
@@ -240,19 +319,27 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     inflation = aneuploidy.z_inflation(scores, with_cnv)
     scores = aneuploidy.deflate(scores, inflation)
     score_sd = np.asarray(reference.metadata.get("score_sd", []), dtype=float)
-    distance = float(panel_distance(profile.scores, score_sd)[0]) if score_sd.size == profile.scores.size and score_sd.size else float("nan")
+    distance = (
+        float(panel_distance(profile.scores, score_sd)[0])
+        if score_sd.size == profile.scores.size and score_sd.size
+        else float("nan")
+    )
     distance_limit = DISTANCE_FACTOR * reference.metadata.get("panel_distance", {}).get("q99", float("inf"))
     qc = _qc(sample, profile, scores, by_chromosome, dispersion, inflation, spread, distance, distance_limit)
 
     # Gains and losses on several chromosomes at once: a maternal condition, not fetal trisomies.
-    aberrant = sorted(aneuploidy.beyond_threshold(scores)
-                      | {name_key(c["chrom"]) for c in cnvs if c["origin"] != "maternal" and name_key(c["chrom"]) in AUTOSOME_KEYS},
-                      key=lambda k: int(k))
+    aberrant = sorted(
+        aneuploidy.beyond_threshold(scores)
+        | {name_key(c["chrom"]) for c in cnvs if c["origin"] != "maternal" and name_key(c["chrom"]) in AUTOSOME_KEYS},
+        key=lambda k: int(k),
+    )
     pattern = None
     if len(aberrant) >= PATTERN_CHROMOSOMES:
-        pattern = {"chromosomes": [names.get(k, k) for k in aberrant],
-                   "note": f"gains or losses on {len(aberrant)} autosomes at once: a pattern that suggests a maternal condition "
-                           "(for example a malignancy) rather than fetal aneuploidies; refer for clinical review"}
+        pattern = {
+            "chromosomes": [names.get(k, k) for k in aberrant],
+            "note": f"gains or losses on {len(aberrant)} autosomes at once: a pattern that suggests a maternal condition "
+            "(for example a malignancy) rather than fetal aneuploidies; refer for clinical review",
+        }
     window_inflated = bool(spread.beyond_limits(0))
     inflated = inflation > INFLATION_WARN or window_inflated
     if qc["status"] == "fail":
@@ -280,14 +367,26 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
         if trisomy_positive_may_stand and not pattern:
             despite = aneuploidy.call_trisomy(scores[key], posterior, None)
             if despite["result"] == "positive":
-                decision = {**despite, "note": ((despite["note"] + "; ") if despite["note"] else "")
-                            + f"called despite a chromosome z spread of {inflation:.2f}x the panel's (z divided by it)"}
+                decision = {
+                    **despite,
+                    "note": ((despite["note"] + "; ") if despite["note"] else "")
+                    + f"called despite a chromosome z spread of {inflation:.2f}x the panel's (z divided by it)",
+                }
         note = decision["note"]
         if decision["result"] == "positive" and any(name_key(c["chrom"]) == key for c in cnvs):
             note = ((note + "; ") if note else "") + "a CNV on this chromosome was left out of its test"
-        calls.append({"event": NAMED_TRISOMIES.get(key, f"T{key}"), "result": decision["result"], "score": decision["log_bayes_factor"],
-                      "z": decision["z"], "log_bayes_factor": decision["log_bayes_factor"],
-                      "minimum_fetal_fraction": decision["minimum_fetal_fraction"], "reason": decision["reason"], "note": note})
+        calls.append(
+            {
+                "event": NAMED_TRISOMIES.get(key, f"T{key}"),
+                "result": decision["result"],
+                "score": decision["log_bayes_factor"],
+                "z": decision["z"],
+                "log_bayes_factor": decision["log_bayes_factor"],
+                "minimum_fetal_fraction": decision["minimum_fetal_fraction"],
+                "reason": decision["reason"],
+                "note": note,
+            }
+        )
 
     # Sex-chromosome aneuploidies: X dosage and chrY dose, over the sex-independent FF when known.
     x_ratio, x_sd = scores["X"]["ratio"], scores["X"]["sd"]
@@ -299,18 +398,38 @@ def analyse_sample(sample: SampleCounts, reference: Reference, options: NiptOpti
     chromosomes = {names.get(key, key): {"ratio": s["ratio"], "z": s["z"], "sd": s["sd"]} for key, s in scores.items()}
     detection = _detection_limits(profile, reference, keys, counts.sum(), ff_value, scores, spread, options)
     return {
-        "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample.sample, "source": sample.source,
-        "reference": {"samples": len(reference.samples), "qc_status": reference.metadata.get("qc", {}).get("status"),
-                      "bin_size": reference.bin_size, "build": reference.layout.build},
+        "schema_version": SCHEMA_VERSION,
+        "plasmacount_version": __version__,
+        "sample": sample.sample,
+        "source": sample.source,
+        "reference": {
+            "samples": len(reference.samples),
+            "qc_status": reference.metadata.get("qc", {}).get("status"),
+            "bin_size": reference.bin_size,
+            "build": reference.layout.build,
+        },
         "qc": qc,
         "fetal_sex": sex["sex"],
         "fetal_sex_detail": {"chrY_z": sex["z"], "chrY_dose": dose},
-        "fetal_fraction": {"estimate": ff_value, "low": combined["low"] if combined else None, "high": combined["high"] if combined else None,
-                           "determinable": combined is not None, "methods": ff["methods"], "note": ff_note},
+        "fetal_fraction": {
+            "estimate": ff_value,
+            "low": combined["low"] if combined else None,
+            "high": combined["high"] if combined else None,
+            "determinable": combined is not None,
+            "methods": ff["methods"],
+            "note": ff_note,
+        },
         "chromosomes": chromosomes,
         "calls": calls,
-        "sex_chromosomes": {"x_ratio": x_ratio, "x_change": x_change, "x_sd": x_sd, "y_fetal_fraction": y_fraction, "y_sd": y_sd,
-                            "posteriors": classification["posteriors"], "best_karyotype": classification["best"]},
+        "sex_chromosomes": {
+            "x_ratio": x_ratio,
+            "x_change": x_change,
+            "x_sd": x_sd,
+            "y_fetal_fraction": y_fraction,
+            "y_sd": y_sd,
+            "posteriors": classification["posteriors"],
+            "best_karyotype": classification["best"],
+        },
         "cnvs": cnvs,
         "pattern": pattern,
         "detection_limit": detection,
@@ -324,8 +443,12 @@ def _size_summary(sample: SampleCounts) -> dict | None:
     if not sample.paired or sample.fragment_lengths is None or sample.fragment_lengths.sum() == 0:
         return None
     histogram = sample.fragment_lengths
-    return {"histogram_0_600": histogram[:601].astype(int).tolist(), "total": int(histogram.sum()),
-            "mode": int(np.argmax(histogram[:-1])), "share_below_150": float(histogram[:150].sum() / histogram.sum())}
+    return {
+        "histogram_0_600": histogram[:601].astype(int).tolist(),
+        "total": int(histogram.sum()),
+        "mode": int(np.argmax(histogram[:-1])),
+        "share_below_150": float(histogram[:150].sum() / histogram.sum()),
+    }
 
 
 def _sca_calls(classification: dict, no_call_reason: str | None) -> list[dict]:
@@ -333,8 +456,15 @@ def _sca_calls(classification: dict, no_call_reason: str | None) -> list[dict]:
     posteriors = classification["posteriors"]
     calls = []
     for event in events:
-        base = {"event": event, "score": None, "z": None, "log_bayes_factor": None, "minimum_fetal_fraction": None, "reason": None,
-                "note": None}
+        base = {
+            "event": event,
+            "score": None,
+            "z": None,
+            "log_bayes_factor": None,
+            "minimum_fetal_fraction": None,
+            "reason": None,
+            "note": None,
+        }
         if no_call_reason:
             calls.append({**base, "result": "no-call", "reason": no_call_reason})
             continue
@@ -344,14 +474,25 @@ def _sca_calls(classification: dict, no_call_reason: str | None) -> list[dict]:
         probability = posteriors[event]
         base["score"] = probability
         if classification["fit"] is not None and classification["fit"] > 25:
-            calls.append({**base, "result": "no-call",
-                          "reason": "X/Y dosage not explained by any fetal karyotype (maternal sex-chromosome mosaicism or CNV?)"})
+            calls.append(
+                {
+                    **base,
+                    "result": "no-call",
+                    "reason": "X/Y dosage not explained by any fetal karyotype (maternal sex-chromosome mosaicism or CNV?)",
+                }
+            )
         elif probability >= 0.99:
             calls.append({**base, "result": "positive"})
         elif probability <= 0.01:
             calls.append({**base, "result": "negative"})
         else:
-            calls.append({**base, "result": "no-call", "reason": f"posterior probability {probability:.2f}: X/Y dosage ambiguous at this fetal fraction"})
+            calls.append(
+                {
+                    **base,
+                    "result": "no-call",
+                    "reason": f"posterior probability {probability:.2f}: X/Y dosage ambiguous at this fetal fraction",
+                }
+            )
     return calls
 
 
@@ -365,7 +506,9 @@ def _bin_variance(reference: Reference, reads: float) -> np.ndarray:
     return (reference.panel["bin_sd"] / math.log(2)) ** 2 * _depth_scale(reference, reads)
 
 
-def _segment_null(reference: Reference, chosen: np.ndarray, on_x: bool, variance: np.ndarray, reads: float) -> tuple[float, float]:
+def _segment_null(
+    reference: Reference, chosen: np.ndarray, on_x: bool, variance: np.ndarray, reads: float
+) -> tuple[float, float]:
     """SD and mean of a segment's log2 ratio under the panel: the larger of the held-out panel
     samples' spread over the same bins (at this sample's depth) and the counting SD."""
     depth_scale = _depth_scale(reference, reads)
@@ -386,8 +529,16 @@ def _widened(null_sd: float, chosen: np.ndarray, variance: np.ndarray, spread: W
     return max(null_sd * spread.at(chosen.size, "relative"), counting * spread.at(chosen.size, "counting"))
 
 
-def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: float, ff: float | None, sex: str,
-          options: NiptOptions) -> tuple[list[dict], np.ndarray, WindowSpread]:
+def _cnvs(
+    profile,
+    reference: Reference,
+    keys: np.ndarray,
+    names: dict,
+    reads: float,
+    ff: float | None,
+    sex: str,
+    options: NiptOptions,
+) -> tuple[list[dict], np.ndarray, WindowSpread]:
     """Segment each chromosome and call CNVs with origin, syndrome and z against the panel.
 
     Returns the CNVs, the bins they cover, and the sample's window z spread, which widens every
@@ -424,10 +575,16 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
     panel_level = reference.metadata.get("window_inflation", {})
     # Against counting noise (what a segment's counting SD must be widened by at its length) and
     # against the panel's own spread (what QC judges).
-    measured = {size: window_inflation(log2, variance_all, keys, large, window_bins(size, reference.bin_size)) for size in WINDOW_SIZES}
-    spread = WindowSpread(relative={size: max(1.0, value / panel_level.get(str(size), 1.0)) for size, (value, _) in measured.items()},
-                          counting={size: value for size, (value, _) in measured.items()},
-                          windows={size: count for size, (_, count) in measured.items()}, bin_size=reference.bin_size)
+    measured = {
+        size: window_inflation(log2, variance_all, keys, large, window_bins(size, reference.bin_size))
+        for size in WINDOW_SIZES
+    }
+    spread = WindowSpread(
+        relative={size: max(1.0, value / panel_level.get(str(size), 1.0)) for size, (value, _) in measured.items()},
+        counting={size: value for size, (value, _) in measured.items()},
+        windows={size: count for size, (_, count) in measured.items()},
+        bin_size=reference.bin_size,
+    )
     calls = []
     covered = np.zeros(keys.size, dtype=bool)
     for key, chosen, mean, sd, panel_mean, level in segments:
@@ -435,7 +592,9 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
         z = (mean - panel_mean) / sd
         # A CNV differs from the panel and from the rest of its chromosome: pieces of a trisomy
         # (split at a gap) stand out from the panel only.
-        if abs(z) < required_z(options.cnv_z, chosen.size) or abs(mean - level - panel_mean) / sd < required_z(options.cnv_z, chosen.size):
+        if abs(z) < required_z(options.cnv_z, chosen.size) or abs(mean - level - panel_mean) / sd < required_z(
+            options.cnv_z, chosen.size
+        ):
             continue
         ratio = 2**mean
         # A shift far below what a heterozygous fetal event gives is noise or low-level mosaicism.
@@ -445,10 +604,22 @@ def _cnvs(profile, reference: Reference, keys: np.ndarray, names: dict, reads: f
         chrom_start, chrom_end = int(start[chosen[0]]), int(end[chosen[-1]])
         contig = reference.layout.contigs[int(index[chosen[0]])].name
         covered[chosen] = True
-        calls.append({"chrom": names.get(key, contig), "start": chrom_start, "end": chrom_end, "size": chrom_end - chrom_start,
-                      "bins": int(chosen.size), "type": "deletion" if ratio < 1 else "duplication", "copy_ratio": ratio,
-                      "log2_ratio": mean, "z": z, "origin": origin, "origin_log_likelihood": origin_detail,
-                      "syndrome": _syndrome(key, chrom_start, chrom_end, scale)})
+        calls.append(
+            {
+                "chrom": names.get(key, contig),
+                "start": chrom_start,
+                "end": chrom_end,
+                "size": chrom_end - chrom_start,
+                "bins": int(chosen.size),
+                "type": "deletion" if ratio < 1 else "duplication",
+                "copy_ratio": ratio,
+                "log2_ratio": mean,
+                "z": z,
+                "origin": origin,
+                "origin_log_likelihood": origin_detail,
+                "syndrome": _syndrome(key, chrom_start, chrom_end, scale),
+            }
+        )
     return calls, covered, spread
 
 
@@ -468,8 +639,16 @@ def _fetal_fraction_for_shift(shift_needed: float) -> float:
     return float(min(1.0, 2 * (1 - 2 ** (-shift_needed))))
 
 
-def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: float, ff: float | None, scores: dict,
-                      spread: WindowSpread, options: NiptOptions) -> dict:
+def _detection_limits(
+    profile,
+    reference: Reference,
+    keys: np.ndarray,
+    reads: float,
+    ff: float | None,
+    scores: dict,
+    spread: WindowSpread,
+    options: NiptOptions,
+) -> dict:
     """What this sample could have shown, at the calling thresholds with CNV_POWER probability.
 
     For each syndrome region: the smallest fetal fraction at which its heterozygous fetal deletion
@@ -489,13 +668,20 @@ def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: fl
         first, last = int(first * scale), int(last * scale)
         chosen = np.flatnonzero(usable & (keys == name_key(chrom)) & (end > first) & (start < last))
         if chosen.size < options.cnv_min_bins:
-            regions[name] = {"bins": int(chosen.size), "minimum_fetal_fraction": None, "seen_at_this_fetal_fraction": None}
+            regions[name] = {
+                "bins": int(chosen.size),
+                "minimum_fetal_fraction": None,
+                "seen_at_this_fetal_fraction": None,
+            }
             continue
         null_sd, _ = _segment_null(reference, chosen, False, variance, reads)
         sd = _widened(null_sd, chosen, variance, spread)
         needed = _fetal_fraction_for_shift((required_z(options.cnv_z, chosen.size) + power_z) * sd)
-        regions[name] = {"bins": int(chosen.size), "minimum_fetal_fraction": needed,
-                         "seen_at_this_fetal_fraction": (ff >= needed) if ff is not None else None}
+        regions[name] = {
+            "bins": int(chosen.size),
+            "minimum_fetal_fraction": needed,
+            "seen_at_this_fetal_fraction": (ff >= needed) if ff is not None else None,
+        }
     smallest = None
     typical = float(np.median(variance[usable & np.isin(keys, AUTOSOME_KEYS)])) if usable.any() else float("nan")
     if ff and np.isfinite(typical):
@@ -505,10 +691,14 @@ def _detection_limits(profile, reference: Reference, keys: np.ndarray, reads: fl
             if shift * math.sqrt(n / typical) / widening >= required_z(options.cnv_z, n) + power_z:
                 smallest = float(n * reference.bin_size)
                 break
-    return {"minimum_fetal_fraction_T21": aneuploidy.minimum_fetal_fraction(scores["21"]["sd"]),
-            "minimum_fetal_fraction_T18": aneuploidy.minimum_fetal_fraction(scores["18"]["sd"]),
-            "minimum_fetal_fraction_T13": aneuploidy.minimum_fetal_fraction(scores["13"]["sd"]),
-            "smallest_fetal_deletion_bp": smallest, "cnv_power": CNV_POWER, "syndrome_regions": regions}
+    return {
+        "minimum_fetal_fraction_T21": aneuploidy.minimum_fetal_fraction(scores["21"]["sd"]),
+        "minimum_fetal_fraction_T18": aneuploidy.minimum_fetal_fraction(scores["18"]["sd"]),
+        "minimum_fetal_fraction_T13": aneuploidy.minimum_fetal_fraction(scores["13"]["sd"]),
+        "smallest_fetal_deletion_bp": smallest,
+        "cnv_power": CNV_POWER,
+        "syndrome_regions": regions,
+    }
 
 
 def _origin(change: float, sd: float, ff: float | None) -> tuple[str, dict | None]:
@@ -521,7 +711,10 @@ def _origin(change: float, sd: float, ff: float | None) -> tuple[str, dict | Non
     sign = 1 if change > 0 else -1
     if ff is None:
         maternal = -0.5 * ((change - sign * 0.45) / math.sqrt(sd**2 + 0.05**2)) ** 2
-        return ("maternal" if abs(change) >= 0.3 and maternal > -0.5 * 3**2 else "uncertain"), {"fetal": None, "maternal": maternal}
+        return ("maternal" if abs(change) >= 0.3 and maternal > -0.5 * 3**2 else "uncertain"), {
+            "fetal": None,
+            "maternal": maternal,
+        }
     hypotheses = {"fetal": sign * ff / 2, "maternal": sign * 0.5, "maternal_only": sign * (1 - ff) / 2}
     sd_total = math.sqrt(sd**2 + (0.15 * ff / 2) ** 2)  # allow for fetal-fraction error
     log_like = {k: -0.5 * ((change - v) / sd_total) ** 2 for k, v in hypotheses.items()}
@@ -548,6 +741,7 @@ def _syndrome(key: str, start: int, end: int, scale: float) -> str | None:
 
 # ----------------------------------------------------------------------------- outputs
 
+
 def _write_sample(output: Path, result: dict) -> list[Path]:
     """One sample's JSON, CNV BED and VCF, and its profile tracks."""
     sample = result["sample"]
@@ -556,8 +750,9 @@ def _write_sample(output: Path, result: dict) -> list[Path]:
     files = {"cnv_bed": f"{stem}.cnv.bed", "cnv_vcf": f"{stem}.cnv.vcf.gz"}
     written = []
     if profile is not None:
-        track_files, track_paths = tracks.write_profile_tracks(output, sample, "nipt", profile,
-                                                               "plasmacount nipt: log2 ratio to the reference panel")
+        track_files, track_paths = tracks.write_profile_tracks(
+            output, sample, "nipt", profile, "plasmacount nipt: log2 ratio to the reference panel"
+        )
         files.update(track_files, segments_seg=f"{stem}.nipt.seg")
         written += track_paths
         written.append(tracks.write_seg(output / files["segments_seg"], _profile_segments(sample, profile)))
@@ -580,19 +775,46 @@ def write_results(results: Sequence[dict], output: str | os.PathLike, workers: i
     written.append(_write_bed(output / "nipt.cnv.bed", results))
     written.append(write_json(output / "nipt.batch_qc.json", batch_qc(results)))
     tsv = output / "nipt.tsv"
-    columns = ["sample", "qc_status", "fetal_sex", "fetal_fraction", "fetal_fraction_low", "fetal_fraction_high", "z_13", "z_18", "z_21",
-               "z_X", "positive", "no_call", "cnvs", "qc_reasons"]
+    columns = [
+        "sample",
+        "qc_status",
+        "fetal_sex",
+        "fetal_fraction",
+        "fetal_fraction_low",
+        "fetal_fraction_high",
+        "z_13",
+        "z_18",
+        "z_21",
+        "z_X",
+        "positive",
+        "no_call",
+        "cnvs",
+        "qc_reasons",
+    ]
     with atomic_output(tsv, "w") as stream:
         stream.write("\t".join(columns) + "\n")
         for r in results:
-            chromosome = lambda key: next((v["z"] for name, v in r["chromosomes"].items() if name_key(name) == key), None)  # noqa: E731
+            chromosome = lambda key: next(
+                (v["z"] for name, v in r["chromosomes"].items() if name_key(name) == key), None
+            )  # noqa: E731
             ff = r["fetal_fraction"]
-            row = [r["sample"], r["qc"]["status"], r["fetal_sex"], table_cell(ff["estimate"]), table_cell(ff["low"]), table_cell(ff["high"]),
-                   table_cell(chromosome("13")), table_cell(chromosome("18")), table_cell(chromosome("21")), table_cell(chromosome("X")),
-                   ",".join(c["event"] for c in r["calls"] if c["result"] == "positive") or "-",
-                   ",".join(c["event"] for c in r["calls"] if c["result"] == "no-call") or "-",
-                   ",".join(f"{c['type'][:3]}:{c['chrom']}:{c['start']}-{c['end']}:{c['origin']}" for c in r["cnvs"]) or "-",
-                   "; ".join(r["qc"]["reasons"]) or "-"]
+            row = [
+                r["sample"],
+                r["qc"]["status"],
+                r["fetal_sex"],
+                table_cell(ff["estimate"]),
+                table_cell(ff["low"]),
+                table_cell(ff["high"]),
+                table_cell(chromosome("13")),
+                table_cell(chromosome("18")),
+                table_cell(chromosome("21")),
+                table_cell(chromosome("X")),
+                ",".join(c["event"] for c in r["calls"] if c["result"] == "positive") or "-",
+                ",".join(c["event"] for c in r["calls"] if c["result"] == "no-call") or "-",
+                ",".join(f"{c['type'][:3]}:{c['chrom']}:{c['start']}-{c['end']}:{c['origin']}" for c in r["cnvs"])
+                or "-",
+                "; ".join(r["qc"]["reasons"]) or "-",
+            ]
             stream.write("\t".join(row) + "\n")
     written.append(tsv)
     return written
@@ -619,7 +841,16 @@ def _profile_segments(sample: str, profile: "Profile") -> list[tuple[str, str, i
             pieces = [(0, bins.size)]
         for first, last in pieces:
             chosen = bins[first:last]
-            rows.append((sample, chrom, int(finite.start[chosen[0]]), int(finite.end[chosen[-1]]), int(chosen.size), float(np.mean(finite.value[chosen]))))
+            rows.append(
+                (
+                    sample,
+                    chrom,
+                    int(finite.start[chosen[0]]),
+                    int(finite.end[chosen[-1]]),
+                    int(chosen.size),
+                    float(np.mean(finite.value[chosen])),
+                )
+            )
     return rows
 
 
@@ -629,8 +860,10 @@ def _write_bed(path: Path, results: Sequence[dict]) -> Path:
         for r in results:
             for c in r["cnvs"]:
                 name = f"{c['type']}_{c['origin']}"
-                stream.write(f"{c['chrom']}\t{c['start']}\t{c['end']}\t{name}\t{min(1000, int(abs(c['z']) * 10))}\t.\t{r['sample']}\t"
-                             f"{c['type']}\t{c['origin']}\t{c['copy_ratio']:.4f}\t{c['z']:.2f}\t{c['syndrome'] or '.'}\n")
+                stream.write(
+                    f"{c['chrom']}\t{c['start']}\t{c['end']}\t{name}\t{min(1000, int(abs(c['z']) * 10))}\t.\t{r['sample']}\t"
+                    f"{c['type']}\t{c['origin']}\t{c['copy_ratio']:.4f}\t{c['z']:.2f}\t{c['syndrome'] or '.'}\n"
+                )
     return path
 
 
@@ -645,18 +878,26 @@ def _write_vcf(path: Path, result: dict) -> Path:
         stream.write('##ALT=<ID=DEL,Description="Deletion">\n##ALT=<ID=DUP,Description="Duplication">\n')
         stream.write('##INFO=<ID=SVTYPE,Number=1,Type=String,Description="Type of structural variant">\n')
         stream.write('##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the variant">\n')
-        stream.write('##INFO=<ID=SVLEN,Number=1,Type=Integer,Description="Difference in length between REF and ALT alleles">\n')
+        stream.write(
+            '##INFO=<ID=SVLEN,Number=1,Type=Integer,Description="Difference in length between REF and ALT alleles">\n'
+        )
         stream.write('##INFO=<ID=IMPRECISE,Number=0,Type=Flag,Description="Imprecise structural variation">\n')
         stream.write('##INFO=<ID=ORIGIN,Number=1,Type=String,Description="fetal, maternal or uncertain">\n')
         stream.write('##INFO=<ID=RATIO,Number=1,Type=Float,Description="Copy ratio against the panel of normals">\n')
-        stream.write('##INFO=<ID=ZSCORE,Number=1,Type=Float,Description="Segment z-score against the panel of normals">\n')
-        stream.write('##INFO=<ID=SYNDROME,Number=1,Type=String,Description="Microdeletion/duplication syndrome region hit">\n')
+        stream.write(
+            '##INFO=<ID=ZSCORE,Number=1,Type=Float,Description="Segment z-score against the panel of normals">\n'
+        )
+        stream.write(
+            '##INFO=<ID=SYNDROME,Number=1,Type=String,Description="Microdeletion/duplication syndrome region hit">\n'
+        )
         stream.write("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
         for i, c in enumerate(sorted(result["cnvs"], key=lambda c: (contigs.index(c["chrom"]), c["start"]))):
             kind = "DEL" if c["type"] == "deletion" else "DUP"
             length = c["end"] - c["start"]
-            info = (f"SVTYPE={kind};END={c['end']};SVLEN={-length if kind == 'DEL' else length};IMPRECISE;ORIGIN={c['origin']};"
-                    f"RATIO={c['copy_ratio']:.4f};ZSCORE={c['z']:.2f}")
+            info = (
+                f"SVTYPE={kind};END={c['end']};SVLEN={-length if kind == 'DEL' else length};IMPRECISE;ORIGIN={c['origin']};"
+                f"RATIO={c['copy_ratio']:.4f};ZSCORE={c['z']:.2f}"
+            )
             if c["syndrome"]:
                 info += ";SYNDROME=" + c["syndrome"].replace(" ", "_").replace(";", "_").replace(",", "_")
             stream.write(f"{c['chrom']}\t{max(1, c['start'])}\tcnv{i + 1}\tN\t<{kind}>\t.\tPASS\t{info}\n")
@@ -669,8 +910,14 @@ def _analyse_one(shared: tuple[Reference, NiptOptions], task: tuple[SampleCounts
     return analyse_sample(sample, reference, options, where=where)
 
 
-def run_batch(paths: Sequence[str | os.PathLike], reference: Reference, output: str | os.PathLike, options: NiptOptions = NiptOptions(),
-              progress: Callable[[int, int], None] | None = None, workers: int = 1) -> list[dict]:
+def run_batch(
+    paths: Sequence[str | os.PathLike],
+    reference: Reference,
+    output: str | os.PathLike,
+    options: NiptOptions = NiptOptions(),
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+) -> list[dict]:
     """Analyse every counts file (bad ones become failed results) on `workers` processes and
     write the outputs (the same whatever the number of workers)."""
     from plasmacount.counts import load_counts
@@ -680,7 +927,9 @@ def run_batch(paths: Sequence[str | os.PathLike], reference: Reference, output: 
     for path in paths:
         sample = load_counts(path)
         if sample.sample in seen:
-            raise DataError(f"{path}: sample name {sample.sample!r} appears twice in this batch; rename one with `count --sample`")
+            raise DataError(
+                f"{path}: sample name {sample.sample!r} appears twice in this batch; rename one with `count --sample`"
+            )
         seen.add(sample.sample)
         tasks.append((sample, str(path)))
     with stage("nipt: analysing samples"):
@@ -717,5 +966,10 @@ def batch_qc(results: Sequence[dict]) -> dict:
                 medians[name] = float(np.median(values))
                 if abs(medians[name]) > 4 * standard_error:
                     reasons.append(f"{name} z shifted across the batch (median {medians[name]:+.2f})")
-    return {"status": "warn" if reasons else "pass", "reasons": reasons, "samples": len(results), "flagged_samples": flagged,
-            "median_chromosome_z": medians}
+    return {
+        "status": "warn" if reasons else "pass",
+        "reasons": reasons,
+        "samples": len(results),
+        "flagged_samples": flagged,
+        "median_chromosome_z": medians,
+    }

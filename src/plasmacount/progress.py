@@ -3,6 +3,7 @@
 Library functions take a plain callback `progress(done, total)`; the command line decides how
 to show it, so the library never writes to the terminal itself.
 """
+
 from __future__ import annotations
 
 import logging

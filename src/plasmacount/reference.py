@@ -16,6 +16,7 @@ and refuses samples counted another way.
 File format ("plasmacount-reference", version 1): an archive (see `files`) with
 `metadata.json` (layout, samples, models, QC) and arrays (mask, GC, median profile, PCA).
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,6 +46,7 @@ TESTED_KEYS = ("13", "18", "21")
 def ignore_empty_bins(function):
     """Bins without data (gaps, unused chrY) give NaN medians by design; NumPy's warnings about
     them say nothing, so the functions that take such medians silence them."""
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings():
@@ -65,13 +67,13 @@ class Profile:
 
     raw: np.ndarray
     gc_curve: GcCurve
-    coverage: np.ndarray        # GC-corrected coverage, mean 1 over used autosomal bins
-    log_ratio: np.ndarray       # natural-log ratio to the panel after PCA correction (NaN outside the mask)
-    expected: np.ndarray        # relative expected count per bin (GC x panel median x PCA)
-    scores: np.ndarray          # the sample's principal-component scores
+    coverage: np.ndarray  # GC-corrected coverage, mean 1 over used autosomal bins
+    log_ratio: np.ndarray  # natural-log ratio to the panel after PCA correction (NaN outside the mask)
+    expected: np.ndarray  # relative expected count per bin (GC x panel median x PCA)
+    scores: np.ndarray  # the sample's principal-component scores
     chromosome_ratio: dict[str, float]
     chromosome_counts: dict[str, float]
-    autosomal: np.ndarray       # used autosomal bins
+    autosomal: np.ndarray  # used autosomal bins
 
 
 @dataclass
@@ -82,10 +84,10 @@ class NormalisationModel:
     keys: np.ndarray
     gc: np.ndarray
     median: np.ndarray
-    center: np.ndarray          # mean log ratio of the autosomal blocks
-    components: np.ndarray      # k x autosomal blocks (orthonormal rows)
-    loadings: np.ndarray        # k x all blocks (regression of each block's log ratio on the scores)
-    blocks: np.ndarray          # per bin, its block (about 1/3000 of the genome), -1 when unused
+    center: np.ndarray  # mean log ratio of the autosomal blocks
+    components: np.ndarray  # k x autosomal blocks (orthonormal rows)
+    loadings: np.ndarray  # k x all blocks (regression of each block's log ratio on the scores)
+    blocks: np.ndarray  # per bin, its block (about 1/3000 of the genome), -1 when unused
     covariates: np.ndarray | None = None  # bins x c: bin properties for the within-sample correction
 
     @property
@@ -171,10 +173,13 @@ class NormalisationModel:
         return self.covariates @ coefficients[1:]
 
 
-def bin_covariates(annotation: BinAnnotation | None, gc: np.ndarray, median: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def bin_covariates(
+    annotation: BinAnnotation | None, gc: np.ndarray, median: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
     """Per bin, the standardised properties a new library bias may follow (see
     NormalisationModel.within_sample): mappability, GC x mappability, mappability squared (when the
     annotation has mappability) and the log of the panel's median coverage. 0 outside `mask`."""
+
     def standard(values: np.ndarray) -> np.ndarray:
         values = np.where(mask & np.isfinite(values), values, np.nan)
         centre, scale = np.nanmean(values), np.nanstd(values)
@@ -182,7 +187,11 @@ def bin_covariates(annotation: BinAnnotation | None, gc: np.ndarray, median: np.
 
     columns = []
     mappability = annotation.mappability if annotation is not None else None
-    if mappability is not None and np.isfinite(mappability[mask]).sum() > 0.5 * mask.sum() and np.nanstd(mappability[mask]) > 0:
+    if (
+        mappability is not None
+        and np.isfinite(mappability[mask]).sum() > 0.5 * mask.sum()
+        and np.nanstd(mappability[mask]) > 0
+    ):
         m, g = standard(mappability), standard(gc)
         columns += [m, standard(g * m), standard(m**2)]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -190,7 +199,9 @@ def bin_covariates(annotation: BinAnnotation | None, gc: np.ndarray, median: np.
     return np.column_stack(columns) if columns else np.zeros((gc.size, 0))
 
 
-def gc_corrected_coverage(raw: np.ndarray, median: np.ndarray, gc: np.ndarray, autosomal: np.ndarray) -> tuple[GcCurve, np.ndarray]:
+def gc_corrected_coverage(
+    raw: np.ndarray, median: np.ndarray, gc: np.ndarray, autosomal: np.ndarray
+) -> tuple[GcCurve, np.ndarray]:
     """GC curve and GC-corrected coverage of a sample (mean 1 over used autosomal bins).
 
     The curve is fitted on counts over the panel's median profile: the bins' own stickiness is
@@ -210,8 +221,9 @@ def _coverage(raw: np.ndarray, curve: GcCurve, autosomal: np.ndarray) -> np.ndar
     return corrected / (mean if mean > 0 else 1.0)
 
 
-def chromosome_ratios(raw: np.ndarray, expected: np.ndarray, mask: np.ndarray, keys: np.ndarray,
-                      excluded: frozenset[str] = frozenset()) -> tuple[dict[str, float], dict[str, float]]:
+def chromosome_ratios(
+    raw: np.ndarray, expected: np.ndarray, mask: np.ndarray, keys: np.ndarray, excluded: frozenset[str] = frozenset()
+) -> tuple[dict[str, float], dict[str, float]]:
     """Observed/expected of each chromosome against observed/expected of the other autosomes.
 
     1 for a normal chromosome; 1 + FF/2 for a fetal trisomy (the chromosome itself is left out of
@@ -285,8 +297,15 @@ def _autosomal_blocks(blocks: np.ndarray, keys: np.ndarray, n_blocks: int) -> np
 
 
 @ignore_empty_bins
-def fit_normalisation(coverages: np.ndarray, mask: np.ndarray, keys: np.ndarray, gc: np.ndarray, female: np.ndarray,
-                      n_components: int, annotation: BinAnnotation | None = None) -> NormalisationModel:
+def fit_normalisation(
+    coverages: np.ndarray,
+    mask: np.ndarray,
+    keys: np.ndarray,
+    gc: np.ndarray,
+    female: np.ndarray,
+    n_components: int,
+    annotation: BinAnnotation | None = None,
+) -> NormalisationModel:
     """Median profile (females only for chrX), PCA of the block log ratios of the autosomes, and
     the bin properties for the within-sample correction."""
     median = np.nanmedian(coverages, axis=0)
@@ -319,7 +338,9 @@ def fit_normalisation(coverages: np.ndarray, mask: np.ndarray, keys: np.ndarray,
     else:
         components = np.zeros((0, int(autosomal.sum())))
         loadings = np.zeros((0, n_blocks))
-    return NormalisationModel(use, keys, gc, median, center, components, loadings, blocks, bin_covariates(annotation, gc, median, use))
+    return NormalisationModel(
+        use, keys, gc, median, center, components, loadings, blocks, bin_covariates(annotation, gc, median, use)
+    )
 
 
 @dataclass
@@ -339,30 +360,38 @@ class Reference:
     def check_sample(self, counts: SampleCounts, where: str) -> None:
         """Refuse a sample counted with another bin size, build or contig set."""
         if counts.bin_size != self.bin_size:
-            raise DataError(f"{where}: counted in {counts.bin_size:,} bp bins but the reference uses {self.bin_size:,} bp bins; "
-                            "count it again with the reference's bins")
+            raise DataError(
+                f"{where}: counted in {counts.bin_size:,} bp bins but the reference uses {self.bin_size:,} bp bins; "
+                "count it again with the reference's bins"
+            )
         mine = {name_key(c.name): c.n_bins for c in counts.layout.contigs}
         for contig in self.layout.contigs:
             key = name_key(contig.name)
             if key not in mine:
                 raise DataError(f"{where}: has no {contig.name}; count it against the reference's genome build")
             if mine[key] != contig.n_bins:
-                raise DataError(f"{where}: {contig.name} has {mine[key]:,} bins but the reference has {contig.n_bins:,}: "
-                                "genome builds differ; count it against the reference's build")
+                raise DataError(
+                    f"{where}: {contig.name} has {mine[key]:,} bins but the reference has {contig.n_bins:,}: "
+                    "genome builds differ; count it against the reference's build"
+                )
 
     def check_annotation(self, annotation: BinAnnotation, where: str) -> None:
         """Refuse a bin annotation other than the one this reference was made with (other bin size,
         build, or GC content). The reference keeps its bins' GC and mappability, so a test needs no
         annotation; one given is only checked, to catch a reference made for other bins."""
         if annotation.bin_size != self.bin_size:
-            raise UsageError(f"{where} has {annotation.bin_size:,} bp bins but the reference {self.bin_size:,} bp; "
-                             "give the annotation the reference was made with, or none")
+            raise UsageError(
+                f"{where} has {annotation.bin_size:,} bp bins but the reference {self.bin_size:,} bp; "
+                "give the annotation the reference was made with, or none"
+            )
         check_compatible(annotation.layout, [(c.name, c.length) for c in self.layout.contigs], "the reference", where)
         gc = annotation.on_layout(self.layout).gc
         both = np.isfinite(gc) & np.isfinite(self.model.gc)
         if both.any() and np.max(np.abs(gc[both] - self.model.gc[both])) > 1e-6:
-            raise UsageError(f"{where} is not the annotation the reference was made with (its GC per bin differs); "
-                             "make the reference again with it, or leave --bins out")
+            raise UsageError(
+                f"{where} is not the annotation the reference was made with (its GC per bin differs); "
+                "make the reference again with it, or leave --bins out"
+            )
 
     def align(self, counts: SampleCounts) -> np.ndarray:
         """The sample's counts in the reference's bin order (names matched by key)."""
@@ -372,11 +401,26 @@ class Reference:
 
     def save(self, path: str | os.PathLike) -> None:
         metadata = dict(self.metadata)
-        metadata.update({"format": FORMAT, "format_version": FORMAT_VERSION, "plasmacount_version": __version__,
-                         "layout": self.layout.to_json(), "build": self.layout.build, "samples": self.samples})
+        metadata.update(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "plasmacount_version": __version__,
+                "layout": self.layout.to_json(),
+                "build": self.layout.build,
+                "samples": self.samples,
+            }
+        )
         model = self.model
-        arrays = {"mask": model.mask.astype(np.uint8), "gc": model.gc, "median": model.median, "center": model.center,
-                  "components": model.components, "loadings": model.loadings, "blocks": model.blocks}
+        arrays = {
+            "mask": model.mask.astype(np.uint8),
+            "gc": model.gc,
+            "median": model.median,
+            "center": model.center,
+            "components": model.components,
+            "loadings": model.loadings,
+            "blocks": model.blocks,
+        }
         if model.covariates is not None:
             arrays["covariates"] = model.covariates
         arrays.update({f"panel_{name}": value for name, value in self.panel.items()})
@@ -388,11 +432,20 @@ class Reference:
         layout = Layout.from_json(metadata["layout"])
         keys = chromosome_keys(layout)
         try:
-            model = NormalisationModel(arrays["mask"].astype(bool), keys, arrays["gc"], arrays["median"], arrays["center"],
-                                       arrays["components"], arrays["loadings"], arrays["blocks"], arrays.get("covariates"))
+            model = NormalisationModel(
+                arrays["mask"].astype(bool),
+                keys,
+                arrays["gc"],
+                arrays["median"],
+                arrays["center"],
+                arrays["components"],
+                arrays["loadings"],
+                arrays["blocks"],
+                arrays.get("covariates"),
+            )
         except KeyError as error:
             raise DataError(f"{path}: reference lacks {error}; rebuild it with `plasmacount reference`") from None
-        panel = {name[len("panel_"):]: value for name, value in arrays.items() if name.startswith("panel_")}
+        panel = {name[len("panel_") :]: value for name, value in arrays.items() if name.startswith("panel_")}
         return cls(layout, model, list(metadata["samples"]), metadata, panel)
 
 
@@ -425,7 +478,9 @@ def build_reference(
     from plasmacount import aneuploidy, fetal_fraction, sex_chromosomes
 
     if len(samples) < MINIMUM_PANEL:
-        raise UsageError(f"a reference needs at least {MINIMUM_PANEL} euploid samples (100+ advised); got {len(samples)}")
+        raise UsageError(
+            f"a reference needs at least {MINIMUM_PANEL} euploid samples (100+ advised); got {len(samples)}"
+        )
     names = [s.sample for s in samples]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -433,17 +488,27 @@ def build_reference(
     layout = samples[0].layout
     for sample in samples[1:]:
         if sample.bin_size != layout.bin_size:
-            raise DataError(f"{sample.sample}: counted in {sample.bin_size:,} bp bins, but {samples[0].sample} in {layout.bin_size:,} bp; "
-                            "count every panel sample with the same bins")
-        if [name_key(c.name) for c in sample.layout.contigs] != [name_key(c.name) for c in layout.contigs] or sample.layout.n_bins != layout.n_bins:
-            raise DataError(f"{sample.sample}: its contigs or bins differ from {samples[0].sample}'s (another genome build?); "
-                            "count every panel sample against one build")
+            raise DataError(
+                f"{sample.sample}: counted in {sample.bin_size:,} bp bins, but {samples[0].sample} in {layout.bin_size:,} bp; "
+                "count every panel sample with the same bins"
+            )
+        if [name_key(c.name) for c in sample.layout.contigs] != [
+            name_key(c.name) for c in layout.contigs
+        ] or sample.layout.n_bins != layout.n_bins:
+            raise DataError(
+                f"{sample.sample}: its contigs or bins differ from {samples[0].sample}'s (another genome build?); "
+                "count every panel sample against one build"
+            )
     if annotation is not None:
         if annotation.bin_size != layout.bin_size:
-            raise UsageError(f"the annotation has {annotation.bin_size:,} bp bins but the samples {layout.bin_size:,} bp")
+            raise UsageError(
+                f"the annotation has {annotation.bin_size:,} bp bins but the samples {layout.bin_size:,} bp"
+            )
         from plasmacount.genome import check_compatible
 
-        check_compatible(annotation.layout, [(c.name, c.length) for c in layout.contigs], samples[0].sample, "the bin annotation")
+        check_compatible(
+            annotation.layout, [(c.name, c.length) for c in layout.contigs], samples[0].sample, "the bin annotation"
+        )
         annotation = annotation.on_layout(layout)
     keys = chromosome_keys(layout)
     counts = np.array([s.counts for s in samples], dtype=float)
@@ -476,8 +541,10 @@ def build_reference(
     sex_model = sex_chromosomes.fit_sex_model(coverages, keys, mask, reads)
     female = np.array([s == "female" for s in sex_model["panel_sexes"]])
     if female.sum() < 5 or (~female).sum() < 5:
-        raise DataError(f"the panel has {int(female.sum())} female and {int((~female).sum())} male pregnancies; "
-                        "a reference needs at least 5 of each fetal sex (for chrX/chrY and fetal-fraction models)")
+        raise DataError(
+            f"the panel has {int(female.sum())} female and {int((~female).sum())} male pregnancies; "
+            "a reference needs at least 5 of each fetal sex (for chrX/chrY and fetal-fraction models)"
+        )
 
     # Held-out normalisation of every panel sample.
     n = len(samples)
@@ -487,7 +554,9 @@ def build_reference(
     for fold in range(folds):
         train = fold_of != fold
         with stage("reference: held-out normalisation"):
-            model = fit_normalisation(coverages[train], mask, keys, gc, female[train], min(n_components, int(train.sum()) // 4), annotation)
+            model = fit_normalisation(
+                coverages[train], mask, keys, gc, female[train], min(n_components, int(train.sum()) // 4), annotation
+            )
             for i in np.flatnonzero(~train):
                 held_out[i] = model.normalise(counts[i])
         if progress:
@@ -505,14 +574,23 @@ def build_reference(
     panel_reads = float(np.median(reads))
     window_levels = {}
     for size in WINDOW_SIZES:
-        levels = [window_inflation(residuals[i].astype(float) / np.log(2), (bin_sd / np.log(2)) ** 2 * panel_reads / max(reads[i], 1.0),
-                                   keys, np.zeros(keys.size, dtype=bool), window_bins(size, layout.bin_size))[0] for i in range(len(profiles))]
+        levels = [
+            window_inflation(
+                residuals[i].astype(float) / np.log(2),
+                (bin_sd / np.log(2)) ** 2 * panel_reads / max(reads[i], 1.0),
+                keys,
+                np.zeros(keys.size, dtype=bool),
+                window_bins(size, layout.bin_size),
+            )[0]
+            for i in range(len(profiles))
+        ]
         window_levels[str(size)] = float(np.median(levels))
     x_ratios = np.array([p.chromosome_ratio["X"] for p in profiles])
     scores = np.array([final.normalise(row).scores for row in counts])
     panel_block_logs = _block_logs(coverages, final.median, final.blocks, final.n_blocks)[:, final.autosomal_blocks]
-    ff_models = fetal_fraction.fit_models(samples, scores, sex_model, x_ratios, chromosome_stats["X"]["mean"],
-                                          block_logs=np.nan_to_num(panel_block_logs))
+    ff_models = fetal_fraction.fit_models(
+        samples, scores, sex_model, x_ratios, chromosome_stats["X"]["mean"], block_logs=np.nan_to_num(panel_block_logs)
+    )
     # How far panel samples lie from the panel centre in the normalisation space (per-component SD
     # units): a tested sample far beyond them is one the panel does not describe.
     score_sd = scores.std(axis=0) if scores.size else np.zeros(0)
@@ -532,8 +610,10 @@ def build_reference(
         "bins_used": int(mask.sum()),
         "window_inflation": window_levels,
         "score_sd": [float(v) for v in score_sd],
-        "panel_distance": {"median": float(np.median(distances)) if distances.size else 0.0,
-                           "q99": float(np.quantile(distances, 0.99)) if distances.size else 0.0},
+        "panel_distance": {
+            "median": float(np.median(distances)) if distances.size else 0.0,
+            "q99": float(np.quantile(distances, 0.99)) if distances.size else 0.0,
+        },
     }
     reference = Reference(layout, final, names, metadata, {"residuals": residuals, "bin_sd": bin_sd.astype(np.float64)})
     reference.metadata["qc"] = reference_qc(reference, profiles, female, reads)
@@ -571,22 +651,41 @@ def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarr
                 outliers.append(f"{reference.samples[i]} (chr{key} z {z:.1f})")
     if outliers:
         (reasons_fail if len(outliers) > max(2, 0.02 * n) else reasons_warn).append(
-            "panel samples look aneuploid or noisy: " + ", ".join(outliers[:5]) + (" ..." if len(outliers) > 5 else ""))
+            "panel samples look aneuploid or noisy: " + ", ".join(outliers[:5]) + (" ..." if len(outliers) > 5 else "")
+        )
     from plasmacount.fetal_fraction import SKILL_MIN_R, skilled
 
     ff_models = reference.metadata["fetal_fraction"]
-    skill = {name: ({"cv_r": model["cv_r"], "cv_rmse": model["cv_rmse"], "n_training": model["n_training"], "used": skilled(model)}
-                    if model else None)
-             for name, model in (("fragment_size", ff_models.get("size")), ("bin_profile", ff_models.get("profile")))}
+    skill = {
+        name: (
+            {
+                "cv_r": model["cv_r"],
+                "cv_rmse": model["cv_rmse"],
+                "n_training": model["n_training"],
+                "used": skilled(model),
+            }
+            if model
+            else None
+        )
+        for name, model in (("fragment_size", ff_models.get("size")), ("bin_profile", ff_models.get("profile")))
+    }
     if not any(entry and entry["used"] for entry in skill.values()):
         shown = ", ".join(f"{name} r {entry['cv_r']:.2f}" for name, entry in skill.items() if entry) or "none trained"
-        reasons_warn.append(f"no sex-independent fetal-fraction estimator reaches r >= {SKILL_MIN_R} on the panel ({shown}): "
-                            "female fetal fraction is not determinable and female calls are made on z alone")
+        reasons_warn.append(
+            f"no sex-independent fetal-fraction estimator reaches r >= {SKILL_MIN_R} on the panel ({shown}): "
+            "female fetal fraction is not determinable and female calls are made on z alone"
+        )
     used = int(reference.model.mask.sum())
     if used < 0.5 * reference.layout.n_bins:
         reasons_warn.append(f"only {used:,} of {reference.layout.n_bins:,} bins usable")
     status = "FAIL" if reasons_fail else "WARN" if reasons_warn else "PASS"
-    return {"status": status, "reasons": reasons_fail + reasons_warn, "outlier_samples": outliers,
-            "female_samples": int(female.sum()), "male_samples": int((~female).sum()), "fetal_fraction_skill": skill,
-            "effective_chrY_bins": reference.metadata["sex_model"].get("effective_chrY_bins"),
-            "median_reads": int(np.median(reads))}
+    return {
+        "status": status,
+        "reasons": reasons_fail + reasons_warn,
+        "outlier_samples": outliers,
+        "female_samples": int(female.sum()),
+        "male_samples": int((~female).sum()),
+        "fetal_fraction_skill": skill,
+        "effective_chrY_bins": reference.metadata["sex_model"].get("effective_chrY_bins"),
+        "median_reads": int(np.median(reads)),
+    }

@@ -10,6 +10,7 @@ report opens with no network; the data behind every plot is written beside it as
 input, same bytes: SVG ids are salted with a fixed string and no date but the report date is
 written.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -37,7 +38,14 @@ from plasmacount.tracks import Profile, read_bedgraph
 ANALYSES = ("nipt", "tumor", "viral", "fragments")
 Z_THRESHOLD = 3.0  # the conventional screening line drawn on arm z-score plots
 TRISOMY_Z = Z_POSITIVE  # the prenatal calling threshold
-COLOURS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828", "gain": "#c62828", "loss": "#1565c0", "neutral": "#757575"}
+COLOURS = {
+    "pass": "#2e7d32",
+    "warn": "#ef6c00",
+    "fail": "#c62828",
+    "gain": "#c62828",
+    "loss": "#1565c0",
+    "neutral": "#757575",
+}
 
 
 @dataclass
@@ -66,6 +74,7 @@ class Figure:
 
 # ----------------------------------------------------------------------------- collecting results
 
+
 def collect(paths: list[str | os.PathLike]) -> list[SampleResults]:
     """Result JSON files given directly or found (recursively) in folders, grouped by sample."""
     found: list[Path] = []
@@ -74,12 +83,16 @@ def collect(paths: list[str | os.PathLike]) -> list[SampleResults]:
             found.extend(sorted(p for p in path.rglob("*.json") if _analysis_of(p)))
         elif path.is_file():
             if not _analysis_of(path):
-                raise UsageError(f"{path}: not a plasmacount result (expected <sample>.nipt.json, .tumor.json, .viral.json or .fragments.json)")
+                raise UsageError(
+                    f"{path}: not a plasmacount result (expected <sample>.nipt.json, .tumor.json, .viral.json or .fragments.json)"
+                )
             found.append(path)
         else:
             raise UsageError(f"{path}: no such file or folder")
     if not found:
-        raise UsageError(f"no plasmacount results (*.nipt.json, *.tumor.json, *.viral.json, *.fragments.json) in {', '.join(map(str, paths))}")
+        raise UsageError(
+            f"no plasmacount results (*.nipt.json, *.tumor.json, *.viral.json, *.fragments.json) in {', '.join(map(str, paths))}"
+        )
     samples: dict[str, SampleResults] = {}
     for path in found:
         analysis = _analysis_of(path)
@@ -91,8 +104,10 @@ def collect(paths: list[str | os.PathLike]) -> list[SampleResults]:
             raise DataError(f"{path}: no 'sample' key; is it a plasmacount {analysis} result?")
         entry = samples.setdefault(str(result["sample"]), SampleResults(str(result["sample"])))
         if analysis in entry.results:
-            raise DataError(f"{path}: a second {analysis} result for sample {result['sample']!r} (first: {entry.sources[-1]}); "
-                            "give one folder per batch")
+            raise DataError(
+                f"{path}: a second {analysis} result for sample {result['sample']!r} (first: {entry.sources[-1]}); "
+                "give one folder per batch"
+            )
         entry.results[analysis] = result
         entry.sources.append(path)
         histogram = path.parent / f"{sample_file_stem(result['sample'])}.size_histogram.tsv"
@@ -146,6 +161,7 @@ def _analysis_of(path: Path) -> str | None:
 
 # ----------------------------------------------------------------------------- plots
 
+
 def _pyplot():
     import matplotlib
 
@@ -153,8 +169,17 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     # parse_math off: a '$' in a sample name or comment is text, not TeX to typeset (or fail on).
-    plt.rcParams.update({"text.parse_math": False, "svg.hashsalt": "plasmacount", "svg.fonttype": "none", "font.size": 9,
-                         "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100})
+    plt.rcParams.update(
+        {
+            "text.parse_math": False,
+            "svg.hashsalt": "plasmacount",
+            "svg.fonttype": "none",
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "figure.dpi": 100,
+        }
+    )
     return plt
 
 
@@ -162,7 +187,7 @@ def _svg(figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight", dpi=200)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def _genome_axis(profile: Profile):
@@ -194,10 +219,14 @@ def _windowed(profile: Profile, window: int) -> Profile:
             start.append(int(group * window))
             end.append(int(min((group + 1) * window, profile.contig_lengths.get(name, (group + 1) * window))))
             value.append(float(np.median(profile.value[chosen])))
-    return Profile(chrom, np.array(start, dtype=np.int64), np.array(end, dtype=np.int64), np.array(value), profile.contig_lengths)
+    return Profile(
+        chrom, np.array(start, dtype=np.int64), np.array(end, dtype=np.int64), np.array(value), profile.contig_lengths
+    )
 
 
-def profile_figure(profile: Profile, regions: list[dict], title: str, name: str, caption: str, window: int = 1_000_000) -> Figure:
+def profile_figure(
+    profile: Profile, regions: list[dict], title: str, name: str, caption: str, window: int = 1_000_000
+) -> Figure:
     """Genome-wide log2 ratio (median per window) with called regions drawn over it."""
     plt = _pyplot()
     shown = _windowed(profile, window) if np.median(profile.end - profile.start) < window else profile.finite()
@@ -222,7 +251,9 @@ def profile_figure(profile: Profile, regions: list[dict], title: str, name: str,
     axis.set_ylim(max(low, -1.5) - 0.05, min(high, 1.5) + 0.05)
     axis.set_ylabel("log2 ratio")
     axis.set_title(title, loc="left")
-    rows = [[c, int(s), int(e), round(float(v), 5)] for c, s, e, v in zip(shown.chrom, shown.start, shown.end, shown.value)]
+    rows = [
+        [c, int(s), int(e), round(float(v), 5)] for c, s, e, v in zip(shown.chrom, shown.start, shown.end, shown.value)
+    ]
     return Figure(name, title, _svg(figure), ["chrom", "start", "end", "log2_ratio"], rows, caption, figure)
 
 
@@ -241,26 +272,50 @@ def region_figure(profile: Profile, region: dict, number: int, title: str, capti
     colour = COLOURS.get(region["kind"], "#757575")
     figure, axis = plt.subplots(figsize=(9, 2.6))
     axis.axvspan(region["start"] / 1e6, region["end"] / 1e6, color=colour, alpha=0.12, linewidth=0)
-    axis.scatter(middle[~inside], np.clip(values[~inside], -1.5, 1.5), s=4, color="#757575", linewidths=0, rasterized=True)
+    axis.scatter(
+        middle[~inside], np.clip(values[~inside], -1.5, 1.5), s=4, color="#757575", linewidths=0, rasterized=True
+    )
     axis.scatter(middle[inside], np.clip(values[inside], -1.5, 1.5), s=7, color=colour, linewidths=0, rasterized=True)
-    axis.plot([region["start"] / 1e6, region["end"] / 1e6], [region["log2_ratio"]] * 2, color=colour, linewidth=2.5, solid_capstyle="butt")
+    axis.plot(
+        [region["start"] / 1e6, region["end"] / 1e6],
+        [region["log2_ratio"]] * 2,
+        color=colour,
+        linewidth=2.5,
+        solid_capstyle="butt",
+    )
     axis.axhline(0, color="#999999", linewidth=0.8)
     axis.set_xlim(0, profile.contig_lengths.get(region["chrom"], float(profile.end[rows].max(initial=1))) / 1e6)
     spread = float(np.nanquantile(np.abs(values), 0.995)) if values.size else 0.3
-    axis.set_ylim(-max(0.3, min(spread, 1.5), abs(region["log2_ratio"]) * 1.5), max(0.3, min(spread, 1.5), abs(region["log2_ratio"]) * 1.5))
+    axis.set_ylim(
+        -max(0.3, min(spread, 1.5), abs(region["log2_ratio"]) * 1.5),
+        max(0.3, min(spread, 1.5), abs(region["log2_ratio"]) * 1.5),
+    )
     axis.set_xlabel(f"{region['chrom']} position (Mb)")
     axis.set_ylabel("log2 ratio")
     axis.set_title(title, loc="left")
-    data = [[region["chrom"], int(s), int(e), round(float(v), 5), str(bool(i)).lower()]
-            for s, e, v, i in zip(profile.start[rows], profile.end[rows], values, inside)]
-    return Figure(f"region_{number}", title, _svg(figure), ["chrom", "start", "end", "log2_ratio", "in_region"], data, caption, figure)
+    data = [
+        [region["chrom"], int(s), int(e), round(float(v), 5), str(bool(i)).lower()]
+        for s, e, v, i in zip(profile.start[rows], profile.end[rows], values, inside)
+    ]
+    return Figure(
+        f"region_{number}",
+        title,
+        _svg(figure),
+        ["chrom", "start", "end", "log2_ratio", "in_region"],
+        data,
+        caption,
+        figure,
+    )
 
 
 def _region_title(region: dict) -> str:
     size = (region["end"] - region["start"]) / 1e6
     what = {"gain": "gain", "loss": "loss"}.get(region["kind"], region["kind"])
-    return (f"{region.get('label') or what.capitalize()} of {size:.1f} Mb at {region['chrom']}:{region['start']:,}-{region['end']:,}"
-            + (f", {region['syndrome']} region" if region.get("syndrome") else "") + f", {region['bins']} bins")
+    return (
+        f"{region.get('label') or what.capitalize()} of {size:.1f} Mb at {region['chrom']}:{region['start']:,}-{region['end']:,}"
+        + (f", {region['syndrome']} region" if region.get("syndrome") else "")
+        + f", {region['bins']} bins"
+    )
 
 
 def z_figure(result: dict) -> Figure:
@@ -279,27 +334,51 @@ def z_figure(result: dict) -> Figure:
 
     colours = [COLOURS["fail"] if positive(n) else "#546e7a" for n in names]
     autosomal = [abs(v) for n, v in zip(names, z) if name_key(n) not in SEX_CHROMOSOME_EVENTS]
-    limit = max(2 * TRISOMY_Z, 1.15 * max(autosomal, default=0.0), *(1.15 * abs(v) for n, v in zip(names, z) if positive(n)))
+    limit = max(
+        2 * TRISOMY_Z, 1.15 * max(autosomal, default=0.0), *(1.15 * abs(v) for n, v in zip(names, z) if positive(n))
+    )
     drawn = [float(np.clip(v, -limit, limit)) for v in z]
     figure, axis = plt.subplots(figsize=(11, 2.8))
     axis.bar(range(len(z)), drawn, color=colours)
     for i, (value, shown) in enumerate(zip(z, drawn)):
         if value != shown:
-            axis.annotate(f"{value:.0f}", (i, shown), textcoords="offset points", xytext=(0, 3 if value > 0 else -9), ha="center", fontsize=7)
+            axis.annotate(
+                f"{value:.0f}",
+                (i, shown),
+                textcoords="offset points",
+                xytext=(0, 3 if value > 0 else -9),
+                ha="center",
+                fontsize=7,
+            )
     for line in (-TRISOMY_Z, TRISOMY_Z):
         axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
     axis.axhline(0, color="#999999", linewidth=0.8)
     axis.set_ylim(-1.12 * limit, 1.12 * limit)
     axis.set_xticks(range(len(z)), [n.removeprefix("chr") for n in names], fontsize=7)
     axis.set_ylabel("z-score")
-    axis.set_title(f"Chromosome z-scores against the reference panel (dashed: |z| = {TRISOMY_Z:g}, the calling threshold)", loc="left")
-    rows = [[n, table_cell(v["z"], ".6f"), table_cell(v["ratio"], ".6f"), round(d, 6), str(positive(n)).lower()]
-            for (n, v), d in zip(chromosomes, drawn)]
-    caption = (f"A trisomy needs z >= {TRISOMY_Z:g}; when the fetal fraction is known the counts must also favour a trisomy at that "
-               "fetal fraction 100:1. Bins of segmental CNVs are left out of their chromosome's z. Red: chromosomes of a positive call "
-               "(chrX for 45,X, 47,XXX and 47,XXY; chrY for 47,XXY and 47,XYY). Bars beyond the axis are cut and labelled with their "
-               "z: in a male pregnancy chrX and chrY lie far from the reference by nature (one X, and a Y).")
-    return Figure("z_scores", "Chromosome z-scores", _svg(figure), ["chromosome", "z", "ratio", "drawn_z", "positive"], rows, caption, figure)
+    axis.set_title(
+        f"Chromosome z-scores against the reference panel (dashed: |z| = {TRISOMY_Z:g}, the calling threshold)",
+        loc="left",
+    )
+    rows = [
+        [n, table_cell(v["z"], ".6f"), table_cell(v["ratio"], ".6f"), round(d, 6), str(positive(n)).lower()]
+        for (n, v), d in zip(chromosomes, drawn)
+    ]
+    caption = (
+        f"A trisomy needs z >= {TRISOMY_Z:g}; when the fetal fraction is known the counts must also favour a trisomy at that "
+        "fetal fraction 100:1. Bins of segmental CNVs are left out of their chromosome's z. Red: chromosomes of a positive call "
+        "(chrX for 45,X, 47,XXX and 47,XXY; chrY for 47,XXY and 47,XYY). Bars beyond the axis are cut and labelled with their "
+        "z: in a male pregnancy chrX and chrY lie far from the reference by nature (one X, and a Y)."
+    )
+    return Figure(
+        "z_scores",
+        "Chromosome z-scores",
+        _svg(figure),
+        ["chromosome", "z", "ratio", "drawn_z", "positive"],
+        rows,
+        caption,
+        figure,
+    )
 
 
 def arm_figure(result: dict) -> Figure:
@@ -308,26 +387,44 @@ def arm_figure(result: dict) -> Figure:
     arms = sorted(result["arms"].items(), key=lambda item: (_chromosome_order(item[0][:-1]), item[0][-1]))
     z = [0.0 if v["z"] is None else v["z"] for _, v in arms]
     figure, axis = plt.subplots(figsize=(11, 2.8))
-    axis.bar(range(len(z)), z, color=[COLOURS["gain"] if v > Z_THRESHOLD else COLOURS["loss"] if v < -Z_THRESHOLD else "#9e9e9e" for v in z])
+    axis.bar(
+        range(len(z)),
+        z,
+        color=[COLOURS["gain"] if v > Z_THRESHOLD else COLOURS["loss"] if v < -Z_THRESHOLD else "#9e9e9e" for v in z],
+    )
     for line in (-Z_THRESHOLD, Z_THRESHOLD):
         axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
     axis.set_xticks(range(len(z)), [name for name, _ in arms], fontsize=6, rotation=90)
     axis.set_ylabel("z-score")
     axis.set_title(f"Chromosome-arm z-scores (CNA score {result['cna_score']}: arms beyond |z| = 3)", loc="left")
     rows = [[name, v["bins"], table_cell(v["mean_log2"], ".6f"), table_cell(v["z"], ".6f")] for name, v in arms]
-    return Figure("arm_z_scores", "Arm z-scores", _svg(figure), ["arm", "bins", "mean_log2", "z"], rows,
-                  f"z against {result.get('arm_reference', 'the panel')}.", figure)
+    return Figure(
+        "arm_z_scores",
+        "Arm z-scores",
+        _svg(figure),
+        ["arm", "bins", "mean_log2", "z"],
+        rows,
+        f"z against {result.get('arm_reference', 'the panel')}.",
+        figure,
+    )
 
 
 def fetal_fraction_figure(result: dict) -> Figure:
     """Each fetal-fraction estimate with its interval, and the combined one."""
     plt = _pyplot()
     ff = result["fetal_fraction"]
-    entries = [(method.replace("_", " "), v["estimate"], v.get("low"), v.get("high")) for method, v in sorted(ff["methods"].items())
-               if v and v.get("estimate") is not None]
+    entries = [
+        (method.replace("_", " "), v["estimate"], v.get("low"), v.get("high"))
+        for method, v in sorted(ff["methods"].items())
+        if v and v.get("estimate") is not None
+    ]
     sexes = result.get("sex_chromosomes") or {}
     # The chrY dose is drawn once: from the methods when they hold it, else from the sex-chromosome model.
-    if result.get("fetal_sex") == "male" and sexes.get("y_fetal_fraction") is not None and not (ff["methods"].get("chrY") or {}).get("estimate"):
+    if (
+        result.get("fetal_sex") == "male"
+        and sexes.get("y_fetal_fraction") is not None
+        and not (ff["methods"].get("chrY") or {}).get("estimate")
+    ):
         y, sd = sexes["y_fetal_fraction"], sexes["y_sd"]
         entries.append(("chrY dose", y, y - 1.96 * sd, y + 1.96 * sd))
     if ff["estimate"] is not None:
@@ -343,10 +440,19 @@ def fetal_fraction_figure(result: dict) -> Figure:
     axis.set_xlim(left=0)
     axis.set_title("Fetal fraction by method (95 % intervals)", loc="left")
     rows = [[label, table_cell(e, ".6f"), table_cell(lo, ".6f"), table_cell(hi, ".6f")] for label, e, lo, hi in entries]
-    return Figure("fetal_fraction", "Fetal fraction", _svg(figure), ["method", "estimate", "low", "high"], rows, "", figure)
+    return Figure(
+        "fetal_fraction", "Fetal fraction", _svg(figure), ["method", "estimate", "low", "high"], rows, "", figure
+    )
 
 
-KARYOTYPE_UNITS = {"46,XX": (0.0, 0.0), "46,XY": (-0.5, 1.0), "45,X": (-0.5, 0.0), "47,XXX": (0.5, 0.0), "47,XXY": (0.0, 1.0), "47,XYY": (-0.5, 2.0)}
+KARYOTYPE_UNITS = {
+    "46,XX": (0.0, 0.0),
+    "46,XY": (-0.5, 1.0),
+    "45,X": (-0.5, 0.0),
+    "47,XXX": (0.5, 0.0),
+    "47,XXY": (0.0, 1.0),
+    "47,XYY": (-0.5, 2.0),
+}
 
 
 def sex_chromosome_figure(result: dict) -> Figure | None:
@@ -368,7 +474,9 @@ def sex_chromosome_figure(result: dict) -> Figure | None:
         axis.annotate(karyotype, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8, color="#616161")
         rows.append([f"expected {karyotype}", round(x, 4), round(y, 4), "", ""])
     x, y = 100 * sexes["x_change"], 100 * sexes["y_fetal_fraction"]
-    axis.add_patch(Ellipse((x, y), 2 * 1.96 * 100 * sexes["x_sd"], 2 * 1.96 * 100 * sexes["y_sd"], fill=False, color="#c62828"))
+    axis.add_patch(
+        Ellipse((x, y), 2 * 1.96 * 100 * sexes["x_sd"], 2 * 1.96 * 100 * sexes["y_sd"], fill=False, color="#c62828")
+    )
     axis.plot(x, y, "o", color="#c62828")
     axis.annotate(result["sample"], (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8, color="#c62828")
     rows.append(["sample", round(x, 4), round(y, 4), round(100 * sexes["x_sd"], 4), round(100 * sexes["y_sd"], 4)])
@@ -378,12 +486,24 @@ def sex_chromosome_figure(result: dict) -> Figure | None:
     axis.set_ylabel("chrY dose (fetal-fraction units, %)")
     axis.set_title(f"Sex chromosomes: best fit {sexes.get('best_karyotype') or 'none'}", loc="left")
     caption = "Grey squares: where each fetal karyotype falls at this sample's fetal fraction. Red: the sample with its 95 % ellipse."
-    return Figure("sex_chromosomes", "X-vs-Y dosage", _svg(figure), ["point", "x_change_percent", "y_dose_percent", "x_sd", "y_sd"], rows,
-                  caption, figure)
+    return Figure(
+        "sex_chromosomes",
+        "X-vs-Y dosage",
+        _svg(figure),
+        ["point", "x_change_percent", "y_dose_percent", "x_sd", "y_sd"],
+        rows,
+        caption,
+        figure,
+    )
 
 
-def size_figure(histogram: list[int], title: str, name: str = "fragment_sizes", other: list[int] | None = None,
-                other_label: str = "") -> Figure:
+def size_figure(
+    histogram: list[int],
+    title: str,
+    name: str = "fragment_sizes",
+    other: list[int] | None = None,
+    other_label: str = "",
+) -> Figure:
     """Fragment-size distribution (share of fragments per bp), optionally beside a second profile."""
     plt = _pyplot()
     counts = np.asarray(histogram, dtype=float)
@@ -405,8 +525,11 @@ def size_figure(histogram: list[int], title: str, name: str = "fragment_sizes", 
     axis.set_xlim(0, counts.size - 1)
     axis.set_title(title, loc="left")
     columns = ["length_bp", "fragments", "share"] + (["other_share"] if other is not None else [])
-    rows = [[int(n), int(counts[n]), round(float(share[n]), 7)] + ([round(float(other_share[n]), 7)] if other_share is not None else [])
-            for n in range(counts.size)]
+    rows = [
+        [int(n), int(counts[n]), round(float(share[n]), 7)]
+        + ([round(float(other_share[n]), 7)] if other_share is not None else [])
+        for n in range(counts.size)
+    ]
     caption = "Dotted: 166 bp (the nucleosome peak); dashed: 150 bp (short fragments lie left of it)."
     return Figure(name, title, _svg(figure), columns, rows, caption, figure)
 
@@ -424,9 +547,19 @@ def end_motif_figure(result: dict) -> Figure | None:
     axis.set_xticks(range(len(shown)), [m["motif"] for m in shown], fontsize=7, rotation=90)
     axis.set_ylabel("% of fragment ends")
     diversity = result["end_motifs"].get("diversity")
-    axis.set_title(f"5' end motifs (diversity score {diversity:.3f})" if diversity is not None else "5' end motifs", loc="left")
+    axis.set_title(
+        f"5' end motifs (diversity score {diversity:.3f})" if diversity is not None else "5' end motifs", loc="left"
+    )
     rows = [[m["motif"], round(m["frequency"], 7)] for m in motifs]
-    return Figure("end_motifs", "End motifs", _svg(figure), ["motif", "frequency"], rows, "Dotted: the uniform share (1/256).", figure)
+    return Figure(
+        "end_motifs",
+        "End motifs",
+        _svg(figure),
+        ["motif", "frequency"],
+        rows,
+        "Dotted: the uniform share (1/256).",
+        figure,
+    )
 
 
 def batch_strip_figure(samples: list[SampleResults]) -> Figure | None:
@@ -447,17 +580,28 @@ def batch_strip_figure(samples: list[SampleResults]) -> Figure | None:
                 continue
             event = "45,X" if key == "X" else f"T{key}"
             positive = any(c["event"] == event and c["result"] == "positive" for c in result["calls"]) or (
-                key == "X" and any(c["event"] in ("47,XXX", "45,X") and c["result"] == "positive" for c in result["calls"]))
+                key == "X"
+                and any(c["event"] in ("47,XXX", "45,X") and c["result"] == "positive" for c in result["calls"])
+            )
             jitter = ((i * 0.618) % 1 - 0.5) * 0.5
-            axis.plot(column + jitter, z, "o", color=COLOURS["fail"] if positive else "#546e7a", markersize=5, alpha=0.85)
+            axis.plot(
+                column + jitter, z, "o", color=COLOURS["fail"] if positive else "#546e7a", markersize=5, alpha=0.85
+            )
             rows.append([s.sample, f"chr{key}", round(z, 4), str(positive).lower()])
     for line in (-Z_THRESHOLD, Z_THRESHOLD):
         axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
     axis.set_xticks(range(4), ["chr13", "chr18", "chr21", "chrX"])
     axis.set_ylabel("z-score")
     axis.set_title("z-scores across the batch (red: positive call)", loc="left")
-    return Figure("batch_z_scores", "z-scores across the batch", _svg(figure), ["sample", "chromosome", "z", "positive"], rows,
-                  "chrX: female pregnancies only.", figure)
+    return Figure(
+        "batch_z_scores",
+        "z-scores across the batch",
+        _svg(figure),
+        ["sample", "chromosome", "z", "positive"],
+        rows,
+        "chrX: female pregnancies only.",
+        figure,
+    )
 
 
 def batch_fetal_fraction_figure(samples: list[SampleResults]) -> Figure | None:
@@ -485,8 +629,15 @@ def batch_fetal_fraction_figure(samples: list[SampleResults]) -> Figure | None:
     axis.set_ylabel("fetal fraction, chrY (%)")
     axis.set_title("Fetal fraction vs chrY (male pregnancies)", loc="left")
     rows = [[name, round(ff, 5), round(y, 5)] for name, ff, y in points]
-    return Figure("batch_fetal_fraction", "Fetal fraction vs chrY", _svg(figure), ["sample", "fetal_fraction", "chrY_fetal_fraction"], rows,
-                  "Male pregnancies only; the line is equality.", figure)
+    return Figure(
+        "batch_fetal_fraction",
+        "Fetal fraction vs chrY",
+        _svg(figure),
+        ["sample", "fetal_fraction", "chrY_fetal_fraction"],
+        rows,
+        "Male pregnancies only; the line is equality.",
+        figure,
+    )
 
 
 def batch_qc_figure(samples: list[SampleResults]) -> Figure | None:
@@ -495,7 +646,14 @@ def batch_qc_figure(samples: list[SampleResults]) -> Figure | None:
     for s in samples:
         result = s.results.get("nipt")
         if result and result["qc"].get("counted_reads") is not None:
-            entries.append((s.sample, result["qc"]["counted_reads"], result["qc"]["status"], result["qc"].get("bin_variance_ratio")))
+            entries.append(
+                (
+                    s.sample,
+                    result["qc"]["counted_reads"],
+                    result["qc"]["status"],
+                    result["qc"].get("bin_variance_ratio"),
+                )
+            )
     if not entries:
         return None
     plt = _pyplot()
@@ -507,7 +665,15 @@ def batch_qc_figure(samples: list[SampleResults]) -> Figure | None:
     axis.set_xlabel("counted fragments (millions)")
     axis.set_title("QC over the batch (green pass, orange warn, red fail)", loc="left")
     rows = [[name, reads, status, table_cell(variance)] for name, reads, status, variance in entries]
-    return Figure("batch_qc", "QC over the batch", _svg(figure), ["sample", "counted_reads", "qc_status", "bin_variance_ratio"], rows, "", figure)
+    return Figure(
+        "batch_qc",
+        "QC over the batch",
+        _svg(figure),
+        ["sample", "counted_reads", "qc_status", "bin_variance_ratio"],
+        rows,
+        "",
+        figure,
+    )
 
 
 def batch_tumor_figure(samples: list[SampleResults]) -> Figure | None:
@@ -526,10 +692,26 @@ def batch_tumor_figure(samples: list[SampleResults]) -> Figure | None:
     axis.set_xlabel("tumour fraction (%)")
     axis.set_xlim(left=0)
     axis.set_title("Tumour fraction (red: tumour DNA detected)", loc="left")
-    rows = [[name, round(r["tumor_fraction"], 5), round(r["tumor_fraction_low"], 5), round(r["tumor_fraction_high"], 5),
-             str(r["tumor_detected"]).lower(), round(r["ploidy"], 3)] for name, r in entries]
-    return Figure("batch_tumor_fraction", "Tumour fraction", _svg(figure),
-                  ["sample", "tumor_fraction", "low", "high", "detected", "ploidy"], rows, "Lines: 95 % intervals.", figure)
+    rows = [
+        [
+            name,
+            round(r["tumor_fraction"], 5),
+            round(r["tumor_fraction_low"], 5),
+            round(r["tumor_fraction_high"], 5),
+            str(r["tumor_detected"]).lower(),
+            round(r["ploidy"], 3),
+        ]
+        for name, r in entries
+    ]
+    return Figure(
+        "batch_tumor_fraction",
+        "Tumour fraction",
+        _svg(figure),
+        ["sample", "tumor_fraction", "low", "high", "detected", "ploidy"],
+        rows,
+        "Lines: 95 % intervals.",
+        figure,
+    )
 
 
 def batch_viral_figure(samples: list[SampleResults]) -> Figure | None:
@@ -550,8 +732,15 @@ def batch_viral_figure(samples: list[SampleResults]) -> Figure | None:
         marker = "x" if ratio is None else "v" if ratio < 0.1 else "o"
         axis.plot(per_million, shown, marker, color=colour)
         evidence = r["screen"].get("log_likelihood_ratio")
-        rows.append([name, round(r["per_million"]["value"], 5), "" if ratio is None else round(ratio, 4),
-                     "" if evidence is None else round(evidence, 3), r["screen"]["result"]])
+        rows.append(
+            [
+                name,
+                round(r["per_million"]["value"], 5),
+                "" if ratio is None else round(ratio, 4),
+                "" if evidence is None else round(evidence, 3),
+                r["screen"]["result"],
+            ]
+        )
     model = entries[0][1]["screen"].get("model") or {}
     for ratio in (model.get("npc_size_ratio"), model.get("carrier_size_ratio")):
         if ratio:
@@ -561,15 +750,27 @@ def batch_viral_figure(samples: list[SampleResults]) -> Figure | None:
     axis.set_xlabel("viral fragments per million")
     axis.set_ylabel("size ratio (80-110 bp, viral / autosomal)")
     axis.set_title("EBV screen (red: positive; x: size not evaluable; v: ratio below 0.1)", loc="left")
-    return Figure("batch_viral_screen", "EBV screen", _svg(figure), ["sample", "per_million", "size_ratio", "log_likelihood_ratio", "screen"], rows,
-                  "Positive: the amount's and the size's log likelihood ratios (NPC : not NPC) add up to the model's line; "
-                  "dotted: the NPC-like and carrier-like size ratios of the model.", figure)
+    return Figure(
+        "batch_viral_screen",
+        "EBV screen",
+        _svg(figure),
+        ["sample", "per_million", "size_ratio", "log_likelihood_ratio", "screen"],
+        rows,
+        "Positive: the amount's and the size's log likelihood ratios (NPC : not NPC) add up to the model's line; "
+        "dotted: the NPC-like and carrier-like size ratios of the model.",
+        figure,
+    )
 
 
 def batch_sizes_figure(samples: list[SampleResults]) -> Figure | None:
     """Every sample's fragment-size profile on one plot."""
-    entries = [(s.sample, s.size_histogram or ((s.results.get("nipt") or {}).get("fragment_sizes") or {}).get("histogram_0_600"))
-               for s in samples]
+    entries = [
+        (
+            s.sample,
+            s.size_histogram or ((s.results.get("nipt") or {}).get("fragment_sizes") or {}).get("histogram_0_600"),
+        )
+        for s in samples
+    ]
     entries = [(name, h) for name, h in entries if h]
     if not entries:
         return None
@@ -586,7 +787,15 @@ def batch_sizes_figure(samples: list[SampleResults]) -> Figure | None:
     axis.set_xlabel("fragment length (bp)")
     axis.set_ylabel("% of fragments")
     axis.set_title("Fragment sizes across the batch", loc="left")
-    return Figure("batch_fragment_sizes", "Fragment sizes", _svg(figure), ["sample", "mode_bp", "share_below_150"], rows, "", figure)
+    return Figure(
+        "batch_fragment_sizes",
+        "Fragment sizes",
+        _svg(figure),
+        ["sample", "mode_bp", "share_below_150"],
+        rows,
+        "",
+        figure,
+    )
 
 
 def _chromosome_order(name: str) -> tuple[int, str]:
@@ -596,6 +805,7 @@ def _chromosome_order(name: str) -> tuple[int, str]:
 
 # ----------------------------------------------------------------------------- sample content
 
+
 def sample_figures(entry: SampleResults) -> list[Figure]:
     figures: list[Figure] = []
     nipt, tumor, viral, fragments = (entry.results.get(a) for a in ANALYSES)
@@ -603,17 +813,44 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
         # chrY is left out: in a female pregnancy it holds only mis-mapped reads, far below every other bin.
         profile = entry.profiles["nipt"]
         keep = np.array([name_key(c) != "Y" for c in profile.chrom], dtype=bool)
-        profile = Profile([c for c, k in zip(profile.chrom, keep) if k], profile.start[keep], profile.end[keep], profile.value[keep],
-                          {c: n for c, n in profile.contig_lengths.items() if name_key(c) != "Y"})
-        regions = [{"chrom": c["chrom"], "start": c["start"], "end": c["end"], "log2_ratio": c["log2_ratio"],
-                    "kind": "gain" if c["type"] == "duplication" else "loss"} for c in nipt["cnvs"]]
-        figures.append(profile_figure(profile, regions, "Genome-wide profile: log2 ratio to the reference (median per 1 Mb)",
-                                      "nipt_profile", "Coloured bars: CNVs called (red duplication, blue deletion)."))
+        profile = Profile(
+            [c for c, k in zip(profile.chrom, keep) if k],
+            profile.start[keep],
+            profile.end[keep],
+            profile.value[keep],
+            {c: n for c, n in profile.contig_lengths.items() if name_key(c) != "Y"},
+        )
+        regions = [
+            {
+                "chrom": c["chrom"],
+                "start": c["start"],
+                "end": c["end"],
+                "log2_ratio": c["log2_ratio"],
+                "kind": "gain" if c["type"] == "duplication" else "loss",
+            }
+            for c in nipt["cnvs"]
+        ]
+        figures.append(
+            profile_figure(
+                profile,
+                regions,
+                "Genome-wide profile: log2 ratio to the reference (median per 1 Mb)",
+                "nipt_profile",
+                "Coloured bars: CNVs called (red duplication, blue deletion).",
+            )
+        )
         for number, (cnv, region) in enumerate(zip(nipt["cnvs"], regions), 1):
             region = {**region, "label": cnv["type"].capitalize(), "syndrome": cnv["syndrome"], "bins": cnv["bins"]}
-            figures.append(region_figure(entry.profiles["nipt"], region, number, _region_title(region),
-                                         f"Every bin of {cnv['chrom']}; shaded and coloured: the called region, most likely "
-                                         f"{cnv['origin']} in origin (copy ratio {cnv['copy_ratio']:.3f}, z {cnv['z']:.1f})."))
+            figures.append(
+                region_figure(
+                    entry.profiles["nipt"],
+                    region,
+                    number,
+                    _region_title(region),
+                    f"Every bin of {cnv['chrom']}; shaded and coloured: the called region, most likely "
+                    f"{cnv['origin']} in origin (copy ratio {cnv['copy_ratio']:.3f}, z {cnv['z']:.1f}).",
+                )
+            )
     if nipt and nipt["chromosomes"]:
         figures.append(z_figure(nipt))
     if nipt and nipt["fetal_fraction"]["methods"]:
@@ -630,22 +867,60 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
         if motifs:
             figures.append(motifs)
     if viral and viral["size"].get("viral_histogram_0_600") and sum(viral["size"]["viral_histogram_0_600"]):
-        figures.append(size_figure(viral["size"]["viral_histogram_0_600"], f"{viral['virus']} fragment sizes", "viral_sizes",
-                                   viral["size"]["autosomal_histogram_0_600"], "autosomal"))
+        figures.append(
+            size_figure(
+                viral["size"]["viral_histogram_0_600"],
+                f"{viral['virus']} fragment sizes",
+                "viral_sizes",
+                viral["size"]["autosomal_histogram_0_600"],
+                "autosomal",
+            )
+        )
     if tumor and "tumor" in entry.profiles:
-        regions = [{"chrom": s["chrom"], "start": s["start"], "end": s["end"], "log2_ratio": s["log2_ratio"], "kind": s["event"]}
-                   for s in tumor["segments"] if s["event"] != "neutral"]
-        figures.append(profile_figure(entry.profiles["tumor"], regions,
-                                      f"Copy number: tumour fraction {100 * tumor['tumor_fraction']:.1f} %, ploidy {tumor['ploidy']:.2f}",
-                                      "tumor_profile", "Coloured bars: segments with a copy-number change (red gain, blue loss)."))
+        regions = [
+            {
+                "chrom": s["chrom"],
+                "start": s["start"],
+                "end": s["end"],
+                "log2_ratio": s["log2_ratio"],
+                "kind": s["event"],
+            }
+            for s in tumor["segments"]
+            if s["event"] != "neutral"
+        ]
+        figures.append(
+            profile_figure(
+                entry.profiles["tumor"],
+                regions,
+                f"Copy number: tumour fraction {100 * tumor['tumor_fraction']:.1f} %, ploidy {tumor['ploidy']:.2f}",
+                "tumor_profile",
+                "Coloured bars: segments with a copy-number change (red gain, blue loss).",
+            )
+        )
         # The largest changes get a chromosome of their own; the rest are in the table and the genome plot.
-        changed = sorted((s for s in tumor["segments"] if s["event"] != "neutral"), key=lambda s: -abs(s["log2_ratio"]) * s["bins"])
+        changed = sorted(
+            (s for s in tumor["segments"] if s["event"] != "neutral"), key=lambda s: -abs(s["log2_ratio"]) * s["bins"]
+        )
         for number, segment in enumerate(changed[:TUMOR_REGION_FIGURES], 1):
-            region = {"chrom": segment["chrom"], "start": segment["start"], "end": segment["end"], "log2_ratio": segment["log2_ratio"],
-                      "kind": segment["event"], "bins": segment["bins"], "label": f"Copy number {segment['copy_number']:g}"}
-            figures.append(region_figure(entry.profiles["tumor"], region, number, _region_title(region),
-                                         f"Every bin of {segment['chrom']}; shaded and coloured: the segment "
-                                         f"({'subclonal' if segment.get('subclonal') else 'clonal'}, log2 ratio {segment['log2_ratio']:.2f})."))
+            region = {
+                "chrom": segment["chrom"],
+                "start": segment["start"],
+                "end": segment["end"],
+                "log2_ratio": segment["log2_ratio"],
+                "kind": segment["event"],
+                "bins": segment["bins"],
+                "label": f"Copy number {segment['copy_number']:g}",
+            }
+            figures.append(
+                region_figure(
+                    entry.profiles["tumor"],
+                    region,
+                    number,
+                    _region_title(region),
+                    f"Every bin of {segment['chrom']}; shaded and coloured: the segment "
+                    f"({'subclonal' if segment.get('subclonal') else 'clonal'}, log2 ratio {segment['log2_ratio']:.2f}).",
+                )
+            )
     if tumor and tumor.get("arms"):
         figures.append(arm_figure(tumor))
     return figures
@@ -656,23 +931,37 @@ def finding_lines(entry: SampleResults) -> list[str]:
     lines = []
     nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
     if nipt and nipt["qc"]["status"] == "fail":
-        lines.append("Prenatal test: no result. The sample failed quality control (" + "; ".join(nipt["qc"]["reasons"]) +
-                     "). A new blood sample is advised.")
+        lines.append(
+            "Prenatal test: no result. The sample failed quality control ("
+            + "; ".join(nipt["qc"]["reasons"])
+            + "). A new blood sample is advised."
+        )
     elif nipt:
         positives = [c for c in nipt["calls"] if c["result"] == "positive"]
         if positives:
-            lines.append("High risk: " + ", ".join(c["event"] for c in positives) + ". A screening result: confirm by diagnostic "
-                         "testing (amniocentesis or CVS) before any decision.")
+            lines.append(
+                "High risk: "
+                + ", ".join(c["event"] for c in positives)
+                + ". A screening result: confirm by diagnostic "
+                "testing (amniocentesis or CVS) before any decision."
+            )
         for c in nipt["cnvs"]:
-            lines.append(f"{c['type'].capitalize()} of {c['size'] / 1e6:.1f} Mb on {c['chrom']} ({c['start']:,}-{c['end']:,})"
-                         + (f": region of {c['syndrome']}" if c["syndrome"] else "") + f"; most likely {c['origin']} in origin.")
+            lines.append(
+                f"{c['type'].capitalize()} of {c['size'] / 1e6:.1f} Mb on {c['chrom']} ({c['start']:,}-{c['end']:,})"
+                + (f": region of {c['syndrome']}" if c["syndrome"] else "")
+                + f"; most likely {c['origin']} in origin."
+            )
     if tumor and tumor["tumor_detected"]:
-        lines.append(f"Tumour DNA detected: tumour fraction {100 * tumor['tumor_fraction']:.1f} % "
-                     f"(95 % interval {100 * tumor['tumor_fraction_low']:.1f} to {100 * tumor['tumor_fraction_high']:.1f} %), ploidy "
-                     f"{tumor['ploidy']:.2f}; {sum(s['event'] != 'neutral' for s in tumor['segments'])} segments with a copy-number change.")
+        lines.append(
+            f"Tumour DNA detected: tumour fraction {100 * tumor['tumor_fraction']:.1f} % "
+            f"(95 % interval {100 * tumor['tumor_fraction_low']:.1f} to {100 * tumor['tumor_fraction_high']:.1f} %), ploidy "
+            f"{tumor['ploidy']:.2f}; {sum(s['event'] != 'neutral' for s in tumor['segments'])} segments with a copy-number change."
+        )
     if viral and viral["screen"]["result"] == "positive":
-        lines.append(f"EBV screen positive: {viral['fragments']['unique']} fragments on {viral['virus']} "
-                     f"({viral['per_million']['value']:.2f} per million).")
+        lines.append(
+            f"EBV screen positive: {viral['fragments']['unique']} fragments on {viral['virus']} "
+            f"({viral['per_million']['value']:.2f} per million)."
+        )
     return lines
 
 
@@ -685,8 +974,11 @@ def summary_lines(entry: SampleResults) -> list[str]:
         no_calls = [c for c in nipt["calls"] if c["result"] == "no-call"]
         fetal_fraction = nipt["fetal_fraction"]
         ff = fetal_fraction["estimate"]
-        ff_text = (f"{100 * ff:.1f} % (95 % interval {_percent(fetal_fraction.get('low'))} to {_percent(fetal_fraction.get('high'))})"
-                   if ff is not None else "not determinable (calls made on the z-score alone)")
+        ff_text = (
+            f"{100 * ff:.1f} % (95 % interval {_percent(fetal_fraction.get('low'))} to {_percent(fetal_fraction.get('high'))})"
+            if ff is not None
+            else "not determinable (calls made on the z-score alone)"
+        )
         lines.append(f"Prenatal test: fetal sex {nipt['fetal_sex']}; fetal fraction {ff_text}.")
         if not positives:
             lines.append("Low risk for the trisomies and sex-chromosome aneuploidies tested.")
@@ -696,25 +988,38 @@ def summary_lines(entry: SampleResults) -> list[str]:
             if c.get("note"):
                 lines.append(f"{c['event']}: {c['note']}.")
         if no_calls:
-            lines.append("No call for " + ", ".join(c["event"] for c in no_calls[:6]) + (" and others" if len(no_calls) > 6 else "") +
-                         ": " + (no_calls[0]["reason"] or "evidence not conclusive") + ".")
+            lines.append(
+                "No call for "
+                + ", ".join(c["event"] for c in no_calls[:6])
+                + (" and others" if len(no_calls) > 6 else "")
+                + ": "
+                + (no_calls[0]["reason"] or "evidence not conclusive")
+                + "."
+            )
         caution = low_fetal_fraction_caution(nipt)
         if caution:
             lines.append(caution)
     if viral and viral["screen"]["result"] != "positive":
         screen = viral["screen"]
-        lines.append(f"EBV screen: {screen['result']}. {viral['fragments']['unique']} fragments on {viral['virus']} "
-                     f"({viral['per_million']['value']:.2f} per million)." + (f" {screen.get('reason')}" if screen.get("reason") else ""))
+        lines.append(
+            f"EBV screen: {screen['result']}. {viral['fragments']['unique']} fragments on {viral['virus']} "
+            f"({viral['per_million']['value']:.2f} per million)."
+            + (f" {screen.get('reason')}" if screen.get("reason") else "")
+        )
     if tumor:
         if tumor["tumor_detected"]:
             others = [x for x in tumor.get("solutions", []) if not x.get("chosen")]
             if tumor.get("solutions_close") and others:
                 other = others[0]
-                lines.append(f"Another reading is almost as likely: baseline copy number {other['baseline_copy_number']} at tumour fraction "
-                             f"{100 * other['tumor_fraction']:.1f} % (posterior {100 * other['probability']:.0f} %); the interval covers both.")
+                lines.append(
+                    f"Another reading is almost as likely: baseline copy number {other['baseline_copy_number']} at tumour fraction "
+                    f"{100 * other['tumor_fraction']:.1f} % (posterior {100 * other['probability']:.0f} %); the interval covers both."
+                )
         else:
-            lines.append(f"No tumour-derived copy-number changes detected; the tumour fraction is at most "
-                         f"{100 * tumor['tumor_fraction_high']:.1f} % (upper bound). Tumours without copy-number changes are not seen.")
+            lines.append(
+                f"No tumour-derived copy-number changes detected; the tumour fraction is at most "
+                f"{100 * tumor['tumor_fraction_high']:.1f} % (upper bound). Tumours without copy-number changes are not seen."
+            )
     if not (nipt or tumor or viral):
         lines.append("Only fragment-size analysis was run on this sample; it makes no diagnostic call.")
     return lines
@@ -730,10 +1035,13 @@ def low_fetal_fraction_caution(nipt: dict) -> str | None:
     short = [(event, limit[key]) for event, key in TRISOMY_LIMITS if limit.get(key) is not None and low < limit[key]]
     if not short:
         return None
-    return (f"Caution: the fetal fraction's lower bound ({100 * low:.1f} %) is below what "
-            + ", ".join(f"{event} needs ({100 * value:.1f} %)" for event, value in short)
-            + "; a low-risk result for " + ("it" if len(short) == 1 else "them")
-            + " is less certain than usual. A new sample later in pregnancy carries more fetal DNA.")
+    return (
+        f"Caution: the fetal fraction's lower bound ({100 * low:.1f} %) is below what "
+        + ", ".join(f"{event} needs ({100 * value:.1f} %)" for event, value in short)
+        + "; a low-risk result for "
+        + ("it" if len(short) == 1 else "them")
+        + " is less certain than usual. A new sample later in pregnancy carries more fetal DNA."
+    )
 
 
 def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
@@ -745,23 +1053,72 @@ def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
         status = qc["status"]
         rows.append(("overall prenatal QC", status, "pass", status))
         if qc.get("counted_reads") is not None:
-            rows.append(("counted fragments", f"{qc['counted_reads']:,}", ">= 3,000,000", "pass" if qc["counted_reads"] >= 3_000_000 else "warn"))
+            rows.append(
+                (
+                    "counted fragments",
+                    f"{qc['counted_reads']:,}",
+                    ">= 3,000,000",
+                    "pass" if qc["counted_reads"] >= 3_000_000 else "warn",
+                )
+            )
         if qc.get("bin_variance_ratio") is not None:
             ratio = qc["bin_variance_ratio"]
-            rows.append(("bin variance vs Poisson", f"{ratio:.2f}", "<= 1.5", "pass" if ratio <= 1.5 else "warn" if ratio <= 2.5 else "fail"))
+            rows.append(
+                (
+                    "bin variance vs Poisson",
+                    f"{ratio:.2f}",
+                    "<= 1.5",
+                    "pass" if ratio <= 1.5 else "warn" if ratio <= 2.5 else "fail",
+                )
+            )
         if qc.get("chr21_cv") is not None:
-            rows.append(("chr21 CV", f"{100 * qc['chr21_cv']:.3f} %", f"Poisson limit {100 * qc['chr21_poisson_cv']:.3f} %", "pass"))
+            rows.append(
+                (
+                    "chr21 CV",
+                    f"{100 * qc['chr21_cv']:.3f} %",
+                    f"Poisson limit {100 * qc['chr21_poisson_cv']:.3f} %",
+                    "pass",
+                )
+            )
         if qc.get("gc_residual") is not None:
-            rows.append(("GC bias left after correction", f"{qc['gc_residual']:.4f}", "<= 0.02", "pass" if qc["gc_residual"] <= 0.02 else "warn"))
+            rows.append(
+                (
+                    "GC bias left after correction",
+                    f"{qc['gc_residual']:.4f}",
+                    "<= 0.02",
+                    "pass" if qc["gc_residual"] <= 0.02 else "warn",
+                )
+            )
         ff = nipt["fetal_fraction"]["estimate"]
         if ff is not None:
-            rows.append(("fetal fraction", f"{100 * ff:.1f} %", ">= 4 %", "pass" if ff >= 0.04 else "warn" if ff >= 0.02 else "fail"))
+            rows.append(
+                (
+                    "fetal fraction",
+                    f"{100 * ff:.1f} %",
+                    ">= 4 %",
+                    "pass" if ff >= 0.04 else "warn" if ff >= 0.02 else "fail",
+                )
+            )
         for reason in qc.get("reasons") or []:
             rows.append(("note", reason, "", status))
     tumor = entry.results.get("tumor")
     if tumor:
-        rows.append(("tumour: bins used", f"{tumor['bins_used']:,}", ">= 1,000 at 1 Mb", "pass" if tumor["bins_used"] >= 1000 or tumor["bin_size"] < 1e6 else "warn"))
-        rows.append(("tumour: noise scale", f"{tumor['noise_scale']:.4f}", "<= 0.1", "pass" if tumor["noise_scale"] <= 0.1 else "warn"))
+        rows.append(
+            (
+                "tumour: bins used",
+                f"{tumor['bins_used']:,}",
+                ">= 1,000 at 1 Mb",
+                "pass" if tumor["bins_used"] >= 1000 or tumor["bin_size"] < 1e6 else "warn",
+            )
+        )
+        rows.append(
+            (
+                "tumour: noise scale",
+                f"{tumor['noise_scale']:.4f}",
+                "<= 0.1",
+                "pass" if tumor["noise_scale"] <= 0.1 else "warn",
+            )
+        )
     viral = entry.results.get("viral")
     if viral:
         # The size ratio matters only when the amount of viral DNA leaves the call open: a sample negative on
@@ -769,7 +1126,14 @@ def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
         if viral["size"]["evaluable"]:
             rows.append(("viral size ratio evaluable", "yes", "yes, or not needed", "pass"))
         elif viral["screen"]["result"] == "negative":
-            rows.append(("viral size ratio evaluable", "not needed: negative on the amount of viral DNA", "yes, or not needed", "pass"))
+            rows.append(
+                (
+                    "viral size ratio evaluable",
+                    "not needed: negative on the amount of viral DNA",
+                    "yes, or not needed",
+                    "pass",
+                )
+            )
         else:
             rows.append(("viral size ratio evaluable", "no", "yes, or not needed", "warn"))
     return rows
@@ -795,15 +1159,23 @@ def call_rows(entry: SampleResults) -> list[list[str]]:
             quiet.append(c["event"])
             continue
         sex_chromosome = c["event"] in MAIN_FINDINGS[3:]
-        rows.append([c["event"], c["result"], "" if sex_chromosome else table_cell(c["z"], ".2f"),
-                     table_cell(c["score"], ".3f") if sex_chromosome else table_cell(c["log_bayes_factor"], ".1f"),
-                     _percent(c["minimum_fetal_fraction"]), "; ".join(t for t in (c["reason"], c.get("note")) if t)])
+        rows.append(
+            [
+                c["event"],
+                c["result"],
+                "" if sex_chromosome else table_cell(c["z"], ".2f"),
+                table_cell(c["score"], ".3f") if sex_chromosome else table_cell(c["log_bayes_factor"], ".1f"),
+                _percent(c["minimum_fetal_fraction"]),
+                "; ".join(t for t in (c["reason"], c.get("note")) if t),
+            ]
+        )
     if quiet:
         rows.append([f"other trisomies ({len(quiet)})", "negative", "", "", "", ", ".join(quiet)])
     return rows
 
 
 # ----------------------------------------------------------------------------- writing
+
 
 @dataclass(frozen=True)
 class SignOff:
@@ -840,15 +1212,28 @@ def read_sample_info(path: str | os.PathLike) -> dict[str, dict[str, str]]:
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"{path}: cannot read the sample table ({error}); give a tab-separated UTF-8 file") from None
     if "sample" not in columns:
-        raise DataError(f"{path}: no 'sample' column; the first line must name the columns, tab-separated, one of them 'sample'")
+        raise DataError(
+            f"{path}: no 'sample' column; the first line must name the columns, tab-separated, one of them 'sample'"
+        )
     info: dict[str, dict[str, str]] = {}
     for number, row in enumerate(rows, 2):
-        name = next(((value or "").strip() for column, value in row.items() if column is not None and column.strip() == "sample"), "")
+        name = next(
+            (
+                (value or "").strip()
+                for column, value in row.items()
+                if column is not None and column.strip() == "sample"
+            ),
+            "",
+        )
         if None in row:
             raise DataError(f"{path} line {number}: more cells than the header has columns")
         if not name or name in info:
-            raise DataError(f"{path} line {number}: " + ("no sample name" if not name else f"sample {name!r} a second time"))
-        info[name] = {column.strip(): (value or "").strip() for column, value in row.items() if column.strip() != "sample"}
+            raise DataError(
+                f"{path} line {number}: " + ("no sample name" if not name else f"sample {name!r} a second time")
+            )
+        info[name] = {
+            column.strip(): (value or "").strip() for column, value in row.items() if column.strip() != "sample"
+        }
     return info
 
 
@@ -867,8 +1252,13 @@ class TableSection:
 def _templates():
     import jinja2
 
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("plasmacount", "templates"), autoescape=True,
-                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("plasmacount", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     environment.filters["css_string"] = _css_string
     return environment
 
@@ -921,8 +1311,16 @@ def _figure_items(figures: list[Figure], data_dir: Path, written: list[Path]) ->
     for figure in figures:
         table = _write_table(data_dir / f"{figure.name}.tsv", figure.columns, figure.rows)
         written.append(table)
-        items.append({"name": figure.name, "title": figure.title, "svg": Markup(_unique_ids(figure.svg, figure.name)), "caption": figure.caption,
-                      "data_link": f"{data_dir.name}/{table.name}", "data_name": table.name})
+        items.append(
+            {
+                "name": figure.name,
+                "title": figure.title,
+                "svg": Markup(_unique_ids(figure.svg, figure.name)),
+                "caption": figure.caption,
+                "data_link": f"{data_dir.name}/{table.name}",
+                "data_name": table.name,
+            }
+        )
     return items
 
 
@@ -935,38 +1333,100 @@ def table_sections(entry: SampleResults) -> list[TableSection]:
     sections = []
     calls = call_rows(entry)
     if calls:
-        sections.append(TableSection("calls", "Calls", ["finding", "result", "z", "log Bayes factor (posterior for sex chromosomes)",
-                                                        "minimum fetal fraction", "note"], calls,
-                                     [["", "positive" if row[1] == "positive" else "warn" if row[1] == "no-call" else "", "", "", "", ""]
-                                      for row in calls]))
+        sections.append(
+            TableSection(
+                "calls",
+                "Calls",
+                [
+                    "finding",
+                    "result",
+                    "z",
+                    "log Bayes factor (posterior for sex chromosomes)",
+                    "minimum fetal fraction",
+                    "note",
+                ],
+                calls,
+                [
+                    ["", "positive" if row[1] == "positive" else "warn" if row[1] == "no-call" else "", "", "", "", ""]
+                    for row in calls
+                ],
+            )
+        )
     nipt = entry.results.get("nipt")
     if nipt and nipt["cnvs"]:
-        rows = [[c["chrom"], f"{c['start']:,}", f"{c['end']:,}", f"{c['size'] / 1e6:.2f}", c["type"], c["origin"], f"{c['copy_ratio']:.3f}",
-                 f"{c['z']:.1f}", c["syndrome"] or ""] for c in nipt["cnvs"]]
-        sections.append(TableSection("cnvs", "Copy-number variants", ["chrom", "start", "end", "size (Mb)", "type", "origin", "copy ratio",
-                                                                       "z", "syndrome"], rows))
+        rows = [
+            [
+                c["chrom"],
+                f"{c['start']:,}",
+                f"{c['end']:,}",
+                f"{c['size'] / 1e6:.2f}",
+                c["type"],
+                c["origin"],
+                f"{c['copy_ratio']:.3f}",
+                f"{c['z']:.1f}",
+                c["syndrome"] or "",
+            ]
+            for c in nipt["cnvs"]
+        ]
+        sections.append(
+            TableSection(
+                "cnvs",
+                "Copy-number variants",
+                ["chrom", "start", "end", "size (Mb)", "type", "origin", "copy ratio", "z", "syndrome"],
+                rows,
+            )
+        )
     viral = entry.results.get("viral")
     if viral:
         size = viral["size"]
-        rows = [["result", viral["screen"]["result"]],
-                ["fragments on " + viral["virus"], f"{viral['fragments']['unique']} ({viral['fragments']['low']:.1f}-"
-                 f"{viral['fragments']['high']:.1f})"],
-                ["per million mapped", f"{viral['per_million']['value']:.3f}"],
-                ["size ratio (80-110 bp)", "not evaluable: " + (size["reason"] or "") if not size["evaluable"] else
-                 f"{size['ratio']:.2f} ({size['low']:.2f}-{size['high']:.2f})"]]
+        rows = [
+            ["result", viral["screen"]["result"]],
+            [
+                "fragments on " + viral["virus"],
+                f"{viral['fragments']['unique']} ({viral['fragments']['low']:.1f}-{viral['fragments']['high']:.1f})",
+            ],
+            ["per million mapped", f"{viral['per_million']['value']:.3f}"],
+            [
+                "size ratio (80-110 bp)",
+                "not evaluable: " + (size["reason"] or "")
+                if not size["evaluable"]
+                else f"{size['ratio']:.2f} ({size['low']:.2f}-{size['high']:.2f})",
+            ],
+        ]
         sections.append(TableSection("ebv", "EBV screen", ["measure", "value"], rows))
     tumor = entry.results.get("tumor")
     if tumor:
-        rows = [["tumour fraction", f"{_percent(tumor['tumor_fraction'])} (95 % interval {_percent(tumor['tumor_fraction_low'])} to "
-                 f"{_percent(tumor['tumor_fraction_high'])})"], ["detected", "yes" if tumor["tumor_detected"] else "no"],
-                ["ploidy", f"{tumor['ploidy']:.2f}"], ["CNA score", str(tumor["cna_score"])],
-                ["altered segments", str(sum(s["event"] != "neutral" for s in tumor["segments"]))]]
+        rows = [
+            [
+                "tumour fraction",
+                f"{_percent(tumor['tumor_fraction'])} (95 % interval {_percent(tumor['tumor_fraction_low'])} to "
+                f"{_percent(tumor['tumor_fraction_high'])})",
+            ],
+            ["detected", "yes" if tumor["tumor_detected"] else "no"],
+            ["ploidy", f"{tumor['ploidy']:.2f}"],
+            ["CNA score", str(tumor["cna_score"])],
+            ["altered segments", str(sum(s["event"] != "neutral" for s in tumor["segments"]))],
+        ]
         if tumor.get("sex"):
-            rows.append(["sex (chrY reads)", f"{tumor['sex']}" + (f" ({100 * tumor['chrY_read_share']:.3f} % of reads)"
-                                                                  if tumor.get("chrY_read_share") is not None else "")])
+            rows.append(
+                [
+                    "sex (chrY reads)",
+                    f"{tumor['sex']}"
+                    + (
+                        f" ({100 * tumor['chrY_read_share']:.3f} % of reads)"
+                        if tumor.get("chrY_read_share") is not None
+                        else ""
+                    ),
+                ]
+            )
         for solution in tumor.get("solutions", []):
-            rows.append([f"solution: baseline {solution['baseline_copy_number']}" + (" (chosen)" if solution.get("chosen") else ""),
-                         f"tumour fraction {_percent(solution['tumor_fraction'])}, posterior {_percent(solution['probability'])}"])
+            rows.append(
+                [
+                    f"solution: baseline {solution['baseline_copy_number']}"
+                    + (" (chosen)" if solution.get("chosen") else ""),
+                    f"tumour fraction {_percent(solution['tumor_fraction'])}, posterior {_percent(solution['probability'])}",
+                ]
+            )
         sections.append(TableSection("tumour", "Tumour fraction", ["measure", "value"], rows))
     fragments = entry.results.get("fragments")
     if fragments:
@@ -978,13 +1438,26 @@ def fragment_rows(result: dict) -> list[list[str]]:
     """The fragment numbers a reader looks for first: how many, their mode and median, the short share."""
     size = result.get("size") or {}
     low, high = result.get("short_range") or (100, 150)
-    rows = [["fragments", "NA" if size.get("fragments") is None else f"{size['fragments']:,}"],
-            ["mode / median / mean length", f"{table_cell(size.get('mode'))} / {table_cell(size.get('median'))} / "
-                                             f"{table_cell(size.get('mean'), '.1f')} bp"],
-            ["share below 150 bp", _percent(size.get("share_below_150"))],
-            ["share above 250 bp / 1 kb", f"{_percent(size.get('share_above_250'), 2)} / {_percent(size.get('share_above_1000'), 3)}"]]
+    rows = [
+        ["fragments", "NA" if size.get("fragments") is None else f"{size['fragments']:,}"],
+        [
+            "mode / median / mean length",
+            f"{table_cell(size.get('mode'))} / {table_cell(size.get('median'))} / "
+            f"{table_cell(size.get('mean'), '.1f')} bp",
+        ],
+        ["share below 150 bp", _percent(size.get("share_below_150"))],
+        [
+            "share above 250 bp / 1 kb",
+            f"{_percent(size.get('share_above_250'), 2)} / {_percent(size.get('share_above_1000'), 3)}",
+        ],
+    ]
     if size.get("periodicity_period") is not None:
-        rows.append(["10 bp periodicity", f"period {size['periodicity_period']:.1f} bp, amplitude {size['periodicity_amplitude']:.3f}"])
+        rows.append(
+            [
+                "10 bp periodicity",
+                f"period {size['periodicity_period']:.1f} bp, amplitude {size['periodicity_amplitude']:.3f}",
+            ]
+        )
     ratio = result.get("short_long_ratio") or {}
     if ratio.get("genome") is not None:
         long_low, long_high = result.get("long_range") or (151, 220)
@@ -1009,71 +1482,126 @@ def method_paragraphs(entry: SampleResults) -> list[str]:
         paragraphs.append(
             "Prenatal test: cell-free DNA fragments counted"
             + (f" ({counted:,})" if counted is not None else "")
-            + (f" in {reference['bin_size'] / 1e3:g} kb bins of {reference.get('build') or 'the reference genome'}" if reference.get("bin_size") else "")
-            + (f", compared with a reference of {reference['samples']} euploid pregnancies" if reference.get("samples") else "")
+            + (
+                f" in {reference['bin_size'] / 1e3:g} kb bins of {reference.get('build') or 'the reference genome'}"
+                if reference.get("bin_size")
+                else ""
+            )
+            + (
+                f", compared with a reference of {reference['samples']} euploid pregnancies"
+                if reference.get("samples")
+                else ""
+            )
             + ". Trisomies: the chromosome's z-score against that reference and, when the fetal fraction is known, a Bayes factor "
             "for a trisomy at that fetal fraction. Sex chromosomes: the posterior of six karyotypes from the chrX and chrY doses. "
-            "Deletions and duplications: segments of the bin profile, fetal or maternal by the copy ratio expected at the fetal fraction.")
+            "Deletions and duplications: segments of the bin profile, fetal or maternal by the copy ratio expected at the fetal fraction."
+        )
         limits = detection_limit_text(nipt)
         if limits:
-            paragraphs.append("Limits at this sample's depth and fetal fraction: " + limits + ". These are computed by the model "
-                              "from this sample's counts and noise; on simulated pregnancies fetal deletions were benchmarked from "
-                              f"{SMALLEST_BENCHMARKED_CNV_BP / 1e6:g} Mb up (BENCHMARKS.md), none smaller.")
-        paragraphs.append("This is a screening test. Mosaicism confined to the placenta, a vanishing twin, maternal copy-number "
-                          "variants or tumours and balanced rearrangements can give results that differ from the fetus; "
-                          "a high-risk result must be confirmed by diagnostic testing (amniocentesis or CVS) before any decision.")
+            paragraphs.append(
+                "Limits at this sample's depth and fetal fraction: " + limits + ". These are computed by the model "
+                "from this sample's counts and noise; on simulated pregnancies fetal deletions were benchmarked from "
+                f"{SMALLEST_BENCHMARKED_CNV_BP / 1e6:g} Mb up (BENCHMARKS.md), none smaller."
+            )
+        paragraphs.append(
+            "This is a screening test. Mosaicism confined to the placenta, a vanishing twin, maternal copy-number "
+            "variants or tumours and balanced rearrangements can give results that differ from the fetus; "
+            "a high-risk result must be confirmed by diagnostic testing (amniocentesis or CVS) before any decision."
+        )
     tumor = entry.results.get("tumor")
     if tumor:
         panel = tumor.get("panel_of_normals") or {}
         paragraphs.append(
             f"Tumour fraction: {tumor['bins_used']:,} bins of {tumor['bin_size'] / 1e6:g} Mb"
-            + (f" against a panel of {panel['samples']} healthy donors" if panel.get("samples") else " without a panel of normals")
+            + (
+                f" against a panel of {panel['samples']} healthy donors"
+                if panel.get("samples")
+                else " without a panel of normals"
+            )
             + "; copy number by a hidden Markov model over tumour fraction and ploidy. The 95 % interval spans the solutions by "
             "their posterior. Tumour DNA without copy-number changes, and tumour fractions below about "
-            f"{_percent(tumor['tumor_fraction_high'] if not tumor['tumor_detected'] else 0.03)}, are not seen.")
+            f"{_percent(tumor['tumor_fraction_high'] if not tumor['tumor_detected'] else 0.03)}, are not seen."
+        )
     viral = entry.results.get("viral")
     if viral:
-        paragraphs.append(f"EBV screen: fragments on {viral['virus']} counted among {viral['fragments']['total_mapped']:,} mapped fragments, "
-                          "with the share of 80-110 bp viral fragments against the host's. A screening result: a positive needs "
-                          "follow-up (retest, endoscopy), a negative does not exclude nasopharyngeal carcinoma.")
+        paragraphs.append(
+            f"EBV screen: fragments on {viral['virus']} counted among {viral['fragments']['total_mapped']:,} mapped fragments, "
+            "with the share of 80-110 bp viral fragments against the host's. A screening result: a positive needs "
+            "follow-up (retest, endoscopy), a negative does not exclude nasopharyngeal carcinoma."
+        )
     fragments = entry.results.get("fragments")
     if fragments:
-        paragraphs.append("Fragmentomics: fragment lengths from each fragment's own ends; it makes no diagnostic call on its own.")
+        paragraphs.append(
+            "Fragmentomics: fragment lengths from each fragment's own ends; it makes no diagnostic call on its own."
+        )
     return paragraphs
 
 
 def detection_limit_text(nipt: dict) -> str:
     """The smallest fetal fractions and CNV sizes this sample could show, as its JSON reports them."""
     limit = nipt.get("detection_limit") or {}
-    parts = [f"{event} needs a fetal fraction of at least {100 * limit[key]:.1f} %"
-             for event, key in TRISOMY_LIMITS if limit.get(key) is not None]
+    parts = [
+        f"{event} needs a fetal fraction of at least {100 * limit[key]:.1f} %"
+        for event, key in TRISOMY_LIMITS
+        if limit.get(key) is not None
+    ]
     power = round(100 * limit.get("cnv_power", 0.9))
     if limit.get("smallest_fetal_deletion_bp"):
-        parts.append(f"fetal deletions smaller than {limit['smallest_fetal_deletion_bp'] / 1e6:.1f} Mb are found with less than "
-                     f"{power} % probability")
-    regions = [f"{name} from {100 * region['minimum_fetal_fraction']:.0f} %"
-               for name, region in (limit.get("syndrome_regions") or {}).items() if region.get("minimum_fetal_fraction")]
+        parts.append(
+            f"fetal deletions smaller than {limit['smallest_fetal_deletion_bp'] / 1e6:.1f} Mb are found with less than "
+            f"{power} % probability"
+        )
+    regions = [
+        f"{name} from {100 * region['minimum_fetal_fraction']:.0f} %"
+        for name, region in (limit.get("syndrome_regions") or {}).items()
+        if region.get("minimum_fetal_fraction")
+    ]
     if regions:
-        parts.append(f"syndrome deletions are found with {power} % probability at fetal fractions of: " + ", ".join(regions))
+        parts.append(
+            f"syndrome deletions are found with {power} % probability at fetal fractions of: " + ", ".join(regions)
+        )
     return "; ".join(parts)
 
 
-def render_sample_page(entry: SampleResults, figures: list[dict], settings: ReportSettings = ReportSettings(),
-                       signoff: SignOff | None = None) -> str:
+def render_sample_page(
+    entry: SampleResults,
+    figures: list[dict],
+    settings: ReportSettings = ReportSettings(),
+    signoff: SignOff | None = None,
+) -> str:
     """The sample's page as HTML text: the same text is the HTML report and the source of the PDF."""
     qc = qc_rows(entry)
     written_on = results_date(entry)
-    return _render("sample.html", title=f"plasmacount: {entry.sample}", sample=entry.sample, lab=settings.lab,
-                   sample_info=settings.sample_info.get(entry.sample, {}),
-                   results_date=written_on, report_date=settings.report_date or written_on, version=__version__,
-                   analyses=", ".join(entry.results), sources=", ".join(p.name for p in entry.sources),
-                   findings=finding_lines(entry), summary=summary_lines(entry), sections=table_sections(entry), figures=figures,
-                   qc={"columns": ["check", "value", "expected", "status"], "rows": [list(r) for r in qc],
-                       "classes": [["", "", "", r[3]] for r in qc]} if qc else None,
-                   method=method_paragraphs(entry), signoff=signoff)
+    return _render(
+        "sample.html",
+        title=f"plasmacount: {entry.sample}",
+        sample=entry.sample,
+        lab=settings.lab,
+        sample_info=settings.sample_info.get(entry.sample, {}),
+        results_date=written_on,
+        report_date=settings.report_date or written_on,
+        version=__version__,
+        analyses=", ".join(entry.results),
+        sources=", ".join(p.name for p in entry.sources),
+        findings=finding_lines(entry),
+        summary=summary_lines(entry),
+        sections=table_sections(entry),
+        figures=figures,
+        qc={
+            "columns": ["check", "value", "expected", "status"],
+            "rows": [list(r) for r in qc],
+            "classes": [["", "", "", r[3]] for r in qc],
+        }
+        if qc
+        else None,
+        method=method_paragraphs(entry),
+        signoff=signoff,
+    )
 
 
-def write_sample_report(entry: SampleResults, output: Path, pdf: bool = True, settings: ReportSettings = ReportSettings()) -> list[Path]:
+def write_sample_report(
+    entry: SampleResults, output: Path, pdf: bool = True, settings: ReportSettings = ReportSettings()
+) -> list[Path]:
     """<sample>.html (self-contained), <sample>.pdf (the same page, printed) and <sample>_data/<plot>.tsv."""
     plt = _pyplot()
     data_dir = output / f"{sample_file_stem(entry.sample)}_data"
@@ -1108,12 +1636,14 @@ def with_sign_off(page: str, signoff: SignOff) -> str:
         # A page from before the sign-off block existed: the block goes at its end.
         closing = page.rfind("</body>")
         return page[:closing] + str(block) + page[closing:] if closing >= 0 else page + str(block)
-    return page[:start] + str(block) + page[end + len(SIGN_OFF_END):]
+    return page[:start] + str(block) + page[end + len(SIGN_OFF_END) :]
 
 
 def sign_off_page(sample: str, batch: str, signoff: SignOff) -> str:
     """A page of the sign-off alone, for a sample imported without its report page."""
-    return _render("signoff.html", title=f"plasmacount: {sample}", sample=sample, batch=batch, version=__version__, signoff=signoff)
+    return _render(
+        "signoff.html", title=f"plasmacount: {sample}", sample=sample, batch=batch, version=__version__, signoff=signoff
+    )
 
 
 PDF_NEEDS = "pip install weasyprint; apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core"
@@ -1160,7 +1690,9 @@ def html_to_pdf(page: str, title: str) -> bytes:
         log.setLevel(level)
         log.propagate = propagate
     if errors:
-        raise DataError(f"{title}: the PDF could not be drawn in full ({errors[0]}); write HTML only (report --no-pdf) and report this")
+        raise DataError(
+            f"{title}: the PDF could not be drawn in full ({errors[0]}); write HTML only (report --no-pdf) and report this"
+        )
     return data
 
 
@@ -1182,14 +1714,31 @@ def _unique_ids(svg: str, prefix: str) -> str:
     return ID_PATTERN.sub(lambda match: f"{match.group(1)}{prefix}-{match.group(2)}", svg)
 
 
-def write_batch_overview(samples: list[SampleResults], output: Path, title: str = "plasmacount batch overview") -> list[Path]:
+def write_batch_overview(
+    samples: list[SampleResults], output: Path, title: str = "plasmacount batch overview"
+) -> list[Path]:
     """batch.html: every sample's calls and flags in a sortable table, and the batch plots."""
     from markupsafe import Markup
 
     written: list[Path] = []
     data_dir = output / "batch_data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    columns = ["sample", "QC", "fetal sex", "FF %", "z13", "z18", "z21", "zX", "positive", "no-call", "CNVs", "EBV", "tumour %", "flags"]
+    columns = [
+        "sample",
+        "QC",
+        "fetal sex",
+        "FF %",
+        "z13",
+        "z18",
+        "z21",
+        "zX",
+        "positive",
+        "no-call",
+        "CNVs",
+        "EBV",
+        "tumour %",
+        "flags",
+    ]
     rows, classes, tsv_rows = [], [], []
     for entry in samples:
         nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
@@ -1199,7 +1748,13 @@ def write_batch_overview(samples: list[SampleResults], output: Path, title: str 
                 z[name_key(name)] = values["z"]
         positives = ",".join(c["event"] for c in nipt["calls"] if c["result"] == "positive") if nipt else ""
         no_calls = ",".join(c["event"] for c in nipt["calls"] if c["result"] == "no-call") if nipt else ""
-        cnvs = ",".join(f"{c['type'][:3]} {c['chrom']}:{c['start'] / 1e6:.1f}-{c['end'] / 1e6:.1f}Mb" for c in nipt["cnvs"]) if nipt else ""
+        cnvs = (
+            ",".join(
+                f"{c['type'][:3]} {c['chrom']}:{c['start'] / 1e6:.1f}-{c['end'] / 1e6:.1f}Mb" for c in nipt["cnvs"]
+            )
+            if nipt
+            else ""
+        )
         ff = nipt["fetal_fraction"]["estimate"] if nipt else None
         qc_status = nipt["qc"]["status"] if nipt else ""
         flags = []
@@ -1213,25 +1768,64 @@ def write_batch_overview(samples: list[SampleResults], output: Path, title: str 
             flags.append("EBV positive")
         if tumor and tumor["tumor_detected"]:
             flags.append("tumour DNA")
-        values = [entry.sample, qc_status, nipt["fetal_sex"] if nipt else "", "" if ff is None else f"{100 * ff:.1f}",
-                  *[table_cell(z.get(k), ".2f") if z.get(k) is not None else "" for k in ("13", "18", "21", "X")],
-                  positives or "-", (no_calls[:40] + "...") if len(no_calls) > 40 else (no_calls or "-"), cnvs or "-",
-                  viral["screen"]["result"] if viral else "", f"{100 * tumor['tumor_fraction']:.1f}" if tumor else "", "; ".join(flags) or "-"]
+        values = [
+            entry.sample,
+            qc_status,
+            nipt["fetal_sex"] if nipt else "",
+            "" if ff is None else f"{100 * ff:.1f}",
+            *[table_cell(z.get(k), ".2f") if z.get(k) is not None else "" for k in ("13", "18", "21", "X")],
+            positives or "-",
+            (no_calls[:40] + "...") if len(no_calls) > 40 else (no_calls or "-"),
+            cnvs or "-",
+            viral["screen"]["result"] if viral else "",
+            f"{100 * tumor['tumor_fraction']:.1f}" if tumor else "",
+            "; ".join(flags) or "-",
+        ]
         tsv_rows.append(values)
         link = Markup('<a href="{}.html">{}</a>').format(quote(sample_file_stem(entry.sample)), entry.sample)
         rows.append([link] + values[1:])
-        classes.append(["", qc_status, "", "", "", "", "", "", "positive" if positives else "", "", "positive" if cnvs else "",
-                        "positive" if viral and viral["screen"]["result"] == "positive" else "", "", "warn" if flags else ""])
+        classes.append(
+            [
+                "",
+                qc_status,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "positive" if positives else "",
+                "",
+                "positive" if cnvs else "",
+                "positive" if viral and viral["screen"]["result"] == "positive" else "",
+                "",
+                "warn" if flags else "",
+            ]
+        )
     written.append(_write_table(data_dir / "samples.tsv", columns, tsv_rows))
     # Columns no sample fills (prenatal columns in a cancer batch, say) are left off the page.
     shown = [j for j in range(len(columns)) if j == 0 or any(row[j] not in ("", "-") for row in tsv_rows)]
-    candidates = (batch_strip_figure(samples), batch_fetal_fraction_figure(samples), batch_qc_figure(samples), batch_tumor_figure(samples),
-                  batch_viral_figure(samples), batch_sizes_figure(samples))
+    candidates = (
+        batch_strip_figure(samples),
+        batch_fetal_fraction_figure(samples),
+        batch_qc_figure(samples),
+        batch_tumor_figure(samples),
+        batch_viral_figure(samples),
+        batch_sizes_figure(samples),
+    )
     figures = [f for f in candidates if f]
     try:
-        text = _render("batch.html", title=title, samples=samples, version=__version__, columns=[columns[j] for j in shown],
-                       rows=[[row[j] for j in shown] for row in rows], classes=[[row[j] for j in shown] for row in classes],
-                       figures=_figure_items(figures, data_dir, written), script=_asset("sort.js"))
+        text = _render(
+            "batch.html",
+            title=title,
+            samples=samples,
+            version=__version__,
+            columns=[columns[j] for j in shown],
+            rows=[[row[j] for j in shown] for row in rows],
+            classes=[[row[j] for j in shown] for row in classes],
+            figures=_figure_items(figures, data_dir, written),
+            script=_asset("sort.js"),
+        )
     finally:
         plt = _pyplot()
         for figure in figures:
@@ -1245,23 +1839,59 @@ def write_batch_overview(samples: list[SampleResults], output: Path, title: str 
 
 # ----------------------------------------------------------------------------- MultiQC
 
+
 def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
     """MultiQC custom content: one table per analysis (`*_mqc.tsv`) and a QC bar graph (`*_mqc.json`)."""
     written = []
     tables = {
-        "nipt": ("plasmacount: prenatal test", ["qc_status", "fetal_sex", "fetal_fraction", "z_13", "z_18", "z_21", "z_X", "positive", "cnvs"],
-                 lambda r: [r["qc"]["status"], r["fetal_sex"], table_cell(r["fetal_fraction"]["estimate"], ".4f"),
-                            *[table_cell(next((v["z"] for n, v in r["chromosomes"].items() if name_key(n) == k), None), ".2f") for k in ("13", "18", "21", "X")],
-                            ",".join(c["event"] for c in r["calls"] if c["result"] == "positive") or "none", str(len(r["cnvs"]))]),
-        "tumor": ("plasmacount: tumour fraction", ["tumor_fraction", "tumor_fraction_low", "tumor_fraction_high", "ploidy", "detected", "cna_score"],
-                  lambda r: [f"{r['tumor_fraction']:.4f}", f"{r['tumor_fraction_low']:.4f}", f"{r['tumor_fraction_high']:.4f}", f"{r['ploidy']:.2f}",
-                             str(r["tumor_detected"]).lower(), str(r["cna_score"])]),
-        "viral": ("plasmacount: viral DNA", ["virus", "fragments", "per_million", "size_ratio", "screen"],
-                  lambda r: [r["virus"], str(r["fragments"]["unique"]), f"{r['per_million']['value']:.4f}",
-                             table_cell(r["size"]["ratio"], ".3f") if r["size"]["ratio"] is not None else "NA", r["screen"]["result"]]),
-        "fragments": ("plasmacount: fragment sizes", ["mode_bp", "median_bp", "share_below_150", "periodicity_amplitude"],
-                      lambda r: [table_cell(r["size"].get("mode")), table_cell(r["size"].get("median")),
-                                 table_cell(r["size"].get("share_below_150"), ".4f"), table_cell(r["size"].get("periodicity_amplitude"), ".4f")]),
+        "nipt": (
+            "plasmacount: prenatal test",
+            ["qc_status", "fetal_sex", "fetal_fraction", "z_13", "z_18", "z_21", "z_X", "positive", "cnvs"],
+            lambda r: [
+                r["qc"]["status"],
+                r["fetal_sex"],
+                table_cell(r["fetal_fraction"]["estimate"], ".4f"),
+                *[
+                    table_cell(next((v["z"] for n, v in r["chromosomes"].items() if name_key(n) == k), None), ".2f")
+                    for k in ("13", "18", "21", "X")
+                ],
+                ",".join(c["event"] for c in r["calls"] if c["result"] == "positive") or "none",
+                str(len(r["cnvs"])),
+            ],
+        ),
+        "tumor": (
+            "plasmacount: tumour fraction",
+            ["tumor_fraction", "tumor_fraction_low", "tumor_fraction_high", "ploidy", "detected", "cna_score"],
+            lambda r: [
+                f"{r['tumor_fraction']:.4f}",
+                f"{r['tumor_fraction_low']:.4f}",
+                f"{r['tumor_fraction_high']:.4f}",
+                f"{r['ploidy']:.2f}",
+                str(r["tumor_detected"]).lower(),
+                str(r["cna_score"]),
+            ],
+        ),
+        "viral": (
+            "plasmacount: viral DNA",
+            ["virus", "fragments", "per_million", "size_ratio", "screen"],
+            lambda r: [
+                r["virus"],
+                str(r["fragments"]["unique"]),
+                f"{r['per_million']['value']:.4f}",
+                table_cell(r["size"]["ratio"], ".3f") if r["size"]["ratio"] is not None else "NA",
+                r["screen"]["result"],
+            ],
+        ),
+        "fragments": (
+            "plasmacount: fragment sizes",
+            ["mode_bp", "median_bp", "share_below_150", "periodicity_amplitude"],
+            lambda r: [
+                table_cell(r["size"].get("mode")),
+                table_cell(r["size"].get("median")),
+                table_cell(r["size"].get("share_below_150"), ".4f"),
+                table_cell(r["size"].get("periodicity_amplitude"), ".4f"),
+            ],
+        ),
     }
     for analysis, (section, columns, row_of) in tables.items():
         having = [entry for entry in samples if analysis in entry.results]
@@ -1269,21 +1899,34 @@ def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
             continue
         path = output / f"plasmacount_{analysis}_mqc.tsv"
         with atomic_output(path, "w") as stream:
-            stream.write(f"# id: 'plasmacount_{analysis}'\n# section_name: '{section}'\n"
-                         f"# description: 'from plasmacount {__version__} {analysis} results'\n# plot_type: 'table'\n"
-                         f"# pconfig:\n#     id: 'plasmacount_{analysis}_table'\n#     namespace: 'plasmacount'\n")
+            stream.write(
+                f"# id: 'plasmacount_{analysis}'\n# section_name: '{section}'\n"
+                f"# description: 'from plasmacount {__version__} {analysis} results'\n# plot_type: 'table'\n"
+                f"# pconfig:\n#     id: 'plasmacount_{analysis}_table'\n#     namespace: 'plasmacount'\n"
+            )
             stream.write("Sample\t" + "\t".join(columns) + "\n")
             for entry in having:
                 stream.write(entry.sample + "\t" + "\t".join(str(v) for v in row_of(entry.results[analysis])) + "\n")
         written.append(path)
-    counted = {entry.sample: {"counted": entry.results["nipt"]["qc"]["counted_reads"]} for entry in samples
-               if "nipt" in entry.results and entry.results["nipt"]["qc"].get("counted_reads") is not None}
+    counted = {
+        entry.sample: {"counted": entry.results["nipt"]["qc"]["counted_reads"]}
+        for entry in samples
+        if "nipt" in entry.results and entry.results["nipt"]["qc"].get("counted_reads") is not None
+    }
     if counted:
         path = output / "plasmacount_counts_mqc.json"
-        document = {"id": "plasmacount_counts", "section_name": "plasmacount: counted fragments", "plot_type": "bargraph",
-                    "description": "Fragments counted in the bins used for the prenatal test.",
-                    "pconfig": {"id": "plasmacount_counts_plot", "title": "plasmacount: counted fragments", "ylab": "fragments"},
-                    "data": counted}
+        document = {
+            "id": "plasmacount_counts",
+            "section_name": "plasmacount: counted fragments",
+            "plot_type": "bargraph",
+            "description": "Fragments counted in the bins used for the prenatal test.",
+            "pconfig": {
+                "id": "plasmacount_counts_plot",
+                "title": "plasmacount: counted fragments",
+                "ylab": "fragments",
+            },
+            "data": counted,
+        }
         with atomic_output(path, "w") as stream:
             json.dump(document, stream, indent=1, sort_keys=True)
             stream.write("\n")
@@ -1291,8 +1934,13 @@ def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
     return written
 
 
-def write_reports(paths: list[str | os.PathLike], output: str | os.PathLike, pdf: bool = True,
-                  progress: Callable[[int, int], None] | None = None, settings: ReportSettings = ReportSettings()) -> list[Path]:
+def write_reports(
+    paths: list[str | os.PathLike],
+    output: str | os.PathLike,
+    pdf: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    settings: ReportSettings = ReportSettings(),
+) -> list[Path]:
     """Everything `plasmacount report` writes; returns the paths. The set is made in a staging
     folder beside `output` and moved in only when complete, so an interrupted run leaves the
     earlier reports (or nothing), never half a batch."""

@@ -11,6 +11,7 @@ A tab-separated table with a header. Columns:
 The sheet is checked as a whole before any job runs, so that a missing file in row 57 does not
 surface after hours of alignment; every error names the row.
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,7 +56,9 @@ def read_sample_sheet(path: str | os.PathLike, base: str | os.PathLike | None = 
     reader = csv.DictReader(lines, delimiter="\t")
     columns = reader.fieldnames or []
     if "sample" not in columns:
-        raise DataError(f"{path}: no 'sample' column in the header (tab-separated; columns: sample, fastq_1, fastq_2, bam, counts, role)")
+        raise DataError(
+            f"{path}: no 'sample' column in the header (tab-separated; columns: sample, fastq_1, fastq_2, bam, counts, role)"
+        )
     if not any(column in columns for column in INPUT_COLUMNS):
         raise DataError(f"{path}: no input column; give fastq_1 (and fastq_2), bam or counts")
     rows: list[SampleRow] = []
@@ -69,17 +72,23 @@ def read_sample_sheet(path: str | os.PathLike, base: str | os.PathLike | None = 
         if not sample:
             raise DataError(f"{where}: empty sample name")
         if not NAME.match(sample):
-            raise DataError(f"{where}: sample name {sample!r} has characters other than letters, digits, '.', '_' and '-'")
+            raise DataError(
+                f"{where}: sample name {sample!r} has characters other than letters, digits, '.', '_' and '-'"
+            )
         if sample in seen:
-            raise DataError(f"{where}: sample {sample!r} appears twice (also row {seen[sample]}); sample names must be unique")
+            raise DataError(
+                f"{where}: sample {sample!r} appears twice (also row {seen[sample]}); sample names must be unique"
+            )
         seen[sample] = number
         role = values.get("role") or "test"
         if role not in ROLES:
             raise DataError(f"{where} (sample {sample}): role {role!r} is not one of {', '.join(ROLES)}")
         given = [column for column in INPUT_COLUMNS if values.get(column)]
         if len(given) != 1:
-            raise DataError(f"{where} (sample {sample}): give exactly one input of fastq_1, bam or counts "
-                            f"({'none' if not given else ', '.join(given)} given)")
+            raise DataError(
+                f"{where} (sample {sample}): give exactly one input of fastq_1, bam or counts "
+                f"({'none' if not given else ', '.join(given)} given)"
+            )
         if values.get("fastq_2") and not values.get("fastq_1"):
             raise DataError(f"{where} (sample {sample}): fastq_2 without fastq_1")
         resolved = {}
@@ -88,7 +97,9 @@ def read_sample_sheet(path: str | os.PathLike, base: str | os.PathLike | None = 
                 file = Path(values[column])
                 file = file if file.is_absolute() else base / file
                 if not file.is_file():
-                    raise DataError(f"{where} (sample {sample}): {column} file {values[column]!r} not found (looked for {file})")
+                    raise DataError(
+                        f"{where} (sample {sample}): {column} file {values[column]!r} not found (looked for {file})"
+                    )
                 resolved[column] = str(file.resolve())
         rows.append(SampleRow(sample=sample, role=role, **resolved))
     if not rows:

@@ -7,6 +7,7 @@ a region splits when |T| exceeds the threshold, and the pieces are tested again.
 threshold replaces CBS's permutation p-value with a fixed bar, since the calls that follow
 require a much stronger segment z anyway.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,9 @@ def _best_arc(values: np.ndarray, weights: np.ndarray, min_bins: int) -> tuple[f
     """The arc with the largest |T| (compiled; `_best_arc_numpy` is the same in NumPy)."""
     from plasmacount._segmentkernel import best_arc
 
-    return best_arc(np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(weights, dtype=np.float64), min_bins)
+    return best_arc(
+        np.ascontiguousarray(values, dtype=np.float64), np.ascontiguousarray(weights, dtype=np.float64), min_bins
+    )
 
 
 def _best_arc_numpy(values: np.ndarray, weights: np.ndarray, min_bins: int) -> tuple[float, int, int]:
@@ -63,7 +66,9 @@ def window_bins(size: int, bin_size: int) -> int:
     return max(2, int(round(size / bin_size)))
 
 
-def window_inflation(log2: np.ndarray, variance: np.ndarray, keys: np.ndarray, excluded: np.ndarray, size: int) -> tuple[float, int]:
+def window_inflation(
+    log2: np.ndarray, variance: np.ndarray, keys: np.ndarray, excluded: np.ndarray, size: int
+) -> tuple[float, int]:
     """Robust SD of the z of windows of `size` bins on the autosomes, each against its
     chromosome's median window (1 = independent counting-level noise; never below 1): a library
     pattern the panel never saw widens it at its own scale. Whole-chromosome changes (trisomies)
@@ -74,7 +79,7 @@ def window_inflation(log2: np.ndarray, variance: np.ndarray, keys: np.ndarray, e
         bins = np.flatnonzero((keys == key) & np.isfinite(log2) & np.isfinite(variance) & (variance > 0) & ~excluded)
         means, sds = [], []
         for first in range(0, bins.size - size + 1, size):
-            chosen = bins[first:first + size]
+            chosen = bins[first : first + size]
             weights = 1 / variance[chosen]
             means.append(float((log2[chosen] * weights).sum() / weights.sum()))
             sds.append(float(1 / math.sqrt(weights.sum())))
@@ -87,7 +92,9 @@ def window_inflation(log2: np.ndarray, variance: np.ndarray, keys: np.ndarray, e
     return float(max(1.0, 1.4826 * np.median(np.abs(values - np.median(values))))), len(z)
 
 
-def segment(values: np.ndarray, weights: np.ndarray, threshold: float = 5.0, min_bins: int = 3) -> list[tuple[int, int]]:
+def segment(
+    values: np.ndarray, weights: np.ndarray, threshold: float = 5.0, min_bins: int = 3
+) -> list[tuple[int, int]]:
     """Half-open index ranges of the segments of `values` (NaN-free; weights = 1/variance)."""
     pending = [(0, values.size)]
     done = []

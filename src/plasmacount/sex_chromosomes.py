@@ -19,17 +19,23 @@ chrX: relative to female pregnancies, X dosage is 1 - FF/2 for a male (or 45,X) 
 observed (X dosage, Y dose) under each fetal karyotype, integrating over the sample's
 sex-independent fetal fraction (from fragment sizes or the bin profile).
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-FEMALE_Z_MAX = 5.0   # below: female
-MALE_Z_MIN = 10.0    # above: male; between: inconclusive
+FEMALE_Z_MAX = 5.0  # below: female
+MALE_Z_MIN = 10.0  # above: male; between: inconclusive
 MIN_MALE_Y_FRACTION = 0.005  # a male fetus below 0.5 % fetal fraction cannot be tested anyway
 KARYOTYPES = {  # expected (X dosage change, chrY dose) in units of the fetal fraction
-    "46,XX": (0.0, 0.0), "46,XY": (-0.5, 1.0), "45,X": (-0.5, 0.0), "47,XXX": (0.5, 0.0), "47,XXY": (0.0, 1.0), "47,XYY": (-0.5, 2.0),
+    "46,XX": (0.0, 0.0),
+    "46,XY": (-0.5, 1.0),
+    "45,X": (-0.5, 0.0),
+    "47,XXX": (0.5, 0.0),
+    "47,XXY": (0.0, 1.0),
+    "47,XYY": (-0.5, 2.0),
 }
 PRIORS = {"46,XX": 0.4985, "46,XY": 0.4985, "45,X": 0.00075, "47,XXX": 0.00075, "47,XXY": 0.00075, "47,XYY": 0.00075}
 
@@ -97,7 +103,9 @@ def _two_groups(values: np.ndarray) -> np.ndarray:
 ALL_MALE_DOSE = 0.004
 
 
-def _bin_model(coverages: np.ndarray, bins: np.ndarray, female: np.ndarray, reads: np.ndarray, autosomal_bins: int) -> dict:
+def _bin_model(
+    coverages: np.ndarray, bins: np.ndarray, female: np.ndarray, reads: np.ndarray, autosomal_bins: int
+) -> dict:
     values = coverages[:, bins]
     background = np.median(values[female], axis=0)
     # Each sample carries its own amount of the background: scaled per sample before the spread
@@ -130,7 +138,12 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
     first = np.median(coverages[:, bins], axis=1)
     logs = np.log10(np.maximum(first, 1e-5))
     male = _two_groups(logs) if logs.size >= 4 else np.zeros(logs.size, dtype=bool)
-    if male.all() or (~male).all() or np.median(first[~male]) > ALL_MALE_DOSE or np.median(first[male]) < 2.5 * ALL_MALE_DOSE:
+    if (
+        male.all()
+        or (~male).all()
+        or np.median(first[~male]) > ALL_MALE_DOSE
+        or np.median(first[male]) < 2.5 * ALL_MALE_DOSE
+    ):
         # No plausible two-group split (one fetal sex only, or groups a mixture cannot part): the
         # dose a male fetus at 1 % fetal fraction would give parts them; the iteration refines it.
         male = first > ALL_MALE_DOSE
@@ -155,7 +168,12 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
         # One fetal sex only (such a panel is refused later): uniform weights, background from the
         # female pregnancies if any.
         background = np.median(coverages[female][:, bins], axis=0) if female.sum() >= 3 else np.zeros(bins.size)
-        model = {"y_bins": bins, "y_background": background, "y_signal": np.ones(bins.size), "y_weights": np.ones(bins.size)}
+        model = {
+            "y_bins": bins,
+            "y_background": background,
+            "y_signal": np.ones(bins.size),
+            "y_weights": np.ones(bins.size),
+        }
         doses = np.array([y_dose(row, model) for row in coverages])
     if female.sum() >= 3:
         center = float(np.median(doses[female]))
@@ -163,11 +181,18 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
     else:
         center, spread = 0.0, 1e-3
     weights = np.asarray(model["y_weights"])
-    result = {"y_bins": [int(i) for i in model["y_bins"]], "y_background": [float(v) for v in model["y_background"]],
-              "y_signal": [float(v) for v in model["y_signal"]], "y_weights": [float(v) for v in weights],
-              "female_dose_median": center, "female_dose_sd": spread, "median_reads": float(np.median(reads)),
-              "n_chrY_bins": int(bins.size), "autosomal_bins": autosomal_bins,
-              "effective_chrY_bins": float(weights.sum() ** 2 / max((weights**2).sum(), 1e-300))}
+    result = {
+        "y_bins": [int(i) for i in model["y_bins"]],
+        "y_background": [float(v) for v in model["y_background"]],
+        "y_signal": [float(v) for v in model["y_signal"]],
+        "y_weights": [float(v) for v in weights],
+        "female_dose_median": center,
+        "female_dose_sd": spread,
+        "median_reads": float(np.median(reads)),
+        "n_chrY_bins": int(bins.size),
+        "autosomal_bins": autosomal_bins,
+        "effective_chrY_bins": float(weights.sum() ** 2 / max((weights**2).sum(), 1e-300)),
+    }
     result["panel_sexes"] = ["female" if is_female else "male" for is_female in female]
     result["panel_doses"] = [float(d) for d in doses]
     return result
@@ -222,7 +247,7 @@ def classify(x_change: float, x_sd: float, y_fraction: float, y_sd: float, poste
     log_marginals = {}
     best_fit = {}
     for karyotype, (x_unit, y_unit) in KARYOTYPES.items():
-        log_like = (-0.5 * ((x_change - x_unit * grid) / x_sd) ** 2 - 0.5 * ((y_fraction - y_unit * grid) / y_sd) ** 2)
+        log_like = -0.5 * ((x_change - x_unit * grid) / x_sd) ** 2 - 0.5 * ((y_fraction - y_unit * grid) / y_sd) ** 2
         with np.errstate(divide="ignore"):
             log_joint = log_like + np.log(prior_f)
         peak = float(log_joint.max())

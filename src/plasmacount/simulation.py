@@ -16,6 +16,7 @@ A sample is drawn in three steps (see `docs/simulation.md` for the model and its
 Every random draw comes from generators seeded by (seed, sample index), so output is the same
 for the same seed whatever the order or the number of samples written.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,29 +36,57 @@ from plasmacount.counts import DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAU
 from plasmacount.errors import UsageError
 from plasmacount.files import atomic_output, sample_file_stem, write_json
 from plasmacount.genome import (
-    EBV_LENGTH, HG38_CENTROMERES, HG38_LENGTHS, HG38_MEAN_GC, MITOCHONDRION_LENGTH, SYNDROME_REGIONS, Layout, name_key,
+    EBV_LENGTH,
+    HG38_CENTROMERES,
+    HG38_LENGTHS,
+    HG38_MEAN_GC,
+    MITOCHONDRION_LENGTH,
+    SYNDROME_REGIONS,
+    Layout,
+    name_key,
 )
-from plasmacount.synthetic_genome import EBV_W_REPEAT_COPIES, EBV_W_REPEAT_START, EBV_W_REPEAT_UNIT, SyntheticGenome, isochore_gc
+from plasmacount.synthetic_genome import (
+    EBV_W_REPEAT_COPIES,
+    EBV_W_REPEAT_START,
+    EBV_W_REPEAT_UNIT,
+    SyntheticGenome,
+    isochore_gc,
+)
 
 COHORTS = ("nipt", "euploid", "cancer", "healthy", "ebv")
 AUTOSOMES = [f"chr{i}" for i in range(1, 23)]
 RARE_TRISOMIES = ("chr7", "chr16", "chr22", "chr15", "chr2", "chr3", "chr8", "chr9", "chr14", "chr20")
 CANCER_EVENTS = (
-    ("1q gain", "chr1", "q", 3), ("8q gain", "chr8", "q", 3), ("3p loss", "chr3", "p", 1), ("16q loss", "chr16", "q", 1),
-    ("17p loss", "chr17", "p", 1), ("13q loss", "chr13", "q", 1), ("20q gain", "chr20", "q", 3), ("5p gain", "chr5", "p", 3),
-    ("4 loss", "chr4", "whole", 1), ("7 gain", "chr7", "whole", 3), ("18q loss", "chr18", "q", 1), ("6p gain", "chr6", "p", 3),
+    ("1q gain", "chr1", "q", 3),
+    ("8q gain", "chr8", "q", 3),
+    ("3p loss", "chr3", "p", 1),
+    ("16q loss", "chr16", "q", 1),
+    ("17p loss", "chr17", "p", 1),
+    ("13q loss", "chr13", "q", 1),
+    ("20q gain", "chr20", "q", 3),
+    ("5p gain", "chr5", "p", 3),
+    ("4 loss", "chr4", "whole", 1),
+    ("7 gain", "chr7", "whole", 3),
+    ("18q loss", "chr18", "q", 1),
+    ("6p gain", "chr6", "p", 3),
 )
-FOCAL_AMPLIFICATIONS = (("11q13 amplification", "chr11", 69_000_000, 70_500_000), ("8q24 MYC amplification", "chr8", 126_500_000, 128_500_000),
-                        ("17q12 ERBB2 amplification", "chr17", 39_500_000, 40_000_000))
+FOCAL_AMPLIFICATIONS = (
+    ("11q13 amplification", "chr11", 69_000_000, 70_500_000),
+    ("8q24 MYC amplification", "chr8", 126_500_000, 128_500_000),
+    ("17q12 ERBB2 amplification", "chr17", 39_500_000, 40_000_000),
+)
 
 
 # ----------------------------------------------------------------------------- fragment sizes
+
 
 def _peak(lengths: np.ndarray, centre: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * ((lengths - centre) / width) ** 2)
 
 
-def fragment_length_distribution(kind: str, longest: int = DEFAULT_LONGEST_LENGTH, shift: float = 0.0, shoulder: float = 1.0) -> np.ndarray:
+def fragment_length_distribution(
+    kind: str, longest: int = DEFAULT_LONGEST_LENGTH, shift: float = 0.0, shoulder: float = 1.0
+) -> np.ndarray:
     """Probability of each fragment length 0..longest (bp) for a source of cfDNA.
 
     maternal: haematopoietic cfDNA, mode ~167 bp, 10 bp ripple below 150 bp, dinucleosomes,
@@ -69,13 +98,33 @@ def fragment_length_distribution(kind: str, longest: int = DEFAULT_LONGEST_LENGT
     """
     x = np.arange(longest + 1, dtype=float) - shift
     ripple = sum(_peak(x, 167 - 10.4 * k, 2.5) * 0.35 * 0.8**k for k in range(1, 7))
-    tail = np.where(x > 250, np.exp(-(np.log(np.maximum(x, 1)) - np.log(700)) ** 2 / (2 * 0.7**2)), 0.0)
+    tail = np.where(x > 250, np.exp(-((np.log(np.maximum(x, 1)) - np.log(700)) ** 2) / (2 * 0.7**2)), 0.0)
     if kind in ("maternal", "ebv_tumour"):
-        density = _peak(x, 167, 10) + 0.12 * shoulder * _peak(x, 150, 24) + ripple * 0.25 + 0.02 * _peak(x, 335, 30) + 0.00003 * tail
+        density = (
+            _peak(x, 167, 10)
+            + 0.12 * shoulder * _peak(x, 150, 24)
+            + ripple * 0.25
+            + 0.02 * _peak(x, 335, 30)
+            + 0.00003 * tail
+        )
     elif kind == "fetal":
-        density = _peak(x, 145, 11) + 0.4 * shoulder * _peak(x, 125, 22) + 0.5 * _peak(x, 166, 10) + ripple * 0.5 + 0.015 * _peak(x, 320, 30) + 0.000015 * tail
+        density = (
+            _peak(x, 145, 11)
+            + 0.4 * shoulder * _peak(x, 125, 22)
+            + 0.5 * _peak(x, 166, 10)
+            + ripple * 0.5
+            + 0.015 * _peak(x, 320, 30)
+            + 0.000015 * tail
+        )
     elif kind == "tumour":
-        density = _peak(x, 146, 12) + 0.6 * shoulder * _peak(x, 115, 22) + 0.4 * _peak(x, 166, 10) + ripple * 0.5 + 0.015 * _peak(x, 320, 30) + 0.000015 * tail
+        density = (
+            _peak(x, 146, 12)
+            + 0.6 * shoulder * _peak(x, 115, 22)
+            + 0.4 * _peak(x, 166, 10)
+            + ripple * 0.5
+            + 0.015 * _peak(x, 320, 30)
+            + 0.000015 * tail
+        )
     elif kind == "ebv_carrier":
         density = _peak(x, 96, 16) + 0.35 * _peak(x, 140, 25) + 0.1 * _peak(x, 167, 10)
     elif kind == "mitochondrial":
@@ -87,6 +136,7 @@ def fragment_length_distribution(kind: str, longest: int = DEFAULT_LONGEST_LENGT
 
 
 # ----------------------------------------------------------------------------- sample design
+
 
 @dataclass
 class SampleDesign:
@@ -109,7 +159,9 @@ class SampleDesign:
     tumor_genome_doubled: bool = False
     ebv_status: str = "negative"
     ebv_fragments_expected: float = 0.0
-    ebv_nucleosomal_share: float | None = None  # share of viral fragments nucleosome-sized (NPC-like); None: 1 for NPC, 0 for carriers
+    ebv_nucleosomal_share: float | None = (
+        None  # share of viral fragments nucleosome-sized (NPC-like); None: 1 for NPC, 0 for carriers
+    )
     gc_slope: float = 0.0
     gc_curvature: float = 0.0
     dispersion: float = 1.2
@@ -158,7 +210,9 @@ def design_cohort(
     if n_samples < 1:
         raise UsageError(f"--samples must be at least 1, not {n_samples}")
     if prefix is not None and sample_file_stem(prefix) != prefix:
-        raise UsageError(f"--prefix {prefix!r} is not a plain name: use letters, digits, '.', '_', '+' or '-' (no '/' or '..')")
+        raise UsageError(
+            f"--prefix {prefix!r} is not a plain name: use letters, digits, '.', '_', '+' or '-' (no '/' or '..')"
+        )
     if reads < 1000:
         raise UsageError(f"--reads must be at least 1000, not {reads}")
     designs = []
@@ -168,13 +222,26 @@ def design_cohort(
         sample_reads = int(reads * rng.uniform(0.8, 1.2))
         batch = index % n_batches
         design = SampleDesign(
-            sample=name, cohort=cohort, reads=sample_reads, paired=paired, read_length=read_length, sex="female",
-            gc_slope=float(rng.normal(0.0, 0.6)), gc_curvature=float(rng.normal(-5.0, 3.0)),
-            dispersion=float(rng.uniform(1.1, 1.3)), batch=batch,
-            batch_scores=[float(x) for x in rng.normal(np.array([1.0, -1.0, 0.5])[:3] * (batch - (n_batches - 1) / 2) / n_batches, 0.3)],
-            duplicate_rate=float(rng.uniform(0.02, 0.15)), unmapped_rate=float(rng.uniform(0.005, 0.02)),
-            chrY_background=float(rng.uniform(0.0003, 0.001)), mitochondrial_rate=float(rng.uniform(0.0002, 0.002)),
-            size_shift=float(rng.normal(0.0, 1.0)), size_shoulder=float(rng.lognormal(0.0, 0.15)),
+            sample=name,
+            cohort=cohort,
+            reads=sample_reads,
+            paired=paired,
+            read_length=read_length,
+            sex="female",
+            gc_slope=float(rng.normal(0.0, 0.6)),
+            gc_curvature=float(rng.normal(-5.0, 3.0)),
+            dispersion=float(rng.uniform(1.1, 1.3)),
+            batch=batch,
+            batch_scores=[
+                float(x)
+                for x in rng.normal(np.array([1.0, -1.0, 0.5])[:3] * (batch - (n_batches - 1) / 2) / n_batches, 0.3)
+            ],
+            duplicate_rate=float(rng.uniform(0.02, 0.15)),
+            unmapped_rate=float(rng.uniform(0.005, 0.02)),
+            chrY_background=float(rng.uniform(0.0003, 0.001)),
+            mitochondrial_rate=float(rng.uniform(0.0002, 0.002)),
+            size_shift=float(rng.normal(0.0, 1.0)),
+            size_shoulder=float(rng.lognormal(0.0, 0.15)),
         )
         if cohort in ("nipt", "euploid"):
             _design_pregnancy(design, rng, cohort, fetal_fraction_median, scale)
@@ -186,7 +253,9 @@ def design_cohort(
     return designs
 
 
-def _design_pregnancy(design: SampleDesign, rng: np.random.Generator, cohort: str, ff_median: float, scale: float) -> None:
+def _design_pregnancy(
+    design: SampleDesign, rng: np.random.Generator, cohort: str, ff_median: float, scale: float
+) -> None:
     design.fetal_fraction = _fetal_fraction(rng, ff_median)
     design.fetal_sex = "male" if rng.random() < 0.5 else "female"
     sex_chromosomes = "XY" if design.fetal_sex == "male" else "XX"
@@ -221,8 +290,18 @@ def _design_pregnancy(design: SampleDesign, rng: np.random.Generator, cohort: st
         chrom, start, end = _scaled_region(*SYNDROME_REGIONS[name], scale)
         cn = 1 if rng.random() < 0.8 else 3
         design.findings.append(f"{'del' if cn == 1 else 'dup'}:{chrom}:{start}-{end}:fetal")
-        design.events.append({"type": "cnv", "origin": "fetal", "chrom": chrom, "start": start, "end": end,
-                              "fetal_cn": cn, "maternal_cn": 2, "name": name})
+        design.events.append(
+            {
+                "type": "cnv",
+                "origin": "fetal",
+                "chrom": chrom,
+                "start": start,
+                "end": end,
+                "fetal_cn": cn,
+                "maternal_cn": 2,
+                "name": name,
+            }
+        )
     elif u < 0.28:
         chrom = str(rng.choice(AUTOSOMES))
         length = int(rng.uniform(1e6, 8e6) * scale)
@@ -230,21 +309,39 @@ def _design_pregnancy(design: SampleDesign, rng: np.random.Generator, cohort: st
         cn = 1 if rng.random() < 0.5 else 3
         inherited = rng.random() < 0.5
         design.findings.append(f"{'del' if cn == 1 else 'dup'}:{chrom}:{start}-{start + length}:maternal")
-        design.events.append({"type": "cnv", "origin": "maternal", "chrom": chrom, "start": start, "end": start + length,
-                              "fetal_cn": cn if inherited else 2, "maternal_cn": cn, "name": None})
+        design.events.append(
+            {
+                "type": "cnv",
+                "origin": "maternal",
+                "chrom": chrom,
+                "start": start,
+                "end": start + length,
+                "fetal_cn": cn if inherited else 2,
+                "maternal_cn": cn,
+                "name": None,
+            }
+        )
     elif u < 0.29:
         chrom = str(rng.choice(["chr16", "chr2", "chr7", "chr13", "chr18", "chr21"]))
         level = float(rng.uniform(0.3, 1.0))
         design.findings.append(f"CPM:+{chrom[3:]}")
-        design.events.append({"type": "confined_placental_mosaicism", "origin": "placental", "chrom": chrom,
-                              "fetal_cn": 2 + level, "mosaic_level": level})
+        design.events.append(
+            {
+                "type": "confined_placental_mosaicism",
+                "origin": "placental",
+                "chrom": chrom,
+                "fetal_cn": 2 + level,
+                "mosaic_level": level,
+            }
+        )
     elif u < 0.30:
         design.maternal_x_mosaic_loss = float(rng.uniform(0.1, 0.3))
         design.findings.append("maternal_mosaic_X_loss")
 
 
-def with_finding(design: SampleDesign, finding: str | None, fetal_fraction: float, scale: float = 1.0,
-                 fetal_sex: str | None = None) -> SampleDesign:
+def with_finding(
+    design: SampleDesign, finding: str | None, fetal_fraction: float, scale: float = 1.0, fetal_sex: str | None = None
+) -> SampleDesign:
     """A pregnancy design changed to carry one finding at a given fetal fraction.
 
     `finding`: None (euploid), "T<n>" (fetal trisomy), a sex-chromosome karyotype ("45,X",
@@ -252,8 +349,15 @@ def with_finding(design: SampleDesign, finding: str | None, fetal_fraction: floa
     `genome.SYNDROME_REGIONS` (a fetal CNV of that region).
     """
     sex = fetal_sex or design.fetal_sex or "female"
-    changed = dataclasses.replace(design, fetal_fraction=fetal_fraction, fetal_sex=sex, events=[], findings=[],
-                                  fetal_karyotype="46,XY" if sex == "male" else "46,XX", maternal_x_mosaic_loss=0.0)
+    changed = dataclasses.replace(
+        design,
+        fetal_fraction=fetal_fraction,
+        fetal_sex=sex,
+        events=[],
+        findings=[],
+        fetal_karyotype="46,XY" if sex == "male" else "46,XX",
+        maternal_x_mosaic_loss=0.0,
+    )
     sex_chromosomes = "XY" if sex == "male" else "XX"
     if finding is None:
         return changed
@@ -265,8 +369,18 @@ def with_finding(design: SampleDesign, finding: str | None, fetal_fraction: floa
         changed.fetal_sex = "male" if "Y" in finding else "female"
     elif finding[:4] in ("del:", "dup:") and finding[4:] in SYNDROME_REGIONS:
         chrom, start, end = _scaled_region(*SYNDROME_REGIONS[finding[4:]], scale)
-        changed.events = [{"type": "cnv", "origin": "fetal", "chrom": chrom, "start": start, "end": end,
-                           "fetal_cn": 1 if finding.startswith("del") else 3, "maternal_cn": 2, "name": finding[4:]}]
+        changed.events = [
+            {
+                "type": "cnv",
+                "origin": "fetal",
+                "chrom": chrom,
+                "start": start,
+                "end": end,
+                "fetal_cn": 1 if finding.startswith("del") else 3,
+                "maternal_cn": 2,
+                "name": finding[4:],
+            }
+        ]
         finding = f"{finding[:3]}:{chrom}:{start}-{end}:fetal"
     else:
         raise UsageError(f"unknown finding {finding!r}")
@@ -298,13 +412,32 @@ def _design_cancer(design: SampleDesign, rng: np.random.Generator, cohort: str, 
         # After genome doubling, later gains and losses move one or two of the four copies.
         step = 1 if base == 2 else int(rng.integers(1, 3))
         tumour_cn = base + step if cn > 2 else base - step
-        design.events.append({"type": "cnv", "origin": "tumour", "chrom": chrom, "start": start, "end": end,
-                              "tumour_cn": tumour_cn, "clonal_fraction": clonal, "name": name})
+        design.events.append(
+            {
+                "type": "cnv",
+                "origin": "tumour",
+                "chrom": chrom,
+                "start": start,
+                "end": end,
+                "tumour_cn": tumour_cn,
+                "clonal_fraction": clonal,
+                "name": name,
+            }
+        )
     if rng.random() < 0.3:
         name, chrom, start, end = FOCAL_AMPLIFICATIONS[int(rng.integers(len(FOCAL_AMPLIFICATIONS)))]
-        design.events.append({"type": "cnv", "origin": "tumour", "chrom": chrom, "start": int(start * scale),
-                              "end": max(int(end * scale), int(start * scale) + 1), "tumour_cn": int(rng.integers(6, 12)),
-                              "clonal_fraction": 1.0, "name": name})
+        design.events.append(
+            {
+                "type": "cnv",
+                "origin": "tumour",
+                "chrom": chrom,
+                "start": int(start * scale),
+                "end": max(int(end * scale), int(start * scale) + 1),
+                "tumour_cn": int(rng.integers(6, 12)),
+                "clonal_fraction": 1.0,
+                "name": name,
+            }
+        )
     design.findings = [e["name"] for e in design.events]
     design.tumor_ploidy = float(base)  # replaced by the genome-wide mean once the layout is known
 
@@ -323,8 +456,13 @@ class EbvDraws:
     carrier_nucleosomal_share_max: float = 0.0  # each carrier's nucleosome-sized share: uniform up to this
 
     def __post_init__(self) -> None:
-        if not (0 <= self.npc_share and 0 <= self.carrier_share and self.npc_share + self.carrier_share <= 1
-                and 0 <= self.npc_low_load_share <= 1 and 0 <= self.carrier_nucleosomal_share_max <= 1):
+        if not (
+            0 <= self.npc_share
+            and 0 <= self.carrier_share
+            and self.npc_share + self.carrier_share <= 1
+            and 0 <= self.npc_low_load_share <= 1
+            and 0 <= self.carrier_nucleosomal_share_max <= 1
+        ):
             raise UsageError("EBV draws: the shares must lie between 0 and 1 (NPC and carriers together at most 1)")
 
 
@@ -351,6 +489,7 @@ def _design_ebv(design: SampleDesign, rng: np.random.Generator, draws: EbvDraws)
 
 
 # ----------------------------------------------------------------------------- genome model
+
 
 @dataclass(frozen=True)
 class LabEffects:
@@ -409,7 +548,11 @@ def smooth_pattern(rng: np.random.Generator, n_bins: int) -> np.ndarray:
     """A smooth random per-bin pattern of mean 0 and SD 1 (correlated over ~1/200 of the genome)."""
     walk = np.cumsum(rng.normal(0, 1, n_bins))
     window = max(5, n_bins // 200)
-    smooth = np.convolve(walk - np.convolve(walk, np.ones(window * 10) / (window * 10), mode="same"), np.ones(window) / window, mode="same")
+    smooth = np.convolve(
+        walk - np.convolve(walk, np.ones(window * 10) / (window * 10), mode="same"),
+        np.ones(window) / window,
+        mode="same",
+    )
     return (smooth - smooth.mean()) / (smooth.std() or 1.0)
 
 
@@ -444,8 +587,16 @@ class GenomeModel:
     arm_shift_sd: np.ndarray | None = None
 
     @classmethod
-    def build(cls, layout: Layout, gc: np.ndarray, mappable: np.ndarray, scale: float, seed: int,
-              other_contigs: list[tuple[str, int]], effects: LabEffects = LabEffects()) -> "GenomeModel":
+    def build(
+        cls,
+        layout: Layout,
+        gc: np.ndarray,
+        mappable: np.ndarray,
+        scale: float,
+        seed: int,
+        other_contigs: list[tuple[str, int]],
+        effects: LabEffects = LabEffects(),
+    ) -> "GenomeModel":
         rng = np.random.default_rng([seed, 0, 7])
         stickiness = rng.lognormal(0.0, effects.stickiness_sd, layout.n_bins)
         loadings = [effects.batch_factor_sd * smooth_pattern(rng, layout.n_bins) for _ in range(3)]
@@ -456,7 +607,9 @@ class GenomeModel:
         placental = rng.lognormal(0.0, 1.0, layout.n_bins) ** effects.placental_pattern_sd
         # Reads mis-mapped to chrY in women land mostly in regions homologous to X/autosomes.
         index = layout.bin_table()[0]
-        on_y = np.array([name_key(c.name) == "Y" for c in layout.contigs])[index] if layout.contigs else np.zeros(0, bool)
+        on_y = (
+            np.array([name_key(c.name) == "Y" for c in layout.contigs])[index] if layout.contigs else np.zeros(0, bool)
+        )
         homology = np.zeros(layout.n_bins)
         if on_y.any():
             homologous = on_y & (rng.random(layout.n_bins) < effects.y_hotspot_share)
@@ -468,13 +621,31 @@ class GenomeModel:
         arm_of_bin, arm_shift_sd = None, None
         if effects.healthy_arm_shift_sd > 0:
             arm_of_bin, arm_shift_sd = _arm_shifts(layout, gc, scale, effects.healthy_arm_shift_sd)
-        return cls(layout, gc, mappable, stickiness, np.array(loadings), placental, homology, scale, other_contigs, arm_of_bin, arm_shift_sd)
+        return cls(
+            layout,
+            gc,
+            mappable,
+            stickiness,
+            np.array(loadings),
+            placental,
+            homology,
+            scale,
+            other_contigs,
+            arm_of_bin,
+            arm_shift_sd,
+        )
 
     def annotation(self) -> BinAnnotation:
         """The bins' GC and mappability as an annotation file would hold them."""
         unmappable = self.mappable <= 0
-        return BinAnnotation(self.layout, np.where(unmappable, np.nan, self.gc), unmappable.astype(float), self.mappable,
-                             np.zeros(self.layout.n_bins), sources=["simulated hg38 layout"])
+        return BinAnnotation(
+            self.layout,
+            np.where(unmappable, np.nan, self.gc),
+            unmappable.astype(float),
+            self.mappable,
+            np.zeros(self.layout.n_bins),
+            sources=["simulated hg38 layout"],
+        )
 
     @classmethod
     def from_annotation(cls, annotation: BinAnnotation, seed: int, effects: LabEffects = LabEffects()) -> "GenomeModel":
@@ -500,14 +671,18 @@ class GenomeModel:
         """hg38 names and lengths with a synthetic GC landscape (no annotation given)."""
         layout = Layout.from_lengths(HG38_LENGTHS.items(), bin_size)
         rng = np.random.default_rng([seed, 0, 3])
-        gc = np.concatenate([isochore_gc(rng, c.n_bins, HG38_MEAN_GC[c.name], 400_000 / bin_size) for c in layout.contigs])
+        gc = np.concatenate(
+            [isochore_gc(rng, c.n_bins, HG38_MEAN_GC[c.name], 400_000 / bin_size) for c in layout.contigs]
+        )
         gc += rng.normal(0, 0.01, gc.size)
         mappable = np.clip(rng.beta(20, 1.5, layout.n_bins), 0, 1)
         for contig in layout.contigs:
             centre = HG38_CENTROMERES[contig.name] // bin_size
             gap = max(1, 3_000_000 // bin_size)
             mappable[contig.first_bin + max(0, centre - gap // 2) : contig.first_bin + centre + gap // 2] = 0.0
-        return cls.build(layout, gc, mappable, 1.0, seed, [("chrM", MITOCHONDRION_LENGTH), ("chrEBV", EBV_LENGTH)], effects)
+        return cls.build(
+            layout, gc, mappable, 1.0, seed, [("chrM", MITOCHONDRION_LENGTH), ("chrEBV", EBV_LENGTH)], effects
+        )
 
 
 def _scale_of(layout: Layout) -> float:
@@ -575,10 +750,15 @@ def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarra
     """Expected counted fragments per bin, and each population's share of every bin's DNA."""
     populations = copy_numbers(design, model)
     fractions = population_fractions(design)
-    dna = {name: fractions[name] * cn * (model.placental_effect if name == "fetal" else 1.0) for name, cn in populations.items()}
+    dna = {
+        name: fractions[name] * cn * (model.placental_effect if name == "fetal" else 1.0)
+        for name, cn in populations.items()
+    }
     dosage = sum(dna.values()) / 2.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        shares = {name: np.where(dosage > 0, amount / 2.0 / np.maximum(dosage, 1e-12), 0.0) for name, amount in dna.items()}
+        shares = {
+            name: np.where(dosage > 0, amount / 2.0 / np.maximum(dosage, 1e-12), 0.0) for name, amount in dna.items()
+        }
     centred = model.gc - 0.41
     gc_bias = np.exp(design.gc_slope * centred + design.gc_curvature * centred**2)
     batch = np.exp(np.asarray(design.batch_scores[: len(model.batch_loadings)]) @ model.batch_loadings)
@@ -590,7 +770,9 @@ def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarra
         # that share a name do not share their arm shifts.
         identity = repr((design.sample, design.gc_slope, design.gc_curvature, tuple(design.batch_scores))).encode()
         arm_rng = np.random.default_rng([zlib.crc32(identity), 0, 13])
-        weight = weight * np.exp2(arm_rng.normal(0.0, 1.0, int(model.arm_of_bin.max()) + 1)[model.arm_of_bin] * model.arm_shift_sd)
+        weight = weight * np.exp2(
+            arm_rng.normal(0.0, 1.0, int(model.arm_of_bin.max()) + 1)[model.arm_of_bin] * model.arm_shift_sd
+        )
     mu = weight * dosage
     # Female chrY background: reads of other chromosomes mis-mapped onto chrY.
     keys = np.array([name_key(c.name) for c in model.layout.contigs])
@@ -621,12 +803,15 @@ def _tumour_ploidy(design: SampleDesign, model: GenomeModel) -> float:
     tumour = populations.get("tumour")
     if tumour is None:
         return 2.0
-    autosomal = np.array([name_key(c.name) not in ("X", "Y") for c in model.layout.contigs])[model.layout.bin_table()[0]]
+    autosomal = np.array([name_key(c.name) not in ("X", "Y") for c in model.layout.contigs])[
+        model.layout.bin_table()[0]
+    ]
     weight = model.mappable * autosomal
     return float((tumour * weight).sum() / weight.sum())
 
 
 # ----------------------------------------------------------------------------- count level
+
 
 def simulate_counts(design: SampleDesign, model: GenomeModel, seed: int, index: int) -> SampleCounts:
     """Counts, fragment sizes and QC of one sample, drawn directly at the bin level."""
@@ -641,8 +826,12 @@ def simulate_counts(design: SampleDesign, model: GenomeModel, seed: int, index: 
     other_hist = np.zeros((len(model.other_contigs), DEFAULT_LONGEST_LENGTH + 2), dtype=np.int64)
     if design.paired:
         distributions = {name: _sizes(design, _source_of(name)) for name in shares}
-        p_short = sum(shares[n] * distributions[n][DEFAULT_SHORT_RANGE[0] : DEFAULT_SHORT_RANGE[1] + 1].sum() for n in shares)
-        p_long = sum(shares[n] * distributions[n][DEFAULT_LONG_RANGE[0] : DEFAULT_LONG_RANGE[1] + 1].sum() for n in shares)
+        p_short = sum(
+            shares[n] * distributions[n][DEFAULT_SHORT_RANGE[0] : DEFAULT_SHORT_RANGE[1] + 1].sum() for n in shares
+        )
+        p_long = sum(
+            shares[n] * distributions[n][DEFAULT_LONG_RANGE[0] : DEFAULT_LONG_RANGE[1] + 1].sum() for n in shares
+        )
         short = rng.binomial(counts, np.clip(p_short, 0, 1))
         long_ = rng.binomial(counts - short, np.clip(p_long / np.maximum(1 - p_short, 1e-12), 0, 1))
         total = counts.sum()
@@ -665,22 +854,49 @@ def simulate_counts(design: SampleDesign, model: GenomeModel, seed: int, index: 
     mapped = (counted + duplicates + low_mapq + int(other_counts.sum())) * per_read
     unmapped = int(round(design.unmapped_rate * mapped))
     qc = {
-        "total": mapped + unmapped, "unmapped": unmapped, "secondary": 0, "supplementary": 0, "mapped": mapped,
-        "qc_fail": 0, "duplicates": duplicates * per_read, "low_mapq": low_mapq * per_read,
-        "paired_reads": mapped if design.paired else 0, "improper_pairs": 0,
-        "second_mates": (counted + int(other_counts.sum())) if design.paired else 0, "unmarked_duplicates": 0,
-        "counted": counted, "counted_pairs": counted if design.paired else 0,
-        "counted_single": 0 if design.paired else counted, "outside_bins": 0, "pairs_by_geometry": 0,
+        "total": mapped + unmapped,
+        "unmapped": unmapped,
+        "secondary": 0,
+        "supplementary": 0,
+        "mapped": mapped,
+        "qc_fail": 0,
+        "duplicates": duplicates * per_read,
+        "low_mapq": low_mapq * per_read,
+        "paired_reads": mapped if design.paired else 0,
+        "improper_pairs": 0,
+        "second_mates": (counted + int(other_counts.sum())) if design.paired else 0,
+        "unmarked_duplicates": 0,
+        "counted": counted,
+        "counted_pairs": counted if design.paired else 0,
+        "counted_single": 0 if design.paired else counted,
+        "outside_bins": 0,
+        "pairs_by_geometry": 0,
     }
     per_contig = {c.name: int(counts[c.first_bin : c.first_bin + c.n_bins].sum()) for c in layout.contigs}
     per_contig.update({name: int(n) for (name, _), n in zip(model.other_contigs, other_counts) if n})
     return SampleCounts(
-        sample=design.sample, layout=layout, counts=counts, paired=design.paired, short=short, long=long_,
-        fragment_lengths=histogram, other_contigs=[{"name": n, "length": int(l)} for n, l in model.other_contigs],
-        other_counts=other_counts, other_fragment_lengths=other_hist, qc=qc, per_contig_counts=per_contig,
+        sample=design.sample,
+        layout=layout,
+        counts=counts,
+        paired=design.paired,
+        short=short,
+        long=long_,
+        fragment_lengths=histogram,
+        other_contigs=[{"name": n, "length": int(l)} for n, l in model.other_contigs],
+        other_counts=other_counts,
+        other_fragment_lengths=other_hist,
+        qc=qc,
+        per_contig_counts=per_contig,
         source={"path": None, "type": "simulated", "seed": seed},
-        filters={"min_mapq": 20, "skip_duplicates": True, "skip_qc_fail": True, "remove_unmarked_duplicates": False,
-                 "short_range": list(DEFAULT_SHORT_RANGE), "long_range": list(DEFAULT_LONG_RANGE), "longest_length": DEFAULT_LONGEST_LENGTH},
+        filters={
+            "min_mapq": 20,
+            "skip_duplicates": True,
+            "skip_qc_fail": True,
+            "remove_unmarked_duplicates": False,
+            "short_range": list(DEFAULT_SHORT_RANGE),
+            "long_range": list(DEFAULT_LONG_RANGE),
+            "longest_length": DEFAULT_LONGEST_LENGTH,
+        },
     )
 
 
@@ -694,15 +910,21 @@ _QUALITY_WEIGHTS = np.array([0.90, 0.06, 0.03, 0.01])
 class Fragments:
     """Simulated molecules, sorted by contig index and start."""
 
-    contig: np.ndarray   # index into the genome's contig list
+    contig: np.ndarray  # index into the genome's contig list
     start: np.ndarray
     length: np.ndarray
     reverse: np.ndarray  # strand of the first read
     duplicate: np.ndarray
 
 
-def simulate_fragments(design: SampleDesign, model: GenomeModel, genome: SyntheticGenome | None, contig_lengths: list[tuple[str, int]],
-                       seed: int, index: int) -> Fragments:
+def simulate_fragments(
+    design: SampleDesign,
+    model: GenomeModel,
+    genome: SyntheticGenome | None,
+    contig_lengths: list[tuple[str, int]],
+    seed: int,
+    index: int,
+) -> Fragments:
     """Molecules of one sample: counts per bin as in `simulate_counts`, spread within bins."""
     rng = np.random.default_rng([seed, index, 4])
     mu, shares = expected_counts(design, model)
@@ -762,7 +984,11 @@ def simulate_fragments(design: SampleDesign, model: GenomeModel, genome: Synthet
     reverse = rng.random(starts.size) < 0.5
     duplicate = np.zeros(starts.size, dtype=bool)
     n_duplicates = rng.binomial(starts.size, design.duplicate_rate)
-    copies = rng.choice(starts.size, size=n_duplicates, replace=True) if n_duplicates and starts.size else np.zeros(0, dtype=np.int64)
+    copies = (
+        rng.choice(starts.size, size=n_duplicates, replace=True)
+        if n_duplicates and starts.size
+        else np.zeros(0, dtype=np.int64)
+    )
     contigs = np.concatenate([contigs, contigs[copies]])
     starts = np.concatenate([starts, starts[copies]])
     lengths = np.concatenate([lengths, lengths[copies]])
@@ -789,7 +1015,9 @@ def _sizes(design: SampleDesign, source: str) -> np.ndarray:
             return fragment_length_distribution("ebv_tumour")
         if share <= 0:
             return fragment_length_distribution("ebv_carrier")
-        return share * fragment_length_distribution("ebv_tumour") + (1 - share) * fragment_length_distribution("ebv_carrier")
+        return share * fragment_length_distribution("ebv_tumour") + (1 - share) * fragment_length_distribution(
+            "ebv_carrier"
+        )
     return fragment_length_distribution(source)
 
 
@@ -805,8 +1033,15 @@ def _reads_of(fragments: Fragments, design: SampleDesign, rng: np.random.Generat
     if not design.paired:
         pos = np.where(fragments.reverse, fragments.start + fragments.length - L, fragments.start)
         flag = np.where(fragments.reverse, 0x10, 0) | np.where(fragments.duplicate, 0x400, 0)
-        reads = {"contig": fragments.contig, "pos": pos, "flag": flag.astype(np.int64), "fragment": np.arange(n),
-                 "next_pos": np.full(n, -1), "tlen": np.zeros(n, dtype=np.int64), "mate_contig": np.full(n, -1)}
+        reads = {
+            "contig": fragments.contig,
+            "pos": pos,
+            "flag": flag.astype(np.int64),
+            "fragment": np.arange(n),
+            "next_pos": np.full(n, -1),
+            "tlen": np.zeros(n, dtype=np.int64),
+            "mate_contig": np.full(n, -1),
+        }
     else:
         first_is_read1 = rng.random(n) < 0.5
         left = fragments.start
@@ -828,7 +1063,9 @@ def _reads_of(fragments: Fragments, design: SampleDesign, rng: np.random.Generat
     return {key: value[order] for key, value in reads.items()}
 
 
-def _bases(genome: SyntheticGenome | None, contig: np.ndarray, pos: np.ndarray, read_length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _bases(
+    genome: SyntheticGenome | None, contig: np.ndarray, pos: np.ndarray, read_length: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Forward-strand bases of reads (with 0.2 % substitutions) and their mismatch counts."""
     n = pos.size
     if genome is None:
@@ -859,9 +1096,18 @@ def bam_header(design: SampleDesign, contig_lengths: list[tuple[str, int]], sort
     return "\n".join(lines) + "\n"
 
 
-def write_bam(path: str | os.PathLike, design: SampleDesign, model: GenomeModel, genome: SyntheticGenome | None,
-              contig_lengths: list[tuple[str, int]], seed: int, index: int, threads: int = 2,
-              progress: Callable[[int, int], None] | None = None, chunk: int = 1_000_000) -> None:
+def write_bam(
+    path: str | os.PathLike,
+    design: SampleDesign,
+    model: GenomeModel,
+    genome: SyntheticGenome | None,
+    contig_lengths: list[tuple[str, int]],
+    seed: int,
+    index: int,
+    threads: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = 1_000_000,
+) -> None:
     """Simulate one sample's reads and write them as a coordinate-sorted BAM (index it afterwards)."""
     from plasmacount.alignment_writer import BamWriter, mapped_records, read_names, unplaced_records
 
@@ -885,7 +1131,11 @@ def write_bam(path: str | os.PathLike, design: SampleDesign, model: GenomeModel,
             else:
                 repeat = rng.random(m) > model.mappable.mean()
                 if ebv_index >= 0:
-                    w = (contig == ebv_index) & (pos >= EBV_W_REPEAT_START) & (pos < EBV_W_REPEAT_START + EBV_W_REPEAT_COPIES * EBV_W_REPEAT_UNIT)
+                    w = (
+                        (contig == ebv_index)
+                        & (pos >= EBV_W_REPEAT_START)
+                        & (pos < EBV_W_REPEAT_START + EBV_W_REPEAT_COPIES * EBV_W_REPEAT_UNIT)
+                    )
                     repeat |= w
             mapq = np.where(repeat, 0, np.where(rng.random(m) < 0.01, rng.integers(1, 30, m), 60)).astype(np.uint8)
             # A few records are QC-failed, secondary or supplementary copies, as in real runs.
@@ -893,15 +1143,38 @@ def write_bam(path: str | os.PathLike, design: SampleDesign, model: GenomeModel,
             extra = rng.random(m) < 0.002
             bases, mismatches = _bases(genome, contig, pos, design.read_length, rng)
             names = read_names(reads["fragment"][part] + 1)
-            records = mapped_records(contig, pos, flag, mapq, reads["mate_contig"][part], reads["next_pos"][part], reads["tlen"][part],
-                                     names, bases, _qualities(rng, m, design.read_length), mismatches, design.sample)
+            records = mapped_records(
+                contig,
+                pos,
+                flag,
+                mapq,
+                reads["mate_contig"][part],
+                reads["next_pos"][part],
+                reads["tlen"][part],
+                names,
+                bases,
+                _qualities(rng, m, design.read_length),
+                mismatches,
+                design.sample,
+            )
             if extra.any():
                 # Secondary/supplementary copies sit at their read's position, keeping the order.
                 k = int(extra.sum())
                 kind = np.where(rng.random(k) < 0.5, 0x100, 0x800)
-                copies = mapped_records(contig[extra], pos[extra], (flag[extra] & ~0x400) | kind, np.zeros(k, np.uint8),
-                                        reads["mate_contig"][part][extra], reads["next_pos"][part][extra], reads["tlen"][part][extra],
-                                        names[extra], bases[extra], _qualities(rng, k, design.read_length), mismatches[extra], design.sample)
+                copies = mapped_records(
+                    contig[extra],
+                    pos[extra],
+                    (flag[extra] & ~0x400) | kind,
+                    np.zeros(k, np.uint8),
+                    reads["mate_contig"][part][extra],
+                    reads["next_pos"][part][extra],
+                    reads["tlen"][part][extra],
+                    names[extra],
+                    bases[extra],
+                    _qualities(rng, k, design.read_length),
+                    mismatches[extra],
+                    design.sample,
+                )
                 records = np.concatenate([records, copies])
                 records = records[np.lexsort((records["pos"], records["ref"]))]
             writer.write(records.tobytes())
@@ -915,15 +1188,26 @@ def write_bam(path: str | os.PathLike, design: SampleDesign, model: GenomeModel,
             if design.paired:
                 flag = flag | 0x1 | 0x8 | np.tile([0x40, 0x80], n_unmapped)
             bases = np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, (n_unmapped * per, design.read_length))]
-            writer.write(unplaced_records(flag, names, bases, _qualities(rng, n_unmapped * per, design.read_length), design.sample))
+            writer.write(
+                unplaced_records(
+                    flag, names, bases, _qualities(rng, n_unmapped * per, design.read_length), design.sample
+                )
+            )
     except BaseException as error:
         writer.abort(error)
         raise
     writer.close()
 
 
-def write_fastq(directory: Path, design: SampleDesign, model: GenomeModel, genome: SyntheticGenome,
-                contig_lengths: list[tuple[str, int]], seed: int, index: int) -> list[Path]:
+def write_fastq(
+    directory: Path,
+    design: SampleDesign,
+    model: GenomeModel,
+    genome: SyntheticGenome,
+    contig_lengths: list[tuple[str, int]],
+    seed: int,
+    index: int,
+) -> list[Path]:
     """Reads as they leave the sequencer (shuffled, in read orientation), gzip FASTQ."""
     from plasmacount.alignment_writer import fastq_records, open_fastq, read_names, reverse_complement
 
@@ -931,7 +1215,12 @@ def write_fastq(directory: Path, design: SampleDesign, model: GenomeModel, genom
     fragments = simulate_fragments(design, model, genome, contig_lengths, seed, index)
     order = rng.permutation(fragments.start.size)
     L = design.read_length
-    contig, start, length, reverse = fragments.contig[order], fragments.start[order], fragments.length[order], fragments.reverse[order]
+    contig, start, length, reverse = (
+        fragments.contig[order],
+        fragments.start[order],
+        fragments.length[order],
+        fragments.reverse[order],
+    )
     names = read_names(np.arange(order.size) + 1)
     left, _ = _bases(genome, contig, start, L, rng)
     right, _ = _bases(genome, contig, start + length - L, L, rng)
@@ -953,16 +1242,25 @@ def write_fastq(directory: Path, design: SampleDesign, model: GenomeModel, genom
 
 # ----------------------------------------------------------------------------- truth
 
+
 def truth_row(design: SampleDesign) -> dict:
     return {
-        "sample": design.sample, "cohort": design.cohort, "reads": design.reads, "paired": design.paired,
-        "sex": design.sex, "fetal_sex": design.fetal_sex or "", "fetal_fraction": "" if design.fetal_fraction is None else f"{design.fetal_fraction:.4f}",
-        "fetal_karyotype": design.fetal_karyotype or "", "findings": ";".join(design.findings),
+        "sample": design.sample,
+        "cohort": design.cohort,
+        "reads": design.reads,
+        "paired": design.paired,
+        "sex": design.sex,
+        "fetal_sex": design.fetal_sex or "",
+        "fetal_fraction": "" if design.fetal_fraction is None else f"{design.fetal_fraction:.4f}",
+        "fetal_karyotype": design.fetal_karyotype or "",
+        "findings": ";".join(design.findings),
         "tumor_fraction": "" if design.tumor_fraction is None else f"{design.tumor_fraction:.4f}",
         "tumor_ploidy": "" if design.tumor_ploidy is None else f"{design.tumor_ploidy:.3f}",
-        "ebv_status": design.ebv_status, "ebv_fragments_expected": f"{design.ebv_fragments_expected:.2f}",
+        "ebv_status": design.ebv_status,
+        "ebv_fragments_expected": f"{design.ebv_fragments_expected:.2f}",
         "ebv_nucleosomal_share": f"{nucleosomal_share(design):.3f}" if design.ebv_status != "negative" else "",
-        "batch": design.batch, "duplicate_rate": f"{design.duplicate_rate:.4f}",
+        "batch": design.batch,
+        "duplicate_rate": f"{design.duplicate_rate:.4f}",
     }
 
 
@@ -972,7 +1270,10 @@ def write_truth(directory: Path, designs: list[SampleDesign], settings: dict) ->
         stream.write("\t".join(rows[0]) + "\n")
         for row in rows:
             stream.write("\t".join(str(v) for v in row.values()) + "\n")
-    write_json(directory / "truth.json", {"plasmacount_version": __version__, "settings": settings, "samples": [asdict(d) for d in designs]})
+    write_json(
+        directory / "truth.json",
+        {"plasmacount_version": __version__, "settings": settings, "samples": [asdict(d) for d in designs]},
+    )
 
 
 @dataclass
@@ -1010,7 +1311,9 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
     if request.genome not in ("synthetic", "hg38"):
         raise UsageError(f"--genome must be synthetic or hg38, not {request.genome!r}")
     if request.genome == "hg38" and request.output_format in ("cram", "fastq", "long-bam"):
-        raise UsageError("--genome hg38 has no sequence here: use --format counts or bam, or --genome synthetic for CRAM/FASTQ")
+        raise UsageError(
+            "--genome hg38 has no sequence here: use --format counts or bam, or --genome synthetic for CRAM/FASTQ"
+        )
     if not 0 < request.scale <= 1:
         raise UsageError(f"--scale must be in (0, 1], not {request.scale}")
     if request.read_length < 20 or request.read_length > 300:
@@ -1042,8 +1345,18 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
         scale = 1.0
         (output / "genome").mkdir(exist_ok=True)
         model.annotation().save(output / "genome" / "bins.npz")
-    designs = design_cohort(request.cohort, request.samples, request.reads, request.seed, request.paired,
-                            request.read_length, scale, request.fetal_fraction_median, prefix=request.prefix, ebv=request.ebv)
+    designs = design_cohort(
+        request.cohort,
+        request.samples,
+        request.reads,
+        request.seed,
+        request.paired,
+        request.read_length,
+        scale,
+        request.fetal_fraction_median,
+        prefix=request.prefix,
+        ebv=request.ebv,
+    )
     for design in designs:
         if design.tumor_fraction:
             design.tumor_ploidy = round(_tumour_ploidy(design, model), 3)
@@ -1058,17 +1371,43 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
         elif request.output_format == "long-bam":
             # Whole molecules with CpG methylation (long_read_simulation); --reads is their number.
             sample = LongReadSample(design.sample, design.reads, design.fetal_fraction or 0.0, design.fetal_sex)
-            paths.append(write_long_read_bam(output / f"{design.sample}.bam", genome, sample, request.seed * 100_003 + index,
-                                             request.long_read_effects, level_seed=request.lab_seed))
+            paths.append(
+                write_long_read_bam(
+                    output / f"{design.sample}.bam",
+                    genome,
+                    sample,
+                    request.seed * 100_003 + index,
+                    request.long_read_effects,
+                    level_seed=request.lab_seed,
+                )
+            )
         else:
             import pysam
 
             bam = output / f"{design.sample}.bam"
-            within = (lambda done, total, index=index: progress(index * 1000 + 1000 * done // max(total, 1), 1000 * len(designs))) if progress else None
+            within = (
+                (
+                    lambda done, total, index=index: progress(
+                        index * 1000 + 1000 * done // max(total, 1), 1000 * len(designs)
+                    )
+                )
+                if progress
+                else None
+            )
             write_bam(bam, design, model, genome, contig_lengths, request.seed, index, request.threads, progress=within)
             if request.output_format == "cram":
                 cram = output / f"{design.sample}.cram"
-                pysam.view("-C", "-T", str(output / "genome" / "genome.fa"), "-@", str(request.threads), "-o", str(cram), str(bam), catch_stdout=False)
+                pysam.view(
+                    "-C",
+                    "-T",
+                    str(output / "genome" / "genome.fa"),
+                    "-@",
+                    str(request.threads),
+                    "-o",
+                    str(cram),
+                    str(bam),
+                    catch_stdout=False,
+                )
                 bam.unlink()
                 pysam.index(str(cram))
                 paths.append(cram)

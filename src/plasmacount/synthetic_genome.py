@@ -12,6 +12,7 @@ lengths (scaled, default 1/200) and the features that matter for counting:
   internal repeat), outside the binned chromosomes.
 Sequences are otherwise random, so reads map uniquely everywhere else.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,13 @@ import numpy as np
 from plasmacount.bins import BinAnnotation
 from plasmacount.files import atomic_output
 from plasmacount.genome import (
-    ACROCENTRIC, EBV_LENGTH, HG38_CENTROMERES, HG38_LENGTHS, HG38_MEAN_GC, MITOCHONDRION_LENGTH, Layout,
+    ACROCENTRIC,
+    EBV_LENGTH,
+    HG38_CENTROMERES,
+    HG38_LENGTHS,
+    HG38_MEAN_GC,
+    MITOCHONDRION_LENGTH,
+    Layout,
 )
 
 BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
@@ -52,7 +59,9 @@ class SyntheticGenome:
         return [n for n in self.names if n in HG38_LENGTHS]
 
     def layout(self) -> Layout:
-        return Layout.from_lengths(((n, s.size) for n, s in zip(self.names, self.sequences) if n in HG38_LENGTHS), self.bin_size)
+        return Layout.from_lengths(
+            ((n, s.size) for n, s in zip(self.names, self.sequences) if n in HG38_LENGTHS), self.bin_size
+        )
 
     def sequence(self, name: str) -> np.ndarray:
         return self.sequences[self.names.index(name)]
@@ -81,8 +90,14 @@ class SyntheticGenome:
                 gc[span] = np.where(known > 0, is_gc.reshape(contig.n_bins, -1).sum(axis=1) / known, np.nan)
             n_fraction[span] = n_per_bin / bin_length
             mappability[span] = is_unique.reshape(contig.n_bins, -1).sum(axis=1) / bin_length
-        return BinAnnotation(layout, gc, n_fraction, mappability, np.zeros(layout.n_bins),
-                             sources=[f"synthetic genome, scale 1/{round(1 / self.scale)}"])
+        return BinAnnotation(
+            layout,
+            gc,
+            n_fraction,
+            mappability,
+            np.zeros(layout.n_bins),
+            sources=[f"synthetic genome, scale 1/{round(1 / self.scale)}"],
+        )
 
     def write(self, directory: str | os.PathLike) -> Path:
         """Write genome.fa (+ .fai) and bins.npz into `directory`; returns the FASTA path."""
@@ -116,7 +131,9 @@ def _random_bases(rng: np.random.Generator, gc: np.ndarray) -> np.ndarray:
     """One base per entry of `gc`, G/C with probability gc."""
     u = rng.random(gc.size)
     at = (1.0 - gc) / 2.0
-    return np.where(u < at, ord("A"), np.where(u < 2 * at, ord("T"), np.where(u < 2 * at + gc / 2, ord("C"), ord("G")))).astype(np.uint8)
+    return np.where(
+        u < at, ord("A"), np.where(u < 2 * at, ord("T"), np.where(u < 2 * at + gc / 2, ord("C"), ord("G")))
+    ).astype(np.uint8)
 
 
 def isochore_gc(rng: np.random.Generator, length: int, mean_gc: float, mean_segment: float) -> np.ndarray:

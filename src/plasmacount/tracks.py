@@ -5,6 +5,7 @@ These are the files IGV and the UCSC browser open directly. A profile is one val
 (NaN where the bin was not used); unused bins are left out of the track rather than written
 as zero, so that a browser shows a gap, not a false deletion.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,13 @@ class Profile:
     def from_layout(cls, layout, values: np.ndarray) -> "Profile":
         index, start, end = layout.bin_table()
         names = [contig.name for contig in layout.contigs]
-        return cls([names[i] for i in index], np.asarray(start), np.asarray(end), np.asarray(values, dtype=float),
-                   {contig.name: contig.length for contig in layout.contigs})
+        return cls(
+            [names[i] for i in index],
+            np.asarray(start),
+            np.asarray(end),
+            np.asarray(values, dtype=float),
+            {contig.name: contig.length for contig in layout.contigs},
+        )
 
 
 def write_bedgraph(path: str | os.PathLike, profile: Profile, name: str, description: str) -> Path:
@@ -49,8 +55,10 @@ def write_bedgraph(path: str | os.PathLike, profile: Profile, name: str, descrip
     profile = profile.finite()
     with atomic_output(path, "w") as stream:
         stream.write(f'track type=bedGraph name="{name}" description="{description}" visibility=full autoScale=on\n')
-        stream.writelines("%s\t%d\t%d\t%.5f\n" % row for row in zip(profile.chrom, profile.start.tolist(), profile.end.tolist(),
-                                                                          profile.value.tolist()))
+        stream.writelines(
+            "%s\t%d\t%d\t%.5f\n" % row
+            for row in zip(profile.chrom, profile.start.tolist(), profile.end.tolist(), profile.value.tolist())
+        )
     return Path(path)
 
 
@@ -100,19 +108,27 @@ def write_bigwig(path: str | os.PathLike, profile: Profile) -> Path:
         rows = np.lexsort((profile.start, rank))
         if rows.size:
             chrom = np.asarray(profile.chrom, dtype=object)[rows].tolist()
-            handle.addEntries(chrom, profile.start[rows].astype(np.int64).tolist(), ends=profile.end[rows].astype(np.int64).tolist(),
-                              values=profile.value[rows].astype(float).tolist())
+            handle.addEntries(
+                chrom,
+                profile.start[rows].astype(np.int64).tolist(),
+                ends=profile.end[rows].astype(np.int64).tolist(),
+                values=profile.value[rows].astype(float).tolist(),
+            )
     return Path(path)
 
 
-def write_profile_tracks(output: Path, sample: str, analysis: str, profile: Profile, description: str) -> tuple[dict, list[Path]]:
+def write_profile_tracks(
+    output: Path, sample: str, analysis: str, profile: Profile, description: str
+) -> tuple[dict, list[Path]]:
     """`<sample>.<analysis>.bedgraph` and `.bw` (a safe file stem, see files.sample_file_stem) of a profile in `output`: (file names for the result JSON, paths written)."""
     from plasmacount.files import sample_file_stem
 
     stem = sample_file_stem(sample)
     files = {"profile_bedgraph": f"{stem}.{analysis}.bedgraph", "profile_bigwig": f"{stem}.{analysis}.bw"}
-    written = [write_bedgraph(output / files["profile_bedgraph"], profile, f"{sample} log2 ratio", description),
-               write_bigwig(output / files["profile_bigwig"], profile)]
+    written = [
+        write_bedgraph(output / files["profile_bedgraph"], profile, f"{sample} log2 ratio", description),
+        write_bigwig(output / files["profile_bigwig"], profile),
+    ]
     return files, written
 
 
@@ -121,8 +137,11 @@ def write_seg(path: str | os.PathLike, rows: list[tuple[str, str, int, int, int,
     with atomic_output(path, "w") as stream:
         stream.write("ID\tchrom\tloc.start\tloc.end\tnum.mark\tseg.mean\n")
         for sample, chrom, start, end, bins, mean in rows:
-            stream.write(f"{sample}\t{chrom}\t{start + 1}\t{end}\t{bins}\t{mean:.4f}\n" if math.isfinite(mean) else
-                         f"{sample}\t{chrom}\t{start + 1}\t{end}\t{bins}\tNA\n")
+            stream.write(
+                f"{sample}\t{chrom}\t{start + 1}\t{end}\t{bins}\t{mean:.4f}\n"
+                if math.isfinite(mean)
+                else f"{sample}\t{chrom}\t{start + 1}\t{end}\t{bins}\tNA\n"
+            )
     return Path(path)
 
 

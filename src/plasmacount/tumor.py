@@ -51,6 +51,7 @@ Lo's genome-wide approach is reported beside it: per chromosome arm, the z-score
 mean ratio (against the panel of normals' arms when it has samples, else against the sample's
 own arms), and the copy-number aberration score (the number of arms with |z| > 3).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -90,13 +91,17 @@ CLONAL_STATES = (0, 1, 2, 3, 4, 5, 6, 7, 8)  # 0: both copies lost in the tumour
 # Subclonal states: the baseline -2 .. +2 copies in a share of tumour cells. Two-copy steps are
 # near changes after genome doubling only (`jump_weights`), as for the clonal states.
 SUBCLONAL_STEPS = (-2, -1, 1, 2)
-TUMOR_FRACTIONS = np.round(np.concatenate([[0.0], np.arange(0.005, 0.05, 0.005), np.arange(0.05, 0.3, 0.01), np.arange(0.3, 0.92, 0.02)]), 4)
+TUMOR_FRACTIONS = np.round(
+    np.concatenate([[0.0], np.arange(0.005, 0.05, 0.005), np.arange(0.05, 0.3, 0.01), np.arange(0.3, 0.92, 0.02)]), 4
+)
 BASELINES = (2, 3, 4)  # the tumour's most common copy number (4 after genome doubling)
 # Prior share of each baseline: genome doubling in about 30 % of solid tumours (Bielski et al.,
 # Nat Genet 2018); a near-triploid baseline 10 % (an assumption: doubled genomes that lost much
 # are counted as doubled); diploid the other 60 %. As log odds against diploid.
 BASELINE_PRIOR_SHARES = {2: 0.6, 3: 0.1, 4: 0.3}
-BASELINE_LOG_PRIOR = {copies: math.log(share / BASELINE_PRIOR_SHARES[2]) for copies, share in BASELINE_PRIOR_SHARES.items()}
+BASELINE_LOG_PRIOR = {
+    copies: math.log(share / BASELINE_PRIOR_SHARES[2]) for copies, share in BASELINE_PRIOR_SHARES.items()
+}
 SUBCLONE_FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # shares of tumour cells a subclonal state may have
 RETURN_SHARE = 0.6  # share of state changes that return to the baseline
 SUBCLONAL_EVENT_WEIGHT = 0.25  # weight of subclonal against clonal near changes, per direction
@@ -107,6 +112,7 @@ INITIAL_BASELINE_SHARE = 0.75  # probability that a chromosome starts at the bas
 # purities) it prefers the lower purity.
 TUMOR_FRACTION_PRIOR_SHAPE = 2.0
 DETECTION_MARGIN = 10.0  # log-posterior gain over tumour fraction 0 needed to call tumour DNA present
+
 
 @dataclass
 class CorrectedProfile:
@@ -138,7 +144,9 @@ def masked_bins(layout: Layout, annotation: BinAnnotation | None) -> np.ndarray:
     return mask
 
 
-def correct(counts: np.ndarray, layout: Layout, annotation: BinAnnotation | None, min_mappability: float = 0.9) -> CorrectedProfile:
+def correct(
+    counts: np.ndarray, layout: Layout, annotation: BinAnnotation | None, min_mappability: float = 0.9
+) -> CorrectedProfile:
     """ichorCNA-style bin filtering, GC then mappability correction, log2, centred on the autosomes."""
     keys = _keys(layout)
     raw = counts.astype(float)
@@ -149,14 +157,18 @@ def correct(counts: np.ndarray, layout: Layout, annotation: BinAnnotation | None
     used &= ~masked_bins(layout, annotation)
     autosomal = used & np.isin(keys, AUTOSOME_KEYS)
     if autosomal.sum() < 50:
-        raise DataError(f"only {int(autosomal.sum())} usable autosomal bins (reads > 0, known GC, mappability >= {min_mappability}); "
-                        "check the counts and the bin annotation")
+        raise DataError(
+            f"only {int(autosomal.sum())} usable autosomal bins (reads > 0, known GC, mappability >= {min_mappability}); "
+            "check the counts and the bin annotation"
+        )
     # "Ideal" bins for the fits: without the top 1 % of counts.
     ideal = autosomal & (raw < np.quantile(raw[autosomal], 0.99))
     gc_curve = fit_gc_curve(raw, gc, ideal, n_strata=50)
     corrected = raw / gc_curve.factors
     if np.isfinite(mappability[ideal]).sum() > 50:
-        map_curve = fit_gc_curve(np.nan_to_num(corrected), np.where(np.isfinite(mappability), mappability, np.nan), ideal, n_strata=20)
+        map_curve = fit_gc_curve(
+            np.nan_to_num(corrected), np.where(np.isfinite(mappability), mappability, np.nan), ideal, n_strata=20
+        )
         corrected = corrected / np.where(np.isfinite(map_curve.factors), map_curve.factors, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         log2 = np.where(used & (corrected > 0), np.log2(np.maximum(corrected, 1e-12)), np.nan)
@@ -172,10 +184,10 @@ class NormalPanel:
     layout: Layout
     median: np.ndarray
     samples: list[str] = field(default_factory=list)
-    arm_means: dict = field(default_factory=dict)   # arm -> list of healthy arm means
+    arm_means: dict = field(default_factory=dict)  # arm -> list of healthy arm means
     source: str = "plasmacount"
     components: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # k x bins; NaN-free, 0 where unused
-    donors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))      # donors x bins, log2 (NaN where unused)
+    donors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # donors x bins, log2 (NaN where unused)
     # Per bin, the donors' variance there beyond their own bin-to-bin noise, plus the panel
     # median's own uncertainty (log2 squared; may be negative for quiet bins; NaN: unknown).
     excess_variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -183,7 +195,9 @@ class NormalPanel:
     _null: list | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_donors(cls, layout: Layout, donors: np.ndarray, names: list[str], source: str = "plasmacount") -> "NormalPanel":
+    def from_donors(
+        cls, layout: Layout, donors: np.ndarray, names: list[str], source: str = "plasmacount"
+    ) -> "NormalPanel":
         """The panel of these donors' corrected log2 profiles (one row each, in `layout`'s bins)."""
         donors = np.array(donors, dtype=float)
         keys = _keys(layout)
@@ -206,7 +220,9 @@ class NormalPanel:
         cleaned = np.array([panel.remove_shared_patterns(row, layout) for row in residual])
         panel.excess_variance, noise = _excess_variance(cleaned)
         for name, mask in arms(layout):
-            values = np.array([float(np.nanmean(row[mask])) if np.isfinite(row[mask]).any() else float("nan") for row in cleaned])
+            values = np.array(
+                [float(np.nanmean(row[mask])) if np.isfinite(row[mask]).any() else float("nan") for row in cleaned]
+            )
             bins = np.isfinite(cleaned[:, mask]).sum(axis=1)
             keep = np.isfinite(values) & (bins > 0)
             panel.arm_means[name] = values[keep].tolist()
@@ -221,7 +237,9 @@ class NormalPanel:
         keep = [i for i in range(len(self.donors)) if i != donor]
         return NormalPanel.from_donors(self.layout, self.donors[keep], [self.samples[i] for i in keep], self.source)
 
-    def remove_shared_patterns(self, log2: np.ndarray, layout: Layout, fit_bins: np.ndarray | None = None) -> np.ndarray:
+    def remove_shared_patterns(
+        self, log2: np.ndarray, layout: Layout, fit_bins: np.ndarray | None = None
+    ) -> np.ndarray:
         """Subtract the sample's projection on the healthy panel's principal components (batch waves).
         `fit_bins` limits the fit to bins without copy-number change: a large tumour change that
         happens to resemble a component would otherwise be partly subtracted."""
@@ -240,19 +258,41 @@ class NormalPanel:
             self._null = []
             if len(self.donors) >= 8:
                 for i, row in enumerate(self.donors):
-                    profile = CorrectedProfile(self.layout, row.copy(), np.isfinite(row), _keys(self.layout), float("nan"))
+                    profile = CorrectedProfile(
+                        self.layout, row.copy(), np.isfinite(row), _keys(self.layout), float("nan")
+                    )
                     fit = fit_profile(profile, self.without(i), calibrate=False)
-                    self._null.append({"sample": self.samples[i], "gain": fit["log_posterior_gain_over_zero"],
-                                       "upper": fit["tumor_fraction_high"]})
+                    self._null.append(
+                        {
+                            "sample": self.samples[i],
+                            "gain": fit["log_posterior_gain_over_zero"],
+                            "upper": fit["tumor_fraction_high"],
+                        }
+                    )
         return self._null
 
     def save(self, path: str | os.PathLike) -> None:
-        metadata = {"format": PANEL_FORMAT, "format_version": "1.1", "plasmacount_version": __version__, "layout": self.layout.to_json(),
-                    "samples": self.samples, "arm_means": self.arm_means, "source": self.source,
-                    # The leave-one-out null travels with the panel: it costs one fit per donor.
-                    "null_fits": self.null_fits()}
-        write_archive(path, metadata, {"median": self.median, "components": self.components, "donors": self.donors,
-                                       "excess_variance": self.excess_variance})
+        metadata = {
+            "format": PANEL_FORMAT,
+            "format_version": "1.1",
+            "plasmacount_version": __version__,
+            "layout": self.layout.to_json(),
+            "samples": self.samples,
+            "arm_means": self.arm_means,
+            "source": self.source,
+            # The leave-one-out null travels with the panel: it costs one fit per donor.
+            "null_fits": self.null_fits(),
+        }
+        write_archive(
+            path,
+            metadata,
+            {
+                "median": self.median,
+                "components": self.components,
+                "donors": self.donors,
+                "excess_variance": self.excess_variance,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, layout: Layout) -> "NormalPanel":
@@ -268,13 +308,21 @@ class NormalPanel:
                 panel = cls.from_donors(panel_layout, arrays["donors"], metadata["samples"], metadata["source"])
                 panel._null = metadata.get("null_fits")
             else:
-                panel = cls(panel_layout, arrays["median"], metadata["samples"], metadata["arm_means"], metadata["source"],
-                            arrays.get("components", np.zeros((0, 0))))
+                panel = cls(
+                    panel_layout,
+                    arrays["median"],
+                    metadata["samples"],
+                    metadata["arm_means"],
+                    metadata["source"],
+                    arrays.get("components", np.zeros((0, 0))),
+                )
         else:
             panel = _import_ichorcna_panel(path, layout)
         if panel.layout.bin_size != layout.bin_size:
-            raise DataError(f"{path}: panel of normals has {panel.layout.bin_size:,} bp bins, the sample {layout.bin_size:,} bp; "
-                            "use a panel of the sample's bin size")
+            raise DataError(
+                f"{path}: panel of normals has {panel.layout.bin_size:,} bp bins, the sample {layout.bin_size:,} bp; "
+                "use a panel of the sample's bin size"
+            )
         return panel
 
     def on(self, layout: Layout, values: np.ndarray | None = None) -> np.ndarray:
@@ -299,7 +347,9 @@ EXCESS_SHRINKAGE_DONORS = 5
 def _excess_variance(cleaned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per bin: the donors' mean square there minus their own bin-to-bin noise (shrunk), plus the
     variance of the panel median itself (pi/2 x variance / donors); and each donor's bin-to-bin noise."""
-    noise = np.array([bin_to_bin_sd(row[np.isfinite(row)]) ** 2 if np.isfinite(row).sum() > 10 else np.nan for row in cleaned])
+    noise = np.array(
+        [bin_to_bin_sd(row[np.isfinite(row)]) ** 2 if np.isfinite(row).sum() > 10 else np.nan for row in cleaned]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_square = np.nanmean(cleaned**2, axis=0)
@@ -327,13 +377,17 @@ def _import_ichorcna_panel(path: Path, layout: Layout) -> NormalPanel:
                 fields = line.rstrip("\n").split("\t")
                 if len(fields) <= column:
                     raise DataError(f"{path}: line {number} is short; the panel is corrupt, re-create it")
-                rows[(name_key(fields[0]), int(fields[1]) - 1)] = [float("nan") if v in ("NA", "") else float(v) for v in fields[first:column + 1]]
+                rows[(name_key(fields[0]), int(fields[1]) - 1)] = [
+                    float("nan") if v in ("NA", "") else float(v) for v in fields[first : column + 1]
+                ]
     except (OSError, UnicodeDecodeError, EOFError, ValueError) as error:
         raise DataError(f"{path}: cannot read the panel ({error}); check the file") from error
     keys = _keys(layout)
     _, start, _ = layout.bin_table()
     width = len(names) + 1
-    table = np.array([rows.get((key, int(s)), [float("nan")] * width) for key, s in zip(keys, start)]).reshape(layout.n_bins, width)
+    table = np.array([rows.get((key, int(s)), [float("nan")] * width) for key, s in zip(keys, start)]).reshape(
+        layout.n_bins, width
+    )
     median = table[:, -1]
     if np.isfinite(median).sum() < 50:
         raise DataError(f"{path}: fewer than 50 of its bins match the sample's bins (another build or bin size?)")
@@ -368,14 +422,18 @@ def build_panel(samples: list[SampleCounts], annotation: BinAnnotation | None) -
     layout = samples[0].layout
     for sample in samples[1:]:
         if sample.layout.n_bins != layout.n_bins or sample.bin_size != layout.bin_size:
-            raise DataError(f"{sample.sample}: its bins differ from {samples[0].sample}'s; count every sample with the same bins")
+            raise DataError(
+                f"{sample.sample}: its bins differ from {samples[0].sample}'s; count every sample with the same bins"
+            )
     if annotation is not None:
         annotation = annotation.on_layout(layout)
     donors = np.array([correct(s.counts, layout, annotation).log2 for s in samples])
     return NormalPanel.from_donors(layout, donors, [s.sample for s in samples])
 
 
-SUBCLONAL = [(step, fraction) for fraction in SUBCLONE_FRACTIONS for step in SUBCLONAL_STEPS]  # (copy step, share of tumour cells)
+SUBCLONAL = [
+    (step, fraction) for fraction in SUBCLONE_FRACTIONS for step in SUBCLONAL_STEPS
+]  # (copy step, share of tumour cells)
 
 
 def _state_means(tumour_fraction: np.ndarray, baseline: np.ndarray) -> np.ndarray:
@@ -441,8 +499,15 @@ def initial_weights(weights: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     return np.where(at_baseline, INITIAL_BASELINE_SHARE, rest)
 
 
-def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scales: np.ndarray, weights: np.ndarray,
-                           initial: np.ndarray, nu: float) -> np.ndarray:
+def forward_log_likelihood(
+    values: np.ndarray,
+    breaks: np.ndarray,
+    means: np.ndarray,
+    scales: np.ndarray,
+    weights: np.ndarray,
+    initial: np.ndarray,
+    nu: float,
+) -> np.ndarray:
     """Log-likelihood of the data under each grid point's HMM (vectorised over the grid); `scales`: the t scale of each bin,
     `nu` its degrees of freedom."""
     grid, states = means.shape
@@ -463,8 +528,15 @@ def forward_log_likelihood(values: np.ndarray, breaks: np.ndarray, means: np.nda
     return total
 
 
-def viterbi(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scales: np.ndarray, weights: np.ndarray, initial: np.ndarray,
-            nu: float) -> np.ndarray:
+def viterbi(
+    values: np.ndarray,
+    breaks: np.ndarray,
+    means: np.ndarray,
+    scales: np.ndarray,
+    weights: np.ndarray,
+    initial: np.ndarray,
+    nu: float,
+) -> np.ndarray:
     """Most likely state per bin for one grid point (`means`, `weights`, `initial`: one per state), chromosome by chromosome."""
     path = np.empty(values.size, dtype=np.int64)
     starts = np.flatnonzero(breaks)
@@ -473,7 +545,9 @@ def viterbi(values: np.ndarray, breaks: np.ndarray, means: np.ndarray, scales: n
     return path
 
 
-def _viterbi_run(values: np.ndarray, means: np.ndarray, scales: np.ndarray, weights: np.ndarray, initial: np.ndarray, nu: float) -> np.ndarray:
+def _viterbi_run(
+    values: np.ndarray, means: np.ndarray, scales: np.ndarray, weights: np.ndarray, initial: np.ndarray, nu: float
+) -> np.ndarray:
     states = means.size
     with np.errstate(divide="ignore"):
         transition = np.log((1 - SELF_TRANSITION) * np.tile(weights, (states, 1)) + SELF_TRANSITION * np.eye(states))
@@ -536,7 +610,7 @@ def residual_dispersion(residual: np.ndarray, breaks: np.ndarray, window: int = 
     sums = []
     for first, last in zip(starts, np.append(starts[1:], residual.size)):
         for begin in range(first, last - window + 1, window):
-            sums.append(float(residual[begin:begin + window].sum()))
+            sums.append(float(residual[begin : begin + window].sum()))
     if len(sums) < 20:
         return 1.0
     sums = np.array(sums)
@@ -556,7 +630,9 @@ def posterior_quantiles(x: np.ndarray, log_density: np.ndarray, probabilities: t
     return [float(np.interp(p, cdf, x)) for p in probabilities]
 
 
-def tail_degrees_of_freedom(values: np.ndarray, breaks: np.ndarray, limits: tuple[float, float] = DEGREES_OF_FREEDOM_RANGE) -> float:
+def tail_degrees_of_freedom(
+    values: np.ndarray, breaks: np.ndarray, limits: tuple[float, float] = DEGREES_OF_FREEDOM_RANGE
+) -> float:
     """The Student-t degrees of freedom that best fit (maximum likelihood, scale fitted with it)
     the neighbour differences within chromosomes, divided by sqrt(2), within `limits`.
     Copy-number steps are few among the differences; outlier bins and library artefacts make the
@@ -575,8 +651,12 @@ def tail_degrees_of_freedom(values: np.ndarray, breaks: np.ndarray, limits: tupl
         scale = spread * math.exp(float(np.clip(parameters[1], -20, 20)))
         return -float(np.sum(_t_logpdf(differences, scale, nu)))
 
-    best = optimize.minimize(negative_log_likelihood, np.array([0.0, 0.0]), method="Nelder-Mead",
-                             options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 400})
+    best = optimize.minimize(
+        negative_log_likelihood,
+        np.array([0.0, 0.0]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 400},
+    )
     return float(low + (high - low) * special.expit(best.x[0]))
 
 
@@ -588,7 +668,9 @@ UPPER_BOUND_DROP = 1.353
 
 
 def _log_prior(tumour_fraction: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-    return np.array([BASELINE_LOG_PRIOR[int(b)] for b in baseline]) + TUMOR_FRACTION_PRIOR_SHAPE * np.log1p(-tumour_fraction)
+    return np.array([BASELINE_LOG_PRIOR[int(b)] for b in baseline]) + TUMOR_FRACTION_PRIOR_SHAPE * np.log1p(
+        -tumour_fraction
+    )
 
 
 def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, calibrate: bool = True) -> dict:
@@ -598,9 +680,15 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
     layout, keys = profile.layout, profile.keys
     excluded = centromere_bins(layout)
     normal = panel.on(layout) if panel is not None else None
-    extra = panel.on(layout, panel.excess_variance) if panel is not None and panel.excess_variance.size else np.full(layout.n_bins, np.nan)
+    extra = (
+        panel.on(layout, panel.excess_variance)
+        if panel is not None and panel.excess_variance.size
+        else np.full(layout.n_bins, np.nan)
+    )
     unchanged = None
-    grid_tf, grid_baseline = (a.ravel() for a in np.meshgrid(TUMOR_FRACTIONS, np.array(BASELINES, dtype=float), indexing="ij"))
+    grid_tf, grid_baseline = (
+        a.ravel() for a in np.meshgrid(TUMOR_FRACTIONS, np.array(BASELINES, dtype=float), indexing="ij")
+    )
     means = _state_means(grid_tf, grid_baseline)
     weights = jump_weights(grid_baseline)
     initial = initial_weights(weights, grid_baseline)
@@ -615,7 +703,9 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
             log2 = panel.remove_shared_patterns(log2, layout, unchanged)
         used = np.isfinite(log2) & np.isin(keys, AUTOSOME_KEYS)
         if used.sum() < 50:
-            raise DataError(f"only {int(used.sum())} usable autosomal bins after the panel of normals; does the panel match the sample's bins?")
+            raise DataError(
+                f"only {int(used.sum())} usable autosomal bins after the panel of normals; does the panel match the sample's bins?"
+            )
         centred_on = used & unchanged if unchanged is not None and (used & unchanged).sum() > 50 else used
         centre = float(np.nanmedian(log2[centred_on]))
         log2 -= centre
@@ -648,14 +738,24 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
     for b in BASELINES:
         here = grid_baseline == b
         position = int(np.flatnonzero(TUMOR_FRACTIONS == grid_tf[here][int(np.argmax(log_posterior[here]))])[0])
-        fine[b] = np.linspace(TUMOR_FRACTIONS[max(position - 1, 0)], TUMOR_FRACTIONS[min(position + 1, TUMOR_FRACTIONS.size - 1)],
-                              FINE_GRID_POINTS)
+        fine[b] = np.linspace(
+            TUMOR_FRACTIONS[max(position - 1, 0)],
+            TUMOR_FRACTIONS[min(position + 1, TUMOR_FRACTIONS.size - 1)],
+            FINE_GRID_POINTS,
+        )
     # One forward pass over the three fine grids together: it is vectorised over grid points.
     fine_tf = np.concatenate([fine[b] for b in BASELINES])
     fine_baseline = np.repeat(np.array(BASELINES, dtype=float), FINE_GRID_POINTS)
     fine_weights = jump_weights(fine_baseline)
-    fine_likelihood = forward_log_likelihood(natural, breaks, _state_means(fine_tf, fine_baseline), scales, fine_weights,
-                                             initial_weights(fine_weights, fine_baseline), nu)
+    fine_likelihood = forward_log_likelihood(
+        natural,
+        breaks,
+        _state_means(fine_tf, fine_baseline),
+        scales,
+        fine_weights,
+        initial_weights(fine_weights, fine_baseline),
+        nu,
+    )
     points = {}
     for b in BASELINES:
         here = grid_baseline == b
@@ -663,8 +763,10 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
         likelihood_b = np.concatenate([log_likelihood[here], fine_likelihood[fine_baseline == b]])[order]
         points[b] = (tf_b, likelihood_b, _log_prior(tf_b, np.full(tf_b.size, float(b))))
     # The reading chosen: the baseline with the largest posterior mass over TF > 0.
-    best_baseline = max(BASELINES, key=lambda b: _log_trapezoid(points[b][0][points[b][0] > 0],
-                                                                (points[b][1] + points[b][2])[points[b][0] > 0]))
+    best_baseline = max(
+        BASELINES,
+        key=lambda b: _log_trapezoid(points[b][0][points[b][0] > 0], (points[b][1] + points[b][2])[points[b][0] > 0]),
+    )
     baseline = float(best_baseline)
     tf_points, likelihood_points, prior_points = points[best_baseline]
     top = int(np.argmax(np.where(tf_points > 0, likelihood_points + prior_points, -np.inf)))
@@ -694,9 +796,15 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
         positive = tf_b > 0
         lp_b = likelihood_b / dispersion + prior_b
         at = int(np.argmax(np.where(positive, lp_b, -np.inf)))
-        solutions.append({"baseline_copy_number": b, "chosen": b == best_baseline, "tumor_fraction": round(float(tf_b[at]), 5),
-                          "log_posterior": float(likelihood_b[at] + prior_b[at]),
-                          "log_mass": _log_trapezoid(tf_b[positive], lp_b[positive])})
+        solutions.append(
+            {
+                "baseline_copy_number": b,
+                "chosen": b == best_baseline,
+                "tumor_fraction": round(float(tf_b[at]), 5),
+                "log_posterior": float(likelihood_b[at] + prior_b[at]),
+                "log_mass": _log_trapezoid(tf_b[positive], lp_b[positive]),
+            }
+        )
     total = max(solution["log_mass"] for solution in solutions)
     norm = math.log(sum(math.exp(solution["log_mass"] - total) for solution in solutions)) + total
     for solution in solutions:
@@ -708,7 +816,9 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
         # that the counts cannot rule out widens it.
         grid = np.unique(np.concatenate([points[b][0] for b in BASELINES]))
         grid = grid[grid > 0]
-        mixture = np.logaddexp.reduce([np.interp(grid, points[b][0], points[b][1] / dispersion + points[b][2]) for b in BASELINES], axis=0)
+        mixture = np.logaddexp.reduce(
+            [np.interp(grid, points[b][0], points[b][1] / dispersion + points[b][2]) for b in BASELINES], axis=0
+        )
         low, high = posterior_quantiles(grid, mixture, (0.025, 0.975))
     else:
         tumour_fraction, low = 0.0, 0.0
@@ -725,17 +835,35 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
             high += float(step * (TUMOR_FRACTIONS[last + 1] - TUMOR_FRACTIONS[last]))
     described = [state_copy_number(k, baseline) for k in range(means.shape[1])]
     # Ploidy: the tumour's mean copy number along the path (subclonal states count as their mixture).
-    effective = np.array([(1 - share) * baseline + share * copy if subclonal else copy for copy, subclonal, share in described])
+    effective = np.array(
+        [(1 - share) * baseline + share * copy if subclonal else copy for copy, subclonal, share in described]
+    )
     ploidy = float(np.mean(effective[path])) if detected else 2.0
     subclonal_shares = [described[k][2] for k in path if described[k][1]]
-    return {"tumor_fraction": tumour_fraction, "tumor_fraction_low": low, "tumor_fraction_high": high, "tumor_detected": bool(detected),
-            "ploidy": ploidy, "baseline_copy_number": baseline if detected else 2.0,
-            "subclone_fraction": float(np.median(subclonal_shares)) if detected and subclonal_shares else None,
-            "log_posterior_gain_over_zero": zero_gap, "detection_margin": margin, "residual_dispersion": dispersion,
-            "solutions": solutions if detected else [], "solutions_close": bool(close) if detected else False,
-            "chrX_median_log2": chrx_median, "noise_scale": scale, "degrees_of_freedom": nu, "bins_used": int(used.sum()),
-            "bins_masked_centromere": int((excluded & np.isin(keys, AUTOSOME_KEYS)).sum()),
-            "_log2": log2, "_used": used, "_path": path, "_described": described, "_baseline": baseline}
+    return {
+        "tumor_fraction": tumour_fraction,
+        "tumor_fraction_low": low,
+        "tumor_fraction_high": high,
+        "tumor_detected": bool(detected),
+        "ploidy": ploidy,
+        "baseline_copy_number": baseline if detected else 2.0,
+        "subclone_fraction": float(np.median(subclonal_shares)) if detected and subclonal_shares else None,
+        "log_posterior_gain_over_zero": zero_gap,
+        "detection_margin": margin,
+        "residual_dispersion": dispersion,
+        "solutions": solutions if detected else [],
+        "solutions_close": bool(close) if detected else False,
+        "chrX_median_log2": chrx_median,
+        "noise_scale": scale,
+        "degrees_of_freedom": nu,
+        "bins_used": int(used.sum()),
+        "bins_masked_centromere": int((excluded & np.isin(keys, AUTOSOME_KEYS)).sum()),
+        "_log2": log2,
+        "_used": used,
+        "_path": path,
+        "_described": described,
+        "_baseline": baseline,
+    }
 
 
 # Arm shifts of healthy size are taken out before the fit: a shift m on an arm whose healthy
@@ -766,8 +894,13 @@ def _without_healthy_arm_shifts(log2: np.ndarray, used: np.ndarray, layout: Layo
 NULL_MARGIN = 2.0
 
 
-def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: NormalPanel | None = None,
-            size_selected: bool = False, min_mappability: float = 0.9) -> dict:
+def analyse(
+    sample: SampleCounts,
+    annotation: BinAnnotation | None,
+    panel: NormalPanel | None = None,
+    size_selected: bool = False,
+    min_mappability: float = 0.9,
+) -> dict:
     """Tumour fraction, ploidy, segments, arm z-scores and CNA score of one sample."""
     counts = sample.short if size_selected else sample.counts
     if size_selected and not sample.paired:
@@ -775,10 +908,14 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     layout = sample.layout
     if annotation is not None:
         if annotation.bin_size != layout.bin_size:
-            raise UsageError(f"the annotation has {annotation.bin_size:,} bp bins but {sample.sample} {layout.bin_size:,} bp")
+            raise UsageError(
+                f"the annotation has {annotation.bin_size:,} bp bins but {sample.sample} {layout.bin_size:,} bp"
+            )
         from plasmacount.genome import check_compatible
 
-        check_compatible(annotation.layout, [(c.name, c.length) for c in layout.contigs], sample.sample, "the bin annotation")
+        check_compatible(
+            annotation.layout, [(c.name, c.length) for c in layout.contigs], sample.sample, "the bin annotation"
+        )
         annotation = annotation.on_layout(layout)
     profile = correct(counts, layout, annotation, min_mappability)
     usable = np.ones(layout.n_bins, dtype=bool)
@@ -793,11 +930,20 @@ def analyse(sample: SampleCounts, annotation: BinAnnotation | None, panel: Norma
     segments = _segments(layout, profile.keys, used, log2, path, described, fit["tumor_fraction"], baseline)
     arm_z, score = _arm_scores(layout, log2, panel, fit["noise_scale"] / math.log(2))
     return {
-        "schema_version": SCHEMA_VERSION, "plasmacount_version": __version__, "sample": sample.sample, "source": sample.source,
-        **fit, "sex": sex, "chrY_read_share": y_share,
-        "bin_size": layout.bin_size, "gc_residual": profile.gc_residual,
-        "size_selected": size_selected, "panel_of_normals": None if panel is None else {"source": panel.source, "samples": len(panel.samples)},
-        "segments": segments, "arms": arm_z, "cna_score": score,
+        "schema_version": SCHEMA_VERSION,
+        "plasmacount_version": __version__,
+        "sample": sample.sample,
+        "source": sample.source,
+        **fit,
+        "sex": sex,
+        "chrY_read_share": y_share,
+        "bin_size": layout.bin_size,
+        "gc_residual": profile.gc_residual,
+        "size_selected": size_selected,
+        "panel_of_normals": None if panel is None else {"source": panel.source, "samples": len(panel.samples)},
+        "segments": segments,
+        "arms": arm_z,
+        "cna_score": score,
         "arm_reference": "panel of normals" if panel is not None and panel.arm_means else "the sample's own arms",
         "profile": Profile.from_layout(layout, log2),
     }
@@ -814,10 +960,22 @@ def _segments(layout, keys, used, log2, path, described, tumour_fraction, baseli
         if t == positions.size or path[t] != path[first] or keys[positions[t]] != keys[positions[first]]:
             chosen = positions[first:t]
             copy, subclonal, _share = described[int(path[first])]
-            segments.append({"chrom": layout.contigs[int(index[chosen[0]])].name, "start": int(start[chosen[0]]), "end": int(end[chosen[-1]]),
-                             "bins": int(chosen.size), "log2_ratio": float(np.mean(log2[chosen])),
-                             "copy_number": copy if tumour_fraction > 0 else 2.0, "subclonal": bool(subclonal) and tumour_fraction > 0,
-                             "event": "neutral" if tumour_fraction == 0 or (copy == baseline and not subclonal) else "gain" if copy > baseline else "loss"})
+            segments.append(
+                {
+                    "chrom": layout.contigs[int(index[chosen[0]])].name,
+                    "start": int(start[chosen[0]]),
+                    "end": int(end[chosen[-1]]),
+                    "bins": int(chosen.size),
+                    "log2_ratio": float(np.mean(log2[chosen])),
+                    "copy_number": copy if tumour_fraction > 0 else 2.0,
+                    "subclonal": bool(subclonal) and tumour_fraction > 0,
+                    "event": "neutral"
+                    if tumour_fraction == 0 or (copy == baseline and not subclonal)
+                    else "gain"
+                    if copy > baseline
+                    else "loss",
+                }
+            )
             first = t
     return segments
 
@@ -859,27 +1017,40 @@ def write_outputs(results: list[dict], output: str | os.PathLike) -> list[Path]:
         sample = result["sample"]
         stored = {key: value for key, value in result.items() if key != "profile"}
         if result.get("profile") is not None:
-            stored["files"], track_paths = tracks.write_profile_tracks(output, sample, "tumor", result["profile"],
-                                                                       "plasmacount tumor: corrected log2 ratio")
+            stored["files"], track_paths = tracks.write_profile_tracks(
+                output, sample, "tumor", result["profile"], "plasmacount tumor: corrected log2 ratio"
+            )
             written += track_paths
         written.append(write_json(output / f"{sample_file_stem(sample)}.tumor.json", stored))
-    seg = tracks.write_seg(output / "tumor.seg", [(result["sample"], s["chrom"], s["start"], s["end"], s["bins"], s["log2_ratio"])
-                                                  for result in results for s in result["segments"]])
+    seg = tracks.write_seg(
+        output / "tumor.seg",
+        [
+            (result["sample"], s["chrom"], s["start"], s["end"], s["bins"], s["log2_ratio"])
+            for result in results
+            for s in result["segments"]
+        ],
+    )
     bed = output / "tumor.bed"
     with atomic_output(bed, "w") as stream:
         stream.write("#chrom\tstart\tend\tname\tscore\tstrand\tsample\tcopy_number\tsubclonal\tlog2_ratio\n")
         for result in results:
             for s in result["segments"]:
                 if s["event"] != "neutral":
-                    stream.write(f"{s['chrom']}\t{s['start']}\t{s['end']}\t{s['event']}\t0\t.\t{result['sample']}\t{s['copy_number']:g}\t"
-                                 f"{str(s['subclonal']).lower()}\t{s['log2_ratio']:.4f}\n")
+                    stream.write(
+                        f"{s['chrom']}\t{s['start']}\t{s['end']}\t{s['event']}\t0\t.\t{result['sample']}\t{s['copy_number']:g}\t"
+                        f"{str(s['subclonal']).lower()}\t{s['log2_ratio']:.4f}\n"
+                    )
     table = output / "tumor.tsv"
     with atomic_output(table, "w") as stream:
-        stream.write("sample\ttumor_fraction\ttumor_fraction_low\ttumor_fraction_high\tdetected\tploidy\tcna_score\tsegments_altered\t"
-                     "sex\tsolutions_close\n")
+        stream.write(
+            "sample\ttumor_fraction\ttumor_fraction_low\ttumor_fraction_high\tdetected\tploidy\tcna_score\tsegments_altered\t"
+            "sex\tsolutions_close\n"
+        )
         for r in results:
             altered = sum(s["event"] != "neutral" for s in r["segments"])
-            stream.write(f"{r['sample']}\t{r['tumor_fraction']:.4f}\t{r['tumor_fraction_low']:.4f}\t{r['tumor_fraction_high']:.4f}\t"
-                         f"{str(r['tumor_detected']).lower()}\t{r['ploidy']:.2f}\t{r['cna_score']}\t{altered}\t{r['sex']}\t"
-                         f"{str(r['solutions_close']).lower()}\n")
+            stream.write(
+                f"{r['sample']}\t{r['tumor_fraction']:.4f}\t{r['tumor_fraction_low']:.4f}\t{r['tumor_fraction_high']:.4f}\t"
+                f"{str(r['tumor_detected']).lower()}\t{r['ploidy']:.2f}\t{r['cna_score']}\t{altered}\t{r['sex']}\t"
+                f"{str(r['solutions_close']).lower()}\n"
+            )
     return written + [seg, bed, table]

@@ -24,6 +24,7 @@ Counts come from a counts file (viral contigs are counted with their own length 
 or straight from alignments; with alignments, reads in the BamHI-W repeat (MAPQ 0 there) are
 counted separately and viral and host fragments are counted at one MAPQ (default 30).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -76,18 +77,20 @@ class ScreenModel:
     times the class's size ratio. The defaults are literature-based assumptions (docs/viral.md),
     to be replaced by `--train` on a lab's own labelled samples."""
 
-    npc_per_million: float = 18.5          # about 1,000 EBV copies/mL at 3,000 genome equivalents/mL
+    npc_per_million: float = 18.5  # about 1,000 EBV copies/mL at 3,000 genome equivalents/mL
     npc_log10_sd: float = 0.8
-    carrier_per_million: float = 0.3       # about 15 copies/mL: the low, transient levels of non-NPC carriers
+    carrier_per_million: float = 0.3  # about 15 copies/mL: the low, transient levels of non-NPC carriers
     carrier_log10_sd: float = 0.6
-    carrier_share: float = 0.055           # non-NPC people with detectable plasma EBV DNA (Chan et al. 2017: 5.5 %)
+    carrier_share: float = 0.055  # non-NPC people with detectable plasma EBV DNA (Chan et al. 2017: 5.5 %)
     background_per_million: float = 0.005  # EBV-negative plasma: human reads mis-mapped to the viral genome
-    npc_size_ratio: float = 1.0            # NPC-derived EBV DNA is nucleosome-sized, like the host's (Lam et al. 2018)
-    carrier_size_ratio: float = 3.0        # carriers' EBV DNA is shorter (an assumption on the size of the effect)
-    size_concentration: float = 100.0      # beta concentration of one person's share around its class's (ratio SD about 0.4 at 1)
+    npc_size_ratio: float = 1.0  # NPC-derived EBV DNA is nucleosome-sized, like the host's (Lam et al. 2018)
+    carrier_size_ratio: float = 3.0  # carriers' EBV DNA is shorter (an assumption on the size of the effect)
+    size_concentration: float = (
+        100.0  # beta concentration of one person's share around its class's (ratio SD about 0.4 at 1)
+    )
     threshold: float = field(default_factory=_default_threshold)  # log likelihood ratio NPC : non-NPC for "positive"
-    min_size_fragments: int = 3            # fewer viral fragments with a length: the size cannot be judged
-    specificity: float | None = None       # among non-NPC carriers, when learnt
+    min_size_fragments: int = 3  # fewer viral fragments with a length: the size cannot be judged
+    specificity: float | None = None  # among non-NPC carriers, when learnt
     # Learnt only: each class's viral share in every SIZE_WINDOWS window relative to the host's
     # (NPC, carriers). Without them the size evidence is Lam's 80-110 bp window alone.
     npc_window_ratios: tuple[float, ...] | None = None
@@ -128,10 +131,16 @@ def _amount_log_likelihood(k: int, total: int, weights: np.ndarray) -> float:
 
 def amount_log_likelihood_ratio(k: int, total: int, model: ScreenModel) -> float:
     """log P(count | NPC) - log P(count | not NPC: a carrier, or EBV-negative with background only)."""
-    npc_weights = np.asarray(model.npc_amount_weights) if model.npc_amount_weights else \
-        _lognormal_weights(model.npc_per_million, model.npc_log10_sd)
-    carrier_weights = np.asarray(model.carrier_amount_weights) if model.carrier_amount_weights else \
-        _lognormal_weights(model.carrier_per_million, model.carrier_log10_sd)
+    npc_weights = (
+        np.asarray(model.npc_amount_weights)
+        if model.npc_amount_weights
+        else _lognormal_weights(model.npc_per_million, model.npc_log10_sd)
+    )
+    carrier_weights = (
+        np.asarray(model.carrier_amount_weights)
+        if model.carrier_amount_weights
+        else _lognormal_weights(model.carrier_per_million, model.carrier_log10_sd)
+    )
     npc = _amount_log_likelihood(k, total, npc_weights)
     carrier = _amount_log_likelihood(k, total, carrier_weights)
     background = float(_log_poisson(k, np.array(model.background_per_million * total / 1e6))[()])
@@ -146,7 +155,7 @@ def learn_amount_weights(counts: np.ndarray, totals: np.ndarray, iterations: int
     Stat Soc B 1990). Samples with no viral fragment count too: they say the class can have
     amounts that low."""
     counts, totals = np.asarray(counts, dtype=float), np.asarray(totals, dtype=float)
-    log_likelihood = _log_poisson(counts[:, None], 10.0**AMOUNT_GRID[None, :] * totals[:, None] / 1e6)
+    log_likelihood = _log_poisson(counts[:, None], 10.0 ** AMOUNT_GRID[None, :] * totals[:, None] / 1e6)
     step = AMOUNT_GRID[1] - AMOUNT_GRID[0]
     offsets = np.arange(-int(4 * AMOUNT_SMOOTHING / step), int(4 * AMOUNT_SMOOTHING / step) + 1) * step
     kernel = np.exp(-0.5 * (offsets / AMOUNT_SMOOTHING) ** 2)
@@ -163,27 +172,40 @@ def learn_amount_weights(counts: np.ndarray, totals: np.ndarray, iterations: int
 def _log_beta_binomial(k: int, n: int, mean: float, concentration: float) -> float:
     mean = min(max(mean, 1e-4), 1 - 1e-4)
     a, b = mean * concentration, (1 - mean) * concentration
-    return float(special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
-                 + special.betaln(k + a, n - k + b) - special.betaln(a, b))
+    return float(
+        special.gammaln(n + 1)
+        - special.gammaln(k + 1)
+        - special.gammaln(n - k + 1)
+        + special.betaln(k + a, n - k + b)
+        - special.betaln(a, b)
+    )
 
 
 def size_log_likelihood_ratio(short: int, with_length: int, host_share: float, model: ScreenModel) -> float:
     """log P(short of with_length at 80-110 bp | NPC-like size) - log P(... | carrier-like size):
     about 0 from a few fragments, decisive from many."""
-    return (_log_beta_binomial(short, with_length, host_share * model.npc_size_ratio, model.size_concentration)
-            - _log_beta_binomial(short, with_length, host_share * model.carrier_size_ratio, model.size_concentration))
+    return _log_beta_binomial(
+        short, with_length, host_share * model.npc_size_ratio, model.size_concentration
+    ) - _log_beta_binomial(short, with_length, host_share * model.carrier_size_ratio, model.size_concentration)
 
 
 def window_counts(histogram: np.ndarray) -> np.ndarray:
     """Fragments in each SIZE_WINDOWS window (the last takes every longer length)."""
-    return np.array([int(histogram[low: (high + 1 if high is not None else None)].sum()) for low, high in SIZE_WINDOWS], dtype=np.int64)
+    return np.array(
+        [int(histogram[low : (high + 1 if high is not None else None)].sum()) for low, high in SIZE_WINDOWS],
+        dtype=np.int64,
+    )
 
 
 def _log_dirichlet_multinomial(counts: np.ndarray, alpha: np.ndarray) -> float:
     """log P(counts | Dirichlet-multinomial with `alpha`), without the multinomial coefficient
     (the same for both classes)."""
     n, total = float(counts.sum()), float(alpha.sum())
-    return float(special.gammaln(total) - special.gammaln(n + total) + np.sum(special.gammaln(counts + alpha) - special.gammaln(alpha)))
+    return float(
+        special.gammaln(total)
+        - special.gammaln(n + total)
+        + np.sum(special.gammaln(counts + alpha) - special.gammaln(alpha))
+    )
 
 
 def _window_alpha(host_shares: np.ndarray, ratios: tuple[float, ...], concentration: float) -> np.ndarray:
@@ -198,7 +220,9 @@ def window_size_log_likelihood_ratio(viral: np.ndarray, host_shares: np.ndarray,
     people differ around their class's profile by the class's learnt concentration)."""
     viral = np.asarray(viral, dtype=float)
     npc = _window_alpha(host_shares, model.npc_window_ratios, model.npc_size_concentration or model.size_concentration)
-    carrier = _window_alpha(host_shares, model.carrier_window_ratios, model.carrier_size_concentration or model.size_concentration)
+    carrier = _window_alpha(
+        host_shares, model.carrier_window_ratios, model.carrier_size_concentration or model.size_concentration
+    )
     return _log_dirichlet_multinomial(viral, npc) - _log_dirichlet_multinomial(viral, carrier)
 
 
@@ -211,9 +235,17 @@ def _window_concentration(group: list[dict], ratios: tuple[float, ...] | None) -
     (one fragment says nothing about the spread between people)."""
     if ratios is None:
         return None
-    rows = [(np.array(r["size"]["viral_fragments_by_window"], dtype=float), np.array(r["size"]["autosomal_share_by_window"], dtype=float))
-            for r in group if r["paired"] and r["size"].get("viral_fragments_by_window") and r["size"].get("autosomal_share_by_window")
-            and r["size"]["viral_fragments_with_length"] >= 2]
+    rows = [
+        (
+            np.array(r["size"]["viral_fragments_by_window"], dtype=float),
+            np.array(r["size"]["autosomal_share_by_window"], dtype=float),
+        )
+        for r in group
+        if r["paired"]
+        and r["size"].get("viral_fragments_by_window")
+        and r["size"].get("autosomal_share_by_window")
+        and r["size"]["viral_fragments_with_length"] >= 2
+    ]
     if len(rows) < 3:
         return None
     shapes = [(counts, _window_alpha(host, ratios, 1.0)) for counts, host in rows]
@@ -223,7 +255,9 @@ def _window_concentration(group: list[dict], ratios: tuple[float, ...] | None) -
         return -sum(_log_dirichlet_multinomial(counts, concentration * shape) for counts, shape in shapes)
 
     low, high = (math.log(x) for x in CONCENTRATION_RANGE)
-    fit = optimize.minimize_scalar(negative_log_likelihood, bounds=(low, high), method="bounded", options={"xatol": 1e-3})
+    fit = optimize.minimize_scalar(
+        negative_log_likelihood, bounds=(low, high), method="bounded", options={"xatol": 1e-3}
+    )
     return float(math.exp(fit.x))
 
 
@@ -237,8 +271,10 @@ def find_viral_contig(counts: SampleCounts, virus: str | None, where: str) -> in
                 return i
     present = ", ".join(names[:12]) or "none"
     label = virus or "EBV (chrEBV / NC_007605)"
-    raise DataError(f"{where}: no viral contig {label} among the contigs outside the bins ({present}); "
-                    "align to a reference with the viral genome (e.g. GRCh38 analysis set with chrEBV) or pass --virus NAME")
+    raise DataError(
+        f"{where}: no viral contig {label} among the contigs outside the bins ({present}); "
+        "align to a reference with the viral genome (e.g. GRCh38 analysis set with chrEBV) or pass --virus NAME"
+    )
 
 
 def poisson_interval(count: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -259,8 +295,15 @@ def binomial_interval(successes: int, trials: int, confidence: float = 0.95) -> 
     return float(low), float(high)
 
 
-def analyse(counts: SampleCounts, row: int, model: ScreenModel, w_repeat: int | None = None,
-            unique_override: int | None = None, viral_lengths: np.ndarray | None = None, note: str | None = None) -> dict:
+def analyse(
+    counts: SampleCounts,
+    row: int,
+    model: ScreenModel,
+    w_repeat: int | None = None,
+    unique_override: int | None = None,
+    viral_lengths: np.ndarray | None = None,
+    note: str | None = None,
+) -> dict:
     """The viral result of one sample (see the module docstring)."""
     name = counts.other_contigs[row]["name"]
     viral = int(unique_override if unique_override is not None else counts.other_counts[row])
@@ -271,11 +314,21 @@ def analyse(counts: SampleCounts, row: int, model: ScreenModel, w_repeat: int | 
     histogram = viral_lengths if viral_lengths is not None else counts.other_fragment_lengths[row]
     viral_windows = window_counts(histogram)
     notes = [note] if note else []
-    size = {"evaluable": False, "ratio": None, "low": None, "high": None, "viral_fragments_with_length": int(histogram.sum()),
-            "viral_fragments_80_110": int(viral_windows[SHORT_WINDOW_INDEX]),
-            "viral_share_80_110": None, "autosomal_share_80_110": None, "profile_mode": None, "reason": None,
-            "windows": [list(window) for window in SIZE_WINDOWS], "viral_fragments_by_window": viral_windows.tolist(),
-            "autosomal_share_by_window": None}
+    size = {
+        "evaluable": False,
+        "ratio": None,
+        "low": None,
+        "high": None,
+        "viral_fragments_with_length": int(histogram.sum()),
+        "viral_fragments_80_110": int(viral_windows[SHORT_WINDOW_INDEX]),
+        "viral_share_80_110": None,
+        "autosomal_share_80_110": None,
+        "profile_mode": None,
+        "reason": None,
+        "windows": [list(window) for window in SIZE_WINDOWS],
+        "viral_fragments_by_window": viral_windows.tolist(),
+        "autosomal_share_by_window": None,
+    }
     if counts.paired:
         autosomal = counts.fragment_lengths
         host_windows = window_counts(autosomal) / max(int(autosomal.sum()), 1)
@@ -287,11 +340,18 @@ def analyse(counts: SampleCounts, row: int, model: ScreenModel, w_repeat: int | 
     size["viral_histogram_0_600"] = histogram[:601].astype(int).tolist() if counts.paired else None
     size["autosomal_histogram_0_600"] = counts.fragment_lengths[:601].astype(int).tolist() if counts.paired else None
     result = {
-        "schema_version": SCHEMA_VERSION, "sample": counts.sample, "source": counts.source, "virus": name, "paired": counts.paired,
+        "schema_version": SCHEMA_VERSION,
+        "sample": counts.sample,
+        "source": counts.source,
+        "virus": name,
+        "paired": counts.paired,
         "fragments": {"unique": viral, "low": low, "high": high, "w_repeat": w_repeat, "total_mapped": total},
         "per_million": {"value": viral * per_million, "low": low * per_million, "high": high * per_million},
-        "proportion": {"value": viral / total if total else None, "low": low / total if total else None,
-                       "high": high / total if total else None},
+        "proportion": {
+            "value": viral / total if total else None,
+            "low": low / total if total else None,
+            "high": high / total if total else None,
+        },
         "size": size,
         "screen": None,
         "notes": notes,
@@ -306,19 +366,36 @@ def apply_screen(result: dict, model: ScreenModel) -> dict:
     size = result["size"]
     n, k = size["viral_fragments_with_length"], size["viral_fragments_80_110"]
     host_share = size["autosomal_share_80_110"]
-    size.update({"evaluable": False, "ratio": None, "low": None, "high": None, "viral_share_80_110": None, "reason": None})
+    size.update(
+        {"evaluable": False, "ratio": None, "low": None, "high": None, "viral_share_80_110": None, "reason": None}
+    )
     if not result["paired"]:
         size["reason"] = "single-end data: no fragment lengths; the screen uses the amount only"
     elif n < model.min_size_fragments or not host_share:
         size["reason"] = f"{n} viral fragments with a length (at least {model.min_size_fragments} needed)"
     else:
         share_low, share_high = binomial_interval(k, n)
-        size.update({"evaluable": True, "ratio": (k / n) / host_share, "low": share_low / host_share,
-                     "high": share_high / host_share, "viral_share_80_110": k / n})
+        size.update(
+            {
+                "evaluable": True,
+                "ratio": (k / n) / host_share,
+                "low": share_low / host_share,
+                "high": share_high / host_share,
+                "viral_share_80_110": k / n,
+            }
+        )
     viral, total = result["fragments"]["unique"], result["fragments"]["total_mapped"]
-    screen = {"result": "not evaluable", "reason": None, "log_likelihood_ratio": None, "amount_log_likelihood_ratio": None,
-              "size_log_likelihood_ratio": None, "posterior_at_screening_prevalence": None, "count_criterion": None,
-              "size_criterion": None, "model": model.to_json()}
+    screen = {
+        "result": "not evaluable",
+        "reason": None,
+        "log_likelihood_ratio": None,
+        "amount_log_likelihood_ratio": None,
+        "size_log_likelihood_ratio": None,
+        "posterior_at_screening_prevalence": None,
+        "count_criterion": None,
+        "size_criterion": None,
+        "model": model.to_json(),
+    }
     result["screen"] = screen
     if total < MINIMUM_HOST_FRAGMENTS:
         screen["reason"] = f"only {total:,} mapped fragments (at least {MINIMUM_HOST_FRAGMENTS:,} needed)"
@@ -340,17 +417,34 @@ def apply_screen(result: dict, model: ScreenModel) -> dict:
         outcome, reason = "not evaluable", "NPC-like amount but too few viral fragments to judge their size: retest"
     elif score >= model.threshold:
         outcome = "positive"
-        reason = ("amount and size NPC-like" if size_evidence > 0 else "amount NPC-like enough on its own") if result["paired"] else \
-            "amount only (single-end data)"
+        reason = (
+            ("amount and size NPC-like" if size_evidence > 0 else "amount NPC-like enough on its own")
+            if result["paired"]
+            else "amount only (single-end data)"
+        )
     else:
         outcome = "negative"
-        reason = ("no viral DNA beyond background" if amount < 0 and viral <= 2 else
-                  "viral DNA short (carrier-like)" if size_evidence < 0 and amount > 0 else "evidence below the line")
-    screen.update({"result": outcome, "reason": reason, "log_likelihood_ratio": score, "amount_log_likelihood_ratio": amount,
-                   "size_log_likelihood_ratio": size_evidence if result["paired"] else None, "posterior_at_screening_prevalence": posterior,
-                   "count_criterion": bool(amount > 0),
-                   "size_criterion": None if not result["paired"] or not n else bool(size_evidence > 0)})
+        reason = (
+            "no viral DNA beyond background"
+            if amount < 0 and viral <= 2
+            else "viral DNA short (carrier-like)"
+            if size_evidence < 0 and amount > 0
+            else "evidence below the line"
+        )
+    screen.update(
+        {
+            "result": outcome,
+            "reason": reason,
+            "log_likelihood_ratio": score,
+            "amount_log_likelihood_ratio": amount,
+            "size_log_likelihood_ratio": size_evidence if result["paired"] else None,
+            "posterior_at_screening_prevalence": posterior,
+            "count_criterion": bool(amount > 0),
+            "size_criterion": None if not result["paired"] or not n else bool(size_evidence > 0),
+        }
+    )
     return result
+
 
 MINIMUM_HOST_FRAGMENTS = 100_000
 
@@ -387,32 +481,53 @@ def learn_model(results: list[dict], labels: dict[str, str], specificity: float 
     npc = [r for r in known if labels[r["sample"]].lower() in NPC_LABELS]
     other = [r for r in known if labels[r["sample"]].lower() not in NPC_LABELS]
     if not npc or not other:
-        raise UsageError(f"the training labels name {len(npc)} NPC and {len(other)} other samples among the inputs; both are needed")
+        raise UsageError(
+            f"the training labels name {len(npc)} NPC and {len(other)} other samples among the inputs; both are needed"
+        )
     model, carriers = _class_models(npc, other)
     carrier_names = {r["sample"] for r in carriers}
-    scored = lambda group, fitted: np.array([apply_screen(_copy(r), fitted)["screen"]["log_likelihood_ratio"] for r in group])  # noqa: E731
+    scored = lambda group, fitted: np.array(
+        [apply_screen(_copy(r), fitted)["screen"]["log_likelihood_ratio"] for r in group]
+    )  # noqa: E731
     # Folds dealt within each class in name order (every fold gets NPC, carriers and EBV-negative men).
-    fold_of = {r["sample"]: i % LEARNING_FOLDS for group in (npc, carriers, [r for r in other if r["sample"] not in carrier_names])
-               for i, r in enumerate(group)}
+    fold_of = {
+        r["sample"]: i % LEARNING_FOLDS
+        for group in (npc, carriers, [r for r in other if r["sample"] not in carrier_names])
+        for i, r in enumerate(group)
+    }
     carrier_scores, npc_scores, how = [], [], f"out-of-fold scores, {LEARNING_FOLDS} folds"
     try:
         for fold in range(LEARNING_FOLDS):
-            fitted, _ = _class_models([r for r in npc if fold_of[r["sample"]] != fold], [r for r in other if fold_of[r["sample"]] != fold])
+            fitted, _ = _class_models(
+                [r for r in npc if fold_of[r["sample"]] != fold], [r for r in other if fold_of[r["sample"]] != fold]
+            )
             carrier_scores.extend(scored([r for r in carriers if fold_of[r["sample"]] == fold], fitted))
             npc_scores.extend(scored([r for r in npc if fold_of[r["sample"]] == fold], fitted))
     except DataError:
         # Too few labelled NPC to leave a fold out: in-sample scores, said in the model's source.
-        carrier_scores, npc_scores, how = list(scored(carriers, model)), list(scored(npc, model)), "in-sample scores (too few NPC for folds)"
+        carrier_scores, npc_scores, how = (
+            list(scored(carriers, model)),
+            list(scored(npc, model)),
+            "in-sample scores (too few NPC for folds)",
+        )
     if not carrier_scores:
         carrier_scores = list(scored(other, model))
     threshold, reached = specificity_line(np.array(carrier_scores), specificity)
-    shown = "" if reached else f" (too few carriers to show it at {SPECIFICITY_CONFIDENCE:.0%} confidence: line above all of them)"
-    return dataclasses.replace(model, threshold=threshold, specificity=specificity,
-                               source=f"learnt from {len(npc)} labelled NPC and {len(other)} other samples ({len(carriers)} carriers); "
-                                      f"line where specificity among carriers is at least {specificity:.3f} at "
-                                      f"{SPECIFICITY_CONFIDENCE:.0%} confidence{shown} ({how}); carriers at or above it "
-                                      f"{float(np.mean(np.array(carrier_scores) >= threshold)):.3f}, NPC sensitivity in the same scores "
-                                      f"{float(np.mean(np.array(npc_scores) >= threshold)):.3f}")
+    shown = (
+        ""
+        if reached
+        else f" (too few carriers to show it at {SPECIFICITY_CONFIDENCE:.0%} confidence: line above all of them)"
+    )
+    return dataclasses.replace(
+        model,
+        threshold=threshold,
+        specificity=specificity,
+        source=f"learnt from {len(npc)} labelled NPC and {len(other)} other samples ({len(carriers)} carriers); "
+        f"line where specificity among carriers is at least {specificity:.3f} at "
+        f"{SPECIFICITY_CONFIDENCE:.0%} confidence{shown} ({how}); carriers at or above it "
+        f"{float(np.mean(np.array(carrier_scores) >= threshold)):.3f}, NPC sensitivity in the same scores "
+        f"{float(np.mean(np.array(npc_scores) >= threshold)):.3f}",
+    )
 
 
 SPECIFICITY_CONFIDENCE = 0.95
@@ -450,28 +565,46 @@ def _class_models(npc: list[dict], other: list[dict]) -> tuple[ScreenModel, list
     # beyond what background explains (Poisson, 1 in 1,000).
     ordered = sorted(other, key=per_million)
     lower = ordered[: max(1, len(ordered) // 2)]
-    background = max(1e6 * sum(r["fragments"]["unique"] for r in lower) / max(sum(r["fragments"]["total_mapped"] for r in lower), 1),
-                     1e-4)
-    carriers = [r for r in other if r["fragments"]["unique"] > stats.poisson.ppf(0.999, background * r["fragments"]["total_mapped"] / 1e6)]
+    background = max(
+        1e6 * sum(r["fragments"]["unique"] for r in lower) / max(sum(r["fragments"]["total_mapped"] for r in lower), 1),
+        1e-4,
+    )
+    carriers = [
+        r
+        for r in other
+        if r["fragments"]["unique"] > stats.poisson.ppf(0.999, background * r["fragments"]["total_mapped"] / 1e6)
+    ]
     carrier_amounts = np.log10([per_million(r) for r in carriers]) if carriers else np.array([])
     spread = lambda values, floor: max(floor, float(1.4826 * np.median(np.abs(values - np.median(values)))))  # noqa: E731
-    ratio = lambda group: [r["size"]["ratio"] for r in group if r["size"]["evaluable"] and r["size"]["viral_fragments_with_length"] >= 20]  # noqa: E731
+    ratio = lambda group: [
+        r["size"]["ratio"] for r in group if r["size"]["evaluable"] and r["size"]["viral_fragments_with_length"] >= 20
+    ]  # noqa: E731
     npc_ratios, carrier_ratios = ratio(npc), ratio(carriers)
     npc_windows, carrier_windows = _window_ratios(npc), _window_ratios(carriers)
     if not (npc_windows and carrier_windows):
         npc_windows = carrier_windows = None
     model = ScreenModel(
-        npc_per_million=float(10 ** np.median(npc_amounts)), npc_log10_sd=spread(npc_amounts, 0.3),
-        carrier_per_million=float(10 ** np.median(carrier_amounts)) if carrier_amounts.size >= 3 else defaults.carrier_per_million,
+        npc_per_million=float(10 ** np.median(npc_amounts)),
+        npc_log10_sd=spread(npc_amounts, 0.3),
+        carrier_per_million=float(10 ** np.median(carrier_amounts))
+        if carrier_amounts.size >= 3
+        else defaults.carrier_per_million,
         carrier_log10_sd=spread(carrier_amounts, 0.3) if carrier_amounts.size >= 3 else defaults.carrier_log10_sd,
-        carrier_share=min(0.5, max(len(carriers) / len(other), 0.01)), background_per_million=background,
+        carrier_share=min(0.5, max(len(carriers) / len(other), 0.01)),
+        background_per_million=background,
         npc_size_ratio=float(np.median(npc_ratios)) if len(npc_ratios) >= 3 else defaults.npc_size_ratio,
-        carrier_size_ratio=float(np.median(carrier_ratios)) if len(carrier_ratios) >= 3 else defaults.carrier_size_ratio,
-        min_size_fragments=defaults.min_size_fragments, threshold=0.0,
-        npc_window_ratios=npc_windows, carrier_window_ratios=carrier_windows,
+        carrier_size_ratio=float(np.median(carrier_ratios))
+        if len(carrier_ratios) >= 3
+        else defaults.carrier_size_ratio,
+        min_size_fragments=defaults.min_size_fragments,
+        threshold=0.0,
+        npc_window_ratios=npc_windows,
+        carrier_window_ratios=carrier_windows,
         npc_size_concentration=_window_concentration(npc, npc_windows),
         carrier_size_concentration=_window_concentration(carriers, carrier_windows),
-        npc_amount_weights=_amount_weights(npc), carrier_amount_weights=_amount_weights(carriers))
+        npc_amount_weights=_amount_weights(npc),
+        carrier_amount_weights=_amount_weights(carriers),
+    )
     return model, carriers
 
 
@@ -484,8 +617,10 @@ def _amount_weights(group: list[dict]) -> tuple[float, ...] | None:
     stays readable and identical across machines."""
     if len(group) < MINIMUM_SAMPLES_FOR_AMOUNT_SHAPE:
         return None
-    weights = learn_amount_weights(np.array([r["fragments"]["unique"] for r in group]),
-                                   np.array([max(r["fragments"]["total_mapped"], 1) for r in group]))
+    weights = learn_amount_weights(
+        np.array([r["fragments"]["unique"] for r in group]),
+        np.array([max(r["fragments"]["total_mapped"], 1) for r in group]),
+    )
     return tuple(float(f"{w:.6g}") for w in weights)
 
 
@@ -496,8 +631,14 @@ def _window_ratios(group: list[dict]) -> tuple[float, ...] | None:
     """A class's viral share per length window relative to the host's, from its samples' fragments
     pooled (each sample's host shares weighted by its viral fragments); None from fewer than 3
     samples with lengths or 50 fragments."""
-    rows = [r for r in group if r["paired"] and r["size"].get("viral_fragments_by_window") and r["size"].get("autosomal_share_by_window")
-            and r["size"]["viral_fragments_with_length"] > 0]
+    rows = [
+        r
+        for r in group
+        if r["paired"]
+        and r["size"].get("viral_fragments_by_window")
+        and r["size"].get("autosomal_share_by_window")
+        and r["size"]["viral_fragments_with_length"] > 0
+    ]
     viral = np.array([r["size"]["viral_fragments_by_window"] for r in rows], dtype=float).reshape(-1, len(SIZE_WINDOWS))
     if len(rows) < 3 or viral.sum() < 50:
         return None
@@ -511,13 +652,26 @@ def _copy(result: dict) -> dict:
     return json.loads(json.dumps(result))
 
 
-def from_alignments(path: str | os.PathLike, virus: str | None, model: ScreenModel, min_mapq: int = 30,
-                    reference: str | os.PathLike | None = None, bin_size: int = 100_000) -> dict:
+def from_alignments(
+    path: str | os.PathLike,
+    virus: str | None,
+    model: ScreenModel,
+    min_mapq: int = 30,
+    reference: str | os.PathLike | None = None,
+    bin_size: int = 100_000,
+) -> dict:
     """Count the alignments, then re-read the viral contig for the W repeat and the viral MAPQ threshold."""
     import pysam
 
-    from plasmacount.alignments import (DEFAULT_MAX_PAIR_LENGTH, CountOptions, alignment_kind, count_alignments, pair_is_fragment, stands_for_pair,
-                                        prepare_cram_environment)
+    from plasmacount.alignments import (
+        DEFAULT_MAX_PAIR_LENGTH,
+        CountOptions,
+        alignment_kind,
+        count_alignments,
+        pair_is_fragment,
+        stands_for_pair,
+        prepare_cram_environment,
+    )
 
     path = Path(path)
     # The host's size profile at the viral reads' MAPQ: the two are compared.
@@ -535,8 +689,14 @@ def from_alignments(path: str | os.PathLike, virus: str | None, model: ScreenMod
                 continue
             if read.is_paired:
                 # The counter's pair rule, so the viral fragments are the ones its host profile counts.
-                fragment, _ = pair_is_fragment(read.flag, read.reference_start, read.next_reference_start,
-                                               read.next_reference_id == read.reference_id, read.template_length, DEFAULT_MAX_PAIR_LENGTH)
+                fragment, _ = pair_is_fragment(
+                    read.flag,
+                    read.reference_start,
+                    read.next_reference_start,
+                    read.next_reference_id == read.reference_id,
+                    read.template_length,
+                    DEFAULT_MAX_PAIR_LENGTH,
+                )
                 if not fragment or not stands_for_pair(read.flag, read.reference_start, read.next_reference_start):
                     continue
             in_repeat = is_ebv and EBV_W_REPEAT[0] <= read.reference_start < EBV_W_REPEAT[1]
@@ -548,15 +708,28 @@ def from_alignments(path: str | os.PathLike, virus: str | None, model: ScreenMod
             unique += 1
             if read.is_paired:
                 lengths[min(abs(read.template_length), lengths.size - 1)] += 1
-    return analyse(counts, row, model, w_repeat if is_ebv else None, unique, lengths,
-                   note=f"unique viral fragments at MAPQ >= {min_mapq}, outside the BamHI-W repeat")
+    return analyse(
+        counts,
+        row,
+        model,
+        w_repeat if is_ebv else None,
+        unique,
+        lengths,
+        note=f"unique viral fragments at MAPQ >= {min_mapq}, outside the BamHI-W repeat",
+    )
 
 
 def from_counts(counts: SampleCounts, virus: str | None, model: ScreenModel, where: str) -> dict:
     row = find_viral_contig(counts, virus, where)
     mapq = counts.filters.get("min_mapq")
-    note = (f"viral fragments as counted (MAPQ >= {mapq}); the BamHI-W repeat is not separable in a counts file: "
-            "analyse the BAM/CRAM for it") if mapq is not None else "viral fragments as counted"
+    note = (
+        (
+            f"viral fragments as counted (MAPQ >= {mapq}); the BamHI-W repeat is not separable in a counts file: "
+            "analyse the BAM/CRAM for it"
+        )
+        if mapq is not None
+        else "viral fragments as counted"
+    )
     return analyse(counts, row, model, None, note=note)
 
 
@@ -587,14 +760,41 @@ def write_outputs(results: list[dict], output: str | os.PathLike, model: ScreenM
     for result in results:
         written.append(write_json(output / f"{sample_file_stem(result['sample'])}.viral.json", result))
     path = output / "viral.tsv"
-    columns = ["sample", "virus", "fragments", "per_million", "proportion", "proportion_low", "proportion_high", "w_repeat",
-               "size_ratio", "size_ratio_low", "size_ratio_high", "log_likelihood_ratio", "screen", "reason"]
+    columns = [
+        "sample",
+        "virus",
+        "fragments",
+        "per_million",
+        "proportion",
+        "proportion_low",
+        "proportion_high",
+        "w_repeat",
+        "size_ratio",
+        "size_ratio_low",
+        "size_ratio_high",
+        "log_likelihood_ratio",
+        "screen",
+        "reason",
+    ]
     with atomic_output(path, "w") as stream:
         stream.write("\t".join(columns) + "\n")
         for r in results:
-            values = [r["sample"], r["virus"], r["fragments"]["unique"], r["per_million"]["value"], r["proportion"]["value"],
-                      r["proportion"]["low"], r["proportion"]["high"], r["fragments"]["w_repeat"], r["size"]["ratio"], r["size"]["low"],
-                      r["size"]["high"], r["screen"]["log_likelihood_ratio"], r["screen"]["result"], r["screen"]["reason"]]
+            values = [
+                r["sample"],
+                r["virus"],
+                r["fragments"]["unique"],
+                r["per_million"]["value"],
+                r["proportion"]["value"],
+                r["proportion"]["low"],
+                r["proportion"]["high"],
+                r["fragments"]["w_repeat"],
+                r["size"]["ratio"],
+                r["size"]["low"],
+                r["size"]["high"],
+                r["screen"]["log_likelihood_ratio"],
+                r["screen"]["result"],
+                r["screen"]["reason"],
+            ]
             stream.write("\t".join(table_cell(v, ".6g") for v in values) + "\n")
     written.append(path)
     write_json(output / "viral_model.json", model.to_json())
@@ -628,4 +828,6 @@ def load_model(path: str | os.PathLike) -> ScreenModel:
     except FileNotFoundError:
         raise DataError(f"{path}: screen model file not found; check the path") from None
     except (json.JSONDecodeError, TypeError, ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a viral screen model ({error}); use the viral_model.json that `viral` writes") from None
+        raise DataError(
+            f"{path}: not a viral screen model ({error}); use the viral_model.json that `viral` writes"
+        ) from None

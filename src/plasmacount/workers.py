@@ -5,6 +5,7 @@ queue on the interpreter lock for the NumPy-light parts). What every task needs 
 panel, options) is handed to each worker once when it starts, not once per sample. Results come
 back in the order of the inputs, so a batch's outputs do not depend on the number of workers.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -27,8 +28,13 @@ def _call(task: tuple[Callable[[Any, Any], Any], Any]) -> Any:
     return function(_shared, item)
 
 
-def map_in_processes(function: Callable[[Any, Item], Result], items: Iterable[Item], shared: Any, workers: int,
-                     progress: Callable[[int, int], None] | None = None) -> list[Result]:
+def map_in_processes(
+    function: Callable[[Any, Item], Result],
+    items: Iterable[Item],
+    shared: Any,
+    workers: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Result]:
     """`function(shared, item)` for every item, in input order, on up to `workers` processes
     (1: here, in this process). `function` must be a module-level function; an exception in
     any task is raised here."""
@@ -43,7 +49,9 @@ def map_in_processes(function: Callable[[Any, Item], Result], items: Iterable[It
     # fork hands `shared` to the workers without pickling it; elsewhere it is pickled once per worker.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=_set_shared, initargs=(shared,)) as pool:
+    with ProcessPoolExecutor(
+        min(workers, len(items)), mp_context=context, initializer=_set_shared, initargs=(shared,)
+    ) as pool:
         for result in pool.map(_call, [(function, item) for item in items]):
             results.append(result)
             if progress:

@@ -5,6 +5,7 @@ Each subcommand module has a docstring (its first line is the help summary), an
 logging (--quiet, --debug) and turns the library's errors into one-line messages with exit
 code 1 (bad data) or 2 (bad usage); --debug shows the traceback instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,21 @@ from plasmacount import __version__
 from plasmacount.errors import PlasmacountError
 from plasmacount.progress import recording_stages, stage, summarise
 
-SUBCOMMANDS = ("bins", "count", "reference", "nipt", "viral", "tumor", "fragments", "report", "simulate", "demo", "serve", "import", "user")
+SUBCOMMANDS = (
+    "bins",
+    "count",
+    "reference",
+    "nipt",
+    "viral",
+    "tumor",
+    "fragments",
+    "report",
+    "simulate",
+    "demo",
+    "serve",
+    "import",
+    "user",
+)
 MODULES = {"import": "import_results"}  # subcommands whose name is a Python keyword
 
 logger = logging.getLogger("plasmacount")
@@ -44,14 +59,21 @@ def number(kind: type, low: float | None = None, high: float | None = None, abov
     """An argparse type: an int or float within [low, high] (or above `low` when `above`), so a
     value that makes no sense (a bin size of 0, -1 components, a negative z) stops at the
     command line with exit code 2 instead of giving a silent wrong answer."""
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if value != value or (low is not None and (value <= low if above else value < low)) or (high is not None and value > high):
+        if (
+            value != value
+            or (low is not None and (value <= low if above else value < low))
+            or (high is not None and value > high)
+        ):
             if above:
-                raise argparse.ArgumentTypeError(f"{text} must be above {low:g}" + (f" and at most {high:g}" if high is not None else ""))
+                raise argparse.ArgumentTypeError(
+                    f"{text} must be above {low:g}" + (f" and at most {high:g}" if high is not None else "")
+                )
             if high is None:
                 raise argparse.ArgumentTypeError(f"{text} must be at least {low:g}")
             raise argparse.ArgumentTypeError(f"{text} must be from {low:g} to {high:g}")
@@ -73,7 +95,12 @@ CONVENTIONS = {
     "plasmacount": {"representative": "forward", "min_mapq": 20},
     # FinaleToolkit's (and DELFI's fragment files): read 1 stands for the pair, the aligner's
     # proper pairs only, MAPQ >= 30, size classes by fragment midpoint.
-    "finaletoolkit": {"representative": "read1", "min_mapq": 30, "max_pair_length": 0, "size_class_placement": "midpoint"},
+    "finaletoolkit": {
+        "representative": "read1",
+        "min_mapq": 30,
+        "max_pair_length": 0,
+        "size_class_placement": "midpoint",
+    },
 }
 
 
@@ -90,24 +117,50 @@ def add_fragment_rule_options(parser: argparse.ArgumentParser) -> None:
     """Which reads make a fragment: `--min-mapq`, `--max-length`, `--convention`, `--long-reads`."""
     from plasmacount.alignments import DEFAULT_MAX_PAIR_LENGTH, SIZE_CLASS_PLACEMENTS
 
-    parser.add_argument("--min-mapq", type=number(int, 0, 255), default=None, metavar="Q",
-                        help="skip reads with mapping quality below Q (default 20; 30 with --convention finaletoolkit)")
-    parser.add_argument("--max-length", type=number(int, 0), default=None, metavar="BP",
-                        help="pairs the aligner did not mark proper still count when they face each other on one contig "
-                             f"within BP (default {DEFAULT_MAX_PAIR_LENGTH}); 0: the aligner's proper pairs only "
-                             "(FinaleToolkit's and DELFI's convention)")
-    parser.add_argument("--convention", choices=sorted(CONVENTIONS), default="plasmacount",
-                        help="plasmacount (default: the forward mate stands for a pair, MAPQ >= 20) or finaletoolkit "
-                             "(read 1 stands for the pair, proper pairs only, MAPQ >= 30, size classes by midpoint); "
-                             "--min-mapq, --max-length and --size-class-placement override")
-    parser.add_argument("--fragment-lengths", type=length_range, default=None, metavar="LOW-HIGH",
-                        help="count only fragments of known length LOW..HIGH bp (default: all; FinaleToolkit's end motifs use 50-)")
-    parser.add_argument("--size-class-placement", choices=SIZE_CLASS_PLACEMENTS, default=None,
-                        help="a fragment's short/long tally goes to the bin of its start (default) or of its midpoint "
-                             "(DELFI's and FinaleToolkit's rule; the default with --convention finaletoolkit)")
-    parser.add_argument("--long-reads", action="store_true",
-                        help="long-read data (nanopore, PacBio): a read without the paired flag is a whole molecule, "
-                             "its length its reference span")
+    parser.add_argument(
+        "--min-mapq",
+        type=number(int, 0, 255),
+        default=None,
+        metavar="Q",
+        help="skip reads with mapping quality below Q (default 20; 30 with --convention finaletoolkit)",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=number(int, 0),
+        default=None,
+        metavar="BP",
+        help="pairs the aligner did not mark proper still count when they face each other on one contig "
+        f"within BP (default {DEFAULT_MAX_PAIR_LENGTH}); 0: the aligner's proper pairs only "
+        "(FinaleToolkit's and DELFI's convention)",
+    )
+    parser.add_argument(
+        "--convention",
+        choices=sorted(CONVENTIONS),
+        default="plasmacount",
+        help="plasmacount (default: the forward mate stands for a pair, MAPQ >= 20) or finaletoolkit "
+        "(read 1 stands for the pair, proper pairs only, MAPQ >= 30, size classes by midpoint); "
+        "--min-mapq, --max-length and --size-class-placement override",
+    )
+    parser.add_argument(
+        "--fragment-lengths",
+        type=length_range,
+        default=None,
+        metavar="LOW-HIGH",
+        help="count only fragments of known length LOW..HIGH bp (default: all; FinaleToolkit's end motifs use 50-)",
+    )
+    parser.add_argument(
+        "--size-class-placement",
+        choices=SIZE_CLASS_PLACEMENTS,
+        default=None,
+        help="a fragment's short/long tally goes to the bin of its start (default) or of its midpoint "
+        "(DELFI's and FinaleToolkit's rule; the default with --convention finaletoolkit)",
+    )
+    parser.add_argument(
+        "--long-reads",
+        action="store_true",
+        help="long-read data (nanopore, PacBio): a read without the paired flag is a whole molecule, "
+        "its length its reference span",
+    )
 
 
 def fragment_rules(args: argparse.Namespace) -> dict:
@@ -130,7 +183,9 @@ class _DeprecatedAlias(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         # Said once logging is set up (main), so --quiet and the one-line format apply.
         notes = getattr(namespace, "deprecations", None) or []
-        notes.append(f"{option_string} is deprecated here; use --fasta (--reference now means only the panel of normals)")
+        notes.append(
+            f"{option_string} is deprecated here; use --fasta (--reference now means only the panel of normals)"
+        )
         setattr(namespace, "deprecations", notes)
         setattr(namespace, self.dest, values)
 
@@ -158,8 +213,11 @@ def build_parser(chosen: str | None = None):
     """The parser; the `chosen` subcommand's module is imported and adds its options (so its
     --help lists them), the others stay summaries (fast start). Returns the parser and the
     chosen module (or None)."""
-    parser = _ArgumentParser(prog="plasmacount", description="Molecular counting of plasma cell-free DNA from low-pass sequencing.",
-                             epilog="Run `plasmacount SUBCOMMAND --help` for a subcommand's options and an example.")
+    parser = _ArgumentParser(
+        prog="plasmacount",
+        description="Molecular counting of plasma cell-free DNA from low-pass sequencing.",
+        epilog="Run `plasmacount SUBCOMMAND --help` for a subcommand's options and an example.",
+    )
     parser.add_argument("--version", action="version", version=f"plasmacount {__version__}")
     parser.add_argument("--quiet", action="store_true", help="print only warnings and errors")
     parser.add_argument("--verbose", action="store_true", help="also print the time each stage took, at the end")
@@ -171,8 +229,9 @@ def build_parser(chosen: str | None = None):
         if name == chosen:
             module = importlib.import_module(f"plasmacount.cli.{MODULES.get(name, name)}")
             examples = "\n".join(f"  {line}" for line in module.EXAMPLES.strip().splitlines())
-            subparser = subparsers.add_parser(name, help=summary, description=summary, epilog=f"example:\n{examples}",
-                                              formatter_class=_HelpFormatter)
+            subparser = subparsers.add_parser(
+                name, help=summary, description=summary, epilog=f"example:\n{examples}", formatter_class=_HelpFormatter
+            )
             module.add_arguments(subparser)
         else:
             subparsers.add_parser(name, help=summary, description=summary)

@@ -1,4 +1,5 @@
 """Load a batch's result folder into the review app's database (the same batch twice is not duplicated)."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,22 @@ plasmacount import nipt-results --name run-2026-12-01 --database review.sqlite
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folders", nargs="+", metavar="OUTDIR",
-                        help="result folders of one batch: nipt/tumor/viral/fragments JSON, and its `report` folder if made")
+    parser.add_argument(
+        "folders",
+        nargs="+",
+        metavar="OUTDIR",
+        help="result folders of one batch: nipt/tumor/viral/fragments JSON, and its `report` folder if made",
+    )
     parser.add_argument("--name", help="batch name (default: the folder's name)")
-    parser.add_argument("--database", default=os.environ.get("PLASMACOUNT_DATABASE", DEFAULT_DATABASE), metavar="URL_OR_FILE",
-                        help=f"SQLite file or database URL (default {DEFAULT_DATABASE}, or $PLASMACOUNT_DATABASE)")
-    parser.add_argument("--user", default=os.environ.get("USER", "import"), help="name recorded in the audit trail (default $USER)")
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("PLASMACOUNT_DATABASE", DEFAULT_DATABASE),
+        metavar="URL_OR_FILE",
+        help=f"SQLite file or database URL (default {DEFAULT_DATABASE}, or $PLASMACOUNT_DATABASE)",
+    )
+    parser.add_argument(
+        "--user", default=os.environ.get("USER", "import"), help="name recorded in the audit trail (default $USER)"
+    )
 
 
 def run(args: argparse.Namespace) -> None:

@@ -1,4 +1,5 @@
 """Prenatal test of a batch: fetal sex and fraction, trisomies, sex-chromosome aneuploidies, CNVs."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,14 +16,35 @@ plasmacount nipt batch/*.counts.npz --reference panel.reference.npz -o nipt-resu
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("counts", nargs="+", metavar="COUNTS", help="counts files (or WIG/TSV counts) of the samples to test")
-    parser.add_argument("--reference", required=True, metavar="REF", help="panel of normals from `plasmacount reference`")
-    parser.add_argument("--bins", metavar="ANNOTATION", help="optional: the bin annotation the reference was made with, only checked "
-                        "against it (the reference keeps its bins' GC and mappability)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.nipt.json, nipt.tsv, CNV BED/VCF")
-    parser.add_argument("--cnv-z", type=number(float, 1.0), default=5.0, metavar="Z", help="segment |z| needed to call a CNV (default 5)")
-    parser.add_argument("--threads", type=number(int, 1, 256), default=2, metavar="N",
-                        help="samples analysed at once, one process each (default 2)")
+    parser.add_argument(
+        "counts", nargs="+", metavar="COUNTS", help="counts files (or WIG/TSV counts) of the samples to test"
+    )
+    parser.add_argument(
+        "--reference", required=True, metavar="REF", help="panel of normals from `plasmacount reference`"
+    )
+    parser.add_argument(
+        "--bins",
+        metavar="ANNOTATION",
+        help="optional: the bin annotation the reference was made with, only checked "
+        "against it (the reference keeps its bins' GC and mappability)",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.nipt.json, nipt.tsv, CNV BED/VCF"
+    )
+    parser.add_argument(
+        "--cnv-z",
+        type=number(float, 1.0),
+        default=5.0,
+        metavar="Z",
+        help="segment |z| needed to call a CNV (default 5)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=number(int, 1, 256),
+        default=2,
+        metavar="N",
+        help="samples analysed at once, one process each (default 2)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -36,9 +58,24 @@ def run(args: argparse.Namespace) -> None:
 
         reference.check_annotation(BinAnnotation.load(args.bins), args.bins)
     if reference.metadata.get("qc", {}).get("status") == "FAIL":
-        logger.warning("the reference failed its QC (%s); results may be unreliable", "; ".join(reference.metadata["qc"]["reasons"]))
-    results = run_batch(args.counts, reference, args.output, NiptOptions(cnv_z=args.cnv_z),
-                        progress=Progress("testing samples", enabled=not args.quiet), workers=args.threads)
+        logger.warning(
+            "the reference failed its QC (%s); results may be unreliable",
+            "; ".join(reference.metadata["qc"]["reasons"]),
+        )
+    results = run_batch(
+        args.counts,
+        reference,
+        args.output,
+        NiptOptions(cnv_z=args.cnv_z),
+        progress=Progress("testing samples", enabled=not args.quiet),
+        workers=args.threads,
+    )
     positives = sum(any(c["result"] == "positive" for c in r["calls"]) for r in results)
     failed = sum(r["qc"]["status"] == "fail" for r in results)
-    logger.info("%d samples tested: %d with a positive call, %d failed QC; results in %s", len(results), positives, failed, args.output)
+    logger.info(
+        "%d samples tested: %d with a positive call, %d failed QC; results in %s",
+        len(results),
+        positives,
+        failed,
+        args.output,
+    )

@@ -1,4 +1,5 @@
 """The review web app: batches, samples, statuses, sign-off, accounts and an audit trail."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,18 +19,30 @@ plasmacount serve --database review.sqlite --port 8000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database", default=os.environ.get("PLASMACOUNT_DATABASE", DEFAULT_DATABASE), metavar="URL_OR_FILE",
-                        help=f"SQLite file or database URL, e.g. postgresql+psycopg://user:pw@host/db (default {DEFAULT_DATABASE}, "
-                             "or $PLASMACOUNT_DATABASE)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; put TLS in front for others)")
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("PLASMACOUNT_DATABASE", DEFAULT_DATABASE),
+        metavar="URL_OR_FILE",
+        help=f"SQLite file or database URL, e.g. postgresql+psycopg://user:pw@host/db (default {DEFAULT_DATABASE}, "
+        "or $PLASMACOUNT_DATABASE)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; put TLS in front for others)"
+    )
     parser.add_argument("--port", type=number(int, 1, 65535), default=8000, help="port (default 8000)")
     parser.add_argument("--secure-cookies", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
-    parser.add_argument("--four-eyes", action="store_true",
-                        help="the four-eyes rule: a sample can be signed off only when someone other than the signer has "
-                             "reviewed it (set or confirmed a status, or commented)")
-    parser.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
-                        help="trust X-Forwarded-For/-Proto only from these proxy addresses (comma-separated); by default no "
-                             "header is trusted and the login rate limit keys on the connecting address")
+    parser.add_argument(
+        "--four-eyes",
+        action="store_true",
+        help="the four-eyes rule: a sample can be signed off only when someone other than the signer has "
+        "reviewed it (set or confirmed a status, or commented)",
+    )
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        metavar="ADDRESSES",
+        help="trust X-Forwarded-For/-Proto only from these proxy addresses (comma-separated); by default no "
+        "header is trusted and the login rate limit keys on the connecting address",
+    )
 
 
 def require_review_app() -> None:
@@ -42,8 +55,9 @@ def require_review_app() -> None:
         import sqlalchemy  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as error:
-        raise UsageError(f"the review app needs the 'review' extra ({error.name} is missing): "
-                         "pip install 'plasmacount[review]'") from None
+        raise UsageError(
+            f"the review app needs the 'review' extra ({error.name} is missing): pip install 'plasmacount[review]'"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> None:
@@ -55,9 +69,19 @@ def run(args: argparse.Namespace) -> None:
 
     url = database_url(args.database)
     upgrade(url)
-    logger.info("plasmacount review on http://%s:%d (database %s); create the first admin with `plasmacount user add NAME --role admin`",
-                args.host, args.port, url.split("@")[-1])
+    logger.info(
+        "plasmacount review on http://%s:%d (database %s); create the first admin with `plasmacount user add NAME --role admin`",
+        args.host,
+        args.port,
+        url.split("@")[-1],
+    )
     # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local process could then pick
     # the address the rate limit counts. Only an explicit proxy list turns the headers on.
-    uvicorn.run(create_app(url, secure_cookies=args.secure_cookies, four_eyes=args.four_eyes), host=args.host, port=args.port, log_level="warning",
-                proxy_headers=bool(args.forwarded_allow_ips), forwarded_allow_ips=args.forwarded_allow_ips or "")
+    uvicorn.run(
+        create_app(url, secure_cookies=args.secure_cookies, four_eyes=args.four_eyes),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        proxy_headers=bool(args.forwarded_allow_ips),
+        forwarded_allow_ips=args.forwarded_allow_ips or "",
+    )

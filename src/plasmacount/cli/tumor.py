@@ -1,4 +1,5 @@
 """Tumour fraction, ploidy and copy-number segments (ichorCNA-style HMM), arm z-scores, CNA score."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,15 +17,35 @@ plasmacount tumor patients/*.counts.npz --panel tumor-panel.npz --bins hg38.100k
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("counts", nargs="+", metavar="COUNTS", help="counts files or WIG/TSV counts (e.g. HMMcopy readCounter WIGs)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="folder for <sample>.tumor.json, tumor.seg, tumor.bed, tumor.tsv; with --make-panel, the panel file")
-    parser.add_argument("--bins", metavar="ANNOTATION", help="bin annotation with GC and mappability (strongly advised)")
+    parser.add_argument(
+        "counts", nargs="+", metavar="COUNTS", help="counts files or WIG/TSV counts (e.g. HMMcopy readCounter WIGs)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="folder for <sample>.tumor.json, tumor.seg, tumor.bed, tumor.tsv; with --make-panel, the panel file",
+    )
+    parser.add_argument(
+        "--bins", metavar="ANNOTATION", help="bin annotation with GC and mappability (strongly advised)"
+    )
     parser.add_argument("--panel", metavar="PON", help="panel of normals: from --make-panel, or ichorCNA's PoN TSV")
-    parser.add_argument("--make-panel", action="store_true", help="build a panel of normals from the (healthy) COUNTS into OUT")
-    parser.add_argument("--size-select", action="store_true",
-                        help="use only short fragments (the per-bin short counts, `count --short-range`, e.g. 90-150), which enriches tumour DNA")
-    parser.add_argument("--min-mappability", type=number(float, 0.0, 1.0), default=0.9, metavar="M", help="skip bins with mappability below M (default 0.9)")
+    parser.add_argument(
+        "--make-panel", action="store_true", help="build a panel of normals from the (healthy) COUNTS into OUT"
+    )
+    parser.add_argument(
+        "--size-select",
+        action="store_true",
+        help="use only short fragments (the per-bin short counts, `count --short-range`, e.g. 90-150), which enriches tumour DNA",
+    )
+    parser.add_argument(
+        "--min-mappability",
+        type=number(float, 0.0, 1.0),
+        default=0.9,
+        metavar="M",
+        help="skip bins with mappability below M (default 0.9)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -53,5 +74,12 @@ def run(args: argparse.Namespace) -> None:
         progress(i + 1, len(samples))
     write_outputs(results, args.output)
     for r in results:
-        logger.info("%s: tumour fraction %.1f %% (%.1f-%.1f %%), ploidy %.2f, CNA score %d", r["sample"], 100 * r["tumor_fraction"],
-                    100 * r["tumor_fraction_low"], 100 * r["tumor_fraction_high"], r["ploidy"], r["cna_score"])
+        logger.info(
+            "%s: tumour fraction %.1f %% (%.1f-%.1f %%), ploidy %.2f, CNA score %d",
+            r["sample"],
+            100 * r["tumor_fraction"],
+            100 * r["tumor_fraction_low"],
+            100 * r["tumor_fraction_high"],
+            r["ploidy"],
+            r["cna_score"],
+        )

@@ -1,4 +1,5 @@
 """Review-app accounts from the command line: add, disable or enable, reset a password, log out everywhere."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,14 +22,23 @@ plasmacount user password bob --database review.sqlite     # asks for the new pa
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("add", "disable", "enable", "password", "logout"),
-                        help="add: create a user; disable/enable an account (the last active admin stays); password: set a new one; "
-                             "logout: end every session of the user")
+    parser.add_argument(
+        "action",
+        choices=("add", "disable", "enable", "password", "logout"),
+        help="add: create a user; disable/enable an account (the last active admin stays); password: set a new one; "
+        "logout: end every session of the user",
+    )
     parser.add_argument("username")
     parser.add_argument("--role", choices=("viewer", "reviewer", "admin"), default="viewer", help="default viewer")
-    parser.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable (default: ask)")
-    parser.add_argument("--database", default=os.environ.get("PLASMACOUNT_DATABASE", DEFAULT_DATABASE), metavar="URL_OR_FILE",
-                        help=f"SQLite file or database URL (default {DEFAULT_DATABASE}, or $PLASMACOUNT_DATABASE)")
+    parser.add_argument(
+        "--password-env", metavar="VAR", help="read the password from this environment variable (default: ask)"
+    )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("PLASMACOUNT_DATABASE", DEFAULT_DATABASE),
+        metavar="URL_OR_FILE",
+        help=f"SQLite file or database URL (default {DEFAULT_DATABASE}, or $PLASMACOUNT_DATABASE)",
+    )
 
 
 def _password(args: argparse.Namespace) -> str:

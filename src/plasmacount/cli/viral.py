@@ -1,4 +1,5 @@
 """Screen plasma for viral DNA (EBV for nasopharyngeal carcinoma): amount, size ratio, two-criterion result."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,19 +19,60 @@ plasmacount viral retest/*.counts.npz -o retest-results --model trained/viral_mo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="COUNTS", help="counts files, or indexed BAM/CRAM (for the W repeat and a viral MAPQ)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for <sample>.viral.json, viral.tsv, viral_model.json")
-    parser.add_argument("--virus", metavar="CONTIG", help="viral contig (default EBV: chrEBV / NC_007605), e.g. an HPV16 or HBV contig")
-    parser.add_argument("--min-mapq", type=number(int, 0, 255), default=30, metavar="Q", help="MAPQ of unique viral reads, with alignments (default 30)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="COUNTS",
+        help="counts files, or indexed BAM/CRAM (for the W repeat and a viral MAPQ)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTDIR",
+        help="folder for <sample>.viral.json, viral.tsv, viral_model.json",
+    )
+    parser.add_argument(
+        "--virus", metavar="CONTIG", help="viral contig (default EBV: chrEBV / NC_007605), e.g. an HPV16 or HBV contig"
+    )
+    parser.add_argument(
+        "--min-mapq",
+        type=number(int, 0, 255),
+        default=30,
+        metavar="Q",
+        help="MAPQ of unique viral reads, with alignments (default 30)",
+    )
     add_fasta_option(parser, "genome FASTA, for CRAM input")
-    parser.add_argument("--threshold", type=number(float, 0.0), metavar="LLR",
-                        help="log likelihood ratio NPC : not NPC to screen positive (default: the published PPV at the published prevalence, 4.97)")
-    parser.add_argument("--min-size-fragments", type=number(int, 1), metavar="N", help="viral fragments needed to judge the size (default 3)")
+    parser.add_argument(
+        "--threshold",
+        type=number(float, 0.0),
+        metavar="LLR",
+        help="log likelihood ratio NPC : not NPC to screen positive (default: the published PPV at the published prevalence, 4.97)",
+    )
+    parser.add_argument(
+        "--min-size-fragments",
+        type=number(int, 1),
+        metavar="N",
+        help="viral fragments needed to judge the size (default 3)",
+    )
     parser.add_argument("--model", metavar="JSON", help="screen model from an earlier run (its viral_model.json)")
-    parser.add_argument("--train", metavar="LABELS", help="learn the model from these samples: TSV of sample and label (npc / other)")
-    parser.add_argument("--specificity", type=number(float, 0.5, 1.0), default=0.95, metavar="S",
-                        help="with --train: share of non-NPC carriers below the line (default 0.95)")
-    parser.add_argument("--previous", nargs="+", metavar="JSON", help="the first draw's <sample>.viral.json files: this run is the retest")
+    parser.add_argument(
+        "--train", metavar="LABELS", help="learn the model from these samples: TSV of sample and label (npc / other)"
+    )
+    parser.add_argument(
+        "--specificity",
+        type=number(float, 0.5, 1.0),
+        default=0.95,
+        metavar="S",
+        help="with --train: share of non-NPC carriers below the line (default 0.95)",
+    )
+    parser.add_argument(
+        "--previous",
+        nargs="+",
+        metavar="JSON",
+        help="the first draw's <sample>.viral.json files: this run is the retest",
+    )
+
 
 def run(args: argparse.Namespace) -> None:
     import dataclasses
@@ -40,12 +82,26 @@ def run(args: argparse.Namespace) -> None:
     from plasmacount.counts import input_kind, load_counts
     from plasmacount.errors import DataError, UsageError
     from plasmacount.progress import Progress
-    from plasmacount.viral import ScreenModel, apply_retest, apply_screen, from_alignments, from_counts, learn_model, load_model, read_labels, write_outputs
+    from plasmacount.viral import (
+        ScreenModel,
+        apply_retest,
+        apply_screen,
+        from_alignments,
+        from_counts,
+        learn_model,
+        load_model,
+        read_labels,
+        write_outputs,
+    )
 
     if args.model and args.train:
         raise UsageError("--model and --train exclude each other: reuse a model or learn a new one")
     model = load_model(args.model) if args.model else ScreenModel()
-    changes = {k: v for k, v in (("threshold", args.threshold), ("min_size_fragments", args.min_size_fragments)) if v is not None}
+    changes = {
+        k: v
+        for k, v in (("threshold", args.threshold), ("min_size_fragments", args.min_size_fragments))
+        if v is not None
+    }
     if changes:
         model = dataclasses.replace(model, source=model.source + "; changed by options", **changes)
     previous = {}
@@ -56,7 +112,9 @@ def run(args: argparse.Namespace) -> None:
                 raise KeyError("screen")
             previous[earlier["sample"]] = earlier
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise DataError(f"{path}: not a <sample>.viral.json result ({error}); pass the first draw's viral results") from None
+            raise DataError(
+                f"{path}: not a <sample>.viral.json result ({error}); pass the first draw's viral results"
+            ) from None
     progress = Progress("viral screen", enabled=not args.quiet)
     results = []
     for i, source in enumerate(args.inputs):
@@ -68,8 +126,16 @@ def run(args: argparse.Namespace) -> None:
     if args.train:
         model = learn_model(results, read_labels(args.train), args.specificity)
         results = [apply_screen(result, model) for result in results]
-    results = [apply_retest(result, previous[result["sample"]]) if result["sample"] in previous else result for result in results]
+    results = [
+        apply_retest(result, previous[result["sample"]]) if result["sample"] in previous else result
+        for result in results
+    ]
     write_outputs(results, args.output, model)
     positives = sum(r["screen"]["result"] == "positive" for r in results)
-    logger.info("%d samples screened for %s: %d positive (model: %s)", len(results), results[0]["virus"] if results else "EBV",
-                positives, model.source)
+    logger.info(
+        "%d samples screened for %s: %d positive (model: %s)",
+        len(results),
+        results[0]["virus"] if results else "EBV",
+        positives,
+        model.source,
+    )

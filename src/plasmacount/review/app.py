@@ -3,6 +3,7 @@
 Every page and API call needs a login; every form and API write needs the session's CSRF token.
 Viewers read; reviewers also set statuses, comment and sign off; admins also manage users.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,19 +26,31 @@ from starlette.concurrency import run_in_threadpool
 from plasmacount.errors import PlasmacountError
 from plasmacount.files import sample_file_stem
 from plasmacount.review import records, security
-from plasmacount.review.database import (ROLES, STATUSES, AuditEntry, Batch, Finding, LoginSession, ReportFile, Sample, User,
-                                         session_factory)
+from plasmacount.review.database import (
+    ROLES,
+    STATUSES,
+    AuditEntry,
+    Batch,
+    Finding,
+    LoginSession,
+    ReportFile,
+    Sample,
+    User,
+    session_factory,
+)
 
 COOKIE = "plasmacount_session"
 LOGIN_COOKIE = "plasmacount_login"
-BODY_LIMIT = 1024 * 1024           # forms and JSON: a comment, a status
-UPLOAD_LIMIT = 200 * 1024 * 1024   # a zipped result folder
+BODY_LIMIT = 1024 * 1024  # forms and JSON: a comment, a status
+UPLOAD_LIMIT = 200 * 1024 * 1024  # a zipped result folder
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 APP_POLICY = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-src 'self'; form-action 'self'; frame-ancestors 'self'"
 # A stored report may come from any upload: it runs no script at all (sandbox without allow-scripts)
 # and loads nothing. It keeps the app's origin so that its links (plot data, sample pages) are
 # same-site navigations that carry the SameSite=Strict session cookie.
-REPORT_POLICY = "sandbox allow-same-origin allow-downloads; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+REPORT_POLICY = (
+    "sandbox allow-same-origin allow-downloads; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+)
 
 
 class LoginRequired(Exception):
@@ -68,10 +81,21 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
         if not security.csrf_matches(record, supplied or request.headers.get("x-csrf-token")):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
 
-    def page(request: Request, template: str, record: LoginSession | None, status_code: int = 200, **context) -> HTMLResponse:
-        return TEMPLATES.TemplateResponse(request, template, {"me": record.user if record else None,
-                                                              "csrf": record.csrf_token if record else "", "statuses": STATUSES,
-                                                              "roles": ROLES, **context}, status_code=status_code)
+    def page(
+        request: Request, template: str, record: LoginSession | None, status_code: int = 200, **context
+    ) -> HTMLResponse:
+        return TEMPLATES.TemplateResponse(
+            request,
+            template,
+            {
+                "me": record.user if record else None,
+                "csrf": record.csrf_token if record else "",
+                "statuses": STATUSES,
+                "roles": ROLES,
+                **context,
+            },
+            status_code=status_code,
+        )
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
@@ -141,7 +165,9 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
         """The login page with a login CSRF token, double-submitted: in a cookie and in the form,
         so another site cannot log a browser into an account of its choosing."""
         token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
-        response = page(request, "login.html", None, status_code=status_code, next=_local(next), error=error, login_csrf=token)
+        response = page(
+            request, "login.html", None, status_code=status_code, next=_local(next), error=error, login_csrf=token
+        )
         response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=secure_cookies, max_age=3600)
         return response
 
@@ -150,11 +176,19 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
         return login_form(request, next=next)
 
     @app.post("/login")
-    def login_submit(request: Request, username: str = Form(...), password: str = Form(...), next: str = Form("/"),
-                     login_csrf: str = Form(None), session: Session = Depends(database)):
+    def login_submit(
+        request: Request,
+        username: str = Form(...),
+        password: str = Form(...),
+        next: str = Form("/"),
+        login_csrf: str = Form(None),
+        session: Session = Depends(database),
+    ):
         expected = request.cookies.get(LOGIN_COOKIE)
         if not expected or not login_csrf or not hmac.compare_digest(expected, login_csrf):
-            return login_form(request, 403, next, "The login form was not sent from this site or has expired; log in again.")
+            return login_form(
+                request, 403, next, "The login form was not sent from this site or has expired; log in again."
+            )
         client = request.client.host if request.client else "unknown"
         try:
             user = security.authenticate(session, username, password, client)
@@ -164,12 +198,24 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
             return login_form(request, 401, next, "Wrong user name or password.")
         token, _ = security.open_session(session, user)
         response = RedirectResponse(_local(next), status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure_cookies, max_age=security.SESSION_HOURS * 3600)
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies,
+            max_age=security.SESSION_HOURS * 3600,
+        )
         response.delete_cookie(LOGIN_COOKIE)
         return response
 
     @app.post("/logout")
-    def logout(request: Request, csrf: str = Form(None), record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def logout(
+        request: Request,
+        csrf: str = Form(None),
+        record: LoginSession = Depends(login),
+        session: Session = Depends(database),
+    ):
         checked(request, record, csrf)
         security.close_session(session, request.cookies.get(COOKIE))
         response = RedirectResponse("/login", status_code=303)
@@ -180,12 +226,18 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
 
     @app.get("/", response_class=HTMLResponse)
     def batches(request: Request, record: LoginSession = Depends(login), session: Session = Depends(database)):
-        rows = session.execute(select(Batch, func.count(Sample.id), func.count(Sample.signed_off_at)).outerjoin(Sample)
-                               .group_by(Batch.id).order_by(Batch.imported_at.desc(), Batch.id.desc())).all()
+        rows = session.execute(
+            select(Batch, func.count(Sample.id), func.count(Sample.signed_off_at))
+            .outerjoin(Sample)
+            .group_by(Batch.id)
+            .order_by(Batch.imported_at.desc(), Batch.id.desc())
+        ).all()
         return page(request, "batches.html", record, batches=rows)
 
     @app.get("/batches/{batch_id}", response_class=HTMLResponse)
-    def batch_page(request: Request, batch_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def batch_page(
+        request: Request, batch_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)
+    ):
         batch = session.get(Batch, batch_id)
         if batch is None:
             raise HTTPException(404, "no such batch")
@@ -197,21 +249,39 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
         return _stored_page(batch.overview_html if batch else None, "no overview for this batch")
 
     @app.get("/batches/{batch_id}/{page_name}")
-    def batch_link(batch_id: int, page_name: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def batch_link(
+        batch_id: int, page_name: str, record: LoginSession = Depends(login), session: Session = Depends(database)
+    ):
         """A sample link of the batch overview (`case_03.html`) leads to that sample's page in the app."""
         batch = session.get(Batch, batch_id)
         stem = page_name.removesuffix(".html")
-        match = next((s for s in batch.samples if sample_file_stem(s.name) == stem), None) if batch and page_name.endswith(".html") else None
+        match = (
+            next((s for s in batch.samples if sample_file_stem(s.name) == stem), None)
+            if batch and page_name.endswith(".html")
+            else None
+        )
         if match is None:
             raise HTTPException(404, "no such sample in this batch")
         return RedirectResponse(f"/samples/{match.id}", status_code=303)
 
     @app.get("/batches/{batch_id}/{folder}/{name}")
-    def batch_data(batch_id: int, folder: str, name: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def batch_data(
+        batch_id: int,
+        folder: str,
+        name: str,
+        record: LoginSession = Depends(login),
+        session: Session = Depends(database),
+    ):
         return _report_file(session, batch_id, folder, name)
 
     @app.get("/samples/{sample_id}/{folder}/{name}")
-    def sample_data(sample_id: int, folder: str, name: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def sample_data(
+        sample_id: int,
+        folder: str,
+        name: str,
+        record: LoginSession = Depends(login),
+        session: Session = Depends(database),
+    ):
         sample = session.get(Sample, sample_id)
         if sample is None:
             raise HTTPException(404, "no such sample")
@@ -219,22 +289,41 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
 
     @app.post("/samples/{sample_id}/confirm")
     @app.post("/api/samples/{sample_id}/confirm")
-    async def confirm_submit(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+    async def confirm_submit(
+        request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)
+    ):
         values = await _values(request)
         checked(request, record, values.get("csrf"))
-        return await run_in_threadpool(guarded, request, record, f"/samples/{sample_id}",
-                                       lambda: records.confirm_automatic(session, record.user, sample_id, _integer(values.get("version"))))
+        return await run_in_threadpool(
+            guarded,
+            request,
+            record,
+            f"/samples/{sample_id}",
+            lambda: records.confirm_automatic(session, record.user, sample_id, _integer(values.get("version"))),
+        )
 
     @app.get("/samples/{sample_id}", response_class=HTMLResponse)
-    def sample_page(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def sample_page(
+        request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)
+    ):
         sample = session.get(Sample, sample_id)
         if sample is None:
             raise HTTPException(404, "no such sample")
-        trail = session.scalars(select(AuditEntry).where(AuditEntry.sample_id == sample_id).order_by(AuditEntry.id.desc())).all()
-        return page(request, "sample.html", record, sample=sample, summary=_summary(sample), audit=trail,
-                    can_review=record.user.role in ("reviewer", "admin") and not sample.locked,
-                    unreviewed=sum(f.updated_by is None for f in sample.findings), four_eyes=four_eyes,
-                    reviewers=records.reviewers_of(session, sample.id))
+        trail = session.scalars(
+            select(AuditEntry).where(AuditEntry.sample_id == sample_id).order_by(AuditEntry.id.desc())
+        ).all()
+        return page(
+            request,
+            "sample.html",
+            record,
+            sample=sample,
+            summary=_summary(sample),
+            audit=trail,
+            can_review=record.user.role in ("reviewer", "admin") and not sample.locked,
+            unreviewed=sum(f.updated_by is None for f in sample.findings),
+            four_eyes=four_eyes,
+            reviewers=records.reviewers_of(session, sample.id),
+        )
 
     @app.get("/samples/{sample_id}/report", response_class=HTMLResponse)
     def sample_report(sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
@@ -242,7 +331,9 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
         return _stored_page(sample.report_html if sample else None, "no report for this sample")
 
     @app.get("/search", response_class=HTMLResponse)
-    def search(request: Request, q: str = "", record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def search(
+        request: Request, q: str = "", record: LoginSession = Depends(login), session: Session = Depends(database)
+    ):
         found = []
         if q.strip():
             found = _matching(session, q)
@@ -250,38 +341,69 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
 
     @app.post("/findings/{finding_id}")
     @app.post("/api/findings/{finding_id}")
-    async def finding_submit(request: Request, finding_id: int, record: LoginSession = Depends(login),
-                             session: Session = Depends(database)):
+    async def finding_submit(
+        request: Request, finding_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)
+    ):
         values = await _values(request)
         checked(request, record, values.get("csrf"))
 
         def change():  # database work off the event loop: a waiting lock must not freeze the server
             finding = session.get(Finding, finding_id)
             back = f"/samples/{finding.sample_id}" if finding else "/"
-            return guarded(request, record, back, lambda: records.set_finding_status(
-                session, record.user, finding_id, str(values.get("status", "")), _integer(values.get("version")), values.get("comment")))
+            return guarded(
+                request,
+                record,
+                back,
+                lambda: records.set_finding_status(
+                    session,
+                    record.user,
+                    finding_id,
+                    str(values.get("status", "")),
+                    _integer(values.get("version")),
+                    values.get("comment"),
+                ),
+            )
 
         return await run_in_threadpool(change)
 
     @app.post("/samples/{sample_id}/comments")
     @app.post("/api/samples/{sample_id}/comments")
-    async def comment_submit(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+    async def comment_submit(
+        request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)
+    ):
         values = await _values(request)
         checked(request, record, values.get("csrf"))
-        return await run_in_threadpool(guarded, request, record, f"/samples/{sample_id}",
-                                       lambda: records.add_comment(session, record.user, sample_id, str(values.get("text", ""))))
+        return await run_in_threadpool(
+            guarded,
+            request,
+            record,
+            f"/samples/{sample_id}",
+            lambda: records.add_comment(session, record.user, sample_id, str(values.get("text", ""))),
+        )
 
     @app.post("/samples/{sample_id}/signoff")
     @app.post("/api/samples/{sample_id}/signoff")
-    async def signoff_submit(request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
+    async def signoff_submit(
+        request: Request, sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)
+    ):
         values = await _values(request)
         checked(request, record, values.get("csrf"))
-        return await run_in_threadpool(guarded, request, record, f"/samples/{sample_id}",
-                                       lambda: records.sign_off(session, record.user, sample_id, _integer(values.get("version")), four_eyes))
+        return await run_in_threadpool(
+            guarded,
+            request,
+            record,
+            f"/samples/{sample_id}",
+            lambda: records.sign_off(session, record.user, sample_id, _integer(values.get("version")), four_eyes),
+        )
 
     @app.post("/batches/upload")
-    def upload(request: Request, archive: UploadFile = File(...), csrf: str = Form(None), record: LoginSession = Depends(login),
-               session: Session = Depends(database)):
+    def upload(
+        request: Request,
+        archive: UploadFile = File(...),
+        csrf: str = Form(None),
+        record: LoginSession = Depends(login),
+        session: Session = Depends(database),
+    ):
         checked(request, record, csrf)
         if record.user.role not in ("reviewer", "admin"):
             return failure(request, record, 403, "a viewer cannot import batches", "/")
@@ -293,30 +415,59 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
             try:
                 _safe_extract(archive.file, folder)
                 result = records.import_batch(session, folder, record.user.username, name)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, NotImplementedError, RuntimeError, EOFError) as error:
+            except (
+                zipfile.BadZipFile,
+                zipfile.LargeZipFile,
+                ValueError,
+                NotImplementedError,
+                RuntimeError,
+                EOFError,
+            ) as error:
                 return failure(request, record, 400, f"not a usable zip of a result folder: {hide(error)}", "/")
             except PlasmacountError as error:
                 return failure(request, record, 400, hide(error), "/")
             except (KeyError, TypeError, AttributeError, IndexError) as error:
                 session.rollback()
-                return failure(request, record, 400, f"a result in the zip is not a plasmacount result (missing or malformed {hide(error)})", "/")
+                return failure(
+                    request,
+                    record,
+                    400,
+                    f"a result in the zip is not a plasmacount result (missing or malformed {hide(error)})",
+                    "/",
+                )
         return RedirectResponse(f"/batches/{result.batch.id}", status_code=303)
 
     @app.get("/export.csv")
-    def export_csv(batch: int | None = None, record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def export_csv(
+        batch: int | None = None, record: LoginSession = Depends(login), session: Session = Depends(database)
+    ):
         query = select(Sample).where(Sample.signed_off_at.is_not(None)).order_by(Sample.batch_id, Sample.name)
         if batch is not None:
             query = query.where(Sample.batch_id == batch)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["batch", "sample", "signed_off_by", "signed_off_at", "finding", "automatic", "status", "detail"])
+        writer.writerow(
+            ["batch", "sample", "signed_off_by", "signed_off_at", "finding", "automatic", "status", "detail"]
+        )
         for sample in session.scalars(query):
             for finding in sample.findings:
-                writer.writerow([_cell(sample.batch.name), _cell(sample.name), _cell(sample.signed_off_by or ""),
-                                 f"{sample.signed_off_at:%Y-%m-%d %H:%M:%S}", _cell(finding.label), _cell(finding.automatic),
-                                 _cell(finding.status), _cell(finding.detail)])
-        return Response(buffer.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="signed_off_results.csv"'})
+                writer.writerow(
+                    [
+                        _cell(sample.batch.name),
+                        _cell(sample.name),
+                        _cell(sample.signed_off_by or ""),
+                        f"{sample.signed_off_at:%Y-%m-%d %H:%M:%S}",
+                        _cell(finding.label),
+                        _cell(finding.automatic),
+                        _cell(finding.status),
+                        _cell(finding.detail),
+                    ]
+                )
+        return Response(
+            buffer.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="signed_off_results.csv"'},
+        )
 
     @app.get("/samples/{sample_id}/export.pdf")
     def export_pdf(sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
@@ -325,8 +476,11 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
             raise HTTPException(404, "no such sample")
         if not sample.locked:
             raise HTTPException(409, "only signed-off results are exported")
-        return Response(_result_pdf(session, sample), media_type="application/pdf",
-                        headers={"Content-Disposition": _attachment(f"{sample.name}.pdf")})
+        return Response(
+            _result_pdf(session, sample),
+            media_type="application/pdf",
+            headers={"Content-Disposition": _attachment(f"{sample.name}.pdf")},
+        )
 
     # ------------------------------------------------------------------ users
 
@@ -337,34 +491,73 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
         return page(request, "users.html", record, users=session.scalars(select(User).order_by(User.username)).all())
 
     @app.post("/admin/users")
-    def users_create(request: Request, username: str = Form(...), password: str = Form(...), role: str = Form(...),
-                     csrf: str = Form(None), record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def users_create(
+        request: Request,
+        username: str = Form(...),
+        password: str = Form(...),
+        role: str = Form(...),
+        csrf: str = Form(None),
+        record: LoginSession = Depends(login),
+        session: Session = Depends(database),
+    ):
         checked(request, record, csrf)
         if record.user.role != "admin":
             return failure(request, record, 403, "only admins manage users", "/")
-        return guarded(request, record, "/admin/users", lambda: records.create_user(session, username, password, role, record.user.username))
+        return guarded(
+            request,
+            record,
+            "/admin/users",
+            lambda: records.create_user(session, username, password, role, record.user.username),
+        )
 
     @app.post("/admin/users/{user_id}/role")
-    def users_role(request: Request, user_id: int, role: str = Form(...), csrf: str = Form(None), record: LoginSession = Depends(login),
-                   session: Session = Depends(database)):
+    def users_role(
+        request: Request,
+        user_id: int,
+        role: str = Form(...),
+        csrf: str = Form(None),
+        record: LoginSession = Depends(login),
+        session: Session = Depends(database),
+    ):
         checked(request, record, csrf)
         return guarded(request, record, "/admin/users", lambda: records.set_role(session, record.user, user_id, role))
 
     @app.post("/admin/users/{user_id}/active")
-    def users_active(request: Request, user_id: int, active: str = Form(...), csrf: str = Form(None), record: LoginSession = Depends(login),
-                     session: Session = Depends(database)):
+    def users_active(
+        request: Request,
+        user_id: int,
+        active: str = Form(...),
+        csrf: str = Form(None),
+        record: LoginSession = Depends(login),
+        session: Session = Depends(database),
+    ):
         checked(request, record, csrf)
-        return guarded(request, record, "/admin/users", lambda: records.set_active(session, record.user, user_id, active == "yes"))
+        return guarded(
+            request, record, "/admin/users", lambda: records.set_active(session, record.user, user_id, active == "yes")
+        )
 
     @app.post("/admin/users/{user_id}/password")
-    def users_password(request: Request, user_id: int, password: str = Form(...), csrf: str = Form(None),
-                       record: LoginSession = Depends(login), session: Session = Depends(database)):
+    def users_password(
+        request: Request,
+        user_id: int,
+        password: str = Form(...),
+        csrf: str = Form(None),
+        record: LoginSession = Depends(login),
+        session: Session = Depends(database),
+    ):
         checked(request, record, csrf)
-        return guarded(request, record, "/admin/users", lambda: records.set_password(session, record.user, user_id, password))
+        return guarded(
+            request, record, "/admin/users", lambda: records.set_password(session, record.user, user_id, password)
+        )
 
     @app.post("/admin/users/{user_id}/sessions")
-    def users_sessions(request: Request, user_id: int, csrf: str = Form(None), record: LoginSession = Depends(login),
-                       session: Session = Depends(database)):
+    def users_sessions(
+        request: Request,
+        user_id: int,
+        csrf: str = Form(None),
+        record: LoginSession = Depends(login),
+        session: Session = Depends(database),
+    ):
         checked(request, record, csrf)
         return guarded(request, record, "/admin/users", lambda: records.end_sessions(session, record.user, user_id))
 
@@ -372,29 +565,63 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
 
     @app.get("/api/batches")
     def api_batches(record: LoginSession = Depends(login), session: Session = Depends(database)):
-        return [{"id": b.id, "name": b.name, "imported_at": b.imported_at.isoformat(), "samples": len(b.samples)}
-                for b in session.scalars(select(Batch).order_by(Batch.id))]
+        return [
+            {"id": b.id, "name": b.name, "imported_at": b.imported_at.isoformat(), "samples": len(b.samples)}
+            for b in session.scalars(select(Batch).order_by(Batch.id))
+        ]
 
     @app.get("/api/batches/{batch_id}")
     def api_batch(batch_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
         batch = session.get(Batch, batch_id)
         if batch is None:
             raise HTTPException(404, "no such batch")
-        return {"id": batch.id, "name": batch.name, "samples": [{"id": s.id, "name": s.name, **_summary(s)} for s in batch.samples]}
+        return {
+            "id": batch.id,
+            "name": batch.name,
+            "samples": [{"id": s.id, "name": s.name, **_summary(s)} for s in batch.samples],
+        }
 
     @app.get("/api/samples/{sample_id}")
     def api_sample(sample_id: int, record: LoginSession = Depends(login), session: Session = Depends(database)):
         sample = session.get(Sample, sample_id)
         if sample is None:
             raise HTTPException(404, "no such sample")
-        trail = session.scalars(select(AuditEntry).where(AuditEntry.sample_id == sample_id).order_by(AuditEntry.id)).all()
-        return {"id": sample.id, "name": sample.name, "batch": sample.batch.name, "version": sample.version,
-                "signed_off_by": sample.signed_off_by, "locked": sample.locked,
-                "findings": [{"id": f.id, "key": f.key, "label": f.label, "automatic": f.automatic, "detail": f.detail,
-                              "status": f.status, "version": f.version, "reviewed_by": f.updated_by} for f in sample.findings],
-                "comments": [{"author": c.author, "at": c.at.isoformat(), "text": c.text} for c in sample.comments],
-                "audit": [{"at": a.at.isoformat(), "user": a.username, "action": a.action, "target": a.target, "old": a.old_value,
-                           "new": a.new_value} for a in trail]}
+        trail = session.scalars(
+            select(AuditEntry).where(AuditEntry.sample_id == sample_id).order_by(AuditEntry.id)
+        ).all()
+        return {
+            "id": sample.id,
+            "name": sample.name,
+            "batch": sample.batch.name,
+            "version": sample.version,
+            "signed_off_by": sample.signed_off_by,
+            "locked": sample.locked,
+            "findings": [
+                {
+                    "id": f.id,
+                    "key": f.key,
+                    "label": f.label,
+                    "automatic": f.automatic,
+                    "detail": f.detail,
+                    "status": f.status,
+                    "version": f.version,
+                    "reviewed_by": f.updated_by,
+                }
+                for f in sample.findings
+            ],
+            "comments": [{"author": c.author, "at": c.at.isoformat(), "text": c.text} for c in sample.comments],
+            "audit": [
+                {
+                    "at": a.at.isoformat(),
+                    "user": a.username,
+                    "action": a.action,
+                    "target": a.target,
+                    "old": a.old_value,
+                    "new": a.new_value,
+                }
+                for a in trail
+            ],
+        }
 
     @app.get("/api/search")
     def api_search(q: str, record: LoginSession = Depends(login), session: Session = Depends(database)):
@@ -409,8 +636,11 @@ def create_app(database_url: str, secure_cookies: bool = False, four_eyes: bool 
 
 def _report_file(session: Session, batch_id: int, folder: str, name: str) -> PlainTextResponse:
     """A plot's data file kept at import (`case_03_data/z_scores.tsv`), shown as text."""
-    found = (session.scalar(select(ReportFile).where(ReportFile.batch_id == batch_id, ReportFile.path == f"{folder}/{name}"))
-             if folder.endswith("_data") else None)
+    found = (
+        session.scalar(select(ReportFile).where(ReportFile.batch_id == batch_id, ReportFile.path == f"{folder}/{name}"))
+        if folder.endswith("_data")
+        else None
+    )
     if found is None:
         raise HTTPException(404, f"{folder}/{name} was not imported with this batch")
     return PlainTextResponse(found.content, headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
@@ -429,15 +659,22 @@ def _summary(sample: Sample) -> dict:
     nipt = results.get("nipt") or {}
     flagged = [f.label for f in sample.findings if f.status not in ("Normal",)]
     ff = (nipt.get("fetal_fraction") or {}).get("estimate")
-    return {"qc": (nipt.get("qc") or {}).get("status", ""), "sex": nipt.get("fetal_sex", ""),
-            "fetal_fraction": "" if ff is None else f"{100 * ff:.1f}", "flags": flagged,
-            "signed_off": sample.signed_off_by or "", "analyses": sorted(results)}
+    return {
+        "qc": (nipt.get("qc") or {}).get("status", ""),
+        "sex": nipt.get("fetal_sex", ""),
+        "fetal_fraction": "" if ff is None else f"{100 * ff:.1f}",
+        "flags": flagged,
+        "signed_off": sample.signed_off_by or "",
+        "analyses": sorted(results),
+    }
 
 
 def _matching(session: Session, query: str, limit: int = 200) -> list[Sample]:
     """Samples whose ID contains `query` (its % and _ taken literally)."""
     pattern = "%" + query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return list(session.scalars(select(Sample).where(Sample.name.like(pattern, escape="\\")).order_by(Sample.name).limit(limit)))
+    return list(
+        session.scalars(select(Sample).where(Sample.name.like(pattern, escape="\\")).order_by(Sample.name).limit(limit))
+    )
 
 
 def _local(target: str) -> str:
@@ -503,8 +740,10 @@ def _safe_extract(stream, folder: Path, limit: int = 500 * 1024 * 1024) -> None:
                 raise ValueError(f"member {member.filename!r} is encrypted; zip the folder again without a password")
             if member.compress_type not in _READABLE_COMPRESSION:
                 method = "Deflate64" if member.compress_type == 9 else f"method {member.compress_type}"
-                raise ValueError(f"member {member.filename!r} is compressed with {method}, which cannot be read here; "
-                                 "zip the folder again with ordinary (deflate) compression")
+                raise ValueError(
+                    f"member {member.filename!r} is compressed with {method}, which cannot be read here; "
+                    "zip the folder again with ordinary (deflate) compression"
+                )
             total += member.file_size
             if total > limit:
                 raise ValueError("more than 500 MB unpacked")
@@ -517,10 +756,15 @@ def _result_pdf(session: Session, sample: Sample) -> bytes:
     from plasmacount.report import SignOff, html_to_pdf, sign_off_page, with_sign_off
 
     signoff = SignOff(
-        signed_off_by=sample.signed_off_by or "", signed_off_at=f"{sample.signed_off_at:%Y-%m-%d %H:%M} UTC",
+        signed_off_by=sample.signed_off_by or "",
+        signed_off_at=f"{sample.signed_off_at:%Y-%m-%d %H:%M} UTC",
         reviewers=tuple(records.reviewers_of(session, sample.id)),
         findings=tuple((f.label, f.automatic, f.status, f.detail) for f in sample.findings),
-        comments=tuple((c.author, f"{c.at:%Y-%m-%d %H:%M}", c.text) for c in sample.comments))
-    page = (with_sign_off(sample.report_html, signoff) if sample.report_html
-            else sign_off_page(sample.name, sample.batch.name, signoff))
+        comments=tuple((c.author, f"{c.at:%Y-%m-%d %H:%M}", c.text) for c in sample.comments),
+    )
+    page = (
+        with_sign_off(sample.report_html, signoff)
+        if sample.report_html
+        else sign_off_page(sample.name, sample.batch.name, signoff)
+    )
     return html_to_pdf(page, f"plasmacount report: {sample.name} (signed off)")

@@ -5,12 +5,25 @@ only through the Alembic migrations in `migrations/`, so a database made by an o
 brought forward in place. The audit table is append-only: the migration installs triggers that
 refuse UPDATE and DELETE on it, so not even a mistaken query can rewrite history.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, text)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -86,7 +99,7 @@ class Sample(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
-    results: Mapped[dict] = mapped_column(JSON, nullable=False)   # analysis -> its result JSON
+    results: Mapped[dict] = mapped_column(JSON, nullable=False)  # analysis -> its result JSON
     report_html: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     signed_off_by: Mapped[str | None] = mapped_column(String(64))
@@ -108,7 +121,7 @@ class Finding(Base):
     key: Mapped[str] = mapped_column(String(120), nullable=False)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     label: Mapped[str] = mapped_column(String(200), nullable=False)
-    automatic: Mapped[str] = mapped_column(String(200), nullable=False)   # what the analysis said
+    automatic: Mapped[str] = mapped_column(String(200), nullable=False)  # what the analysis said
     detail: Mapped[str] = mapped_column(Text, nullable=False, default="")
     status: Mapped[str] = mapped_column(String(32), nullable=False)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
@@ -145,7 +158,9 @@ class AuditEntry(Base):
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys (off by default there)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=20, max_overflow=40)
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=20, max_overflow=40
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_settings(connection, _record):
@@ -194,7 +209,7 @@ def upgrade(url: str) -> None:
 
     shown = url.split("@")[-1]  # never a password in a message
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         if path.is_dir():
             raise UsageError(f"{path}: is a folder; give --database a file name (e.g. review.sqlite)")
         if not path.parent.is_dir():
@@ -207,10 +222,14 @@ def upgrade(url: str) -> None:
     try:
         command.upgrade(config, "head")
     except (ArgumentError, NoSuchModuleError) as error:
-        raise UsageError(f"--database {shown}: not a usable database URL ({error}); e.g. review.sqlite or postgresql+psycopg://user:pw@host/db") from None
+        raise UsageError(
+            f"--database {shown}: not a usable database URL ({error}); e.g. review.sqlite or postgresql+psycopg://user:pw@host/db"
+        ) from None
     except DBAPIError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error).splitlines()[0]
-        raise DataError(f"database {shown}: {reason}; check the path or server, its permissions, and that it is a plasmacount review database") from None
+        raise DataError(
+            f"database {shown}: {reason}; check the path or server, its permissions, and that it is a plasmacount review database"
+        ) from None
 
 
 def session_factory(url: str) -> sessionmaker:

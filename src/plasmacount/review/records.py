@@ -10,6 +10,7 @@
 
 Nothing is deleted: a status is superseded by the next, and the audit keeps every old value.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,20 @@ from sqlalchemy.orm import Session
 
 from plasmacount.errors import DataError, UsageError
 from plasmacount.report import collect
-from plasmacount.review.database import (ROLES, STATUSES, AuditEntry, Batch, Comment, Finding, LoginSession, ReportFile, Sample, User,
-                                         begin_write, now)
+from plasmacount.review.database import (
+    ROLES,
+    STATUSES,
+    AuditEntry,
+    Batch,
+    Comment,
+    Finding,
+    LoginSession,
+    ReportFile,
+    Sample,
+    User,
+    begin_write,
+    now,
+)
 
 MAIN_TRISOMIES = ("T21", "T18", "T13")
 SEX_CHROMOSOME_FINDINGS = ("45,X", "47,XXX", "47,XXY", "47,XYY")
@@ -52,16 +65,39 @@ REVIEW_ACTIONS = ("set status", "confirm status", "comment")
 
 def reviewers_of(session: Session, sample_id: int) -> list[str]:
     """Who set or confirmed a status or commented on a sample, in the order they first did."""
-    names = session.scalars(select(AuditEntry.username).where(AuditEntry.sample_id == sample_id,
-                                                              AuditEntry.action.in_(REVIEW_ACTIONS))
-                            .order_by(AuditEntry.id)).all()
+    names = session.scalars(
+        select(AuditEntry.username)
+        .where(AuditEntry.sample_id == sample_id, AuditEntry.action.in_(REVIEW_ACTIONS))
+        .order_by(AuditEntry.id)
+    ).all()
     return list(dict.fromkeys(names))
 
 
-def audit(session: Session, username: str, action: str, *, batch_id: int | None = None, sample_id: int | None = None,
-          target: str = "", old: str | None = None, new: str | None = None, details: dict | None = None) -> None:
-    session.add(AuditEntry(at=now(), username=username, action=action, batch_id=batch_id, sample_id=sample_id, target=target,
-                           old_value=old, new_value=new, details=details))
+def audit(
+    session: Session,
+    username: str,
+    action: str,
+    *,
+    batch_id: int | None = None,
+    sample_id: int | None = None,
+    target: str = "",
+    old: str | None = None,
+    new: str | None = None,
+    details: dict | None = None,
+) -> None:
+    session.add(
+        AuditEntry(
+            at=now(),
+            username=username,
+            action=action,
+            batch_id=batch_id,
+            sample_id=sample_id,
+            target=target,
+            old_value=old,
+            new_value=new,
+            details=details,
+        )
+    )
 
 
 def _findings_of(results: dict) -> list[dict]:
@@ -71,7 +107,11 @@ def _findings_of(results: dict) -> list[dict]:
     if nipt:
         failed = nipt["qc"]["status"] == "fail"
         calls = {c["event"]: c for c in nipt["calls"]}
-        order = list(MAIN_TRISOMIES) + [e for e in calls if e not in MAIN_TRISOMIES + SEX_CHROMOSOME_FINDINGS] + list(SEX_CHROMOSOME_FINDINGS)
+        order = (
+            list(MAIN_TRISOMIES)
+            + [e for e in calls if e not in MAIN_TRISOMIES + SEX_CHROMOSOME_FINDINGS]
+            + list(SEX_CHROMOSOME_FINDINGS)
+        )
         for event in order:
             call = calls.get(event)
             if call is None:
@@ -87,28 +127,57 @@ def _findings_of(results: dict) -> list[dict]:
                 numbers.append(call["reason"])
             if call.get("note"):
                 numbers.append(call["note"])
-            status = "Failed" if failed or call["result"] == "no-call" else "Suspected" if call["result"] == "positive" else "Normal"
-            findings.append({"key": event, "label": f"Trisomy {event[1:]}" if event.startswith("T") else event,
-                             "automatic": call["result"], "detail": "; ".join(numbers), "status": status})
+            status = (
+                "Failed"
+                if failed or call["result"] == "no-call"
+                else "Suspected"
+                if call["result"] == "positive"
+                else "Normal"
+            )
+            findings.append(
+                {
+                    "key": event,
+                    "label": f"Trisomy {event[1:]}" if event.startswith("T") else event,
+                    "automatic": call["result"],
+                    "detail": "; ".join(numbers),
+                    "status": status,
+                }
+            )
         for cnv in nipt["cnvs"]:
             key = f"CNV {cnv['chrom']}:{cnv['start']}-{cnv['end']}"
             label = f"{cnv['type']} {cnv['chrom']}:{cnv['start']:,}-{cnv['end']:,} ({cnv['size'] / 1e6:.1f} Mb)"
-            detail = f"{cnv['origin']} origin; ratio {cnv['copy_ratio']:.3f}; z {cnv['z']:.1f}" + (f"; {cnv['syndrome']}" if cnv["syndrome"] else "")
-            findings.append({"key": key, "label": label, "automatic": "positive", "detail": detail, "status": "Suspected"})
+            detail = f"{cnv['origin']} origin; ratio {cnv['copy_ratio']:.3f}; z {cnv['z']:.1f}" + (
+                f"; {cnv['syndrome']}" if cnv["syndrome"] else ""
+            )
+            findings.append(
+                {"key": key, "label": label, "automatic": "positive", "detail": detail, "status": "Suspected"}
+            )
     viral = results.get("viral")
     if viral:
         screen = viral["screen"]["result"]
-        findings.append({"key": "EBV screen", "label": f"{viral['virus']} screen", "automatic": screen,
-                         "detail": f"{viral['fragments']['unique']} fragments; size ratio "
-                                   f"{'not evaluable' if viral['size']['ratio'] is None else format(viral['size']['ratio'], '.2f')}",
-                         "status": "Suspected" if screen == "positive" else "Failed" if screen == "not evaluable" else "Normal"})
+        findings.append(
+            {
+                "key": "EBV screen",
+                "label": f"{viral['virus']} screen",
+                "automatic": screen,
+                "detail": f"{viral['fragments']['unique']} fragments; size ratio "
+                f"{'not evaluable' if viral['size']['ratio'] is None else format(viral['size']['ratio'], '.2f')}",
+                "status": "Suspected" if screen == "positive" else "Failed" if screen == "not evaluable" else "Normal",
+            }
+        )
     tumor = results.get("tumor")
     if tumor:
-        findings.append({"key": "tumour fraction", "label": "Tumour fraction",
-                         "automatic": f"{100 * tumor['tumor_fraction']:.1f} %" + (" (detected)" if tumor["tumor_detected"] else ""),
-                         "detail": f"95 % interval {100 * tumor['tumor_fraction_low']:.1f}-{100 * tumor['tumor_fraction_high']:.1f} %; "
-                                   f"ploidy {tumor['ploidy']:.2f}",
-                         "status": "Suspected" if tumor["tumor_detected"] else "Normal"})
+        findings.append(
+            {
+                "key": "tumour fraction",
+                "label": "Tumour fraction",
+                "automatic": f"{100 * tumor['tumor_fraction']:.1f} %"
+                + (" (detected)" if tumor["tumor_detected"] else ""),
+                "detail": f"95 % interval {100 * tumor['tumor_fraction_low']:.1f}-{100 * tumor['tumor_fraction_high']:.1f} %; "
+                f"ploidy {tumor['ploidy']:.2f}",
+                "status": "Suspected" if tumor["tumor_detected"] else "Normal",
+            }
+        )
     return findings
 
 
@@ -138,20 +207,38 @@ def import_batch(session: Session, folders: str | Path | list, username: str, na
         pages, files = _find_reports(each)
         reports.update({key: page for key, page in pages.items() if key not in reports})
         data_files.update({key: text for key, text in files.items() if key not in data_files})
-    batch = Batch(name=name, content_hash=content_hash, imported_at=now(), imported_by=username,
-                  overview_html=reports.get("batch"))
+    batch = Batch(
+        name=name,
+        content_hash=content_hash,
+        imported_at=now(),
+        imported_by=username,
+        overview_html=reports.get("batch"),
+    )
     session.add(batch)
     session.flush()
     for path, text in sorted(data_files.items()):
         session.add(ReportFile(batch_id=batch.id, path=path, content=text))
     for entry in samples:
-        sample = Sample(batch_id=batch.id, name=entry.sample, results=entry.results, report_html=reports.get(entry.sample), version=1)
+        sample = Sample(
+            batch_id=batch.id,
+            name=entry.sample,
+            results=entry.results,
+            report_html=reports.get(entry.sample),
+            version=1,
+        )
         session.add(sample)
         session.flush()
         for position, finding in enumerate(_findings_of(entry.results)):
             session.add(Finding(sample_id=sample.id, position=position, version=1, **finding))
-    audit(session, username, "import batch", batch_id=batch.id, target=name, new=f"{len(samples)} samples",
-          details={"folders": [str(f.resolve()) for f in folders], "content_hash": content_hash})
+    audit(
+        session,
+        username,
+        "import batch",
+        batch_id=batch.id,
+        target=name,
+        new=f"{len(samples)} samples",
+        details={"folders": [str(f.resolve()) for f in folders], "content_hash": content_hash},
+    )
     session.commit()
     return ImportResult(batch, True)
 
@@ -184,8 +271,9 @@ def _require(user: User, *roles: str) -> None:
         raise Forbidden(f"a {user.role} cannot make this change")
 
 
-def set_finding_status(session: Session, user: User, finding_id: int, status: str, expected_version: int,
-                       comment: str | None = None) -> Finding:
+def set_finding_status(
+    session: Session, user: User, finding_id: int, status: str, expected_version: int, comment: str | None = None
+) -> Finding:
     """Change a finding's status if nobody has since the caller read `expected_version`."""
     _require(user, "reviewer", "admin")
     if status not in STATUSES:
@@ -199,20 +287,44 @@ def set_finding_status(session: Session, user: User, finding_id: int, status: st
     session.refresh(finding)
     old = finding.status
     # Optimistic lock: the UPDATE only matches the version the reviewer saw.
-    changed = session.execute(update(Finding).where(Finding.id == finding_id, Finding.version == expected_version)
-                              .values(status=status, version=Finding.version + 1, updated_by=user.username, updated_at=now()))
+    changed = session.execute(
+        update(Finding)
+        .where(Finding.id == finding_id, Finding.version == expected_version)
+        .values(status=status, version=Finding.version + 1, updated_by=user.username, updated_at=now())
+    )
     if changed.rowcount != 1:
         session.rollback()
         current = session.get(Finding, finding_id)
         session.refresh(current)
-        raise Conflict(f"{current.label} of {sample.name} was changed by {current.updated_by} at "
-                       f"{current.updated_at:%Y-%m-%d %H:%M:%S} UTC (now {current.status}) after you opened the page; "
-                       "reload it, check their change, and set the status again if still needed")
+        raise Conflict(
+            f"{current.label} of {sample.name} was changed by {current.updated_by} at "
+            f"{current.updated_at:%Y-%m-%d %H:%M:%S} UTC (now {current.status}) after you opened the page; "
+            "reload it, check their change, and set the status again if still needed"
+        )
     session.execute(update(Sample).where(Sample.id == sample.id).values(version=Sample.version + 1))
-    audit(session, user.username, "set status", batch_id=sample.batch_id, sample_id=sample.id, target=finding.label, old=old, new=status)
+    audit(
+        session,
+        user.username,
+        "set status",
+        batch_id=sample.batch_id,
+        sample_id=sample.id,
+        target=finding.label,
+        old=old,
+        new=status,
+    )
     if comment and comment.strip():
-        session.add(Comment(sample_id=sample.id, finding_id=finding.id, author=user.username, at=now(), text=comment.strip()))
-        audit(session, user.username, "comment", batch_id=sample.batch_id, sample_id=sample.id, target=finding.label, new=comment.strip())
+        session.add(
+            Comment(sample_id=sample.id, finding_id=finding.id, author=user.username, at=now(), text=comment.strip())
+        )
+        audit(
+            session,
+            user.username,
+            "comment",
+            batch_id=sample.batch_id,
+            sample_id=sample.id,
+            target=finding.label,
+            new=comment.strip(),
+        )
     session.commit()
     session.refresh(finding)
     return finding
@@ -225,8 +337,9 @@ def _open_sample(session: Session, user: User, sample_id: int) -> Sample:
     change."""
     _require(user, "reviewer", "admin")
     begin_write(session, f"sample:{sample_id}")
-    sample = session.scalar(select(Sample).where(Sample.id == sample_id).with_for_update()
-                            .execution_options(populate_existing=True))
+    sample = session.scalar(
+        select(Sample).where(Sample.id == sample_id).with_for_update().execution_options(populate_existing=True)
+    )
     if sample is None:
         raise KeyError(sample_id)
     if sample.locked:
@@ -251,7 +364,15 @@ def add_comment(session: Session, user: User, sample_id: int, text: str) -> Comm
     session.add(comment)
     # A comment changes what a sign-off vouches for: a sign-off from a page opened before it is refused.
     session.execute(update(Sample).where(Sample.id == sample_id).values(version=Sample.version + 1))
-    audit(session, user.username, "comment", batch_id=sample.batch_id, sample_id=sample_id, target=sample.name, new=text.strip())
+    audit(
+        session,
+        user.username,
+        "comment",
+        batch_id=sample.batch_id,
+        sample_id=sample_id,
+        target=sample.name,
+        new=text.strip(),
+    )
     session.commit()
     return comment
 
@@ -266,10 +387,22 @@ def confirm_automatic(session: Session, user: User, sample_id: int, expected_ver
         raise Conflict(f"{sample.name} changed after you opened it; reload the page and check before confirming")
     pending = [finding for finding in sample.findings if finding.updated_by is None]
     for finding in pending:
-        session.execute(update(Finding).where(Finding.id == finding.id)
-                        .values(version=Finding.version + 1, updated_by=user.username, updated_at=now()))
-        audit(session, user.username, "confirm status", batch_id=sample.batch_id, sample_id=sample.id, target=finding.label,
-              old=finding.status, new=finding.status, details={"automatic": finding.automatic})
+        session.execute(
+            update(Finding)
+            .where(Finding.id == finding.id)
+            .values(version=Finding.version + 1, updated_by=user.username, updated_at=now())
+        )
+        audit(
+            session,
+            user.username,
+            "confirm status",
+            batch_id=sample.batch_id,
+            sample_id=sample.id,
+            target=finding.label,
+            old=finding.status,
+            new=finding.status,
+            details={"automatic": finding.automatic},
+        )
     session.execute(update(Sample).where(Sample.id == sample.id).values(version=Sample.version + 1))
     session.commit()
     return len(pending)
@@ -282,15 +415,29 @@ def sign_off(session: Session, user: User, sample_id: int, expected_version: int
     sample = _open_sample(session, user, sample_id)
     if four_eyes and not [name for name in reviewers_of(session, sample_id) if name != user.username]:
         session.rollback()
-        raise Forbidden(f"four-eyes rule: {sample.name} has no review by anyone but {user.username}; "
-                        "another reviewer must review it before you sign it off")
-    changed = session.execute(update(Sample).where(Sample.id == sample_id, Sample.version == expected_version, Sample.signed_off_at.is_(None))
-                              .values(signed_off_by=user.username, signed_off_at=now(), version=Sample.version + 1))
+        raise Forbidden(
+            f"four-eyes rule: {sample.name} has no review by anyone but {user.username}; "
+            "another reviewer must review it before you sign it off"
+        )
+    changed = session.execute(
+        update(Sample)
+        .where(Sample.id == sample_id, Sample.version == expected_version, Sample.signed_off_at.is_(None))
+        .values(signed_off_by=user.username, signed_off_at=now(), version=Sample.version + 1)
+    )
     if changed.rowcount != 1:
         session.rollback()
         raise Conflict(f"{sample.name} changed after you opened it; reload the page and check before signing off")
-    audit(session, user.username, "sign off", batch_id=sample.batch_id, sample_id=sample_id, target=sample.name, old="open", new="signed off",
-          details={finding.label: finding.status for finding in sample.findings})
+    audit(
+        session,
+        user.username,
+        "sign off",
+        batch_id=sample.batch_id,
+        sample_id=sample_id,
+        target=sample.name,
+        old="open",
+        new="signed off",
+        details={finding.label: finding.status for finding in sample.findings},
+    )
     session.commit()
     session.refresh(sample)
     return sample
@@ -329,14 +476,20 @@ def _account_manager(actor: User | None) -> str:
 def _keep_an_admin(session: Session, user: User, role: str, active: bool) -> None:
     """Refuse a change that would leave no active admin (nobody could manage accounts any more)."""
     if user.role == "admin" and user.active and (role != "admin" or not active):
-        others = session.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True), User.id != user.id))
+        others = session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == "admin", User.active.is_(True), User.id != user.id)
+        )
         if not others:
             raise UsageError(f"{user.username} is the last active admin; make another admin first")
 
 
 def _user_for_change(session: Session, user_id: int) -> User:
     begin_write(session, "users")
-    user = session.scalar(select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True))
+    user = session.scalar(
+        select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+    )
     if user is None:
         raise KeyError(user_id)
     return user
@@ -344,8 +497,11 @@ def _user_for_change(session: Session, user_id: int) -> User:
 
 def revoke_sessions(session: Session, user: User) -> int:
     """End every live login session of `user` (the caller commits); returns how many."""
-    ended = session.execute(update(LoginSession).where(LoginSession.user_id == user.id, LoginSession.expires_at > now())
-                            .values(expires_at=now()))
+    ended = session.execute(
+        update(LoginSession)
+        .where(LoginSession.user_id == user.id, LoginSession.expires_at > now())
+        .values(expires_at=now())
+    )
     return int(ended.rowcount or 0)
 
 
@@ -370,8 +526,15 @@ def set_active(session: Session, admin: User | None, user_id: int, active: bool)
     old = user.active
     user.active = active
     ended = 0 if active else revoke_sessions(session, user)
-    audit(session, by, "enable user" if active else "disable user", target=user.username,
-          old="active" if old else "disabled", new="active" if active else "disabled", details={"sessions_ended": ended})
+    audit(
+        session,
+        by,
+        "enable user" if active else "disable user",
+        target=user.username,
+        old="active" if old else "disabled",
+        new="active" if active else "disabled",
+        details={"sessions_ended": ended},
+    )
     session.commit()
     return user
 

@@ -16,6 +16,7 @@ never finished), against a higher limit: a lab's reviewers behind one address (a
 can all log in at once, while guesses spread over many names from one address stop after
 ADDRESS_FAILED_LOGIN_LIMIT plus the guesses in flight (at most the server's worker threads).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -61,11 +62,21 @@ def authenticate(session: Session, username: str, password: str, client: str) ->
     begin_write(session, f"login-name:{username}", f"login-client:{client}")
     moment = now()
     since = moment - FAILED_LOGIN_WINDOW
-    name_failures = session.scalar(select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.at >= since, LoginAttempt.username == username, LoginAttempt.succeeded.is_not(True)))
-    address_failures = session.scalar(select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.at >= since, LoginAttempt.client == client,
-        LoginAttempt.succeeded.is_(False) | (LoginAttempt.succeeded.is_(None) & (LoginAttempt.at < moment - PENDING_TIMEOUT))))
+    name_failures = session.scalar(
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(LoginAttempt.at >= since, LoginAttempt.username == username, LoginAttempt.succeeded.is_not(True))
+    )
+    address_failures = session.scalar(
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(
+            LoginAttempt.at >= since,
+            LoginAttempt.client == client,
+            LoginAttempt.succeeded.is_(False)
+            | (LoginAttempt.succeeded.is_(None) & (LoginAttempt.at < moment - PENDING_TIMEOUT)),
+        )
+    )
     if name_failures >= FAILED_LOGIN_LIMIT or address_failures >= ADDRESS_FAILED_LOGIN_LIMIT:
         session.rollback()
         raise TooManyFailures(username)
@@ -87,8 +98,13 @@ def authenticate(session: Session, username: str, password: str, client: str) ->
 def open_session(session: Session, user: User) -> tuple[str, LoginSession]:
     """A new login session; returns the token for the cookie (only its digest is stored)."""
     token = secrets.token_urlsafe(32)
-    record = LoginSession(token_hash=_digest(token), csrf_token=secrets.token_urlsafe(32), user_id=user.id, created_at=now(),
-                          expires_at=now() + dt.timedelta(hours=SESSION_HOURS))
+    record = LoginSession(
+        token_hash=_digest(token),
+        csrf_token=secrets.token_urlsafe(32),
+        user_id=user.id,
+        created_at=now(),
+        expires_at=now() + dt.timedelta(hours=SESSION_HOURS),
+    )
     session.add(record)
     session.commit()
     return token, record

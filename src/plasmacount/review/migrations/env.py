@@ -1,4 +1,5 @@
 """Alembic environment: runs the review app's migrations on the URL set by `database.upgrade`."""
+
 from alembic import context
 
 from plasmacount.review.database import Base, make_engine
@@ -11,7 +12,9 @@ def run() -> None:
     url = config.get_main_option("sqlalchemy.url")
     engine = make_engine(url)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=url.startswith("sqlite"))
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=url.startswith("sqlite")
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -3,6 +3,7 @@
 Revision ID: 0001
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -100,12 +101,18 @@ def upgrade() -> None:
     # The audit trail is append-only, enforced by the database itself.
     if op.get_bind().dialect.name == "sqlite":
         for action in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER audit_no_{action.lower()} BEFORE {action} ON audit "
-                       "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END")
+            op.execute(
+                f"CREATE TRIGGER audit_no_{action.lower()} BEFORE {action} ON audit "
+                "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
+            )
     elif op.get_bind().dialect.name == "postgresql":
-        op.execute("CREATE FUNCTION audit_append_only() RETURNS trigger AS $$ BEGIN "
-                   "RAISE EXCEPTION 'the audit trail is append-only'; END; $$ LANGUAGE plpgsql")
-        op.execute("CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only()")
+        op.execute(
+            "CREATE FUNCTION audit_append_only() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'the audit trail is append-only'; END; $$ LANGUAGE plpgsql"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only()"
+        )
 
 
 def downgrade() -> None:

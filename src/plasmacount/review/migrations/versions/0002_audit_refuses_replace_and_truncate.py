@@ -7,6 +7,7 @@ row triggers: both let the app's own connection rewrite or empty the history.
 Revision ID: 0002
 Revises: 0001
 """
+
 from alembic import op
 
 revision = "0002"
@@ -18,12 +19,18 @@ depends_on = None
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
-        op.execute("CREATE TRIGGER audit_no_replace BEFORE INSERT ON audit WHEN EXISTS (SELECT 1 FROM audit WHERE id = NEW.id) "
-                   "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END")
+        op.execute(
+            "CREATE TRIGGER audit_no_replace BEFORE INSERT ON audit WHEN EXISTS (SELECT 1 FROM audit WHERE id = NEW.id) "
+            "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
+        )
     elif dialect == "postgresql":
-        op.execute("CREATE FUNCTION audit_refuse_truncate() RETURNS trigger AS $$ BEGIN "
-                   "RAISE EXCEPTION 'the audit trail is append-only'; END; $$ LANGUAGE plpgsql")
-        op.execute("CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_truncate()")
+        op.execute(
+            "CREATE FUNCTION audit_refuse_truncate() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'the audit trail is append-only'; END; $$ LANGUAGE plpgsql"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_truncate()"
+        )
 
 
 def downgrade() -> None:

@@ -8,6 +8,7 @@ people behind one address can log in at once).
 Revision ID: 0003
 Revises: 0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 

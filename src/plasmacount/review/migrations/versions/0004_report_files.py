@@ -6,6 +6,7 @@ app serves them from `report_files` so that those links work inside the app.
 Revision ID: 0004
 Revises: 0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 
