@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve-demo test bench clean
+.PHONY: demo serve-demo lint test bench clean
 
 $(STAMP): pyproject.toml setup.py src/plasmacount/_bamkernel.c src/plasmacount/_segmentkernel.c
 	python3 -m venv $(VENV)
@@ -22,7 +22,13 @@ serve-demo: $(STAMP)
 	$(VENV)/bin/plasmacount import demo-output/nipt demo-output/reports/prenatal --name prenatal --database demo-output/review.sqlite
 	$(VENV)/bin/plasmacount serve --database demo-output/review.sqlite
 
-test: $(STAMP)
+# Style, lint and types first: a test run is only green when they are.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PYTHON) -m pytest -q
 
 bench: $(STAMP)

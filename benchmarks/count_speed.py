@@ -105,7 +105,7 @@ def main() -> None:
         ]
     times: dict[str, list[float]] = {name: [] for name in tools}
     memory: dict[str, float] = {name: 0.0 for name in tools}
-    for name, command in tools.items():  # warm the page cache
+    for command in tools.values():  # warm the page cache
         run_measured(command)
     for run in range(args.runs):
         for name, command in tools.items():

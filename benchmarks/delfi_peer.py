@@ -191,9 +191,9 @@ def tables_part(repo: Path, peer_python: Path, scratch: Path) -> list[str]:
 def loess_1d_lines(table: dict, peer_corrected: dict, peer_own_merged: dict) -> list[str]:
     """plasmacount's `--delfi-gc-smoother loess_1d` (the user-installed `loess` package) against
     FinaleToolkit's correction and its merge of its own corrected bins."""
-    from plasmacount import delfi
-
     import importlib.util
+
+    from plasmacount import delfi
 
     if importlib.util.find_spec("loess") is None:
         return ["", "(`--delfi-gc-smoother loess_1d` not measured: the `loess` package is not installed here.)"]

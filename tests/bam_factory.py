@@ -18,7 +18,7 @@ CONTIGS = [
 
 
 def header(contigs=CONTIGS, sort_order: str | None = "coordinate") -> dict:
-    result = {"SQ": [{"SN": n, "LN": l} for n, l in contigs], "RG": [{"ID": "rg1", "SM": "testsample"}]}
+    result = {"SQ": [{"SN": name, "LN": length} for name, length in contigs], "RG": [{"ID": "rg1", "SM": "testsample"}]}
     if sort_order:
         result["HD"] = {"VN": "1.6", "SO": sort_order}
     return result

@@ -8,9 +8,9 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from bam_factory import CONTIGS, random_records, write_bam, write_reference
 from independent import as_vectors, count_with_pysam
+
 from plasmacount.alignments import CountOptions, count_alignments
 from plasmacount.simulation import SimulationRequest, run_simulation
 

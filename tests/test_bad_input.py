@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pysam
 import pytest
-
 from bam_factory import random_records, write_bam, write_reference
 
 
@@ -135,9 +134,10 @@ def test_contigs_do_not_match_annotation(tmp_path, run_cli, good_bam):
     )
     annotation = tmp_path / "bins.npz"
     # An annotation whose chr1 has another length (another build).
+    import numpy as np
+
     from plasmacount.bins import BinAnnotation
     from plasmacount.genome import Layout
-    import numpy as np
 
     layout = Layout.from_lengths([("chr1", 2_500_000), ("chr2", 1_500_000)], 100_000)
     nan = np.full(layout.n_bins, np.nan)
@@ -229,9 +229,10 @@ def test_output_folder_missing(tmp_path, run_cli, good_bam):
 
 
 def test_debug_shows_traceback(tmp_path, run_cli):
-    with pytest.raises(Exception):
-        from plasmacount.cli import main
+    from plasmacount.cli import main
+    from plasmacount.errors import DataError
 
+    with pytest.raises(DataError):
         main(["--debug", "count", str(tmp_path / "absent.bam"), "-o", str(tmp_path / "o.npz")])
 
 

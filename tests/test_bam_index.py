@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pysam
 import pytest
-
-from plasmacount import bam_index
 from bam_factory import CONTIGS, random_records, write_bam, write_reference
 from test_fragment_files import long_read_bam
+
+from plasmacount import bam_index
 
 
 def offsets_and_spans(path) -> list[tuple[int, int, int, int]]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bam_factory import random_records, write_bam
+
 from plasmacount.bins import BinAnnotation, annotate_fasta, import_annotations
-from plasmacount.genome import Layout, check_compatible, name_key
 from plasmacount.errors import DataError
+from plasmacount.genome import Layout, check_compatible, name_key
 
 
 def write_fasta(path, contigs):
@@ -76,8 +76,9 @@ def test_names_match_both_ways():
 
 def test_bam_with_other_naming_uses_annotation(tmp_path):
     """A BAM with chr names counted on an annotation with Ensembl names."""
-    from plasmacount.alignments import count_alignments
     from bam_factory import CONTIGS
+
+    from plasmacount.alignments import count_alignments
 
     bam = write_bam(tmp_path / "a.bam", random_records(seed=2, n=3000, paired=False))
     layout = Layout.from_lengths([(name.replace("chr", ""), length) for name, length in CONTIGS[:4]], 100_000)

@@ -6,8 +6,8 @@ import json
 import zipfile
 
 import numpy as np
-
 from bam_factory import random_records, write_bam
+
 from plasmacount.counts import SampleCounts, import_tsv, import_wig, load_counts
 
 

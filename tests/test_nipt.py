@@ -392,10 +392,11 @@ def test_bayes_factor_matches_numerical_integration():
         abs=2e-3,
     )
     for deviation, sd in ((0.0, 0.003), (0.02, 0.003), (0.035, 0.004), (0.01, 0.006)):
-        ratio = lambda f: stats.norm.pdf(deviation, f / 2, sd) / stats.norm.pdf(deviation, 0, sd)  # noqa: E731
-        expected = math.log(
-            integrate.quad(lambda f: density(f) * ratio(f), 0.002, 0.5, points=[0.06], limit=200)[0] / normaliser
-        )
+
+        def weighted(f: float, deviation: float = deviation, sd: float = sd) -> float:
+            return density(f) * stats.norm.pdf(deviation, f / 2, sd) / stats.norm.pdf(deviation, 0, sd)
+
+        expected = math.log(integrate.quad(weighted, 0.002, 0.5, points=[0.06], limit=200)[0] / normaliser)
         assert aneuploidy.log_bayes_factor(deviation, sd, 1.0, posterior) == pytest.approx(expected, abs=0.02)
 
 

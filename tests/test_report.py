@@ -100,12 +100,15 @@ def test_reports_open_in_headless_chromium(demo_output, tmp_path):
             for path in pages:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 problems, requests = [], []
+                # The page's events fire while this page loads, so each handler keeps this page's lists.
                 page.on(
                     "console",
-                    lambda message: problems.append(message.text) if message.type in ("error", "warning") else None,
+                    lambda message, problems=problems: (
+                        problems.append(message.text) if message.type in ("error", "warning") else None
+                    ),
                 )
-                page.on("pageerror", lambda error: problems.append(str(error)))
-                page.on("request", lambda request: requests.append(request.url))
+                page.on("pageerror", lambda error, problems=problems: problems.append(str(error)))
+                page.on("request", lambda request, requests=requests: requests.append(request.url))
                 page.goto(path.as_uri())
                 page.wait_for_load_state("load")
                 assert problems == [], (path.name, problems)

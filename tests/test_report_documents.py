@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -120,6 +121,20 @@ def test_sign_off_block_is_filled_on_export(demo_output, tmp_path):
         'looks "clear" <b>to me</b>',
     ):
         assert text in whole, text
+
+
+def test_a_pdf_is_the_same_byte_for_byte_whatever_the_clock_says(monkeypatch):
+    """The same page prints to the same bytes a day later (the embedded font subsets were once
+    stamped with the time of printing)."""
+    from fontTools.misc import timeTools
+
+    page = "<html><body><h1>case_01</h1><p>Trisomy 21: low risk (z 0.4)</p></body></html>"
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    first = html_to_pdf(page, "case_01")
+    clock = timeTools.time.time
+    monkeypatch.setattr(timeTools.time, "time", lambda: clock() + 86400)
+    assert html_to_pdf(page, "case_01") == first
+    assert "SOURCE_DATE_EPOCH" not in os.environ
 
 
 def test_the_finding_leads_the_page_and_every_cnv_has_its_chromosome(demo_output):

@@ -12,9 +12,9 @@ import contextlib
 import gzip
 import os
 import struct
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import deflate
 import numpy as np

@@ -32,9 +32,9 @@ import sys
 import tempfile
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -339,7 +339,7 @@ def _plan(
     offsets = np.full(len(contigs), -1, dtype=np.int64)
     bin_counts = np.zeros(len(contigs), dtype=np.int64)
     other_index = np.full(len(contigs), -1, dtype=np.int64)
-    other = []
+    other: list[dict] = []
     for i, (name, length) in enumerate(contigs):
         if layout.has(name):
             contig = layout.contig(name)
@@ -473,8 +473,9 @@ def scan_alignments(
             kernel = _load_kernel()
             motif_tallies = np.zeros(2, dtype=np.int64)
             methylation_tallies = np.zeros(4, dtype=np.int64)
-            extras = {}
+            extras: dict = {}
             if request.motif_k:
+                assert fasta_index is not None  # end motifs were checked to come with a FASTA
                 extras.update(
                     motif_k=request.motif_k,
                     fasta=str(fasta_index.path),
@@ -587,8 +588,8 @@ def scan_alignments(
         other_contigs=plan.other_contigs,
         other_counts=result["other_counts"],
         other_fragment_lengths=result["other_histogram"],
-        short_range=tuple(options.short_range),
-        long_range=tuple(options.long_range),
+        short_range=(options.short_range[0], options.short_range[1]),
+        long_range=(options.long_range[0], options.long_range[1]),
         qc=qc,
         per_contig_counts={name: int(n) for (name, _), n in zip(contigs, result["per_ref"]) if n > 0},
         source={"path": str(path), "type": kind},
@@ -682,7 +683,11 @@ def _open_cram(path: Path, reference, required_fields: int | None = None):
         raise DataError(f"{reference}: reference FASTA not found; check --fasta")
     try:
         return pysam.AlignmentFile(
-            str(path), "rc", reference_filename=str(reference) if reference else None, format_options=options
+            # pysam's stubs say str; htslib is handed bytes, which it takes as they are.
+            str(path),
+            "rc",
+            reference_filename=str(reference) if reference else None,
+            format_options=options,  # type: ignore[arg-type]
         )
     except (OSError, ValueError) as error:
         raise DataError(f"{path}: cannot open as CRAM ({error}); check the file and --fasta") from error
@@ -745,7 +750,7 @@ def counted_fragments(
     every decision into `qc`. The BAM kernel applies the same rules in C; tests check that both agree.
     """
     previous = (-1, -1)
-    seen_position, seen_keys = (-2, -2), set()
+    seen_position, seen_keys = (-2, -2), set[tuple]()
     read1 = options.representative == "read1"
     try:
         for read in _region_reads(alignments, regions) if regions is not None else alignments.fetch(until_eof=True):
@@ -837,7 +842,7 @@ def methylation_calls(read) -> tuple[int, int]:
 def _region_reads(alignments, regions: list[tuple[int, int, int]]):
     """The reads overlapping sorted, disjoint regions, each once: a read the previous region of its
     contig returned already (it starts before that region's end) is not returned again."""
-    previous_end = {}
+    previous_end: dict[int, int] = {}
     for reference, begin, end in regions:
         skip_before = previous_end.get(reference, -1)
         for read in alignments.fetch(reference=alignments.get_reference_name(reference), start=begin, end=end):
@@ -893,6 +898,7 @@ def _count_with_pysam(
 
     def write_held_lines() -> None:
         if held:
+            assert text is not None and line_contig is not None  # held only while a fragment file is written
             name = contigs[line_contig][0]
             held.sort()
             text.writelines(
@@ -928,6 +934,7 @@ def _count_with_pysam(
                         flush_motifs()
                         motif_contig = ref
                         name = contigs[ref][0]
+                        assert fasta is not None and fasta_index is not None  # opened when motifs are asked for
                         codes = base_codes(fasta.fetch(name)) if name in fasta_index.contigs else None
                     if length >= 0:
                         forward.append(start)

@@ -71,7 +71,7 @@ class FetalFractionPosterior:
     weights: np.ndarray  # sum 1
 
     @classmethod
-    def from_estimate(cls, estimate: float, sd: float) -> "FetalFractionPosterior":
+    def from_estimate(cls, estimate: float, sd: float) -> FetalFractionPosterior:
         """Population prior times a normal likelihood of the estimate (truncated to 0.2-50 %)."""
         grid = np.linspace(0.002, 0.5, 500)
         log_prior = -0.5 * ((np.log(grid) - math.log(PRIOR_MEDIAN)) / PRIOR_LOG_SD) ** 2 - np.log(grid)
@@ -109,7 +109,7 @@ def poisson_variance(counts: dict[str, float], key: str) -> float:
 def fit_chromosome_nulls(profiles, female: np.ndarray) -> dict:
     """Held-out panel distribution of each chromosome's ratio (chrX from female pregnancies)."""
     dispersion = np.array([noise_dispersion(profile, profile.autosomal) for profile in profiles])
-    stats = {}
+    stats: dict = {}
     for key in ALL_KEYS:
         rows = [i for i in range(len(profiles)) if key != "X" or female[i]]
         values = np.array([profiles[i].chromosome_ratio[key] for i in rows])

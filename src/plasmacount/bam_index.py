@@ -133,7 +133,7 @@ def region_chunks(
             if chunks.size:
                 np.maximum(chunks[:, 0], smallest, out=chunks[:, 0])
                 pieces.append(chunks)
-        if trimmed:
+        if trimmed and largest is not None:  # only a cut at `largest` trims
             cuts.append((largest, reference, end))
     if not pieces:
         return np.zeros((0, 2), dtype=np.int64), cuts

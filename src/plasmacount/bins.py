@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -47,15 +47,20 @@ class BinAnnotation:
     def bin_size(self) -> int:
         return self.layout.bin_size
 
-    def merged(self, factor: int) -> "BinAnnotation":
+    @classmethod
+    def from_fields(cls, layout: Layout, values: Mapping[str, np.ndarray], sources: list[str]) -> BinAnnotation:
+        """The annotation from its FIELDS by name."""
+        return cls(layout, values["gc"], values["n_fraction"], values["mappability"], values["blacklist"], sources)
+
+    def merged(self, factor: int) -> BinAnnotation:
         """The annotation of bins `factor` times as large (each property averaged over its bins)."""
-        return BinAnnotation(
+        return BinAnnotation.from_fields(
             self.layout.coarser(factor),
-            *(self.layout.merge(getattr(self, name), factor, "mean") for name in FIELDS),
-            sources=self.sources + [f"merged x{factor}"],
+            {name: self.layout.merge(getattr(self, name), factor, "mean") for name in FIELDS},
+            self.sources + [f"merged x{factor}"],
         )
 
-    def on_layout(self, layout: Layout) -> "BinAnnotation":
+    def on_layout(self, layout: Layout) -> BinAnnotation:
         """The annotation's values in `layout`'s bin order (contigs matched by name key; NaN where absent)."""
         if self.layout == layout:
             return self
@@ -68,7 +73,7 @@ class BinAnnotation:
                     target[contig.first_bin : contig.first_bin + n] = getattr(self, name)[
                         source.first_bin : source.first_bin + n
                     ]
-        return BinAnnotation(layout, *(values[name] for name in FIELDS), sources=self.sources)
+        return BinAnnotation.from_fields(layout, values, self.sources)
 
     def save(self, path: str | os.PathLike) -> None:
         metadata = {
@@ -82,7 +87,7 @@ class BinAnnotation:
         write_archive(path, metadata, {name: np.asarray(getattr(self, name), dtype=np.float64) for name in FIELDS})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "BinAnnotation":
+    def load(cls, path: str | os.PathLike) -> BinAnnotation:
         metadata, arrays = read_archive(path, FORMAT, 1)
         layout = Layout.from_json(metadata["layout"])
         for name in FIELDS:
@@ -90,7 +95,7 @@ class BinAnnotation:
                 raise DataError(
                     f"{path}: bin annotation lacks a valid {name!r} array; recreate it with `plasmacount bins`"
                 )
-        return cls(layout, *(arrays[name] for name in FIELDS), sources=list(metadata.get("sources", [])))
+        return cls.from_fields(layout, arrays, list(metadata.get("sources", [])))
 
 
 def annotate_fasta(
@@ -119,7 +124,7 @@ def annotate_fasta(
             f"{path}: cannot read as FASTA ({error}); index it with `samtools faidx {path}` or fix the file"
         ) from error
     with reference:
-        names = [n for n, l in zip(reference.references, reference.lengths) if all_contigs or is_binned_chromosome(n)]
+        names = [n for n in reference.references if all_contigs or is_binned_chromosome(n)]
         if not names:
             raise DataError(
                 f"{path}: no chromosomes named like chr1..chr22/X/Y (or 1..22/X/Y); pass --all-contigs to bin every contig"
@@ -312,7 +317,7 @@ def read_gc_table(path: str | os.PathLike) -> tuple[Layout, dict[str, np.ndarray
                     )
                 try:
                     start, end = int(fields[1]), int(fields[2])
-                    gc = (
+                    bin_gc = (
                         float("nan")
                         if fields[3] in ("NA", "", "nan")
                         else float(fields[3]) / (100.0 if percent else 1.0)
@@ -321,11 +326,11 @@ def read_gc_table(path: str | os.PathLike) -> tuple[Layout, dict[str, np.ndarray
                     raise DataError(
                         f"{path}: line {number} has a non-numeric value; the table is corrupt, re-create it"
                     ) from None
-                if not (np.isnan(gc) or 0.0 <= gc <= 1.0):
+                if not (np.isnan(bin_gc) or 0.0 <= bin_gc <= 1.0):
                     raise DataError(
                         f"{path}: line {number}: GC {fields[3]} is outside 0-{100 if percent else 1}; check the column's unit"
                     )
-                rows.setdefault(fields[0], []).append((start, end, gc))
+                rows.setdefault(fields[0], []).append((start, end, bin_gc))
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error}); check the file") from error
     if not rows:
@@ -459,10 +464,10 @@ def read_qdnaseq_bins(path: str | os.PathLike) -> tuple[Layout, dict[str, np.nda
             raise DataError(
                 f"{path}: contig {contig.name} has gaps or uneven bins; expected {contig.n_bins} bins of {bin_size:,} bp"
             )
-    fields = {
+    properties = {
         "n_fraction": 1.0 - table[:, 2] / 100.0,
         "gc": table[:, 3] / 100.0,
         "mappability": table[:, 4] / 100.0,
         "blacklist": table[:, 5] / 100.0,
     }
-    return layout, fields
+    return layout, properties

@@ -22,11 +22,11 @@ Minor versions add keys; a major version change means older readers must refuse 
 from __future__ import annotations
 
 import dataclasses
-
 import gzip
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,20 +66,22 @@ class SampleCounts:
     layout: Layout
     counts: np.ndarray
     paired: bool = False
-    short: np.ndarray | None = None
-    long: np.ndarray | None = None
-    fragment_lengths: np.ndarray | None = None
+    # The arrays left out (None) are made in __post_init__ (zeros of the layout's and contigs' shapes),
+    # so every SampleCounts holds them all: typed as arrays for the code that reads them.
+    short: np.ndarray = None  # type: ignore[assignment]
+    long: np.ndarray = None  # type: ignore[assignment]
+    fragment_lengths: np.ndarray = None  # type: ignore[assignment]
     other_contigs: list[dict] = field(default_factory=list)
-    other_counts: np.ndarray | None = None
-    other_fragment_lengths: np.ndarray | None = None
+    other_counts: np.ndarray = None  # type: ignore[assignment]
+    other_fragment_lengths: np.ndarray = None  # type: ignore[assignment]
     short_range: tuple[int, int] = DEFAULT_SHORT_RANGE
     long_range: tuple[int, int] = DEFAULT_LONG_RANGE
     qc: dict = field(default_factory=dict)
     per_contig_counts: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
     filters: dict = field(default_factory=dict)
-    long_molecule_edges: np.ndarray | None = None
-    long_molecule_lengths: np.ndarray | None = None
+    long_molecule_edges: np.ndarray = None  # type: ignore[assignment]
+    long_molecule_lengths: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         n = self.layout.n_bins
@@ -104,7 +106,7 @@ class SampleCounts:
     def bin_size(self) -> int:
         return self.layout.bin_size
 
-    def merged(self, factor: int) -> "SampleCounts":
+    def merged(self, factor: int) -> SampleCounts:
         """The same sample counted in bins `factor` times as large."""
         layout = self.layout
         as_int = lambda values: np.rint(layout.merge(values, factor)).astype(np.int64)  # noqa: E731
@@ -121,7 +123,7 @@ class SampleCounts:
         """Counted fragments per binned contig."""
         return {c.name: int(self.counts[c.first_bin : c.first_bin + c.n_bins].sum()) for c in self.layout.contigs}
 
-    def on_layout(self, layout: Layout) -> "SampleCounts":
+    def on_layout(self, layout: Layout) -> SampleCounts:
         """The same counts laid over another layout of the same bin size (contigs matched by
         name key, so `1` fills `chr1`); bins of contigs this sample lacks are zero."""
         if layout.bin_size != self.layout.bin_size:
@@ -190,30 +192,32 @@ class SampleCounts:
         write_archive(path, metadata, {k: np.asarray(v, dtype=np.int64) for k, v in arrays.items()})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SampleCounts":
+    def load(cls, path: str | os.PathLike) -> SampleCounts:
         metadata, arrays = read_archive(path, FORMAT, 1)
         layout = Layout.from_json(metadata["layout"])
         if "counts" not in arrays or arrays["counts"].shape != (layout.n_bins,):
             raise DataError(f"{path}: counts array missing or of the wrong length; recount the sample")
+        # Arrays an older or a single-end file lacks come back None, which __post_init__ fills.
+        stored: Any = arrays
         return cls(
             sample=metadata["sample"],
             layout=layout,
             counts=arrays["counts"],
             paired=bool(metadata.get("paired", False)),
-            short=arrays.get("short"),
-            long=arrays.get("long"),
-            fragment_lengths=arrays.get("fragment_lengths"),
+            short=stored.get("short"),
+            long=stored.get("long"),
+            fragment_lengths=stored.get("fragment_lengths"),
             other_contigs=list(metadata.get("other_contigs", [])),
-            other_counts=arrays.get("other_counts"),
-            other_fragment_lengths=arrays.get("other_fragment_lengths"),
+            other_counts=stored.get("other_counts"),
+            other_fragment_lengths=stored.get("other_fragment_lengths"),
             short_range=tuple(metadata.get("short_range", DEFAULT_SHORT_RANGE)),
             long_range=tuple(metadata.get("long_range", DEFAULT_LONG_RANGE)),
             qc=dict(metadata.get("qc", {})),
             per_contig_counts=dict(metadata.get("per_contig_counts", {})),
             source=dict(metadata.get("source", {})),
             filters=dict(metadata.get("filters", {})),
-            long_molecule_edges=arrays.get("long_molecule_edges"),
-            long_molecule_lengths=arrays.get("long_molecule_lengths"),
+            long_molecule_edges=stored.get("long_molecule_edges"),
+            long_molecule_lengths=stored.get("long_molecule_lengths"),
         )
 
     def write_tsv(self, path: str | os.PathLike) -> None:
@@ -287,7 +291,7 @@ def import_tsv(path: str | os.PathLike, sample: str | None = None) -> SampleCoun
                     raise DataError(
                         f"{path}: line {number} has a negative count or an empty interval; the TSV is corrupt, re-create it"
                     )
-                per_contig.setdefault(fields[0], []).append(tuple(values))
+                per_contig.setdefault(fields[0], []).append((values[0], values[1], values[2], values[3], values[4]))
     except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error}); check the file") from error
     if not per_contig:

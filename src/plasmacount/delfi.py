@@ -223,9 +223,9 @@ def merge_windows(bins: dict, window_ratio: str = "sum") -> list[dict]:
         for chunk in chunks:
             if chunk.size < BINS_PER_WINDOW:
                 continue
-            s, l = bins["short_corrected"][chunk], bins["long_corrected"][chunk]
+            short_counts, long_counts = bins["short_corrected"][chunk], bins["long_corrected"][chunk]
             if window_ratio == "sum":
-                ratio = float(s.sum() / l.sum()) if l.sum() > 0 else float("nan")
+                ratio = float(short_counts.sum() / long_counts.sum()) if long_counts.sum() > 0 else float("nan")
             else:
                 corrected = bins["ratio_corrected"][chunk]
                 ratio = float(np.nanmean(corrected)) if np.isfinite(corrected).any() else float("nan")
@@ -236,8 +236,8 @@ def merge_windows(bins: dict, window_ratio: str = "sum") -> list[dict]:
                     "start": int(bins["start"][chunk[0]]),
                     "end": int(bins["end"][chunk[-1]]),
                     "bins": int(chunk.size),
-                    "short": float(s.sum()),
-                    "long": float(l.sum()),
+                    "short": float(short_counts.sum()),
+                    "long": float(long_counts.sum()),
                     "ratio": ratio,
                 }
             )

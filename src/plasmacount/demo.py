@@ -16,9 +16,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -289,7 +289,8 @@ def _prenatal(output: Path, panel: list[Path], seed: int, say: Callable[[str], N
     batch_dir = output / "batch"
     batch_dir.mkdir(exist_ok=True)
     designs = design_cohort("euploid", len(DEMO_CASES), 10_000_000, seed=seed + 1, paired=True, prefix="case")
-    paths, truth = [], {}
+    paths: list[Path] = []
+    truth: dict[str, tuple[str, float, str | None]] = {}
     for index, ((finding, ff, sex, reads), design) in enumerate(zip(DEMO_CASES, designs)):
         design = with_finding(design, finding, ff, fetal_sex=sex)
         design.reads = reads
@@ -306,7 +307,7 @@ def _prenatal(output: Path, panel: list[Path], seed: int, say: Callable[[str], N
             "sample\ttruth\ttrue_fetal_fraction\ttrue_fetal_sex\tfetal_sex\tfetal_fraction\tpositive\tno_call\tcnvs\n"
         )
         for result in results:
-            finding, ff, sex = truth[result["sample"]]
+            true_finding, true_ff, true_sex = truth[result["sample"]]
             positives = ",".join(c["event"] for c in result["calls"] if c["result"] == "positive") or "-"
             no_calls = ",".join(c["event"] for c in result["calls"] if c["result"] == "no-call") or "-"
             cnvs = (
@@ -318,7 +319,7 @@ def _prenatal(output: Path, panel: list[Path], seed: int, say: Callable[[str], N
             )
             estimate = result["fetal_fraction"]["estimate"]
             stream.write(
-                f"{result['sample']}\t{finding}\t{ff:.3f}\t{sex}\t{result['fetal_sex']}\t"
+                f"{result['sample']}\t{true_finding}\t{true_ff:.3f}\t{true_sex}\t{result['fetal_sex']}\t"
                 f"{'NA' if estimate is None else f'{estimate:.3f}'}\t{positives}\t{no_calls}\t{cnvs}\n"
             )
     return reference_path, summary

@@ -34,7 +34,7 @@ INDEPENDENT_METHODS = ("fragment_size", "bin_profile")
 
 def skilled(model: dict | None) -> bool:
     """Whether a trained estimator tracks the fetal fraction well enough to be used."""
-    return bool(model) and float(model.get("cv_r", 0.0)) >= SKILL_MIN_R
+    return model is not None and bool(model) and float(model.get("cv_r", 0.0)) >= SKILL_MIN_R
 
 
 def size_features(histogram: np.ndarray) -> np.ndarray | None:
@@ -62,6 +62,7 @@ def _ridge_fit(features: np.ndarray, labels: np.ndarray, folds: int = 10) -> dic
         rmse = float(np.sqrt(np.mean(errors**2)))
         if best is None or rmse < best[0]:
             best = (rmse, penalty, errors)
+    assert best is not None  # the first penalty always sets it
     rmse, penalty, errors = best
     weights = _solve(standard, labels, penalty)
     predicted = labels - errors
@@ -152,7 +153,7 @@ def fit_models(
         calibration = (slope / slope_var + 1.0 / prior_var) / (1 / slope_var + 1 / prior_var)
         if not 0.5 < calibration < 2.0:
             calibration = 1.0
-    result = {"y_calibration": calibration, "x_mean": float(x_mean), "size": None, "profile": None}
+    result: dict = {"y_calibration": calibration, "x_mean": float(x_mean), "size": None, "profile": None}
     labels = calibration * raw_y
     if male.sum() >= 10:
         features = [size_features(s.fragment_lengths) for s in samples]

@@ -18,8 +18,9 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any
 
 import numpy as np
 

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from plasmacount import __version__
-from plasmacount.errors import DataError
+from plasmacount.errors import DataError, UsageError
 
 FORMAT = "#plasmacount-fragments"
 FORMAT_VERSION = "1"
@@ -167,6 +167,8 @@ def count_fragment_file(
             )
     if request.motif_k:
         check_motif_length(request.motif_k)
+        if fasta_index is None:
+            raise UsageError("end motifs need the reference FASTA (--fasta)")
         if fasta_index.compressed:
             raise DataError(
                 f"{fasta}: end motifs from a fragment file need an uncompressed FASTA; run `bgzip -d` on it and `samtools faidx`"
@@ -175,9 +177,10 @@ def count_fragment_file(
     plan = _plan(path, contigs, bin_size, annotation, annotation_path)
     result = _new_tallies(plan, len(contigs), options)
     features = ScanFeatures(motif_k=request.motif_k)
-    extras = {}
+    extras: dict = {}
     motif_tallies = np.zeros(2, dtype=np.int64)
     if request.motif_k:
+        assert fasta_index is not None  # checked above
         features.motif_counts = np.zeros(4**request.motif_k, dtype=np.int64)
         extras.update(
             motif_k=request.motif_k,

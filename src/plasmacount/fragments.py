@@ -104,7 +104,7 @@ def window_ratios(counts: SampleCounts, window: int = 5_000_000, annotation: Bin
         short_bins, long_bins, gc_bins = gc.short, gc.long, annotation.gc
     else:
         short_bins, long_bins, gc_bins = counts.short, counts.long, np.full(layout.n_bins, np.nan)
-    rows = []
+    rows: list[dict] = []
     for contig in layout.contigs:
         if not is_binned_chromosome(contig.name):
             continue
@@ -131,9 +131,15 @@ def window_ratios(counts: SampleCounts, window: int = 5_000_000, annotation: Bin
             curve = fit_gc_curve(values, window_gc, usable, n_strata=20, span=0.5)
             with np.errstate(divide="ignore", invalid="ignore"):
                 corrected[:] = np.where(np.isfinite(curve.factors), values / curve.factors, np.nan)
-    for row, s, l, cs, cl in zip(rows, short, long_, corrected_short, corrected_long):
-        row["ratio"] = float(s / l) if l > 0 else None
-        row["ratio_gc_corrected"] = float(cs / cl) if np.isfinite(cs) and np.isfinite(cl) and cl > 0 else None
+    for row, short_count, long_count, short_corrected, long_corrected in zip(
+        rows, short, long_, corrected_short, corrected_long
+    ):
+        row["ratio"] = float(short_count / long_count) if long_count > 0 else None
+        row["ratio_gc_corrected"] = (
+            float(short_corrected / long_corrected)
+            if np.isfinite(short_corrected) and np.isfinite(long_corrected) and long_corrected > 0
+            else None
+        )
         if not np.isfinite(row["gc"]):
             row["gc"] = None
     return rows
@@ -177,7 +183,9 @@ class EndMotifs:
         if total == 0:
             return None
         seen = int((self.counts > 0).sum())
-        return float(self.diversity + (seen - 1) / (2 * total) / math.log(self.counts.size))
+        plug_in = self.diversity
+        assert plug_in is not None  # None only without ends, returned above
+        return float(plug_in + (seen - 1) / (2 * total) / math.log(self.counts.size))
 
 
 def end_motifs(
@@ -190,6 +198,12 @@ def end_motifs(
     _, features = scan_alignments(
         path, options=options or CountOptions(), reference=fasta, request=ScanRequest(motif_k=k, fasta=fasta)
     )
+    return _end_motifs_of(features)
+
+
+def _end_motifs_of(features) -> EndMotifs:
+    """The end motifs a scan counted because its request asked for them (motif_k and a FASTA)."""
+    assert features.motif_counts is not None, "the scan was not asked for end motifs"
     return EndMotifs(features.motif_counts, features.ends_counted, features.ends_skipped)
 
 
@@ -224,19 +238,20 @@ def methylation_summary(molecules: np.ndarray, layout) -> tuple[dict, list[dict]
     calls, methylated); (summary, per-bin rows with calls)."""
     calls, methylated = molecules[:, 2], molecules[:, 3]
     total = int(calls.sum())
+    by_size: list[dict] = []
     summary = {
         "molecules": int(molecules.shape[0]),
         "cpg_calls": total,
         "cpg_methylated_fraction": float(methylated.sum() / total) if total else None,
         "methylated_at_probability": METHYLATED_PROBABILITY,
-        "by_size": [],
+        "by_size": by_size,
     }
     lengths = molecules[:, 1]
     for i, low in enumerate(METHYLATION_SIZE_CLASSES):
         high = METHYLATION_SIZE_CLASSES[i + 1] if i + 1 < len(METHYLATION_SIZE_CLASSES) else None
         chosen = (lengths >= low) & ((lengths < high) if high else True)
         n = int(calls[chosen].sum())
-        summary["by_size"].append(
+        by_size.append(
             {
                 "from_bp": low,
                 "below_bp": high,
@@ -314,7 +329,7 @@ def analyse(
                 source, bin_size, annotation, annotation_path, options, fasta, request=request
             )
         if fasta is not None:
-            motifs = EndMotifs(features.motif_counts, features.ends_counted, features.ends_skipped)
+            motifs = _end_motifs_of(features)
         else:
             notes.append("end motifs need the reference FASTA (--fasta)")
     else:
@@ -440,13 +455,14 @@ def _interval_features(
     """The per-site rows, tracks and their summary from the fragments a pass kept."""
     from plasmacount import intervals
 
+    grouped: dict[str, intervals.ContigFragments] | dict[str, intervals.SortedMidpoints]
     if interval_features == "coverage" and fasta is None:
         grouped = intervals.midpoints_by_contig(features.fragments, features.reference_names)
     else:
-        grouped = intervals.by_contig(features.fragments, features.reference_names)
+        grouped = with_ends = intervals.by_contig(features.fragments, features.reference_names)
     site_rows, site_tracks = intervals.site_features(grouped, sites, lengths, total, features=interval_features)
     if fasta is not None:
-        for row, site_counts in zip(site_rows, intervals.site_end_motifs(grouped, sites, fasta, motif_length)):
+        for row, site_counts in zip(site_rows, intervals.site_end_motifs(with_ends, sites, fasta, motif_length)):
             site_motifs = EndMotifs(site_counts, int(site_counts.sum()), 0)
             row.update(
                 motif_ends=site_motifs.ends,
@@ -524,6 +540,7 @@ def analyse_intervals(
     request = ScanRequest(motif_k=0, keep_fragments=True, regions=tuple(regions))
     counts, features = scan_alignments(source, options=options, reference=fasta, request=request)
     lengths = _contig_lengths(counts)
+    assert features.fragments is not None  # asked for with keep_fragments
     summary, site_rows, site_tracks = _interval_features(
         features, lengths, 0, sites, fasta, motif_length, interval_features
     )
@@ -654,7 +671,7 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
                     stream.write("\t".join(table_cell(c, ".6f") for c in cells) + "\n")
             written.append(path)
             path = output / f"{name}.delfi_bins.tsv"
-            columns = (
+            delfi_columns = (
                 "chrom",
                 "start",
                 "end",
@@ -669,9 +686,9 @@ def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -
             )
             bins = tables["delfi"].bins
             with atomic_output(path, "w") as stream:
-                stream.write("\t".join(columns) + "\n")
+                stream.write("\t".join(delfi_columns) + "\n")
                 for i in range(bins["start"].size):
-                    stream.write("\t".join(table_cell(bins[c][i], ".6f") for c in columns) + "\n")
+                    stream.write("\t".join(table_cell(bins[c][i], ".6f") for c in delfi_columns) + "\n")
             written.append(path)
         if tables.get("long_molecules") is not None:
             path = output / f"{name}.long_molecules.tsv"

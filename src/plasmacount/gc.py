@@ -80,15 +80,15 @@ def loess(x: np.ndarray, y: np.ndarray, at: np.ndarray, span: float = 0.75, degr
         radius = np.where(radius > 0, radius, 1e-12)
         weight = np.clip(1 - (distance / radius) ** 3, 0, None) ** 3
         # moments sum(w * offset^j) for j = 0..2 degree, and sum(w * y * offset^j) for j = 0..degree
-        moments, targets = [], []
+        moment_terms, target_terms = [], []
         term, weighted_y = weight, weight * y[None, :]
         for j in powers:
-            moments.append(term.sum(axis=1))
+            moment_terms.append(term.sum(axis=1))
             if j <= degree:
-                targets.append(weighted_y.sum(axis=1))
+                target_terms.append(weighted_y.sum(axis=1))
                 weighted_y = weighted_y * offset
             term = term * offset
-        moments, targets = np.stack(moments, axis=1), np.stack(targets, axis=1)
+        moments, targets = np.stack(moment_terms, axis=1), np.stack(target_terms, axis=1)
         normal = np.stack([moments[:, j : j + degree + 1] for j in range(degree + 1)], axis=1)
         result[first : first + block] = (np.linalg.pinv(normal) @ targets[:, :, None])[:, 0, 0]
     return result

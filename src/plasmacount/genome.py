@@ -12,8 +12,8 @@ Chromosome names differ between builds and providers (`chr1` in UCSC/GRCh38 anal
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -233,7 +233,7 @@ class Layout:
     @classmethod
     def from_lengths(
         cls, names_and_lengths: Iterable[tuple[str, int]], bin_size: int, length_exact: bool = True
-    ) -> "Layout":
+    ) -> Layout:
         contigs = []
         first = 0
         for name, length in names_and_lengths:
@@ -246,7 +246,7 @@ class Layout:
     def n_bins(self) -> int:
         return sum(contig.n_bins for contig in self.contigs)
 
-    def coarser(self, factor: int) -> "Layout":
+    def coarser(self, factor: int) -> Layout:
         """The same contigs in bins `factor` times as large."""
         return Layout.from_lengths(
             [(c.name, c.length) for c in self.contigs],
@@ -324,7 +324,7 @@ class Layout:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> "Layout":
+    def from_json(cls, data: dict) -> Layout:
         return cls(
             int(data["bin_size"]),
             tuple(
@@ -388,7 +388,7 @@ def contiguous_bin_size(rows: dict[str, list[tuple]], path, what: str) -> int:
     return bin_size
 
 
-def centromere_regions(layout: "Layout") -> dict[str, tuple[int, int]]:
+def centromere_regions(layout: Layout) -> dict[str, tuple[int, int]]:
     """Centromere of each chromosome (by `name_key`) of the layout's build; for an unknown build
     (a scaled test genome) the GRCh38 ones, scaled by chr1's length."""
     chr1 = next((c.length for c in layout.contigs if name_key(c.name) == "1"), None)
@@ -399,7 +399,7 @@ def centromere_regions(layout: "Layout") -> dict[str, tuple[int, int]]:
     return {key: (int(start * scale), int(end * scale)) for key, (start, end) in CENTROMERE_REGIONS["GRCh38"].items()}
 
 
-def centromere_bins(layout: "Layout", flank: int = 100_000) -> np.ndarray:
+def centromere_bins(layout: Layout, flank: int = 100_000) -> np.ndarray:
     """True for bins that overlap a centromere or its `flank` (ichorCNA leaves out 100 kb on each side)."""
     regions = centromere_regions(layout)
     index, start, end = layout.bin_table()

@@ -29,13 +29,20 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
 from plasmacount.errors import DataError, UsageError
 
-LONG_WPS = {"window": 120, "lengths": (120, 180)}
-SHORT_WPS = {"window": 16, "lengths": (35, 80)}
+
+class WpsSettings(TypedDict):
+    window: int
+    lengths: tuple[int, int]
+
+
+LONG_WPS: WpsSettings = {"window": 120, "lengths": (120, 180)}
+SHORT_WPS: WpsSettings = {"window": 16, "lengths": (35, 80)}
 INTERVAL_SIZE = 5000
 MEDIAN_WINDOW = 1000
 SAVGOL_WINDOW = 21
@@ -113,7 +120,7 @@ class ContigFragments:
 
     def overlapping(
         self, first: int, last: int, lengths: tuple[int, int] | None = None, margin: int = 0
-    ) -> "ContigFragments":
+    ) -> ContigFragments:
         """Fragments that may touch [first - margin, last + margin), with a length in `lengths`."""
         # A fragment starting before first - margin - longest may still reach; lengths bound that reach.
         longest = self.longest
@@ -295,14 +302,15 @@ def site_features(
     total_fragments: int,
     interval_size: int = INTERVAL_SIZE,
     features: str = "all",
-) -> tuple[list[dict], dict[str, list[tuple[int, np.ndarray]]]]:
+) -> tuple[list[dict], dict[str, list[tuple[str, int, np.ndarray]]]]:
     """Per site: coverage, mean long and short WPS and adjusted WPS around its midpoint; and the
-    per-base tracks (long WPS, adjusted long WPS, cleavage) per contig as (first position, values).
+    per-base tracks (long WPS, adjusted long WPS, cleavage) as (contig, first position, values).
     With `features="coverage"` only the coverage (the WPS columns None, no tracks), for which
     `midpoints_by_contig` is enough."""
     if features not in INTERVAL_FEATURES:
         raise UsageError(f"interval features are one of {', '.join(INTERVAL_FEATURES)}, not {features!r}")
-    rows, tracks = [], {"wps": [], "wps_adjusted": [], "cleavage": []}
+    rows: list[dict] = []
+    tracks: dict[str, list[tuple[str, int, np.ndarray]]] = {"wps": [], "wps_adjusted": [], "cleavage": []}
     empty = ContigFragments(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
     for site in sites:
         if site.chrom not in contig_lengths:
@@ -326,6 +334,8 @@ def site_features(
         rows.append(row)
         if features == "coverage":
             continue
+        # The WPS and cleavage need each fragment's ends, which only ContigFragments keeps.
+        assert isinstance(on, ContigFragments), "WPS and cleavage need intervals.by_contig(...), not midpoints"
         first, last = site_window(site, contig_lengths[site.chrom], interval_size)
         centre = slice(
             max(0, (last - first) // 2 - LONG_WPS["window"] // 2), (last - first) // 2 + LONG_WPS["window"] // 2
@@ -353,7 +363,7 @@ def gene_table(rows: list[dict]) -> list[dict]:
     table = []
     for name, members in groups.items():
 
-        def mean(key: str) -> float | None:
+        def mean(key: str, members: list[dict] = members) -> float | None:
             values = [m[key] for m in members if m[key] is not None]
             return float(np.mean(values)) if values else None
 

@@ -57,7 +57,7 @@ class LongReadEffects:
     call_error: float = 0.05
 
     @classmethod
-    def pessimistic(cls) -> "LongReadEffects":
+    def pessimistic(cls) -> LongReadEffects:
         """Placenta and blood closer and noisier: regions deviate more, molecules scatter more."""
         return cls(placental_offset=-0.15, placental_region_sd=0.15, molecule_concentration=5.0, call_error=0.10)
 
@@ -121,8 +121,8 @@ def write_long_read_bam(
             else:
                 copies = 2.0
             result.append(copies * lengths_of[n])
-        result = np.array(result, dtype=float)
-        return result / result.sum()
+        weights = np.array(result, dtype=float)
+        return weights / weights.sum()
 
     fetal = rng.random(sample.molecules) < sample.fetal_fraction
     records = []

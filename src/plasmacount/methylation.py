@@ -61,7 +61,7 @@ class MethylationReference:
         write_archive(path, metadata, {"maternal": self.maternal, "placental": self.placental})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MethylationReference":
+    def load(cls, path: str | os.PathLike) -> MethylationReference:
         metadata, arrays = read_archive(path, FORMAT, 1)
         return cls(
             Layout.from_json(metadata["layout"]),
@@ -157,7 +157,7 @@ def learn_reference(
     best = (-np.inf, 0.0, 0.0)
     for concentration in CONCENTRATIONS[::4]:
         fit = optimize.minimize_scalar(
-            lambda d: -mixture(special.expit(logit_blood + d), concentration),
+            lambda d, concentration=concentration: -mixture(special.expit(logit_blood + d), concentration),
             bounds=(-4.0, 4.0),
             method="bounded",
             options={"xatol": 1e-4},
@@ -188,7 +188,7 @@ def fetal_fraction(molecules: np.ndarray, reference: MethylationReference, layou
         )
     keep = _autosomal_bins(layout) & np.isfinite(reference.maternal) & np.isfinite(reference.placental)
     rows = _usable(molecules, keep)
-    result = {
+    result: dict = {
         "estimate": None,
         "interval": None,
         "molecules": int(rows.shape[0]),

@@ -45,7 +45,7 @@ class FastaIndex:
     compressed: bool
 
     @classmethod
-    def load(cls, fasta: str | os.PathLike) -> "FastaIndex":
+    def load(cls, fasta: str | os.PathLike) -> FastaIndex:
         path = Path(fasta)
         if not path.exists():
             raise DataError(f"{path}: reference FASTA not found; check --fasta")

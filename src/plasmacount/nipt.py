@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -110,7 +110,7 @@ def _qc(
     counts_by_chromosome: dict,
     dispersion: float,
     inflation: float,
-    spread: "WindowSpread",
+    spread: WindowSpread,
     distance: float,
     distance_limit: float,
 ) -> dict:
@@ -333,7 +333,7 @@ def analyse_sample(
         | {name_key(c["chrom"]) for c in cnvs if c["origin"] != "maternal" and name_key(c["chrom"]) in AUTOSOME_KEYS},
         key=lambda k: int(k),
     )
-    pattern = None
+    pattern: dict | None = None
     if len(aberrant) >= PATTERN_CHROMOSOMES:
         pattern = {
             "chromosomes": [names.get(k, k) for k in aberrant],
@@ -663,7 +663,7 @@ def _detection_limits(
     usable = np.isfinite(profile.log_ratio) & np.isfinite(variance) & (variance > 0)
     _, start, end = reference.layout.bin_table()
     scale = _scale(reference)
-    regions = {}
+    regions: dict[str, dict] = {}
     for name, (chrom, first, last) in SYNDROME_REGIONS.items():
         first, last = int(first * scale), int(last * scale)
         chosen = np.flatnonzero(usable & (keys == name_key(chrom)) & (end > first) & (start < last))
@@ -794,9 +794,10 @@ def write_results(results: Sequence[dict], output: str | os.PathLike, workers: i
     with atomic_output(tsv, "w") as stream:
         stream.write("\t".join(columns) + "\n")
         for r in results:
-            chromosome = lambda key: next(
-                (v["z"] for name, v in r["chromosomes"].items() if name_key(name) == key), None
-            )  # noqa: E731
+
+            def chromosome(key: str, chromosomes: dict = r["chromosomes"]) -> float | None:
+                return next((v["z"] for name, v in chromosomes.items() if name_key(name) == key), None)
+
             ff = r["fetal_fraction"]
             row = [
                 r["sample"],
@@ -824,7 +825,7 @@ SEG_THRESHOLD = 6.0  # |z| of a change point in the SEG track: a display track, 
 SEG_MIN_BINS = 5
 
 
-def _profile_segments(sample: str, profile: "Profile") -> list[tuple[str, str, int, int, int, float]]:
+def _profile_segments(sample: str, profile: Profile) -> list[tuple[str, str, int, int, int, float]]:
     """Each chromosome segmented (CBS on the log2 profile), for IGV's SEG track."""
     rows = []
     finite = profile.finite()
@@ -960,8 +961,8 @@ def batch_qc(results: Sequence[dict]) -> dict:
         for name in usable[0]["chromosomes"]:
             if name_key(name) not in AUTOSOME_KEYS:
                 continue
-            values = [r["chromosomes"].get(name, {}).get("z") for r in usable]
-            values = np.array([v for v in values if v is not None and np.isfinite(v)])
+            z = [r["chromosomes"].get(name, {}).get("z") for r in usable]
+            values = np.array([v for v in z if v is not None and np.isfinite(v)])
             if values.size >= BATCH_MIN_SAMPLES:
                 medians[name] = float(np.median(values))
                 if abs(medians[name]) > 4 * standard_error:

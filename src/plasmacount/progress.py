@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator, TextIO
+from typing import TextIO
 
 logger = logging.getLogger("plasmacount")
 

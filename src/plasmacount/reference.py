@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -427,7 +427,7 @@ class Reference:
         write_archive(path, metadata, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Reference":
+    def load(cls, path: str | os.PathLike) -> Reference:
         metadata, arrays = read_archive(path, FORMAT, 1)
         layout = Layout.from_json(metadata["layout"])
         keys = chromosome_keys(layout)

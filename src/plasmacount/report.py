@@ -20,9 +20,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 
 import numpy as np
@@ -96,6 +96,7 @@ def collect(paths: list[str | os.PathLike]) -> list[SampleResults]:
     samples: dict[str, SampleResults] = {}
     for path in found:
         analysis = _analysis_of(path)
+        assert analysis is not None  # found holds only files named as results
         try:
             result = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -113,7 +114,7 @@ def collect(paths: list[str | os.PathLike]) -> list[SampleResults]:
         histogram = path.parent / f"{sample_file_stem(result['sample'])}.size_histogram.tsv"
         if analysis == "fragments" and histogram.is_file():
             entry.size_histogram = _read_size_histogram(histogram)
-        files = result.get("files") if isinstance(result.get("files"), dict) else {}
+        files: dict = result["files"] if isinstance(result.get("files"), dict) else {}
         bedgraph = sibling_file(path, files.get("profile_bedgraph"))
         if bedgraph is not None:
             entry.profiles[analysis] = read_bedgraph(bedgraph)
@@ -658,7 +659,7 @@ def batch_qc_figure(samples: list[SampleResults]) -> Figure | None:
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(8, 0.6 + 0.28 * len(entries)))
-    for i, (name, reads, status, _) in enumerate(entries):
+    for i, (_, reads, status, _) in enumerate(entries):
         axis.barh(i, reads / 1e6, color=COLOURS.get(status, "#757575"))
     axis.set_yticks(range(len(entries)), [e[0] for e in entries], fontsize=7)
     axis.invert_yaxis()
@@ -683,7 +684,7 @@ def batch_tumor_figure(samples: list[SampleResults]) -> Figure | None:
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 0.6 + 0.28 * len(entries)))
-    for i, (name, r) in enumerate(entries):
+    for i, (_, r) in enumerate(entries):
         colour = COLOURS["fail"] if r["tumor_detected"] else "#546e7a"
         axis.plot([100 * r["tumor_fraction_low"], 100 * r["tumor_fraction_high"]], [i, i], color=colour, linewidth=2)
         axis.plot(100 * r["tumor_fraction"], i, "o", color=colour)
@@ -1149,7 +1150,7 @@ MAIN_FINDINGS = ("T21", "T18", "T13", "45,X", "47,XXX", "47,XXY", "47,XYY")
 
 def call_rows(entry: SampleResults) -> list[list[str]]:
     """The named findings always; other autosomes only when not negative, the rest summed up in one row."""
-    rows = []
+    rows: list[list[str]] = []
     nipt = entry.results.get("nipt")
     if not nipt:
         return rows
@@ -1263,7 +1264,7 @@ def _templates():
     return environment
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _asset(name: str):
     """A CSS or script file of the templates folder, inlined so that every page stands alone."""
     from importlib.resources import files
@@ -1292,7 +1293,7 @@ def _render(template: str, **context) -> str:
 def results_date(entry: SampleResults) -> str:
     """The UTC date the newest of a sample's result files was written."""
     newest = max((path.stat().st_mtime for path in entry.sources), default=0.0)
-    return datetime.datetime.fromtimestamp(newest, datetime.timezone.utc).date().isoformat()
+    return datetime.datetime.fromtimestamp(newest, datetime.UTC).date().isoformat()
 
 
 def _write_table(path: Path, columns: list[str], rows: list[list]) -> Path:
@@ -1679,6 +1680,10 @@ def html_to_pdf(page: str, title: str) -> bytes:
     log.setLevel(logging.ERROR)
     log.propagate = False
     log.addHandler(collector)
+    # fontTools stamps each embedded font subset with the clock ("modified" in its head table)
+    # unless SOURCE_DATE_EPOCH fixes it; a fixed stamp keeps the same report byte for byte the same.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = epoch if epoch is not None else "0"
     try:
         document = weasyprint.HTML(string=page, url_fetcher=fetcher, base_url=None).render()
         document.metadata.title = title
@@ -1686,6 +1691,8 @@ def html_to_pdf(page: str, title: str) -> bytes:
         document.metadata.created = document.metadata.modified = None
         data = document.write_pdf()
     finally:
+        if epoch is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
         log.removeHandler(collector)
         log.setLevel(level)
         log.propagate = propagate

@@ -74,7 +74,7 @@ def window_inflation(
     pattern the panel never saw widens it at its own scale. Whole-chromosome changes (trisomies)
     are the chromosome test's business and do not count here. Returns the spread and the number of
     windows it was measured on."""
-    z = []
+    z: list[float] = []
     for key in AUTOSOME_KEYS:
         bins = np.flatnonzero((keys == key) & np.isfinite(log2) & np.isfinite(variance) & (variance > 0) & ~excluded)
         means, sds = [], []

@@ -257,5 +257,5 @@ def classify(x_change: float, x_sd: float, y_fraction: float, y_sd: float, poste
     weights = {k: math.exp(v - top) for k, v in log_marginals.items()}
     total = sum(weights.values())
     posteriors = {k: w / total for k, w in weights.items()}
-    best = max(posteriors, key=posteriors.get)
+    best = max(posteriors, key=lambda karyotype: posteriors[karyotype])
     return {"posteriors": posteriors, "best": best, "fit": best_fit[best]}

@@ -23,14 +23,13 @@ import dataclasses
 import math
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from plasmacount import __version__
-from plasmacount.long_read_simulation import LongReadEffects, LongReadSample, write_long_read_bam
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAULT_SHORT_RANGE, SampleCounts
 from plasmacount.errors import UsageError
@@ -45,6 +44,7 @@ from plasmacount.genome import (
     Layout,
     name_key,
 )
+from plasmacount.long_read_simulation import LongReadEffects, LongReadSample, write_long_read_bam
 from plasmacount.synthetic_genome import (
     EBV_W_REPEAT_COPIES,
     EBV_W_REPEAT_START,
@@ -556,7 +556,7 @@ def smooth_pattern(rng: np.random.Generator, n_bins: int) -> np.ndarray:
     return (smooth - smooth.mean()) / (smooth.std() or 1.0)
 
 
-def library_pattern(design: SampleDesign, model: "GenomeModel") -> np.ndarray:
+def library_pattern(design: SampleDesign, model: GenomeModel) -> np.ndarray:
     """The per-bin pattern (mean 0, SD 1) of a sample's library bias (see SampleDesign)."""
     rng = np.random.default_rng([design.library_bias_seed, 0, 11])
     if design.library_bias_kind == "positional":
@@ -596,7 +596,7 @@ class GenomeModel:
         seed: int,
         other_contigs: list[tuple[str, int]],
         effects: LabEffects = LabEffects(),
-    ) -> "GenomeModel":
+    ) -> GenomeModel:
         rng = np.random.default_rng([seed, 0, 7])
         stickiness = rng.lognormal(0.0, effects.stickiness_sd, layout.n_bins)
         loadings = [effects.batch_factor_sd * smooth_pattern(rng, layout.n_bins) for _ in range(3)]
@@ -648,7 +648,7 @@ class GenomeModel:
         )
 
     @classmethod
-    def from_annotation(cls, annotation: BinAnnotation, seed: int, effects: LabEffects = LabEffects()) -> "GenomeModel":
+    def from_annotation(cls, annotation: BinAnnotation, seed: int, effects: LabEffects = LabEffects()) -> GenomeModel:
         """Real bins (e.g. hg38 from an imported QDNAseq table): real GC, mappability, N gaps."""
         mappable = annotation.mappability.copy()
         mappable = np.where(np.isnan(mappable), 1.0, mappable) * (1.0 - np.nan_to_num(annotation.n_fraction, nan=1.0))
@@ -660,14 +660,14 @@ class GenomeModel:
         return cls.build(annotation.layout, annotation.gc.copy(), mappable, scale, seed, others, effects)
 
     @classmethod
-    def from_synthetic(cls, genome: SyntheticGenome, seed: int, effects: LabEffects = LabEffects()) -> "GenomeModel":
+    def from_synthetic(cls, genome: SyntheticGenome, seed: int, effects: LabEffects = LabEffects()) -> GenomeModel:
         annotation = genome.annotation()
         mappable = annotation.mappability
-        others = [(n, l) for n, l in zip(genome.names, genome.lengths) if n not in HG38_LENGTHS]
+        others = [(name, length) for name, length in zip(genome.names, genome.lengths) if name not in HG38_LENGTHS]
         return cls.build(annotation.layout, annotation.gc, mappable, genome.scale, seed, others, effects)
 
     @classmethod
-    def hg38_layout(cls, bin_size: int, seed: int, effects: LabEffects = LabEffects()) -> "GenomeModel":
+    def hg38_layout(cls, bin_size: int, seed: int, effects: LabEffects = LabEffects()) -> GenomeModel:
         """hg38 names and lengths with a synthetic GC landscape (no annotation given)."""
         layout = Layout.from_lengths(HG38_LENGTHS.items(), bin_size)
         rng = np.random.default_rng([seed, 0, 3])
@@ -766,6 +766,7 @@ def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarra
     if design.library_bias:
         weight = weight * np.exp(design.library_bias * library_pattern(design, model))
     if model.arm_shift_sd is not None:
+        assert model.arm_of_bin is not None  # set with arm_shift_sd by GenomeModel.build
         # Drawn from the sample's own draws (name, GC bias, batch scores): samples of two cohorts
         # that share a name do not share their arm shifts.
         identity = repr((design.sample, design.gc_slope, design.gc_curvature, tuple(design.batch_scores))).encode()
@@ -882,7 +883,7 @@ def simulate_counts(design: SampleDesign, model: GenomeModel, seed: int, index: 
         short=short,
         long=long_,
         fragment_lengths=histogram,
-        other_contigs=[{"name": n, "length": int(l)} for n, l in model.other_contigs],
+        other_contigs=[{"name": name, "length": int(length)} for name, length in model.other_contigs],
         other_counts=other_counts,
         other_fragment_lengths=other_hist,
         qc=qc,
@@ -971,7 +972,7 @@ def simulate_fragments(
         starts = np.concatenate([starts] + extra_start)
         lengths = np.concatenate([lengths] + extra_length)
     # Keep molecules inside their contig and off N gaps.
-    contig_length = np.array([l for _, l in contig_lengths])[contigs]
+    contig_length = np.array([length for _, length in contig_lengths])[contigs]
     lengths = np.minimum(lengths, contig_length)
     starts = np.clip(starts, 0, contig_length - lengths)
     if genome is not None:
@@ -1367,9 +1368,11 @@ def run_simulation(request: SimulationRequest, progress: Callable[[int, int], No
             simulate_counts(design, model, request.seed, index).save(path)
             paths.append(path)
         elif request.output_format == "fastq":
+            assert genome is not None  # FASTQ and long reads need the synthetic genome (checked above)
             paths.extend(write_fastq(output, design, model, genome, contig_lengths, request.seed, index))
         elif request.output_format == "long-bam":
             # Whole molecules with CpG methylation (long_read_simulation); --reads is their number.
+            assert genome is not None
             sample = LongReadSample(design.sample, design.reads, design.fetal_fraction or 0.0, design.fetal_sex)
             paths.append(
                 write_long_read_bam(

@@ -54,10 +54,6 @@ class SyntheticGenome:
     def lengths(self) -> list[int]:
         return [s.size for s in self.sequences]
 
-    @property
-    def binned_names(self) -> list[str]:
-        return [n for n in self.names if n in HG38_LENGTHS]
-
     def layout(self) -> Layout:
         return Layout.from_lengths(
             ((n, s.size) for n, s in zip(self.names, self.sequences) if n in HG38_LENGTHS), self.bin_size
@@ -199,8 +195,8 @@ def make_genome(scale: float = 1 / 200, seed: int = 1, bin_size: int | None = No
     ebv = _random_bases(rng, np.full(EBV_LENGTH, 0.60))
     ebv_unique = np.ones(EBV_LENGTH, dtype=bool)
     unit = ebv[EBV_W_REPEAT_START : EBV_W_REPEAT_START + EBV_W_REPEAT_UNIT].copy()
-    for copy in range(1, EBV_W_REPEAT_COPIES):
-        start = EBV_W_REPEAT_START + copy * EBV_W_REPEAT_UNIT
+    for repeat in range(1, EBV_W_REPEAT_COPIES):
+        start = EBV_W_REPEAT_START + repeat * EBV_W_REPEAT_UNIT
         ebv[start : start + EBV_W_REPEAT_UNIT] = unit
     ebv_unique[EBV_W_REPEAT_START : EBV_W_REPEAT_START + EBV_W_REPEAT_COPIES * EBV_W_REPEAT_UNIT] = False
     names.append("chrEBV")
@@ -209,18 +205,3 @@ def make_genome(scale: float = 1 / 200, seed: int = 1, bin_size: int | None = No
     for sequence, is_unique in zip(sequences, unique):
         is_unique &= sequence != ord("N")
     return SyntheticGenome(names, sequences, unique, scale, bin_size)
-
-
-def load_genome(fasta: str | os.PathLike, bin_size: int, scale: float | None = None) -> SyntheticGenome:
-    """Read a FASTA back as a genome (uniqueness unknown: every non-N base counts as unique)."""
-    import pysam
-
-    names, sequences, unique = [], [], []
-    with pysam.FastaFile(str(fasta)) as reference:
-        for name in reference.references:
-            sequence = np.frombuffer(reference.fetch(name).upper().encode("ascii"), dtype=np.uint8).copy()
-            names.append(name)
-            sequences.append(sequence)
-            unique.append(sequence != ord("N"))
-    chr1 = sequences[names.index("chr1")].size if "chr1" in names else HG38_LENGTHS["chr1"]
-    return SyntheticGenome(names, sequences, unique, scale or chr1 / HG38_LENGTHS["chr1"], bin_size)

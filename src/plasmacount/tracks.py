@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -30,7 +30,7 @@ class Profile:
     value: np.ndarray
     contig_lengths: dict[str, int]
 
-    def finite(self) -> "Profile":
+    def finite(self) -> Profile:
         keep = np.isfinite(self.value)
         if keep.all():
             return self
@@ -38,7 +38,7 @@ class Profile:
         return Profile(chrom, self.start[keep], self.end[keep], self.value[keep], self.contig_lengths)
 
     @classmethod
-    def from_layout(cls, layout, values: np.ndarray) -> "Profile":
+    def from_layout(cls, layout, values: np.ndarray) -> Profile:
         index, start, end = layout.bin_table()
         names = [contig.name for contig in layout.contigs]
         return cls(
@@ -56,8 +56,10 @@ def write_bedgraph(path: str | os.PathLike, profile: Profile, name: str, descrip
     with atomic_output(path, "w") as stream:
         stream.write(f'track type=bedGraph name="{name}" description="{description}" visibility=full autoScale=on\n')
         stream.writelines(
-            "%s\t%d\t%d\t%.5f\n" % row
-            for row in zip(profile.chrom, profile.start.tolist(), profile.end.tolist(), profile.value.tolist())
+            f"{chrom}\t{start}\t{end}\t{value:.5f}\n"
+            for chrom, start, end, value in zip(
+                profile.chrom, profile.start.tolist(), profile.end.tolist(), profile.value.tolist()
+            )
         )
     return Path(path)
 

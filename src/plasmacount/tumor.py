@@ -64,8 +64,7 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, special
 
-from plasmacount import __version__
-from plasmacount import tracks
+from plasmacount import __version__, tracks
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
@@ -197,7 +196,7 @@ class NormalPanel:
     @classmethod
     def from_donors(
         cls, layout: Layout, donors: np.ndarray, names: list[str], source: str = "plasmacount"
-    ) -> "NormalPanel":
+    ) -> NormalPanel:
         """The panel of these donors' corrected log2 profiles (one row each, in `layout`'s bins)."""
         donors = np.array(donors, dtype=float)
         keys = _keys(layout)
@@ -232,7 +231,7 @@ class NormalPanel:
                 panel.arm_sd[name] = math.sqrt(max(float(np.var(values[keep], ddof=1)) - counting, 0.0))
         return panel
 
-    def without(self, donor: int) -> "NormalPanel":
+    def without(self, donor: int) -> NormalPanel:
         """The panel of the other donors (for a leave-one-out null)."""
         keep = [i for i in range(len(self.donors)) if i != donor]
         return NormalPanel.from_donors(self.layout, self.donors[keep], [self.samples[i] for i in keep], self.source)
@@ -295,7 +294,7 @@ class NormalPanel:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike, layout: Layout) -> "NormalPanel":
+    def load(cls, path: str | os.PathLike, layout: Layout) -> NormalPanel:
         path = Path(path)
         if not path.exists():
             raise DataError(f"{path}: panel of normals not found; check the path")
@@ -607,13 +606,13 @@ def residual_dispersion(residual: np.ndarray, breaks: np.ndarray, window: int = 
     """How much more the residuals' sums over `window` neighbouring bins (within a chromosome)
     spread than independent bins would let them (robust SDs, squared; never below 1)."""
     starts = np.flatnonzero(breaks)
-    sums = []
+    window_sums = []
     for first, last in zip(starts, np.append(starts[1:], residual.size)):
         for begin in range(first, last - window + 1, window):
-            sums.append(float(residual[begin : begin + window].sum()))
-    if len(sums) < 20:
+            window_sums.append(float(residual[begin : begin + window].sum()))
+    if len(window_sums) < 20:
         return 1.0
-    sums = np.array(sums)
+    sums = np.array(window_sums)
     bins = 1.4826 * np.median(np.abs(residual - np.median(residual)))
     spread = 1.4826 * np.median(np.abs(sums - np.median(sums))) / math.sqrt(window)
     return float(max(1.0, (spread / bins) ** 2)) if bins > 0 else 1.0
@@ -698,7 +697,7 @@ def fit_profile(profile: CorrectedProfile, panel: NormalPanel | None = None, cal
     for _ in range(2 if panel is not None else 1):
         log2 = profile.log2.copy()
         log2[excluded] = np.nan
-        if panel is not None:
+        if panel is not None and normal is not None:
             log2 = log2 - np.where(np.isfinite(normal), normal, np.nan)
             log2 = panel.remove_shared_patterns(log2, layout, unchanged)
         used = np.isfinite(log2) & np.isin(keys, AUTOSOME_KEYS)

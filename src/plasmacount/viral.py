@@ -219,6 +219,7 @@ def window_size_log_likelihood_ratio(viral: np.ndarray, host_shares: np.ndarray,
     each class's window shares being the host's times its learnt ratios (Dirichlet-multinomial:
     people differ around their class's profile by the class's learnt concentration)."""
     viral = np.asarray(viral, dtype=float)
+    assert model.npc_window_ratios is not None and model.carrier_window_ratios is not None  # learnt windows only
     npc = _window_alpha(host_shares, model.npc_window_ratios, model.npc_size_concentration or model.size_concentration)
     carrier = _window_alpha(
         host_shares, model.carrier_window_ratios, model.carrier_size_concentration or model.size_concentration
@@ -385,7 +386,7 @@ def apply_screen(result: dict, model: ScreenModel) -> dict:
             }
         )
     viral, total = result["fragments"]["unique"], result["fragments"]["total_mapped"]
-    screen = {
+    screen: dict = {
         "result": "not evaluable",
         "reason": None,
         "log_likelihood_ratio": None,
@@ -486,16 +487,19 @@ def learn_model(results: list[dict], labels: dict[str, str], specificity: float 
         )
     model, carriers = _class_models(npc, other)
     carrier_names = {r["sample"] for r in carriers}
-    scored = lambda group, fitted: np.array(
-        [apply_screen(_copy(r), fitted)["screen"]["log_likelihood_ratio"] for r in group]
-    )  # noqa: E731
+
+    def scored(group: list[dict], fitted: ScreenModel) -> np.ndarray:
+        return np.array([apply_screen(_copy(r), fitted)["screen"]["log_likelihood_ratio"] for r in group])
+
     # Folds dealt within each class in name order (every fold gets NPC, carriers and EBV-negative men).
     fold_of = {
         r["sample"]: i % LEARNING_FOLDS
         for group in (npc, carriers, [r for r in other if r["sample"] not in carrier_names])
         for i, r in enumerate(group)
     }
-    carrier_scores, npc_scores, how = [], [], f"out-of-fold scores, {LEARNING_FOLDS} folds"
+    carrier_scores: list[float] = []
+    npc_scores: list[float] = []
+    how = f"out-of-fold scores, {LEARNING_FOLDS} folds"
     try:
         for fold in range(LEARNING_FOLDS):
             fitted, _ = _class_models(
@@ -575,10 +579,17 @@ def _class_models(npc: list[dict], other: list[dict]) -> tuple[ScreenModel, list
         if r["fragments"]["unique"] > stats.poisson.ppf(0.999, background * r["fragments"]["total_mapped"] / 1e6)
     ]
     carrier_amounts = np.log10([per_million(r) for r in carriers]) if carriers else np.array([])
-    spread = lambda values, floor: max(floor, float(1.4826 * np.median(np.abs(values - np.median(values)))))  # noqa: E731
-    ratio = lambda group: [
-        r["size"]["ratio"] for r in group if r["size"]["evaluable"] and r["size"]["viral_fragments_with_length"] >= 20
-    ]  # noqa: E731
+
+    def spread(values: np.ndarray, floor: float) -> float:
+        return max(floor, float(1.4826 * np.median(np.abs(values - np.median(values)))))
+
+    def ratio(group: list[dict]) -> list[float]:
+        return [
+            r["size"]["ratio"]
+            for r in group
+            if r["size"]["evaluable"] and r["size"]["viral_fragments_with_length"] >= 20
+        ]
+
     npc_ratios, carrier_ratios = ratio(npc), ratio(carriers)
     npc_windows, carrier_windows = _window_ratios(npc), _window_ratios(carriers)
     if not (npc_windows and carrier_windows):
@@ -669,8 +680,8 @@ def from_alignments(
         alignment_kind,
         count_alignments,
         pair_is_fragment,
-        stands_for_pair,
         prepare_cram_environment,
+        stands_for_pair,
     )
 
     path = Path(path)

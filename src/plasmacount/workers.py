@@ -9,8 +9,9 @@ back in the order of the inputs, so a batch's outputs do not depend on the numbe
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

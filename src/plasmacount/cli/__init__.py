@@ -186,7 +186,7 @@ class _DeprecatedAlias(argparse.Action):
         notes.append(
             f"{option_string} is deprecated here; use --fasta (--reference now means only the panel of normals)"
         )
-        setattr(namespace, "deprecations", notes)
+        namespace.deprecations = notes
         setattr(namespace, self.dest, values)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from plasmacount.errors import DataError, UsageError
-
 from plasmacount.cli import add_fasta_option, add_fragment_rule_options, fragment_rules, number
+from plasmacount.errors import DataError, UsageError
 
 logger = logging.getLogger("plasmacount")
 

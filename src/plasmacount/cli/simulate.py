@@ -149,11 +149,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from plasmacount.errors import UsageError
-    from plasmacount.progress import Progress
-    from plasmacount.simulation import SimulationRequest, run_simulation
-
     from plasmacount.long_read_simulation import LongReadEffects
-    from plasmacount.simulation import EbvDraws, LabEffects
+    from plasmacount.progress import Progress
+    from plasmacount.simulation import EbvDraws, LabEffects, SimulationRequest, run_simulation
 
     changes = {
         name: value

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> None:
     upgrade(url)
     with session_factory(url)() as session:
         if args.action == "add":
+            assert password is not None  # asked for above
             records.create_user(session, args.username, password, args.role, created_by="command line")
             logger.info("user %s (%s) created", args.username, args.role)
             return
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> None:
             records.set_active(session, None, user.id, args.action == "enable")
             logger.info("user %s %sd", args.username, args.action)
         elif args.action == "password":
+            assert password is not None
             records.set_password(session, None, user.id, password)
             logger.info("password of %s changed; every session of theirs ended", args.username)
         else:

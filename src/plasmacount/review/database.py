@@ -33,7 +33,7 @@ ROLES = ("viewer", "reviewer", "admin")
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -79,7 +79,7 @@ class Batch(Base):
     imported_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=now)
     imported_by: Mapped[str] = mapped_column(String(64), nullable=False)
     overview_html: Mapped[str | None] = mapped_column(Text)
-    samples: Mapped[list["Sample"]] = relationship(back_populates="batch", order_by="Sample.name")
+    samples: Mapped[list[Sample]] = relationship(back_populates="batch", order_by="Sample.name")
 
 
 class ReportFile(Base):
@@ -105,8 +105,8 @@ class Sample(Base):
     signed_off_by: Mapped[str | None] = mapped_column(String(64))
     signed_off_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     batch: Mapped[Batch] = relationship(back_populates="samples")
-    findings: Mapped[list["Finding"]] = relationship(back_populates="sample", order_by="Finding.position")
-    comments: Mapped[list["Comment"]] = relationship(back_populates="sample", order_by="Comment.id")
+    findings: Mapped[list[Finding]] = relationship(back_populates="sample", order_by="Finding.position")
+    comments: Mapped[list[Comment]] = relationship(back_populates="sample", order_by="Comment.id")
 
     @property
     def locked(self) -> bool:
@@ -202,7 +202,6 @@ def upgrade(url: str) -> None:
     """Create or bring the schema up to date through the Alembic migrations."""
     from alembic import command
     from alembic.config import Config
-
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
     from plasmacount.errors import DataError, UsageError

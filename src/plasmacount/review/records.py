@@ -17,8 +17,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from plasmacount.errors import DataError, UsageError
@@ -287,14 +288,18 @@ def set_finding_status(
     session.refresh(finding)
     old = finding.status
     # Optimistic lock: the UPDATE only matches the version the reviewer saw.
-    changed = session.execute(
-        update(Finding)
-        .where(Finding.id == finding_id, Finding.version == expected_version)
-        .values(status=status, version=Finding.version + 1, updated_by=user.username, updated_at=now())
+    changed = cast(
+        CursorResult,
+        session.execute(
+            update(Finding)
+            .where(Finding.id == finding_id, Finding.version == expected_version)
+            .values(status=status, version=Finding.version + 1, updated_by=user.username, updated_at=now())
+        ),
     )
     if changed.rowcount != 1:
         session.rollback()
         current = session.get(Finding, finding_id)
+        assert current is not None  # findings are never deleted
         session.refresh(current)
         raise Conflict(
             f"{current.label} of {sample.name} was changed by {current.updated_by} at "
@@ -419,10 +424,13 @@ def sign_off(session: Session, user: User, sample_id: int, expected_version: int
             f"four-eyes rule: {sample.name} has no review by anyone but {user.username}; "
             "another reviewer must review it before you sign it off"
         )
-    changed = session.execute(
-        update(Sample)
-        .where(Sample.id == sample_id, Sample.version == expected_version, Sample.signed_off_at.is_(None))
-        .values(signed_off_by=user.username, signed_off_at=now(), version=Sample.version + 1)
+    changed = cast(
+        CursorResult,
+        session.execute(
+            update(Sample)
+            .where(Sample.id == sample_id, Sample.version == expected_version, Sample.signed_off_at.is_(None))
+            .values(signed_off_by=user.username, signed_off_at=now(), version=Sample.version + 1)
+        ),
     )
     if changed.rowcount != 1:
         session.rollback()
@@ -497,10 +505,13 @@ def _user_for_change(session: Session, user_id: int) -> User:
 
 def revoke_sessions(session: Session, user: User) -> int:
     """End every live login session of `user` (the caller commits); returns how many."""
-    ended = session.execute(
-        update(LoginSession)
-        .where(LoginSession.user_id == user.id, LoginSession.expires_at > now())
-        .values(expires_at=now())
+    ended = cast(
+        CursorResult,
+        session.execute(
+            update(LoginSession)
+            .where(LoginSession.user_id == user.id, LoginSession.expires_at > now())
+            .values(expires_at=now())
+        ),
     )
     return int(ended.rowcount or 0)
 

@@ -77,7 +77,7 @@ def authenticate(session: Session, username: str, password: str, client: str) ->
             | (LoginAttempt.succeeded.is_(None) & (LoginAttempt.at < moment - PENDING_TIMEOUT)),
         )
     )
-    if name_failures >= FAILED_LOGIN_LIMIT or address_failures >= ADDRESS_FAILED_LOGIN_LIMIT:
+    if (name_failures or 0) >= FAILED_LOGIN_LIMIT or (address_failures or 0) >= ADDRESS_FAILED_LOGIN_LIMIT:
         session.rollback()
         raise TooManyFailures(username)
     attempt = LoginAttempt(username=username, client=client, at=moment, succeeded=None)
@@ -89,7 +89,7 @@ def authenticate(session: Session, username: str, password: str, client: str) ->
     except (VerificationError, InvalidHashError):
         ok = False
     attempt.succeeded = bool(ok)
-    if ok and _hasher.check_needs_rehash(user.password_hash):
+    if ok and user is not None and _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     session.commit()
     return user if ok else None
@@ -127,4 +127,6 @@ def close_session(session: Session, token: str | None) -> None:
 
 
 def csrf_matches(record: LoginSession, supplied: str | None) -> bool:
-    return bool(supplied) and hmac.compare_digest(record.csrf_token, supplied)
+    if not supplied:
+        return False
+    return hmac.compare_digest(record.csrf_token, supplied)

@@ -10,6 +10,8 @@ target_metadata = Base.metadata
 
 def run() -> None:
     url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("the migrations run from plasmacount.review.database.upgrade, which sets sqlalchemy.url")
     engine = make_engine(url)
     with engine.connect() as connection:
         context.configure(
