@@ -33,7 +33,6 @@ AUTOSOMES = [str(i) for i in range(1, 23)]
 from plasmacount.bins import import_annotations  # noqa: E402
 from plasmacount.counts import import_tsv  # noqa: E402
 from plasmacount.gc import fit_gc_curve  # noqa: E402
-from plasmacount.genome import name_key  # noqa: E402
 
 
 def shares(counts: np.ndarray, keys: np.ndarray, use: np.ndarray) -> dict[str, float]:
@@ -47,7 +46,7 @@ def measure(data: Path = DATA) -> dict:
     names = EUPLOID + [TRISOMY]
     samples = [import_tsv(data / f"{name}.50kb.tsv.gz", sample=name) for name in names]
     layout = annotation.layout
-    keys = np.array([name_key(c.name) for c in layout.contigs])[layout.bin_table()[0]]
+    keys = layout.bin_keys()
     counts = np.array([s.on_layout(layout).counts if s.layout != layout else s.counts for s in samples], dtype=float)
     gc = annotation.gc
     autosomal = np.isin(keys, AUTOSOMES)

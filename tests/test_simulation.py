@@ -359,7 +359,7 @@ def test_healthy_arm_shifts_knob():
     shifted = GenomeModel.hg38_layout(1_000_000, seed=4, effects=PESSIMISTIC_TUMOR_EFFECTS)
     assert default.arm_shift_sd is None
     layout = default.layout
-    keys = np.array([name_key(c.name) for c in layout.contigs])[layout.bin_table()[0]]
+    keys = layout.bin_keys()
     mappable = (default.mappable > 0) & (shifted.mappable > 0)
     arm_of = shifted.arm_of_bin
     shifts = []

@@ -37,7 +37,7 @@ from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
 from plasmacount.gc import loess
-from plasmacount.genome import AUTOSOME_KEYS, centromere_regions, name_key
+from plasmacount.genome import AUTOSOME_KEYS, centromere_regions
 
 BIN_SIZE = 100_000
 BINS_PER_WINDOW = 50
@@ -78,8 +78,8 @@ def arms(layout) -> np.ndarray:
     """Each bin's arm ("1p", "1q", ...), or "" for a bin of no autosome arm (overlapping a centromere,
     or not an autosome)."""
     regions = centromere_regions(layout)
-    index, start, end = layout.bin_table()
-    keys = np.array([name_key(c.name) for c in layout.contigs])[index]
+    _, start, end = layout.bin_table()
+    keys = layout.bin_keys()
     result = np.full(layout.n_bins, "", dtype=object)
     for key in AUTOSOME_KEYS:
         if key not in regions:

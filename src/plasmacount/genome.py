@@ -308,6 +308,10 @@ class Layout:
         end = np.minimum(start + self.bin_size, lengths[index]) if self.contigs else np.zeros(0, np.int64)
         return index, start, end
 
+    def bin_keys(self) -> np.ndarray:
+        """Per bin, the name key of its contig ('1'..'22', 'X', 'Y'; see name_key)."""
+        return np.array([name_key(c.name) for c in self.contigs])[self.bin_table()[0]]
+
     def to_json(self) -> dict:
         return {
             "bin_size": self.bin_size,
@@ -402,8 +406,8 @@ def centromere_regions(layout: Layout) -> dict[str, tuple[int, int]]:
 def centromere_bins(layout: Layout, flank: int = 100_000) -> np.ndarray:
     """True for bins that overlap a centromere or its `flank` (ichorCNA leaves out 100 kb on each side)."""
     regions = centromere_regions(layout)
-    index, start, end = layout.bin_table()
-    keys = np.array([name_key(c.name) for c in layout.contigs])[index]
+    _, start, end = layout.bin_table()
+    keys = layout.bin_keys()
     mask = np.zeros(layout.n_bins, dtype=bool)
     for key, (first, last) in regions.items():
         mask |= (keys == key) & (end > first - flank) & (start < last + flank)

@@ -28,9 +28,9 @@ from plasmacount.errors import DataError
 from plasmacount.files import atomic_output, check_unique_samples, sample_file_stem, table_cell, write_json
 from plasmacount.genome import AUTOSOME_KEYS, HG38_LENGTHS, SYNDROME_REGIONS, name_key
 from plasmacount.progress import stage
-from plasmacount.reference import Reference, chromosome_keys, chromosome_ratios, ignore_empty_bins, panel_distance
+from plasmacount.reference import Reference, chromosome_ratios, ignore_empty_bins, panel_distance
 from plasmacount.segment import WINDOW_SIZES, bin_to_bin_sd, segment, window_bins, window_inflation
-from plasmacount.tracks import Profile
+from plasmacount.tracks import GenomeTrack
 from plasmacount.workers import map_in_processes
 
 SCHEMA_VERSION = "2.0"
@@ -251,7 +251,7 @@ def analyse_sample(
         return _failed_result(sample.sample, f"reference mismatch: {error}", sample.source)
     counts = reference.align(sample).astype(float)
     model = reference.model
-    keys = chromosome_keys(reference.layout)
+    keys = reference.layout.bin_keys()
     profile = model.normalise(counts)
     names = _chromosome_names(sample)
     dispersion = aneuploidy.noise_dispersion(profile, profile.autosomal)
@@ -434,7 +434,7 @@ def analyse_sample(
         "pattern": pattern,
         "detection_limit": detection,
         "fragment_sizes": _size_summary(sample),
-        "profile": Profile.from_layout(reference.layout, profile.log_ratio / math.log(2)),
+        "profile": GenomeTrack.from_layout(reference.layout, profile.log_ratio / math.log(2)),
     }
 
 
@@ -825,7 +825,7 @@ SEG_THRESHOLD = 6.0  # |z| of a change point in the SEG track: a display track, 
 SEG_MIN_BINS = 5
 
 
-def _profile_segments(sample: str, profile: Profile) -> list[tuple[str, str, int, int, int, float]]:
+def _profile_segments(sample: str, profile: GenomeTrack) -> list[tuple[str, str, int, int, int, float]]:
     """Each chromosome segmented (CBS on the log2 profile), for IGV's SEG track."""
     rows = []
     finite = profile.finite()

@@ -56,11 +56,6 @@ def ignore_empty_bins(function):
     return wrapper
 
 
-def chromosome_keys(layout: Layout) -> np.ndarray:
-    """Per bin, the name key of its contig ('1'..'22', 'X', 'Y')."""
-    return np.array([name_key(c.name) for c in layout.contigs])[layout.bin_table()[0]]
-
-
 @dataclass
 class Profile:
     """One sample normalised against a reference (or a fold of it)."""
@@ -430,7 +425,7 @@ class Reference:
     def load(cls, path: str | os.PathLike) -> Reference:
         metadata, arrays = read_archive(path, FORMAT, 1)
         layout = Layout.from_json(metadata["layout"])
-        keys = chromosome_keys(layout)
+        keys = layout.bin_keys()
         try:
             model = NormalisationModel(
                 arrays["mask"].astype(bool),
@@ -458,7 +453,7 @@ def default_mask(annotation: BinAnnotation | None, layout: Layout, mean_counts: 
         mappability = annotation.mappability
         mask &= ~(np.isfinite(mappability) & (mappability < 0.5))
         mask &= np.nan_to_num(annotation.blacklist, nan=0.0) < 0.5
-    keys = chromosome_keys(layout)
+    keys = layout.bin_keys()
     autosomal = np.isin(keys, AUTOSOME_KEYS)
     typical = np.median(mean_counts[mask & autosomal]) if (mask & autosomal).any() else 0.0
     # chrY is judged separately (most pregnancies have almost no chrY reads).
@@ -510,7 +505,7 @@ def build_reference(
             annotation.layout, [(c.name, c.length) for c in layout.contigs], samples[0].sample, "the bin annotation"
         )
         annotation = annotation.on_layout(layout)
-    keys = chromosome_keys(layout)
+    keys = layout.bin_keys()
     counts = np.array([s.counts for s in samples], dtype=float)
     gc = annotation.gc if annotation is not None else np.full(layout.n_bins, np.nan)
     if not np.isfinite(gc).any():

@@ -33,10 +33,10 @@ from plasmacount.errors import DataError, UsageError
 from plasmacount.files import atomic_output, sample_file_stem, table_cell
 from plasmacount.genome import name_key
 from plasmacount.progress import stage
-from plasmacount.tracks import Profile, read_bedgraph
+from plasmacount.tracks import GenomeTrack, read_bedgraph
+from plasmacount.tumor import CNA_ARM_Z
 
 ANALYSES = ("nipt", "tumor", "viral", "fragments")
-Z_THRESHOLD = 3.0  # the conventional screening line drawn on arm z-score plots
 TRISOMY_Z = Z_POSITIVE  # the prenatal calling threshold
 COLOURS = {
     "pass": "#2e7d32",
@@ -54,7 +54,7 @@ class SampleResults:
 
     sample: str
     results: dict[str, dict] = field(default_factory=dict)
-    profiles: dict[str, Profile] = field(default_factory=dict)
+    profiles: dict[str, GenomeTrack] = field(default_factory=dict)
     sources: list[Path] = field(default_factory=list)
     size_histogram: list[int] | None = None  # fragments per length 0-600 bp, from `fragments`
 
@@ -191,7 +191,7 @@ def _svg(figure) -> str:
     return text[text.index("<svg") :]
 
 
-def _genome_axis(profile: Profile):
+def _genome_axis(profile: GenomeTrack):
     """Cumulative x positions (Mb) of each bin and the chromosome boundaries/labels."""
     offsets, ticks, labels, edges = {}, [], [], [0.0]
     position = 0.0
@@ -206,7 +206,7 @@ def _genome_axis(profile: Profile):
     return x, offsets, ticks, labels, edges
 
 
-def _windowed(profile: Profile, window: int) -> Profile:
+def _windowed(profile: GenomeTrack, window: int) -> GenomeTrack:
     """Median of the profile in windows of `window` bp (for display: a genome of 100 kb bins is too dense to draw)."""
     profile = profile.finite()
     chrom, start, end, value = [], [], [], []
@@ -220,13 +220,13 @@ def _windowed(profile: Profile, window: int) -> Profile:
             start.append(int(group * window))
             end.append(int(min((group + 1) * window, profile.contig_lengths.get(name, (group + 1) * window))))
             value.append(float(np.median(profile.value[chosen])))
-    return Profile(
+    return GenomeTrack(
         chrom, np.array(start, dtype=np.int64), np.array(end, dtype=np.int64), np.array(value), profile.contig_lengths
     )
 
 
 def profile_figure(
-    profile: Profile, regions: list[dict], title: str, name: str, caption: str, window: int = 1_000_000
+    profile: GenomeTrack, regions: list[dict], title: str, name: str, caption: str, window: int = 1_000_000
 ) -> Figure:
     """Genome-wide log2 ratio (median per window) with called regions drawn over it."""
     plt = _pyplot()
@@ -261,7 +261,7 @@ def profile_figure(
 SEX_CHROMOSOME_EVENTS = {"X": ("45,X", "47,XXX", "47,XXY"), "Y": ("47,XXY", "47,XYY")}
 
 
-def region_figure(profile: Profile, region: dict, number: int, title: str, caption: str) -> Figure:
+def region_figure(profile: GenomeTrack, region: dict, number: int, title: str, caption: str) -> Figure:
     """One chromosome at full bin resolution around a finding: its bins, the called region shaded with
     its own level, so that a 2 Mb deletion is seen as clearly as a trisomy."""
     plt = _pyplot()
@@ -383,7 +383,7 @@ def z_figure(result: dict) -> Figure:
 
 
 def arm_figure(result: dict) -> Figure:
-    """Chromosome-arm z-scores (Lo's genome-wide approach); the CNA score counts arms beyond |z| 3."""
+    """Chromosome-arm z-scores (Lo's genome-wide approach); the CNA score counts arms beyond |z| CNA_ARM_Z."""
     plt = _pyplot()
     arms = sorted(result["arms"].items(), key=lambda item: (_chromosome_order(item[0][:-1]), item[0][-1]))
     z = [0.0 if v["z"] is None else v["z"] for _, v in arms]
@@ -391,13 +391,15 @@ def arm_figure(result: dict) -> Figure:
     axis.bar(
         range(len(z)),
         z,
-        color=[COLOURS["gain"] if v > Z_THRESHOLD else COLOURS["loss"] if v < -Z_THRESHOLD else "#9e9e9e" for v in z],
+        color=[COLOURS["gain"] if v > CNA_ARM_Z else COLOURS["loss"] if v < -CNA_ARM_Z else "#9e9e9e" for v in z],
     )
-    for line in (-Z_THRESHOLD, Z_THRESHOLD):
+    for line in (-CNA_ARM_Z, CNA_ARM_Z):
         axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
     axis.set_xticks(range(len(z)), [name for name, _ in arms], fontsize=6, rotation=90)
     axis.set_ylabel("z-score")
-    axis.set_title(f"Chromosome-arm z-scores (CNA score {result['cna_score']}: arms beyond |z| = 3)", loc="left")
+    axis.set_title(
+        f"Chromosome-arm z-scores (CNA score {result['cna_score']}: arms beyond |z| = {CNA_ARM_Z:g})", loc="left"
+    )
     rows = [[name, v["bins"], table_cell(v["mean_log2"], ".6f"), table_cell(v["z"], ".6f")] for name, v in arms]
     return Figure(
         "arm_z_scores",
@@ -589,7 +591,7 @@ def batch_strip_figure(samples: list[SampleResults]) -> Figure | None:
                 column + jitter, z, "o", color=COLOURS["fail"] if positive else "#546e7a", markersize=5, alpha=0.85
             )
             rows.append([s.sample, f"chr{key}", round(z, 4), str(positive).lower()])
-    for line in (-Z_THRESHOLD, Z_THRESHOLD):
+    for line in (-TRISOMY_Z, TRISOMY_Z):
         axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
     axis.set_xticks(range(4), ["chr13", "chr18", "chr21", "chrX"])
     axis.set_ylabel("z-score")
@@ -814,7 +816,7 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
         # chrY is left out: in a female pregnancy it holds only mis-mapped reads, far below every other bin.
         profile = entry.profiles["nipt"]
         keep = np.array([name_key(c) != "Y" for c in profile.chrom], dtype=bool)
-        profile = Profile(
+        profile = GenomeTrack(
             [c for c, k in zip(profile.chrom, keep) if k],
             profile.start[keep],
             profile.end[keep],

@@ -35,6 +35,7 @@ from plasmacount.counts import DEFAULT_LONG_RANGE, DEFAULT_LONGEST_LENGTH, DEFAU
 from plasmacount.errors import UsageError
 from plasmacount.files import atomic_output, sample_file_stem, write_json
 from plasmacount.genome import (
+    AUTOSOME_KEYS,
     EBV_LENGTH,
     HG38_CENTROMERES,
     HG38_LENGTHS,
@@ -54,7 +55,7 @@ from plasmacount.synthetic_genome import (
 )
 
 COHORTS = ("nipt", "euploid", "cancer", "healthy", "ebv")
-AUTOSOMES = [f"chr{i}" for i in range(1, 23)]
+AUTOSOMES = [f"chr{key}" for key in AUTOSOME_KEYS]
 RARE_TRISOMIES = ("chr7", "chr16", "chr22", "chr15", "chr2", "chr3", "chr8", "chr9", "chr14", "chr20")
 CANCER_EVENTS = (
     ("1q gain", "chr1", "q", 3),
@@ -776,9 +777,7 @@ def expected_counts(design: SampleDesign, model: GenomeModel) -> tuple[np.ndarra
         )
     mu = weight * dosage
     # Female chrY background: reads of other chromosomes mis-mapped onto chrY.
-    keys = np.array([name_key(c.name) for c in model.layout.contigs])
-    index, _, _ = model.layout.bin_table()
-    on_y = keys[index] == "Y"
+    on_y = model.layout.bin_keys() == "Y"
     total = mu.sum()
     if on_y.any():
         homology = model.y_homology[on_y] * model.mappable[on_y]

@@ -21,8 +21,8 @@ from plasmacount.files import atomic_output
 
 
 @dataclass
-class Profile:
-    """Values per bin along the genome (`chrom`, `start`, `end`, `value` of equal length)."""
+class GenomeTrack:
+    """Values per bin along the genome, as a bedGraph or bigWig track holds them (`chrom`, `start`, `end`, `value` of equal length)."""
 
     chrom: list[str]
     start: np.ndarray
@@ -30,15 +30,15 @@ class Profile:
     value: np.ndarray
     contig_lengths: dict[str, int]
 
-    def finite(self) -> Profile:
+    def finite(self) -> GenomeTrack:
         keep = np.isfinite(self.value)
         if keep.all():
             return self
         chrom = np.asarray(self.chrom, dtype=object)[keep].tolist()
-        return Profile(chrom, self.start[keep], self.end[keep], self.value[keep], self.contig_lengths)
+        return GenomeTrack(chrom, self.start[keep], self.end[keep], self.value[keep], self.contig_lengths)
 
     @classmethod
-    def from_layout(cls, layout, values: np.ndarray) -> Profile:
+    def from_layout(cls, layout, values: np.ndarray) -> GenomeTrack:
         index, start, end = layout.bin_table()
         names = [contig.name for contig in layout.contigs]
         return cls(
@@ -50,7 +50,7 @@ class Profile:
         )
 
 
-def write_bedgraph(path: str | os.PathLike, profile: Profile, name: str, description: str) -> Path:
+def write_bedgraph(path: str | os.PathLike, profile: GenomeTrack, name: str, description: str) -> Path:
     """bedGraph with a UCSC track line; values with 5 decimals."""
     profile = profile.finite()
     with atomic_output(path, "w") as stream:
@@ -64,7 +64,7 @@ def write_bedgraph(path: str | os.PathLike, profile: Profile, name: str, descrip
     return Path(path)
 
 
-def read_bedgraph(path: str | os.PathLike) -> Profile:
+def read_bedgraph(path: str | os.PathLike) -> GenomeTrack:
     chrom, start, end, value = [], [], [], []
     with open(path) as stream:
         for line in stream:
@@ -78,7 +78,7 @@ def read_bedgraph(path: str | os.PathLike) -> Profile:
     lengths: dict[str, int] = {}
     for c, e in zip(chrom, end):
         lengths[c] = max(lengths.get(c, 0), e)
-    return Profile(chrom, np.array(start, dtype=np.int64), np.array(end, dtype=np.int64), np.array(value), lengths)
+    return GenomeTrack(chrom, np.array(start, dtype=np.int64), np.array(end, dtype=np.int64), np.array(value), lengths)
 
 
 @contextlib.contextmanager
@@ -100,7 +100,7 @@ def open_bigwig(path: str | os.PathLike, contigs: list[tuple[str, int]]) -> Iter
         partial.unlink(missing_ok=True)
 
 
-def write_bigwig(path: str | os.PathLike, profile: Profile) -> Path:
+def write_bigwig(path: str | os.PathLike, profile: GenomeTrack) -> Path:
     """The same profile as bigWig (binary, indexed: what browsers stream from a server)."""
     profile = profile.finite()
     contigs = [(name, int(length)) for name, length in profile.contig_lengths.items()]
@@ -120,7 +120,7 @@ def write_bigwig(path: str | os.PathLike, profile: Profile) -> Path:
 
 
 def write_profile_tracks(
-    output: Path, sample: str, analysis: str, profile: Profile, description: str
+    output: Path, sample: str, analysis: str, profile: GenomeTrack, description: str
 ) -> tuple[dict, list[Path]]:
     """`<sample>.<analysis>.bedgraph` and `.bw` (a safe file stem, see files.sample_file_stem) of a profile in `output`: (file names for the result JSON, paths written)."""
     from plasmacount.files import sample_file_stem

@@ -74,7 +74,7 @@ from plasmacount.genome import AUTOSOME_KEYS, Layout, centromere_bins, centromer
 from plasmacount.progress import stage
 from plasmacount.reference import ignore_empty_bins
 from plasmacount.segment import bin_to_bin_sd
-from plasmacount.tracks import Profile
+from plasmacount.tracks import GenomeTrack
 
 SCHEMA_VERSION = "1.2"
 PANEL_FORMAT = "plasmacount-tumor-panel"
@@ -124,10 +124,6 @@ class CorrectedProfile:
     gc_residual: float
 
 
-def _keys(layout: Layout) -> np.ndarray:
-    return np.array([name_key(c.name) for c in layout.contigs])[layout.bin_table()[0]]
-
-
 # A bin mostly blacklisted (ENCODE) or mostly assembly gap (N) counts artefacts or nothing.
 MASKED_SHARE = 0.5
 
@@ -147,7 +143,7 @@ def correct(
     counts: np.ndarray, layout: Layout, annotation: BinAnnotation | None, min_mappability: float = 0.9
 ) -> CorrectedProfile:
     """ichorCNA-style bin filtering, GC then mappability correction, log2, centred on the autosomes."""
-    keys = _keys(layout)
+    keys = layout.bin_keys()
     raw = counts.astype(float)
     gc = annotation.gc if annotation is not None else np.full(layout.n_bins, np.nan)
     mappability = annotation.mappability if annotation is not None else np.full(layout.n_bins, np.nan)
@@ -199,7 +195,7 @@ class NormalPanel:
     ) -> NormalPanel:
         """The panel of these donors' corrected log2 profiles (one row each, in `layout`'s bins)."""
         donors = np.array(donors, dtype=float)
-        keys = _keys(layout)
+        keys = layout.bin_keys()
         # chrX is centred per donor: men and women then share one panel (chrX is judged on its own).
         on_x = keys == "X"
         for row in donors:
@@ -258,7 +254,7 @@ class NormalPanel:
             if len(self.donors) >= 8:
                 for i, row in enumerate(self.donors):
                     profile = CorrectedProfile(
-                        self.layout, row.copy(), np.isfinite(row), _keys(self.layout), float("nan")
+                        self.layout, row.copy(), np.isfinite(row), self.layout.bin_keys(), float("nan")
                     )
                     fit = fit_profile(profile, self.without(i), calibrate=False)
                     self._null.append(
@@ -381,7 +377,7 @@ def _import_ichorcna_panel(path: Path, layout: Layout) -> NormalPanel:
                 ]
     except (OSError, UnicodeDecodeError, EOFError, ValueError) as error:
         raise DataError(f"{path}: cannot read the panel ({error}); check the file") from error
-    keys = _keys(layout)
+    keys = layout.bin_keys()
     _, start, _ = layout.bin_table()
     width = len(names) + 1
     table = np.array([rows.get((key, int(s)), [float("nan")] * width) for key, s in zip(keys, start)]).reshape(
@@ -398,7 +394,7 @@ def _import_ichorcna_panel(path: Path, layout: Layout) -> NormalPanel:
 
 def arms(layout: Layout) -> list[tuple[str, np.ndarray]]:
     """Chromosome arms as (name like '1p', bin mask), split at the build's centromeres."""
-    keys = _keys(layout)
+    keys = layout.bin_keys()
     _, start, end = layout.bin_table()
     centromeres = {key: (first + last) // 2 for key, (first, last) in centromere_regions(layout).items()}
     result = []
@@ -944,7 +940,7 @@ def analyse(
         "arms": arm_z,
         "cna_score": score,
         "arm_reference": "panel of normals" if panel is not None and panel.arm_means else "the sample's own arms",
-        "profile": Profile.from_layout(layout, log2),
+        "profile": GenomeTrack.from_layout(layout, log2),
     }
 
 
@@ -979,6 +975,10 @@ def _segments(layout, keys, used, log2, path, described, tumour_fraction, baseli
     return segments
 
 
+# The copy-number aberration score counts the arms whose |z| exceeds this (Lo's genome-wide approach).
+CNA_ARM_Z = 3.0
+
+
 def _arm_scores(layout, log2, panel, bin_sd: float) -> tuple[dict, int]:
     """Arm z-scores: against the panel's arm means (their spread plus this sample's counting noise
     over the arm's bins), else against the sample's own arms."""
@@ -1001,7 +1001,7 @@ def _arm_scores(layout, log2, panel, bin_sd: float) -> tuple[dict, int]:
         else:
             z = (mean - center) / spread
         result[name] = {"mean_log2": mean, "bins": n, "z": z}
-    return result, int(sum(abs(v["z"]) > 3 for v in result.values()))
+    return result, int(sum(abs(v["z"]) > CNA_ARM_Z for v in result.values()))
 
 
 def write_outputs(results: list[dict], output: str | os.PathLike) -> list[Path]:
