@@ -28,6 +28,7 @@ from plasmacount.errors import DataError
 from plasmacount.files import atomic_output, check_unique_samples, sample_file_stem, table_cell, write_json
 from plasmacount.genome import AUTOSOME_KEYS, HG38_LENGTHS, SYNDROME_REGIONS, name_key
 from plasmacount.progress import stage
+from plasmacount.quality import FAIL, PASS, WARN, Findings, Limits
 from plasmacount.reference import Reference, chromosome_ratios, ignore_empty_bins, panel_distance
 from plasmacount.segment import WINDOW_SIZES, bin_to_bin_sd, segment, window_bins, window_inflation
 from plasmacount.tracks import GenomeTrack
@@ -37,13 +38,25 @@ SCHEMA_VERSION = "2.0"
 NAMED_TRISOMIES = {"21": "T21", "18": "T18", "13": "T13"}
 CNV_Z_THRESHOLD = 5.0
 CNV_POWER = 0.9  # the CNV limits stated are sizes / fetal fractions seen with this probability
+# Sample QC limits (see quality.Limits): counted reads (a floor), the GC bias left after correction,
+# the bin-to-bin variance as a multiple of counting noise, and chr21's CV as a multiple of its
+# counting limit. The report's QC table judges with these same objects.
 MINIMUM_READS = 500_000
 WARN_READS = 3_000_000
+COUNTED_READS_LIMITS = Limits(warn=WARN_READS, fail=MINIMUM_READS, floor=True)
+GC_RESIDUAL_LIMITS = Limits(warn=0.03, fail=0.10)
+BIN_VARIANCE_LIMITS = Limits(warn=1.6, fail=3.0)
+CHR21_CV_EXCESS_LIMITS = Limits(warn=1.5, fail=2.5)
+# The fetal fraction below which a lab reports with caution (the field's conventional 4 %) and
+# below which few tests report at all (2 %); shown in the report's QC table, not used in calling,
+# which asks per trisomy whether the fraction reaches its detection limit.
+FETAL_FRACTION_LIMITS = Limits(warn=0.04, fail=0.02, floor=True)
 # Chromosome z spread (over the untested autosomes, `aneuploidy.z_inflation`; 1 in 100 panel-like
 # samples exceed 1.44, 1 in 1,000 1.62) and window z spread (`segment.window_inflation`, against the panel's own): above WARN the
 # sample's statistics are wider than the panel's and its calls become no-calls; above FAIL the
 # sample differs from the panel too much for anything. Below WARN, z is still divided by it.
 INFLATION_WARN, INFLATION_FAIL = 1.55, 2.0
+INFLATION_LIMITS = Limits(warn=INFLATION_WARN, fail=INFLATION_FAIL)
 # Per window size (bp): warn and fail levels (fewer, longer windows measure the spread less precisely).
 # On 200 simulated euploid pregnancies (pessimistic lab, 10 M reads) the 99th percentiles were 1.08,
 # 1.13 and 1.08.
@@ -117,45 +130,42 @@ def _qc(
     counted = int(sample.counts.sum())
     chr21 = scores["21"]
     poisson_cv = math.sqrt(aneuploidy.poisson_variance(counts_by_chromosome, "21"))
-    reasons_fail, reasons_warn = [], []
-    if counted < MINIMUM_READS:
-        reasons_fail.append(f"only {counted:,} counted reads (minimum {MINIMUM_READS:,})")
-    elif counted < WARN_READS:
-        reasons_warn.append(f"{counted:,} counted reads (fewer than {WARN_READS:,})")
+    findings = Findings()
+    reads_level = COUNTED_READS_LIMITS.status(counted)
+    findings.add(
+        reads_level,
+        f"only {counted:,} counted reads (minimum {MINIMUM_READS:,})"
+        if reads_level == FAIL
+        else f"{counted:,} counted reads (fewer than {WARN_READS:,})",
+    )
     residual = profile.gc_curve.residual
-    if residual > 0.10:
-        reasons_fail.append(f"GC curve residual {residual:.3f}")
-    elif residual > 0.03:
-        reasons_warn.append(f"GC curve residual {residual:.3f}")
-    if np.isfinite(dispersion):
-        if dispersion > 3.0:
-            reasons_fail.append(f"bin-to-bin variance {dispersion:.2f}x counting noise")
-        elif dispersion > 1.6:
-            reasons_warn.append(f"bin-to-bin variance {dispersion:.2f}x counting noise")
+    findings.check(residual, GC_RESIDUAL_LIMITS, f"GC curve residual {residual:.3f}")
+    findings.check(dispersion, BIN_VARIANCE_LIMITS, f"bin-to-bin variance {dispersion:.2f}x counting noise")
     if np.isfinite(distance) and distance > distance_limit:
-        reasons_warn.append(
+        findings.add(
+            WARN,
             f"normalisation-space distance {distance:.2f} is beyond the panel's "
-            f"(99th percentile x {DISTANCE_FACTOR:g} = {distance_limit:.2f})"
+            f"(99th percentile x {DISTANCE_FACTOR:g} = {distance_limit:.2f})",
         )
-    if inflation > INFLATION_FAIL:
-        reasons_fail.append(
-            f"chromosome z spread {inflation:.2f}x the panel's: the sample does not match the reference"
-        )
-    elif inflation > INFLATION_WARN:
-        reasons_warn.append(f"chromosome z spread {inflation:.2f}x the panel's")
+    inflation_level = INFLATION_LIMITS.status(inflation)
+    findings.add(
+        inflation_level,
+        f"chromosome z spread {inflation:.2f}x the panel's"
+        + (": the sample does not match the reference" if inflation_level == FAIL else ""),
+    )
     failing = spread.beyond_limits(1)
-    reasons_fail += [f"{text}: the sample does not match the reference" for text in failing]
+    for text in failing:
+        findings.add(FAIL, f"{text}: the sample does not match the reference")
     if not failing:
-        reasons_warn += spread.beyond_limits(0)
+        for text in spread.beyond_limits(0):
+            findings.add(WARN, text)
     excess = chr21["sd"] / poisson_cv if poisson_cv > 0 else float("nan")
-    if np.isfinite(excess) and excess > 2.5:
-        reasons_fail.append(f"chr21 CV {100 * chr21['sd']:.3f} % is {excess:.1f}x its counting limit")
-    elif np.isfinite(excess) and excess > 1.5:
-        reasons_warn.append(f"chr21 CV {100 * chr21['sd']:.3f} % is {excess:.1f}x its counting limit")
-    status = "fail" if reasons_fail else "warn" if reasons_warn else "pass"
+    findings.check(
+        excess, CHR21_CV_EXCESS_LIMITS, f"chr21 CV {100 * chr21['sd']:.3f} % is {excess:.1f}x its counting limit"
+    )
     return {
-        "status": status,
-        "reasons": reasons_fail + reasons_warn,
+        "status": findings.status,
+        "reasons": findings.reasons,
         "counted_reads": counted,
         "gc_residual": residual,
         "bin_variance_ratio": dispersion,
@@ -184,7 +194,7 @@ def _failed_result(sample_name: str, reason: str, source: dict | None = None) ->
         "source": source,
         "reference": None,
         "qc": {
-            "status": "fail",
+            "status": FAIL,
             "reasons": [reason],
             "counted_reads": None,
             "gc_residual": None,
@@ -342,7 +352,7 @@ def analyse_sample(
         }
     window_inflated = bool(spread.beyond_limits(0))
     inflated = inflation > INFLATION_WARN or window_inflated
-    if qc["status"] == "fail":
+    if qc["status"] == FAIL:
         sample_reason = "sample QC failed: " + "; ".join(qc["reasons"])
     elif inflated:
         sample_reason = "sample statistics wider than the reference's (see QC): it does not match the panel"
@@ -352,7 +362,7 @@ def analyse_sample(
     # warn line by chance) with every window spread within limits: the z are already divided by
     # that spread, so a trisomy that still clears the line stands (with the warning); a negative
     # does not, since the sample may hide more than its spread shows.
-    trisomy_positive_may_stand = sample_reason is not None and qc["status"] != "fail" and not window_inflated
+    trisomy_positive_may_stand = sample_reason is not None and qc["status"] != FAIL and not window_inflated
     if sample_reason:
         # On a sample the panel does not describe, only shifts no fetal event gives are trusted.
         cnvs = [c for c in cnvs if abs(c["copy_ratio"] - 1) >= MATERNAL_SHIFT]
@@ -404,7 +414,7 @@ def analyse_sample(
         "source": sample.source,
         "reference": {
             "samples": len(reference.samples),
-            "qc_status": reference.metadata.get("qc", {}).get("status"),
+            "qc_status": reference.qc_status,
             "bin_size": reference.bin_size,
             "build": reference.layout.build,
         },
@@ -949,10 +959,10 @@ def batch_qc(results: Sequence[dict]) -> dict:
     chromosome's z (the batch's median z beyond 4 standard errors of a median, so 22 chromosomes
     rarely trip it by chance) or many samples warned or failed says the run differs from the
     panel even where each sample alone looks acceptable."""
-    usable = [r for r in results if r["qc"]["status"] != "fail" and r["chromosomes"]]
+    usable = [r for r in results if r["qc"]["status"] != FAIL and r["chromosomes"]]
     statuses = [r["qc"]["status"] for r in results]
     reasons = []
-    flagged = sum(s != "pass" for s in statuses)
+    flagged = sum(s != PASS for s in statuses)
     if results and flagged / len(results) > BATCH_FLAGGED_SHARE:
         reasons.append(f"{flagged} of {len(results)} samples warned or failed QC")
     medians = {}
@@ -968,7 +978,7 @@ def batch_qc(results: Sequence[dict]) -> dict:
                 if abs(medians[name]) > 4 * standard_error:
                     reasons.append(f"{name} z shifted across the batch (median {medians[name]:+.2f})")
     return {
-        "status": "warn" if reasons else "pass",
+        "status": WARN if reasons else PASS,
         "reasons": reasons,
         "samples": len(results),
         "flagged_samples": flagged,

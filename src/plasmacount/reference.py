@@ -35,6 +35,7 @@ from plasmacount.files import read_archive, write_archive
 from plasmacount.gc import GcCurve, fit_gc_curve
 from plasmacount.genome import AUTOSOME_KEYS, Layout, check_compatible, name_key
 from plasmacount.progress import stage
+from plasmacount.quality import FAIL, WARN, Findings, Limits
 from plasmacount.segment import WINDOW_SIZES, window_bins, window_inflation
 
 FORMAT = "plasmacount-reference"
@@ -352,6 +353,13 @@ class Reference:
     def bin_size(self) -> int:
         return self.layout.bin_size
 
+    @property
+    def qc_status(self) -> str | None:
+        """The reference's own QC status (quality.PASS/WARN/FAIL; None if never checked); references
+        written before the QC vocabulary was shared stored it in capitals."""
+        status = self.metadata.get("qc", {}).get("status")
+        return None if status is None else str(status).lower()
+
     def check_sample(self, counts: SampleCounts, where: str) -> None:
         """Refuse a sample counted with another bin size, build or contig set."""
         if counts.bin_size != self.bin_size:
@@ -623,30 +631,40 @@ def panel_distance(scores: np.ndarray, score_sd: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean((scores / np.where(score_sd > 0, score_sd, 1.0)) ** 2, axis=1))
 
 
+# Reference QC limits: a panel smaller than PANEL_SIZE_WARN is warned about; a tested chromosome's
+# CV against its counting limit (see quality.Limits); a panel sample whose chromosome z is beyond
+# PANEL_OUTLIER_Z is an outlier, and outliers in more than PANEL_OUTLIER_SHARE of the panel (at
+# least 3) fail it.
+PANEL_SIZE_WARN = 50
+PANEL_CV_EXCESS_LIMITS = Limits(warn=1.4, fail=2.0)
+PANEL_OUTLIER_Z = 4.0
+PANEL_OUTLIER_SHARE = 0.02
+
+
 def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarray, reads: np.ndarray) -> dict:
-    """PASS / WARN / FAIL with reasons, from held-out panel statistics."""
-    reasons_warn, reasons_fail = [], []
+    """A QC status (quality.PASS / WARN / FAIL) with reasons, from held-out panel statistics."""
+    findings = Findings()
     n = len(reference.samples)
-    if n < 50:
-        reasons_warn.append(f"only {n} samples (100+ advised)")
+    if n < PANEL_SIZE_WARN:
+        findings.add(WARN, f"only {n} samples (100+ advised)")
     chromosomes = reference.metadata["chromosomes"]
     for key in TESTED_KEYS:
         stats = chromosomes[key]
         excess = stats["cv"] / max(stats["poisson_cv"], 1e-12)
-        if excess > 2.0:
-            reasons_fail.append(f"chr{key} CV {100 * stats['cv']:.3f} % is {excess:.1f}x its counting limit")
-        elif excess > 1.4:
-            reasons_warn.append(f"chr{key} CV {100 * stats['cv']:.3f} % is {excess:.1f}x its counting limit")
+        findings.check(
+            excess, PANEL_CV_EXCESS_LIMITS, f"chr{key} CV {100 * stats['cv']:.3f} % is {excess:.1f}x its counting limit"
+        )
     outliers = []
     for i, profile in enumerate(profiles):
         for key in AUTOSOME_KEYS:
             stats = chromosomes[key]
             z = (profile.chromosome_ratio[key] - stats["mean"]) / max(stats["sd"], 1e-12)
-            if abs(z) > 4:
+            if abs(z) > PANEL_OUTLIER_Z:
                 outliers.append(f"{reference.samples[i]} (chr{key} z {z:.1f})")
     if outliers:
-        (reasons_fail if len(outliers) > max(2, 0.02 * n) else reasons_warn).append(
-            "panel samples look aneuploid or noisy: " + ", ".join(outliers[:5]) + (" ..." if len(outliers) > 5 else "")
+        findings.add(
+            FAIL if len(outliers) > max(2, PANEL_OUTLIER_SHARE * n) else WARN,
+            "panel samples look aneuploid or noisy: " + ", ".join(outliers[:5]) + (" ..." if len(outliers) > 5 else ""),
         )
     from plasmacount.fetal_fraction import SKILL_MIN_R, skilled
 
@@ -666,17 +684,17 @@ def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarr
     }
     if not any(entry and entry["used"] for entry in skill.values()):
         shown = ", ".join(f"{name} r {entry['cv_r']:.2f}" for name, entry in skill.items() if entry) or "none trained"
-        reasons_warn.append(
+        findings.add(
+            WARN,
             f"no sex-independent fetal-fraction estimator reaches r >= {SKILL_MIN_R} on the panel ({shown}): "
-            "female fetal fraction is not determinable and female calls are made on z alone"
+            "female fetal fraction is not determinable and female calls are made on z alone",
         )
     used = int(reference.model.mask.sum())
     if used < 0.5 * reference.layout.n_bins:
-        reasons_warn.append(f"only {used:,} of {reference.layout.n_bins:,} bins usable")
-    status = "FAIL" if reasons_fail else "WARN" if reasons_warn else "PASS"
+        findings.add(WARN, f"only {used:,} of {reference.layout.n_bins:,} bins usable")
     return {
-        "status": status,
-        "reasons": reasons_fail + reasons_warn,
+        "status": findings.status,
+        "reasons": findings.reasons,
         "outlier_samples": outliers,
         "female_samples": int(female.sum()),
         "male_samples": int((~female).sum()),

@@ -32,16 +32,24 @@ from plasmacount.aneuploidy import Z_POSITIVE
 from plasmacount.errors import DataError, UsageError
 from plasmacount.files import atomic_output, sample_file_stem, table_cell
 from plasmacount.genome import name_key
+from plasmacount.nipt import (
+    BIN_VARIANCE_LIMITS,
+    CHR21_CV_EXCESS_LIMITS,
+    COUNTED_READS_LIMITS,
+    FETAL_FRACTION_LIMITS,
+    GC_RESIDUAL_LIMITS,
+)
 from plasmacount.progress import stage
+from plasmacount.quality import FAIL, PASS, WARN
 from plasmacount.tracks import GenomeTrack, read_bedgraph
-from plasmacount.tumor import CNA_ARM_Z
+from plasmacount.tumor import CNA_ARM_Z, TUMOR_BINS_USED_LIMITS, TUMOR_NOISE_SCALE_LIMITS
 
 ANALYSES = ("nipt", "tumor", "viral", "fragments")
 TRISOMY_Z = Z_POSITIVE  # the prenatal calling threshold
 COLOURS = {
-    "pass": "#2e7d32",
-    "warn": "#ef6c00",
-    "fail": "#c62828",
+    PASS: "#2e7d32",
+    WARN: "#ef6c00",
+    FAIL: "#c62828",
     "gain": "#c62828",
     "loss": "#1565c0",
     "neutral": "#757575",
@@ -933,7 +941,7 @@ def finding_lines(entry: SampleResults) -> list[str]:
     """The findings, which lead the page: positives, CNVs, tumour DNA, a positive EBV screen, a failed sample."""
     lines = []
     nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
-    if nipt and nipt["qc"]["status"] == "fail":
+    if nipt and nipt["qc"]["status"] == FAIL:
         lines.append(
             "Prenatal test: no result. The sample failed quality control ("
             + "; ".join(nipt["qc"]["reasons"])
@@ -972,7 +980,7 @@ def summary_lines(entry: SampleResults) -> list[str]:
     """The rest of the result in plain language, with the caveats this sample needs."""
     lines = []
     nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
-    if nipt and nipt["qc"]["status"] != "fail":
+    if nipt and nipt["qc"]["status"] != FAIL:
         positives = [c for c in nipt["calls"] if c["result"] == "positive"]
         no_calls = [c for c in nipt["calls"] if c["result"] == "no-call"]
         fetal_fraction = nipt["fetal_fraction"]
@@ -1053,73 +1061,82 @@ def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
     nipt = entry.results.get("nipt")
     if nipt:
         qc = nipt["qc"]
+        # Each row judges with the analysis's own limits, so the table and the sample's status agree.
         status = qc["status"]
-        rows.append(("overall prenatal QC", status, "pass", status))
+        rows.append(("overall prenatal QC", status, PASS, status))
         if qc.get("counted_reads") is not None:
+            limits = COUNTED_READS_LIMITS
             rows.append(
                 (
                     "counted fragments",
                     f"{qc['counted_reads']:,}",
-                    ">= 3,000,000",
-                    "pass" if qc["counted_reads"] >= 3_000_000 else "warn",
+                    limits.expectation(f"{limits.warn:,.0f}"),
+                    limits.status(qc["counted_reads"]),
                 )
             )
         if qc.get("bin_variance_ratio") is not None:
-            ratio = qc["bin_variance_ratio"]
+            ratio, limits = qc["bin_variance_ratio"], BIN_VARIANCE_LIMITS
             rows.append(
                 (
                     "bin variance vs Poisson",
                     f"{ratio:.2f}",
-                    "<= 1.5",
-                    "pass" if ratio <= 1.5 else "warn" if ratio <= 2.5 else "fail",
+                    limits.expectation(f"{limits.warn:g}"),
+                    limits.status(ratio),
                 )
             )
         if qc.get("chr21_cv") is not None:
+            limits = CHR21_CV_EXCESS_LIMITS
+            poisson = qc["chr21_poisson_cv"]
             rows.append(
                 (
                     "chr21 CV",
                     f"{100 * qc['chr21_cv']:.3f} %",
-                    f"Poisson limit {100 * qc['chr21_poisson_cv']:.3f} %",
-                    "pass",
+                    limits.expectation(f"{limits.warn:g}x the Poisson limit {100 * poisson:.3f} %"),
+                    limits.status(qc["chr21_cv"] / poisson) if poisson else PASS,
                 )
             )
         if qc.get("gc_residual") is not None:
+            limits = GC_RESIDUAL_LIMITS
             rows.append(
                 (
                     "GC bias left after correction",
                     f"{qc['gc_residual']:.4f}",
-                    "<= 0.02",
-                    "pass" if qc["gc_residual"] <= 0.02 else "warn",
+                    limits.expectation(f"{limits.warn:g}"),
+                    limits.status(qc["gc_residual"]),
                 )
             )
         ff = nipt["fetal_fraction"]["estimate"]
         if ff is not None:
+            limits = FETAL_FRACTION_LIMITS
             rows.append(
                 (
                     "fetal fraction",
                     f"{100 * ff:.1f} %",
-                    ">= 4 %",
-                    "pass" if ff >= 0.04 else "warn" if ff >= 0.02 else "fail",
+                    limits.expectation(f"{100 * limits.warn:g} %"),
+                    limits.status(ff),
                 )
             )
         for reason in qc.get("reasons") or []:
             rows.append(("note", reason, "", status))
     tumor = entry.results.get("tumor")
     if tumor:
+        limits = TUMOR_BINS_USED_LIMITS
         rows.append(
             (
                 "tumour: bins used",
                 f"{tumor['bins_used']:,}",
-                ">= 1,000 at 1 Mb",
-                "pass" if tumor["bins_used"] >= 1000 or tumor["bin_size"] < 1e6 else "warn",
+                limits.expectation(f"{limits.warn:,.0f} at 1 Mb"),
+                # Bins finer than 1 Mb are more numerous: the floor is stated for 1 Mb bins.
+                limits.status(tumor["bins_used"]) if tumor["bin_size"] >= 1e6 else PASS,
             )
         )
+        limits = TUMOR_NOISE_SCALE_LIMITS
         rows.append(
             (
                 "tumour: noise scale",
                 f"{tumor['noise_scale']:.4f}",
-                "<= 0.1",
-                "pass" if tumor["noise_scale"] <= 0.1 else "warn",
+                limits.expectation(f"{limits.warn:g}"),
+                limits.status(tumor["noise_scale"]),
             )
         )
     viral = entry.results.get("viral")
@@ -1127,18 +1144,18 @@ def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
         # The size ratio matters only when the amount of viral DNA leaves the call open: a sample negative on
         # the amount alone (no viral fragments, say) has nothing to warn about.
         if viral["size"]["evaluable"]:
-            rows.append(("viral size ratio evaluable", "yes", "yes, or not needed", "pass"))
+            rows.append(("viral size ratio evaluable", "yes", "yes, or not needed", PASS))
         elif viral["screen"]["result"] == "negative":
             rows.append(
                 (
                     "viral size ratio evaluable",
                     "not needed: negative on the amount of viral DNA",
                     "yes, or not needed",
-                    "pass",
+                    PASS,
                 )
             )
         else:
-            rows.append(("viral size ratio evaluable", "no", "yes, or not needed", "warn"))
+            rows.append(("viral size ratio evaluable", "no", "yes, or not needed", WARN))
     return rows
 
 
@@ -1767,7 +1784,7 @@ def write_batch_overview(
         ff = nipt["fetal_fraction"]["estimate"] if nipt else None
         qc_status = nipt["qc"]["status"] if nipt else ""
         flags = []
-        if qc_status and qc_status != "pass":
+        if qc_status and qc_status != PASS:
             flags.append(f"QC {qc_status}")
         if positives or cnvs:
             flags.append("finding")

@@ -72,6 +72,7 @@ from plasmacount.files import read_archive, sample_file_stem, write_archive
 from plasmacount.gc import fit_gc_curve
 from plasmacount.genome import AUTOSOME_KEYS, Layout, centromere_bins, centromere_regions, name_key
 from plasmacount.progress import stage
+from plasmacount.quality import Limits
 from plasmacount.reference import ignore_empty_bins
 from plasmacount.segment import bin_to_bin_sd
 from plasmacount.tracks import GenomeTrack
@@ -974,6 +975,12 @@ def _segments(layout, keys, used, log2, path, described, tumour_fraction, baseli
             first = t
     return segments
 
+
+# A profile's QC as the report's table shows it: at 1 Mb bins fewer than 1,000 usable bins leave
+# too little genome to fit; a noise scale (the emissions' fitted SD, natural-log copy ratio) above 0.1
+# hides single-copy changes at low tumour fractions.
+TUMOR_BINS_USED_LIMITS = Limits(warn=1000, fail=-math.inf, floor=True)
+TUMOR_NOISE_SCALE_LIMITS = Limits(warn=0.1, fail=math.inf)
 
 # The copy-number aberration score counts the arms whose |z| exceeds this (Lo's genome-wide approach).
 CNA_ARM_Z = 3.0

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from plasmacount.cli import number
+from plasmacount.quality import FAIL
 
 logger = logging.getLogger("plasmacount")
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> None:
         from plasmacount.bins import BinAnnotation
 
         reference.check_annotation(BinAnnotation.load(args.bins), args.bins)
-    if reference.metadata.get("qc", {}).get("status") == "FAIL":
+    if reference.qc_status == FAIL:
         logger.warning(
             "the reference failed its QC (%s); results may be unreliable",
             "; ".join(reference.metadata["qc"]["reasons"]),
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
         workers=args.threads,
     )
     positives = sum(any(c["result"] == "positive" for c in r["calls"]) for r in results)
-    failed = sum(r["qc"]["status"] == "fail" for r in results)
+    failed = sum(r["qc"]["status"] == FAIL for r in results)
     logger.info(
         "%d samples tested: %d with a positive call, %d failed QC; results in %s",
         len(results),

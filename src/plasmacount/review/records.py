@@ -23,6 +23,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from plasmacount.errors import DataError, UsageError
+from plasmacount.quality import FAIL
 from plasmacount.report import collect
 from plasmacount.review.database import (
     ROLES,
@@ -106,7 +107,7 @@ def _findings_of(results: dict) -> list[dict]:
     findings = []
     nipt = results.get("nipt")
     if nipt:
-        failed = nipt["qc"]["status"] == "fail"
+        failed = nipt["qc"]["status"] == FAIL
         calls = {c["event"]: c for c in nipt["calls"]}
         order = (
             list(MAIN_TRISOMIES)
