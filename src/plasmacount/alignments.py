@@ -32,9 +32,10 @@ import sys
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -52,6 +53,9 @@ from plasmacount.files import atomic_path
 from plasmacount.fragment_files import fragment_file_header, index_fragment_file
 from plasmacount.genome import Layout, check_compatible, is_binned_chromosome
 from plasmacount.motifs import FastaIndex, base_codes, check_motif_length, count_end_kmers
+
+if TYPE_CHECKING:
+    import pysam
 
 QC_FIELDS = (
     "total",
@@ -600,7 +604,9 @@ def scan_alignments(
     return counts, features
 
 
-def _region_indices(path: Path, regions, contigs: list[tuple[str, int]]) -> list[tuple[int, int, int]]:
+def _region_indices(
+    path: Path, regions: Sequence[tuple[str, int, int]], contigs: list[tuple[str, int]]
+) -> list[tuple[int, int, int]]:
     """Regions as (reference index, begin, end), clipped to their contig, sorted and merged."""
     from plasmacount.bam_index import merge_regions
 
@@ -633,7 +639,7 @@ def _region_chunks(path: Path, regions: list[tuple[int, int, int]], n_contigs: i
     return np.ascontiguousarray(chunks.reshape(-1))
 
 
-def _fragment_ends(path: Path, kind: str, reference, options: CountOptions) -> str:
+def _fragment_ends(path: Path, kind: str, reference: str | os.PathLike | None, options: CountOptions) -> str:
     """What the lines of a fragment file written from these alignments are: 'molecules' (long
     reads), 'pairs' (fragments of paired reads), or 'single' (single-end reads, whose lengths are
     not the fragments'), judged from the first mapped records."""
@@ -674,7 +680,9 @@ def prepare_cram_environment() -> None:
     os.environ.setdefault("REF_PATH", "/nonexistent-plasmacount-ref-path/%s")
 
 
-def _open_cram(path: Path, reference, required_fields: int | None = None):
+def _open_cram(
+    path: Path, reference: str | os.PathLike | None, required_fields: int | None = None
+) -> pysam.AlignmentFile:
     import pysam
 
     prepare_cram_environment()
@@ -713,7 +721,7 @@ def _htslib_silenced():
         pysam.set_verbosity(level)
 
 
-def _cram_header(path: Path, reference) -> tuple[list[tuple[str, int]], str | None]:
+def _cram_header(path: Path, reference: str | os.PathLike | None) -> tuple[list[tuple[str, int]], str | None]:
     """The CRAM's contigs and sort order, after decoding one record with its sequence: this is
     where a missing or wrong reference shows, told in one line instead of htslib's six."""
     with _htslib_silenced(), _open_cram(path, reference) as cram:
@@ -742,7 +750,11 @@ _CRAM_REQUIRED_FIELDS = 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100
 
 
 def counted_fragments(
-    alignments, path: Path, options: CountOptions, qc: dict, regions: list[tuple[int, int, int]] | None = None
+    alignments: pysam.AlignmentFile,
+    path: Path,
+    options: CountOptions,
+    qc: dict,
+    regions: list[tuple[int, int, int]] | None = None,
 ):
     """The fragments the counting rules keep, one per counted read or pair, from a pysam file.
 
@@ -783,7 +795,9 @@ def counted_fragments(
             if read.mapping_quality < options.min_mapq:
                 qc["low_mapq"] += 1
                 continue
-            length, start, end = -1, pos, read.reference_end
+            # A record without a CIGAR covers no reference bases (pysam says None): as the kernel counts it.
+            end = read.reference_end if read.reference_end is not None else pos
+            length, start = -1, pos
             read1_reverse = bool(flag & 0x10)
             if flag & 0x1:
                 qc["paired_reads"] += 1
@@ -828,7 +842,7 @@ def counted_fragments(
         raise DataError(f"{path}: cannot decode ({error}); the file is truncated or a CRAM needs --fasta") from error
 
 
-def methylation_calls(read) -> tuple[int, int]:
+def methylation_calls(read: pysam.AlignedSegment) -> tuple[int, int]:
     """(5mC calls on forward-strand C, calls with ML >= 128) of a pysam read, from MM/ML."""
     calls = methylated = 0
     # pysam gives the strand against the reference: MM's "C+" is strand 1 on a reverse read.
@@ -839,7 +853,9 @@ def methylation_calls(read) -> tuple[int, int]:
     return calls, methylated
 
 
-def _region_reads(alignments, regions: list[tuple[int, int, int]]):
+def _region_reads(
+    alignments: pysam.AlignmentFile, regions: list[tuple[int, int, int]]
+) -> Iterator[pysam.AlignedSegment]:
     """The reads overlapping sorted, disjoint regions, each once: a read the previous region of its
     contig returned already (it starts before that region's end) is not returned again."""
     previous_end: dict[int, int] = {}
@@ -854,15 +870,15 @@ def _region_reads(alignments, regions: list[tuple[int, int, int]]):
 def _count_with_pysam(
     path: Path,
     kind: str,
-    reference,
+    reference: str | os.PathLike | None,
     plan: _Plan,
     contigs: list[tuple[str, int]],
     options: CountOptions,
     request: ScanRequest,
-    fasta_index,
+    fasta_index: FastaIndex | None,
     result: dict,
     features: ScanFeatures,
-    fragment_temporary,
+    fragment_temporary: Path | None,
     fragment_header: str,
     regions: list[tuple[int, int, int]] | None = None,
 ) -> None:
@@ -881,7 +897,8 @@ def _count_with_pysam(
         plan.ref_other_index.tolist(),
     )
     k = request.motif_k
-    fasta = pysam.FastaFile(str(fasta_index.path)) if k else None
+    assert not k or fasta_index is not None, "end motifs need the FASTA's index"
+    fasta = pysam.FastaFile(str(fasta_index.path)) if k and fasta_index is not None else None
     forward: list[int] = []
     reverse: list[int] = []
     motif_contig, codes = None, None

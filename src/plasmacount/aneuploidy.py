@@ -34,10 +34,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from plasmacount.genome import AUTOSOME_KEYS
+
+if TYPE_CHECKING:
+    from plasmacount.reference import Profile, Reference
 
 ALL_KEYS = AUTOSOME_KEYS + ["X"]
 TESTED_KEYS = ("13", "18", "21")
@@ -88,7 +92,7 @@ class FetalFractionPosterior:
         return self.quantile(0.5)
 
 
-def noise_dispersion(profile, mask_autosomal: np.ndarray) -> float:
+def noise_dispersion(profile: Profile, mask_autosomal: np.ndarray) -> float:
     """Overdispersion of a sample's bin counts relative to Poisson (1 = counting noise only)."""
     residual = profile.log_ratio[mask_autosomal & np.isfinite(profile.log_ratio)]
     expected = profile.raw[mask_autosomal & np.isfinite(profile.log_ratio)]
@@ -136,7 +140,9 @@ def fit_chromosome_nulls(profiles, female: np.ndarray) -> dict:
     return stats
 
 
-def score_chromosomes(ratios: dict[str, float], counts: dict[str, float], reference, dispersion: float) -> dict:
+def score_chromosomes(
+    ratios: dict[str, float], counts: dict[str, float], reference: Reference, dispersion: float
+) -> dict:
     """z of every chromosome of one sample (before inflation), from its chromosome ratios and reads."""
     chromosomes = reference.metadata["chromosomes"]
     if not np.isfinite(dispersion):

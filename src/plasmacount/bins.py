@@ -271,7 +271,7 @@ def import_annotations(paths: Sequence[str | os.PathLike]) -> BinAnnotation:
     )
 
 
-def _bin_index_into(layout: Layout, other: Layout, path, base_path) -> np.ndarray:
+def _bin_index_into(layout: Layout, other: Layout, path: str | os.PathLike, base_path: str | os.PathLike) -> np.ndarray:
     """Positions in `layout` of each bin of `other` (contigs matched by name key)."""
     pieces = []
     for contig in other.contigs:

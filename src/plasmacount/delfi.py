@@ -29,6 +29,7 @@ scores against the panel, and a classifier-ready feature table.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,7 @@ from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.errors import DataError, UsageError
 from plasmacount.gc import loess
-from plasmacount.genome import AUTOSOME_KEYS, centromere_regions
+from plasmacount.genome import AUTOSOME_KEYS, Layout, centromere_regions
 
 BIN_SIZE = 100_000
 BINS_PER_WINDOW = 50
@@ -74,7 +75,7 @@ class DelfiProfile:
         return total / total.mean() if total.size and total.mean() > 0 else total
 
 
-def arms(layout) -> np.ndarray:
+def arms(layout: Layout) -> np.ndarray:
     """Each bin's arm ("1p", "1q", ...), or "" for a bin of no autosome arm (overlapping a centromere,
     or not an autosome)."""
     regions = centromere_regions(layout)
@@ -318,7 +319,7 @@ def feature_table(
 PANEL_FORMAT = "plasmacount-delfi-panel"
 
 
-def save_panel(panel: dict, path) -> None:
+def save_panel(panel: dict, path: str | os.PathLike) -> None:
     from plasmacount.files import write_archive
 
     metadata = {
@@ -331,7 +332,7 @@ def save_panel(panel: dict, path) -> None:
     write_archive(path, metadata, {"ratio": panel["ratio"], "coverage": panel["coverage"]})
 
 
-def load_panel(path) -> dict:
+def load_panel(path: str | os.PathLike) -> dict:
     from plasmacount.files import read_archive
 
     metadata, arrays = read_archive(path, PANEL_FORMAT, 1)

@@ -24,8 +24,13 @@ bin-profile estimator rarely has such skill (PREFACE: r 0.49-0.64 in-house); fra
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from plasmacount.counts import SampleCounts
+    from plasmacount.reference import Profile, Reference
 
 SIZE_WINDOWS = [(low, low + 10) for low in range(90, 250, 10)]
 SKILL_MIN_R = 0.8  # cross-validated correlation with chrY fetal fraction on the panel
@@ -171,7 +176,16 @@ def fit_models(
     return result
 
 
-def estimate(sample, profile, reference, y_fraction: float, y_sd: float, sex: str, x_ratio: float, x_sd: float) -> dict:
+def estimate(
+    sample: SampleCounts,
+    profile: Profile,
+    reference: Reference,
+    y_fraction: float,
+    y_sd: float,
+    sex: str,
+    x_ratio: float,
+    x_sd: float,
+) -> dict:
     """Every applicable estimate with a 95 % interval, and their inverse-variance combination."""
     models = reference.metadata["fetal_fraction"]
     estimates = {}

@@ -21,16 +21,22 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plasmacount import __version__
 from plasmacount.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from plasmacount.alignments import CountOptions, ScanFeatures, ScanRequest
+    from plasmacount.bins import BinAnnotation
+    from plasmacount.counts import SampleCounts
 
 FORMAT = "#plasmacount-fragments"
 FORMAT_VERSION = "1"
 ENDS = ("pairs", "molecules", "single")
 
 
-def fragment_file_header(contigs: list[tuple[str, int]], options, ends: str) -> str:
+def fragment_file_header(contigs: list[tuple[str, int]], options: CountOptions, ends: str) -> str:
     """The '#' lines that open a fragment file written with these counting options."""
     settings = [
         f"ends={ends}",
@@ -121,13 +127,13 @@ def read_header(path: str | os.PathLike) -> tuple[dict, list[tuple[str, int]] | 
 def count_fragment_file(
     path: str | os.PathLike,
     bin_size: int = 100_000,
-    annotation=None,
+    annotation: BinAnnotation | None = None,
     annotation_path: str | None = None,
-    options=None,
+    options: CountOptions | None = None,
     fasta: str | os.PathLike | None = None,
     sample: str | None = None,
-    request=None,
-):
+    request: ScanRequest | None = None,
+) -> tuple[SampleCounts, ScanFeatures]:
     """Count a fragment file into bins with the same rules and outputs as a BAM: (counts, features).
 
     The filters already applied when it was written stay applied; `options.min_mapq` applies to
@@ -259,8 +265,8 @@ def count_fragment_file(
         other_contigs=plan.other_contigs,
         other_counts=result["other_counts"],
         other_fragment_lengths=result["other_histogram"],
-        short_range=tuple(options.short_range),
-        long_range=tuple(options.long_range),
+        short_range=(options.short_range[0], options.short_range[1]),
+        long_range=(options.long_range[0], options.long_range[1]),
         qc=qc,
         per_contig_counts={name: int(n) for (name, _), n in zip(contigs, result["per_ref"]) if n > 0},
         source={"path": str(path), "type": "fragments"},

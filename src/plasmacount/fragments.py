@@ -18,6 +18,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +29,11 @@ from plasmacount.errors import DataError, UsageError
 from plasmacount.gc import fit_gc_curve
 from plasmacount.genome import is_binned_chromosome, name_key
 from plasmacount.motifs import DEFAULT_MOTIF_LENGTH, motif_names
+
+if TYPE_CHECKING:
+    from plasmacount.alignments import CountOptions, ScanFeatures
+    from plasmacount.genome import Layout
+    from plasmacount.intervals import Site
 
 MOTIFS = motif_names(DEFAULT_MOTIF_LENGTH)
 
@@ -189,7 +195,10 @@ class EndMotifs:
 
 
 def end_motifs(
-    path: str | os.PathLike, fasta: str | os.PathLike, options=None, k: int = DEFAULT_MOTIF_LENGTH
+    path: str | os.PathLike,
+    fasta: str | os.PathLike,
+    options: CountOptions | None = None,
+    k: int = DEFAULT_MOTIF_LENGTH,
 ) -> EndMotifs:
     """k-mer end motifs of the fragments the counting rules keep (both ends of a pair), from the
     same pass that counts them (see `motifs` for the definitions)."""
@@ -201,7 +210,7 @@ def end_motifs(
     return _end_motifs_of(features)
 
 
-def _end_motifs_of(features) -> EndMotifs:
+def _end_motifs_of(features: ScanFeatures) -> EndMotifs:
     """The end motifs a scan counted because its request asked for them (motif_k and a FASTA)."""
     assert features.motif_counts is not None, "the scan was not asked for end motifs"
     return EndMotifs(features.motif_counts, features.ends_counted, features.ends_skipped)
@@ -233,7 +242,7 @@ def long_molecule_shares(counts: SampleCounts) -> dict:
     }
 
 
-def methylation_summary(molecules: np.ndarray, layout) -> tuple[dict, list[dict]]:
+def methylation_summary(molecules: np.ndarray, layout: Layout) -> tuple[dict, list[dict]]:
     """Genome-wide, per size class and per bin CpG methylation of molecules (rows: bin, length,
     calls, methylated); (summary, per-bin rows with calls)."""
     calls, methylated = molecules[:, 2], molecules[:, 3]
@@ -290,12 +299,12 @@ def analyse(
     annotation_path: str | None = None,
     window: int = 5_000_000,
     bin_size: int = 100_000,
-    options=None,
+    options: CountOptions | None = None,
     motif_length: int = DEFAULT_MOTIF_LENGTH,
     fragment_file: str | os.PathLike | None = None,
     delfi_panel: dict | None = None,
     delfi_window_ratio: str = "sum",
-    sites: list | None = None,
+    sites: list[Site] | None = None,
     delfi_gc_smoother: str = "delfi",
     interval_features: str = "all",
 ) -> tuple[dict, dict]:
@@ -363,7 +372,7 @@ def analyse(
         if name_key(contig["name"]) == "M"
     )
     nuclear = int(counts.counts.sum())
-    result = {
+    result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "sample": counts.sample,
         "source": counts.source,
@@ -403,6 +412,7 @@ def analyse(
     site_rows = site_tracks = None
     result["intervals"] = None
     if sites:
+        assert features is not None  # sites were refused above for counts, which carry no fragments
         total = int(counts.counts.sum() + counts.other_counts.sum())
         result["intervals"], site_rows, site_tracks = _interval_features(
             features, _contig_lengths(counts), total, sites, fasta, motif_length, interval_features
@@ -450,11 +460,19 @@ def _contig_lengths(counts: SampleCounts) -> dict[str, int]:
 
 
 def _interval_features(
-    features, lengths: dict[str, int], total: int, sites: list, fasta, motif_length: int, interval_features: str
+    features: ScanFeatures,
+    lengths: dict[str, int],
+    total: int,
+    sites: list[Site],
+    fasta: str | os.PathLike | None,
+    motif_length: int,
+    interval_features: str,
 ) -> tuple[dict, list[dict], dict]:
     """The per-site rows, tracks and their summary from the fragments a pass kept."""
     from plasmacount import intervals
 
+    # The scan keeps every fragment (and the names of its contigs) whenever sites are asked for.
+    assert features.fragments is not None and features.reference_names is not None
     grouped: dict[str, intervals.ContigFragments] | dict[str, intervals.SortedMidpoints]
     if interval_features == "coverage" and fasta is None:
         grouped = intervals.midpoints_by_contig(features.fragments, features.reference_names)
@@ -491,9 +509,9 @@ UNBOUNDED_CONTIG = 1 << 62
 
 def analyse_intervals(
     source: str | os.PathLike,
-    sites: list,
+    sites: list[Site],
     fasta: str | os.PathLike | None = None,
-    options=None,
+    options: CountOptions | None = None,
     motif_length: int = DEFAULT_MOTIF_LENGTH,
     interval_features: str = "all",
 ) -> tuple[dict, dict]:
@@ -544,7 +562,7 @@ def analyse_intervals(
     summary, site_rows, site_tracks = _interval_features(
         features, lengths, 0, sites, fasta, motif_length, interval_features
     )
-    result = {
+    result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "scope": "intervals",
         "sample": counts.sample,

@@ -11,6 +11,7 @@ Chromosome names differ between builds and providers (`chr1` in UCSC/GRCh38 anal
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -378,7 +379,7 @@ def check_compatible(layout: Layout, contigs: Sequence[tuple[str, int]], what: s
             )
 
 
-def contiguous_bin_size(rows: dict[str, list[tuple]], path, what: str) -> int:
+def contiguous_bin_size(rows: dict[str, list[tuple]], path: str | os.PathLike, what: str) -> int:
     """The bin size of a per-bin table whose rows per contig start with (start, end): every bin
     of one size, contiguous from 0 (the last of a contig may be shorter). DataError otherwise."""
     first = next(iter(rows.values()))

@@ -416,7 +416,9 @@ def write_track(
     return Path(path)
 
 
-def site_end_motifs(fragments: dict[str, ContigFragments], sites: list[Site], fasta, k: int) -> list[np.ndarray]:
+def site_end_motifs(
+    fragments: dict[str, ContigFragments], sites: list[Site], fasta: str | os.PathLike, k: int
+) -> list[np.ndarray]:
     """Per site, the k-mer counts of both 5' ends of the fragments whose midpoint lies in the site
     (the site as given, not its 5 kb window), read from the FASTA (see `motifs`)."""
     import pysam

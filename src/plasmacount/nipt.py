@@ -29,7 +29,7 @@ from plasmacount.files import atomic_output, check_unique_samples, sample_file_s
 from plasmacount.genome import AUTOSOME_KEYS, HG38_LENGTHS, SYNDROME_REGIONS, name_key
 from plasmacount.progress import stage
 from plasmacount.quality import FAIL, PASS, WARN, Findings, Limits
-from plasmacount.reference import Reference, chromosome_ratios, ignore_empty_bins, panel_distance
+from plasmacount.reference import Profile, Reference, chromosome_ratios, ignore_empty_bins, panel_distance
 from plasmacount.segment import WINDOW_SIZES, bin_to_bin_sd, segment, window_bins, window_inflation
 from plasmacount.tracks import GenomeTrack
 from plasmacount.workers import map_in_processes
@@ -118,7 +118,7 @@ class WindowSpread:
 
 def _qc(
     sample: SampleCounts,
-    profile,
+    profile: Profile,
     scores: dict,
     counts_by_chromosome: dict,
     dispersion: float,
@@ -540,7 +540,7 @@ def _widened(null_sd: float, chosen: np.ndarray, variance: np.ndarray, spread: W
 
 
 def _cnvs(
-    profile,
+    profile: Profile,
     reference: Reference,
     keys: np.ndarray,
     names: dict,
@@ -650,7 +650,7 @@ def _fetal_fraction_for_shift(shift_needed: float) -> float:
 
 
 def _detection_limits(
-    profile,
+    profile: Profile,
     reference: Reference,
     keys: np.ndarray,
     reads: float,

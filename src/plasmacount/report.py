@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
@@ -43,6 +44,9 @@ from plasmacount.progress import stage
 from plasmacount.quality import FAIL, PASS, WARN
 from plasmacount.tracks import GenomeTrack, read_bedgraph
 from plasmacount.tumor import CNA_ARM_Z, TUMOR_BINS_USED_LIMITS, TUMOR_NOISE_SCALE_LIMITS
+
+if TYPE_CHECKING:
+    import matplotlib.figure
 
 ANALYSES = ("nipt", "tumor", "viral", "fragments")
 TRISOMY_Z = Z_POSITIVE  # the prenatal calling threshold
@@ -192,7 +196,7 @@ def _pyplot():
     return plt
 
 
-def _svg(figure) -> str:
+def _svg(figure: matplotlib.figure.Figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight", dpi=200)
     text = buffer.getvalue()

@@ -14,15 +14,20 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from plasmacount.files import atomic_output
 
+if TYPE_CHECKING:
+    from plasmacount.genome import Layout
+
 
 @dataclass
 class GenomeTrack:
-    """Values per bin along the genome, as a bedGraph or bigWig track holds them (`chrom`, `start`, `end`, `value` of equal length)."""
+    """Values per bin along the genome, as a bedGraph or bigWig track holds them (`chrom`,
+    `start`, `end`, `value` of equal length)."""
 
     chrom: list[str]
     start: np.ndarray
@@ -38,7 +43,7 @@ class GenomeTrack:
         return GenomeTrack(chrom, self.start[keep], self.end[keep], self.value[keep], self.contig_lengths)
 
     @classmethod
-    def from_layout(cls, layout, values: np.ndarray) -> GenomeTrack:
+    def from_layout(cls, layout: Layout, values: np.ndarray) -> GenomeTrack:
         index, start, end = layout.bin_table()
         names = [contig.name for contig in layout.contigs]
         return cls(

@@ -945,7 +945,16 @@ def analyse(
     }
 
 
-def _segments(layout, keys, used, log2, path, described, tumour_fraction, baseline) -> list[dict]:
+def _segments(
+    layout: Layout,
+    keys: np.ndarray,
+    used: np.ndarray,
+    log2: np.ndarray,
+    path: np.ndarray,
+    described: list[tuple[float, bool, float]],
+    tumour_fraction: float,
+    baseline: float,
+) -> list[dict]:
     """Runs of one state on one chromosome; `described` gives each state's (copy number, subclonal?, share).
     The copy number is the tumour's; gain and loss are against its baseline (4 after genome doubling)."""
     index, start, end = layout.bin_table()
@@ -986,7 +995,7 @@ TUMOR_NOISE_SCALE_LIMITS = Limits(warn=0.1, fail=math.inf)
 CNA_ARM_Z = 3.0
 
 
-def _arm_scores(layout, log2, panel, bin_sd: float) -> tuple[dict, int]:
+def _arm_scores(layout: Layout, log2: np.ndarray, panel: NormalPanel | None, bin_sd: float) -> tuple[dict, int]:
     """Arm z-scores: against the panel's arm means (their spread plus this sample's counting noise
     over the arm's bins), else against the sample's own arms."""
     result = {}
@@ -997,11 +1006,11 @@ def _arm_scores(layout, log2, panel, bin_sd: float) -> tuple[dict, int]:
             means[name] = (float(values.mean()), values.size)
     if not means:
         return {}, 0
-    use_panel = panel is not None and len(panel.arm_means) > 0
+    arm_means = panel.arm_means if panel is not None else {}
     own = np.array([m for m, _ in means.values()])
     center, spread = float(np.median(own)), float(1.4826 * np.median(np.abs(own - np.median(own)))) or 1e-6
     for name, (mean, n) in means.items():
-        reference = panel.arm_means.get(name) if use_panel else None
+        reference = arm_means.get(name)
         if reference and len(reference) >= 3:
             sd = math.sqrt(float(np.var(reference, ddof=1)) + bin_sd**2 / n)
             z = (mean - float(np.mean(reference))) / max(sd, 1e-6)

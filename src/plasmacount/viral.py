@@ -113,7 +113,7 @@ AMOUNT_GRID = np.linspace(-4.0, 4.0, 321)  # viral fragments per million, log10
 AMOUNT_SMOOTHING = 0.1  # log10 units: SD of the kernel that smooths a learnt amount distribution
 
 
-def _log_poisson(k, mean: np.ndarray) -> np.ndarray:
+def _log_poisson(k: int | np.ndarray, mean: np.ndarray) -> np.ndarray:
     mean = np.maximum(mean, 1e-300)
     return k * np.log(mean) - mean - special.gammaln(np.asarray(k, dtype=float) + 1)
 
