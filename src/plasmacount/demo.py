@@ -26,6 +26,7 @@ from plasmacount.alignments import CountOptions, count_alignments
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.files import atomic_output, write_json
+from plasmacount.results import NO_CALL, POSITIVE, NiptResult, ViralResult
 from plasmacount.simulation import (
     GenomeModel,
     SimulationRequest,
@@ -265,10 +266,11 @@ def _viral(output: Path, seed: int, say: Callable[[str], None]) -> Path:
     with atomic_output(summary, "w") as stream:
         stream.write("sample\ttruth\tebv_fragments\tsize_ratio\tscreen\n")
         for result in results:
-            ratio = result["size"]["ratio"]
+            viral = ViralResult(result)
+            ratio = viral.size_ratio
             stream.write(
-                f"{result['sample']}\t{truth[result['sample']]}\t{result['fragments']['unique']}\t"
-                f"{'NA' if ratio is None else f'{ratio:.2f}'}\t{result['screen']['result']}\n"
+                f"{viral.sample}\t{truth[viral.sample]}\t{result['fragments']['unique']}\t"
+                f"{'NA' if ratio is None else f'{ratio:.2f}'}\t{viral.screen_result}\n"
             )
     return summary
 
@@ -307,19 +309,20 @@ def _prenatal(output: Path, panel: list[Path], seed: int, say: Callable[[str], N
             "sample\ttruth\ttrue_fetal_fraction\ttrue_fetal_sex\tfetal_sex\tfetal_fraction\tpositive\tno_call\tcnvs\n"
         )
         for result in results:
-            true_finding, true_ff, true_sex = truth[result["sample"]]
-            positives = ",".join(c["event"] for c in result["calls"] if c["result"] == "positive") or "-"
-            no_calls = ",".join(c["event"] for c in result["calls"] if c["result"] == "no-call") or "-"
+            nipt = NiptResult(result)
+            true_finding, true_ff, true_sex = truth[nipt.sample]
+            positives = ",".join(c.event for c in nipt.calls_with(POSITIVE)) or "-"
+            no_calls = ",".join(c.event for c in nipt.calls_with(NO_CALL)) or "-"
             cnvs = (
                 ",".join(
-                    f"{c['type']} {c['chrom']}:{c['start']}-{c['end']} {c['origin']} {c['syndrome'] or ''}".strip()
-                    for c in result["cnvs"]
+                    f"{c.kind} {c.chrom}:{c.start}-{c.end} {c.origin} {c.syndrome or ''}".strip()
+                    for c in nipt.copy_number_calls
                 )
                 or "-"
             )
-            estimate = result["fetal_fraction"]["estimate"]
+            estimate = nipt.fetal_fraction
             stream.write(
-                f"{result['sample']}\t{true_finding}\t{true_ff:.3f}\t{true_sex}\t{result['fetal_sex']}\t"
+                f"{nipt.sample}\t{true_finding}\t{true_ff:.3f}\t{true_sex}\t{nipt.fetal_sex}\t"
                 f"{'NA' if estimate is None else f'{estimate:.3f}'}\t{positives}\t{no_calls}\t{cnvs}\n"
             )
     return reference_path, summary

@@ -42,6 +42,7 @@ from plasmacount.nipt import (
 )
 from plasmacount.progress import stage
 from plasmacount.quality import FAIL, PASS, WARN
+from plasmacount.results import NO_CALL, POSITIVE, NiptResult, TumorResult, ViralResult
 from plasmacount.tracks import GenomeTrack, read_bedgraph
 from plasmacount.tumor import CNA_ARM_Z, TUMOR_BINS_USED_LIMITS, TUMOR_NOISE_SCALE_LIMITS
 
@@ -337,7 +338,7 @@ def z_figure(result: dict) -> Figure:
     girls' X doses by nature, so their bars are cut at the axis and labelled with their value."""
     plt = _pyplot()
     chromosomes = sorted(result["chromosomes"].items(), key=lambda item: _chromosome_order(item[0]))
-    positives = {c["event"] for c in result["calls"] if c["result"] == "positive"}
+    positives = {c.event for c in NiptResult(result).calls_with(POSITIVE)}
     names = [name for name, _ in chromosomes]
     z = [0.0 if values["z"] is None else float(values["z"]) for _, values in chromosomes]
 
@@ -473,7 +474,7 @@ KARYOTYPE_UNITS = {
 def sex_chromosome_figure(result: dict) -> Figure | None:
     """The X-vs-Y dosage plane: the sample with its 95 % ellipse and where each karyotype falls at its fetal fraction."""
     sexes = result.get("sex_chromosomes")
-    ff = result["fetal_fraction"]["estimate"]
+    ff = NiptResult(result).fetal_fraction
     if not sexes or sexes.get("x_change") is None or sexes.get("y_fetal_fraction") is None:
         return None
     plt = _pyplot()
@@ -588,16 +589,14 @@ def batch_strip_figure(samples: list[SampleResults]) -> Figure | None:
     for column, key in enumerate(["13", "18", "21", "X"]):
         for i, s in enumerate(tested):
             result = s.results["nipt"]
-            if key == "X" and result["fetal_sex"] != "female":
+            nipt = NiptResult(result)
+            if key == "X" and nipt.fetal_sex != "female":
                 continue  # a male pregnancy's chrX is low by design; its sex chromosomes are judged on the X-Y plane
             z = next((v["z"] for n, v in result["chromosomes"].items() if name_key(n) == key), None)
             if z is None:
                 continue
             event = "45,X" if key == "X" else f"T{key}"
-            positive = any(c["event"] == event and c["result"] == "positive" for c in result["calls"]) or (
-                key == "X"
-                and any(c["event"] in ("47,XXX", "45,X") and c["result"] == "positive" for c in result["calls"])
-            )
+            positive = nipt.is_positive(event) or (key == "X" and nipt.is_positive("47,XXX"))
             jitter = ((i * 0.618) % 1 - 0.5) * 0.5
             axis.plot(
                 column + jitter, z, "o", color=COLOURS["fail"] if positive else "#546e7a", markersize=5, alpha=0.85
@@ -624,11 +623,12 @@ def batch_fetal_fraction_figure(samples: list[SampleResults]) -> Figure | None:
     points = []
     for s in samples:
         result = s.results.get("nipt")
-        if not result or result.get("fetal_sex") != "male" or result["fetal_fraction"]["estimate"] is None:
+        nipt = NiptResult(result) if result else None
+        if nipt is None or nipt.fetal_sex != "male" or nipt.fetal_fraction is None:
             continue
-        y = (result.get("sex_chromosomes") or {}).get("y_fetal_fraction")
+        y = (nipt.data.get("sex_chromosomes") or {}).get("y_fetal_fraction")
         if y is not None:
-            points.append((s.sample, result["fetal_fraction"]["estimate"], y))
+            points.append((s.sample, nipt.fetal_fraction, y))
     if not points:
         return None
     plt = _pyplot()
@@ -941,41 +941,50 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
     return figures
 
 
+def _views(entry: SampleResults) -> tuple[NiptResult | None, TumorResult | None, ViralResult | None]:
+    """The sample's prenatal, tumour and viral results, those it has."""
+    nipt, tumor, viral = (entry.results.get(name) for name in ("nipt", "tumor", "viral"))
+    return (
+        NiptResult(nipt) if nipt else None,
+        TumorResult(tumor) if tumor else None,
+        ViralResult(viral) if viral else None,
+    )
+
+
 def finding_lines(entry: SampleResults) -> list[str]:
     """The findings, which lead the page: positives, CNVs, tumour DNA, a positive EBV screen, a failed sample."""
     lines = []
-    nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
-    if nipt and nipt["qc"]["status"] == FAIL:
+    nipt, tumor, viral = _views(entry)
+    if nipt and nipt.failed:
         lines.append(
             "Prenatal test: no result. The sample failed quality control ("
-            + "; ".join(nipt["qc"]["reasons"])
+            + "; ".join(nipt.qc_reasons)
             + "). A new blood sample is advised."
         )
     elif nipt:
-        positives = [c for c in nipt["calls"] if c["result"] == "positive"]
+        positives = nipt.calls_with(POSITIVE)
         if positives:
             lines.append(
-                "High risk: "
-                + ", ".join(c["event"] for c in positives)
-                + ". A screening result: confirm by diagnostic "
+                "High risk: " + ", ".join(c.event for c in positives) + ". A screening result: confirm by diagnostic "
                 "testing (amniocentesis or CVS) before any decision."
             )
-        for c in nipt["cnvs"]:
+        for cnv in nipt.copy_number_calls:
             lines.append(
-                f"{c['type'].capitalize()} of {c['size'] / 1e6:.1f} Mb on {c['chrom']} ({c['start']:,}-{c['end']:,})"
-                + (f": region of {c['syndrome']}" if c["syndrome"] else "")
-                + f"; most likely {c['origin']} in origin."
+                f"{cnv.kind.capitalize()} of {cnv.size / 1e6:.1f} Mb on {cnv.chrom} ({cnv.start:,}-{cnv.end:,})"
+                + (f": region of {cnv.syndrome}" if cnv.syndrome else "")
+                + f"; most likely {cnv.origin} in origin."
             )
-    if tumor and tumor["tumor_detected"]:
+    if tumor and tumor.detected:
+        low, high = tumor.interval
         lines.append(
-            f"Tumour DNA detected: tumour fraction {100 * tumor['tumor_fraction']:.1f} % "
-            f"(95 % interval {100 * tumor['tumor_fraction_low']:.1f} to {100 * tumor['tumor_fraction_high']:.1f} %), ploidy "
-            f"{tumor['ploidy']:.2f}; {sum(s['event'] != 'neutral' for s in tumor['segments'])} segments with a copy-number change."
+            f"Tumour DNA detected: tumour fraction {100 * tumor.tumor_fraction:.1f} % "
+            f"(95 % interval {100 * low:.1f} to {100 * high:.1f} %), ploidy "
+            f"{tumor.ploidy:.2f}; {len(tumor.altered_segments)} segments with a copy-number change."
         )
-    if viral and viral["screen"]["result"] == "positive":
+    if viral and viral.positive:
         lines.append(
-            f"EBV screen positive: {viral['fragments']['unique']} fragments on {viral['virus']} "
-            f"({viral['per_million']['value']:.2f} per million)."
+            f"EBV screen positive: {viral.data['fragments']['unique']} fragments on {viral.data['virus']} "
+            f"({viral.data['per_million']['value']:.2f} per million)."
         )
     return lines
 
@@ -983,48 +992,48 @@ def finding_lines(entry: SampleResults) -> list[str]:
 def summary_lines(entry: SampleResults) -> list[str]:
     """The rest of the result in plain language, with the caveats this sample needs."""
     lines = []
-    nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
-    if nipt and nipt["qc"]["status"] != FAIL:
-        positives = [c for c in nipt["calls"] if c["result"] == "positive"]
-        no_calls = [c for c in nipt["calls"] if c["result"] == "no-call"]
-        fetal_fraction = nipt["fetal_fraction"]
-        ff = fetal_fraction["estimate"]
+    nipt, tumor, viral = _views(entry)
+    if nipt and not nipt.failed:
+        positives = nipt.calls_with(POSITIVE)
+        no_calls = nipt.calls_with(NO_CALL)
+        fetal_fraction = nipt.data["fetal_fraction"]
+        ff = nipt.fetal_fraction
         ff_text = (
             f"{100 * ff:.1f} % (95 % interval {_percent(fetal_fraction.get('low'))} to {_percent(fetal_fraction.get('high'))})"
             if ff is not None
             else "not determinable (calls made on the z-score alone)"
         )
-        lines.append(f"Prenatal test: fetal sex {nipt['fetal_sex']}; fetal fraction {ff_text}.")
+        lines.append(f"Prenatal test: fetal sex {nipt.fetal_sex}; fetal fraction {ff_text}.")
         if not positives:
             lines.append("Low risk for the trisomies and sex-chromosome aneuploidies tested.")
-        if nipt.get("pattern"):
-            lines.append(nipt["pattern"]["note"].capitalize() + ".")
+        if nipt.data.get("pattern"):
+            lines.append(nipt.data["pattern"]["note"].capitalize() + ".")
         for c in positives:
-            if c.get("note"):
-                lines.append(f"{c['event']}: {c['note']}.")
+            if c.note:
+                lines.append(f"{c.event}: {c.note}.")
         if no_calls:
             lines.append(
                 "No call for "
-                + ", ".join(c["event"] for c in no_calls[:6])
+                + ", ".join(c.event for c in no_calls[:6])
                 + (" and others" if len(no_calls) > 6 else "")
                 + ": "
-                + (no_calls[0]["reason"] or "evidence not conclusive")
+                + (no_calls[0].reason or "evidence not conclusive")
                 + "."
             )
-        caution = low_fetal_fraction_caution(nipt)
+        caution = low_fetal_fraction_caution(dict(nipt.data))
         if caution:
             lines.append(caution)
-    if viral and viral["screen"]["result"] != "positive":
-        screen = viral["screen"]
+    if viral and not viral.positive:
+        screen = viral.data["screen"]
         lines.append(
-            f"EBV screen: {screen['result']}. {viral['fragments']['unique']} fragments on {viral['virus']} "
-            f"({viral['per_million']['value']:.2f} per million)."
+            f"EBV screen: {viral.screen_result}. {viral.data['fragments']['unique']} fragments on {viral.data['virus']} "
+            f"({viral.data['per_million']['value']:.2f} per million)."
             + (f" {screen.get('reason')}" if screen.get("reason") else "")
         )
     if tumor:
-        if tumor["tumor_detected"]:
-            others = [x for x in tumor.get("solutions", []) if not x.get("chosen")]
-            if tumor.get("solutions_close") and others:
+        if tumor.detected:
+            others = [x for x in tumor.data.get("solutions", []) if not x.get("chosen")]
+            if tumor.data.get("solutions_close") and others:
                 other = others[0]
                 lines.append(
                     f"Another reading is almost as likely: baseline copy number {other['baseline_copy_number']} at tumour fraction "
@@ -1033,7 +1042,7 @@ def summary_lines(entry: SampleResults) -> list[str]:
         else:
             lines.append(
                 f"No tumour-derived copy-number changes detected; the tumour fraction is at most "
-                f"{100 * tumor['tumor_fraction_high']:.1f} % (upper bound). Tumours without copy-number changes are not seen."
+                f"{100 * tumor.interval[1]:.1f} % (upper bound). Tumours without copy-number changes are not seen."
             )
     if not (nipt or tumor or viral):
         lines.append("Only fragment-size analysis was run on this sample; it makes no diagnostic call.")
@@ -1771,22 +1780,20 @@ def write_batch_overview(
     ]
     rows, classes, tsv_rows = [], [], []
     for entry in samples:
-        nipt, tumor, viral = entry.results.get("nipt"), entry.results.get("tumor"), entry.results.get("viral")
+        nipt, tumor, viral = _views(entry)
         z = {}
         if nipt:
-            for name, values in nipt["chromosomes"].items():
+            for name, values in nipt.data["chromosomes"].items():
                 z[name_key(name)] = values["z"]
-        positives = ",".join(c["event"] for c in nipt["calls"] if c["result"] == "positive") if nipt else ""
-        no_calls = ",".join(c["event"] for c in nipt["calls"] if c["result"] == "no-call") if nipt else ""
+        positives = ",".join(c.event for c in nipt.calls_with(POSITIVE)) if nipt else ""
+        no_calls = ",".join(c.event for c in nipt.calls_with(NO_CALL)) if nipt else ""
         cnvs = (
-            ",".join(
-                f"{c['type'][:3]} {c['chrom']}:{c['start'] / 1e6:.1f}-{c['end'] / 1e6:.1f}Mb" for c in nipt["cnvs"]
-            )
+            ",".join(f"{c.kind[:3]} {c.chrom}:{c.start / 1e6:.1f}-{c.end / 1e6:.1f}Mb" for c in nipt.copy_number_calls)
             if nipt
             else ""
         )
-        ff = nipt["fetal_fraction"]["estimate"] if nipt else None
-        qc_status = nipt["qc"]["status"] if nipt else ""
+        ff = nipt.fetal_fraction if nipt else None
+        qc_status = nipt.qc_status if nipt else ""
         flags = []
         if qc_status and qc_status != PASS:
             flags.append(f"QC {qc_status}")
@@ -1794,21 +1801,21 @@ def write_batch_overview(
             flags.append("finding")
         if no_calls:
             flags.append("no-call")
-        if viral and viral["screen"]["result"] == "positive":
+        if viral and viral.positive:
             flags.append("EBV positive")
-        if tumor and tumor["tumor_detected"]:
+        if tumor and tumor.detected:
             flags.append("tumour DNA")
         values = [
             entry.sample,
             qc_status,
-            nipt["fetal_sex"] if nipt else "",
+            nipt.fetal_sex if nipt else "",
             "" if ff is None else f"{100 * ff:.1f}",
             *[table_cell(z.get(k), ".2f") if z.get(k) is not None else "" for k in ("13", "18", "21", "X")],
             positives or "-",
             (no_calls[:40] + "...") if len(no_calls) > 40 else (no_calls or "-"),
             cnvs or "-",
-            viral["screen"]["result"] if viral else "",
-            f"{100 * tumor['tumor_fraction']:.1f}" if tumor else "",
+            viral.screen_result if viral else "",
+            f"{100 * tumor.tumor_fraction:.1f}" if tumor else "",
             "; ".join(flags) or "-",
         ]
         tsv_rows.append(values)
@@ -1827,7 +1834,7 @@ def write_batch_overview(
                 "positive" if positives else "",
                 "",
                 "positive" if cnvs else "",
-                "positive" if viral and viral["screen"]["result"] == "positive" else "",
+                "positive" if viral and viral.positive else "",
                 "",
                 "warn" if flags else "",
             ]
@@ -1878,15 +1885,15 @@ def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
             "plasmacount: prenatal test",
             ["qc_status", "fetal_sex", "fetal_fraction", "z_13", "z_18", "z_21", "z_X", "positive", "cnvs"],
             lambda r: [
-                r["qc"]["status"],
-                r["fetal_sex"],
-                table_cell(r["fetal_fraction"]["estimate"], ".4f"),
+                NiptResult(r).qc_status,
+                NiptResult(r).fetal_sex,
+                table_cell(NiptResult(r).fetal_fraction, ".4f"),
                 *[
                     table_cell(next((v["z"] for n, v in r["chromosomes"].items() if name_key(n) == k), None), ".2f")
                     for k in ("13", "18", "21", "X")
                 ],
-                ",".join(c["event"] for c in r["calls"] if c["result"] == "positive") or "none",
-                str(len(r["cnvs"])),
+                ",".join(c.event for c in NiptResult(r).calls_with(POSITIVE)) or "none",
+                str(len(NiptResult(r).copy_number_calls)),
             ],
         ),
         "tumor": (

@@ -7,6 +7,7 @@ import logging
 
 from plasmacount.cli import number
 from plasmacount.quality import FAIL
+from plasmacount.results import POSITIVE, NiptResult
 
 logger = logging.getLogger("plasmacount")
 
@@ -71,8 +72,9 @@ def run(args: argparse.Namespace) -> None:
         progress=Progress("testing samples", enabled=not args.quiet),
         workers=args.threads,
     )
-    positives = sum(any(c["result"] == "positive" for c in r["calls"]) for r in results)
-    failed = sum(r["qc"]["status"] == FAIL for r in results)
+    read = [NiptResult(r) for r in results]
+    positives = sum(bool(r.calls_with(POSITIVE)) for r in read)
+    failed = sum(r.failed for r in read)
     logger.info(
         "%d samples tested: %d with a positive call, %d failed QC; results in %s",
         len(results),

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from plasmacount.errors import PlasmacountError
 from plasmacount.files import sample_file_stem
+from plasmacount.results import NiptResult
 from plasmacount.review import records, security
 from plasmacount.review.database import (
     ROLES,
@@ -656,12 +657,12 @@ def _stored_page(page: str | None, missing: str) -> HTMLResponse:
 def _summary(sample: Sample) -> dict:
     """The line of a sample in a batch table: its calls and flags."""
     results = sample.results
-    nipt = results.get("nipt") or {}
+    nipt = NiptResult(results["nipt"]) if results.get("nipt") else None
     flagged = [f.label for f in sample.findings if f.status not in ("Normal",)]
-    ff = (nipt.get("fetal_fraction") or {}).get("estimate")
+    ff = nipt.fetal_fraction if nipt else None
     return {
-        "qc": (nipt.get("qc") or {}).get("status", ""),
-        "sex": nipt.get("fetal_sex", ""),
+        "qc": nipt.qc_status if nipt else "",
+        "sex": nipt.fetal_sex if nipt else "",
         "fetal_fraction": "" if ff is None else f"{100 * ff:.1f}",
         "flags": flagged,
         "signed_off": sample.signed_off_by or "",

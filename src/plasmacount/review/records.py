@@ -23,8 +23,8 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from plasmacount.errors import DataError, UsageError
-from plasmacount.quality import FAIL
 from plasmacount.report import collect
+from plasmacount.results import NO_CALL, POSITIVE, NiptResult, TumorResult, ViralResult
 from plasmacount.review.database import (
     ROLES,
     STATUSES,
@@ -105,10 +105,9 @@ def audit(
 def _findings_of(results: dict) -> list[dict]:
     """Every reviewable finding of one sample, with its automatic call and initial status."""
     findings = []
-    nipt = results.get("nipt")
-    if nipt:
-        failed = nipt["qc"]["status"] == FAIL
-        calls = {c["event"]: c for c in nipt["calls"]}
+    if results.get("nipt"):
+        nipt = NiptResult(results["nipt"])
+        calls = {c.event: c for c in nipt.calls}
         order = (
             list(MAIN_TRISOMIES)
             + [e for e in calls if e not in MAIN_TRISOMIES + SEX_CHROMOSOME_FINDINGS]
@@ -119,65 +118,64 @@ def _findings_of(results: dict) -> list[dict]:
             if call is None:
                 continue
             numbers = []
-            if call.get("z") is not None:
-                numbers.append(f"z {call['z']:.2f}")
-            if call.get("log_bayes_factor") is not None:
-                numbers.append(f"log Bayes factor {call['log_bayes_factor']:.1f}")
-            if call.get("score") is not None and event in SEX_CHROMOSOME_FINDINGS:
-                numbers.append(f"posterior {call['score']:.3f}")
-            if call.get("reason"):
-                numbers.append(call["reason"])
-            if call.get("note"):
-                numbers.append(call["note"])
+            if call.z is not None:
+                numbers.append(f"z {call.z:.2f}")
+            if call.log_bayes_factor is not None:
+                numbers.append(f"log Bayes factor {call.log_bayes_factor:.1f}")
+            if call.score is not None and event in SEX_CHROMOSOME_FINDINGS:
+                numbers.append(f"posterior {call.score:.3f}")
+            if call.reason:
+                numbers.append(call.reason)
+            if call.note:
+                numbers.append(call.note)
             status = (
                 "Failed"
-                if failed or call["result"] == "no-call"
+                if nipt.failed or call.result == NO_CALL
                 else "Suspected"
-                if call["result"] == "positive"
+                if call.result == POSITIVE
                 else "Normal"
             )
             findings.append(
                 {
                     "key": event,
                     "label": f"Trisomy {event[1:]}" if event.startswith("T") else event,
-                    "automatic": call["result"],
+                    "automatic": call.result,
                     "detail": "; ".join(numbers),
                     "status": status,
                 }
             )
-        for cnv in nipt["cnvs"]:
-            key = f"CNV {cnv['chrom']}:{cnv['start']}-{cnv['end']}"
-            label = f"{cnv['type']} {cnv['chrom']}:{cnv['start']:,}-{cnv['end']:,} ({cnv['size'] / 1e6:.1f} Mb)"
-            detail = f"{cnv['origin']} origin; ratio {cnv['copy_ratio']:.3f}; z {cnv['z']:.1f}" + (
-                f"; {cnv['syndrome']}" if cnv["syndrome"] else ""
+        for cnv in nipt.copy_number_calls:
+            key = f"CNV {cnv.chrom}:{cnv.start}-{cnv.end}"
+            label = f"{cnv.kind} {cnv.chrom}:{cnv.start:,}-{cnv.end:,} ({cnv.size / 1e6:.1f} Mb)"
+            detail = f"{cnv.origin} origin; ratio {cnv.copy_ratio:.3f}; z {cnv.z:.1f}" + (
+                f"; {cnv.syndrome}" if cnv.syndrome else ""
             )
             findings.append(
                 {"key": key, "label": label, "automatic": "positive", "detail": detail, "status": "Suspected"}
             )
-    viral = results.get("viral")
-    if viral:
-        screen = viral["screen"]["result"]
+    if results.get("viral"):
+        viral = ViralResult(results["viral"])
+        screen = viral.screen_result
         findings.append(
             {
                 "key": "EBV screen",
-                "label": f"{viral['virus']} screen",
+                "label": f"{viral.data['virus']} screen",
                 "automatic": screen,
-                "detail": f"{viral['fragments']['unique']} fragments; size ratio "
-                f"{'not evaluable' if viral['size']['ratio'] is None else format(viral['size']['ratio'], '.2f')}",
-                "status": "Suspected" if screen == "positive" else "Failed" if screen == "not evaluable" else "Normal",
+                "detail": f"{viral.data['fragments']['unique']} fragments; size ratio "
+                f"{'not evaluable' if viral.size_ratio is None else format(viral.size_ratio, '.2f')}",
+                "status": "Suspected" if viral.positive else "Failed" if screen == "not evaluable" else "Normal",
             }
         )
-    tumor = results.get("tumor")
-    if tumor:
+    if results.get("tumor"):
+        tumor = TumorResult(results["tumor"])
+        low, high = tumor.interval
         findings.append(
             {
                 "key": "tumour fraction",
                 "label": "Tumour fraction",
-                "automatic": f"{100 * tumor['tumor_fraction']:.1f} %"
-                + (" (detected)" if tumor["tumor_detected"] else ""),
-                "detail": f"95 % interval {100 * tumor['tumor_fraction_low']:.1f}-{100 * tumor['tumor_fraction_high']:.1f} %; "
-                f"ploidy {tumor['ploidy']:.2f}",
-                "status": "Suspected" if tumor["tumor_detected"] else "Normal",
+                "automatic": f"{100 * tumor.tumor_fraction:.1f} %" + (" (detected)" if tumor.detected else ""),
+                "detail": f"95 % interval {100 * low:.1f}-{100 * high:.1f} %; ploidy {tumor.ploidy:.2f}",
+                "status": "Suspected" if tumor.detected else "Normal",
             }
         )
     return findings

@@ -1,0 +1,61 @@
+"""The reading views of result JSON (results.py) against the JSON the analyses wrote."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from plasmacount.quality import FAIL
+from plasmacount.results import NO_CALL, POSITIVE, Call, NiptResult, TumorResult, ViralResult
+
+
+def _written(folder, suffix):
+    paths = sorted(folder.glob(f"*{suffix}"))
+    assert paths, f"no {suffix} in {folder}"
+    return [json.loads(path.read_text()) for path in paths]
+
+
+def test_nipt_view_reads_what_nipt_wrote(demo_output):
+    results = _written(demo_output / "nipt", ".nipt.json")
+    positives_seen = 0
+    for data in results:
+        view = NiptResult(data)
+        assert view.sample == data["sample"]
+        assert view.failed == (data["qc"]["status"] == FAIL)
+        assert view.fetal_fraction == data["fetal_fraction"]["estimate"]
+        assert [c.event for c in view.calls] == [c["event"] for c in data["calls"]]
+        for result in (POSITIVE, NO_CALL):
+            assert [c.event for c in view.calls_with(result)] == [
+                c["event"] for c in data["calls"] if c["result"] == result
+            ]
+        positives_seen += len(view.calls_with(POSITIVE))
+        for cnv, raw in zip(view.copy_number_calls, data["cnvs"], strict=True):
+            assert (cnv.chrom, cnv.start, cnv.end, cnv.kind, cnv.origin) == (
+                raw["chrom"],
+                raw["start"],
+                raw["end"],
+                raw["type"],
+                raw["origin"],
+            )
+    # The demo batch holds trisomies: a view that never finds a positive would pass the loop above.
+    assert positives_seen > 0
+    assert NiptResult(results[0]).is_positive("no such event") is False
+
+
+def test_tumor_and_viral_views_read_what_was_written(demo_output):
+    for data in _written(demo_output / "tumor", ".tumor.json"):
+        view = TumorResult(data)
+        assert view.detected is data["tumor_detected"]
+        assert view.interval == (data["tumor_fraction_low"], data["tumor_fraction_high"])
+        assert len(view.altered_segments) == sum(s["event"] != "neutral" for s in data["segments"])
+    screens = [ViralResult(data) for data in _written(demo_output / "viral", ".viral.json")]
+    assert {v.screen_result for v in screens} >= {"positive", "negative"}
+    assert all(v.positive == (v.data["screen"]["result"] == "positive") for v in screens)
+
+
+def test_a_call_needs_its_event_and_result():
+    with pytest.raises(KeyError):
+        Call.from_json({"result": POSITIVE})
+    call = Call.from_json({"event": "T21", "result": POSITIVE})
+    assert (call.z, call.reason, call.note) == (None, None, None)
