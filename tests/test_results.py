@@ -7,7 +7,7 @@ import json
 import pytest
 
 from plasmacount.quality import FAIL
-from plasmacount.results import NO_CALL, POSITIVE, Call, NiptResult, TumorResult, ViralResult
+from plasmacount.results import NO_CALL, POSITIVE, Call, NiptResult, TumorResult, ViralResult, read_results
 
 
 def _written(folder, suffix):
@@ -59,3 +59,9 @@ def test_a_call_needs_its_event_and_result():
         Call.from_json({"result": POSITIVE})
     call = Call.from_json({"event": "T21", "result": POSITIVE})
     assert (call.z, call.reason, call.note) == (None, None, None)
+
+
+def test_read_results_gives_a_view_for_each_analysis_present():
+    assert read_results({}) == (None, None, None)
+    nipt, tumor, viral = read_results({"nipt": {"sample": "a"}, "viral": {"sample": "a"}})
+    assert isinstance(nipt, NiptResult) and isinstance(viral, ViralResult) and tumor is None

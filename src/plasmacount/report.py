@@ -20,10 +20,10 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
@@ -42,7 +42,7 @@ from plasmacount.nipt import (
 )
 from plasmacount.progress import stage
 from plasmacount.quality import FAIL, PASS, WARN
-from plasmacount.results import NO_CALL, POSITIVE, NiptResult, TumorResult, ViralResult
+from plasmacount.results import NO_CALL, POSITIVE, NiptResult, read_results
 from plasmacount.tracks import GenomeTrack, read_bedgraph
 from plasmacount.tumor import CNA_ARM_Z, TUMOR_BINS_USED_LIMITS, TUMOR_NOISE_SCALE_LIMITS
 
@@ -941,20 +941,10 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
     return figures
 
 
-def _views(entry: SampleResults) -> tuple[NiptResult | None, TumorResult | None, ViralResult | None]:
-    """The sample's prenatal, tumour and viral results, those it has."""
-    nipt, tumor, viral = (entry.results.get(name) for name in ("nipt", "tumor", "viral"))
-    return (
-        NiptResult(nipt) if nipt else None,
-        TumorResult(tumor) if tumor else None,
-        ViralResult(viral) if viral else None,
-    )
-
-
 def finding_lines(entry: SampleResults) -> list[str]:
     """The findings, which lead the page: positives, CNVs, tumour DNA, a positive EBV screen, a failed sample."""
     lines = []
-    nipt, tumor, viral = _views(entry)
+    nipt, tumor, viral = read_results(entry.results)
     if nipt and nipt.failed:
         lines.append(
             "Prenatal test: no result. The sample failed quality control ("
@@ -992,7 +982,7 @@ def finding_lines(entry: SampleResults) -> list[str]:
 def summary_lines(entry: SampleResults) -> list[str]:
     """The rest of the result in plain language, with the caveats this sample needs."""
     lines = []
-    nipt, tumor, viral = _views(entry)
+    nipt, tumor, viral = read_results(entry.results)
     if nipt and not nipt.failed:
         positives = nipt.calls_with(POSITIVE)
         no_calls = nipt.calls_with(NO_CALL)
@@ -1020,7 +1010,7 @@ def summary_lines(entry: SampleResults) -> list[str]:
                 + (no_calls[0].reason or "evidence not conclusive")
                 + "."
             )
-        caution = low_fetal_fraction_caution(dict(nipt.data))
+        caution = low_fetal_fraction_caution(nipt.data)
         if caution:
             lines.append(caution)
     if viral and not viral.positive:
@@ -1049,7 +1039,7 @@ def summary_lines(entry: SampleResults) -> list[str]:
     return lines
 
 
-def low_fetal_fraction_caution(nipt: dict) -> str | None:
+def low_fetal_fraction_caution(nipt: Mapping[str, Any]) -> str | None:
     """A warning when the fetal fraction may lie below what a trisomy needs at this depth: a negative
     there is weaker than it reads."""
     low = nipt["fetal_fraction"].get("low")
@@ -1780,7 +1770,7 @@ def write_batch_overview(
     ]
     rows, classes, tsv_rows = [], [], []
     for entry in samples:
-        nipt, tumor, viral = _views(entry)
+        nipt, tumor, viral = read_results(entry.results)
         z = {}
         if nipt:
             for name, values in nipt.data["chromosomes"].items():
@@ -1877,6 +1867,21 @@ def write_batch_overview(
 # ----------------------------------------------------------------------------- MultiQC
 
 
+def _nipt_multiqc_row(result: Mapping[str, Any]) -> list[str]:
+    nipt = NiptResult(result)
+    return [
+        nipt.qc_status,
+        nipt.fetal_sex,
+        table_cell(nipt.fetal_fraction, ".4f"),
+        *[
+            table_cell(next((v["z"] for n, v in result["chromosomes"].items() if name_key(n) == k), None), ".2f")
+            for k in ("13", "18", "21", "X")
+        ],
+        ",".join(c.event for c in nipt.calls_with(POSITIVE)) or "none",
+        str(len(nipt.copy_number_calls)),
+    ]
+
+
 def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
     """MultiQC custom content: one table per analysis (`*_mqc.tsv`) and a QC bar graph (`*_mqc.json`)."""
     written = []
@@ -1884,17 +1889,7 @@ def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
         "nipt": (
             "plasmacount: prenatal test",
             ["qc_status", "fetal_sex", "fetal_fraction", "z_13", "z_18", "z_21", "z_X", "positive", "cnvs"],
-            lambda r: [
-                NiptResult(r).qc_status,
-                NiptResult(r).fetal_sex,
-                table_cell(NiptResult(r).fetal_fraction, ".4f"),
-                *[
-                    table_cell(next((v["z"] for n, v in r["chromosomes"].items() if name_key(n) == k), None), ".2f")
-                    for k in ("13", "18", "21", "X")
-                ],
-                ",".join(c.event for c in NiptResult(r).calls_with(POSITIVE)) or "none",
-                str(len(NiptResult(r).copy_number_calls)),
-            ],
+            _nipt_multiqc_row,
         ),
         "tumor": (
             "plasmacount: tumour fraction",

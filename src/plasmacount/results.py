@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from plasmacount.quality import FAIL
@@ -108,7 +109,7 @@ class NiptResult(_Result):
         """The fetal fraction estimate (None when it is not determinable)."""
         return self.data["fetal_fraction"]["estimate"]
 
-    @property
+    @cached_property
     def calls(self) -> list[Call]:
         return [Call.from_json(c) for c in self.data["calls"]]
 
@@ -118,7 +119,7 @@ class NiptResult(_Result):
     def is_positive(self, event: str) -> bool:
         return any(c.event == event and c.result == POSITIVE for c in self.calls)
 
-    @property
+    @cached_property
     def copy_number_calls(self) -> list[CopyNumberCall]:
         return [CopyNumberCall.from_json(c) for c in self.data["cnvs"]]
 
@@ -165,3 +166,14 @@ class ViralResult(_Result):
     @property
     def size_ratio(self) -> float | None:
         return self.data["size"]["ratio"]
+
+
+def read_results(results: Mapping[str, Any]) -> tuple[NiptResult | None, TumorResult | None, ViralResult | None]:
+    """A sample's prenatal, tumour and viral results (keyed by analysis, as the report collects
+    them and the review app stores them), each as its view, or None where the sample has none."""
+    nipt, tumor, viral = (results.get(name) for name in ("nipt", "tumor", "viral"))
+    return (
+        NiptResult(nipt) if nipt else None,
+        TumorResult(tumor) if tumor else None,
+        ViralResult(viral) if viral else None,
+    )

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from plasmacount.errors import PlasmacountError
 from plasmacount.files import sample_file_stem
-from plasmacount.results import NiptResult
+from plasmacount.results import read_results
 from plasmacount.review import records, security
 from plasmacount.review.database import (
     ROLES,
@@ -657,7 +657,7 @@ def _stored_page(page: str | None, missing: str) -> HTMLResponse:
 def _summary(sample: Sample) -> dict:
     """The line of a sample in a batch table: its calls and flags."""
     results = sample.results
-    nipt = NiptResult(results["nipt"]) if results.get("nipt") else None
+    nipt, _, _ = read_results(results)
     flagged = [f.label for f in sample.findings if f.status not in ("Normal",)]
     ff = nipt.fetal_fraction if nipt else None
     return {

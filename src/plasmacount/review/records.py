@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from plasmacount.errors import DataError, UsageError
 from plasmacount.report import collect
-from plasmacount.results import NO_CALL, POSITIVE, NiptResult, TumorResult, ViralResult
+from plasmacount.results import NO_CALL, POSITIVE, read_results
 from plasmacount.review.database import (
     ROLES,
     STATUSES,
@@ -105,8 +105,8 @@ def audit(
 def _findings_of(results: dict) -> list[dict]:
     """Every reviewable finding of one sample, with its automatic call and initial status."""
     findings = []
-    if results.get("nipt"):
-        nipt = NiptResult(results["nipt"])
+    nipt, tumor, viral = read_results(results)
+    if nipt:
         calls = {c.event: c for c in nipt.calls}
         order = (
             list(MAIN_TRISOMIES)
@@ -153,8 +153,7 @@ def _findings_of(results: dict) -> list[dict]:
             findings.append(
                 {"key": key, "label": label, "automatic": "positive", "detail": detail, "status": "Suspected"}
             )
-    if results.get("viral"):
-        viral = ViralResult(results["viral"])
+    if viral:
         screen = viral.screen_result
         findings.append(
             {
@@ -166,8 +165,7 @@ def _findings_of(results: dict) -> list[dict]:
                 "status": "Suspected" if viral.positive else "Failed" if screen == "not evaluable" else "Normal",
             }
         )
-    if results.get("tumor"):
-        tumor = TumorResult(results["tumor"])
+    if tumor:
         low, high = tumor.interval
         findings.append(
             {
