@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -110,10 +110,22 @@ def poisson_variance(counts: dict[str, float], key: str) -> float:
     return (1.0 / own if own > 0 else math.inf) + (1.0 / rest if rest > 0 else math.inf)
 
 
-def fit_chromosome_nulls(profiles, female: np.ndarray) -> dict:
+class ChromosomeNull(TypedDict):
+    """The held-out panel distribution of one chromosome's ratio: its mean and SD, the SD against
+    the mean and against counting alone, the variance beyond counting, and the samples it rests on."""
+
+    mean: float
+    sd: float
+    cv: float
+    poisson_cv: float
+    systematic_variance: float
+    n: int
+
+
+def fit_chromosome_nulls(profiles, female: np.ndarray) -> dict[str, ChromosomeNull | float]:
     """Held-out panel distribution of each chromosome's ratio (chrX from female pregnancies)."""
     dispersion = np.array([noise_dispersion(profile, profile.autosomal) for profile in profiles])
-    stats: dict = {}
+    stats: dict[str, ChromosomeNull | float] = {}
     for key in ALL_KEYS:
         rows = [i for i in range(len(profiles)) if key != "X" or female[i]]
         values = np.array([profiles[i].chromosome_ratio[key] for i in rows])
@@ -128,7 +140,7 @@ def fit_chromosome_nulls(profiles, female: np.ndarray) -> dict:
             if rows
             else float("nan")
         )
-        stats[key] = {
+        null: ChromosomeNull = {
             "mean": mean,
             "sd": sd,
             "cv": sd / mean if mean else float("nan"),
@@ -136,6 +148,7 @@ def fit_chromosome_nulls(profiles, female: np.ndarray) -> dict:
             "systematic_variance": systematic,
             "n": int(values.size),
         }
+        stats[key] = null
     stats["dispersion_median"] = float(np.nanmedian(dispersion))
     return stats
 
@@ -144,12 +157,11 @@ def score_chromosomes(
     ratios: dict[str, float], counts: dict[str, float], reference: Reference, dispersion: float
 ) -> dict:
     """z of every chromosome of one sample (before inflation), from its chromosome ratios and reads."""
-    chromosomes = reference.metadata["chromosomes"]
     if not np.isfinite(dispersion):
-        dispersion = chromosomes["dispersion_median"]
+        dispersion = reference.dispersion_median
     result = {}
     for key in ALL_KEYS:
-        stats = chromosomes[key]
+        stats = reference.chromosome_null(key)
         ratio = ratios[key]
         sd = math.sqrt(stats["systematic_variance"] + dispersion * poisson_variance(counts, key))
         z = (ratio - stats["mean"]) / sd if np.isfinite(ratio) and sd > 0 else float("nan")

@@ -24,20 +24,48 @@ bin-profile estimator rarely has such skill (PREFACE: r 0.49-0.64 in-house); fra
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 
 if TYPE_CHECKING:
     from plasmacount.counts import SampleCounts
     from plasmacount.reference import Profile, Reference
+    from plasmacount.sex_chromosomes import FittedSexModel
 
 SIZE_WINDOWS = [(low, low + 10) for low in range(90, 250, 10)]
 SKILL_MIN_R = 0.8  # cross-validated correlation with chrY fetal fraction on the panel
 INDEPENDENT_METHODS = ("fragment_size", "bin_profile")
 
 
-def skilled(model: dict | None) -> bool:
+class RidgeModel(TypedDict):
+    """A trained ridge regression of the fetal fraction: standardisation, weights (intercept
+    first), the cross-validated penalty, error and correlation on the panel's male pregnancies."""
+
+    mean: list[float]
+    scale: list[float]
+    weights: list[float]
+    penalty: float
+    cv_rmse: float
+    cv_r: float
+    n_training: int
+    # The bin-profile model only: the errors of the scores-only cross-validation, before the
+    # outer one (components refitted per fold) took the worse of both.
+    scores_cv_rmse: NotRequired[float]
+    scores_cv_r: NotRequired[float]
+
+
+class FetalFractionModels(TypedDict):
+    """The fetal-fraction models a reference keeps: the chrY-to-chrX calibration, the panel's
+    female chrX level, and the size and bin-profile regressions (None where untrained)."""
+
+    y_calibration: float
+    x_mean: float
+    size: RidgeModel | None
+    profile: RidgeModel | None
+
+
+def skilled(model: RidgeModel | None) -> bool:
     """Whether a trained estimator tracks the fetal fraction well enough to be used."""
     return model is not None and bool(model) and float(model.get("cv_r", 0.0)) >= SKILL_MIN_R
 
@@ -50,7 +78,7 @@ def size_features(histogram: np.ndarray) -> np.ndarray | None:
     return counts / counts.sum()
 
 
-def _ridge_fit(features: np.ndarray, labels: np.ndarray, folds: int = 10) -> dict:
+def _ridge_fit(features: np.ndarray, labels: np.ndarray, folds: int = 10) -> RidgeModel:
     """Ridge regression with the penalty chosen by cross-validation; returns weights and CV error."""
     mean, scale = features.mean(axis=0), features.std(axis=0)
     scale[scale == 0] = 1.0
@@ -90,7 +118,7 @@ def _solve(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
     return np.linalg.solve(design.T @ design + regulariser, design.T @ y)
 
 
-def _ridge_predict(model: dict, features: np.ndarray) -> float:
+def _ridge_predict(model: RidgeModel, features: np.ndarray) -> float:
     standard = (features - np.array(model["mean"])) / np.array(model["scale"])
     weights = np.array(model["weights"])
     return float(weights[0] + standard @ weights[1:])
@@ -132,11 +160,11 @@ def profile_cross_validation(
 def fit_models(
     samples,
     scores: np.ndarray,
-    sex_model: dict,
+    sex_model: FittedSexModel,
     x_ratios: np.ndarray,
     x_mean: float,
     block_logs: np.ndarray | None = None,
-) -> dict:
+) -> FetalFractionModels:
     """Y calibration and the size and profile regressions, trained on the panel's male pregnancies
     (`scores`: each panel sample's principal-component scores under the final model;
     `block_logs`, when given, lets the profile regression's skill be cross-validated with the
@@ -158,7 +186,7 @@ def fit_models(
         calibration = (slope / slope_var + 1.0 / prior_var) / (1 / slope_var + 1 / prior_var)
         if not 0.5 < calibration < 2.0:
             calibration = 1.0
-    result: dict = {"y_calibration": calibration, "x_mean": float(x_mean), "size": None, "profile": None}
+    result: FetalFractionModels = {"y_calibration": calibration, "x_mean": float(x_mean), "size": None, "profile": None}
     labels = calibration * raw_y
     if male.sum() >= 10:
         features = [size_features(s.fragment_lengths) for s in samples]
@@ -187,7 +215,7 @@ def estimate(
     x_sd: float,
 ) -> dict:
     """Every applicable estimate with a 95 % interval, and their inverse-variance combination."""
-    models = reference.metadata["fetal_fraction"]
+    models = reference.fetal_fraction_models
     estimates = {}
     if sex == "male" and np.isfinite(y_fraction):
         estimates["chrY"] = (y_fraction, y_sd)
@@ -195,8 +223,7 @@ def estimate(
         if np.isfinite(ff_x):
             estimates["chrX"] = (ff_x, 2 * x_sd)
     withheld = {}
-    for name, key in (("fragment_size", "size"), ("bin_profile", "profile")):
-        model = models.get(key)
+    for name, model in (("fragment_size", models.get("size")), ("bin_profile", models.get("profile"))):
         if model is None:
             continue
         if not skilled(model):

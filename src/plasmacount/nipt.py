@@ -278,14 +278,12 @@ def analyse_sample(
         )
 
     # Fetal sex and the chrY dose.
-    sex_model = reference.metadata["sex_model"]
+    sex_model = reference.sex_model
     dose = sex_chromosomes.y_dose(profile.coverage, sex_model)
-    calibration = reference.metadata["fetal_fraction"]["y_calibration"]
-    y_fraction = calibration * 2 * (dose - sex_model["female_dose_median"])
+    calibration = reference.fetal_fraction_models["y_calibration"]
+    y_fraction = sex_chromosomes.y_fraction(dose, sex_model, calibration)
     sex = sex_chromosomes.fetal_sex(dose, sex_model, counts.sum(), y_fraction)
-    depth = math.sqrt(max(sex_model["median_reads"] / max(counts.sum(), 1.0), 1.0))
-    counting_sd = sex_chromosomes.dose_counting_sd(max(dose, 0.0), sex_model, counts.sum())
-    dose_sd = math.hypot(sex_model["female_dose_sd"] * depth, counting_sd)
+    dose_sd = sex_chromosomes.dose_sd(dose, sex_model, counts.sum())
     # The calibration of chrY against chrX is itself known to about 5 %.
     y_sd = math.hypot(calibration * 2 * dose_sd, 0.05 * max(y_fraction, 0.0))
 
@@ -328,13 +326,13 @@ def analyse_sample(
     with_cnv = {name_key(c["chrom"]) for c in cnvs}
     inflation = aneuploidy.z_inflation(scores, with_cnv)
     scores = aneuploidy.deflate(scores, inflation)
-    score_sd = np.asarray(reference.metadata.get("score_sd", []), dtype=float)
+    score_sd = reference.score_sd
     distance = (
         float(panel_distance(profile.scores, score_sd)[0])
         if score_sd.size == profile.scores.size and score_sd.size
         else float("nan")
     )
-    distance_limit = DISTANCE_FACTOR * reference.metadata.get("panel_distance", {}).get("q99", float("inf"))
+    distance_limit = DISTANCE_FACTOR * reference.panel_distance_q99
     qc = _qc(sample, profile, scores, by_chromosome, dispersion, inflation, spread, distance, distance_limit)
 
     # Gains and losses on several chromosomes at once: a maternal condition, not fetal trisomies.
@@ -400,7 +398,7 @@ def analyse_sample(
 
     # Sex-chromosome aneuploidies: X dosage and chrY dose, over the sex-independent FF when known.
     x_ratio, x_sd = scores["X"]["ratio"], scores["X"]["sd"]
-    x_change = x_ratio / reference.metadata["chromosomes"]["X"]["mean"] - 1
+    x_change = x_ratio / reference.chromosome_null("X")["mean"] - 1
     sca_posterior = aneuploidy.FetalFractionPosterior.from_estimate(*independent) if independent is not None else None
     classification = sex_chromosomes.classify(x_change, x_sd, y_fraction, y_sd, sca_posterior)
     calls.extend(_sca_calls(classification, sample_reason))
@@ -508,7 +506,7 @@ def _sca_calls(classification: dict, no_call_reason: str | None) -> list[dict]:
 
 def _depth_scale(reference: Reference, reads: float) -> float:
     """The panel's median depth over this sample's: how much wider its counting noise is."""
-    return float(np.median(reference.metadata["reads"])) / max(reads, 1.0)
+    return reference.median_reads / max(reads, 1.0)
 
 
 def _bin_variance(reference: Reference, reads: float) -> np.ndarray:
@@ -524,7 +522,7 @@ def _segment_null(
     depth_scale = _depth_scale(reference, reads)
     block = reference.panel["residuals"][:, chosen]
     if on_x:
-        block = block[np.array([s == "female" for s in reference.metadata["panel_sexes"]])]
+        block = block[np.array([s == "female" for s in reference.panel_sexes])]
     panel_means = np.nanmean(block.astype(float), axis=1) / math.log(2)
     null_sd = float(np.nanstd(panel_means)) * math.sqrt(depth_scale) if panel_means.size > 2 else float("nan")
     analytic_sd = 1 / math.sqrt(float((1 / variance[chosen]).sum()))
@@ -582,7 +580,7 @@ def _cnvs(
     for _, chosen, mean, _, panel_mean, _ in segments:
         if abs(2 ** (mean - panel_mean) - 1) >= MATERNAL_SHIFT:
             large[chosen] = True
-    panel_level = reference.metadata.get("window_inflation", {})
+    panel_level = reference.window_inflation
     # Against counting noise (what a segment's counting SD must be widened by at its length) and
     # against the panel's own spread (what QC judges).
     measured = {

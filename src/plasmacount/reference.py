@@ -24,6 +24,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NotRequired, TypedDict, cast
 
 import numpy as np
 
@@ -37,6 +38,11 @@ from plasmacount.genome import AUTOSOME_KEYS, Layout, check_compatible, name_key
 from plasmacount.progress import stage
 from plasmacount.quality import FAIL, WARN, Findings, Limits
 from plasmacount.segment import WINDOW_SIZES, window_bins, window_inflation
+
+if TYPE_CHECKING:
+    from plasmacount.aneuploidy import ChromosomeNull
+    from plasmacount.fetal_fraction import FetalFractionModels
+    from plasmacount.sex_chromosomes import SexModel
 
 FORMAT = "plasmacount-reference"
 FORMAT_VERSION = "1.0"
@@ -339,6 +345,55 @@ def fit_normalisation(
     )
 
 
+class PanelDistance(TypedDict):
+    """How far the panel's own samples lie from its centre (`panel_distance`): median and 99th centile."""
+
+    median: float
+    q99: float
+
+
+class EstimatorSkill(TypedDict):
+    """A trained fetal-fraction estimator's cross-validated skill on the panel, and whether it is used."""
+
+    cv_r: float
+    cv_rmse: float
+    n_training: int
+    used: bool
+
+
+class ReferenceQc(TypedDict):
+    """The reference's own QC: status (quality.PASS / WARN / FAIL), reasons, and what they rest on."""
+
+    status: str
+    reasons: list[str]
+    outlier_samples: list[str]
+    female_samples: int
+    male_samples: int
+    fetal_fraction_skill: dict[str, EstimatorSkill | None]
+    effective_chrY_bins: float | None
+    median_reads: int
+
+
+class ReferenceMetadata(TypedDict):
+    """What a reference keeps beside its arrays (`metadata.json`): the models learnt from the panel
+    and its QC. Keys that references of earlier versions lack are optional."""
+
+    sex_model: SexModel
+    panel_sexes: list[str]
+    # Per chromosome key its held-out null, and "dispersion_median": the panel's median noise dispersion.
+    chromosomes: dict[str, ChromosomeNull | float]
+    fetal_fraction: FetalFractionModels
+    reads: list[int]
+    paired: bool
+    n_components: int
+    folds: int
+    bins_used: int
+    window_inflation: NotRequired[dict[str, float]]
+    score_sd: NotRequired[list[float]]
+    panel_distance: NotRequired[PanelDistance]
+    qc: NotRequired[ReferenceQc]
+
+
 @dataclass
 class Reference:
     """A panel of normals and the models learnt from it (see the module docstring)."""
@@ -346,7 +401,7 @@ class Reference:
     layout: Layout
     model: NormalisationModel
     samples: list[str]
-    metadata: dict = field(default_factory=dict)
+    metadata: ReferenceMetadata
     panel: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -357,8 +412,57 @@ class Reference:
     def qc_status(self) -> str | None:
         """The reference's own QC status (quality.PASS/WARN/FAIL; None if never checked); references
         written before the QC vocabulary was shared stored it in capitals."""
-        status = self.metadata.get("qc", {}).get("status")
-        return None if status is None else str(status).lower()
+        qc = self.metadata.get("qc")
+        return None if qc is None or qc.get("status") is None else str(qc["status"]).lower()
+
+    @property
+    def qc_reasons(self) -> list[str]:
+        """Why the reference's QC status is not a pass (empty if never checked)."""
+        qc = self.metadata.get("qc")
+        return list(qc["reasons"]) if qc is not None else []
+
+    @property
+    def sex_model(self) -> SexModel:
+        return self.metadata["sex_model"]
+
+    @property
+    def panel_sexes(self) -> list[str]:
+        """Each panel sample's fetal sex ('female' or 'male'), in panel order."""
+        return self.metadata["panel_sexes"]
+
+    @property
+    def fetal_fraction_models(self) -> FetalFractionModels:
+        return self.metadata["fetal_fraction"]
+
+    def chromosome_null(self, key: str) -> ChromosomeNull:
+        """The panel's held-out null of one chromosome's ratio (key as in genome.name_key)."""
+        return cast("ChromosomeNull", self.metadata["chromosomes"][key])
+
+    @property
+    def dispersion_median(self) -> float:
+        """The panel's median noise dispersion: stands in for a sample whose own is not finite."""
+        return cast(float, self.metadata["chromosomes"]["dispersion_median"])
+
+    @property
+    def median_reads(self) -> float:
+        """The panel samples' median number of counted reads."""
+        return float(np.median(self.metadata["reads"]))
+
+    @property
+    def score_sd(self) -> np.ndarray:
+        """The panel's SD of each principal-component score (empty in references that lack it)."""
+        return np.asarray(self.metadata.get("score_sd", []), dtype=float)
+
+    @property
+    def panel_distance_q99(self) -> float:
+        """The 99th centile of the panel samples' distance from its centre (inf if not kept)."""
+        distance = self.metadata.get("panel_distance")
+        return distance["q99"] if distance is not None else float("inf")
+
+    @property
+    def window_inflation(self) -> dict[str, float]:
+        """The panel's own median window-z inflation per window size (as a string of bp)."""
+        return self.metadata.get("window_inflation", {})
 
     def check_sample(self, counts: SampleCounts, where: str) -> None:
         """Refuse a sample counted with another bin size, build or contig set."""
@@ -449,7 +553,7 @@ class Reference:
         except KeyError as error:
             raise DataError(f"{path}: reference lacks {error}; rebuild it with `plasmacount reference`") from None
         panel = {name[len("panel_") :]: value for name, value in arrays.items() if name.startswith("panel_")}
-        return cls(layout, model, list(metadata["samples"]), metadata, panel)
+        return cls(layout, model, list(metadata["samples"]), cast(ReferenceMetadata, metadata), panel)
 
 
 def default_mask(annotation: BinAnnotation | None, layout: Layout, mean_counts: np.ndarray) -> np.ndarray:
@@ -592,7 +696,12 @@ def build_reference(
     scores = np.array([final.normalise(row).scores for row in counts])
     panel_block_logs = _block_logs(coverages, final.median, final.blocks, final.n_blocks)[:, final.autosomal_blocks]
     ff_models = fetal_fraction.fit_models(
-        samples, scores, sex_model, x_ratios, chromosome_stats["X"]["mean"], block_logs=np.nan_to_num(panel_block_logs)
+        samples,
+        scores,
+        sex_model,
+        x_ratios,
+        cast("ChromosomeNull", chromosome_stats["X"])["mean"],
+        block_logs=np.nan_to_num(panel_block_logs),
     )
     # How far panel samples lie from the panel centre in the normalisation space (per-component SD
     # units): a tested sample far beyond them is one the panel does not describe.
@@ -601,8 +710,8 @@ def build_reference(
     if progress:
         progress(folds + 2, folds + 2)
 
-    metadata = {
-        "sex_model": {k: v for k, v in sex_model.items() if k != "panel_sexes"},
+    metadata: ReferenceMetadata = {
+        "sex_model": sex_chromosomes.stored_sex_model(sex_model),
         "panel_sexes": sex_model["panel_sexes"],
         "chromosomes": chromosome_stats,
         "fetal_fraction": ff_models,
@@ -641,15 +750,14 @@ PANEL_OUTLIER_Z = 4.0
 PANEL_OUTLIER_SHARE = 0.02
 
 
-def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarray, reads: np.ndarray) -> dict:
+def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarray, reads: np.ndarray) -> ReferenceQc:
     """A QC status (quality.PASS / WARN / FAIL) with reasons, from held-out panel statistics."""
     findings = Findings()
     n = len(reference.samples)
     if n < PANEL_SIZE_WARN:
         findings.add(WARN, f"only {n} samples (100+ advised)")
-    chromosomes = reference.metadata["chromosomes"]
     for key in TESTED_KEYS:
-        stats = chromosomes[key]
+        stats = reference.chromosome_null(key)
         excess = stats["cv"] / max(stats["poisson_cv"], 1e-12)
         findings.check(
             excess, PANEL_CV_EXCESS_LIMITS, f"chr{key} CV {100 * stats['cv']:.3f} % is {excess:.1f}x its counting limit"
@@ -657,7 +765,7 @@ def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarr
     outliers = []
     for i, profile in enumerate(profiles):
         for key in AUTOSOME_KEYS:
-            stats = chromosomes[key]
+            stats = reference.chromosome_null(key)
             z = (profile.chromosome_ratio[key] - stats["mean"]) / max(stats["sd"], 1e-12)
             if abs(z) > PANEL_OUTLIER_Z:
                 outliers.append(f"{reference.samples[i]} (chr{key} z {z:.1f})")
@@ -668,8 +776,8 @@ def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarr
         )
     from plasmacount.fetal_fraction import SKILL_MIN_R, skilled
 
-    ff_models = reference.metadata["fetal_fraction"]
-    skill = {
+    ff_models = reference.fetal_fraction_models
+    skill: dict[str, EstimatorSkill | None] = {
         name: (
             {
                 "cv_r": model["cv_r"],
@@ -699,6 +807,6 @@ def reference_qc(reference: Reference, profiles: list[Profile], female: np.ndarr
         "female_samples": int(female.sum()),
         "male_samples": int((~female).sum()),
         "fetal_fraction_skill": skill,
-        "effective_chrY_bins": reference.metadata["sex_model"].get("effective_chrY_bins"),
+        "effective_chrY_bins": reference.sex_model.get("effective_chrY_bins"),
         "median_reads": int(np.median(reads)),
     }

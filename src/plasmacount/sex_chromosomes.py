@@ -23,6 +23,8 @@ sex-independent fetal fraction (from fragment sizes or the bin profile).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TypedDict
 
 import numpy as np
 
@@ -40,7 +42,36 @@ KARYOTYPES = {  # expected (X dosage change, chrY dose) in units of the fetal fr
 PRIORS = {"46,XX": 0.4985, "46,XY": 0.4985, "45,X": 0.00075, "47,XXX": 0.00075, "47,XXY": 0.00075, "47,XYY": 0.00075}
 
 
-def _design(model: dict, use: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+class ChrYBinModel(TypedDict):
+    """Per usable chrY bin: its index, the female background, the male signal and the weight
+    (arrays while it is fitted, lists once stored in a reference)."""
+
+    y_bins: Sequence[int] | np.ndarray
+    y_background: Sequence[float] | np.ndarray
+    y_signal: Sequence[float] | np.ndarray
+    y_weights: Sequence[float] | np.ndarray
+
+
+class SexModel(ChrYBinModel):
+    """The sex model a reference keeps: the chrY bin model and the female distribution of the
+    dose at the panel's median depth, with each panel sample's dose."""
+
+    female_dose_median: float
+    female_dose_sd: float
+    median_reads: float
+    n_chrY_bins: int
+    autosomal_bins: int
+    effective_chrY_bins: float
+    panel_doses: list[float]
+
+
+class FittedSexModel(SexModel):
+    """The sex model as fitted, with the panel's fetal sexes (which a reference keeps apart)."""
+
+    panel_sexes: list[str]
+
+
+def _design(model: ChrYBinModel, use: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Columns of the per-sample chrY fit (male signal, female background) and the bin weights."""
     signal = np.asarray(model["y_signal"], dtype=float)
     background = np.asarray(model["y_background"], dtype=float)
@@ -54,7 +85,7 @@ def _design(model: dict, use: np.ndarray | None = None) -> tuple[np.ndarray, np.
     return np.column_stack(columns), weights
 
 
-def y_dose(coverage: np.ndarray, model: dict) -> float:
+def y_dose(coverage: np.ndarray, model: ChrYBinModel) -> float:
     """A sample's chrY dose, in units of the mean chrY coverage of an autosome-relative bin (a
     male adult: about 0.5), fitted with its own amount of the panel's female background pattern."""
     bins = np.asarray(model["y_bins"], dtype=np.int64)
@@ -105,7 +136,7 @@ ALL_MALE_DOSE = 0.004
 
 def _bin_model(
     coverages: np.ndarray, bins: np.ndarray, female: np.ndarray, reads: np.ndarray, autosomal_bins: int
-) -> dict:
+) -> ChrYBinModel:
     values = coverages[:, bins]
     background = np.median(values[female], axis=0)
     # Each sample carries its own amount of the background: scaled per sample before the spread
@@ -127,7 +158,7 @@ def _bin_model(
     return {"y_bins": bins, "y_background": background, "y_signal": signal, "y_weights": 1.0 / variance}
 
 
-def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, reads: np.ndarray) -> dict:
+def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, reads: np.ndarray) -> FittedSexModel:
     """The per-bin chrY model, the female distribution of the chrY dose, and the panel's fetal sexes."""
     on_y = mask & (keys == "Y")
     if on_y.sum() < 5:
@@ -147,7 +178,7 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
         # No plausible two-group split (one fetal sex only, or groups a mixture cannot part): the
         # dose a male fetus at 1 % fetal fraction would give parts them; the iteration refines it.
         male = first > ALL_MALE_DOSE
-    model = None
+    model: ChrYBinModel | None = None
     doses = first
     for _ in range(10):
         female = ~male
@@ -181,7 +212,7 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
     else:
         center, spread = 0.0, 1e-3
     weights = np.asarray(model["y_weights"])
-    result = {
+    return {
         "y_bins": [int(i) for i in model["y_bins"]],
         "y_background": [float(v) for v in model["y_background"]],
         "y_signal": [float(v) for v in model["y_signal"]],
@@ -192,13 +223,29 @@ def fit_sex_model(coverages: np.ndarray, keys: np.ndarray, mask: np.ndarray, rea
         "n_chrY_bins": int(bins.size),
         "autosomal_bins": autosomal_bins,
         "effective_chrY_bins": float(weights.sum() ** 2 / max((weights**2).sum(), 1e-300)),
+        "panel_doses": [float(d) for d in doses],
+        "panel_sexes": ["female" if is_female else "male" for is_female in female],
     }
-    result["panel_sexes"] = ["female" if is_female else "male" for is_female in female]
-    result["panel_doses"] = [float(d) for d in doses]
-    return result
 
 
-def fetal_sex(dose: float, model: dict, reads: float, y_fraction: float | None = None) -> dict:
+def stored_sex_model(fitted: FittedSexModel) -> SexModel:
+    """The sex model as a reference keeps it: without the panel's sexes, which it keeps apart."""
+    return {key: value for key, value in fitted.items() if key != "panel_sexes"}  # type: ignore[return-value]
+
+
+def y_fraction(dose: float, model: SexModel, calibration: float) -> float:
+    """The fetal fraction a chrY dose implies: twice its excess over the female background, on the
+    panel's chrX-calibrated scale (a male adult's dose is 0.5)."""
+    return calibration * 2 * (dose - model["female_dose_median"])
+
+
+def dose_sd(dose: float, model: SexModel, reads: float) -> float:
+    """SD of a sample's chrY dose: the female spread at this depth and the fit's counting noise."""
+    depth = math.sqrt(max(model["median_reads"] / max(reads, 1.0), 1.0))
+    return math.hypot(model["female_dose_sd"] * depth, dose_counting_sd(max(dose, 0.0), model, reads))
+
+
+def fetal_sex(dose: float, model: SexModel, reads: float, y_fraction: float | None = None) -> dict:
     """female / male / inconclusive from the chrY dose, with the z against the female background.
 
     `y_fraction`, the fetal fraction the dose implies, guards the z: a panel whose female
@@ -217,7 +264,7 @@ def fetal_sex(dose: float, model: dict, reads: float, y_fraction: float | None =
     return {"sex": sex, "z": float(z)}
 
 
-def dose_counting_sd(dose: float, model: dict, reads: float) -> float:
+def dose_counting_sd(dose: float, model: SexModel, reads: float) -> float:
     """Counting SD of a chrY dose: the weighted fit's SD under Poisson noise at this sample's reads."""
     design, weights = _design(model)
     per_bin_reads = max(reads, 1.0) / max(model["autosomal_bins"], 1)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     if reference.qc_status == FAIL:
         logger.warning(
             "the reference failed its QC (%s); results may be unreliable",
-            "; ".join(reference.metadata["qc"]["reasons"]),
+            "; ".join(reference.qc_reasons),
         )
     results = run_batch(
         args.counts,

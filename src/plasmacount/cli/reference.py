@@ -47,7 +47,6 @@ def run(args: argparse.Namespace) -> None:
     )
     reference.save(args.output)
     qc = reference.metadata["qc"]
-    chromosomes = reference.metadata["chromosomes"]
     logger.info(
         "reference of %d samples (%d female, %d male fetuses), %s bins used, written to %s",
         len(samples),
@@ -60,7 +59,7 @@ def run(args: argparse.Namespace) -> None:
         logger.info(
             "chr%s: CV %.3f %% (counting limit %.3f %%)",
             key,
-            100 * chromosomes[key]["cv"],
-            100 * chromosomes[key]["poisson_cv"],
+            100 * reference.chromosome_null(key)["cv"],
+            100 * reference.chromosome_null(key)["poisson_cv"],
         )
     logger.info("reference QC: %s%s", qc["status"], "" if not qc["reasons"] else " (" + "; ".join(qc["reasons"]) + ")")
