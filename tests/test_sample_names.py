@@ -136,3 +136,22 @@ def test_two_samples_with_one_name_are_refused(analysis, demo_output, tmp_path, 
         and result.stderr.count("ERROR") == 1
     )
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("analysis", ["viral", "fragments"])
+def test_two_alignment_files_of_one_read_group_sample_are_refused_before_counting(
+    analysis, demo_output, tmp_path, run_cli
+):
+    """A BAM copied under another file name keeps its read group's SM, so both would be one
+    sample: refused up front, before either is counted, with nothing written."""
+    import shutil
+
+    original = sorted((demo_output / "alignments").glob("*.bam"))[0]
+    copy = tmp_path / "renamed.bam"
+    shutil.copy(original, copy)
+    shutil.copy(str(original) + ".bai", str(copy) + ".bai")
+    out = tmp_path / "out"
+    result = run_cli(analysis, original, copy, "-o", out)
+    assert result.exit_code == 1 and "appears twice" in result.stderr and result.stderr.count("ERROR") == 1
+    assert original.stem in result.stderr and str(copy) in result.stderr
+    assert not out.exists() or not any(out.iterdir())

@@ -663,6 +663,14 @@ def _fragment_ends(path: Path, kind: str, reference: str | os.PathLike | None, o
     return "single"
 
 
+def sample_name(path: str | os.PathLike) -> str:
+    """The sample name `count_alignments` gives an alignment file when none is given: the SM of a
+    BAM's first read group, else the file name."""
+    path = Path(path)
+    text = read_bam_header(path).text if alignment_kind(path) == "bam" else None
+    return _sample_from_header(path, text) or sample_name_from_path(path)
+
+
 def _sample_from_header(path: Path, text: str | None) -> str | None:
     """The SM of the first read group, if any."""
     if not text:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ import numpy as np
 
 from plasmacount import __version__
 from plasmacount.errors import DataError
-from plasmacount.files import atomic_output, read_archive, write_archive
+from plasmacount.files import atomic_output, check_unique_inputs, read_archive, write_archive
 from plasmacount.genome import Layout, contiguous_bin_size
 
 FORMAT = "plasmacount-counts"
@@ -341,6 +342,14 @@ def input_kind(path: str | os.PathLike) -> str:
     if head.startswith((b"fixe", b"trac", b"vari")) or path.name.endswith((".wig", ".wig.gz")):
         return "wig"
     return "tsv"
+
+
+def load_batch(paths: Sequence[str | os.PathLike]) -> list[tuple[SampleCounts, str]]:
+    """Every counts input of one batch with its path, refused before any analysis when two share a
+    sample name: their outputs would overwrite each other."""
+    batch = [(load_counts(path), str(path)) for path in paths]
+    check_unique_inputs([(sample.sample, path) for sample, path in batch])
+    return batch
 
 
 def load_counts(path: str | os.PathLike) -> SampleCounts:

@@ -26,7 +26,7 @@ from plasmacount.alignments import CountOptions, count_alignments
 from plasmacount.bins import BinAnnotation
 from plasmacount.counts import SampleCounts
 from plasmacount.files import atomic_output, write_json
-from plasmacount.results import NO_CALL, POSITIVE, NiptResult, ViralResult
+from plasmacount.results import NO_CALL, POSITIVE, NiptResult, TumorResult, ViralResult
 from plasmacount.simulation import (
     GenomeModel,
     SimulationRequest,
@@ -101,12 +101,11 @@ def run_demo(
         sample_counts.write_tsv(counts_dir / f"{sample_counts.sample}.counts.tsv")
         counted.append(path)
     say("fragmentomics of the BAMs (sizes, periodicity, short/long windows, end motifs)")
-    from plasmacount.fragments import analyse, write_outputs
+    from plasmacount.fragments import FragmentOptions, run_batch
 
     fasta = reads_dir / "genome" / "genome.fa"
-    write_outputs(
-        [analyse(bam, fasta, annotation, str(annotation_path), window=50_000) for bam in bams], output / "fragments"
-    )
+    options = FragmentOptions(fasta=fasta, annotation_path=str(annotation_path), window=50_000)
+    run_batch(bams, output / "fragments", annotation, options)
     say(f"simulating a panel of {cohort_samples} euploid pregnancies (hg38 bins, 10 M fragments each)")
     cohort = run_simulation(
         SimulationRequest(
@@ -171,8 +170,7 @@ def run_demo(
 
 def _tumor(output: Path, seed: int, say: Callable[[str], None]) -> Path:
     """A panel of normals from 16 healthy donors, then tumour fractions of 12 simulated patients."""
-    from plasmacount.counts import load_counts
-    from plasmacount.tumor import analyse, build_panel, write_outputs
+    from plasmacount.tumor import make_panel, run_batch
 
     say("simulating healthy donors and cancer patients (1 Mb bins) and estimating tumour fractions")
     healthy = run_simulation(
@@ -202,20 +200,19 @@ def _tumor(output: Path, seed: int, say: Callable[[str], None]) -> Path:
         )
     )
     annotation = BinAnnotation.load(output / "healthy" / "genome" / "bins.npz")
-    panel = build_panel([load_counts(path) for path in healthy], annotation)
-    panel.save(output / "tumor_panel.npz")
-    results = [analyse(load_counts(path), annotation, panel) for path in patients]
-    write_outputs(results, output / "tumor")
+    panel = make_panel(healthy, annotation, output / "tumor_panel.npz")
+    results = [TumorResult(r) for r in run_batch(patients, annotation, panel, output / "tumor")]
     with open(output / "patients" / "truth.tsv") as stream:
         truth = {row["sample"]: row for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "tumor" / "summary.tsv"
     with atomic_output(summary, "w") as stream:
         stream.write("sample\ttrue_tumor_fraction\ttrue_ploidy\ttumor_fraction\tlow\thigh\tploidy\tcna_score\n")
         for r in results:
-            t = truth[r["sample"]]
+            t = truth[r.sample]
+            low, high = r.interval
             stream.write(
-                f"{r['sample']}\t{t['tumor_fraction']}\t{t['tumor_ploidy']}\t{r['tumor_fraction']:.3f}\t{r['tumor_fraction_low']:.3f}\t"
-                f"{r['tumor_fraction_high']:.3f}\t{r['ploidy']:.2f}\t{r['cna_score']}\n"
+                f"{r.sample}\t{t['tumor_fraction']}\t{t['tumor_ploidy']}\t{r.tumor_fraction:.3f}\t{low:.3f}\t"
+                f"{high:.3f}\t{r.ploidy:.2f}\t{r.cna_score}\n"
             )
     return summary
 
@@ -224,7 +221,7 @@ def _viral(output: Path, seed: int, say: Callable[[str], None]) -> Path:
     """An EBV screening cohort (negatives, carriers, NPC) through `viral`, with the screen model
     learnt first on another labelled cohort, as a lab would (`viral --train`); returns its summary."""
     from plasmacount.counts import load_counts
-    from plasmacount.viral import ScreenModel, from_counts, learn_model, write_outputs
+    from plasmacount.viral import ScreenModel, from_counts, learn_model, run_batch
 
     say("simulating 150 labelled men to train the EBV screen, and 30 more to screen")
     training = run_simulation(
@@ -258,8 +255,7 @@ def _viral(output: Path, seed: int, say: Callable[[str], None]) -> Path:
             prefix="screen",
         )
     )
-    results = [from_counts(load_counts(path), None, model, str(path)) for path in paths]
-    write_outputs(results, output / "viral", model)
+    results, _ = run_batch(paths, output / "viral", model)
     with open(output / "ebv" / "truth.tsv") as stream:
         truth = {row["sample"]: row["ebv_status"] for row in csv.DictReader(stream, delimiter="\t")}
     summary = output / "viral" / "summary.tsv"

@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -113,6 +113,19 @@ def check_unique_samples(names: list[str]) -> None:
         raise DataError(
             f"sample names repeat in this batch: {shown}; give each sample its own name (count --sample, or the read group's SM)"
         )
+
+
+def check_unique_inputs(named: Sequence[tuple[str, str | os.PathLike]]) -> None:
+    """Refuse a batch whose inputs, given as (sample name, input path), share a sample name,
+    before any is analysed: naming both files."""
+    first: dict[str, str] = {}
+    for name, source in named:
+        if name in first:
+            raise DataError(
+                f"{source}: sample name {name!r} appears twice in this batch (also {first[name]}); "
+                "give each sample its own name (count --sample, or the read group's SM)"
+            )
+        first[name] = str(source)
 
 
 def json_safe(value: Any) -> Any:

@@ -124,6 +124,13 @@ def read_header(path: str | os.PathLike) -> tuple[dict, list[tuple[str, int]] | 
     return settings, contigs
 
 
+def sample_name(path: str | os.PathLike) -> str:
+    """The sample name of a fragment file when none is given: its file name without the suffixes."""
+    from plasmacount.counts import sample_name_from_path
+
+    return sample_name_from_path(str(path).removesuffix(".frag.gz").removesuffix(".frag.bed.gz"))
+
+
 def count_fragment_file(
     path: str | os.PathLike,
     bin_size: int = 100_000,
@@ -150,7 +157,7 @@ def count_fragment_file(
         _plan,
         kernel_rules,
     )
-    from plasmacount.counts import SampleCounts, sample_name_from_path
+    from plasmacount.counts import SampleCounts
     from plasmacount.motifs import FastaIndex, check_motif_length
 
     options = options or CountOptions()
@@ -255,7 +262,7 @@ def count_fragment_file(
         "size_class_placement": options.size_class_placement,
     }
     counts = SampleCounts(
-        sample=sample or sample_name_from_path(str(path).removesuffix(".frag.gz").removesuffix(".frag.bed.gz")),
+        sample=sample or sample_name(path),
         layout=plan.layout,
         counts=result["counts"],
         paired=qc["counted_pairs"] > 0,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from plasmacount.alignments import CountOptions, ScanFeatures
     from plasmacount.genome import Layout
     from plasmacount.intervals import Site
+    from plasmacount.methylation import MethylationReference
 
 MOTIFS = motif_names(DEFAULT_MOTIF_LENGTH)
 
@@ -575,6 +577,173 @@ def analyse_intervals(
     }
     tables = {"sites": site_rows, "site_tracks": site_tracks, "contig_lengths": lengths}
     return result, tables
+
+
+@dataclass(frozen=True)
+class FragmentOptions:
+    """What is measured on every input of a batch (the parameters of `analyse`); with
+    `fragment_files`, each BAM/CRAM's fragment file is written beside the outputs as
+    `<input name>.frag.gz`; with `intervals_only`, only the reads near `sites` are read
+    (`analyse_intervals`)."""
+
+    fasta: str | os.PathLike | None = None
+    annotation_path: str | None = None
+    window: int = 5_000_000
+    bin_size: int = 100_000
+    counting: CountOptions | None = None
+    motif_length: int = DEFAULT_MOTIF_LENGTH
+    fragment_files: bool = False
+    delfi_window_ratio: str = "sum"
+    delfi_gc_smoother: str = "delfi"
+    sites: tuple[Site, ...] | None = None
+    interval_features: str = "all"
+    intervals_only: bool = False
+
+
+def _input_name(source: str | os.PathLike) -> str:
+    """The sample name `analyse` will give an input."""
+    from plasmacount import alignments, fragment_files
+    from plasmacount.counts import input_kind, load_counts
+
+    kind = input_kind(source)
+    if kind in ("bam", "cram"):
+        return alignments.sample_name(source)
+    if kind == "fragments":
+        return fragment_files.sample_name(source)
+    return load_counts(source).sample
+
+
+def analyse_batch(
+    sources: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    annotation: BinAnnotation | None = None,
+    options: FragmentOptions = FragmentOptions(),
+    delfi_panel: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[dict, dict]]:
+    """Every input analysed, (result, tables) each, not yet written; refused before any reading
+    when two inputs share a sample name (or, writing fragment files, a file name)."""
+    from plasmacount.counts import input_kind, sample_name_from_path
+    from plasmacount.files import check_unique_inputs, check_unique_samples, sample_file_stem
+
+    check_unique_inputs([(_input_name(source), source) for source in sources])
+    if options.fragment_files:  # named by input file: two inputs of one name would overwrite each other's
+        check_unique_samples([sample_name_from_path(source) for source in sources])
+        Path(output).mkdir(parents=True, exist_ok=True)
+    sites = list(options.sites) if options.sites is not None else None
+    results = []
+    for i, source in enumerate(sources):
+        if options.intervals_only:
+            if not sites:
+                raise UsageError("reading the sites alone needs sites (--intervals BED)")
+            results.append(
+                analyse_intervals(
+                    source, sites, options.fasta, options.counting, options.motif_length, options.interval_features
+                )
+            )
+        else:
+            fragment_file = None
+            if options.fragment_files and input_kind(source) in ("bam", "cram"):
+                fragment_file = Path(output) / f"{sample_file_stem(sample_name_from_path(source))}.frag.gz"
+            results.append(
+                analyse(
+                    source,
+                    options.fasta,
+                    annotation,
+                    options.annotation_path,
+                    options.window,
+                    options.bin_size,
+                    options.counting,
+                    motif_length=options.motif_length,
+                    fragment_file=fragment_file,
+                    delfi_panel=delfi_panel,
+                    delfi_window_ratio=options.delfi_window_ratio,
+                    delfi_gc_smoother=options.delfi_gc_smoother,
+                    sites=sites,
+                    interval_features=options.interval_features,
+                )
+            )
+        if progress:
+            progress(i + 1, len(sources))
+    return results
+
+
+def add_methylation_fetal_fractions(results: list[tuple[dict, dict]], reference: MethylationReference) -> None:
+    """Each result's fetal fraction from its molecules' CpG methylation (under `methylation`)."""
+    from plasmacount.methylation import fetal_fraction
+
+    for result, tables in results:
+        if result["methylation"] is None:
+            raise DataError(
+                f"{result['sample']}: no CpG methylation calls (MM/ML tags) to estimate the fetal fraction from"
+            )
+        result["methylation"]["fetal_fraction"] = fetal_fraction(tables["molecules"], reference, tables["layout"])
+
+
+def make_delfi_panel(results: list[tuple[dict, dict]], output: str | os.PathLike) -> int:
+    """A DELFI panel (the median profile) of the results' DELFI profiles, written to `output`;
+    returns how many profiles it has."""
+    profiles = [tables["delfi"] for _, tables in results if tables.get("delfi") is not None]
+    if len(profiles) < 2:
+        raise UsageError("a DELFI panel needs at least 2 paired-end samples counted on a 100 kb annotation (--bins)")
+    delfi.save_panel(delfi.panel_median(profiles), output)
+    return len(profiles)
+
+
+def read_known_fetal_fractions(path: str | os.PathLike) -> dict[str, float]:
+    """A TSV of `sample  fetal_fraction` (0 for a woman who is not pregnant; a header line allowed)."""
+    fractions = {}
+    with open(path) as stream:
+        for line_number, line in enumerate(stream, 1):
+            fields = line.rstrip("\n").split("\t")
+            if line_number == 1 and fields[:2] == ["sample", "fetal_fraction"] or not line.strip():
+                continue
+            try:
+                fractions[fields[0]] = float(fields[1])
+            except (IndexError, ValueError):
+                raise DataError(f"{path}: line {line_number} is not `sample<TAB>fetal_fraction`") from None
+    return fractions
+
+
+def learn_methylation_reference(
+    results: list[tuple[dict, dict]], fractions: Mapping[str, float], output: str | os.PathLike, source: str
+) -> int:
+    """A methylation reference learnt from the results' molecules and their known fetal
+    fractions, written to `output`; returns how many samples it has."""
+    from plasmacount.methylation import learn_reference
+
+    panel = []
+    for result, tables in results:
+        if result["sample"] not in fractions:
+            raise DataError(
+                f"{source}: no fetal fraction for sample {result['sample']}; list every input (0 if not pregnant)"
+            )
+        if tables["molecules"] is None or not tables["molecules"].shape[0]:
+            raise DataError(f"{result['sample']}: no CpG methylation calls (MM/ML tags) to learn from")
+        panel.append((tables["molecules"], fractions[result["sample"]]))
+    layouts = {tables["layout"] for _, tables in results}
+    if len(layouts) != 1:
+        raise UsageError("the samples were counted on different bins; pass one --bins ANNOTATION")
+    learn_reference(layouts.pop(), panel, source=f"{len(panel)} samples of {source}").save(output)
+    return len(panel)
+
+
+def run_batch(
+    sources: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    annotation: BinAnnotation | None = None,
+    options: FragmentOptions = FragmentOptions(),
+    delfi_panel: dict | None = None,
+    methylation_reference: MethylationReference | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[dict, dict]]:
+    """Analyse every input (`analyse_batch`), with the methylation fetal fraction against
+    `methylation_reference` when given, and write the outputs."""
+    results = analyse_batch(sources, output, annotation, options, delfi_panel, progress)
+    if methylation_reference is not None:
+        add_methylation_fetal_fractions(results, methylation_reference)
+    write_outputs(results, output)
+    return results
 
 
 def write_outputs(results: list[tuple[dict, dict]], output: str | os.PathLike) -> list[Path]:

@@ -929,18 +929,9 @@ def run_batch(
 ) -> list[dict]:
     """Analyse every counts file (bad ones become failed results) on `workers` processes and
     write the outputs (the same whatever the number of workers)."""
-    from plasmacount.counts import load_counts
+    from plasmacount.counts import load_batch
 
-    tasks = []
-    seen = set()
-    for path in paths:
-        sample = load_counts(path)
-        if sample.sample in seen:
-            raise DataError(
-                f"{path}: sample name {sample.sample!r} appears twice in this batch; rename one with `count --sample`"
-            )
-        seen.add(sample.sample)
-        tasks.append((sample, str(path)))
+    tasks = load_batch(paths)
     with stage("nipt: analysing samples"):
         results = map_in_processes(_analyse_one, tasks, (reference, options), workers, progress)
     with stage("nipt: writing outputs"):

@@ -149,6 +149,11 @@ class TumorResult(_Result):
     def altered_segments(self) -> list[Mapping[str, Any]]:
         return [s for s in self.data["segments"] if s["event"] != "neutral"]
 
+    @property
+    def cna_score(self) -> int:
+        """Lo's copy-number aberration score: the arms whose |z| exceeds tumor.CNA_ARM_Z."""
+        return int(self.data["cna_score"])
+
 
 @dataclass(frozen=True)
 class ViralResult(_Result):
@@ -166,6 +171,11 @@ class ViralResult(_Result):
     @property
     def size_ratio(self) -> float | None:
         return self.data["size"]["ratio"]
+
+    @property
+    def virus(self) -> str:
+        """The viral contig screened (chrEBV for the EBV screen)."""
+        return str(self.data["virus"])
 
 
 def read_results(results: Mapping[str, Any]) -> tuple[NiptResult | None, TumorResult | None, ViralResult | None]:

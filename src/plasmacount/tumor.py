@@ -58,6 +58,7 @@ import gzip
 import math
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -943,6 +944,50 @@ def analyse(
         "arm_reference": "panel of normals" if panel is not None and panel.arm_means else "the sample's own arms",
         "profile": GenomeTrack.from_layout(layout, log2),
     }
+
+
+@dataclass(frozen=True)
+class TumorOptions:
+    """How every sample of a batch is analysed (`analyse`): short fragments only, and the bins'
+    lowest mappability."""
+
+    size_select: bool = False
+    min_mappability: float = 0.9
+
+
+def make_panel(
+    paths: Sequence[str | os.PathLike], annotation: BinAnnotation | None, output: str | os.PathLike
+) -> NormalPanel:
+    """A panel of normals from healthy plasma's counts files, written to `output`."""
+    from plasmacount.counts import load_batch
+
+    panel = build_panel([sample for sample, _ in load_batch(paths)], annotation)
+    panel.save(output)
+    return panel
+
+
+def run_batch(
+    paths: Sequence[str | os.PathLike],
+    annotation: BinAnnotation | None,
+    panel: NormalPanel | str | os.PathLike | None,
+    output: str | os.PathLike,
+    options: TumorOptions = TumorOptions(),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict]:
+    """Analyse every counts file against the panel (a NormalPanel, or its file: from `make_panel`
+    or ichorCNA's PoN TSV, read on the first sample's bins) and write the outputs."""
+    from plasmacount.counts import load_batch
+
+    samples = [sample for sample, _ in load_batch(paths)]
+    if panel is not None and not isinstance(panel, NormalPanel):
+        panel = NormalPanel.load(panel, samples[0].layout)
+    results = []
+    for i, sample in enumerate(samples):
+        results.append(analyse(sample, annotation, panel, options.size_select, options.min_mappability))
+        if progress:
+            progress(i + 1, len(samples))
+    write_outputs(results, output)
+    return results
 
 
 def _segments(

@@ -31,6 +31,7 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -742,6 +743,80 @@ def from_counts(counts: SampleCounts, virus: str | None, model: ScreenModel, whe
         else "viral fragments as counted"
     )
     return analyse(counts, row, model, None, note=note)
+
+
+@dataclass(frozen=True)
+class ViralOptions:
+    """How every input of a batch is read: the viral contig (None: EBV), the unique viral reads'
+    MAPQ and the FASTA of CRAM input (alignments only)."""
+
+    virus: str | None = None
+    min_mapq: int = 30
+    fasta: str | os.PathLike | None = None
+
+
+def _batch_inputs(sources: Sequence[str | os.PathLike]) -> list[tuple[str, SampleCounts | None]]:
+    """Each input with its counts (None for BAM/CRAM, counted when analysed), refused before any
+    counting when two share a sample name: their outputs would overwrite each other."""
+    from plasmacount.alignments import sample_name
+    from plasmacount.counts import input_kind, load_counts
+    from plasmacount.files import check_unique_inputs
+
+    inputs = [
+        (str(source), None if input_kind(source) in ("bam", "cram") else load_counts(source)) for source in sources
+    ]
+    check_unique_inputs(
+        [(sample_name(source) if counts is None else counts.sample, source) for source, counts in inputs]
+    )
+    return inputs
+
+
+def run_batch(
+    sources: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    model: ScreenModel = ScreenModel(),
+    options: ViralOptions = ViralOptions(),
+    labels: Mapping[str, str] | None = None,
+    specificity: float = 0.95,
+    previous: Mapping[str, dict] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[dict], ScreenModel]:
+    """Screen every input (counts, or indexed BAM/CRAM) and write the outputs; with `labels`
+    (sample: npc / other) the model is learnt from these samples first (`learn_model`), and a
+    sample in `previous` (sample: its first draw's result) is judged as a retest. Returns the
+    results and the model they were screened with."""
+    inputs = _batch_inputs(sources)
+    results = []
+    for i, (source, counts) in enumerate(inputs):
+        if counts is None:
+            results.append(from_alignments(source, options.virus, model, options.min_mapq, options.fasta))
+        else:
+            results.append(from_counts(counts, options.virus, model, source))
+        if progress:
+            progress(i + 1, len(inputs))
+    if labels is not None:
+        model = learn_model(results, dict(labels), specificity)
+        results = [apply_screen(result, model) for result in results]
+    if previous:
+        results = [apply_retest(r, previous[r["sample"]]) if r["sample"] in previous else r for r in results]
+    write_outputs(results, output, model)
+    return results, model
+
+
+def read_previous(paths: Sequence[str | os.PathLike]) -> dict[str, dict]:
+    """The first draw's `<sample>.viral.json` results, by sample, for a retest."""
+    previous = {}
+    for path in paths:
+        try:
+            earlier = json.loads(Path(path).read_text())
+            if not isinstance(earlier.get("screen"), dict) or "result" not in earlier["screen"]:
+                raise KeyError("screen")
+            previous[earlier["sample"]] = earlier
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise DataError(
+                f"{path}: not a <sample>.viral.json result ({error}); pass the first draw's viral results"
+            ) from None
+    return previous
 
 
 def read_labels(path: str | os.PathLike) -> dict[str, str]:

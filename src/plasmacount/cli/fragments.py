@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from plasmacount.cli import add_fasta_option, add_fragment_rule_options, fragment_rules, number
-from plasmacount.errors import DataError, UsageError
+from plasmacount.errors import UsageError
 
 logger = logging.getLogger("plasmacount")
 
@@ -127,65 +127,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def learn_methylation_reference(results: list, known: str | None, output: str) -> None:
-    from plasmacount.methylation import learn_reference
-
-    if not known:
-        raise UsageError(
-            "--learn-methylation-reference needs --known-fetal-fractions TSV (sample, fetal_fraction; 0 if not pregnant)"
-        )
-    fractions = {}
-    with open(known) as stream:
-        for line_number, line in enumerate(stream, 1):
-            fields = line.rstrip("\n").split("\t")
-            if line_number == 1 and fields[:2] == ["sample", "fetal_fraction"] or not line.strip():
-                continue
-            try:
-                fractions[fields[0]] = float(fields[1])
-            except (IndexError, ValueError):
-                raise DataError(f"{known}: line {line_number} is not `sample<TAB>fetal_fraction`") from None
-    panel = []
-    for result, tables in results:
-        if result["sample"] not in fractions:
-            raise DataError(
-                f"{known}: no fetal fraction for sample {result['sample']}; list every input (0 if not pregnant)"
-            )
-        if tables["molecules"] is None or not tables["molecules"].shape[0]:
-            raise DataError(f"{result['sample']}: no CpG methylation calls (MM/ML tags) to learn from")
-        panel.append((tables["molecules"], fractions[result["sample"]]))
-    layouts = {tables["layout"] for _, tables in results}
-    if len(layouts) != 1:
-        raise UsageError("the samples were counted on different bins; pass one --bins ANNOTATION")
-    learn_reference(layouts.pop(), panel, source=f"{len(panel)} samples of {known}").save(output)
-    logger.info("methylation reference from %d samples written to %s", len(panel), output)
-
-
 def run(args: argparse.Namespace) -> None:
+    from plasmacount import delfi, fragments
     from plasmacount.alignments import CountOptions
     from plasmacount.bins import BinAnnotation
-    from plasmacount.fragments import analyse, write_outputs
+    from plasmacount.intervals import read_sites
     from plasmacount.progress import Progress
 
     if args.window <= 0:
         raise UsageError(f"--window must be a positive number of bases, not {args.window}")
-    annotation = BinAnnotation.load(args.bins) if args.bins else None
-    progress = Progress("fragmentomics", enabled=not args.quiet)
-    from pathlib import Path
-
-    from plasmacount.counts import input_kind, sample_name_from_path
-    from plasmacount.files import check_unique_samples, sample_file_stem
-
-    if args.fragment_files:  # named by input file: two inputs of one name would overwrite each other's
-        check_unique_samples([sample_name_from_path(source) for source in args.inputs])
-        Path(args.output).mkdir(parents=True, exist_ok=True)
-    from plasmacount import delfi
-
-    panel = delfi.load_panel(args.delfi_panel) if args.delfi_panel else None
-    from plasmacount.intervals import read_sites
-
     if args.interval_features != "all" and not args.intervals:
         raise UsageError("--interval-features needs --intervals BED")
-    sites = read_sites(args.intervals) if args.intervals else None
     if args.intervals_only:
         genome_wide = [
             flag
@@ -198,23 +150,55 @@ def run(args: argparse.Namespace) -> None:
             )
             if given
         ]
-        if not sites:
+        if not args.intervals:
             raise UsageError("--intervals-only needs --intervals BED")
         if genome_wide:
             raise UsageError(
                 f"--intervals-only reads the sites alone; {', '.join(genome_wide)} need(s) the whole file: drop one of them"
             )
-        from plasmacount.fragments import analyse_intervals
+    if args.learn_methylation_reference and not args.known_fetal_fractions:
+        raise UsageError(
+            "--learn-methylation-reference needs --known-fetal-fractions TSV (sample, fetal_fraction; 0 if not pregnant)"
+        )
+    annotation = BinAnnotation.load(args.bins) if args.bins else None
+    panel = delfi.load_panel(args.delfi_panel) if args.delfi_panel else None
+    sites = read_sites(args.intervals) if args.intervals else None
+    if args.intervals_only and not sites:
+        raise UsageError("--intervals-only needs --intervals BED")
+    if args.delfi_gc_smoother == "loess_1d":
+        delfi.loess_1d_function()  # before the pass, not after it
+    options = fragments.FragmentOptions(
+        fasta=args.fasta,
+        annotation_path=args.bins,
+        window=args.window,
+        bin_size=args.bin_size,
+        counting=CountOptions(**fragment_rules(args)),
+        motif_length=args.motif_length,
+        fragment_files=bool(args.fragment_files),
+        delfi_window_ratio=args.delfi_window_ratio or ("mean" if args.convention == "finaletoolkit" else "sum"),
+        delfi_gc_smoother=args.delfi_gc_smoother,
+        sites=tuple(sites) if sites is not None else None,
+        interval_features=args.interval_features,
+        intervals_only=args.intervals_only,
+    )
+    progress = Progress("fragmentomics", enabled=not args.quiet)
+    results = fragments.analyse_batch(args.inputs, args.output, annotation, options, panel, progress)
+    if args.make_delfi_panel:
+        made = fragments.make_delfi_panel(results, args.make_delfi_panel)
+        logger.info("DELFI panel of %d profiles written to %s", made, args.make_delfi_panel)
+    if args.learn_methylation_reference:
+        known = fragments.read_known_fetal_fractions(args.known_fetal_fractions)
+        learnt = fragments.learn_methylation_reference(
+            results, known, args.learn_methylation_reference, args.known_fetal_fractions
+        )
+        logger.info("methylation reference from %d samples written to %s", learnt, args.learn_methylation_reference)
+    if args.methylation_reference:
+        from plasmacount.methylation import MethylationReference
 
-        options = CountOptions(**fragment_rules(args))
-        results = []
-        for i, source in enumerate(args.inputs):
-            results.append(
-                analyse_intervals(source, sites, args.fasta, options, args.motif_length, args.interval_features)
-            )
-            progress(i + 1, len(args.inputs))
-        write_outputs(results, args.output)
-        for result, _ in results:
+        fragments.add_methylation_fetal_fractions(results, MethylationReference.load(args.methylation_reference))
+    fragments.write_outputs(results, args.output)
+    for result, _ in results:
+        if args.intervals_only:
             logger.info(
                 "%s: %d reads read near %d sites, %d fragments kept",
                 result["sample"],
@@ -222,56 +206,7 @@ def run(args: argparse.Namespace) -> None:
                 result["intervals"]["sites"],
                 result["fragments_kept"],
             )
-        return
-    window_ratio = args.delfi_window_ratio or ("mean" if args.convention == "finaletoolkit" else "sum")
-    if args.delfi_gc_smoother == "loess_1d":
-        delfi.loess_1d_function()  # before the pass, not after it
-    results = []
-    for i, source in enumerate(args.inputs):
-        fragment_file = None
-        if args.fragment_files and input_kind(source) in ("bam", "cram"):
-            fragment_file = Path(args.output) / f"{sample_file_stem(sample_name_from_path(source))}.frag.gz"
-        results.append(
-            analyse(
-                source,
-                args.fasta,
-                annotation,
-                args.bins,
-                args.window,
-                args.bin_size,
-                CountOptions(**fragment_rules(args)),
-                motif_length=args.motif_length,
-                fragment_file=fragment_file,
-                delfi_panel=panel,
-                delfi_window_ratio=window_ratio,
-                delfi_gc_smoother=args.delfi_gc_smoother,
-                sites=sites,
-                interval_features=args.interval_features,
-            )
-        )
-        progress(i + 1, len(args.inputs))
-    if args.make_delfi_panel:
-        profiles = [tables["delfi"] for _, tables in results if tables["delfi"] is not None]
-        if len(profiles) < 2:
-            raise UsageError(
-                "--make-delfi-panel needs at least 2 paired-end samples counted on a 100 kb annotation (--bins)"
-            )
-        delfi.save_panel(delfi.panel_median(profiles), args.make_delfi_panel)
-        logger.info("DELFI panel of %d profiles written to %s", len(profiles), args.make_delfi_panel)
-    if args.learn_methylation_reference:
-        learn_methylation_reference(results, args.known_fetal_fractions, args.learn_methylation_reference)
-    if args.methylation_reference:
-        from plasmacount.methylation import MethylationReference, fetal_fraction
-
-        reference = MethylationReference.load(args.methylation_reference)
-        for result, tables in results:
-            if result["methylation"] is None:
-                raise DataError(
-                    f"{result['sample']}: no CpG methylation calls (MM/ML tags) to estimate the fetal fraction from"
-                )
-            result["methylation"]["fetal_fraction"] = fetal_fraction(tables["molecules"], reference, tables["layout"])
-    write_outputs(results, args.output)
-    for result, _ in results:
+            continue
         size = result["size"]
         if not size["fragments"]:
             logger.warning(

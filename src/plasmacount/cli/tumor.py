@@ -50,36 +50,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from plasmacount.bins import BinAnnotation
-    from plasmacount.counts import load_counts
     from plasmacount.errors import UsageError
     from plasmacount.progress import Progress
-    from plasmacount.tumor import NormalPanel, analyse, build_panel, write_outputs
+    from plasmacount.results import TumorResult
+    from plasmacount.tumor import TumorOptions, make_panel, run_batch
 
     annotation = BinAnnotation.load(args.bins) if args.bins else None
     if annotation is None:
         logger.warning("no --bins annotation: no GC or mappability correction")
-    samples = [load_counts(path) for path in args.counts]
     if args.make_panel:
         if args.panel:
             raise UsageError("--make-panel builds a panel; it cannot also take --panel")
-        panel = build_panel(samples, annotation)
-        panel.save(args.output)
-        logger.info("panel of normals from %d samples written to %s", len(samples), args.output)
+        panel = make_panel(args.counts, annotation, args.output)
+        logger.info("panel of normals from %d samples written to %s", len(panel.samples), args.output)
         return
-    panel = NormalPanel.load(args.panel, samples[0].layout) if args.panel else None
-    progress = Progress("tumour fraction", enabled=not args.quiet)
-    results = []
-    for i, sample in enumerate(samples):
-        results.append(analyse(sample, annotation, panel, args.size_select, args.min_mappability))
-        progress(i + 1, len(samples))
-    write_outputs(results, args.output)
-    for r in results:
+    results = run_batch(
+        args.counts,
+        annotation,
+        args.panel,
+        args.output,
+        TumorOptions(size_select=args.size_select, min_mappability=args.min_mappability),
+        progress=Progress("tumour fraction", enabled=not args.quiet),
+    )
+    for result in map(TumorResult, results):
+        low, high = result.interval
         logger.info(
             "%s: tumour fraction %.1f %% (%.1f-%.1f %%), ploidy %.2f, CNA score %d",
-            r["sample"],
-            100 * r["tumor_fraction"],
-            100 * r["tumor_fraction_low"],
-            100 * r["tumor_fraction_high"],
-            r["ploidy"],
-            r["cna_score"],
+            result.sample,
+            100 * result.tumor_fraction,
+            100 * low,
+            100 * high,
+            result.ploidy,
+            result.cna_score,
         )

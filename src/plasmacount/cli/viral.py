@@ -76,23 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     import dataclasses
-    import json
-    from pathlib import Path
 
-    from plasmacount.counts import input_kind, load_counts
-    from plasmacount.errors import DataError, UsageError
+    from plasmacount.errors import UsageError
     from plasmacount.progress import Progress
-    from plasmacount.viral import (
-        ScreenModel,
-        apply_retest,
-        apply_screen,
-        from_alignments,
-        from_counts,
-        learn_model,
-        load_model,
-        read_labels,
-        write_outputs,
-    )
+    from plasmacount.results import ViralResult
+    from plasmacount.viral import ScreenModel, ViralOptions, load_model, read_labels, read_previous, run_batch
 
     if args.model and args.train:
         raise UsageError("--model and --train exclude each other: reuse a model or learn a new one")
@@ -104,38 +92,21 @@ def run(args: argparse.Namespace) -> None:
     }
     if changes:
         model = dataclasses.replace(model, source=model.source + "; changed by options", **changes)
-    previous = {}
-    for path in args.previous or []:
-        try:
-            earlier = json.loads(Path(path).read_text())
-            if not isinstance(earlier.get("screen"), dict) or "result" not in earlier["screen"]:
-                raise KeyError("screen")
-            previous[earlier["sample"]] = earlier
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise DataError(
-                f"{path}: not a <sample>.viral.json result ({error}); pass the first draw's viral results"
-            ) from None
-    progress = Progress("viral screen", enabled=not args.quiet)
-    results = []
-    for i, source in enumerate(args.inputs):
-        if input_kind(source) in ("bam", "cram"):
-            results.append(from_alignments(source, args.virus, model, args.min_mapq, args.fasta))
-        else:
-            results.append(from_counts(load_counts(source), args.virus, model, str(source)))
-        progress(i + 1, len(args.inputs))
-    if args.train:
-        model = learn_model(results, read_labels(args.train), args.specificity)
-        results = [apply_screen(result, model) for result in results]
-    results = [
-        apply_retest(result, previous[result["sample"]]) if result["sample"] in previous else result
-        for result in results
-    ]
-    write_outputs(results, args.output, model)
-    positives = sum(r["screen"]["result"] == "positive" for r in results)
+    results, model = run_batch(
+        args.inputs,
+        args.output,
+        model,
+        ViralOptions(virus=args.virus, min_mapq=args.min_mapq, fasta=args.fasta),
+        labels=read_labels(args.train) if args.train else None,
+        specificity=args.specificity,
+        previous=read_previous(args.previous or []),
+        progress=Progress("viral screen", enabled=not args.quiet),
+    )
+    screened = [ViralResult(r) for r in results]
     logger.info(
         "%d samples screened for %s: %d positive (model: %s)",
-        len(results),
-        results[0]["virus"] if results else "EBV",
-        positives,
+        len(screened),
+        screened[0].virus if screened else "EBV",
+        sum(r.positive for r in screened),
         model.source,
     )
