@@ -49,9 +49,52 @@ def test_tumor_and_viral_views_read_what_was_written(demo_output):
         assert view.detected is data["tumor_detected"]
         assert view.interval == (data["tumor_fraction_low"], data["tumor_fraction_high"])
         assert len(view.altered_segments) == sum(s["event"] != "neutral" for s in data["segments"])
+        for segment, raw in zip(view.segments, data["segments"], strict=True):
+            assert (segment.chrom, segment.start, segment.end, segment.bins, segment.log2_ratio) == (
+                raw["chrom"],
+                raw["start"],
+                raw["end"],
+                raw["bins"],
+                raw["log2_ratio"],
+            )
+            assert (segment.copy_number, segment.subclonal, segment.event) == (
+                raw["copy_number"],
+                raw["subclonal"],
+                raw["event"],
+            )
+        assert [(s.baseline_copy_number, s.tumor_fraction, s.probability, s.chosen) for s in view.solutions] == [
+            (s["baseline_copy_number"], s["tumor_fraction"], s["probability"], s["chosen"])
+            for s in data.get("solutions", [])
+        ]
+        assert (view.bins_used, view.bin_size, view.noise_scale) == (
+            data["bins_used"],
+            data["bin_size"],
+            data["noise_scale"],
+        )
+        assert view.panel_donors == data["panel_of_normals"]["samples"]
     screens = [ViralResult(data) for data in _written(demo_output / "viral", ".viral.json")]
     assert {v.screen_result for v in screens} >= {"positive", "negative"}
     assert all(v.positive == (v.data["screen"]["result"] == "positive") for v in screens)
+    for v in screens:
+        raw = v.data
+        assert (v.viral_fragments, v.mapped_fragments, v.per_million) == (
+            raw["fragments"]["unique"],
+            raw["fragments"]["total_mapped"],
+            raw["per_million"]["value"],
+        )
+        assert v.size_evaluable == raw["size"]["evaluable"]
+        assert v.viral_size_histogram == raw["size"].get("viral_histogram_0_600")
+    # Some tumours of the demo are detected with more than one reading: the solutions are read, not empty.
+    assert any(TumorResult(d).solutions for d in _written(demo_output / "tumor", ".tumor.json"))
+
+
+def test_nipt_qc_view_reads_every_measure(demo_output):
+    for data in _written(demo_output / "nipt", ".nipt.json"):
+        qc = NiptResult(data).qc
+        for name in ("status", "counted_reads", "bin_variance_ratio", "chr21_cv", "chr21_poisson_cv", "gc_residual"):
+            assert getattr(qc, name) == data["qc"].get(name), name
+        assert list(qc.reasons) == list(data["qc"].get("reasons") or [])
+    assert any(NiptResult(d).qc.counted_reads for d in _written(demo_output / "nipt", ".nipt.json"))
 
 
 def test_a_call_needs_its_event_and_result():

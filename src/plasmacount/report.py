@@ -42,7 +42,17 @@ from plasmacount.nipt import (
 )
 from plasmacount.progress import stage
 from plasmacount.quality import FAIL, PASS, WARN
-from plasmacount.results import NO_CALL, POSITIVE, NiptResult, read_results
+from plasmacount.results import (
+    NEGATIVE,
+    NO_CALL,
+    POSITIVE,
+    CopyNumberCall,
+    NiptResult,
+    TumorResult,
+    TumorSegment,
+    ViralResult,
+    read_results,
+)
 from plasmacount.tracks import GenomeTrack, read_bedgraph
 from plasmacount.tumor import CNA_ARM_Z, TUMOR_BINS_USED_LIMITS, TUMOR_NOISE_SCALE_LIMITS
 
@@ -238,8 +248,47 @@ def _windowed(profile: GenomeTrack, window: int) -> GenomeTrack:
     )
 
 
+@dataclass(frozen=True)
+class Region:
+    """A called region as the figures draw it: where, at what level, and of which kind (a COLOURS key)."""
+
+    chrom: str
+    start: int
+    end: int
+    log2_ratio: float
+    kind: str
+    bins: int = 0
+    label: str | None = None
+    syndrome: str | None = None
+
+    @classmethod
+    def of_copy_number_call(cls, call: CopyNumberCall) -> Region:
+        return cls(
+            call.chrom,
+            call.start,
+            call.end,
+            call.log2_ratio,
+            "gain" if call.kind == "duplication" else "loss",
+            call.bins,
+            call.kind.capitalize(),
+            call.syndrome,
+        )
+
+    @classmethod
+    def of_tumor_segment(cls, segment: TumorSegment) -> Region:
+        return cls(
+            segment.chrom,
+            segment.start,
+            segment.end,
+            segment.log2_ratio,
+            segment.event,
+            segment.bins,
+            f"Copy number {segment.copy_number:g}",
+        )
+
+
 def profile_figure(
-    profile: GenomeTrack, regions: list[dict], title: str, name: str, caption: str, window: int = 1_000_000
+    profile: GenomeTrack, regions: list[Region], title: str, name: str, caption: str, window: int = 1_000_000
 ) -> Figure:
     """Genome-wide log2 ratio (median per window) with called regions drawn over it."""
     plt = _pyplot()
@@ -253,11 +302,11 @@ def profile_figure(
         axis.axvline(edge, color="#dddddd", linewidth=0.6)
     axis.axhline(0, color="#999999", linewidth=0.8)
     for region in regions:
-        if region["chrom"] not in offsets:
+        if region.chrom not in offsets:
             continue
-        colour = COLOURS.get(region["kind"], "#757575")
-        left, right = offsets[region["chrom"]] + region["start"] / 1e6, offsets[region["chrom"]] + region["end"] / 1e6
-        axis.plot([left, right], [region["log2_ratio"]] * 2, color=colour, linewidth=2.5, solid_capstyle="butt")
+        colour = COLOURS.get(region.kind, "#757575")
+        left, right = offsets[region.chrom] + region.start / 1e6, offsets[region.chrom] + region.end / 1e6
+        axis.plot([left, right], [region.log2_ratio] * 2, color=colour, linewidth=2.5, solid_capstyle="butt")
     axis.set_xticks(ticks, labels, fontsize=7)
     axis.set_xlim(0, edges[-1])
     low = min(-0.3, float(np.nanquantile(shown.value, 0.001)) if shown.value.size else -0.3)
@@ -274,41 +323,41 @@ def profile_figure(
 SEX_CHROMOSOME_EVENTS = {"X": ("45,X", "47,XXX", "47,XXY"), "Y": ("47,XXY", "47,XYY")}
 
 
-def region_figure(profile: GenomeTrack, region: dict, number: int, title: str, caption: str) -> Figure:
+def region_figure(profile: GenomeTrack, region: Region, number: int, title: str, caption: str) -> Figure:
     """One chromosome at full bin resolution around a finding: its bins, the called region shaded with
     its own level, so that a 2 Mb deletion is seen as clearly as a trisomy."""
     plt = _pyplot()
     profile = profile.finite()
-    rows = np.flatnonzero(np.asarray(profile.chrom, dtype=object) == region["chrom"])
+    rows = np.flatnonzero(np.asarray(profile.chrom, dtype=object) == region.chrom)
     middle = (profile.start[rows] + profile.end[rows]) / 2e6
     values = profile.value[rows]
-    inside = (profile.end[rows] > region["start"]) & (profile.start[rows] < region["end"])
-    colour = COLOURS.get(region["kind"], "#757575")
+    inside = (profile.end[rows] > region.start) & (profile.start[rows] < region.end)
+    colour = COLOURS.get(region.kind, "#757575")
     figure, axis = plt.subplots(figsize=(9, 2.6))
-    axis.axvspan(region["start"] / 1e6, region["end"] / 1e6, color=colour, alpha=0.12, linewidth=0)
+    axis.axvspan(region.start / 1e6, region.end / 1e6, color=colour, alpha=0.12, linewidth=0)
     axis.scatter(
         middle[~inside], np.clip(values[~inside], -1.5, 1.5), s=4, color="#757575", linewidths=0, rasterized=True
     )
     axis.scatter(middle[inside], np.clip(values[inside], -1.5, 1.5), s=7, color=colour, linewidths=0, rasterized=True)
     axis.plot(
-        [region["start"] / 1e6, region["end"] / 1e6],
-        [region["log2_ratio"]] * 2,
+        [region.start / 1e6, region.end / 1e6],
+        [region.log2_ratio] * 2,
         color=colour,
         linewidth=2.5,
         solid_capstyle="butt",
     )
     axis.axhline(0, color="#999999", linewidth=0.8)
-    axis.set_xlim(0, profile.contig_lengths.get(region["chrom"], float(profile.end[rows].max(initial=1))) / 1e6)
+    axis.set_xlim(0, profile.contig_lengths.get(region.chrom, float(profile.end[rows].max(initial=1))) / 1e6)
     spread = float(np.nanquantile(np.abs(values), 0.995)) if values.size else 0.3
     axis.set_ylim(
-        -max(0.3, min(spread, 1.5), abs(region["log2_ratio"]) * 1.5),
-        max(0.3, min(spread, 1.5), abs(region["log2_ratio"]) * 1.5),
+        -max(0.3, min(spread, 1.5), abs(region.log2_ratio) * 1.5),
+        max(0.3, min(spread, 1.5), abs(region.log2_ratio) * 1.5),
     )
-    axis.set_xlabel(f"{region['chrom']} position (Mb)")
+    axis.set_xlabel(f"{region.chrom} position (Mb)")
     axis.set_ylabel("log2 ratio")
     axis.set_title(title, loc="left")
     data = [
-        [region["chrom"], int(s), int(e), round(float(v), 5), str(bool(i)).lower()]
+        [region.chrom, int(s), int(e), round(float(v), 5), str(bool(i)).lower()]
         for s, e, v, i in zip(profile.start[rows], profile.end[rows], values, inside)
     ]
     return Figure(
@@ -322,13 +371,13 @@ def region_figure(profile: GenomeTrack, region: dict, number: int, title: str, c
     )
 
 
-def _region_title(region: dict) -> str:
-    size = (region["end"] - region["start"]) / 1e6
-    what = {"gain": "gain", "loss": "loss"}.get(region["kind"], region["kind"])
+def _region_title(region: Region) -> str:
+    size = (region.end - region.start) / 1e6
+    what = {"gain": "gain", "loss": "loss"}.get(region.kind, region.kind)
     return (
-        f"{region.get('label') or what.capitalize()} of {size:.1f} Mb at {region['chrom']}:{region['start']:,}-{region['end']:,}"
-        + (f", {region['syndrome']} region" if region.get("syndrome") else "")
-        + f", {region['bins']} bins"
+        f"{region.label or what.capitalize()} of {size:.1f} Mb at {region.chrom}:{region.start:,}-{region.end:,}"
+        + (f", {region.syndrome} region" if region.syndrome else "")
+        + f", {region.bins} bins"
     )
 
 
@@ -693,15 +742,15 @@ def batch_qc_figure(samples: list[SampleResults]) -> Figure | None:
 
 def batch_tumor_figure(samples: list[SampleResults]) -> Figure | None:
     """Tumour fraction with its interval for every sample."""
-    entries = [(s.sample, s.results["tumor"]) for s in samples if "tumor" in s.results]
+    entries = [(s.sample, TumorResult(s.results["tumor"])) for s in samples if "tumor" in s.results]
     if not entries:
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 0.6 + 0.28 * len(entries)))
     for i, (_, r) in enumerate(entries):
-        colour = COLOURS["fail"] if r["tumor_detected"] else "#546e7a"
-        axis.plot([100 * r["tumor_fraction_low"], 100 * r["tumor_fraction_high"]], [i, i], color=colour, linewidth=2)
-        axis.plot(100 * r["tumor_fraction"], i, "o", color=colour)
+        colour = COLOURS["fail"] if r.detected else "#546e7a"
+        axis.plot([100 * r.interval[0], 100 * r.interval[1]], [i, i], color=colour, linewidth=2)
+        axis.plot(100 * r.tumor_fraction, i, "o", color=colour)
     axis.set_yticks(range(len(entries)), [e[0] for e in entries], fontsize=7)
     axis.invert_yaxis()
     axis.set_xlabel("tumour fraction (%)")
@@ -710,11 +759,11 @@ def batch_tumor_figure(samples: list[SampleResults]) -> Figure | None:
     rows = [
         [
             name,
-            round(r["tumor_fraction"], 5),
-            round(r["tumor_fraction_low"], 5),
-            round(r["tumor_fraction_high"], 5),
-            str(r["tumor_detected"]).lower(),
-            round(r["ploidy"], 3),
+            round(r.tumor_fraction, 5),
+            round(r.interval[0], 5),
+            round(r.interval[1], 5),
+            str(r.detected).lower(),
+            round(r.ploidy, 3),
         ]
         for name, r in entries
     ]
@@ -731,7 +780,7 @@ def batch_tumor_figure(samples: list[SampleResults]) -> Figure | None:
 
 def batch_viral_figure(samples: list[SampleResults]) -> Figure | None:
     """The EBV screen: viral fragments per million against the size ratio, with the model's class size ratios."""
-    entries = [(s.sample, s.results["viral"]) for s in samples if "viral" in s.results]
+    entries = [(s.sample, ViralResult(s.results["viral"])) for s in samples if "viral" in s.results]
     if not entries:
         return None
     plt = _pyplot()
@@ -739,25 +788,24 @@ def batch_viral_figure(samples: list[SampleResults]) -> Figure | None:
     rows = []
     floor = 0.01
     for name, r in entries:
-        per_million = max(r["per_million"]["value"], floor)
-        ratio = r["size"]["ratio"]
-        colour = COLOURS["fail"] if r["screen"]["result"] == "positive" else "#546e7a"
+        per_million = max(r.per_million, floor)
+        ratio = r.size_ratio
+        colour = COLOURS["fail"] if r.positive else "#546e7a"
         # Log axes cannot show zero: a ratio of 0 (no viral fragment at 80-110 bp) is drawn on the floor as a triangle.
         shown = 0.1 if ratio is None else max(ratio, 0.1)
         marker = "x" if ratio is None else "v" if ratio < 0.1 else "o"
         axis.plot(per_million, shown, marker, color=colour)
-        evidence = r["screen"].get("log_likelihood_ratio")
+        evidence = r.log_likelihood_ratio
         rows.append(
             [
                 name,
-                round(r["per_million"]["value"], 5),
+                round(r.per_million, 5),
                 "" if ratio is None else round(ratio, 4),
                 "" if evidence is None else round(evidence, 3),
-                r["screen"]["result"],
+                r.screen_result,
             ]
         )
-    model = entries[0][1]["screen"].get("model") or {}
-    for ratio in (model.get("npc_size_ratio"), model.get("carrier_size_ratio")):
+    for ratio in entries[0][1].model_size_ratios:
         if ratio:
             axis.axhline(ratio, color=COLOURS["warn"], linestyle=":", linewidth=1)
     axis.set_xscale("log")
@@ -824,6 +872,7 @@ def _chromosome_order(name: str) -> tuple[int, str]:
 def sample_figures(entry: SampleResults) -> list[Figure]:
     figures: list[Figure] = []
     nipt, tumor, viral, fragments = (entry.results.get(a) for a in ANALYSES)
+    _, tumor_view, viral_view = read_results(entry.results)
     if nipt and "nipt" in entry.profiles:
         # chrY is left out: in a female pregnancy it holds only mis-mapped reads, far below every other bin.
         profile = entry.profiles["nipt"]
@@ -835,16 +884,8 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
             profile.value[keep],
             {c: n for c, n in profile.contig_lengths.items() if name_key(c) != "Y"},
         )
-        regions = [
-            {
-                "chrom": c["chrom"],
-                "start": c["start"],
-                "end": c["end"],
-                "log2_ratio": c["log2_ratio"],
-                "kind": "gain" if c["type"] == "duplication" else "loss",
-            }
-            for c in nipt["cnvs"]
-        ]
+        cnvs = NiptResult(nipt).copy_number_calls
+        regions = [Region.of_copy_number_call(c) for c in cnvs]
         figures.append(
             profile_figure(
                 profile,
@@ -854,16 +895,15 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
                 "Coloured bars: CNVs called (red duplication, blue deletion).",
             )
         )
-        for number, (cnv, region) in enumerate(zip(nipt["cnvs"], regions), 1):
-            region = {**region, "label": cnv["type"].capitalize(), "syndrome": cnv["syndrome"], "bins": cnv["bins"]}
+        for number, (cnv, region) in enumerate(zip(cnvs, regions), 1):
             figures.append(
                 region_figure(
                     entry.profiles["nipt"],
                     region,
                     number,
                     _region_title(region),
-                    f"Every bin of {cnv['chrom']}; shaded and coloured: the called region, most likely "
-                    f"{cnv['origin']} in origin (copy ratio {cnv['copy_ratio']:.3f}, z {cnv['z']:.1f}).",
+                    f"Every bin of {cnv.chrom}; shaded and coloured: the called region, most likely "
+                    f"{cnv.origin} in origin (copy ratio {cnv.copy_ratio:.3f}, z {cnv.z:.1f}).",
                 )
             )
     if nipt and nipt["chromosomes"]:
@@ -881,59 +921,40 @@ def sample_figures(entry: SampleResults) -> list[Figure]:
         motifs = end_motif_figure(fragments)
         if motifs:
             figures.append(motifs)
-    if viral and viral["size"].get("viral_histogram_0_600") and sum(viral["size"]["viral_histogram_0_600"]):
+    if viral_view and viral_view.viral_size_histogram and sum(viral_view.viral_size_histogram):
         figures.append(
             size_figure(
-                viral["size"]["viral_histogram_0_600"],
-                f"{viral['virus']} fragment sizes",
+                viral_view.viral_size_histogram,
+                f"{viral_view.virus} fragment sizes",
                 "viral_sizes",
-                viral["size"]["autosomal_histogram_0_600"],
+                viral_view.host_size_histogram,
                 "autosomal",
             )
         )
     if tumor and "tumor" in entry.profiles:
-        regions = [
-            {
-                "chrom": s["chrom"],
-                "start": s["start"],
-                "end": s["end"],
-                "log2_ratio": s["log2_ratio"],
-                "kind": s["event"],
-            }
-            for s in tumor["segments"]
-            if s["event"] != "neutral"
-        ]
+        assert tumor_view is not None  # read from the same results
+        altered = tumor_view.altered_segments
         figures.append(
             profile_figure(
                 entry.profiles["tumor"],
-                regions,
-                f"Copy number: tumour fraction {100 * tumor['tumor_fraction']:.1f} %, ploidy {tumor['ploidy']:.2f}",
+                [Region.of_tumor_segment(segment) for segment in altered],
+                f"Copy number: tumour fraction {100 * tumor_view.tumor_fraction:.1f} %, ploidy {tumor_view.ploidy:.2f}",
                 "tumor_profile",
                 "Coloured bars: segments with a copy-number change (red gain, blue loss).",
             )
         )
         # The largest changes get a chromosome of their own; the rest are in the table and the genome plot.
-        changed = sorted(
-            (s for s in tumor["segments"] if s["event"] != "neutral"), key=lambda s: -abs(s["log2_ratio"]) * s["bins"]
-        )
+        changed = sorted(altered, key=lambda s: -abs(s.log2_ratio) * s.bins)
         for number, segment in enumerate(changed[:TUMOR_REGION_FIGURES], 1):
-            region = {
-                "chrom": segment["chrom"],
-                "start": segment["start"],
-                "end": segment["end"],
-                "log2_ratio": segment["log2_ratio"],
-                "kind": segment["event"],
-                "bins": segment["bins"],
-                "label": f"Copy number {segment['copy_number']:g}",
-            }
+            region = Region.of_tumor_segment(segment)
             figures.append(
                 region_figure(
                     entry.profiles["tumor"],
                     region,
                     number,
                     _region_title(region),
-                    f"Every bin of {segment['chrom']}; shaded and coloured: the segment "
-                    f"({'subclonal' if segment.get('subclonal') else 'clonal'}, log2 ratio {segment['log2_ratio']:.2f}).",
+                    f"Every bin of {segment.chrom}; shaded and coloured: the segment "
+                    f"({'subclonal' if segment.subclonal else 'clonal'}, log2 ratio {segment.log2_ratio:.2f}).",
                 )
             )
     if tumor and tumor.get("arms"):
@@ -1061,24 +1082,24 @@ def low_fetal_fraction_caution(nipt: Mapping[str, Any]) -> str | None:
 def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
     """(check, value, expectation, status) rows for the QC table."""
     rows = []
-    nipt = entry.results.get("nipt")
+    nipt, tumor, viral = read_results(entry.results)
     if nipt:
-        qc = nipt["qc"]
+        qc = nipt.qc
         # Each row judges with the analysis's own limits, so the table and the sample's status agree.
-        status = qc["status"]
+        status = qc.status
         rows.append(("overall prenatal QC", status, PASS, status))
-        if qc.get("counted_reads") is not None:
+        if qc.counted_reads is not None:
             limits = COUNTED_READS_LIMITS
             rows.append(
                 (
                     "counted fragments",
-                    f"{qc['counted_reads']:,}",
+                    f"{qc.counted_reads:,}",
                     limits.expectation(f"{limits.warn:,.0f}"),
-                    limits.status(qc["counted_reads"]),
+                    limits.status(qc.counted_reads),
                 )
             )
-        if qc.get("bin_variance_ratio") is not None:
-            ratio, limits = qc["bin_variance_ratio"], BIN_VARIANCE_LIMITS
+        if qc.bin_variance_ratio is not None:
+            ratio, limits = qc.bin_variance_ratio, BIN_VARIANCE_LIMITS
             rows.append(
                 (
                     "bin variance vs Poisson",
@@ -1087,28 +1108,28 @@ def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
                     limits.status(ratio),
                 )
             )
-        if qc.get("chr21_cv") is not None:
+        if qc.chr21_cv is not None:
             limits = CHR21_CV_EXCESS_LIMITS
-            poisson = qc["chr21_poisson_cv"]
+            poisson = qc.chr21_poisson_cv
             rows.append(
                 (
                     "chr21 CV",
-                    f"{100 * qc['chr21_cv']:.3f} %",
-                    limits.expectation(f"{limits.warn:g}x the Poisson limit {100 * poisson:.3f} %"),
-                    limits.status(qc["chr21_cv"] / poisson) if poisson else PASS,
+                    f"{100 * qc.chr21_cv:.3f} %",
+                    limits.expectation(f"{limits.warn:g}x the Poisson limit {100 * (poisson or 0.0):.3f} %"),
+                    limits.status(qc.chr21_cv / poisson) if poisson else PASS,
                 )
             )
-        if qc.get("gc_residual") is not None:
+        if qc.gc_residual is not None:
             limits = GC_RESIDUAL_LIMITS
             rows.append(
                 (
                     "GC bias left after correction",
-                    f"{qc['gc_residual']:.4f}",
+                    f"{qc.gc_residual:.4f}",
                     limits.expectation(f"{limits.warn:g}"),
-                    limits.status(qc["gc_residual"]),
+                    limits.status(qc.gc_residual),
                 )
             )
-        ff = nipt["fetal_fraction"]["estimate"]
+        ff = nipt.fetal_fraction
         if ff is not None:
             limits = FETAL_FRACTION_LIMITS
             rows.append(
@@ -1119,36 +1140,34 @@ def qc_rows(entry: SampleResults) -> list[tuple[str, str, str, str]]:
                     limits.status(ff),
                 )
             )
-        for reason in qc.get("reasons") or []:
+        for reason in qc.reasons:
             rows.append(("note", reason, "", status))
-    tumor = entry.results.get("tumor")
     if tumor:
         limits = TUMOR_BINS_USED_LIMITS
         rows.append(
             (
                 "tumour: bins used",
-                f"{tumor['bins_used']:,}",
+                f"{tumor.bins_used:,}",
                 limits.expectation(f"{limits.warn:,.0f} at 1 Mb"),
                 # Bins finer than 1 Mb are more numerous: the floor is stated for 1 Mb bins.
-                limits.status(tumor["bins_used"]) if tumor["bin_size"] >= 1e6 else PASS,
+                limits.status(tumor.bins_used) if tumor.bin_size >= 1e6 else PASS,
             )
         )
         limits = TUMOR_NOISE_SCALE_LIMITS
         rows.append(
             (
                 "tumour: noise scale",
-                f"{tumor['noise_scale']:.4f}",
+                f"{tumor.noise_scale:.4f}",
                 limits.expectation(f"{limits.warn:g}"),
-                limits.status(tumor["noise_scale"]),
+                limits.status(tumor.noise_scale),
             )
         )
-    viral = entry.results.get("viral")
     if viral:
         # The size ratio matters only when the amount of viral DNA leaves the call open: a sample negative on
         # the amount alone (no viral fragments, say) has nothing to warn about.
-        if viral["size"]["evaluable"]:
+        if viral.size_evaluable:
             rows.append(("viral size ratio evaluable", "yes", "yes, or not needed", PASS))
-        elif viral["screen"]["result"] == "negative":
+        elif viral.screen_result == NEGATIVE:
             rows.append(
                 (
                     "viral size ratio evaluable",
@@ -1173,23 +1192,23 @@ MAIN_FINDINGS = ("T21", "T18", "T13", "45,X", "47,XXX", "47,XXY", "47,XYY")
 def call_rows(entry: SampleResults) -> list[list[str]]:
     """The named findings always; other autosomes only when not negative, the rest summed up in one row."""
     rows: list[list[str]] = []
-    nipt = entry.results.get("nipt")
+    nipt, _, _ = read_results(entry.results)
     if not nipt:
         return rows
     quiet = []
-    for c in nipt["calls"]:
-        if c["event"] not in MAIN_FINDINGS and c["result"] == "negative":
-            quiet.append(c["event"])
+    for c in nipt.calls:
+        if c.event not in MAIN_FINDINGS and c.result == NEGATIVE:
+            quiet.append(c.event)
             continue
-        sex_chromosome = c["event"] in MAIN_FINDINGS[3:]
+        sex_chromosome = c.event in MAIN_FINDINGS[3:]
         rows.append(
             [
-                c["event"],
-                c["result"],
-                "" if sex_chromosome else table_cell(c["z"], ".2f"),
-                table_cell(c["score"], ".3f") if sex_chromosome else table_cell(c["log_bayes_factor"], ".1f"),
-                _percent(c["minimum_fetal_fraction"]),
-                "; ".join(t for t in (c["reason"], c.get("note")) if t),
+                c.event,
+                c.result,
+                "" if sex_chromosome else table_cell(c.z, ".2f"),
+                table_cell(c.score, ".3f") if sex_chromosome else table_cell(c.log_bayes_factor, ".1f"),
+                _percent(c.minimum_fetal_fraction),
+                "; ".join(t for t in (c.reason, c.note) if t),
             ]
         )
     if quiet:
@@ -1375,21 +1394,21 @@ def table_sections(entry: SampleResults) -> list[TableSection]:
                 ],
             )
         )
-    nipt = entry.results.get("nipt")
-    if nipt and nipt["cnvs"]:
+    nipt, tumor, viral = read_results(entry.results)
+    if nipt and nipt.copy_number_calls:
         rows = [
             [
-                c["chrom"],
-                f"{c['start']:,}",
-                f"{c['end']:,}",
-                f"{c['size'] / 1e6:.2f}",
-                c["type"],
-                c["origin"],
-                f"{c['copy_ratio']:.3f}",
-                f"{c['z']:.1f}",
-                c["syndrome"] or "",
+                c.chrom,
+                f"{c.start:,}",
+                f"{c.end:,}",
+                f"{c.size / 1e6:.2f}",
+                c.kind,
+                c.origin,
+                f"{c.copy_ratio:.3f}",
+                f"{c.z:.1f}",
+                c.syndrome or "",
             ]
-            for c in nipt["cnvs"]
+            for c in nipt.copy_number_calls
         ]
         sections.append(
             TableSection(
@@ -1399,55 +1418,43 @@ def table_sections(entry: SampleResults) -> list[TableSection]:
                 rows,
             )
         )
-    viral = entry.results.get("viral")
     if viral:
-        size = viral["size"]
+        low, high = viral.viral_fragments_interval
+        ratio_low, ratio_high = viral.size_ratio_interval if viral.size_evaluable else (0.0, 0.0)
         rows = [
-            ["result", viral["screen"]["result"]],
-            [
-                "fragments on " + viral["virus"],
-                f"{viral['fragments']['unique']} ({viral['fragments']['low']:.1f}-{viral['fragments']['high']:.1f})",
-            ],
-            ["per million mapped", f"{viral['per_million']['value']:.3f}"],
+            ["result", viral.screen_result],
+            ["fragments on " + viral.virus, f"{viral.viral_fragments} ({low:.1f}-{high:.1f})"],
+            ["per million mapped", f"{viral.per_million:.3f}"],
             [
                 "size ratio (80-110 bp)",
-                "not evaluable: " + (size["reason"] or "")
-                if not size["evaluable"]
-                else f"{size['ratio']:.2f} ({size['low']:.2f}-{size['high']:.2f})",
+                "not evaluable: " + (viral.size_reason or "")
+                if not viral.size_evaluable
+                else f"{viral.size_ratio:.2f} ({ratio_low:.2f}-{ratio_high:.2f})",
             ],
         ]
         sections.append(TableSection("ebv", "EBV screen", ["measure", "value"], rows))
-    tumor = entry.results.get("tumor")
     if tumor:
+        low, high = tumor.interval
         rows = [
             [
                 "tumour fraction",
-                f"{_percent(tumor['tumor_fraction'])} (95 % interval {_percent(tumor['tumor_fraction_low'])} to "
-                f"{_percent(tumor['tumor_fraction_high'])})",
+                f"{_percent(tumor.tumor_fraction)} (95 % interval {_percent(low)} to {_percent(high)})",
             ],
-            ["detected", "yes" if tumor["tumor_detected"] else "no"],
-            ["ploidy", f"{tumor['ploidy']:.2f}"],
-            ["CNA score", str(tumor["cna_score"])],
-            ["altered segments", str(sum(s["event"] != "neutral" for s in tumor["segments"]))],
+            ["detected", "yes" if tumor.detected else "no"],
+            ["ploidy", f"{tumor.ploidy:.2f}"],
+            ["CNA score", str(tumor.cna_score)],
+            ["altered segments", str(len(tumor.altered_segments))],
         ]
-        if tumor.get("sex"):
+        if tumor.sex:
+            share = tumor.chrY_read_share
             rows.append(
-                [
-                    "sex (chrY reads)",
-                    f"{tumor['sex']}"
-                    + (
-                        f" ({100 * tumor['chrY_read_share']:.3f} % of reads)"
-                        if tumor.get("chrY_read_share") is not None
-                        else ""
-                    ),
-                ]
+                ["sex (chrY reads)", tumor.sex + (f" ({100 * share:.3f} % of reads)" if share is not None else "")]
             )
-        for solution in tumor.get("solutions", []):
+        for solution in tumor.solutions:
             rows.append(
                 [
-                    f"solution: baseline {solution['baseline_copy_number']}"
-                    + (" (chosen)" if solution.get("chosen") else ""),
-                    f"tumour fraction {_percent(solution['tumor_fraction'])}, posterior {_percent(solution['probability'])}",
+                    f"solution: baseline {solution.baseline_copy_number}" + (" (chosen)" if solution.chosen else ""),
+                    f"tumour fraction {_percent(solution.tumor_fraction)}, posterior {_percent(solution.probability)}",
                 ]
             )
         sections.append(TableSection("tumour", "Tumour fraction", ["measure", "value"], rows))
@@ -1531,24 +1538,19 @@ def method_paragraphs(entry: SampleResults) -> list[str]:
             "variants or tumours and balanced rearrangements can give results that differ from the fetus; "
             "a high-risk result must be confirmed by diagnostic testing (amniocentesis or CVS) before any decision."
         )
-    tumor = entry.results.get("tumor")
+    _, tumor, viral = read_results(entry.results)
     if tumor:
-        panel = tumor.get("panel_of_normals") or {}
+        donors = tumor.panel_donors
         paragraphs.append(
-            f"Tumour fraction: {tumor['bins_used']:,} bins of {tumor['bin_size'] / 1e6:g} Mb"
-            + (
-                f" against a panel of {panel['samples']} healthy donors"
-                if panel.get("samples")
-                else " without a panel of normals"
-            )
+            f"Tumour fraction: {tumor.bins_used:,} bins of {tumor.bin_size / 1e6:g} Mb"
+            + (f" against a panel of {donors} healthy donors" if donors else " without a panel of normals")
             + "; copy number by a hidden Markov model over tumour fraction and ploidy. The 95 % interval spans the solutions by "
             "their posterior. Tumour DNA without copy-number changes, and tumour fractions below about "
-            f"{_percent(tumor['tumor_fraction_high'] if not tumor['tumor_detected'] else 0.03)}, are not seen."
+            f"{_percent(tumor.interval[1] if not tumor.detected else 0.03)}, are not seen."
         )
-    viral = entry.results.get("viral")
     if viral:
         paragraphs.append(
-            f"EBV screen: fragments on {viral['virus']} counted among {viral['fragments']['total_mapped']:,} mapped fragments, "
+            f"EBV screen: fragments on {viral.virus} counted among {viral.mapped_fragments:,} mapped fragments, "
             "with the share of 80-110 bp viral fragments against the host's. A screening result: a positive needs "
             "follow-up (retest, endoscopy), a negative does not exclude nasopharyngeal carcinoma."
         )

@@ -30,6 +30,7 @@ class Call:
     score: float | None  # a sex-chromosome karyotype's posterior
     reason: str | None  # why no call was made
     note: str | None
+    minimum_fetal_fraction: float | None  # the lowest fetal fraction at which this test sees the finding
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Call:
@@ -41,6 +42,7 @@ class Call:
             data.get("score"),
             data.get("reason"),
             data.get("note"),
+            data.get("minimum_fetal_fraction"),
         )
 
 
@@ -57,6 +59,8 @@ class CopyNumberCall:
     z: float
     origin: str  # fetal, maternal or uncertain
     syndrome: str | None
+    log2_ratio: float
+    bins: int
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CopyNumberCall:
@@ -70,6 +74,83 @@ class CopyNumberCall:
             float(data["z"]),
             str(data["origin"]),
             data.get("syndrome"),
+            float(data["log2_ratio"]),
+            int(data["bins"]),
+        )
+
+
+@dataclass(frozen=True)
+class TumorSegment:
+    """A run of bins in one copy-number state, from `tumor`'s HMM path."""
+
+    chrom: str
+    start: int
+    end: int
+    bins: int
+    log2_ratio: float
+    copy_number: float  # the tumour's copy number
+    subclonal: bool
+    event: str  # gain, loss or neutral, against the tumour's baseline
+
+    @property
+    def altered(self) -> bool:
+        return self.event != "neutral"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TumorSegment:
+        return cls(
+            str(data["chrom"]),
+            int(data["start"]),
+            int(data["end"]),
+            int(data["bins"]),
+            float(data["log2_ratio"]),
+            float(data["copy_number"]),
+            bool(data["subclonal"]),
+            str(data["event"]),
+        )
+
+
+@dataclass(frozen=True)
+class TumorSolution:
+    """One reading of a tumour's profile (a baseline copy number) with its posterior, as ichorCNA lists its solutions."""
+
+    baseline_copy_number: int
+    tumor_fraction: float
+    probability: float
+    chosen: bool
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TumorSolution:
+        return cls(
+            int(data["baseline_copy_number"]),
+            float(data["tumor_fraction"]),
+            float(data["probability"]),
+            bool(data.get("chosen")),
+        )
+
+
+@dataclass(frozen=True)
+class NiptQc:
+    """A prenatal sample's QC: status, reasons and the measures they judge (None where not measured)."""
+
+    status: str
+    reasons: tuple[str, ...]
+    counted_reads: int | None
+    bin_variance_ratio: float | None
+    chr21_cv: float | None
+    chr21_poisson_cv: float | None
+    gc_residual: float | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NiptQc:
+        return cls(
+            str(data["status"]),
+            tuple(data.get("reasons") or ()),
+            data.get("counted_reads"),
+            data.get("bin_variance_ratio"),
+            data.get("chr21_cv"),
+            data.get("chr21_poisson_cv"),
+            data.get("gc_residual"),
         )
 
 
@@ -88,13 +169,17 @@ class _Result:
 class NiptResult(_Result):
     """A prenatal test's result (`<sample>.nipt.json`)."""
 
+    @cached_property
+    def qc(self) -> NiptQc:
+        return NiptQc.from_json(self.data["qc"])
+
     @property
     def qc_status(self) -> str:
-        return str(self.data["qc"]["status"])
+        return self.qc.status
 
     @property
     def qc_reasons(self) -> list[str]:
-        return list(self.data["qc"].get("reasons", []))
+        return list(self.qc.reasons)
 
     @property
     def failed(self) -> bool:
@@ -145,9 +230,46 @@ class TumorResult(_Result):
     def ploidy(self) -> float:
         return float(self.data["ploidy"])
 
+    @cached_property
+    def segments(self) -> list[TumorSegment]:
+        return [TumorSegment.from_json(s) for s in self.data["segments"]]
+
     @property
-    def altered_segments(self) -> list[Mapping[str, Any]]:
-        return [s for s in self.data["segments"] if s["event"] != "neutral"]
+    def altered_segments(self) -> list[TumorSegment]:
+        return [s for s in self.segments if s.altered]
+
+    @property
+    def panel_donors(self) -> int | None:
+        """The healthy donors of the panel of normals it was judged against (None without one)."""
+        panel = self.data.get("panel_of_normals") or {}
+        return panel.get("samples") or None
+
+    @property
+    def bins_used(self) -> int:
+        return int(self.data["bins_used"])
+
+    @property
+    def bin_size(self) -> int:
+        return int(self.data["bin_size"])
+
+    @property
+    def noise_scale(self) -> float:
+        """The emissions' fitted SD (natural-log copy ratio)."""
+        return float(self.data["noise_scale"])
+
+    @property
+    def sex(self) -> str | None:
+        """female or male, from the chrY reads (None where not inferred)."""
+        return self.data.get("sex") or None
+
+    @property
+    def chrY_read_share(self) -> float | None:
+        return self.data.get("chrY_read_share")
+
+    @cached_property
+    def solutions(self) -> list[TumorSolution]:
+        """The readings of a detected tumour, most probable first (none when not detected)."""
+        return [TumorSolution.from_json(s) for s in self.data.get("solutions", [])]
 
     @property
     def cna_score(self) -> int:
@@ -171,6 +293,61 @@ class ViralResult(_Result):
     @property
     def size_ratio(self) -> float | None:
         return self.data["size"]["ratio"]
+
+    @property
+    def viral_fragments(self) -> int:
+        """Unique viral fragments (outside the BamHI-W repeat with alignments)."""
+        return int(self.data["fragments"]["unique"])
+
+    @property
+    def mapped_fragments(self) -> int:
+        """All mapped fragments of the sample, the viral share's denominator."""
+        return int(self.data["fragments"]["total_mapped"])
+
+    @property
+    def log_likelihood_ratio(self) -> float | None:
+        """The screen's evidence, NPC : not NPC (amount and size added)."""
+        return self.data["screen"].get("log_likelihood_ratio")
+
+    @property
+    def model_size_ratios(self) -> tuple[float | None, float | None]:
+        """The screen model's NPC-like and carrier-like size ratios."""
+        model = self.data["screen"].get("model") or {}
+        return model.get("npc_size_ratio"), model.get("carrier_size_ratio")
+
+    @property
+    def viral_fragments_interval(self) -> tuple[float, float]:
+        """The 95 % Poisson interval of the expected viral fragments."""
+        return float(self.data["fragments"]["low"]), float(self.data["fragments"]["high"])
+
+    @property
+    def per_million(self) -> float:
+        """Viral fragments per million mapped fragments."""
+        return float(self.data["per_million"]["value"])
+
+    @property
+    def size_ratio_interval(self) -> tuple[float, float]:
+        return float(self.data["size"]["low"]), float(self.data["size"]["high"])
+
+    @property
+    def size_reason(self) -> str | None:
+        """Why the size is not evaluable."""
+        return self.data["size"].get("reason")
+
+    @property
+    def size_evaluable(self) -> bool:
+        """Whether enough viral fragments had a length to judge their sizes."""
+        return bool(self.data["size"]["evaluable"])
+
+    @property
+    def viral_size_histogram(self) -> list[int] | None:
+        """Viral fragments per length 0-600 bp (None where not kept)."""
+        return self.data["size"].get("viral_histogram_0_600")
+
+    @property
+    def host_size_histogram(self) -> list[int] | None:
+        """The host's autosomal fragments per length 0-600 bp, at the viral reads' MAPQ."""
+        return self.data["size"].get("autosomal_histogram_0_600")
 
     @property
     def virus(self) -> str:
