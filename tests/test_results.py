@@ -108,3 +108,18 @@ def test_read_results_gives_a_view_for_each_analysis_present():
     assert read_results({}) == (None, None, None)
     nipt, tumor, viral = read_results({"nipt": {"sample": "a"}, "viral": {"sample": "a"}})
     assert isinstance(nipt, NiptResult) and isinstance(viral, ViralResult) and tumor is None
+
+
+def test_fragments_view_reads_what_fragments_wrote(demo_output):
+    from plasmacount.results import FragmentsResult
+
+    for data in _written(demo_output / "fragments", ".fragments.json"):
+        view = FragmentsResult(data)
+        for name in ("fragments", "mode", "median", "mean", "share_below_150", "periodicity_amplitude"):
+            assert getattr(view.size, name) == data["size"].get(name), name
+        assert view.size.fragments and view.size.mode  # the demo's BAMs are paired-end: sizes are there
+        assert view.motif_diversity == data["end_motifs"]["diversity"]
+        assert [(m.motif, m.frequency) for m in view.top_motifs] == [
+            (m["motif"], m["frequency"]) for m in data["end_motifs"]["top"]
+        ]
+        assert view.top_motifs and view.short_long_ratio == data["short_long_ratio"]["genome"]

@@ -47,6 +47,8 @@ from plasmacount.results import (
     NO_CALL,
     POSITIVE,
     CopyNumberCall,
+    FragmentSizes,
+    FragmentsResult,
     NiptResult,
     TumorResult,
     TumorSegment,
@@ -599,23 +601,24 @@ def size_figure(
     return Figure(name, title, _svg(figure), columns, rows, caption, figure)
 
 
-def end_motif_figure(result: dict) -> Figure | None:
+def end_motif_figure(result: Mapping[str, Any]) -> Figure | None:
     """The commonest 4-mer fragment-end motifs and the motif diversity score."""
-    motifs = (result.get("end_motifs") or {}).get("top") or []
+    fragments = FragmentsResult(result)
+    motifs = fragments.top_motifs
     if not motifs:
         return None
     plt = _pyplot()
     shown = motifs[:20]
     figure, axis = plt.subplots(figsize=(6, 3.0))
-    axis.bar(range(len(shown)), [100 * m["frequency"] for m in shown], color="#1565c0")
+    axis.bar(range(len(shown)), [100 * m.frequency for m in shown], color="#1565c0")
     axis.axhline(100 / 256, color="#9e9e9e", linestyle=":", linewidth=1)
-    axis.set_xticks(range(len(shown)), [m["motif"] for m in shown], fontsize=7, rotation=90)
+    axis.set_xticks(range(len(shown)), [m.motif for m in shown], fontsize=7, rotation=90)
     axis.set_ylabel("% of fragment ends")
-    diversity = result["end_motifs"].get("diversity")
+    diversity = fragments.motif_diversity
     axis.set_title(
         f"5' end motifs (diversity score {diversity:.3f})" if diversity is not None else "5' end motifs", loc="left"
     )
-    rows = [[m["motif"], round(m["frequency"], 7)] for m in motifs]
+    rows = [[m.motif, round(m.frequency, 7)] for m in motifs]
     return Figure(
         "end_motifs",
         "End motifs",
@@ -1464,41 +1467,41 @@ def table_sections(entry: SampleResults) -> list[TableSection]:
     return sections
 
 
-def fragment_rows(result: dict) -> list[list[str]]:
+def fragment_rows(result: Mapping[str, Any]) -> list[list[str]]:
     """The fragment numbers a reader looks for first: how many, their mode and median, the short share."""
-    size = result.get("size") or {}
-    low, high = result.get("short_range") or (100, 150)
+    fragments = FragmentsResult(result)
+    size = fragments.size
+    low, high = fragments.short_range
     rows = [
-        ["fragments", "NA" if size.get("fragments") is None else f"{size['fragments']:,}"],
+        ["fragments", "NA" if size.fragments is None else f"{size.fragments:,}"],
         [
             "mode / median / mean length",
-            f"{table_cell(size.get('mode'))} / {table_cell(size.get('median'))} / "
-            f"{table_cell(size.get('mean'), '.1f')} bp",
+            f"{table_cell(size.mode)} / {table_cell(size.median)} / {table_cell(size.mean, '.1f')} bp",
         ],
-        ["share below 150 bp", _percent(size.get("share_below_150"))],
+        ["share below 150 bp", _percent(size.share_below_150)],
         [
             "share above 250 bp / 1 kb",
-            f"{_percent(size.get('share_above_250'), 2)} / {_percent(size.get('share_above_1000'), 3)}",
+            f"{_percent(size.share_above_250, 2)} / {_percent(size.share_above_1000, 3)}",
         ],
     ]
-    if size.get("periodicity_period") is not None:
+    if size.periodicity_period is not None:
         rows.append(
             [
                 "10 bp periodicity",
-                f"period {size['periodicity_period']:.1f} bp, amplitude {size['periodicity_amplitude']:.3f}",
+                f"period {size.periodicity_period:.1f} bp, amplitude {size.periodicity_amplitude:.3f}",
             ]
         )
-    ratio = result.get("short_long_ratio") or {}
-    if ratio.get("genome") is not None:
-        long_low, long_high = result.get("long_range") or (151, 220)
-        rows.append([f"short ({low}-{high} bp) / long ({long_low}-{long_high} bp)", f"{ratio['genome']:.3f}"])
-    motifs = result.get("end_motifs") or {}
-    if motifs.get("diversity") is not None:
-        ends = "" if motifs.get("ends") is None else f" ({motifs['ends']:,} ends)"
-        rows.append([f"end-motif diversity ({motifs.get('k', 4)}-mers)", f"{motifs['diversity']:.4f}{ends}"])
-    mitochondrial = result.get("mitochondrial") or {}
-    if mitochondrial.get("fraction") is not None:
-        rows.append(["mitochondrial share", _percent(mitochondrial["fraction"], 3)])
+    ratio = fragments.short_long_ratio
+    if ratio is not None:
+        long_low, long_high = fragments.long_range
+        rows.append([f"short ({low}-{high} bp) / long ({long_low}-{long_high} bp)", f"{ratio:.3f}"])
+    diversity = fragments.motif_diversity
+    if diversity is not None:
+        ends = "" if fragments.motif_ends is None else f" ({fragments.motif_ends:,} ends)"
+        rows.append([f"end-motif diversity ({fragments.motif_length}-mers)", f"{diversity:.4f}{ends}"])
+    mitochondrial = fragments.mitochondrial_fraction
+    if mitochondrial is not None:
+        rows.append(["mitochondrial share", _percent(mitochondrial, 3)])
     return rows
 
 
@@ -1884,6 +1887,38 @@ def _nipt_multiqc_row(result: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _tumor_multiqc_row(tumor: TumorResult) -> list[str]:
+    low, high = tumor.interval
+    return [
+        f"{tumor.tumor_fraction:.4f}",
+        f"{low:.4f}",
+        f"{high:.4f}",
+        f"{tumor.ploidy:.2f}",
+        str(tumor.detected).lower(),
+        str(tumor.cna_score),
+    ]
+
+
+def _viral_multiqc_row(viral: ViralResult) -> list[str]:
+    ratio = viral.size_ratio
+    return [
+        viral.virus,
+        str(viral.viral_fragments),
+        f"{viral.per_million:.4f}",
+        table_cell(ratio, ".3f") if ratio is not None else "NA",
+        viral.screen_result,
+    ]
+
+
+def _fragments_multiqc_row(size: FragmentSizes) -> list[str]:
+    return [
+        table_cell(size.mode),
+        table_cell(size.median),
+        table_cell(size.share_below_150, ".4f"),
+        table_cell(size.periodicity_amplitude, ".4f"),
+    ]
+
+
 def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
     """MultiQC custom content: one table per analysis (`*_mqc.tsv`) and a QC bar graph (`*_mqc.json`)."""
     written = []
@@ -1896,35 +1931,17 @@ def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
         "tumor": (
             "plasmacount: tumour fraction",
             ["tumor_fraction", "tumor_fraction_low", "tumor_fraction_high", "ploidy", "detected", "cna_score"],
-            lambda r: [
-                f"{r['tumor_fraction']:.4f}",
-                f"{r['tumor_fraction_low']:.4f}",
-                f"{r['tumor_fraction_high']:.4f}",
-                f"{r['ploidy']:.2f}",
-                str(r["tumor_detected"]).lower(),
-                str(r["cna_score"]),
-            ],
+            lambda r: _tumor_multiqc_row(TumorResult(r)),
         ),
         "viral": (
             "plasmacount: viral DNA",
             ["virus", "fragments", "per_million", "size_ratio", "screen"],
-            lambda r: [
-                r["virus"],
-                str(r["fragments"]["unique"]),
-                f"{r['per_million']['value']:.4f}",
-                table_cell(r["size"]["ratio"], ".3f") if r["size"]["ratio"] is not None else "NA",
-                r["screen"]["result"],
-            ],
+            lambda r: _viral_multiqc_row(ViralResult(r)),
         ),
         "fragments": (
             "plasmacount: fragment sizes",
             ["mode_bp", "median_bp", "share_below_150", "periodicity_amplitude"],
-            lambda r: [
-                table_cell(r["size"].get("mode")),
-                table_cell(r["size"].get("median")),
-                table_cell(r["size"].get("share_below_150"), ".4f"),
-                table_cell(r["size"].get("periodicity_amplitude"), ".4f"),
-            ],
+            lambda r: _fragments_multiqc_row(FragmentsResult(r).size),
         ),
     }
     for analysis, (section, columns, row_of) in tables.items():
@@ -1942,11 +1959,8 @@ def write_multiqc(samples: list[SampleResults], output: Path) -> list[Path]:
             for entry in having:
                 stream.write(entry.sample + "\t" + "\t".join(str(v) for v in row_of(entry.results[analysis])) + "\n")
         written.append(path)
-    counted = {
-        entry.sample: {"counted": entry.results["nipt"]["qc"]["counted_reads"]}
-        for entry in samples
-        if "nipt" in entry.results and entry.results["nipt"]["qc"].get("counted_reads") is not None
-    }
+    prenatal = [(entry.sample, NiptResult(entry.results["nipt"]).qc) for entry in samples if "nipt" in entry.results]
+    counted = {sample: {"counted": qc.counted_reads} for sample, qc in prenatal if qc.counted_reads is not None}
     if counted:
         path = output / "plasmacount_counts_mqc.json"
         document = {

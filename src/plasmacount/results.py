@@ -1,6 +1,6 @@
 """Reading views of analysis results: what a written result JSON says, read in one place.
 
-The analyses (`nipt`, `tumor`, `viral`) write plain JSON, and the report, the review app, the
+The analyses (`nipt`, `tumor`, `viral`, `fragments`) write plain JSON, and the report, the review app, the
 demo and the CLI all read it back. They read it through these frozen views, so each question
 ("which calls are positive?", "did QC fail?", "what fetal fraction?") has one answer and a
 field renamed in a writer is renamed here once. A view wraps the mapping it was read from
@@ -353,6 +353,94 @@ class ViralResult(_Result):
     def virus(self) -> str:
         """The viral contig screened (chrEBV for the EBV screen)."""
         return str(self.data["virus"])
+
+
+@dataclass(frozen=True)
+class FragmentSizes:
+    """A sample's fragment-size statistics as written (each None where there were no lengths)."""
+
+    fragments: int | None
+    mode: int | None
+    median: float | None
+    mean: float | None
+    share_below_150: float | None
+    share_above_250: float | None
+    share_above_1000: float | None
+    periodicity_period: float | None
+    periodicity_amplitude: float | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> FragmentSizes:
+        data = data or {}
+        return cls(
+            data.get("fragments"),
+            data.get("mode"),
+            data.get("median"),
+            data.get("mean"),
+            data.get("share_below_150"),
+            data.get("share_above_250"),
+            data.get("share_above_1000"),
+            data.get("periodicity_period"),
+            data.get("periodicity_amplitude"),
+        )
+
+
+@dataclass(frozen=True)
+class EndMotif:
+    """A fragment-end k-mer and its share of all ends."""
+
+    motif: str
+    frequency: float
+
+
+@dataclass(frozen=True)
+class FragmentsResult(_Result):
+    """A fragmentomics result (`<sample>.fragments.json`)."""
+
+    @cached_property
+    def size(self) -> FragmentSizes:
+        return FragmentSizes.from_json(self.data.get("size"))
+
+    @property
+    def short_range(self) -> tuple[int, int]:
+        low, high = self.data.get("short_range") or (100, 150)
+        return int(low), int(high)
+
+    @property
+    def long_range(self) -> tuple[int, int]:
+        low, high = self.data.get("long_range") or (151, 220)
+        return int(low), int(high)
+
+    @property
+    def short_long_ratio(self) -> float | None:
+        """Short over long fragments, genome-wide."""
+        return (self.data.get("short_long_ratio") or {}).get("genome")
+
+    @property
+    def _motifs(self) -> Mapping[str, Any]:
+        return self.data.get("end_motifs") or {}
+
+    @property
+    def motif_diversity(self) -> float | None:
+        """The end motifs' diversity score (normalised Shannon entropy)."""
+        return self._motifs.get("diversity")
+
+    @property
+    def motif_ends(self) -> int | None:
+        return self._motifs.get("ends")
+
+    @property
+    def motif_length(self) -> int:
+        return int(self._motifs.get("k", 4))
+
+    @property
+    def top_motifs(self) -> list[EndMotif]:
+        """The commonest end motifs, commonest first."""
+        return [EndMotif(str(m["motif"]), float(m["frequency"])) for m in self._motifs.get("top") or []]
+
+    @property
+    def mitochondrial_fraction(self) -> float | None:
+        return (self.data.get("mitochondrial") or {}).get("fraction")
 
 
 def read_results(results: Mapping[str, Any]) -> tuple[NiptResult | None, TumorResult | None, ViralResult | None]:
