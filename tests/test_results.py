@@ -123,3 +123,27 @@ def test_fragments_view_reads_what_fragments_wrote(demo_output):
             (m["motif"], m["frequency"]) for m in data["end_motifs"]["top"]
         ]
         assert view.top_motifs and view.short_long_ratio == data["short_long_ratio"]["genome"]
+
+
+def test_chromosome_arm_and_sex_chromosome_views(demo_output):
+    from plasmacount.genome import name_key
+
+    doses_seen = 0
+    for data in _written(demo_output / "nipt", ".nipt.json"):
+        view = NiptResult(data)
+        assert list(view.chromosomes) == list(data.get("chromosomes") or {})
+        for name, score in view.chromosomes.items():
+            assert (score.z, score.ratio) == (data["chromosomes"][name]["z"], data["chromosomes"][name]["ratio"])
+            assert view.z_of(name_key(name)) == score.z
+        doses = view.sex_chromosome_doses
+        if doses is not None:
+            doses_seen += 1
+            assert doses.x_change == data["sex_chromosomes"]["x_change"]
+            assert doses.y_sd == data["sex_chromosomes"]["y_sd"]
+    assert doses_seen > 0
+    for data in _written(demo_output / "tumor", ".tumor.json"):
+        arms = TumorResult(data).arms
+        assert arms and list(arms) == list(data["arms"])
+        assert all(
+            arm.z == data["arms"][name]["z"] and arm.bins == data["arms"][name]["bins"] for name, arm in arms.items()
+        )

@@ -388,10 +388,11 @@ def z_figure(result: dict) -> Figure:
     axis is set by the autosomes: chrX and chrY of a boy lie tens of z from a reference of mostly
     girls' X doses by nature, so their bars are cut at the axis and labelled with their value."""
     plt = _pyplot()
-    chromosomes = sorted(result["chromosomes"].items(), key=lambda item: _chromosome_order(item[0]))
-    positives = {c.event for c in NiptResult(result).calls_with(POSITIVE)}
+    nipt = NiptResult(result)
+    chromosomes = sorted(nipt.chromosomes.items(), key=lambda item: _chromosome_order(item[0]))
+    positives = {c.event for c in nipt.calls_with(POSITIVE)}
     names = [name for name, _ in chromosomes]
-    z = [0.0 if values["z"] is None else float(values["z"]) for _, values in chromosomes]
+    z = [0.0 if score.z is None else float(score.z) for _, score in chromosomes]
 
     def positive(name: str) -> bool:
         key = name_key(name)
@@ -426,7 +427,7 @@ def z_figure(result: dict) -> Figure:
         loc="left",
     )
     rows = [
-        [n, table_cell(v["z"], ".6f"), table_cell(v["ratio"], ".6f"), round(d, 6), str(positive(n)).lower()]
+        [n, table_cell(v.z, ".6f"), table_cell(v.ratio, ".6f"), round(d, 6), str(positive(n)).lower()]
         for (n, v), d in zip(chromosomes, drawn)
     ]
     caption = (
@@ -446,11 +447,11 @@ def z_figure(result: dict) -> Figure:
     )
 
 
-def arm_figure(result: dict) -> Figure:
+def arm_figure(result: Mapping[str, Any]) -> Figure:
     """Chromosome-arm z-scores (Lo's genome-wide approach); the CNA score counts arms beyond |z| CNA_ARM_Z."""
     plt = _pyplot()
-    arms = sorted(result["arms"].items(), key=lambda item: (_chromosome_order(item[0][:-1]), item[0][-1]))
-    z = [0.0 if v["z"] is None else v["z"] for _, v in arms]
+    arms = sorted(TumorResult(result).arms.items(), key=lambda item: (_chromosome_order(item[0][:-1]), item[0][-1]))
+    z = [0.0 if v.z is None else v.z for _, v in arms]
     figure, axis = plt.subplots(figsize=(11, 2.8))
     axis.bar(
         range(len(z)),
@@ -464,7 +465,7 @@ def arm_figure(result: dict) -> Figure:
     axis.set_title(
         f"Chromosome-arm z-scores (CNA score {result['cna_score']}: arms beyond |z| = {CNA_ARM_Z:g})", loc="left"
     )
-    rows = [[name, v["bins"], table_cell(v["mean_log2"], ".6f"), table_cell(v["z"], ".6f")] for name, v in arms]
+    rows = [[name, v.bins, table_cell(v.mean_log2, ".6f"), table_cell(v.z, ".6f")] for name, v in arms]
     return Figure(
         "arm_z_scores",
         "Arm z-scores",
@@ -522,11 +523,12 @@ KARYOTYPE_UNITS = {
 }
 
 
-def sex_chromosome_figure(result: dict) -> Figure | None:
+def sex_chromosome_figure(result: Mapping[str, Any]) -> Figure | None:
     """The X-vs-Y dosage plane: the sample with its 95 % ellipse and where each karyotype falls at its fetal fraction."""
-    sexes = result.get("sex_chromosomes")
-    ff = NiptResult(result).fetal_fraction
-    if not sexes or sexes.get("x_change") is None or sexes.get("y_fetal_fraction") is None:
+    nipt = NiptResult(result)
+    sexes = nipt.sex_chromosome_doses
+    ff = nipt.fetal_fraction
+    if sexes is None:
         return None
     plt = _pyplot()
     from matplotlib.patches import Ellipse
@@ -540,18 +542,18 @@ def sex_chromosome_figure(result: dict) -> Figure | None:
         axis.plot(x, y, "s", color="#9e9e9e", markersize=7)
         axis.annotate(karyotype, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8, color="#616161")
         rows.append([f"expected {karyotype}", round(x, 4), round(y, 4), "", ""])
-    x, y = 100 * sexes["x_change"], 100 * sexes["y_fetal_fraction"]
+    x, y = 100 * sexes.x_change, 100 * sexes.y_fetal_fraction
     axis.add_patch(
-        Ellipse((x, y), 2 * 1.96 * 100 * sexes["x_sd"], 2 * 1.96 * 100 * sexes["y_sd"], fill=False, color="#c62828")
+        Ellipse((x, y), 2 * 1.96 * 100 * sexes.x_sd, 2 * 1.96 * 100 * sexes.y_sd, fill=False, color="#c62828")
     )
     axis.plot(x, y, "o", color="#c62828")
-    axis.annotate(result["sample"], (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8, color="#c62828")
-    rows.append(["sample", round(x, 4), round(y, 4), round(100 * sexes["x_sd"], 4), round(100 * sexes["y_sd"], 4)])
+    axis.annotate(nipt.sample, (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8, color="#c62828")
+    rows.append(["sample", round(x, 4), round(y, 4), round(100 * sexes.x_sd, 4), round(100 * sexes.y_sd, 4)])
     axis.axhline(0, color="#dddddd", linewidth=0.8)
     axis.axvline(0, color="#dddddd", linewidth=0.8)
     axis.set_xlabel("chrX dosage change (%)")
     axis.set_ylabel("chrY dose (fetal-fraction units, %)")
-    axis.set_title(f"Sex chromosomes: best fit {sexes.get('best_karyotype') or 'none'}", loc="left")
+    axis.set_title(f"Sex chromosomes: best fit {sexes.best_karyotype or 'none'}", loc="left")
     caption = "Grey squares: where each fetal karyotype falls at this sample's fetal fraction. Red: the sample with its 95 % ellipse."
     return Figure(
         "sex_chromosomes",
@@ -632,19 +634,18 @@ def end_motif_figure(result: Mapping[str, Any]) -> Figure | None:
 
 def batch_strip_figure(samples: list[SampleResults]) -> Figure | None:
     """z-scores of chr13, chr18, chr21 and chrX across the batch; positive calls in red."""
-    tested = [s for s in samples if "nipt" in s.results and s.results["nipt"]["chromosomes"]]
+    tested = [(s.sample, NiptResult(s.results["nipt"])) for s in samples if "nipt" in s.results]
+    tested = [(sample, nipt) for sample, nipt in tested if nipt.chromosomes]
     if not tested:
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(8, 3.2))
     rows = []
     for column, key in enumerate(["13", "18", "21", "X"]):
-        for i, s in enumerate(tested):
-            result = s.results["nipt"]
-            nipt = NiptResult(result)
+        for i, (sample, nipt) in enumerate(tested):
             if key == "X" and nipt.fetal_sex != "female":
                 continue  # a male pregnancy's chrX is low by design; its sex chromosomes are judged on the X-Y plane
-            z = next((v["z"] for n, v in result["chromosomes"].items() if name_key(n) == key), None)
+            z = nipt.z_of(key)
             if z is None:
                 continue
             event = "45,X" if key == "X" else f"T{key}"
@@ -653,7 +654,7 @@ def batch_strip_figure(samples: list[SampleResults]) -> Figure | None:
             axis.plot(
                 column + jitter, z, "o", color=COLOURS["fail"] if positive else "#546e7a", markersize=5, alpha=0.85
             )
-            rows.append([s.sample, f"chr{key}", round(z, 4), str(positive).lower()])
+            rows.append([sample, f"chr{key}", round(z, 4), str(positive).lower()])
     for line in (-TRISOMY_Z, TRISOMY_Z):
         axis.axhline(line, color=COLOURS["warn"], linestyle="--", linewidth=1)
     axis.set_xticks(range(4), ["chr13", "chr18", "chr21", "chrX"])
@@ -711,16 +712,9 @@ def batch_qc_figure(samples: list[SampleResults]) -> Figure | None:
     """Counted fragments per sample, coloured by QC status."""
     entries = []
     for s in samples:
-        result = s.results.get("nipt")
-        if result and result["qc"].get("counted_reads") is not None:
-            entries.append(
-                (
-                    s.sample,
-                    result["qc"]["counted_reads"],
-                    result["qc"]["status"],
-                    result["qc"].get("bin_variance_ratio"),
-                )
-            )
+        qc = NiptResult(s.results["nipt"]).qc if "nipt" in s.results else None
+        if qc is not None and qc.counted_reads is not None:
+            entries.append((s.sample, qc.counted_reads, qc.status, qc.bin_variance_ratio))
     if not entries:
         return None
     plt = _pyplot()

@@ -130,6 +130,34 @@ class TumorSolution:
 
 
 @dataclass(frozen=True)
+class ChromosomeScore:
+    """One chromosome's z-score and ratio against the reference, as written (None where not finite)."""
+
+    z: float | None
+    ratio: float | None
+
+
+@dataclass(frozen=True)
+class ArmScore:
+    """One chromosome arm's mean log2 ratio and z-score (Lo's genome-wide approach)."""
+
+    bins: int
+    mean_log2: float | None
+    z: float | None
+
+
+@dataclass(frozen=True)
+class SexChromosomeDoses:
+    """The X dosage change and the chrY dose as a fetal fraction, each with its SD."""
+
+    x_change: float
+    x_sd: float
+    y_fetal_fraction: float
+    y_sd: float
+    best_karyotype: str | None  # the karyotype of the highest posterior
+
+
+@dataclass(frozen=True)
 class NiptQc:
     """A prenatal sample's QC: status, reasons and the measures they judge (None where not measured)."""
 
@@ -208,6 +236,30 @@ class NiptResult(_Result):
     def copy_number_calls(self) -> list[CopyNumberCall]:
         return [CopyNumberCall.from_json(c) for c in self.data["cnvs"]]
 
+    @cached_property
+    def chromosomes(self) -> dict[str, ChromosomeScore]:
+        """Each chromosome's score by its name, in the order written (empty for a failed sample)."""
+        return {
+            name: ChromosomeScore(values.get("z"), values.get("ratio"))
+            for name, values in (self.data.get("chromosomes") or {}).items()
+        }
+
+    def z_of(self, key: str) -> float | None:
+        """The z of the chromosome whose key (genome.name_key) is `key`, if scored."""
+        from plasmacount.genome import name_key
+
+        return next((score.z for name, score in self.chromosomes.items() if name_key(name) == key), None)
+
+    @property
+    def sex_chromosome_doses(self) -> SexChromosomeDoses | None:
+        """The X dosage and chrY dose the karyotypes are judged on (None where either is unknown)."""
+        sexes = self.data.get("sex_chromosomes") or {}
+        if sexes.get("x_change") is None or sexes.get("y_fetal_fraction") is None:
+            return None
+        return SexChromosomeDoses(
+            sexes["x_change"], sexes["x_sd"], sexes["y_fetal_fraction"], sexes["y_sd"], sexes.get("best_karyotype")
+        )
+
 
 @dataclass(frozen=True)
 class TumorResult(_Result):
@@ -237,6 +289,14 @@ class TumorResult(_Result):
     @property
     def altered_segments(self) -> list[TumorSegment]:
         return [s for s in self.segments if s.altered]
+
+    @cached_property
+    def arms(self) -> dict[str, ArmScore]:
+        """Each arm's score by its name ('1p'), in the order written."""
+        return {
+            name: ArmScore(int(values["bins"]), values.get("mean_log2"), values.get("z"))
+            for name, values in (self.data.get("arms") or {}).items()
+        }
 
     @property
     def panel_donors(self) -> int | None:
