@@ -631,11 +631,12 @@ def analyse_batch(
         check_unique_samples([sample_name_from_path(source) for source in sources])
         Path(output).mkdir(parents=True, exist_ok=True)
     sites = list(options.sites) if options.sites is not None else None
+    if options.intervals_only and not sites:
+        raise UsageError("reading the sites alone needs sites (--intervals BED)")
     results = []
     for i, source in enumerate(sources):
         if options.intervals_only:
-            if not sites:
-                raise UsageError("reading the sites alone needs sites (--intervals BED)")
+            assert sites  # checked above, before any input is read
             results.append(
                 analyse_intervals(
                     source, sites, options.fasta, options.counting, options.motif_length, options.interval_features
